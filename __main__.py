@@ -1,0 +1,22 @@
+"""cephkvm: read the stack config, validate it, build the cluster, export its outputs."""
+import os
+
+import pulumi
+from pulumi.runtime.config import CONFIG
+
+from components.config import NAMESPACE, ConfigError, load
+from components.node import PreparedNode
+
+
+def raw_config() -> dict:
+    prefix = NAMESPACE + ":"
+    return {k[len(prefix):]: v for k, v in CONFIG.get().items() if k.startswith(prefix)}
+
+
+try:
+    stack = load(raw_config(), os.path.dirname(os.path.abspath(__file__)))
+except ConfigError as err:
+    raise pulumi.RunError(str(err)) from None
+
+nodes = {node.name: PreparedNode(node, stack) for node in stack.nodes}
+pulumi.export("nodes", {name: prepared.summary() for name, prepared in nodes.items()})

@@ -1,0 +1,78 @@
+"""What every dynamic provider shares: normalising engine values, the replace/update
+delta, building a node Session from props, and waiting."""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from pulumi.dynamic import CheckFailure, DiffResult
+
+from providers.transport import Host, Session
+
+# Fields of a node's `connection` input (see components/config.py).
+CONNECTION_FIELDS = ("name", "address", "port", "user", "key_file", "host_key", "known_hosts",
+                     "trust_on_first_use")
+
+
+def normalize(value: Any) -> Any:
+    """The engine hands numbers back as floats and drops None values: undo the first."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: normalize(v) for k, v in value.items() if not k.startswith("__")}
+    if isinstance(value, list):
+        return [normalize(v) for v in value]
+    return value
+
+
+def delta(old: dict, new: dict, fields: tuple) -> list[str]:
+    """Names of the fields whose value differs between old outputs and new inputs."""
+    old, new = normalize(old), normalize(new)
+    return [f for f in fields if old.get(f) != new.get(f)]
+
+
+def diff_result(old: dict, new: dict, *, replaces: tuple, updates: tuple,
+                delete_before_replace: bool = False) -> DiffResult:
+    """The one place a provider's replace table turns into a DiffResult."""
+    replaced = delta(old, new, replaces)
+    changed = replaced + delta(old, new, updates)
+    return DiffResult(
+        changes=bool(changed), replaces=replaced, stables=[],
+        delete_before_replace=delete_before_replace and bool(replaced),
+    )
+
+
+def session(props: dict) -> Session:
+    """A Session for the node described by props['connection'] (+ optional secret key)."""
+    conn = normalize(props["connection"])
+    host = Host(**{k: conn[k] for k in CONNECTION_FIELDS if conn.get(k) is not None})
+    return Session(host, private_key=props.get("ssh_private_key") or None)
+
+
+def check_connection(conn: Any, path: str = "connection") -> list[CheckFailure]:
+    failures = []
+    if not isinstance(conn, dict):
+        return [CheckFailure(path, "must be a mapping with name and address")]
+    for key in ("name", "address"):
+        if not conn.get(key):
+            failures.append(CheckFailure(f"{path}.{key}", f"{key} is required"))
+    if conn.get("host_key") is None and not (conn.get("trust_on_first_use")
+                                             and conn.get("known_hosts")):
+        failures.append(CheckFailure(
+            f"{path}.host_key", "pin the node's SSH host key, or set trust_on_first_use with a "
+            "known_hosts file"))
+    return failures
+
+
+def wait_until(probe: Callable[[], Any], *, timeout: float, interval: float = 1.0,
+               what: str) -> Any:
+    """Call probe until it returns a truthy value; on timeout say what we waited for and
+    what the probe last said."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if last:
+            return last
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")

@@ -1,0 +1,78 @@
+"""Node: one server as the rest of the stack sees it.
+
+Creating a Node changes nothing on the host: it verifies the host key, and reports facts
+(hostname, init system, whether KVM acceleration is available, the virt type to use).
+Its `host_key` output is what other resources (pulumi_command) pin.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+from pulumi.dynamic import CheckResult, CreateResult, ReadResult, ResourceProvider, UpdateResult
+
+from providers import base, facts
+
+VIRT_TYPES = ("auto", "kvm", "qemu")
+
+# --- input schema -----------------------------------------------------------------------
+# node            str   the node's name in the stack
+# connection      dict  see base.CONNECTION_FIELDS
+# ssh_private_key str?  secret; otherwise connection.key_file is used
+# virt_type       str   auto | kvm | qemu
+
+REPLACES = ("node",)
+UPDATES = ("connection", "virt_type")
+
+
+class NodeProvider(ResourceProvider):
+    def check(self, _olds, news):
+        news = base.normalize(news)
+        failures = base.check_connection(news.get("connection"))
+        if news.get("virt_type", "auto") not in VIRT_TYPES:
+            failures.append(pulumi.dynamic.CheckFailure(
+                "virt_type", f"virt_type must be one of {', '.join(VIRT_TYPES)}"))
+        news.setdefault("virt_type", "auto")
+        return CheckResult(news, failures)
+
+    def diff(self, _id, olds, news):
+        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES)
+
+    def create(self, props):
+        props = base.normalize(props)
+        return CreateResult(props["node"], {**props, **_observe(props)})
+
+    def read(self, id_, props):
+        props = base.normalize(props)
+        return ReadResult(id_, {**props, **_observe(props)})
+
+    def update(self, _id, _olds, news):
+        news = base.normalize(news)
+        return UpdateResult({**news, **_observe(news)})
+
+    def delete(self, _id, _props):
+        """Nothing on the host belongs to a Node."""
+
+
+def _observe(props: dict) -> dict:
+    node = base.session(props)
+    found = facts.parse_node_facts(node.run(facts.node_facts_argv()).stdout)
+    wanted = props.get("virt_type", "auto")
+    if wanted == "auto":
+        wanted = "kvm" if found["kvm_available"] else "qemu"
+    return {**found, "virt_type_effective": wanted, "host_key": node.host_key()}
+
+
+class Node(pulumi.dynamic.Resource, module="cephkvm", name="Node"):
+    hostname: pulumi.Output[str]
+    init: pulumi.Output[str]
+    kvm_available: pulumi.Output[bool]
+    virt_type_effective: pulumi.Output[str]
+    host_key: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
+        outputs = {k: None for k in ("hostname", "arch", "os", "init", "kvm_available",
+                                     "virt_type_effective", "host_key")}
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["ssh_private_key"]))
+        super().__init__(NodeProvider(), name, {**outputs, **props}, opts)

@@ -1,0 +1,130 @@
+"""NodePrep: the packages a node needs and the daemons that must run on it.
+
+Installs only the missing packages (apt-get) and starts only what is not running, through
+systemd where the node runs it and directly otherwise. Delete stops only the daemons this
+resource started; packages stay, because removing them could take away what the operator
+relies on.
+"""
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
+    ResourceProvider, UpdateResult
+
+from providers import base, facts, services
+
+KNOWN = {"virtlogd": services.VIRTLOGD, "libvirtd": services.LIBVIRTD}
+
+# --- input schema -----------------------------------------------------------------------
+# node        str         the node's name
+# connection  dict        see base.CONNECTION_FIELDS
+# packages    list[str]   Debian packages that must be installed
+# daemons     list[str]   names from KNOWN, started in this order
+# outputs: installed (packages this resource installed), started (daemons it started),
+#          running
+
+REPLACES = ("node",)
+UPDATES = ("packages", "daemons", "connection")
+PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+
+
+class NodePrepProvider(ResourceProvider):
+    def check(self, _olds, news):
+        news = base.normalize(news)
+        failures = base.check_connection(news.get("connection"))
+        for i, name in enumerate(news.get("daemons") or []):
+            if name not in KNOWN:
+                failures.append(CheckFailure(
+                    f"daemons[{i}]", f"unknown daemon {name!r}; known: {', '.join(KNOWN)}"))
+        for i, name in enumerate(news.get("packages") or []):
+            if not PACKAGE_NAME.match(str(name)):
+                failures.append(CheckFailure(f"packages[{i}]", f"{name!r} is not a package name"))
+        return CheckResult(news, failures)
+
+    def diff(self, _id, olds, news):
+        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES)
+
+    def create(self, props):
+        props = base.normalize(props)
+        installed = _install(props)
+        started = _ensure(props, props["daemons"])
+        return CreateResult(props["node"], {**props, "installed": installed, "started": started,
+                                            "running": props["daemons"]})
+
+    def read(self, id_, props):
+        props = base.normalize(props)
+        node = base.session(props)
+        systemd = services.has_systemd(node)
+        running = [d for d in props.get("daemons", [])
+                   if services.is_running(node, KNOWN[d], systemd)]
+        missing = set(_missing(node, props.get("packages", [])))
+        present = [p for p in props.get("packages", []) if p not in missing]
+        # Report what is really there, so refresh shows drift and the next up repairs it.
+        return ReadResult(id_, {**props, "packages": present, "daemons": running,
+                                "running": running})
+
+    def update(self, _id, olds, news):
+        olds, news = base.normalize(olds), base.normalize(news)
+        installed = olds.get("installed", []) + _install(news)
+        started = [d for d in olds.get("started", []) if d in news["daemons"]]
+        started += [d for d in _ensure(news, news["daemons"]) if d not in started]
+        dropped = [d for d in olds.get("started", []) if d not in news["daemons"]]
+        _stop(news, dropped)
+        return UpdateResult({**news, "installed": installed, "started": started,
+                             "running": news["daemons"]})
+
+    def delete(self, _id, props):
+        props = base.normalize(props)
+        _stop(props, props.get("started", []))
+
+
+def _missing(node, packages: list[str]) -> list[str]:
+    if not packages:
+        return []
+    return facts.parse_lines(node.run(facts.missing_packages_argv(packages)).stdout)
+
+
+def _install(props: dict) -> list[str]:
+    """apt-get install the missing packages; return them."""
+    node = base.session(props)
+    missing = _missing(node, props.get("packages", []))
+    if missing:
+        node.run(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y",
+                  "--no-install-recommends", *missing], change=True, timeout=1800)
+    return missing
+
+
+def _ensure(props: dict, daemons: list[str]) -> list[str]:
+    """Start each daemon that is not running; return the ones started."""
+    node = base.session(props)
+    systemd = services.has_systemd(node)
+    started = []
+    for name in daemons:
+        if not services.is_running(node, KNOWN[name], systemd):
+            services.start(node, KNOWN[name], systemd)
+            base.wait_until(lambda: services.is_running(node, KNOWN[name], systemd),
+                            timeout=30, interval=0.5, what=f"{name} on {node.name}")
+            started.append(name)
+    return started
+
+
+def _stop(props: dict, daemons: list[str]) -> None:
+    if not daemons:
+        return
+    node = base.session(props)
+    systemd = services.has_systemd(node)
+    for name in reversed(daemons):
+        services.stop(node, KNOWN[name], systemd)
+
+
+class NodePrep(pulumi.dynamic.Resource, module="cephkvm", name="NodePrep"):
+    installed: pulumi.Output[list]
+    started: pulumi.Output[list]
+    running: pulumi.Output[list]
+
+    def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(NodePrepProvider(), name,
+                         {"installed": None, "started": None, "running": None, **props}, opts)

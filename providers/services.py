@@ -1,0 +1,59 @@
+"""Service manager: systemd units where systemd runs, direct daemons where it does not.
+
+Nodes without systemd (the lab, containers) share one PID namespace with other nodes, so a
+direct daemon is tracked by its pid file and never found or stopped by name.
+"""
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+
+from providers.transport import Session
+
+
+@dataclass(frozen=True)
+class Daemon:
+    """One service: its systemd unit, and how to start it directly."""
+
+    unit: str
+    argv: tuple  # direct start; must daemonize and write pid_file
+    pid_file: str
+
+
+LIBVIRTD = Daemon("libvirtd", ("/usr/sbin/libvirtd", "-d"), "/run/libvirtd.pid")
+VIRTLOGD = Daemon("virtlogd", ("/usr/sbin/virtlogd", "-d"), "/run/virtlogd.pid")
+
+
+def has_systemd(node: Session) -> bool:
+    return node.ok(["test", "-d", "/run/systemd/system"])
+
+
+def is_running(node: Session, daemon: Daemon, systemd: bool) -> bool:
+    if systemd:
+        return node.ok(["systemctl", "is-active", "--quiet", daemon.unit])
+    # The pid file must name a live process whose command is the daemon's binary.
+    script = (
+        f"pid=$(cat {shlex.quote(daemon.pid_file)} 2>/dev/null) && [ -n \"$pid\" ] && "
+        f"[ \"$(readlink /proc/$pid/exe)\" = {shlex.quote(daemon.argv[0])} ]"
+    )
+    return node.ok(["sh", "-c", script])
+
+
+def start(node: Session, daemon: Daemon, systemd: bool) -> None:
+    if systemd:
+        node.run(["systemctl", "enable", "--now", daemon.unit], change=True)
+    else:
+        node.run(list(daemon.argv), change=True)
+
+
+def stop(node: Session, daemon: Daemon, systemd: bool) -> None:
+    if systemd:
+        node.run(["systemctl", "disable", "--now", daemon.unit], change=True)
+        return
+    script = (
+        f"pid=$(cat {shlex.quote(daemon.pid_file)} 2>/dev/null) || exit 0; "
+        f"[ \"$(readlink /proc/$pid/exe)\" = {shlex.quote(daemon.argv[0])} ] || exit 0; "
+        "kill \"$pid\"; for i in $(seq 50); do kill -0 \"$pid\" 2>/dev/null || exit 0; "
+        "sleep 0.1; done; kill -9 \"$pid\""
+    )
+    node.run(["sh", "-c", script], change=True)

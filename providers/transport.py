@@ -1,0 +1,324 @@
+"""SSH transport: the only module that talks to paramiko.
+
+One connection per node per process, shared by every provider thread. Host keys are
+verified against a pinned key or a known_hosts file (recorded on first contact when the
+stack allows it). Commands are argument lists, joined with shlex; secrets are masked in
+every error text.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import os
+import select
+import shlex
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import paramiko
+
+CONNECT_TIMEOUT = 10.0
+CONNECT_ATTEMPTS = 3
+COMMAND_TIMEOUT = 600.0
+
+
+class TransportError(Exception):
+    """A node could not be reached or authenticated."""
+
+
+class HostKeyError(TransportError):
+    """A node presented a key that is not the one we trust."""
+
+
+class CommandError(Exception):
+    """A remote command failed; the text carries command, exit code and stderr (masked)."""
+
+    def __init__(self, node: str, command: str, exit_code: int, stderr: str):
+        self.node, self.command, self.exit_code, self.stderr = node, command, exit_code, stderr
+        tail = stderr.strip()[-2000:] or "(no stderr)"
+        super().__init__(f"{node}: `{command}` exited {exit_code}: {tail}")
+
+
+@dataclass(frozen=True)
+class Host:
+    """How to reach one node. Holds no secret: the private key is read from a file or
+    passed per call."""
+
+    name: str
+    address: str
+    port: int = 22
+    user: str = "root"
+    key_file: str | None = None
+    host_key: str | None = None  # pinned "ssh-ed25519 AAAA..."
+    known_hosts: str | None = None  # file checked, and written on first contact
+    trust_on_first_use: bool = False
+
+    @property
+    def key_name(self) -> str:
+        return self.address if self.port == 22 else f"[{self.address}]:{self.port}"
+
+
+@dataclass
+class Result:
+    stdout: str
+    stderr: str
+    exit_code: int
+
+
+def mask(text: str, secrets) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def command_line(host: Host, argv: list[str]) -> str:
+    """The exact shell line sent for argv; non-root users go through sudo."""
+    argv = [str(a) for a in argv]
+    if host.user != "root":
+        argv = ["sudo", "-n", "--"] + argv
+    return shlex.join(argv)
+
+
+# --- host keys --------------------------------------------------------------------------
+
+
+def parse_host_key(text: str) -> paramiko.PKey:
+    parts = text.split()
+    if len(parts) < 2:
+        raise ValueError("a host key looks like 'ssh-ed25519 AAAA...'")
+    return paramiko.PKey.from_type_string(parts[0], base64.b64decode(parts[1]))
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    return key.fingerprint  # "SHA256:..."
+
+
+class _VerifyPolicy(paramiko.MissingHostKeyPolicy):
+    """Called only when the node's key is not already trusted."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, host: Host):
+        self.host = host
+
+    def missing_host_key(self, client, hostname, key):
+        host = self.host
+        if host.host_key or not host.trust_on_first_use or not host.known_hosts:
+            raise HostKeyError(
+                f"{host.name} ({host.key_name}) offered an unknown {key.get_name()} host key "
+                f"{fingerprint(key)}. Verify it out of band, then pin it as the node's host_key "
+                f"in the stack config (or allow trust_on_first_use with a known_hosts file)."
+            )
+        with self._lock:
+            os.makedirs(os.path.dirname(os.path.abspath(host.known_hosts)), exist_ok=True)
+            with open(host.known_hosts, "a") as f:
+                f.write(f"{host.key_name} {key.get_name()} {key.get_base64()}\n")
+
+
+def _trusted_keys(client: paramiko.SSHClient, host: Host) -> None:
+    keys = client.get_host_keys()
+    if host.host_key:
+        try:
+            key = parse_host_key(host.host_key)
+        except (ValueError, paramiko.SSHException) as err:
+            raise HostKeyError(f"{host.name}: the pinned host_key cannot be parsed ({err}); "
+                               "copy it from `ssh-keyscan` without the host name") from None
+        keys.add(host.key_name, key.get_name(), key)
+    elif host.known_hosts and os.path.exists(host.known_hosts):
+        keys.load(host.known_hosts)
+
+
+def _bad_key_message(host: Host, err: paramiko.BadHostKeyException) -> str:
+    where = "its pinned host_key in the stack config" if host.host_key else host.known_hosts
+    return (
+        f"{host.name} ({host.key_name}) presented host key {fingerprint(err.key)} but "
+        f"{fingerprint(err.expected_key)} is trusted ({where}). Refusing to connect. If the "
+        f"node was reinstalled, verify the new key out of band and update {where}."
+    )
+
+
+# --- connections ------------------------------------------------------------------------
+
+
+class Pool:
+    """One paramiko client per (address, port, user), opened lazily and reused."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._clients: dict[tuple, paramiko.SSHClient] = {}
+        self._node_locks: dict[tuple, threading.Lock] = {}
+
+    def client(self, host: Host, private_key: str | None = None) -> paramiko.SSHClient:
+        ident = (host.address, host.port, host.user)
+        with self._lock:
+            node_lock = self._node_locks.setdefault(ident, threading.Lock())
+        with node_lock:
+            client = self._clients.get(ident)
+            transport = client.get_transport() if client else None
+            if transport is None or not transport.is_active():
+                client = _connect(host, private_key)
+                self._clients[ident] = client
+            return client
+
+    def close_all(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+
+
+def _load_private_key(host: Host, private_key: str | None) -> dict:
+    if private_key:
+        for cls in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+            try:
+                return {"pkey": cls.from_private_key(io.StringIO(private_key))}
+            except (paramiko.SSHException, ValueError):
+                continue
+        raise TransportError(f"{host.name}: the SSH private key given for it cannot be parsed")
+    if host.key_file:
+        return {"key_filename": os.path.expanduser(host.key_file)}
+    return {}
+
+
+def _connect(host: Host, private_key: str | None) -> paramiko.SSHClient:
+    last: Exception | None = None
+    for attempt in range(CONNECT_ATTEMPTS):
+        client = paramiko.SSHClient()
+        try:
+            _trusted_keys(client, host)
+        except HostKeyError:
+            client.close()
+            raise
+        client.set_missing_host_key_policy(_VerifyPolicy(host))
+        try:
+            client.connect(
+                host.address, port=host.port, username=host.user, timeout=CONNECT_TIMEOUT,
+                banner_timeout=CONNECT_TIMEOUT, auth_timeout=CONNECT_TIMEOUT,
+                allow_agent=False, look_for_keys=False, **_load_private_key(host, private_key),
+            )
+            _log(f"connect {host.name}")
+            return client
+        except HostKeyError:
+            client.close()
+            raise
+        except paramiko.BadHostKeyException as err:
+            client.close()
+            raise HostKeyError(_bad_key_message(host, err)) from None
+        except paramiko.AuthenticationException as err:
+            client.close()
+            raise TransportError(
+                f"{host.name}: SSH login as {host.user} refused ({err}). Check the node's "
+                f"user and key in the stack config."
+            ) from None
+        except (OSError, socket.timeout, paramiko.SSHException) as err:
+            client.close()
+            last = err
+            time.sleep(0.5 * 2**attempt)
+    raise TransportError(
+        f"{host.name}: cannot reach {host.key_name} over SSH after {CONNECT_ATTEMPTS} "
+        f"attempts ({last}). Check the node's address and that sshd runs."
+    )
+
+
+POOL = Pool()
+
+
+# --- commands ---------------------------------------------------------------------------
+
+
+def _log(line: str) -> None:
+    """Append to $CEPHKVM_SSH_LOG: how bench/ counts connections and commands."""
+    path = os.environ.get("CEPHKVM_SSH_LOG")
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+
+
+@dataclass
+class Session:
+    """A node plus the secrets needed to reach it; what providers run commands through."""
+
+    host: Host
+    private_key: str | None = None
+    secrets: tuple = field(default_factory=tuple)
+    pool: Pool = field(default_factory=lambda: POOL)
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+    def run(self, argv: list, *, stdin: bytes | str | None = None, check: bool = True,
+            change: bool = False, secrets: tuple = (), timeout: float = COMMAND_TIMEOUT) -> Result:
+        """Run argv on the node. `change` marks commands that modify the node (counted by
+        bench/ to prove a no-op `up` changes nothing)."""
+        line = command_line(self.host, argv)
+        all_secrets = tuple(self.secrets) + tuple(secrets)
+        shown = mask(line, all_secrets)
+        _log(f"{'change' if change else 'read'} {self.host.name} {shown}")
+        client = self.pool.client(self.host, self.private_key)
+        try:
+            out, err, rc = _exec(client, line, stdin, timeout)
+        except (OSError, paramiko.SSHException, socket.timeout) as exc:
+            raise TransportError(f"{self.host.name}: `{shown}` failed: {exc}") from None
+        result = Result(out, mask(err, all_secrets), rc)
+        if check and rc != 0:
+            raise CommandError(self.host.name, shown, rc, result.stderr)
+        return result
+
+    def host_key(self) -> str:
+        """The key the node presented (already verified when the connection opened)."""
+        key = self.pool.client(self.host, self.private_key).get_transport().get_remote_server_key()
+        return f"{key.get_name()} {key.get_base64()}"
+
+    def ok(self, argv: list, **kw) -> bool:
+        """True when argv exits 0: how facts ask yes/no questions."""
+        return self.run(argv, check=False, **kw).exit_code == 0
+
+    def put(self, path: str, data: bytes | str, *, mode: str = "0644",
+            owner: str = "root:root", secret: bool = False) -> None:
+        """Write a file atomically with mode and owner (through sudo when needed)."""
+        tmp = f"{path}.cephkvm-tmp"
+        script = (
+            f"umask 077 && cat > {shlex.quote(tmp)} && chmod {shlex.quote(mode)} {shlex.quote(tmp)}"
+            f" && chown {shlex.quote(owner)} {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} "
+            f"{shlex.quote(path)}"
+        )
+        self.run(["sh", "-c", script], stdin=data, change=True,
+                 secrets=(data if isinstance(data, str) else data.decode(errors="ignore"),)
+                 if secret else ())
+
+    def get(self, path: str) -> str | None:
+        """A file's text, or None when it does not exist."""
+        result = self.run(["cat", "--", path], check=False)
+        return result.stdout if result.exit_code == 0 else None
+
+
+def _exec(client: paramiko.SSHClient, line: str, stdin, timeout: float):
+    chan = client.get_transport().open_session(timeout=CONNECT_TIMEOUT)
+    try:
+        chan.exec_command(line)
+        if stdin is not None:
+            chan.sendall(stdin.encode() if isinstance(stdin, str) else stdin)
+        chan.shutdown_write()
+        out, err = _drain(chan, time.monotonic() + timeout)
+        return out.decode(errors="replace"), err.decode(errors="replace"), chan.recv_exit_status()
+    finally:
+        chan.close()
+
+
+def _drain(chan, deadline: float) -> tuple[bytes, bytes]:
+    out, err = bytearray(), bytearray()
+    while True:
+        if chan.recv_ready():
+            out += chan.recv(65536)
+        elif chan.recv_stderr_ready():
+            err += chan.recv_stderr(65536)
+        elif chan.exit_status_ready():
+            return bytes(out), bytes(err)
+        elif time.monotonic() > deadline:
+            raise socket.timeout("command timed out")
+        else:
+            select.select([chan], [], [], 0.5)

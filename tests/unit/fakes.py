@@ -1,0 +1,86 @@
+"""A recording fake of a node for the unit tier: it keeps a little host state (packages,
+daemons, files) and answers the commands providers send, so tests assert outcomes on that
+state, and can crash a provider at its Nth changing command."""
+from __future__ import annotations
+
+import re
+import shlex
+
+from providers.transport import CommandError, Result, Session, command_line, Host
+
+
+class Crash(Exception):
+    """Stands for the provider process being killed."""
+
+
+class FakeHost:
+    def __init__(self, name="node1", *, packages=(), running=(), systemd=False, kvm=False):
+        self.name = name
+        self.packages = set(packages)
+        self.running = set(running)
+        self.systemd = systemd
+        self.kvm = kvm
+        self.files: dict[str, str] = {}
+        self.log: list[tuple[str, str]] = []  # (kind, line)
+        self.crash_at: int | None = None  # raise Crash before the Nth change command
+
+    @property
+    def changes(self):
+        return [line for kind, line in self.log if kind == "change"]
+
+    def session(self) -> "FakeSession":
+        return FakeSession(self)
+
+
+class FakeSession(Session):
+    def __init__(self, host: FakeHost):
+        super().__init__(Host(name=host.name, address="192.0.2.1"))
+        self.fake = host
+
+    def host_key(self):
+        return "ssh-ed25519 AAAAFAKE"
+
+    def run(self, argv, *, stdin=None, check=True, change=False, secrets=(), timeout=0):
+        line = command_line(self.host, argv)
+        kind = "change" if change else "read"
+        if change and self.fake.crash_at is not None:
+            if len(self.fake.changes) + 1 >= self.fake.crash_at:
+                self.fake.crash_at = None
+                raise Crash(line)
+        self.fake.log.append((kind, line))
+        out, rc = _answer(self.fake, [str(a) for a in argv], stdin)
+        if check and rc:
+            raise CommandError(self.host.name, line, rc, "fake failure")
+        return Result(out, "", rc)
+
+
+def _answer(host: FakeHost, argv: list[str], stdin):
+    script = argv[2] if argv[:2] == ["sh", "-c"] else ""
+    if "echo hostname=" in script:
+        return (f"hostname={host.name}\narch=x86_64\nos=Debian GNU/Linux 12 (bookworm)\n"
+                f"init={'systemd' if host.systemd else 'direct'}\n"
+                f"kvm_device={'yes' if host.kvm else 'no'}\ncpu_virt=yes\n"), 0
+    if "dpkg-query" in script:
+        wanted = shlex.split(script.split("for p in ", 1)[1].split("; do", 1)[0])
+        return "".join(f"{p}\n" for p in wanted if p not in host.packages), 0
+    if argv[:3] == ["test", "-d", "/run/systemd/system"]:
+        return "", 0 if host.systemd else 1
+    if "readlink /proc/$pid/exe" in script:
+        daemon = re.search(r'exe\)" = (\S+) \]', script).group(1).rsplit("/", 1)[1]
+        if "kill" not in script:
+            return "", 0 if daemon in host.running else 1
+        host.running.discard(daemon)
+        return "", 0
+    if argv[0].startswith("/usr/sbin/") and argv[-1] == "-d":
+        host.running.add(argv[0].rsplit("/", 1)[1])
+        return "", 0
+    if argv[:1] == ["systemctl"]:
+        unit = argv[-1]
+        if argv[1] == "is-active":
+            return "", 0 if unit in host.running else 3
+        (host.running.add if argv[1] == "enable" else host.running.discard)(unit)
+        return "", 0
+    if argv[:1] == ["env"] and "apt-get" in argv:
+        host.packages.update(argv[argv.index("--no-install-recommends") + 1:])
+        return "", 0
+    raise AssertionError(f"fake host does not know the command {argv}")

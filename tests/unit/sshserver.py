@@ -1,0 +1,80 @@
+"""A real SSH server on loopback for the unit tier (paramiko server mode). Exec requests run
+through /bin/sh on this machine as the current user, in a temporary directory."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+
+import paramiko
+
+
+class _Handler(paramiko.ServerInterface):
+    def __init__(self, client_key: paramiko.PKey):
+        self.client_key = client_key
+        self.commands: dict[int, bytes] = {}
+        self.event = threading.Event()
+
+    def check_auth_publickey(self, username, key):
+        ok = key.get_base64() == self.client_key.get_base64()
+        return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
+
+    def get_allowed_auths(self, username):
+        return "publickey"
+
+    def check_channel_request(self, kind, chanid):
+        return paramiko.OPEN_SUCCEEDED if kind == "session" else \
+            paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_exec_request(self, channel, command):
+        threading.Thread(target=_execute, args=(channel, command), daemon=True).start()
+        return True
+
+
+def _execute(channel, command: bytes):
+    stdin = bytearray()
+    while True:
+        chunk = channel.recv(65536)
+        if not chunk:
+            break
+        stdin += chunk
+    proc = subprocess.run(["/bin/sh", "-c", command.decode()], input=bytes(stdin),
+                          capture_output=True)
+    channel.sendall(proc.stdout)
+    channel.sendall_stderr(proc.stderr)
+    channel.send_exit_status(proc.returncode)
+    channel.close()
+
+
+class SshServer:
+    def __init__(self, client_key: paramiko.PKey, host_key: paramiko.PKey | None = None):
+        self.host_key = host_key or paramiko.ECDSAKey.generate()
+        self.client_key = client_key
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+        self.transports: list[paramiko.Transport] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def public_key(self) -> str:
+        return f"{self.host_key.get_name()} {self.host_key.get_base64()}"
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            t = paramiko.Transport(conn)
+            t.add_server_key(self.host_key)
+            t.start_server(server=_Handler(self.client_key))
+            self.transports.append(t)
+
+    def close(self):
+        self.sock.close()
+        for t in self.transports:
+            t.close()

@@ -1,0 +1,102 @@
+import pytest
+
+from providers import base
+from providers.node_prep import NodePrepProvider
+from tests.unit.fakes import Crash, FakeHost
+
+pytestmark = pytest.mark.unit
+
+CONN = {"name": "node1", "address": "192.0.2.1", "host_key": "ssh-ed25519 AAAA"}
+PROPS = {"node": "node1", "connection": CONN, "packages": ["ceph-mon", "qemu-utils"],
+         "daemons": ["virtlogd", "libvirtd"]}
+
+
+@pytest.fixture
+def host(monkeypatch):
+    fake = FakeHost()
+    monkeypatch.setattr(base, "session", lambda props: fake.session())
+    return fake
+
+
+def test_create_installs_missing_packages_and_starts_daemons(host):
+    host.packages = {"ceph-mon"}
+    result = NodePrepProvider().create(dict(PROPS))
+    assert host.packages >= {"ceph-mon", "qemu-utils"}
+    assert host.running == {"virtlogd", "libvirtd"}
+    assert result.outs["installed"] == ["qemu-utils"]
+    assert result.outs["started"] == ["virtlogd", "libvirtd"]
+
+
+def test_create_on_a_ready_node_changes_nothing(host):
+    host.packages = {"ceph-mon", "qemu-utils"}
+    host.running = {"virtlogd", "libvirtd"}
+    result = NodePrepProvider().create(dict(PROPS))
+    assert host.changes == []
+    assert result.outs["installed"] == [] and result.outs["started"] == []
+
+
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_crash_at_step_n_then_rerun_converges(host, step):
+    host.crash_at = step
+    with pytest.raises(Crash):
+        NodePrepProvider().create(dict(PROPS))
+    NodePrepProvider().create(dict(PROPS))
+    assert host.running == {"virtlogd", "libvirtd"}
+    assert host.packages >= {"ceph-mon", "qemu-utils"}
+    starts = [c for c in host.changes if c.endswith(" -d")]
+    assert len(starts) == 2, "each daemon is started exactly once"
+
+
+def test_delete_stops_only_what_it_started(host):
+    host.running = {"virtlogd"}
+    host.packages = {"ceph-mon", "qemu-utils"}
+    outs = NodePrepProvider().create(dict(PROPS)).outs
+    NodePrepProvider().delete("node1", outs)
+    assert host.running == {"virtlogd"}
+
+
+def test_read_reports_a_stopped_daemon_and_update_restarts_it(host):
+    host.packages = {"ceph-mon", "qemu-utils"}
+    provider = NodePrepProvider()
+    outs = provider.create(dict(PROPS)).outs
+    host.running.discard("libvirtd")
+    read = provider.read("node1", outs).outs
+    assert read["daemons"] == ["virtlogd"]
+    assert provider.diff("node1", read, dict(PROPS)).changes
+    provider.update("node1", read, dict(PROPS))
+    assert "libvirtd" in host.running
+
+
+def test_systemd_nodes_use_units(host):
+    host.systemd = True
+    host.packages = {"ceph-mon", "qemu-utils"}
+    NodePrepProvider().create(dict(PROPS))
+    assert "systemctl enable --now libvirtd" in host.changes
+    assert host.running == {"virtlogd", "libvirtd"}
+
+
+def test_check_names_the_field_and_the_fix():
+    bad = {**PROPS, "packages": ["ok", "rm -rf /"], "daemons": ["sshd"]}
+    failures = NodePrepProvider().check({}, bad).failures
+    props = {f.property: f.reason for f in failures}
+    assert "packages[1]" in props and "daemons[0]" in props
+    assert "known: virtlogd, libvirtd" in props["daemons[0]"]
+
+
+@pytest.mark.parametrize("change, replaces, changes", [
+    ({}, [], False),
+    ({"packages": ["ceph-mon"]}, [], True),
+    ({"daemons": ["libvirtd"]}, [], True),
+    ({"node": "node2"}, ["node"], True),
+])
+def test_diff_table(change, replaces, changes):
+    old = {**PROPS, "installed": [], "started": [], "running": PROPS["daemons"]}
+    result = NodePrepProvider().diff("node1", old, {**PROPS, **change})
+    assert result.changes == changes
+    assert result.replaces == replaces
+
+
+def test_diff_ignores_engine_float_numbers():
+    old = {**PROPS, "connection": {**CONN, "port": 22.0}}
+    new = {**PROPS, "connection": {**CONN, "port": 22}}
+    assert not NodePrepProvider().diff("node1", old, new).changes

@@ -1,0 +1,122 @@
+import io
+import os
+
+import paramiko
+import pytest
+
+from providers import transport
+from providers.transport import CommandError, Host, HostKeyError, Pool, Session
+from tests.unit.sshserver import SshServer
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def client_key():
+    return paramiko.ECDSAKey.generate()
+
+
+@pytest.fixture
+def server(client_key):
+    srv = SshServer(client_key)
+    yield srv
+    srv.close()
+
+
+def pem(key: paramiko.PKey) -> str:
+    buf = io.StringIO()
+    key.write_private_key(buf)
+    return buf.getvalue()
+
+
+def session(server, client_key, **host):
+    defaults = {"name": "node1", "address": "127.0.0.1", "port": server.port,
+                "host_key": server.public_key}
+    return Session(Host(**{**defaults, **host}), private_key=pem(client_key), pool=Pool())
+
+
+def test_command_line_quotes_every_argument_and_uses_sudo_for_other_users():
+    root = Host(name="n", address="h")
+    user = Host(name="n", address="h", user="cephsvc")
+    assert transport.command_line(root, ["echo", "a b;rm -rf /"]) == "echo 'a b;rm -rf /'"
+    assert transport.command_line(user, ["id"]) == "sudo -n -- id"
+
+
+def test_pinned_key_runs_commands_over_one_reused_connection(server, client_key):
+    node = session(server, client_key)
+    assert node.run(["echo", "hello world"]).stdout == "hello world\n"
+    assert node.run(["sh", "-c", "cat"], stdin="piped").stdout == "piped"
+    assert server.connections == 1
+
+
+def test_failure_carries_command_exit_code_and_stderr_with_secrets_masked(server, client_key):
+    node = session(server, client_key)
+    with pytest.raises(CommandError) as err:
+        node.run(["sh", "-c", "echo token=s3cret >&2; exit 7"], secrets=("s3cret",))
+    text = str(err.value)
+    assert "exited 7" in text and "token=***" in text and "node1" in text
+    assert "s3cret" not in text
+
+
+def test_changed_host_key_is_refused_with_how_to_fix(server, client_key):
+    other = paramiko.ECDSAKey.generate()
+    node = session(server, client_key, host_key=f"{other.get_name()} {other.get_base64()}")
+    with pytest.raises(HostKeyError) as err:
+        node.run(["true"])
+    assert "Refusing to connect" in str(err.value)
+    assert server.host_key.fingerprint in str(err.value)
+
+
+def test_unknown_key_is_refused_without_trust_on_first_use(server, client_key, tmp_path):
+    node = session(server, client_key, host_key=None, known_hosts=str(tmp_path / "kh"))
+    with pytest.raises(HostKeyError, match="unknown"):
+        node.run(["true"])
+
+
+def test_first_contact_is_recorded_and_enforced_after(server, client_key, tmp_path):
+    known = str(tmp_path / "known_hosts")
+    node = session(server, client_key, host_key=None, known_hosts=known,
+                   trust_on_first_use=True)
+    node.run(["true"])
+    assert server.public_key.split()[1] in open(known).read()
+    impostor = SshServer(client_key)
+    try:
+        with open(known) as f:
+            line = f.read().replace(f"[127.0.0.1]:{server.port}",
+                                    f"[127.0.0.1]:{impostor.port}")
+        with open(known, "w") as f:
+            f.write(line)
+        moved = session(impostor, client_key, host_key=None, known_hosts=known,
+                        trust_on_first_use=True)
+        with pytest.raises(HostKeyError, match="Refusing"):
+            moved.run(["true"])
+    finally:
+        impostor.close()
+
+
+def test_put_writes_atomically_with_mode(server, client_key, tmp_path):
+    node = session(server, client_key)
+    owner = f"{os.getuid()}:{os.getgid()}"
+    path = str(tmp_path / "keyring")
+    node.put(path, "secret-key", mode="0600", owner=owner, secret=True)
+    assert open(path).read() == "secret-key"
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    assert node.get(path) == "secret-key"
+    assert node.get(str(tmp_path / "missing")) is None
+
+
+def test_unparsable_pinned_key_is_reported_by_node(client_key, server):
+    node = session(server, client_key, host_key="ssh-ed25519 AA")
+    with pytest.raises(HostKeyError, match="node1: the pinned host_key cannot be parsed"):
+        node.run(["true"])
+
+
+def test_unreachable_node_error_says_what_to_check(client_key, server):
+    node = Session(Host(name="node9", address="127.0.0.1", port=1, host_key=server.public_key),
+                   pool=Pool())
+    transport.CONNECT_ATTEMPTS, saved = 1, transport.CONNECT_ATTEMPTS
+    try:
+        with pytest.raises(transport.TransportError, match="node9: cannot reach"):
+            node.run(["true"])
+    finally:
+        transport.CONNECT_ATTEMPTS = saved
