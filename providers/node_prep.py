@@ -24,7 +24,7 @@ KNOWN = {"virtlogd": services.VIRTLOGD, "libvirtd": services.LIBVIRTD}
 # packages    list[str]   Debian packages that must be installed
 # daemons     list[str]   names from KNOWN, started in this order
 # outputs: installed (packages this resource installed), started (daemons it started),
-#          running
+#          adopted (daemons already running when it came), running
 
 REPLACES = ("node",)
 UPDATES = ("packages", "daemons", "connection")
@@ -51,8 +51,9 @@ class NodePrepProvider(ResourceProvider):
         props = base.normalize(props)
         installed = _install(props)
         started = _ensure(props, props["daemons"])
+        adopted = [d for d in props["daemons"] if d not in started]
         return CreateResult(props["node"], {**props, "installed": installed, "started": started,
-                                            "running": props["daemons"]})
+                                            "adopted": adopted, "running": props["daemons"]})
 
     def read(self, id_, props):
         props = base.normalize(props)
@@ -69,12 +70,15 @@ class NodePrepProvider(ResourceProvider):
     def update(self, _id, olds, news):
         olds, news = base.normalize(olds), base.normalize(news)
         installed = olds.get("installed", []) + _install(news)
+        adopted = olds.get("adopted", [])
         started = [d for d in olds.get("started", []) if d in news["daemons"]]
-        started += [d for d in _ensure(news, news["daemons"]) if d not in started]
+        # A daemon restarted after drift keeps its origin: adopted ones are never stopped.
+        started += [d for d in _ensure(news, news["daemons"])
+                    if d not in started and d not in adopted]
         dropped = [d for d in olds.get("started", []) if d not in news["daemons"]]
         _stop(news, dropped)
         return UpdateResult({**news, "installed": installed, "started": started,
-                             "running": news["daemons"]})
+                             "adopted": adopted, "running": news["daemons"]})
 
     def delete(self, _id, props):
         props = base.normalize(props)
@@ -127,4 +131,5 @@ class NodePrep(pulumi.dynamic.Resource, module="cephkvm", name="NodePrep"):
 
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(NodePrepProvider(), name,
-                         {"installed": None, "started": None, "running": None, **props}, opts)
+                         {"installed": None, "started": None, "adopted": None, "running": None,
+                          **props}, opts)

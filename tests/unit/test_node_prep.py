@@ -100,3 +100,14 @@ def test_diff_ignores_engine_float_numbers():
     old = {**PROPS, "connection": {**CONN, "port": 22.0}}
     new = {**PROPS, "connection": {**CONN, "port": 22}}
     assert not NodePrepProvider().diff("node1", old, new).changes
+
+
+def test_a_repaired_adopted_daemon_is_still_not_stopped_on_delete(host):
+    host.packages = {"ceph-mon", "qemu-utils"}
+    host.running = {"virtlogd", "libvirtd"}
+    provider = NodePrepProvider()
+    outs = provider.create(dict(PROPS)).outs
+    host.running.discard("libvirtd")
+    outs = provider.update("node1", provider.read("node1", outs).outs, dict(PROPS)).outs
+    provider.delete("node1", outs)
+    assert host.running == {"virtlogd", "libvirtd"}

@@ -1,0 +1,44 @@
+# cephkvm: `make lab` brings the lab up and converges it; `make test` runs every tier.
+SHELL := /bin/bash
+ROOT := $(CURDIR)
+PY := $(ROOT)/.venv/bin/python
+
+export PATH := $(ROOT)/.tools/bin:$(PATH)
+export PULUMI_HOME := $(ROOT)/.tools/pulumi-home
+export PULUMI_BACKEND_URL ?= file://$(ROOT)/.state
+export PULUMI_SKIP_UPDATE_CHECK := true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
+# The lab and example stacks are test stacks; real stacks bring their own passphrase.
+export PULUMI_CONFIG_PASSPHRASE ?= cephkvm-lab
+
+.PHONY: setup debian venv tools lab lab-down lab-status test bench
+setup: debian venv tools
+
+debian:
+	@bash scripts/setup-debian.sh
+
+venv: .venv/.stamp
+.venv/.stamp: requirements.txt
+	@test -x $(PY) || python3 -m venv .venv
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+tools:
+	@bash scripts/setup-tools.sh
+
+lab: setup
+	$(PY) -m lab up
+	bash scripts/stack.sh up lab
+
+lab-down:
+	-@test -x $(PY) && bash scripts/stack.sh forget lab
+	python3 -m lab down
+
+lab-status:
+	python3 -m lab status
+
+test: setup
+	bash scripts/test.sh
+
+bench: setup
+	$(PY) bench/preview_and_connections.py

@@ -1,0 +1,47 @@
+"""The real Pulumi CLI previews the runbook's reference layout with no host reachable."""
+import os
+
+import pytest
+import yaml
+
+from tests.cli import Project
+
+pytestmark = pytest.mark.engine
+isolated = os.geteuid() == 0  # unshare --net needs root; otherwise rely on no connect lines
+
+
+@pytest.fixture
+def example(tmp_path):
+    return Project(str(tmp_path), "example")
+
+
+def steps_by_type(preview: dict) -> dict:
+    found: dict = {}
+    for step in preview["steps"]:
+        kind = step["urn"].split("::")[2].split("$")[-1]
+        found.setdefault(kind, []).append(step["op"])
+    return found
+
+
+def test_example_previews_offline_with_readable_types(example):
+    preview = example.preview_json(netns_isolated=isolated)
+    found = steps_by_type(preview)
+    assert found["pulumi-python:dynamic/cephkvm:Node"] == ["create"] * 3
+    assert found["pulumi-python:dynamic/cephkvm:NodePrep"] == ["create"] * 3
+    assert found["cephkvm:index:PreparedNode"] == ["create"] * 3
+    assert not [line for line in example.ssh_log_lines() if line.startswith("connect")]
+
+
+def test_bad_config_fails_preview_naming_the_key(example):
+    path = os.path.join(example.dir, "stacks", "Pulumi.example.yaml")
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    doc["config"]["cephkvm:nodes"][1]["address"] = "osd 2"
+    with open(path, "w") as f:
+        yaml.safe_dump(doc, f)
+    proc = example.run("preview", check=False, netns_isolated=isolated)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "cephkvm:nodes[1].address" in out and "is not an IP address" in out
+    assert "Traceback" not in out
+    assert example.ssh_log_lines() == []

@@ -1,0 +1,90 @@
+"""`pulumi up -s lab` on the real lab nodes, through the real engine."""
+import json
+import os
+
+import paramiko
+import pytest
+
+import lab
+from tests.cli import Project
+
+pytestmark = pytest.mark.lab
+if os.geteuid() != 0 or not lab.inventory():
+    pytest.skip("needs root and a running lab (make test brings it up)", allow_module_level=True)
+
+NODES = [n["name"] for n in lab.inventory()["nodes"]]
+
+
+def libvirt_answers(node: str) -> bool:
+    return lab.run(node, ["virsh", "-c", "qemu:///system", "version"]).returncode == 0
+
+
+def stop_libvirtd(node: str) -> None:
+    lab.run(node, "kill $(cat /run/libvirtd.pid); sleep 1", check=True)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    project = Project(str(tmp_path_factory.mktemp("lab")), "lab")
+    project.run("up", "--yes", "--skip-preview")
+    yield project
+    project.run("destroy", "--yes", check=False)
+
+
+def test_up_prepares_every_node(stack):
+    nodes = stack.outputs()["nodes"]
+    assert sorted(nodes) == NODES
+    for name, facts in nodes.items():
+        assert facts["hostname"] == name  # reported by the node itself
+        assert facts["virt_type"] == "qemu" and facts["init"] == "direct"
+        assert facts["daemons"] == ["virtlogd", "libvirtd"]
+        assert libvirt_answers(name)
+
+
+def test_second_preview_has_no_changes_and_noop_up_changes_nothing(stack):
+    stack.run("preview", "--expect-no-changes")
+    open(stack.ssh_log, "w").close()
+    stack.run("up", "--yes", "--skip-preview", "--refresh")
+    log = stack.ssh_log_lines()
+    assert not [line for line in log if line.startswith("change ")], log
+    connects = [line.split()[1] for line in log if line.startswith("connect ")]
+    assert sorted(connects) == NODES, "one SSH connection per node, reused"
+
+
+def test_refresh_shows_a_stopped_daemon_and_up_restarts_it(stack):
+    stop_libvirtd("node2")
+    assert not libvirt_answers("node2")
+    stack.run("refresh", "--yes", "--skip-preview")
+    preview = json.loads(stack.run("preview", "--json").stdout)
+    changed = [s["urn"].rsplit("::", 1)[1] for s in preview["steps"] if s["op"] == "update"]
+    assert changed == ["node2-prep"]
+    stack.run("up", "--yes", "--skip-preview")
+    assert libvirt_answers("node2")
+
+
+def test_changed_host_key_is_refused(stack):
+    inventory_path = os.path.join(stack.dir, ".lab", "inventory.json")
+    with open(inventory_path) as f:
+        original = f.read()
+    inv = json.loads(original)
+    impostor = paramiko.ECDSAKey.generate()
+    inv["nodes"][0]["host_key"] = f"{impostor.get_name()} {impostor.get_base64()}"
+    with open(inventory_path, "w") as f:
+        json.dump(inv, f)
+    try:
+        proc = stack.run("up", "--yes", "--skip-preview", check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0
+        assert "node1" in out and "Refusing to connect" in out, out[-3000:]
+    finally:
+        with open(inventory_path, "w") as f:
+            f.write(original)
+    stack.run("up", "--yes", "--skip-preview")
+    stack.run("preview", "--expect-no-changes")
+
+
+def test_destroy_leaves_the_nodes_as_they_were(stack):
+    stack.run("destroy", "--yes", "--skip-preview")
+    for name in NODES:
+        assert libvirt_answers(name), "libvirtd was running before the stack; it still is"
+    assert stack.outputs() == {}

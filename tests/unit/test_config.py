@@ -1,0 +1,82 @@
+import json
+import os
+
+import pytest
+import yaml
+
+from components.config import BASE_PACKAGES, ConfigError, load
+
+pytestmark = pytest.mark.unit
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
+def node(**kw):
+    return {"name": "node1", "address": "10.0.0.1", "host_key": KEY, **kw}
+
+
+def problems(raw, project_dir=ROOT):
+    with pytest.raises(ConfigError) as err:
+        load(raw, project_dir)
+    return err.value.problems
+
+
+def stack_file(name):
+    with open(os.path.join(ROOT, "stacks", f"Pulumi.{name}.yaml")) as f:
+        raw = yaml.safe_load(f)["config"]
+    return {k.split(":", 1)[1]: v for k, v in raw.items()}
+
+
+def test_minimal_config_gets_operator_defaults():
+    stack = load({"nodes": json.dumps([node()])}, ROOT)
+    (n,) = stack.nodes
+    assert (n.port, n.user, n.roles) == (22, "root", ("mon", "mgr", "mds", "osd", "kvm"))
+    assert stack.virt_type == "auto" and list(stack.packages) == BASE_PACKAGES
+
+
+def test_example_stack_is_valid_and_mirrors_the_runbook():
+    stack = load(stack_file("example"), ROOT)
+    assert [n.name for n in stack.nodes] == ["osd1", "osd2", "osd3"]
+    assert all(n.disks == ("/dev/sdb",) and n.user == "cephsvc" for n in stack.nodes)
+
+
+@pytest.mark.parametrize("bad, where", [
+    ({"address": "not an address!"}, "cephkvm:nodes[0].address"),
+    ({"name": "Node_1"}, "cephkvm:nodes[0].name"),
+    ({"port": 70000}, "cephkvm:nodes[0].port"),
+    ({"host_key": "AAAA"}, "cephkvm:nodes[0].host_key"),
+    ({"host_key": None}, "cephkvm:nodes[0].host_key"),
+    ({"roles": ["mon", "osdd"]}, "cephkvm:nodes[0].roles"),
+    ({"disks": ["sdb"]}, "cephkvm:nodes[0].disks"),
+])
+def test_bad_node_names_the_key(bad, where):
+    found = problems({"nodes": [node(**bad)]})
+    assert any(p.startswith(where) for p in found), found
+
+
+def test_duplicate_node_names_and_unknown_keys_are_refused():
+    found = problems({"nodes": [node(), node(address="10.0.0.2")], "nodez": []})
+    assert any("cephkvm:nodes[1].name" in p and "twice" in p for p in found)
+    assert any(p.startswith("cephkvm:nodez: unknown key") for p in found)
+
+
+def test_bad_virt_type_suggests_qemu():
+    found = problems({"nodes": [node()], "kvm": {"virt_type": "xen"}})
+    assert "use qemu" in found[0]
+
+
+def test_lab_without_inventory_says_how_to_start_it(tmp_path):
+    found = problems({"lab": True}, str(tmp_path))
+    assert "make lab" in found[0]
+
+
+def test_lab_nodes_come_from_the_inventory(tmp_path):
+    (tmp_path / ".lab").mkdir()
+    inv = {"subnet": "10.231.0.0/24", "ssh_key": "/k", "known_hosts": "/kh",
+           "nodes": [{"name": "node1", "address": "10.231.0.11", "port": 22, "user": "root",
+                      "host_key": KEY, "disks": ["/dev/loop3"]}]}
+    (tmp_path / ".lab" / "inventory.json").write_text(json.dumps(inv))
+    stack = load({"lab": True}, str(tmp_path))
+    conn = stack.nodes[0].connection(stack.ssh)
+    assert conn["host_key"] == KEY and conn["key_file"] == "/k"
+    assert stack.nodes[0].disks == ("/dev/loop3",)
