@@ -3,7 +3,8 @@ SHELL := /bin/bash
 ROOT := $(CURDIR)
 PY := $(ROOT)/.venv/bin/python
 
-export PATH := $(ROOT)/.tools/bin:$(PATH)
+# The language host runs the first python3 on PATH: the project venv.
+export PATH := $(ROOT)/.tools/bin:$(ROOT)/.venv/bin:$(PATH)
 export PULUMI_HOME := $(ROOT)/.tools/pulumi-home
 export PULUMI_BACKEND_URL ?= file://$(ROOT)/.state
 export PULUMI_SKIP_UPDATE_CHECK := true

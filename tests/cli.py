@@ -26,14 +26,15 @@ class Project:
         for name in PROJECT_DIRS:
             shutil.copytree(os.path.join(ROOT, name), os.path.join(self.dir, name),
                             ignore=shutil.ignore_patterns("__pycache__"))
-        os.symlink(os.path.join(ROOT, ".venv"), os.path.join(self.dir, ".venv"))
+        self._use_venv(os.path.join(ROOT, ".venv"))
         inventory = os.path.join(ROOT, ".lab", "inventory.json")
         if os.path.exists(inventory):  # a copy, so a test may doctor it
             os.makedirs(os.path.join(self.dir, ".lab"))
             shutil.copy(inventory, os.path.join(self.dir, ".lab"))
         self.env = {
             **os.environ,
-            "PATH": os.path.join(ROOT, ".tools", "bin") + os.pathsep + os.environ["PATH"],
+            "PATH": os.pathsep.join([os.path.join(ROOT, ".tools", "bin"),
+                             os.path.join(ROOT, ".venv", "bin"), os.environ["PATH"]]),
             "PULUMI_HOME": os.path.join(ROOT, ".tools", "pulumi-home"),
             "PULUMI_BACKEND_URL": "file://" + self.state,
             "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
@@ -42,6 +43,13 @@ class Project:
             "CEPHKVM_SSH_LOG": self.ssh_log,
         }
         self.run("stack", "init", stack)
+
+    def _use_venv(self, venv: str) -> None:
+        path = os.path.join(self.dir, "Pulumi.yaml")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write(text.replace("virtualenv: .venv", f"virtualenv: {venv}"))
 
     def run(self, *args, check=True, netns_isolated=False, timeout=900):
         argv = ["pulumi", *args, "--non-interactive"]
