@@ -1,0 +1,45 @@
+"""Components under pulumi's mocks: what the program registers for a config, offline."""
+import pulumi
+import pytest
+
+from components.config import load
+from tests.unit.test_config import ROOT, stack_file
+
+pytestmark = pytest.mark.unit
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def __init__(self):
+        self.registered = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.registered.append((args.typ, args.name, args.inputs))
+        return f"{args.name}-id", args.inputs
+
+    def call(self, args):
+        return {}
+
+
+@pytest.fixture
+def mocks():
+    m = Mocks()
+    pulumi.runtime.set_mocks(m, preview=True)
+    return m
+
+
+@pulumi.runtime.test
+def test_example_registers_facts_and_prep_per_node(mocks):
+    from components.node import PreparedNode
+
+    stack = load(stack_file("example"), ROOT)
+    nodes = [PreparedNode(n, stack) for n in stack.nodes]
+
+    def check(_):
+        kinds = sorted((typ.rsplit(":", 1)[1], name) for typ, name, _ in mocks.registered)
+        assert ("Node", "osd1-facts") in kinds and ("NodePrep", "osd3-prep") in kinds
+        prep = next(i for t, n, i in mocks.registered if n == "osd2-prep")
+        assert prep["connection"]["user"] == "cephsvc"
+        assert prep["connection"]["trust_on_first_use"] is True
+        assert prep["daemons"] == ["virtlogd", "libvirtd"]
+
+    return pulumi.Output.all(*[n.node.id for n in nodes]).apply(check)
