@@ -6,6 +6,8 @@ PY := $(ROOT)/.venv/bin/python
 # The language host runs the first python3 on PATH: the project venv.
 export PATH := $(ROOT)/.tools/bin:$(ROOT)/.venv/bin:$(PATH)
 export PULUMI_HOME := $(ROOT)/.tools/pulumi-home
+# The Python language host built here (v3.68) ignores runtime.options.virtualenv.
+export PULUMI_PYTHON_CMD := $(PY)
 export PULUMI_BACKEND_URL ?= file://$(ROOT)/.state
 export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true

@@ -36,6 +36,7 @@ class Project:
             "PATH": os.pathsep.join([os.path.join(ROOT, ".tools", "bin"),
                              os.path.join(ROOT, ".venv", "bin"), os.environ["PATH"]]),
             "PULUMI_HOME": os.path.join(ROOT, ".tools", "pulumi-home"),
+            "PULUMI_PYTHON_CMD": os.path.join(ROOT, ".venv", "bin", "python"),
             "PULUMI_BACKEND_URL": "file://" + self.state,
             "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
             "PULUMI_SKIP_UPDATE_CHECK": "true",
