@@ -90,6 +90,12 @@ def test_private_dirs_and_ceph_ownership(nodes):
     assert out(n, "test -d /var/log/libvirt/qemu && test -d /run/sshd && echo ok") == "ok"
 
 
+def test_node_shell_is_a_plain_debian_root_shell(nodes):
+    # Node sessions must not run the host's ~/.bashrc (pyenv etc.): system tools come first.
+    for n in nodes:
+        assert out(n, "command -v python3") == "/usr/bin/python3"
+
+
 def test_nodes_resolve_and_reach_each_other(nodes):
     if len(nodes) < 2:
         pytest.skip("needs two nodes")
