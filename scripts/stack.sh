@@ -5,11 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 action=$1 stack=$2
 mkdir -p .state
-select() { pulumi stack select "$stack" --create --non-interactive >/dev/null; }
+use_stack() { pulumi stack select "$stack" --create --non-interactive >/dev/null; }
 case "$action" in
-  up)      select; pulumi up --yes --skip-preview --non-interactive --stack "$stack" ;;
-  preview) select; pulumi preview --non-interactive --stack "$stack" ;;
-  destroy) select; pulumi destroy --yes --non-interactive --stack "$stack" ;;
+  up)      use_stack; pulumi up --yes --skip-preview --non-interactive --stack "$stack" ;;
+  preview) use_stack; pulumi preview --non-interactive --stack "$stack" ;;
+  destroy) use_stack; pulumi destroy --yes --non-interactive --stack "$stack" ;;
   # The lab's machines are gone after `lab down`: drop the state that described them.
   forget)  pulumi stack rm --yes --force --preserve-config --non-interactive "$stack" >/dev/null 2>&1 || true ;;
   *) echo "usage: stack.sh up|preview|destroy|forget STACK" >&2; exit 2 ;;

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PASSPHRASE = "cephkvm-test-passphrase"
+PASSPHRASE = "cephkvm-lab"  # the salt in stacks/Pulumi.lab.yaml is for this one
 PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt")
 PROJECT_DIRS = ("providers", "components", "stacks")
 

@@ -42,4 +42,4 @@ def test_example_registers_facts_and_prep_per_node(mocks):
         assert prep["connection"]["trust_on_first_use"] is True
         assert prep["daemons"] == ["virtlogd", "libvirtd"]
 
-    return pulumi.Output.all(*[n.node.id for n in nodes]).apply(check)
+    return pulumi.Output.all(*[n.prep.id for n in nodes]).apply(check)
