@@ -20,3 +20,5 @@ except ConfigError as err:
 
 nodes = {node.name: PreparedNode(node, stack) for node in stack.nodes}
 pulumi.export("nodes", {name: prepared.summary() for name, prepared in nodes.items()})
+# <ceph-component>
+# <kvm-component>

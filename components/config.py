@@ -10,7 +10,7 @@ import ipaddress
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 NAMESPACE = "cephkvm"
 ROLES = ("mon", "mgr", "mds", "osd", "kvm")
@@ -19,6 +19,8 @@ HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0
 NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$")
 KNOWN_KEYS = ("lab", "nodes", "ssh", "kvm", "packages")
+CEPH_KEYS: tuple = ()  # <ceph-keys>
+KVM_KEYS: tuple = ()  # <kvm-keys>
 
 BASE_PACKAGES = ["openssh-server", "iproute2", "qemu-system-x86", "qemu-utils",
                  "libvirt-daemon-system", "libvirt-clients", "cloud-image-utils",
@@ -65,7 +67,8 @@ class StackConfig:
     virt_type: str = "auto"
     packages: tuple = tuple(BASE_PACKAGES)
     lab: bool = False
-    problems: list = field(default_factory=list, compare=False)
+    ceph: object = None  # components/config_ceph.py
+    kvm: object = None  # components/config_kvm.py
 
 
 # --- loading ----------------------------------------------------------------------------
@@ -79,8 +82,9 @@ def load(raw: dict, project_dir: str) -> StackConfig:
     raw = {k: _decode(v) for k, v in raw.items()}
     problems: list[str] = []
     for name in raw:
-        if name not in KNOWN_KEYS:
-            problems.append(f"{key(name)}: unknown key; known keys are {', '.join(KNOWN_KEYS)}")
+        known = KNOWN_KEYS + CEPH_KEYS + KVM_KEYS
+        if name not in known:
+            problems.append(f"{key(name)}: unknown key; known keys are {', '.join(known)}")
     lab = raw.get("lab") in (True, "true")
     ssh = _ssh(raw.get("ssh") or {}, project_dir, problems)
     if lab:
@@ -94,9 +98,13 @@ def load(raw: dict, project_dir: str) -> StackConfig:
         problems.append(f"{key('kvm.virt_type')}: {virt_type!r} is not one of "
                         f"{', '.join(VIRT_TYPES)} (use qemu where KVM acceleration fails)")
     packages = _string_list(raw.get("packages", BASE_PACKAGES), "packages", problems)
+    # Sections: each module validates its own keys against the nodes and returns its part.
+    ceph = None  # <ceph-section>
+    kvm = None  # <kvm-section>
     if problems:
         raise ConfigError(problems)
-    return StackConfig(nodes=nodes, ssh=ssh, virt_type=virt_type, packages=packages, lab=lab)
+    return StackConfig(nodes=nodes, ssh=ssh, virt_type=virt_type, packages=packages, lab=lab,
+                       ceph=ceph, kvm=kvm)
 
 
 def _decode(value):
@@ -128,7 +136,8 @@ def _path(value, project_dir: str) -> str | None:
 
 
 def _lab_inventory(project_dir: str, ssh: SshConfig, problems: list):
-    path = os.path.join(project_dir, ".lab", "inventory.json")
+    lab_dir = ".lab" + os.environ.get("CEPHKVM_LAB", "")  # see lab/const.py
+    path = os.path.join(project_dir, lab_dir, "inventory.json")
     try:
         with open(path) as f:
             inv = json.load(f)

@@ -1,20 +1,28 @@
 """Names, addresses and paths of the lab. Everything the lab creates is derived from here,
 so `down` can find it again by prefix or by path even after a crashed `up`."""
+import os
 from pathlib import Path
 
+# Several labs may run side by side (one per developer or test run): CEPHKVM_LAB=1..9 picks
+# another state dir, name prefix and subnet. Unset is the default lab.
+INSTANCE = os.environ.get("CEPHKVM_LAB", "")
+if INSTANCE not in ("",) + tuple("123456789"):
+    raise SystemExit(f"CEPHKVM_LAB={INSTANCE!r}: use a digit 1-9, or unset it for the default lab")
+NET = 231 + int(INSTANCE or 0)
+
 REPO = Path(__file__).resolve().parent.parent
-STATE = REPO / ".lab"                 # git-ignored (it holds its own .gitignore)
+STATE = REPO / f".lab{INSTANCE}"      # git-ignored (it holds its own .gitignore)
 NODES_DIR = STATE / "nodes"           # per-node private trees, configs, sparse disks
 CLIENT_KEY = STATE / "ssh" / "id_ed25519"
 KNOWN_HOSTS = STATE / "known_hosts"
 INVENTORY = STATE / "inventory.json"
 LOCK = STATE / "lock"
 
-PREFIX = "cklab"                      # netns, veth and bridge names all start with it
-BRIDGE = "cklab0"                     # the lab switch in the root namespace
-SUBNET = "10.231.0.0/24"
-COVER = "10.231.0.0/16"               # unreachable in the root namespace while the lab exists
-HOST_ADDR = "10.231.0.1"
+PREFIX = f"ck{INSTANCE}lab"           # netns and veth names are PREFIX-nodeN
+BRIDGE = f"{PREFIX}0"                 # the lab switch in the root namespace
+SUBNET = f"10.{NET}.0.0/24"
+COVER = f"10.{NET}.0.0/16"            # unreachable in the root namespace while the lab exists
+HOST_ADDR = f"10.{NET}.0.1"
 PREFIXLEN = 24
 
 
@@ -30,7 +38,7 @@ def veth(node: str) -> str:
 def address(index: int) -> str:
     if not 1 <= index <= 200:
         raise ValueError(f"node index {index} out of range 1..200")
-    return f"10.231.0.{10 + index}"
+    return f"10.{NET}.0.{10 + index}"
 
 
 def node_dir(node: str) -> Path:

@@ -51,7 +51,7 @@ def lab_netns() -> list:
 def lab_links() -> list:
     out = sh("ip", "-o", "link", "show", check=False).stdout
     names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
-    return [n for n in names if n.startswith(const.PREFIX)]
+    return [n for n in names if n.startswith(const.PREFIX + "-") or n == const.BRIDGE]
 
 
 def netns_pids(ns: str) -> list:

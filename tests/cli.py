@@ -27,10 +27,11 @@ class Project:
             shutil.copytree(os.path.join(ROOT, name), os.path.join(self.dir, name),
                             ignore=shutil.ignore_patterns("__pycache__"))
         self._use_venv(os.path.join(ROOT, ".venv"))
-        inventory = os.path.join(ROOT, ".lab", "inventory.json")
+        lab_dir = ".lab" + os.environ.get("CEPHKVM_LAB", "")  # see lab/const.py
+        inventory = os.path.join(ROOT, lab_dir, "inventory.json")
         if os.path.exists(inventory):  # a copy, so a test may doctor it
-            os.makedirs(os.path.join(self.dir, ".lab"))
-            shutil.copy(inventory, os.path.join(self.dir, ".lab"))
+            os.makedirs(os.path.join(self.dir, lab_dir))
+            shutil.copy(inventory, os.path.join(self.dir, lab_dir))
         self.env = {
             **os.environ,
             "PATH": os.pathsep.join([os.path.join(ROOT, ".tools", "bin"),

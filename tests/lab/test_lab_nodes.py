@@ -16,7 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))   # `lab` lives at the repo root, whatever pytest's rootdir is
 import lab  # noqa: E402
-from lab import disks, net  # noqa: E402
+from lab import const, disks, net  # noqa: E402
 
 pytestmark = pytest.mark.lab
 
@@ -51,12 +51,12 @@ def out(node, cmd):
 
 
 def test_inventory_format(inv):
-    assert inv["subnet"] == "10.231.0.0/24"
+    assert inv["subnet"] == const.SUBNET
     assert Path(inv["ssh_key"]).is_file() and Path(inv["known_hosts"]).is_file()
     for i, n in enumerate(inv["nodes"], 1):
         assert set(n) == {"name", "address", "port", "user", "host_key", "disks"}
         assert (n["name"], n["address"], n["port"], n["user"]) == \
-            (f"node{i}", f"10.231.0.{10 + i}", 22, "root")
+            (f"node{i}", const.address(i), 22, "root")
         assert re.fullmatch(r"ssh-ed25519 AAAA\S+", n["host_key"])
         assert n["disks"] and all(d.startswith("/dev/loop") for d in n["disks"])
 
@@ -160,7 +160,7 @@ def test_down_leaves_nothing_then_up_again(inv):
     cli = [sys.executable, "-m", "lab"]
     assert subprocess.run(cli + ["down"], cwd=REPO).returncode == 0
     assert lab.leftovers() == []
-    assert not any(n.startswith("cklab") for n in net.lab_netns() + net.lab_links())
+    assert not net.lab_netns() + net.lab_links()
     assert "10.231.0.0/16" not in subprocess.run(["ip", "route", "show", "table", "all"],
                                                  capture_output=True, text=True).stdout
     assert not disks.lab_loops()

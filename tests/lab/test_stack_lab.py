@@ -63,7 +63,8 @@ def test_refresh_shows_a_stopped_daemon_and_up_restarts_it(stack):
 
 
 def test_changed_host_key_is_refused(stack):
-    inventory_path = os.path.join(stack.dir, ".lab", "inventory.json")
+    inventory_path = os.path.join(stack.dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""),
+                                  "inventory.json")
     with open(inventory_path) as f:
         original = f.read()
     inv = json.loads(original)
