@@ -251,7 +251,8 @@ def _processes_using_state():
             continue
         try:
             with open(f"/proc/{p}/cmdline", "rb") as f:
-                if str(const.STATE).encode() in f.read():
+                # STATE plus a separator: .lab must not match another instance's .lab1.
+                if (str(const.STATE) + os.sep).encode() in f.read():
                     found.append(int(p))
         except OSError:
             pass

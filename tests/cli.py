@@ -14,12 +14,22 @@ PROJECT_DIRS = ("providers", "components", "stacks")
 
 
 class Project:
-    def __init__(self, workdir: str, stack: str):
-        self.dir = os.path.join(workdir, "project")
+    def __init__(self, workdir: str, stack: str, source: str | None = None):
+        """A copy of the project (or of examples/<source>) in workdir, with a backend in
+        workdir/state shared by every Project made in the same workdir."""
+        self.dir = os.path.join(workdir, source or "project")
         self.stack = stack
         self.state = os.path.join(workdir, "state")
         self.ssh_log = os.path.join(workdir, "ssh.log")
-        os.makedirs(self.state)
+        os.makedirs(self.state, exist_ok=True)
+        if source:
+            shutil.copytree(os.path.join(ROOT, "examples", source), self.dir)
+        else:
+            self._copy_project()
+        self.env = self._env()
+        self.run("stack", "init", stack)
+
+    def _copy_project(self) -> None:
         os.makedirs(self.dir)
         for name in PROJECT_FILES:
             shutil.copy(os.path.join(ROOT, name), self.dir)
@@ -32,7 +42,9 @@ class Project:
         if os.path.exists(inventory):  # a copy, so a test may doctor it
             os.makedirs(os.path.join(self.dir, lab_dir))
             shutil.copy(inventory, os.path.join(self.dir, lab_dir))
-        self.env = {
+
+    def _env(self) -> dict:
+        return {
             **os.environ,
             "PATH": os.pathsep.join([os.path.join(ROOT, ".tools", "bin"),
                              os.path.join(ROOT, ".venv", "bin"), os.environ["PATH"]]),
@@ -44,7 +56,6 @@ class Project:
             "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
             "CEPHKVM_SSH_LOG": self.ssh_log,
         }
-        self.run("stack", "init", stack)
 
     def _use_venv(self, venv: str) -> None:
         path = os.path.join(self.dir, "Pulumi.yaml")

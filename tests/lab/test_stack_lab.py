@@ -84,6 +84,16 @@ def test_changed_host_key_is_refused(stack):
     stack.run("preview", "--expect-no-changes")
 
 
+def test_outputs_are_usable_through_a_stack_reference(stack):
+    consumer = Project(os.path.dirname(stack.dir), "consumer", source="consumer")
+    consumer.set_config("source", "organization/cephkvm/lab")
+    consumer.run("up", "--yes", "--skip-preview")
+    outputs = consumer.outputs()
+    assert outputs["node_names"] == NODES
+    assert outputs["hypervisors"] == {name: "qemu" for name in NODES}
+    consumer.run("destroy", "--yes", "--skip-preview")
+
+
 def test_destroy_leaves_the_nodes_as_they_were(stack):
     stack.run("destroy", "--yes", "--skip-preview")
     for name in NODES:
