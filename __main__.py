@@ -18,7 +18,8 @@ try:
 except ConfigError as err:
     raise pulumi.RunError(str(err)) from None
 
-nodes = {node.name: PreparedNode(node, stack) for node in stack.nodes}
+private_key = pulumi.Config(NAMESPACE).get_secret("ssh_private_key")
+nodes = {node.name: PreparedNode(node, stack, private_key) for node in stack.nodes}
 pulumi.export("nodes", {name: prepared.summary() for name, prepared in nodes.items()})
 # <ceph-component>
 # <kvm-component>

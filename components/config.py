@@ -18,7 +18,8 @@ VIRT_TYPES = ("auto", "kvm", "qemu")
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
 NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$")
-KNOWN_KEYS = ("lab", "nodes", "ssh", "kvm", "packages")
+# ssh_private_key is a secret (`pulumi config set --secret`); __main__ reads it as one.
+KNOWN_KEYS = ("lab", "nodes", "ssh", "ssh_private_key", "kvm", "packages")
 CEPH_KEYS: tuple = ()  # <ceph-keys>
 KVM_KEYS: tuple = ()  # <kvm-keys>
 

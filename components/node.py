@@ -14,17 +14,23 @@ DAEMONS = ["virtlogd", "libvirtd"]
 
 class PreparedNode(pulumi.ComponentResource):
     def __init__(self, node: NodeConfig, stack: StackConfig,
+                 private_key: Optional[pulumi.Output] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("cephkvm:index:PreparedNode", node.name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        connection = node.connection(stack.ssh)
+        self.connection = node.connection(stack.ssh)
+        # Every per-node resource takes these two inputs; the key stays a secret.
+        self.access = {"connection": self.connection}
+        if private_key is not None:
+            self.access["ssh_private_key"] = private_key
         self.node = Node(f"{node.name}-facts", {
-            "node": node.name, "connection": connection, "virt_type": stack.virt_type,
+            "node": node.name, **self.access, "virt_type": stack.virt_type,
         }, child)
         self.prep = NodePrep(f"{node.name}-prep", {
-            "node": node.name, "connection": connection,
+            "node": node.name, **self.access,
             "packages": list(stack.packages), "daemons": DAEMONS,
-        }, pulumi.ResourceOptions(parent=self, depends_on=[self.node]))
+        }, pulumi.ResourceOptions(parent=self, depends_on=[self.node],
+                                  additional_secret_outputs=["ssh_private_key"]))
         self.register_outputs({"hostname": self.node.hostname,
                                "virt_type": self.node.virt_type_effective})
 

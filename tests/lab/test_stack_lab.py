@@ -1,6 +1,7 @@
 """`pulumi up -s lab` on the real lab nodes, through the real engine."""
 import json
 import os
+import subprocess
 
 import paramiko
 import pytest
@@ -81,6 +82,19 @@ def test_changed_host_key_is_refused(stack):
         with open(inventory_path, "w") as f:
             f.write(original)
     stack.run("up", "--yes", "--skip-preview")
+    stack.run("preview", "--expect-no-changes")
+
+
+def test_a_private_key_in_secret_config_stays_encrypted_in_state(stack):
+    with open(lab.inventory()["ssh_key"]) as f:
+        key = f.read()
+    subprocess.run(["pulumi", "config", "set", "--secret", "--stack", stack.stack,
+                    "cephkvm:ssh_private_key"], input=key, text=True, cwd=stack.dir,
+                   env=stack.env, check=True, capture_output=True)
+    stack.run("up", "--yes", "--skip-preview", "--refresh")  # reads every node with it
+    body = "".join(key.strip().splitlines()[1:-1])
+    state = stack.state_text().replace("\\n", "").replace("\n", "")
+    assert body[:40] not in state and "ciphertext" in state
     stack.run("preview", "--expect-no-changes")
 
 
