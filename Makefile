@@ -14,8 +14,8 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 # The lab and example stacks are test stacks; real stacks bring their own passphrase.
 export PULUMI_CONFIG_PASSPHRASE ?= cephkvm-lab
 
-.PHONY: setup debian venv tools lab lab-down lab-status test bench
-setup: debian venv tools
+.PHONY: setup debian venv tools guest-image lab lab-down lab-status test bench
+setup: debian venv tools guest-image
 
 debian:
 	@bash scripts/setup-debian.sh
@@ -28,6 +28,11 @@ venv: .venv/.stamp
 
 tools:
 	@bash scripts/setup-tools.sh
+
+# The lab's Debian cloud image (lab/guest_image.py), cached by recipe in ~/.cache/cephkvm-images.
+guest-image: debian
+	@if [ "$$(id -u)" = 0 ]; then python3 -m lab.guest_image >/dev/null; \
+	else echo "guest image: building it needs root (loop device); skipped"; fi
 
 lab: setup
 	$(PY) -m lab up

@@ -21,7 +21,7 @@ HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-
 # ssh_private_key is a secret (`pulumi config set --secret`); __main__ reads it as one.
 KNOWN_KEYS = ("lab", "nodes", "ssh", "ssh_private_key", "kvm", "packages")
 CEPH_KEYS: tuple = ()  # <ceph-keys>
-KVM_KEYS: tuple = ()  # <kvm-keys>
+from components.config_kvm import KEYS as KVM_KEYS  # <kvm-keys>
 
 BASE_PACKAGES = ["openssh-server", "iproute2", "qemu-system-x86", "qemu-utils",
                  "libvirt-daemon-system", "libvirt-clients", "cloud-image-utils",
@@ -101,7 +101,8 @@ def load(raw: dict, project_dir: str) -> StackConfig:
     packages = _string_list(raw.get("packages", BASE_PACKAGES), "packages", problems)
     # Sections: each module validates its own keys against the nodes and returns its part.
     ceph = None  # <ceph-section>
-    kvm = None  # <kvm-section>
+    from components import config_kvm  # <kvm-section>
+    kvm = config_kvm.load(raw, nodes, problems)
     if problems:
         raise ConfigError(problems)
     return StackConfig(nodes=nodes, ssh=ssh, virt_type=virt_type, packages=packages, lab=lab,

@@ -322,3 +322,77 @@ def _drain(chan, deadline: float) -> tuple[bytes, bytes]:
             raise socket.timeout("command timed out")
         else:
             select.select([chan], [], [], 0.5)
+
+
+# --- libvirt over SSH ---------------------------------------------------------------------
+# libvirt-python reaches a node's libvirtd over its own libssh transport. It must verify the
+# same pinned host key as the paramiko sessions above, so it gets a known_hosts file written
+# from that pin (or the stack's known_hosts file), never the user's ~/.ssh.
+
+
+def libvirt_uri(host: Host, key_file: str, known_hosts: str) -> str:
+    """qemu+libssh URI that authenticates with key_file and checks known_hosts strictly."""
+    from urllib.parse import quote
+    port = "" if host.port == 22 else f":{host.port}"
+    query = (f"keyfile={quote(key_file, safe='/')}&known_hosts={quote(known_hosts, safe='/')}"
+             "&known_hosts_verify=normal&sshauth=privkey")
+    return f"qemu+libssh://{quote(host.user)}@{host.address}{port}/system?{query}"
+
+
+def _known_hosts_line(host: Host) -> str | None:
+    if host.host_key:
+        parse_host_key(host.host_key)  # refuse a pin that cannot be parsed, as above
+        return f"{host.key_name} {' '.join(host.host_key.split()[:2])}\n"
+    if host.known_hosts and os.path.exists(host.known_hosts):
+        with open(host.known_hosts) as f:
+            lines = [l for l in f if l.split(" ", 1)[0] in (host.key_name, host.address)]
+        return "".join(lines) or None
+    return None
+
+
+class open_libvirt:
+    """`with open_libvirt(host, private_key) as conn:` a libvirt connection to the node's
+    system libvirtd. Temporary key and known_hosts files (0600) live only while connecting."""
+
+    def __init__(self, host: Host, private_key: str | None = None):
+        self.host, self.private_key = host, private_key
+        self.conn = None
+
+    def __enter__(self):
+        import tempfile
+
+        import libvirt
+        # Errors reach the caller as exceptions; libvirt's default handler would also print
+        # each one (even an expected "domain not found") to stderr.
+        libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+        line = _known_hosts_line(self.host)
+        if not line:
+            raise HostKeyError(f"{self.host.name}: no pinned or recorded host key to verify "
+                               "libvirt's SSH connection against; connect over SSH first")
+        with tempfile.TemporaryDirectory(prefix="cephkvm-libvirt-") as tmp:
+            known = os.path.join(tmp, "known_hosts")
+            with open(known, "w") as f:
+                f.write(line)
+            key_file = os.path.expanduser(self.host.key_file or "")
+            if self.private_key:
+                key_file = os.path.join(tmp, "id")
+                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    f.write(self.private_key)
+            if not key_file:
+                raise TransportError(f"{self.host.name}: no SSH key for libvirt's connection")
+            uri = libvirt_uri(self.host, key_file, known)
+            try:
+                self.conn = libvirt.open(uri)
+            except libvirt.libvirtError as err:
+                raise TransportError(f"{self.host.name}: libvirt over SSH failed: "
+                                     f"{mask(str(err), (self.private_key,))}") from None
+        _log(f"libvirt {self.host.name}")
+        return self.conn
+
+    def __exit__(self, *exc):
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:  # a dead connection has nothing left to close
+                pass

@@ -1,0 +1,540 @@
+"""CloudVM: a VM made from a cloud image, on one node, with its disks on shared storage.
+
+What it owns, under `storage` (CephFS in production): the template imported once into
+`templates/` (shared by every VM made from it, never deleted by a VM), a qcow2 overlay
+`virtualmachines/NAME.qcow2` backed by it, the NoCloud seed `config/NAME-seed.iso`, and the
+libvirt domain on its node, reached with libvirt-python over SSH (providers/transport.py).
+
+Changes: a new node is a live migration (the domain ends up defined and running only there);
+memory and vCPUs change live up to the domain's maximum, otherwise by graceful shutdown,
+redefine and start (or fail, by `on_restart_needed: fail`); the disk grows live; a cloud-init
+change writes a new seed with a new instance-id, which the guest applies on its next boot
+(or replaces the VM, by `on_cloud_init_change: replace`); NICs are added and removed live.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import re
+import time
+from typing import Optional
+
+import pulumi
+import yaml
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, \
+    ResourceProvider, UpdateResult
+
+from providers import base
+from providers import libvirt_domain as dx
+from providers.transport import open_libvirt
+
+# --- input schema -----------------------------------------------------------------------
+# name                 str   libvirt domain name
+# node                 str   the node it runs on; a change is a live migration
+# connection           dict  that node's connection (base.CONNECTION_FIELDS)
+# peers                list  connections of the other KVM nodes: where `read` looks for a VM
+#                            that was migrated by hand
+# ssh_private_key      str?  secret; otherwise connection.key_file
+# storage              str   directory holding templates/, virtualmachines/, config/
+# shared_storage       bool  storage is shared by all nodes although it is not CephFS (the
+#                            lab's shared directory); CephFS is recognised by itself
+# template             dict  source: image path on the node (or http(s) URL), sha256?: hex
+# disk_gib             int   overlay size; grows only
+# memory_mib, vcpus    int   current size
+# max_memory_mib, max_vcpus  int  live changes go up to these (default: the current size)
+# virt_type            str   kvm | qemu (TCG)
+# nics                 list  {bridge: br0} or {network: name}; mac?, model? (virtio)
+# cloud_init           dict  hostname, users, ssh_authorized_keys, packages, runcmd,
+#                            user_data (dict merged into #cloud-config), network_config (v2)
+# password             str?  secret; set with chpasswd for the default user (and root)
+# autostart            bool
+# on_restart_needed    str   restart | fail: what a change that needs a reboot does
+# on_cloud_init_change str   next-boot | replace
+# keep_disk            bool  delete keeps overlay and seed
+# shutdown_timeout     int   seconds a graceful shutdown may take before destroy
+# ip_timeout           int   seconds create waits for the guest to report an address
+# outputs: uuid, host, state, macs, addresses, disk_path, seed_path, template_path,
+#          instance_id, seed_generation
+
+REPLACES = ("name", "storage", "template")
+UPDATES = ("node", "connection", "peers", "shared_storage", "disk_gib", "memory_mib",
+           "max_memory_mib", "vcpus", "max_vcpus", "virt_type", "nics", "cloud_init",
+           "password", "autostart", "on_restart_needed", "on_cloud_init_change", "keep_disk",
+           "shutdown_timeout", "ip_timeout")
+CLOUD_INIT_FIELDS = ("cloud_init", "password")
+# Fields that only a shutdown + redefine can change.
+RESTART_FIELDS = ("max_memory_mib", "max_vcpus", "virt_type")
+
+DEFAULTS = {"peers": [], "shared_storage": False, "disk_gib": 10, "memory_mib": 512,
+            "vcpus": 1, "virt_type": "kvm", "nics": [], "cloud_init": {}, "autostart": True,
+            "on_restart_needed": "restart", "on_cloud_init_change": "next-boot",
+            "keep_disk": False, "shutdown_timeout": 60, "ip_timeout": 60}
+DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHARED_FS = ("ceph", "fuse.ceph", "fuse.ceph-fuse", "nfs", "nfs4", "glusterfs",
+             "fuse.glusterfs", "gfs2", "ocfs2")
+CLOUD_INIT_KEYS = ("hostname", "users", "ssh_authorized_keys", "packages", "runcmd",
+                   "user_data", "network_config")
+
+
+class CloudVMProvider(ResourceProvider):
+    def check(self, olds, news):
+        news = {**DEFAULTS, **base.normalize(news)}
+        news.setdefault("max_memory_mib", news["memory_mib"])
+        news.setdefault("max_vcpus", news["vcpus"])
+        failures = base.check_connection(news.get("connection"))
+        failures += _check_fields(news, base.normalize(olds or {}))
+        return CheckResult(news, failures)
+
+    def diff(self, _id, olds, news):
+        olds, news = base.normalize(olds), base.normalize(news)
+        replaces = REPLACES + (CLOUD_INIT_FIELDS if news.get("on_cloud_init_change") ==
+                               "replace" else ())
+        replaced = base.delta(olds, news, replaces)
+        changed = replaced + base.delta(olds, news, UPDATES)
+        # Two domains of one name cannot coexist on a node: the old one goes first.
+        return DiffResult(changes=bool(changed), replaces=replaced, stables=[],
+                          delete_before_replace=bool(replaced))
+
+    def create(self, props):
+        props = base.normalize(props)
+        node = base.session(props)
+        paths = _paths(props)
+        _make_dirs(node, props["storage"])
+        _import_template(node, props["template"], paths["template"])
+        _make_overlay(node, paths, props["disk_gib"])
+        seed = _write_seed(node, props, paths["seed"], generation=1)
+        with _libvirt(props) as conn:
+            dom = _lookup(conn, props["name"])
+            if dom is None:
+                dom = conn.defineXML(dx.domain_xml(_domain_params(props, paths)))
+            if not dom.isActive():
+                dom.create()
+            dom.setAutostart(1 if props["autostart"] else 0)
+            outs = _observe(dom, props, wait_for_ip=props["ip_timeout"])
+        return CreateResult(props["name"], {**props, **paths_out(paths), **seed, **outs})
+
+    def read(self, id_, props):
+        props = base.normalize(props)
+        for conn_props in [props] + [{**props, "connection": c} for c in props.get("peers", [])]:
+            with _libvirt(conn_props) as conn:
+                dom = _lookup(conn, props["name"])
+                if dom is None:
+                    continue
+                found = dx.parse_domain(dom.XMLDesc(0))
+                outs = _observe(dom, conn_props, wait_for_ip=0)
+            # Drift shows as differences from the inputs: a hand migration as a node change.
+            return ReadResult(id_, {**props, **outs, "connection": conn_props["connection"],
+                                    "node": conn_props["connection"]["name"],
+                                    **{k: found[k] for k in ("memory_mib", "max_memory_mib",
+                                                             "vcpus", "max_vcpus",
+                                                             "virt_type")}})
+        return ReadResult("", {})
+
+    def update(self, _id, olds, news):
+        olds, news = base.normalize(olds), base.normalize(news)
+        changed = set(base.delta(olds, news, UPDATES))
+        restart = bool(changed & set(RESTART_FIELDS))
+        if restart and news["on_restart_needed"] == "fail":
+            raise RuntimeError(
+                f"{news['name']}: changing {', '.join(sorted(changed & set(RESTART_FIELDS)))} "
+                "needs the VM restarted, and on_restart_needed is 'fail'. Set it to 'restart' "
+                "or raise max_memory_mib/max_vcpus ahead of time.")
+        if olds["node"] != news["node"]:
+            _migrate(olds, news)
+        node = base.session(news)
+        paths = _paths(news)
+        seed = {k: olds.get(k) for k in ("instance_id", "seed_generation")}
+        if changed & set(CLOUD_INIT_FIELDS):
+            seed = _write_seed(node, news, paths["seed"],
+                               generation=int(olds.get("seed_generation") or 1) + 1)
+        with _libvirt(news) as conn:
+            dom = _lookup(conn, news["name"])
+            if dom is None:
+                raise RuntimeError(f"{news['name']}: not defined on {news['node']}; run "
+                                   "`pulumi refresh` to see where it is")
+            if "disk_gib" in changed:
+                _grow_disk(node, dom, paths["disk"], news["disk_gib"])
+            if "nics" in changed:
+                _update_nics(dom, olds, news)
+            if restart:
+                _redefine_and_restart(conn, dom, news, paths)
+                dom = _lookup(conn, news["name"])
+            else:
+                _resize_live(dom, olds, news)
+            if "cloud_init" in changed or "password" in changed:
+                _swap_seed_media(dom, paths["seed"])
+            dom.setAutostart(1 if news["autostart"] else 0)
+            outs = _observe(dom, news, wait_for_ip=0)
+        return UpdateResult({**news, **paths_out(paths), **seed, **outs})
+
+    def delete(self, _id, props):
+        props = base.normalize(props)
+        with _libvirt(props) as conn:
+            dom = _lookup(conn, props["name"])
+            if dom is not None:
+                _shutdown(dom, props["shutdown_timeout"])
+                dom.undefine()
+        if not props.get("keep_disk"):
+            paths = _paths(props)
+            base.session(props).run(["rm", "-f", "--", paths["disk"], paths["seed"]],
+                                    change=True)
+
+
+# --- check ------------------------------------------------------------------------------
+
+
+def _check_fields(p: dict, olds: dict) -> list[CheckFailure]:
+    f = []
+
+    def fail(field, reason):
+        f.append(CheckFailure(field, reason))
+
+    if not DOMAIN_NAME.match(str(p.get("name", ""))):
+        fail("name", "a VM name is letters, digits, '.', '_', '-' (at most 63)")
+    if not str(p.get("storage", "")).startswith("/"):
+        fail("storage", "storage must be an absolute directory (CephFS, e.g. /mnt/cephfs)")
+    template = p.get("template")
+    if not isinstance(template, dict) or not template.get("source"):
+        fail("template.source", "give the cloud image's path on the node (or an http(s) URL)")
+    elif template.get("sha256") and not SHA256.match(str(template["sha256"]).lower()):
+        fail("template.sha256", "must be the image's 64 hex digit SHA-256 (`sha256sum IMAGE`)")
+    for field, low in (("disk_gib", 1), ("memory_mib", 64), ("vcpus", 1)):
+        if not isinstance(p.get(field), int) or p[field] < low:
+            fail(field, f"{field} must be a whole number >= {low}")
+    for field, cur in (("max_memory_mib", "memory_mib"), ("max_vcpus", "vcpus")):
+        if isinstance(p.get(field), int) and isinstance(p.get(cur), int) and p[field] < p[cur]:
+            fail(field, f"{field} must be at least {cur} ({p[cur]})")
+    if isinstance(olds.get("disk_gib"), int) and isinstance(p.get("disk_gib"), int) \
+            and p["disk_gib"] < olds["disk_gib"]:
+        fail("disk_gib", f"disks only grow: it is {olds['disk_gib']} GiB; shrinking would "
+             "lose data (make a new VM instead)")
+    if p.get("virt_type") not in ("kvm", "qemu"):
+        fail("virt_type", "virt_type must be kvm or qemu (qemu where KVM acceleration fails)")
+    for field, allowed in (("on_restart_needed", ("restart", "fail")),
+                           ("on_cloud_init_change", ("next-boot", "replace"))):
+        if p.get(field) not in allowed:
+            fail(field, f"{field} must be one of {', '.join(allowed)}")
+    for i, nic in enumerate(p.get("nics") or []):
+        if not isinstance(nic, dict) or bool(nic.get("bridge")) == bool(nic.get("network")):
+            fail(f"nics[{i}]", "a NIC names exactly one of bridge or network")
+        elif nic.get("mac") and not MAC.match(str(nic["mac"]).lower()):
+            fail(f"nics[{i}].mac", "a MAC looks like 52:54:00:12:34:56")
+    ci = p.get("cloud_init") or {}
+    for k in ci:
+        if k not in CLOUD_INIT_KEYS:
+            fail(f"cloud_init.{k}", f"unknown key; known: {', '.join(CLOUD_INIT_KEYS)}")
+    if ci.get("hostname") and not re.match(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$",
+                                           str(ci["hostname"])):
+        fail("cloud_init.hostname", "a host name is letters, digits, '.', '-'")
+    return f
+
+
+# --- storage: template, overlay, seed ---------------------------------------------------
+
+
+def _paths(p: dict) -> dict:
+    root, name = p["storage"], p["name"]
+    src = p["template"]["source"]
+    stem = posixpath.basename(src.split("?", 1)[0])
+    stem = re.sub(r"\.(qcow2|img|raw)$", "", stem) or "template"
+    return {"template": posixpath.join(root, "templates", stem + ".qcow2"),
+            "disk": posixpath.join(root, "virtualmachines", name + ".qcow2"),
+            "seed": posixpath.join(root, "config", name + "-seed.iso")}
+
+
+def paths_out(paths: dict) -> dict:
+    return {"template_path": paths["template"], "disk_path": paths["disk"],
+            "seed_path": paths["seed"]}
+
+
+def _make_dirs(node, storage: str) -> None:
+    dirs = [posixpath.join(storage, d) for d in ("templates", "virtualmachines", "config")]
+    if not node.ok(["test", "-d", dirs[0], "-a", "-d", dirs[1], "-a", "-d", dirs[2]]):
+        node.run(["mkdir", "-p", *dirs], change=True)
+
+
+def _import_template(node, template: dict, dest: str) -> None:
+    """qemu-img convert into templates/, once: a template present is never rewritten (VMs'
+    overlays depend on it byte for byte). The temp name is per node so two nodes importing
+    at once do not write one file."""
+    if node.ok(["test", "-s", dest]):
+        return
+    src = template["source"]
+    tmp = f"{dest}.{node.name}.part"
+    if src.startswith(("http://", "https://")):
+        download = f"{tmp}.download"
+        node.run(["curl", "-fsSL", "-o", download, src], change=True, timeout=3600)
+        src = download
+    if template.get("sha256"):
+        out = node.run(["sha256sum", "--", src]).stdout.split()
+        if not out or out[0] != template["sha256"].lower():
+            raise RuntimeError(f"template {template['source']}: SHA-256 is {out[:1]}, the "
+                               f"stack expects {template['sha256']}; not importing it")
+    node.run(["qemu-img", "convert", "-O", "qcow2", src, tmp], change=True, timeout=3600)
+    node.run(["mv", "-f", tmp, dest], change=True)
+    if src.endswith(".download"):
+        node.run(["rm", "-f", src], change=True)
+
+
+def _make_overlay(node, paths: dict, disk_gib: int) -> None:
+    if node.ok(["test", "-e", paths["disk"]]):
+        return
+    tmp = paths["disk"] + ".part"
+    # Current qemu-img refuses a backing file without its format (-F).
+    node.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", paths["template"],
+              tmp, f"{disk_gib}G"], change=True)
+    node.run(["mv", "-f", tmp, paths["disk"]], change=True)
+
+
+def cloud_config(p: dict) -> dict:
+    """The #cloud-config document from the structured inputs (password included)."""
+    ci = p.get("cloud_init") or {}
+    doc: dict = {}
+    if ci.get("hostname"):
+        doc.update(hostname=ci["hostname"], preserve_hostname=False)
+    if ci.get("users"):
+        doc["users"] = ["default"] + list(ci["users"])
+    if ci.get("ssh_authorized_keys"):
+        doc["ssh_authorized_keys"] = list(ci["ssh_authorized_keys"])
+    if p.get("password"):
+        doc["password"] = p["password"]
+        doc["chpasswd"] = {"expire": False}
+        doc["ssh_pwauth"] = True
+    if ci.get("packages"):
+        doc["packages"] = list(ci["packages"])
+    if ci.get("runcmd"):
+        doc["runcmd"] = list(ci["runcmd"])
+    return _merge(doc, ci.get("user_data") or {})
+
+
+def _merge(doc: dict, extra: dict) -> dict:
+    """extra wins for scalars; lists are appended, mappings merged."""
+    out = dict(doc)
+    for k, v in extra.items():
+        if isinstance(v, list) and isinstance(out.get(k), list):
+            out[k] = out[k] + v
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def instance_id(p: dict, generation: int) -> str:
+    """New whenever the seed is rewritten, so cloud-init runs again on the next boot. The
+    password is not hashed into it: the id is a plain output."""
+    digest = hashlib.sha256(json.dumps(p.get("cloud_init") or {}, sort_keys=True).encode())
+    return f"{p['name']}-{generation}-{digest.hexdigest()[:8]}"
+
+
+def _write_seed(node, p: dict, seed_path: str, generation: int) -> dict:
+    iid = instance_id(p, generation)
+    ci = p.get("cloud_init") or {}
+    meta = {"instance-id": iid, "local-hostname": ci.get("hostname") or p["name"]}
+    user = "#cloud-config\n" + yaml.safe_dump(cloud_config(p), sort_keys=False)
+    tmp = node.run(["mktemp", "-d"], change=True).stdout.strip()
+    try:
+        node.put(f"{tmp}/user-data", user, mode="0600", secret=bool(p.get("password")))
+        node.put(f"{tmp}/meta-data", yaml.safe_dump(meta), mode="0600")
+        argv = ["cloud-localds"]
+        if ci.get("network_config"):
+            node.put(f"{tmp}/network-config", yaml.safe_dump(ci["network_config"]), mode="0600")
+            argv += ["-N", f"{tmp}/network-config"]
+        part = seed_path + ".part"
+        node.run(argv + [part, f"{tmp}/user-data", f"{tmp}/meta-data"], change=True)
+        node.run(["chmod", "0600", part], change=True)  # it may hold the password
+        node.run(["mv", "-f", part, seed_path], change=True)
+    finally:
+        node.run(["rm", "-rf", "--", tmp], change=True)
+    return {"instance_id": iid, "seed_generation": generation}
+
+
+# --- libvirt ----------------------------------------------------------------------------
+
+
+def _libvirt(props: dict):
+    """A libvirt connection to props' node (tests swap this for test:///default)."""
+    node = base.session(props)
+    return open_libvirt(node.host, node.private_key)
+
+
+def _lookup(conn, name: str):
+    import libvirt
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError as err:
+        if err.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise
+
+
+def _domain_params(p: dict, paths: dict, uuid: str | None = None) -> dict:
+    return {**p, "disk_path": paths["disk"], "seed_path": paths["seed"], "uuid": uuid,
+            "macs": dx.nic_macs(p["name"], p["nics"]),
+            "serial_log": f"/var/log/libvirt/qemu/{p['name']}-serial.log"}
+
+
+def _observe(dom, p: dict, *, wait_for_ip: int) -> dict:
+    macs = dx.nic_macs(p["name"], p["nics"])
+    addrs = _addresses(dom, macs)
+    deadline = time.monotonic() + wait_for_ip
+    while not addrs and macs and time.monotonic() < deadline:
+        time.sleep(3)
+        addrs = _addresses(dom, macs)
+    state, _ = dom.state()
+    return {"uuid": dom.UUIDString(), "host": p["node"], "state": dx.state_name(state),
+            "macs": macs, "addresses": addrs}
+
+
+def _addresses(dom, macs: list[str]) -> list[str]:
+    """From the guest agent, else DHCP leases of a libvirt network; [] when neither knows."""
+    import libvirt
+    if not dom.isActive():
+        return []
+    for source in (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+                   libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE):
+        try:
+            found = dx.addresses(dom.interfaceAddresses(source), macs)
+        except libvirt.libvirtError:
+            continue
+        if found:
+            return found
+    return []
+
+
+def _shutdown(dom, timeout: int) -> None:
+    """ACPI shutdown, then destroy what has not stopped within timeout."""
+    import libvirt
+    if not dom.isActive():
+        return
+    try:
+        dom.shutdown()
+    except libvirt.libvirtError:
+        pass  # e.g. no ACPI in the guest yet: destroy below
+    deadline = time.monotonic() + timeout
+    while dom.isActive() and time.monotonic() < deadline:
+        time.sleep(1)
+    if dom.isActive():
+        dom.destroy()
+
+
+# --- changes ----------------------------------------------------------------------------
+
+
+def _migrate(olds: dict, news: dict) -> None:
+    """Live migration from the old node to the new one. The controller holds both libvirt
+    connections (no PEER2PEER): nodes then need no SSH trust between themselves, and QEMU
+    streams memory straight to the destination's migration_host."""
+    import libvirt
+    src_props = {**news, "connection": olds["connection"], "node": olds["node"]}
+    with _libvirt(news) as dconn, _libvirt(src_props) as sconn:
+        dom = _lookup(sconn, news["name"])
+        if dom is None:
+            if _lookup(dconn, news["name"]) is not None:
+                return  # already there (an earlier run was killed after migrating)
+            raise RuntimeError(f"{news['name']}: on neither {olds['node']} nor "
+                               f"{news['node']}; run `pulumi refresh`")
+        if _lookup(dconn, news["name"]) is not None:
+            raise RuntimeError(f"{news['name']}: defined on both {olds['node']} and "
+                               f"{news['node']}; undefine the stale copy by hand")
+        if not dom.isActive():
+            dconn.defineXML(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE |
+                                        libvirt.VIR_DOMAIN_XML_SECURE))
+            dom.undefine()
+            return
+        flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST |
+                 libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
+        if not storage_is_shared(base.session(src_props), news):
+            raise RuntimeError(
+                f"{news['name']}: {news['storage']} on {olds['node']} is not CephFS or other "
+                "shared storage, so a live migration would lose the disk. Mount CephFS there, "
+                "or set shared_storage if every node sees the same directory.")
+        # libvirt cannot tell that CephFS is shared and refuses without UNSAFE (DESIGN.md 5).
+        flags |= libvirt.VIR_MIGRATE_UNSAFE
+        dom.migrate3(dconn, {}, flags)
+
+
+def storage_is_shared(node, p: dict) -> bool:
+    if p.get("shared_storage"):
+        return True
+    out = node.run(["findmnt", "-n", "-o", "FSTYPE", "--target", p["storage"]],
+                   check=False).stdout.strip()
+    return out in SHARED_FS
+
+
+def _grow_disk(node, dom, disk: str, gib: int) -> None:
+    import libvirt
+    size = gib * 1024 ** 3
+    if dom.isActive():
+        dom.blockResize("vda", size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
+    else:
+        node.run(["qemu-img", "resize", "-q", disk, str(size)], change=True)
+
+
+def _flags(dom) -> int:
+    import libvirt
+    flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    return flags | libvirt.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else flags
+
+
+def _both(call, *args) -> None:
+    """Persistent config first, then the running guest: one call per target, since some
+    drivers refuse LIVE|CONFIG together."""
+    import libvirt
+    call(*args, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    if call.__self__.isActive():
+        call(*args, libvirt.VIR_DOMAIN_AFFECT_LIVE)
+
+
+def _resize_live(dom, olds: dict, news: dict) -> None:
+    if olds.get("memory_mib") != news["memory_mib"]:
+        _both(dom.setMemoryFlags, news["memory_mib"] * 1024)
+    if olds.get("vcpus") != news["vcpus"]:
+        _both(dom.setVcpusFlags, news["vcpus"])
+
+
+def _redefine_and_restart(conn, dom, news: dict, paths: dict) -> None:
+    conn.defineXML(dx.domain_xml(_domain_params(news, paths, uuid=dom.UUIDString())))
+    was_running = dom.isActive()
+    _shutdown(dom, news["shutdown_timeout"])
+    if was_running:
+        _lookup(conn, news["name"]).create()
+
+
+def _update_nics(dom, olds: dict, news: dict) -> None:
+    old = dict(zip(dx.nic_macs(olds["name"], olds.get("nics") or []), olds.get("nics") or []))
+    new = dict(zip(dx.nic_macs(news["name"], news["nics"]), news["nics"]))
+    for mac, nic in old.items():
+        if mac not in new or new[mac] != nic:
+            dom.detachDeviceFlags(dx.interface_xml(nic, mac), _flags(dom))
+    for mac, nic in new.items():
+        if mac not in old or old[mac] != nic:
+            dom.attachDeviceFlags(dx.interface_xml(nic, mac), _flags(dom))
+
+
+def _swap_seed_media(dom, seed: str) -> None:
+    """Point the CD-ROM at the new seed file (a new inode), so the next boot reads it."""
+    dom.updateDeviceFlags(dx.cdrom_xml(seed), _flags(dom))
+
+
+class CloudVM(pulumi.dynamic.Resource, module="cephkvm", name="CloudVM"):
+    uuid: pulumi.Output[str]
+    host: pulumi.Output[str]
+    state: pulumi.Output[str]
+    macs: pulumi.Output[list]
+    addresses: pulumi.Output[list]
+    disk_path: pulumi.Output[str]
+    seed_path: pulumi.Output[str]
+    template_path: pulumi.Output[str]
+    instance_id: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
+        outputs = {k: None for k in ("uuid", "host", "state", "macs", "addresses", "disk_path",
+                                     "seed_path", "template_path", "instance_id",
+                                     "seed_generation")}
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            additional_secret_outputs=["password", "ssh_private_key"]))
+        super().__init__(CloudVMProvider(), name, {**outputs, **props}, opts)
