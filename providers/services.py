@@ -6,6 +6,7 @@ direct daemon is tracked by its pid file and never found or stopped by name.
 from __future__ import annotations
 
 import shlex
+import time
 from dataclasses import dataclass
 
 from providers.transport import Session
@@ -57,3 +58,34 @@ def stop(node: Session, daemon: Daemon, systemd: bool) -> None:
         "sleep 0.1; done; kill -9 \"$pid\""
     )
     node.run(["sh", "-c", script], change=True)
+
+
+# --- Ceph daemons -----------------------------------------------------------------------
+# Ceph writes pid files only when ceph.conf sets `pid_file` (CephCluster writes
+# `pid_file = /run/ceph/$cluster-$name.pid`); the path below must agree with it.
+CEPH_KINDS = ("mon", "mgr", "mds", "osd")
+
+
+def ceph_daemon(kind: str, ident: str, cluster: str = "ceph") -> Daemon:
+    """A Ceph daemon: unit `ceph-KIND@ID` under systemd, else the binary run as user ceph."""
+    if kind not in CEPH_KINDS:
+        raise ValueError(f"unknown ceph daemon kind {kind!r}")
+    return Daemon(
+        unit=f"ceph-{kind}@{ident}",
+        argv=(f"/usr/bin/ceph-{kind}", "--cluster", cluster, "-i", str(ident),
+              "--setuser", "ceph", "--setgroup", "ceph"),
+        pid_file=f"/run/ceph/{cluster}-{kind}.{ident}.pid",
+    )
+
+
+def ensure_running(node: Session, daemon: Daemon, systemd: bool, timeout: float = 30) -> bool:
+    """Start daemon unless it runs; True when it was started. Never starts a second copy."""
+    if is_running(node, daemon, systemd):
+        return False
+    start(node, daemon, systemd)
+    for _ in range(int(timeout / 0.5)):
+        if is_running(node, daemon, systemd):
+            return True
+        time.sleep(0.5)
+    raise TimeoutError(f"{daemon.unit} did not start on {node.name} within {timeout:.0f}s; "
+                       f"see /var/log/ceph on that node")

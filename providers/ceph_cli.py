@@ -1,0 +1,99 @@
+"""What the Ceph providers share: the `ceph` command line, keys, the admin node, waiting on
+cluster state. Connections and commands still go through providers.transport only."""
+from __future__ import annotations
+
+import base64
+import os
+import re
+import struct
+import time
+
+from providers import base, ceph_facts
+from providers.transport import Session, TransportError
+
+CONNECT_TIMEOUT = "15"  # seconds the ceph CLI tries to reach a mon before it gives up
+
+
+def ceph_argv(cluster: str, *args) -> list[str]:
+    return ["ceph", "--cluster", cluster, "--connect-timeout", CONNECT_TIMEOUT, *map(str, args)]
+
+
+def ceph(node: Session, cluster: str, *args, change: bool = False, check: bool = True,
+         timeout: float = 120):
+    return node.run(ceph_argv(cluster, *args), change=change, check=check, timeout=timeout)
+
+
+def ceph_json(node: Session, cluster: str, *args) -> str:
+    return ceph(node, cluster, *args, "-f", "json").stdout
+
+
+def node_session(conn: dict) -> Session:
+    return base.session({"connection": conn})
+
+
+def admin_session(props: dict) -> Session:
+    """The first reachable node holding the admin keyring: any of them can talk to the
+    mons, so one node down does not stop pools or filesystems from being managed."""
+    last = None
+    for conn in base.normalize(props["admin"]):
+        node = node_session(conn)
+        try:
+            node.run(["true"])
+            return node
+        except TransportError as err:
+            last = err
+    raise TransportError(f"no admin node reachable ({last})")
+
+
+def gen_key() -> str:
+    """A cephx secret in Ceph's own encoding: type 1 (AES), creation time, 16 random bytes."""
+    secret = os.urandom(16)
+    header = struct.pack("<hiih", 1, int(time.time()), 0, len(secret))
+    return base64.b64encode(header + secret).decode()
+
+
+KEY_LINE = re.compile(r"\[([^\]]+)\]\s*\n\s*key\s*=\s*(\S+)")
+
+
+def keyring_keys(text: str | None) -> dict:
+    """{entity: key} from a keyring file's text."""
+    return dict(KEY_LINE.findall(text or ""))
+
+
+def keyring(entity: str, key: str, caps: dict) -> str:
+    lines = [f"[{entity}]", f"\tkey = {key}"]
+    lines += [f'\tcaps {kind} = "{cap}"' for kind, cap in sorted(caps.items())]
+    return "\n".join(lines) + "\n"
+
+
+def put_if_changed(node: Session, path: str, text: str, *, mode: str = "0644",
+                   owner: str = "root:root", secret: bool = False) -> bool:
+    """Write only when the content differs, so a converged node sees no change command.
+    Mode and owner are compared too, so a keyring left world-readable is repaired."""
+    current = node.get(path)
+    if current == text and _mode_owner(node, path) == (mode.lstrip("0") or "0", owner):
+        return False
+    node.put(path, text, mode=mode, owner=owner, secret=secret)
+    return True
+
+
+def _mode_owner(node: Session, path: str) -> tuple:
+    out = node.run(["stat", "-c", "%a %U:%G", path], check=False).stdout.split()
+    return (out[0], out[1]) if len(out) == 2 else ("", "")
+
+
+def wait_for(probe, *, timeout: float, what: str, report=lambda: "", interval: float = 1.0):
+    """Like base.wait_until, but the timeout error carries report(): what is unhealthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}. "
+                               f"{report()}".strip())
+        time.sleep(interval)
+
+
+def health(node: Session, cluster: str) -> dict:
+    return ceph_facts.health(ceph_json(node, cluster, "health", "detail"))

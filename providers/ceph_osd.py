@@ -1,0 +1,259 @@
+"""CephOsd: one OSD on one (node, device), under the node's CRUSH host.
+
+Two ways to make it, chosen per stack: `raw` (ceph-volume raw prepare + activate
+--no-systemd, then ceph-osd started with a pid file: what works without device-mapper and
+systemd, as on the lab) and `lvm` (ceph-volume lvm create: real hosts, systemd units).
+A device that already holds data is refused unless the stack allows wiping it; a device
+that already holds an OSD of this cluster is adopted (a crashed create), never re-made.
+Delete drains first and refuses when the other OSDs cannot hold the pools' replicas.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Optional
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
+    ResourceProvider, UpdateResult
+
+from providers import base, ceph_facts, services
+from providers.ceph_cli import ceph, ceph_json, node_session, wait_for
+
+METHODS = ("raw", "lvm")
+
+# --- input schema -----------------------------------------------------------------------
+# cluster_name     str
+# fsid             str         the cluster's (an output of CephCluster)
+# node             str         node name (= CRUSH host)
+# connection       dict        see base.CONNECTION_FIELDS
+# device           str         absolute path, e.g. /dev/sdb
+# method           str         raw | lvm
+# wipe             bool        a device holding data may be wiped
+# allow_data_loss  bool        delete skips the drain and the replica check
+# ensure           str         "up": read reports "down" when the OSD is not up+in (drift)
+# timeout          int         seconds to wait for up+in, and for the drain on delete
+# outputs: osd_id, osd_uuid, host
+
+REPLACES = ("cluster_name", "fsid", "node", "device", "method")
+UPDATES = ("connection", "wipe", "allow_data_loss", "ensure", "timeout")
+OUTPUTS = ("osd_id", "osd_uuid", "host")
+
+
+class CephOsdProvider(ResourceProvider):
+    def check(self, _olds, news):
+        news = base.normalize(news)
+        failures = base.check_connection(news.get("connection"))
+        device = news.get("device") or ""
+        if not device.startswith("/dev/"):
+            failures.append(CheckFailure("device", f"{device!r} must be an absolute device "
+                                                   "path such as /dev/sdb"))
+        if news.get("method", "raw") not in METHODS:
+            failures.append(CheckFailure("method", f"method must be one of {', '.join(METHODS)}"
+                                                   " (raw without systemd/device-mapper)"))
+        news.setdefault("method", "raw")
+        news.setdefault("cluster_name", "ceph")
+        news.setdefault("ensure", "up")
+        news.setdefault("timeout", 180)
+        return CheckResult(news, failures)
+
+    def diff(self, _id, olds, news):
+        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES,
+                                delete_before_replace=True)
+
+    def create(self, props):
+        props = base.normalize(props)
+        outs = _converge(props)
+        return CreateResult(f"{props['node']}:{props['device']}", {**props, **outs})
+
+    def read(self, id_, props):
+        props = base.normalize(props)
+        node = node_session(props["connection"])
+        tree = ceph_facts.osds(ceph_json(node, props["cluster_name"], "osd", "tree"))
+        osd = tree.get(props.get("osd_id"))
+        if osd is None:
+            return ReadResult("", {})
+        ensure = "up" if osd["up"] and osd["in"] else "down"
+        return ReadResult(id_, {**props, "host": osd["host"], "ensure": ensure})
+
+    def update(self, _id, _olds, news):
+        news = base.normalize(news)
+        return UpdateResult({**news, **_converge(news)})
+
+    def delete(self, _id, props):
+        props = base.normalize(props)
+        node = node_session(props["connection"])
+        osd_id = props.get("osd_id")
+        tree = ceph_facts.osds(ceph_json(node, props["cluster_name"], "osd", "tree"))
+        if osd_id in tree:
+            _drain(props, node, osd_id, tree)
+            services.stop(node, _daemon(props, osd_id), services.has_systemd(node))
+            ceph(node, props["cluster_name"], "osd", "purge", osd_id, "--yes-i-really-mean-it",
+                 change=True)
+        _clean(props, node, osd_id)
+
+
+# --- create -----------------------------------------------------------------------------
+
+
+def _daemon(props: dict, osd_id: int) -> services.Daemon:
+    return services.ceph_daemon("osd", str(osd_id), props["cluster_name"])
+
+
+def _converge(props: dict) -> dict:
+    node = node_session(props["connection"])
+    c = props["cluster_name"]
+    osd = _existing(props, node)
+    if osd is None:
+        _ceph_volume_needs(node)
+        _preflight(props, node)
+        _bootstrap_key(props, node)
+        _prepare(props, node)
+        osd = _existing(props, node)
+        if osd is None:
+            raise Exception(f"{props['node']}: ceph-volume prepared {props['device']} but "
+                            "lists no OSD on it")
+    systemd = services.has_systemd(node)
+    if props["method"] == "raw":
+        if not node.ok(["test", "-e", f"/var/lib/ceph/osd/{c}-{osd['osd_id']}/keyring"]):
+            node.run(["ceph-volume", "--cluster", c, "raw", "activate", "--device",
+                      props["device"], "--no-systemd"], change=True, timeout=300)
+    services.ensure_running(node, _daemon(props, osd["osd_id"]), systemd, timeout=60)
+    tree = ceph_facts.osds(ceph_json(node, c, "osd", "tree"))
+    if osd["osd_id"] in tree and not tree[osd["osd_id"]]["in"]:
+        ceph(node, c, "osd", "in", osd["osd_id"], change=True)
+
+    def up_in():
+        found = ceph_facts.osds(ceph_json(node, c, "osd", "tree")).get(osd["osd_id"])
+        return found if found and found["up"] and found["in"] else None
+
+    found = wait_for(up_in, timeout=props["timeout"], what=f"osd.{osd['osd_id']} up and in",
+                     report=lambda: f"See /var/log/ceph/{c}-osd.{osd['osd_id']}.log on "
+                                    f"{props['node']}.")
+    return {"osd_id": osd["osd_id"], "osd_uuid": osd["osd_uuid"], "host": found["host"],
+            "ensure": "up"}
+
+
+def _existing(props: dict, node) -> dict | None:
+    """The OSD already on the device, if it belongs to this cluster; a foreign one is
+    refused (or left to the wipe) by the preflight."""
+    found = _listed(props, node)
+    if found and found.get("ceph_fsid") == props["fsid"]:
+        return found
+    return None
+
+
+def _listed(props: dict, node) -> dict | None:
+    c, dev = props["cluster_name"], props["device"]
+    if props["method"] == "raw":
+        out = node.run(["ceph-volume", "--cluster", c, "raw", "list", dev, "--format", "json"],
+                       check=False).stdout
+        return ceph_facts.raw_devices(out).get(dev)
+    out = node.run(["ceph-volume", "--cluster", c, "lvm", "list", dev, "--format", "json"],
+                   check=False).stdout
+    for osd_id, vols in (json.loads(out or "{}") or {}).items():
+        tags = vols[0].get("tags", {})
+        return {"osd_id": int(osd_id), "osd_uuid": tags.get("ceph.osd_fsid", ""),
+                "ceph_fsid": tags.get("ceph.cluster_fsid", "")}
+    return None
+
+
+def _ceph_volume_needs(node) -> None:
+    """ceph-volume calls udevadm to inspect devices; Debian's ceph-osd does not pull in
+    udev, and hosts without systemd (the lab) may lack it."""
+    if not node.ok(["test", "-x", "/usr/bin/udevadm"]):
+        node.run(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y",
+                  "--no-install-recommends", "udev"], change=True, timeout=900)
+
+
+def _preflight(props: dict, node) -> None:
+    """The device exists and holds nothing, or the stack allows wiping it."""
+    dev, where = props["device"], f"{props['node']}:{props['device']}"
+    if not node.ok(["test", "-b", dev]):
+        raise Exception(f"{where} is not a block device on the node; fix the node's disks "
+                        "list in the stack config")
+    held = []
+    signatures = node.run(["wipefs", "-n", "-p", dev], check=False).stdout
+    held += [line.split(",")[-1] for line in signatures.splitlines()
+             if line and not line.startswith("#") and "," in line]
+    if node.ok(["blkid", "-p", dev]):
+        held.append("a blkid-visible signature")
+    old = _listed(props, node)
+    if old:
+        held.append(f"OSD {old['osd_id']} of cluster {old.get('ceph_fsid')}")
+    if not held:
+        return
+    if not props.get("wipe"):
+        raise Exception(f"{where} is not empty ({', '.join(held)}); refusing to overwrite "
+                        "it. Wipe it by hand, or allow it with cephkvm:ceph.wipe_devices: true")
+    node.run(["wipefs", "-a", dev], change=True)
+    node.run(["dd", "if=/dev/zero", f"of={dev}", "bs=1M", "count=16", "oflag=direct",
+              "conv=fsync"], change=True)
+
+
+def _bootstrap_key(props: dict, node) -> None:
+    """ceph-volume authenticates as client.bootstrap-osd; ceph writes the file itself."""
+    path = f"/var/lib/ceph/bootstrap-osd/{props['cluster_name']}.keyring"
+    if not node.ok(["test", "-s", path]):
+        ceph(node, props["cluster_name"], "auth", "get", "client.bootstrap-osd", "-o", path,
+             change=True)
+
+
+def _prepare(props: dict, node) -> None:
+    c, dev = props["cluster_name"], props["device"]
+    if props["method"] == "raw":
+        node.run(["ceph-volume", "--cluster", c, "raw", "prepare", "--bluestore", "--data",
+                  dev], change=True, timeout=600)
+    else:  # lvm create also activates and enables ceph-osd@ID under systemd
+        node.run(["ceph-volume", "--cluster", c, "lvm", "create", "--bluestore", "--data",
+                  dev], change=True, timeout=600)
+
+
+# --- delete -----------------------------------------------------------------------------
+
+
+def _drain(props: dict, node, osd_id: int, tree: dict) -> None:
+    """Refuse when the other OSDs' hosts cannot hold every pool's replicas; otherwise mark
+    it out and wait until ceph says it is safe to destroy (its PGs live elsewhere)."""
+    c = props["cluster_name"]
+    if props.get("allow_data_loss"):
+        return
+    pools = ceph_facts.pools(ceph_json(node, c, "osd", "pool", "ls", "detail"))
+    hosts = {o["host"] for i, o in tree.items() if i != osd_id and o["up"] and o["in"]}
+    need = max([p["size"] for p in pools.values()] or [0])
+    if need > len(hosts):
+        short = sorted(n for n, p in pools.items() if p["size"] > len(hosts))
+        raise Exception(
+            f"refusing to remove osd.{osd_id} ({props['node']}:{props['device']}): the other "
+            f"OSDs span {len(hosts)} host(s) but pool(s) {', '.join(short)} keep {need} "
+            "copies. Add an OSD on another host or lower the pools' size first.")
+    if tree[osd_id]["in"]:
+        ceph(node, c, "osd", "out", osd_id, change=True)
+    wait_for(lambda: ceph(node, c, "osd", "safe-to-destroy", osd_id, check=False).exit_code
+             == 0, timeout=props.get("timeout", 180) * 5, interval=3,
+             what=f"osd.{osd_id}'s placement groups to be active+clean elsewhere",
+             report=lambda: ceph(node, c, "osd", "safe-to-destroy", osd_id,
+                                 check=False).stderr.strip())
+
+
+def _clean(props: dict, node, osd_id) -> None:
+    c, dev = props["cluster_name"], props["device"]
+    if osd_id is not None:
+        data = f"/var/lib/ceph/osd/{c}-{osd_id}"
+        node.run(["sh", "-c", f"! mountpoint -q {shlex.quote(data)} || umount {shlex.quote(data)}"],
+                 change=True)
+        node.run(["rm", "-rf", data], change=True)
+    if props["method"] == "lvm":
+        node.run(["ceph-volume", "lvm", "zap", "--destroy", dev], change=True, check=False)
+    elif node.ok(["test", "-b", dev]):
+        node.run(["dd", "if=/dev/zero", f"of={dev}", "bs=1M", "count=16", "oflag=direct",
+                  "conv=fsync"], change=True)
+
+
+class CephOsd(pulumi.dynamic.Resource, module="cephkvm", name="CephOsd"):
+    osd_id: pulumi.Output[int]
+    osd_uuid: pulumi.Output[str]
+    host: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(CephOsdProvider(), name, {**{k: None for k in OUTPUTS}, **props}, opts)
