@@ -33,7 +33,7 @@ PRIVATE_DIRS = [
     ("/root/.ssh", False, None),
     ("/etc/netplan", True, None),
 ]
-PRIVATE_FILES = ["/etc/hosts"]
+PRIVATE_FILES = ["/etc/hosts", "/etc/fstab"]  # fstab: each node mounts its own CephFS
 
 # Root's shell start files, as a fresh Debian host has them (base-files). The shared ones on
 # this machine run `pyenv init`, which costs ~0.2 s per SSH command and takes a lock file in
@@ -153,6 +153,7 @@ def prepare(node: str, addr: str, nodes, client_pub: str) -> str:
     os.chmod(ssh_dir, 0o700)
     (ssh_dir / "authorized_keys").write_text(client_pub + "\n")
     tree(node, "/etc/hosts").write_text(_etc_hosts(nodes))
+    tree(node, "/etc/fstab").write_text("# lab node fstab (private to the node)\n")
     for path, skel in ROOT_DOTFILES.items():
         tree(node, path).write_text(open(skel).read() if os.path.exists(skel) else "")
     _configure_libvirt(node, addr)

@@ -1,0 +1,246 @@
+"""CephPool: one replicated or erasure-coded pool.
+
+`delta(observed, wanted)` is the one place that decides which `ceph osd pool set ...`
+commands a change needs; `update` applies exactly that, and `read` reports the pool as the
+cluster has it so `pulumi refresh` shows a pool resized by hand. Delete is refused unless the
+pool's config says `allow_delete`.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
+    ResourceProvider, UpdateResult
+
+from providers import base, ceph_facts
+from providers.ceph_cli import admin_session, ceph, ceph_json, wait_for
+
+TYPES = ("replicated", "erasure")
+AUTOSCALE = ("on", "off", "warn")
+
+# --- input schema -----------------------------------------------------------------------
+# cluster_name, fsid   str        the cluster (fsid is an output of CephCluster)
+# admin                list[dict] connections of nodes holding the admin keyring
+# name                 str        pool name (rename in place)
+# key                  str        stable identity in the stack (defaults to the first name)
+# type                 str        replicated | erasure
+# size, min_size       int        replicas (erasure: size = k+m, min_size defaults to k+1)
+# ec_k, ec_m           int        erasure only
+# ec_failure_domain    str        erasure only (host, osd, ...)
+# ec_overwrites        bool       erasure only; needed for CephFS/RBD data
+# pg_num               int?       fixed placement groups; unset = the autoscaler decides
+# autoscale            str        on | off | warn
+# application          str        cephfs | rbd | rgw | ...
+# quota_max_bytes, quota_max_objects  int (0 = none)
+# allow_delete         bool
+# timeout              int        seconds to wait for the pool's PGs to be active+clean
+# outputs: pool_id
+
+REPLACES = ("cluster_name", "fsid", "key", "type", "ec_k", "ec_m", "ec_failure_domain")
+UPDATES = ("name", "size", "min_size", "pg_num", "autoscale", "application", "quota_max_bytes",
+           "quota_max_objects", "ec_overwrites", "allow_delete", "admin", "timeout")
+
+
+class CephPoolProvider(ResourceProvider):
+    def check(self, _olds, news):
+        news = base.normalize(news)
+        news.setdefault("key", news.get("name"))
+        news.setdefault("type", "replicated")
+        news.setdefault("cluster_name", "ceph")
+        news.setdefault("timeout", 300)
+        failures = check_pool(news)
+        if news["type"] == "erasure" and not failures:
+            news["size"] = news["ec_k"] + news["ec_m"]
+            news.setdefault("min_size", news["ec_k"] + 1)
+            news.setdefault("ec_failure_domain", "host")
+            news.setdefault("ec_overwrites", False)
+        news.setdefault("autoscale", "off" if news.get("pg_num") else "on")
+        for field in ("quota_max_bytes", "quota_max_objects"):
+            news.setdefault(field, 0)
+        return CheckResult(news, failures)
+
+    def diff(self, _id, olds, news):
+        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES,
+                                delete_before_replace=True)  # the name is taken until then
+
+    def create(self, props):
+        props = base.normalize(props)
+        node = admin_session(props)
+        found = _observe(props, node, props["name"])
+        if found is None:
+            _create(props, node)
+            found = _observe(props, node, props["name"])
+        elif found["type"] != props["type"]:
+            raise Exception(f"pool {props['name']} already exists as a {found['type']} pool; "
+                            f"it cannot become {props['type']} in place")
+        _apply(props, node, delta(found, props))
+        _wait_clean(props, node)
+        return CreateResult(str(found["pool_id"]), {**props, "pool_id": found["pool_id"]})
+
+    def read(self, id_, props):
+        props = base.normalize(props)
+        node = admin_session(props)
+        pools = ceph_facts.pools(ceph_json(node, props["cluster_name"], "osd", "pool", "ls",
+                                           "detail"))
+        found = next((p | {"name": n} for n, p in pools.items() if str(p["pool_id"]) == id_),
+                     None)
+        if found is None:
+            return ReadResult("", {})
+        return ReadResult(id_, {**props, **observed_props(found, props)})
+
+    def update(self, id_, olds, news):
+        olds, news = base.normalize(olds), base.normalize(news)
+        node = admin_session(news)
+        found = _observe(news, node, olds["name"])
+        if found is None:
+            raise Exception(f"pool {olds['name']} (id {id_}) is gone; run `pulumi refresh`")
+        _apply(news, node, delta(found, news))
+        _wait_clean(news, node)
+        return UpdateResult({**news, "pool_id": found["pool_id"]})
+
+    def delete(self, _id, props):
+        props = base.normalize(props)
+        if not props.get("allow_delete"):
+            raise Exception(
+                f"refusing to delete pool {props['name']}: its data would be lost. Set "
+                "allow_delete: true on the pool in cephkvm:pools, run `pulumi up`, then try "
+                "again.")
+        node = admin_session(props)
+        c, name = props["cluster_name"], props["name"]
+        if _observe(props, node, name) is None:
+            return
+        ceph(node, c, "config", "set", "mon", "mon_allow_pool_delete", "true", change=True)
+        try:
+            ceph(node, c, "osd", "pool", "rm", name, name, "--yes-i-really-really-mean-it",
+                 change=True)
+        finally:
+            ceph(node, c, "config", "rm", "mon", "mon_allow_pool_delete", change=True)
+        if props["type"] == "erasure":
+            ceph(node, c, "osd", "erasure-code-profile", "rm", _profile(props), change=True,
+                 check=False)
+
+
+def check_pool(p: dict) -> list:
+    """Failures naming the field and the fix (also used by components/config_ceph.py)."""
+    fail = []
+    if p.get("type") not in TYPES:
+        fail.append(CheckFailure("type", f"type must be one of {', '.join(TYPES)}"))
+    if p.get("type") == "erasure":
+        for f in ("ec_k", "ec_m"):
+            if not isinstance(p.get(f), int) or p[f] < 1:
+                fail.append(CheckFailure(f, f"{f} must be a positive integer"))
+    else:
+        size, min_size = p.get("size", 3), p.get("min_size", 2)
+        p.setdefault("size", size)
+        p.setdefault("min_size", min_size)
+        if not isinstance(min_size, int) or min_size < 1:
+            fail.append(CheckFailure("min_size", "min_size must be at least 1"))
+        elif not isinstance(size, int) or size < min_size:
+            fail.append(CheckFailure("size", f"size ({size}) must be at least min_size "
+                                             f"({min_size})"))
+    if p.get("pg_num") is not None and (not isinstance(p["pg_num"], int) or p["pg_num"] < 1):
+        fail.append(CheckFailure("pg_num", "pg_num must be a positive integer (or unset for "
+                                           "the autoscaler)"))
+    if p.get("autoscale", "on") not in AUTOSCALE:
+        fail.append(CheckFailure("autoscale", f"autoscale must be one of {', '.join(AUTOSCALE)}"))
+    return fail
+
+
+# --- the delta --------------------------------------------------------------------------
+
+
+def observed_props(found: dict, wanted: dict) -> dict:
+    """The pool as input fields. pg_num is reported only when the stack fixes it: with the
+    autoscaler on, Ceph's choice is not drift."""
+    out = {"name": found["name"], "size": found["size"], "min_size": found["min_size"],
+           "autoscale": found["autoscale"], "application": found["application"] or None,
+           "quota_max_bytes": found["quota_max_bytes"],
+           "quota_max_objects": found["quota_max_objects"], "pool_id": found["pool_id"]}
+    if wanted.get("pg_num"):
+        out["pg_num"] = found["pg_num"]
+    if found["type"] == "erasure":
+        out["ec_overwrites"] = found["ec_overwrites"]
+    return out
+
+
+def delta(found: dict, wanted: dict) -> list[list]:
+    """The `ceph` argument lists that turn the observed pool into the wanted one."""
+    name, cmds = found["name"], []
+    if wanted["name"] != name:
+        cmds.append(["osd", "pool", "rename", name, wanted["name"]])
+        name = wanted["name"]
+    if wanted["type"] == "replicated" and found["size"] != wanted["size"]:
+        cmds.append(["osd", "pool", "set", name, "size", wanted["size"]])
+    if found["min_size"] != wanted["min_size"]:
+        cmds.append(["osd", "pool", "set", name, "min_size", wanted["min_size"]])
+    if found["autoscale"] != wanted["autoscale"]:
+        cmds.append(["osd", "pool", "set", name, "pg_autoscale_mode", wanted["autoscale"]])
+    if wanted.get("pg_num") and found["pg_num"] != wanted["pg_num"]:
+        cmds.append(["osd", "pool", "set", name, "pg_num", wanted["pg_num"]])
+    if wanted.get("ec_overwrites") and not found.get("ec_overwrites"):
+        cmds.append(["osd", "pool", "set", name, "allow_ec_overwrites", "true"])
+    app = wanted.get("application") or ""
+    if found["application"] != app:
+        if found["application"]:
+            cmds.append(["osd", "pool", "application", "disable", name, found["application"],
+                         "--yes-i-really-mean-it"])
+        if app:
+            cmds.append(["osd", "pool", "application", "enable", name, app])
+    for quota in ("max_bytes", "max_objects"):
+        if found[f"quota_{quota}"] != wanted.get(f"quota_{quota}", 0):
+            cmds.append(["osd", "pool", "set-quota", name, quota,
+                         wanted.get(f"quota_{quota}", 0)])
+    return cmds
+
+
+def _apply(props: dict, node, cmds: list) -> None:
+    for argv in cmds:
+        ceph(node, props["cluster_name"], *argv, change=True)
+
+
+# --- create -----------------------------------------------------------------------------
+
+
+def _profile(props: dict) -> str:
+    return f"cephkvm-{props['key']}"
+
+
+def _create(props: dict, node) -> None:
+    c, name = props["cluster_name"], props["name"]
+    pg = props.get("pg_num") or 32
+    if props["type"] == "replicated":
+        ceph(node, c, "osd", "pool", "create", name, pg, pg, "replicated", change=True)
+        return
+    profile = _profile(props)
+    if ceph(node, c, "osd", "erasure-code-profile", "get", profile, check=False).exit_code:
+        ceph(node, c, "osd", "erasure-code-profile", "set", profile, f"k={props['ec_k']}",
+             f"m={props['ec_m']}", f"crush-failure-domain={props['ec_failure_domain']}",
+             change=True)
+    ceph(node, c, "osd", "pool", "create", name, pg, pg, "erasure", profile, change=True)
+
+
+def _observe(props: dict, node, name: str) -> dict | None:
+    pools = ceph_facts.pools(ceph_json(node, props["cluster_name"], "osd", "pool", "ls",
+                                       "detail"))
+    return pools[name] | {"name": name} if name in pools else None
+
+
+def _wait_clean(props: dict, node) -> None:
+    c, name = props["cluster_name"], props["name"]
+
+    def states():
+        return ceph_facts.pg_states(ceph_json(node, c, "pg", "ls-by-pool", name))
+
+    wait_for(lambda: ceph_facts.all_clean(states()), timeout=props["timeout"],
+             what=f"pool {name}'s placement groups to be active+clean",
+             report=lambda: f"PG states: {states()}; health: " + ceph_facts.health_report(
+                 ceph_facts.health(ceph_json(node, c, "health", "detail"))))
+
+
+class CephPool(pulumi.dynamic.Resource, module="cephkvm", name="CephPool"):
+    pool_id: pulumi.Output[int]
+    name: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(CephPoolProvider(), name, {"pool_id": None, **props}, opts)

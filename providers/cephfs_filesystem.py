@@ -1,0 +1,141 @@
+"""CephFilesystem: `ceph fs new` over a metadata and a default data pool, extra (erasure
+coded) data pools, max_mds and the standby count. Waits until an MDS is active and the
+cluster reports no MDS, fs or PG health check; on timeout says what is unhealthy."""
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
+    ResourceProvider, UpdateResult
+
+from providers import base, ceph_facts
+from providers.ceph_cli import admin_session, ceph, ceph_json, wait_for
+
+# --- input schema -----------------------------------------------------------------------
+# cluster_name, fsid  str
+# admin               list[dict]  connections of nodes holding the admin keyring
+# name                str         filesystem name
+# metadata_pool       str         replicated pool
+# data_pool           str         default data pool (replicated: Ceph keeps backtraces there)
+# extra_data_pools    list[str]   more data pools (erasure-coded ones go here)
+# max_mds             int         active MDS ranks
+# standby_count       int         standbys wanted (health warns when fewer)
+# allow_delete        bool
+# timeout             int         seconds to wait for an active MDS and health
+
+OWN_CHECKS = ("MDS_", "FS_", "PG_", "TOO_FEW_PGS")
+REPLACES = ("cluster_name", "fsid", "name", "metadata_pool", "data_pool")
+UPDATES = ("extra_data_pools", "max_mds", "standby_count", "allow_delete", "admin", "timeout")
+
+
+class CephFilesystemProvider(ResourceProvider):
+    def check(self, _olds, news):
+        news = base.normalize(news)
+        failures = []
+        for field in ("name", "metadata_pool", "data_pool"):
+            if not news.get(field):
+                failures.append(CheckFailure(field, f"{field} is required"))
+        for field, low in (("max_mds", 1), ("standby_count", 0)):
+            value = news.setdefault(field, low)
+            if not isinstance(value, int) or value < low:
+                failures.append(CheckFailure(field, f"{field} must be an integer >= {low}"))
+        news.setdefault("extra_data_pools", [])
+        news.setdefault("cluster_name", "ceph")
+        news.setdefault("timeout", 180)
+        return CheckResult(news, failures)
+
+    def diff(self, _id, olds, news):
+        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES,
+                                delete_before_replace=True)
+
+    def create(self, props):
+        props = base.normalize(props)
+        node = admin_session(props)
+        c, name = props["cluster_name"], props["name"]
+        if name not in _filesystems(props, node):
+            ceph(node, c, "fs", "new", name, props["metadata_pool"], props["data_pool"],
+                 change=True)
+        _converge(props, node)
+        return CreateResult(name, {**props})
+
+    def read(self, id_, props):
+        props = base.normalize(props)
+        node = admin_session(props)
+        fs = _filesystems(props, node).get(id_)
+        if fs is None:
+            return ReadResult("", {})
+        names = _pool_names(props, node)
+        data = [names.get(i, str(i)) for i in fs["data_pool_ids"]]
+        return ReadResult(id_, {
+            **props, "max_mds": fs["max_mds"], "standby_count": fs["standby_count"],
+            "metadata_pool": names.get(fs["metadata_pool_id"], ""),
+            "data_pool": data[0] if data else "", "extra_data_pools": data[1:],
+            "active_mds": fs["active"]})
+
+    def update(self, _id, _olds, news):
+        news = base.normalize(news)
+        _converge(news, admin_session(news))
+        return UpdateResult({**news})
+
+    def delete(self, _id, props):
+        props = base.normalize(props)
+        if not props.get("allow_delete"):
+            raise Exception(
+                f"refusing to delete CephFS {props['name']}: every file in it would be lost. "
+                "Set allow_delete: true on it in cephkvm:filesystems, run `pulumi up`, then "
+                "try again.")
+        node = admin_session(props)
+        c, name = props["cluster_name"], props["name"]
+        if name in _filesystems(props, node):
+            ceph(node, c, "fs", "fail", name, change=True)
+            ceph(node, c, "fs", "rm", name, "--yes-i-really-mean-it", change=True)
+
+
+def _filesystems(props: dict, node) -> dict:
+    return ceph_facts.filesystems(ceph_json(node, props["cluster_name"], "fs", "dump"))
+
+
+def _pool_names(props: dict, node) -> dict:
+    pools = ceph_facts.pools(ceph_json(node, props["cluster_name"], "osd", "pool", "ls",
+                                       "detail"))
+    return {p["pool_id"]: n for n, p in pools.items()}
+
+
+def _converge(props: dict, node) -> None:
+    c, name = props["cluster_name"], props["name"]
+    fs = _filesystems(props, node)[name]
+    names = _pool_names(props, node)
+    have = [names.get(i) for i in fs["data_pool_ids"][1:]]
+    for pool in props["extra_data_pools"]:
+        if pool not in have:
+            ceph(node, c, "fs", "add_data_pool", name, pool, change=True)
+    for pool in have:
+        if pool not in props["extra_data_pools"]:
+            ceph(node, c, "fs", "rm_data_pool", name, pool, change=True)
+    if fs["max_mds"] != props["max_mds"]:
+        ceph(node, c, "fs", "set", name, "max_mds", props["max_mds"], change=True)
+    if fs["standby_count"] != props["standby_count"]:
+        ceph(node, c, "fs", "set", name, "standby_count_wanted", props["standby_count"],
+             change=True)
+
+    def active():
+        return len(_filesystems(props, node)[name]["active"]) >= props["max_mds"]
+
+    def healthy():  # this filesystem's part of the health: MDS, fs and PG checks
+        checks = ceph_facts.health(ceph_json(node, c, "health", "detail"))["checks"]
+        return not [k for k in checks if k.startswith(OWN_CHECKS)]
+
+    report = lambda: "Health: " + ceph_facts.health_report(  # noqa: E731
+        ceph_facts.health(ceph_json(node, c, "health", "detail")))
+    wait_for(active, timeout=props["timeout"], what=f"{props['max_mds']} active MDS for {name}",
+             report=report)
+    wait_for(healthy, timeout=props["timeout"], what=f"{name}'s MDS, fs and PG health checks to clear",
+             report=report)
+
+
+class CephFilesystem(pulumi.dynamic.Resource, module="cephkvm", name="CephFilesystem"):
+    name: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(CephFilesystemProvider(), name, {"active_mds": None, **props}, opts)

@@ -1,0 +1,239 @@
+"""CephFSMount: CephFS mounted on one node, the way the runbook does it, but safely.
+
+A dedicated client key whose caps cover only the filesystem (`ceph fs authorize`), its
+keyring with mode 0600, the mountpoint, exactly one fstab line for the mountpoint however
+often it runs, the mount (ceph-fuse by default; the kernel client as an option), and a
+write/read check. A change of options remounts; delete unmounts (refused while busy unless
+forced) and removes the fstab line and the key.
+"""
+from __future__ import annotations
+
+import shlex
+from typing import Optional
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
+    ResourceProvider, UpdateResult
+
+from providers import base, ceph_facts
+from providers.ceph_cli import ceph, keyring, node_session, put_if_changed
+
+CLIENTS = ("fuse", "kernel")
+FSTAB = "/etc/fstab"
+
+# --- input schema -----------------------------------------------------------------------
+# cluster_name, fsid  str
+# node                str         node name
+# connection          dict        see base.CONNECTION_FIELDS (the node holds the admin key)
+# fs_name             str         filesystem to mount
+# client_id           str         cephx id (client.<id>), caps only for fs_name
+# mountpoint          str         absolute path
+# client              str         fuse | kernel
+# options             list[str]   extra mount options
+# mon_hosts           list[str]   ip:port of the mons (kernel client)
+# force_unmount       bool        delete unmounts lazily even when busy
+# ensure              str         "mounted": read reports "unmounted" (drift) when it is not
+# outputs: client_key (secret), fstab_line
+
+REPLACES = ("cluster_name", "fsid", "node", "fs_name", "client_id", "mountpoint")
+UPDATES = ("client", "options", "mon_hosts", "connection", "force_unmount", "ensure")
+MOUNT_TYPES = {"fuse": "fuse.ceph-fuse", "kernel": "ceph"}
+
+
+class CephFSMountProvider(ResourceProvider):
+    def check(self, _olds, news):
+        news = base.normalize(news)
+        failures = base.check_connection(news.get("connection"))
+        if not str(news.get("mountpoint", "")).startswith("/"):
+            failures.append(CheckFailure("mountpoint", "mountpoint must be an absolute path"))
+        if news.setdefault("client", "fuse") not in CLIENTS:
+            failures.append(CheckFailure("client", f"client must be one of {', '.join(CLIENTS)}"
+                                                   " (fuse works everywhere)"))
+        for i, opt in enumerate(news.setdefault("options", [])):
+            if not opt or any(ch in str(opt) for ch in " ,\t\n#"):
+                failures.append(CheckFailure(f"options[{i}]", f"{opt!r} is not one mount option"
+                                             " (no spaces, commas or #)"))
+        news.setdefault("cluster_name", "ceph")
+        news.setdefault("client_id", f"{news.get('fs_name')}-{news.get('node')}")
+        news.setdefault("ensure", "mounted")
+        news.setdefault("force_unmount", False)
+        return CheckResult(news, failures)
+
+    def diff(self, _id, olds, news):
+        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES,
+                                delete_before_replace=True)  # one fstab line per mountpoint
+
+    def create(self, props):
+        props = base.normalize(props)
+        node = node_session(props["connection"])
+        outs = _converge(props, node, remount=False)
+        return CreateResult(f"{props['node']}:{props['mountpoint']}", {**props, **outs})
+
+    def read(self, id_, props):
+        props = base.normalize(props)
+        node = node_session(props["connection"])
+        lines = _fstab_lines(node.get(FSTAB) or "", props["mountpoint"])
+        mounted = _mounted_type(node, props["mountpoint"])
+        if not lines and not mounted:
+            return ReadResult("", {})
+        return ReadResult(id_, {
+            **props, "fstab_line": "\n".join(lines),
+            "ensure": "mounted" if mounted == MOUNT_TYPES[props["client"]] else "unmounted"})
+
+    def update(self, _id, olds, news):
+        olds, news = base.normalize(olds), base.normalize(news)
+        node = node_session(news["connection"])
+        remount = fstab_line(olds) != fstab_line(news)
+        return UpdateResult({**news, **_converge(news, node, remount=remount)})
+
+    def delete(self, _id, props):
+        props = base.normalize(props)
+        node = node_session(props["connection"])
+        mp = props["mountpoint"]
+        if _mounted_type(node, mp):
+            _unmount(props, node)
+        fstab = node.get(FSTAB) or ""
+        kept = _without(fstab, mp)
+        if kept != fstab:
+            _write_fstab(props, node, kept)
+        node.run(["rm", "-f", _keyring_path(props), _secret_path(props)], change=True)
+        ceph(node, props["cluster_name"], "auth", "rm", f"client.{props['client_id']}",
+             change=True, check=False)
+        node.run(["rmdir", "--ignore-fail-on-non-empty", mp], change=True, check=False)
+
+
+# --- pieces -----------------------------------------------------------------------------
+
+
+def _keyring_path(props: dict) -> str:
+    return f"/etc/ceph/{props['cluster_name']}.client.{props['client_id']}.keyring"
+
+
+def _secret_path(props: dict) -> str:
+    return f"/etc/ceph/{props['cluster_name']}.client.{props['client_id']}.secret"
+
+
+def fstab_line(props: dict) -> str:
+    """The one fstab line for this mount (the runbook's `fuse.ceph` form by default)."""
+    c, cid, fs = props["cluster_name"], props["client_id"], props["fs_name"]
+    extra = [o for o in props.get("options") or [] if o != "defaults"]
+    if props.get("client", "fuse") == "fuse":
+        opts = [f"ceph.id={cid}", f"ceph.client_fs={fs}"]
+        if c != "ceph":
+            opts.append(f"ceph.conf=/etc/ceph/{c}.conf")
+        opts += ["_netdev", "defaults"] + extra
+        return f"none {props['mountpoint']} fuse.ceph {','.join(opts)} 0 0"
+    hosts = ",".join(h.rsplit(":", 1)[0] for h in props.get("mon_hosts") or [])
+    opts = [f"name={cid}", f"secretfile={_secret_path(props)}", f"mds_namespace={fs}",
+            "_netdev"] + extra
+    return f"{hosts}:/ {props['mountpoint']} ceph {','.join(opts)} 0 0"
+
+
+def _fstab_lines(text: str, mountpoint: str) -> list[str]:
+    return [line for line in text.splitlines()
+            if not line.lstrip().startswith("#") and len(line.split()) > 1
+            and line.split()[1] == mountpoint]
+
+
+def _without(text: str, mountpoint: str) -> str:
+    kept = [line for line in text.splitlines() if line not in _fstab_lines(text, mountpoint)]
+    return "\n".join(kept) + ("\n" if kept else "")
+
+
+def with_line(text: str, line: str, mountpoint: str) -> str:
+    """fstab text with exactly one line for mountpoint: this one, other lines untouched."""
+    if _fstab_lines(text, mountpoint) == [line]:
+        return text
+    return _without(text, mountpoint) + line + "\n"
+
+
+def _write_fstab(props: dict, node, text: str) -> None:
+    """Rewrite /etc/fstab in place (it may be a bind mount, which a rename cannot replace),
+    from a complete copy written first so a crash never leaves half a file behind."""
+    tmp = shlex.quote(f"{FSTAB}.cephkvm-{props['node']}")
+    node.run(["sh", "-c", f"cat > {tmp} && cat {tmp} > {FSTAB} && rm -f {tmp}"], stdin=text,
+             change=True)
+
+
+def _mounted_type(node, mountpoint: str) -> str:
+    """The filesystem type mounted at mountpoint ('' when none), from /proc/self/mounts."""
+    out = node.run(["cat", "/proc/self/mounts"]).stdout
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) > 2 and parts[1] == mountpoint:
+            return parts[2]
+    return ""
+
+
+def _client_key(props: dict, node) -> str:
+    """The client's key: created with caps for this filesystem only, or the existing one
+    when its caps already name the filesystem."""
+    c, entity = props["cluster_name"], f"client.{props['client_id']}"
+    got = ceph(node, c, "auth", "get", entity, "-f", "json", check=False)
+    found = ceph_facts.auth_entity(got.stdout) if got.exit_code == 0 else {}
+    if found and f"fsname={props['fs_name']}" not in found["caps"].get("mds", "") + \
+            found["caps"].get("osd", ""):
+        raise Exception(f"{entity} exists with caps for another filesystem; choose another "
+                        "client_id or remove that key")
+    if not found:
+        ceph(node, c, "fs", "authorize", props["fs_name"], entity, "/", "rw", change=True)
+        found = ceph_facts.auth_entity(ceph(node, c, "auth", "get", entity, "-f",
+                                            "json").stdout)
+    return found["key"], found["caps"]
+
+
+def _converge(props: dict, node, remount: bool) -> dict:
+    mp = props["mountpoint"]
+    key, caps = _client_key(props, node)
+    put_if_changed(node, _keyring_path(props), keyring(f"client.{props['client_id']}", key,
+                                                       caps), mode="0600", secret=True)
+    if props["client"] == "kernel":
+        put_if_changed(node, _secret_path(props), key + "\n", mode="0600", secret=True)
+    if not node.ok(["test", "-d", mp]):
+        node.run(["mkdir", "-p", mp], change=True)
+    line = fstab_line(props)
+    fstab = node.get(FSTAB) or ""
+    wanted = with_line(fstab, line, mp)
+    if wanted != fstab:
+        _write_fstab(props, node, wanted)
+    mounted = _mounted_type(node, mp)
+    if mounted and (remount or mounted != MOUNT_TYPES[props["client"]]):
+        _unmount(props, node)
+        mounted = ""
+    if not mounted:
+        node.run(["mount", mp], change=True, timeout=120)
+    _probe(props, node)
+    return {"client_key": key, "fstab_line": line, "ensure": "mounted"}
+
+
+def _probe(props: dict, node) -> None:
+    """The mount works: a file written through it reads back."""
+    probe = shlex.quote(f"{props['mountpoint']}/.cephkvm-probe-{props['node']}")
+    script = f"echo ok > {probe} && test \"$(cat {probe})\" = ok && rm -f {probe}"
+    result = node.run(["sh", "-c", script], change=True, check=False, timeout=60)
+    if result.exit_code:
+        raise Exception(f"{props['node']}: {props['mountpoint']} is mounted but a test file "
+                        f"could not be written and read back: {result.stderr.strip()}")
+
+
+def _unmount(props: dict, node) -> None:
+    mp = props["mountpoint"]
+    result = node.run(["umount", mp], change=True, check=False)
+    if result.exit_code == 0:
+        return
+    if not props.get("force_unmount"):
+        raise Exception(f"{props['node']}: {mp} is busy ({result.stderr.strip()}); stop what "
+                        "uses it (fuser -vm), or set force_unmount on the mount to detach it "
+                        "lazily")
+    node.run(["umount", "-l", mp], change=True)
+
+
+class CephFSMount(pulumi.dynamic.Resource, module="cephkvm", name="CephFSMount"):
+    client_key: pulumi.Output[str]
+    fstab_line: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["client_key"]))
+        super().__init__(CephFSMountProvider(), name,
+                         {"client_key": None, "fstab_line": None, **props}, opts)
