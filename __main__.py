@@ -22,4 +22,8 @@ private_key = pulumi.Config(NAMESPACE).get_secret("ssh_private_key")
 nodes = {node.name: PreparedNode(node, stack, private_key) for node in stack.nodes}
 pulumi.export("nodes", {name: prepared.summary() for name, prepared in nodes.items()})
 # <ceph-component>
-# <kvm-component>
+from components.kvm import Kvm  # <kvm-component>
+if stack.kvm and (stack.kvm.bridges or stack.kvm.vms):
+    kvm = Kvm(stack, nodes)
+    pulumi.export("bridges", kvm.bridge_outputs())
+    pulumi.export("vms", kvm.vm_outputs())

@@ -102,7 +102,7 @@ def load(raw: dict, project_dir: str) -> StackConfig:
     # Sections: each module validates its own keys against the nodes and returns its part.
     ceph = None  # <ceph-section>
     from components import config_kvm  # <kvm-section>
-    kvm = config_kvm.load(raw, nodes, problems)
+    kvm = config_kvm.load(raw, nodes, problems, ssh)
     if problems:
         raise ConfigError(problems)
     return StackConfig(nodes=nodes, ssh=ssh, virt_type=virt_type, packages=packages, lab=lab,

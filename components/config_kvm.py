@@ -93,7 +93,7 @@ def key(path: str) -> str:
     return f"cephkvm:{path}"
 
 
-def load(raw: dict, nodes: tuple, problems: list) -> KvmConfig:
+def load(raw: dict, nodes: tuple, problems: list, ssh=None) -> KvmConfig:
     names = [n.name for n in nodes]
     kvm_nodes = [n.name for n in nodes if "kvm" in n.roles]
     storage = raw.get("vm_storage", KvmConfig.storage)
@@ -111,6 +111,7 @@ def load(raw: dict, nodes: tuple, problems: list) -> KvmConfig:
         # Lab nodes share the controller's file system: a template path may use ~ and a
         # link (lab-guest.qcow2), resolved here so a rebuilt image is a new template.
         vms = tuple(_resolve_lab_template(vm) for vm in vms)
+        vms = tuple(_lab_client_key(vm, ssh, problems) for vm in vms)
     for name in passwords:
         if name not in [vm.name for vm in vms]:
             problems.append(f"{key(f'vm_passwords.{name}')}: no VM of that name in "
@@ -294,6 +295,27 @@ def _resolve_lab_template(vm: VmConfig) -> VmConfig:
     import os
     source = os.path.realpath(os.path.expanduser(vm.template["source"]))
     return dataclasses.replace(vm, template={**vm.template, "source": source})
+
+
+LAB_KEY = "lab-client-key"
+
+
+def _lab_client_key(vm: VmConfig, ssh, problems: list) -> VmConfig:
+    """In the lab, `lab-client-key` in ssh_authorized_keys stands for the lab's own client
+    key (made by `lab up`, so no stack file can hold it)."""
+    import dataclasses
+    keys = vm.cloud_init.get("ssh_authorized_keys") or []
+    if LAB_KEY not in keys:
+        return vm
+    try:
+        with open(f"{ssh.key_file}.pub") as f:
+            pub = f.read().strip()
+    except (OSError, TypeError, AttributeError):
+        problems.append(f"{key('vms')}: {vm.name} asks for the {LAB_KEY}, but the lab has "
+                        "no client key yet; run `python -m lab up`")
+        return vm
+    keys = [pub if k == LAB_KEY else k for k in keys]
+    return dataclasses.replace(vm, cloud_init={**vm.cloud_init, "ssh_authorized_keys": keys})
 
 
 # --- small checks -------------------------------------------------------------------------

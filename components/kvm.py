@@ -1,0 +1,82 @@
+"""Kvm: the stack's bridges (per node) and VMs, from StackConfig and the PreparedNodes.
+
+A bridge change can blip a node's network, so the nodes of one bridge are converged one at
+a time: each node's KvmBridge depends on the previous node's, and a KvmBridge finishes only
+after the node answered a new SSH connection (else it rolled itself back and the chain stops).
+VMs come after every bridge: a VM may migrate to any KVM node, whose bridge must exist.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+
+from components.config import StackConfig
+from components.config_kvm import BridgeConfig, VmConfig
+from providers.cloud_vm import CloudVM
+from providers.kvm_bridge import KvmBridge
+
+
+class Kvm(pulumi.ComponentResource):
+    def __init__(self, stack: StackConfig, nodes: dict,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("cephkvm:index:Kvm", "kvm", None, opts)
+        self.bridges: dict = {}  # node -> bridge name -> KvmBridge
+        self.vms: dict = {}
+        cfg = stack.kvm
+        for bridge in cfg.bridges:
+            self._bridge_chain(bridge, nodes)
+        every_bridge = [b for per_node in self.bridges.values() for b in per_node.values()]
+        kvm_nodes = [n.name for n in stack.nodes if "kvm" in n.roles]
+        for vm in cfg.vms:
+            self.vms[vm.name] = self._vm(vm, cfg, nodes, kvm_nodes, every_bridge)
+        self.register_outputs({})
+
+    def _bridge_chain(self, bridge: BridgeConfig, nodes: dict) -> None:
+        previous = None
+        for name in bridge.nodes:
+            prepared = nodes[name]
+            after = [prepared.prep] + ([previous] if previous else [])
+            previous = KvmBridge(f"{name}-{bridge.name}", {
+                "node": name, **prepared.access, "name": bridge.name,
+                "interfaces": list(bridge.interfaces),
+                "addresses": list(bridge.addresses.get(name, ())),
+                "gateway": bridge.gateway, "nameservers": list(bridge.nameservers),
+                "search": list(bridge.search), "mode": bridge.mode,
+                "network": bridge.network, "confirm_timeout": bridge.confirm_timeout,
+            }, pulumi.ResourceOptions(parent=self, depends_on=after))
+            self.bridges.setdefault(name, {})[bridge.name] = previous
+
+    def _vm(self, vm: VmConfig, cfg, nodes: dict, kvm_nodes: list, bridges: list) -> CloudVM:
+        prepared = nodes[vm.node]
+        virt_type = (prepared.node.virt_type_effective if vm.virt_type == "auto"
+                     else vm.virt_type)
+        props = {
+            "name": vm.name, "node": vm.node, **prepared.access,
+            "peers": [nodes[n].connection for n in kvm_nodes if n != vm.node],
+            "storage": cfg.storage, "shared_storage": cfg.storage_shared,
+            "template": dict(vm.template), "disk_gib": vm.disk_gib,
+            "memory_mib": vm.memory_mib, "vcpus": vm.vcpus,
+            "max_memory_mib": vm.max_memory_mib or vm.memory_mib,
+            "max_vcpus": vm.max_vcpus or vm.vcpus, "virt_type": virt_type,
+            "nics": [dict(n) for n in vm.nics], "cloud_init": dict(vm.cloud_init),
+            "autostart": vm.autostart, "on_restart_needed": vm.on_restart_needed,
+            "on_cloud_init_change": vm.on_cloud_init_change, "keep_disk": vm.keep_disk,
+            "shutdown_timeout": vm.shutdown_timeout, "ip_timeout": vm.ip_timeout,
+        }
+        if vm.password:
+            props["password"] = pulumi.Output.secret(vm.password)
+        after = [nodes[n].prep for n in kvm_nodes] + bridges
+        return CloudVM(vm.name, props, pulumi.ResourceOptions(parent=self, depends_on=after))
+
+    def bridge_outputs(self) -> dict:
+        return {node: {name: pulumi.Output.all(mode=b.applied_mode, mac=b.mac,
+                                                 effective=b.effective,
+                                                 network_active=b.network_active)
+                       for name, b in per_node.items()}
+                for node, per_node in self.bridges.items()}
+
+    def vm_outputs(self) -> dict:
+        return {name: pulumi.Output.all(host=vm.host, addresses=vm.addresses, macs=vm.macs,
+                                        uuid=vm.uuid, state=vm.state, disk_path=vm.disk_path)
+                for name, vm in self.vms.items()}

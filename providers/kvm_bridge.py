@@ -1,0 +1,442 @@
+"""KvmBridge: on one node, a Linux bridge over one or more NICs that takes over their
+addressing, and a libvirt network of mode bridge that VMs attach to.
+
+Where the node runs systemd and has netplan, the bridge is a netplan file
+(/etc/netplan/60-cephkvm-BR.yaml) applied with `netplan apply`; elsewhere (the lab,
+containers) it is made live with iproute2: the bridge takes the first NIC's MAC, the NIC is
+enslaved and its addresses move to the bridge, which an open SSH session survives. The YAML
+is validated with `netplan generate` in a scratch root either way, when netplan exists.
+
+Every change that can cut the node off is applied like `netplan try`: a detached guard on
+the node applies it, then restores the previous state unless the controller confirms over a
+NEW SSH connection within confirm_timeout seconds. Delete gives the NICs their addressing back.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import socket
+import time
+from typing import Optional
+
+import pulumi
+import yaml
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
+    ResourceProvider, UpdateResult
+
+from providers import base, services
+from providers.transport import Pool, Session, TransportError, open_libvirt
+
+# --- input schema -----------------------------------------------------------------------
+# node             str        the node's name
+# connection       dict       see base.CONNECTION_FIELDS
+# ssh_private_key  str?       secret
+# name             str        bridge name (br0)
+# interfaces       list[str]  member NICs; the first one's MAC becomes the bridge's
+# addresses        list[str]  CIDRs on the bridge; empty: the members' addresses move over
+# gateway          str?       default route via; empty: a default route on a member moves over
+# nameservers      list[str]  DNS servers (netplan only: iproute2 nodes keep their resolver)
+# search           list[str]  DNS search domains (netplan only)
+# mode             str        auto | netplan | iproute2
+# network          str        libvirt network name (mode bridge) over this bridge
+# confirm_timeout  int        seconds before an unconfirmed change is rolled back
+# outputs: applied_mode, mac, previous (the members' addressing before), effective
+#          (addresses, gateway as applied), network_active
+
+REPLACES = ("node", "name")
+UPDATES = ("connection", "interfaces", "addresses", "gateway", "nameservers", "search",
+           "mode", "network")
+DEFAULTS = {"addresses": [], "gateway": None, "nameservers": [], "search": [], "mode": "auto",
+            "confirm_timeout": 30}
+RUN_DIR = "/run/cephkvm"
+NETPLAN_DIR = "/etc/netplan"
+
+
+class KvmBridgeProvider(ResourceProvider):
+    def check(self, _olds, news):
+        news = {**DEFAULTS, **base.normalize(news)}
+        news.setdefault("network", news.get("name"))
+        failures = base.check_connection(news.get("connection"))
+        if not news.get("name"):
+            failures.append(CheckFailure("name", "name the bridge, such as br0"))
+        if not news.get("interfaces"):
+            failures.append(CheckFailure("interfaces", "list the NICs it goes over, such as "
+                                         "[ens33]"))
+        if news["mode"] not in ("auto", "netplan", "iproute2"):
+            failures.append(CheckFailure("mode", "mode is auto, netplan or iproute2"))
+        return CheckResult(news, failures)
+
+    def diff(self, _id, olds, news):
+        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES,
+                                delete_before_replace=True)
+
+    def create(self, props):
+        props = base.normalize(props)
+        node = base.session(props)
+        snap = observe(node)
+        previous = _previous(props, snap)
+        wanted = _wanted(props, previous)
+        mode = _mode(node, props)
+        _validate_netplan(node, props, wanted)
+        if not _matches(snap, props, wanted):
+            rollback = (_netplan_restore(props) if mode == "netplan"
+                        else restore_script(props, previous))
+            _apply_guarded(props, _apply(props, wanted, mode), rollback)
+        active = _ensure_network(props)
+        return CreateResult(f"{props['node']}/{props['name']}", {
+            **props, "applied_mode": mode, "mac": wanted["mac"], "previous": previous,
+            "effective": wanted, "network_active": active})
+
+    def read(self, id_, props):
+        props = base.normalize(props)
+        snap = observe(base.session(props))
+        link = snap["links"].get(props["name"])
+        if link is None:
+            return ReadResult("", {})
+        found = {
+            "interfaces": [m for m in props.get("interfaces", []) if
+                           snap["links"].get(m, {}).get("master") == props["name"]],
+            "gateway": _gateway_on(snap, props["name"]),
+        }
+        effective = props.get("effective") or {}
+        if props.get("addresses") or sorted(link["addrs"]) != sorted(effective.get("addresses",
+                                                                                      [])):
+            found["addresses"] = link["addrs"]
+        if not props.get("gateway") and found["gateway"] == effective.get("gateway"):
+            found["gateway"] = props.get("gateway")
+        return ReadResult(id_, {**props, **found})
+
+    def update(self, _id, olds, news):
+        olds, news = base.normalize(olds), base.normalize(news)
+        node = base.session(news)
+        previous = olds.get("previous") or _previous(news, observe(node))
+        wanted = _wanted(news, previous)
+        mode = _mode(node, news)
+        _validate_netplan(node, news, wanted)
+        snap = observe(node)
+        if not _matches(snap, news, wanted):
+            old_wanted = olds.get("effective") or _wanted(olds, previous)
+            rollback = (_netplan_restore(news) if mode == "netplan"
+                        else apply_script(olds, old_wanted))
+            _apply_guarded(news, _apply(news, wanted, mode), rollback)
+        if olds.get("network") != news["network"]:
+            _remove_network(olds)
+        active = _ensure_network(news)
+        return UpdateResult({**news, "applied_mode": mode, "mac": wanted["mac"],
+                             "previous": previous, "effective": wanted,
+                             "network_active": active})
+
+    def delete(self, _id, props):
+        props = base.normalize(props)
+        node = base.session(props)
+        _remove_network(props)
+        snap = observe(node)
+        if props["name"] not in snap["links"]:
+            return
+        wanted = props.get("effective") or _wanted(props, props.get("previous") or {})
+        if props.get("applied_mode") == "netplan":
+            node.run(["rm", "-f", _netplan_path(props)], change=True)
+        _apply_guarded(props, restore_script(props, props.get("previous") or {}),
+                       apply_script(props, wanted))
+
+
+# --- facts ------------------------------------------------------------------------------
+
+OBSERVE_SCRIPT = "ip -j addr show; echo '#---'; ip -j route show default"
+
+
+def observe(node: Session) -> dict:
+    """links: name -> {mac, master, addrs (global, CIDR)}; routes: default routes."""
+    out = node.run(["sh", "-c", OBSERVE_SCRIPT]).stdout
+    return parse_observed(out)
+
+
+def parse_observed(text: str) -> dict:
+    addr_text, _, route_text = text.partition("#---")
+    links = {}
+    for link in json.loads(addr_text or "[]"):
+        addrs = [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
+                 if a.get("scope") == "global"]
+        links[link["ifname"]] = {"mac": link.get("address"), "master": link.get("master"),
+                                 "addrs": addrs}
+    routes = [{"via": r.get("gateway"), "dev": r.get("dev")}
+              for r in json.loads(route_text.strip() or "[]")]
+    return {"links": links, "routes": routes}
+
+
+def _gateway_on(snap: dict, dev: str):
+    for route in snap["routes"]:
+        if route["dev"] == dev and route["via"]:
+            return route["via"]
+    return None
+
+
+def _previous(props: dict, snap: dict) -> dict:
+    """The members' addressing before the bridge took it: what delete gives back."""
+    members = {m: snap["links"].get(m, {}).get("addrs", []) for m in props["interfaces"]}
+    missing = [m for m in props["interfaces"] if m not in snap["links"]]
+    if missing:
+        raise RuntimeError(f"{props['node']}: no interface {', '.join(missing)} for bridge "
+                           f"{props['name']}; interfaces there: {', '.join(snap['links'])}")
+    routes = [r for r in snap["routes"] if r["dev"] in props["interfaces"]]
+    bridge = snap["links"].get(props["name"])
+    if bridge:  # adopted after a crash: the bridge already holds what the members had
+        first = props["interfaces"][0]
+        members[first] = members[first] or bridge["addrs"]
+        routes = routes or [{"via": r["via"], "dev": first} for r in snap["routes"]
+                            if r["dev"] == props["name"]]
+    return {"addresses": members, "routes": routes,
+            "mac": snap["links"][props["interfaces"][0]]["mac"]}
+
+
+def _wanted(props: dict, previous: dict) -> dict:
+    moved = [a for m in props["interfaces"] for a in previous.get("addresses", {}).get(m, [])]
+    gateway = props.get("gateway") or next(
+        (r["via"] for r in previous.get("routes", []) if r["via"]), None)
+    return {"addresses": list(props.get("addresses") or moved), "gateway": gateway,
+            "mac": previous.get("mac")}
+
+
+def _matches(snap: dict, props: dict, wanted: dict) -> bool:
+    bridge = snap["links"].get(props["name"])
+    if not bridge:
+        return False
+    members_ok = all(snap["links"].get(m, {}).get("master") == props["name"]
+                     for m in props["interfaces"])
+    return (members_ok and sorted(bridge["addrs"]) == sorted(wanted["addresses"])
+            and _gateway_on(snap, props["name"]) == wanted["gateway"])
+
+
+def _mode(node: Session, props: dict) -> str:
+    if props["mode"] != "auto":
+        return props["mode"]
+    netplan = node.ok(["sh", "-c", "command -v netplan"])
+    return "netplan" if netplan and services.has_systemd(node) else "iproute2"
+
+
+# --- scripts (pure: built from data, every value quoted) --------------------------------
+
+q = shlex.quote
+
+
+def apply_script(props: dict, wanted: dict) -> str:
+    """iproute2: from whatever is there to the bridge with wanted addressing."""
+    br, members = props["name"], props["interfaces"]
+    lines = ["set -e",
+             f"ip link show dev {q(br)} >/dev/null 2>&1 || "
+             f"ip link add name {q(br)} type bridge stp_state 0"]
+    if wanted.get("mac"):
+        lines.append(f"ip link set dev {q(br)} address {q(wanted['mac'])}")
+    lines.append(f"ip link set dev {q(br)} up")
+    for m in members:
+        lines.append(f"ip link set dev {q(m)} master {q(br)} up")
+    # New addresses first, then the others go: the node keeps an address throughout.
+    for a in wanted["addresses"]:
+        lines.append(f"ip addr replace {q(a)} dev {q(br)}")
+    keep = q(" " + " ".join(wanted["addresses"]) + " ")
+    lines.append(f"for a in $(ip -o addr show dev {q(br)} scope global | awk '{{print $4}}'); "
+                 f"do case {keep} in *\" $a \"*) ;; *) ip addr del \"$a\" dev {q(br)};; esac; "
+                 "done")
+    for m in members:
+        lines.append(f"ip addr flush dev {q(m)} scope global")
+    lines.append(f"ip route del default dev {q(br)} 2>/dev/null || true")
+    if wanted.get("gateway"):
+        lines.append(f"ip route replace default via {q(wanted['gateway'])} dev {q(br)}")
+    return "\n".join(lines) + "\n"
+
+
+def restore_script(props: dict, previous: dict) -> str:
+    """iproute2: remove the bridge and give the members back their addresses and routes."""
+    br = props["name"]
+    lines = []
+    for m in props["interfaces"]:
+        lines.append(f"ip link set dev {q(m)} nomaster 2>/dev/null")
+    lines.append(f"ip link del dev {q(br)} 2>/dev/null")
+    for m in props["interfaces"]:
+        lines.append(f"ip link set dev {q(m)} up")
+        for a in previous.get("addresses", {}).get(m, []):
+            lines.append(f"ip addr replace {q(a)} dev {q(m)}")
+    for r in previous.get("routes", []):
+        if r.get("via"):
+            lines.append(f"ip route replace default via {q(r['via'])} dev {q(r['dev'])}")
+    return "\n".join(lines) + "\ntrue\n"
+
+
+def netplan_doc(props: dict, wanted: dict) -> dict:
+    bridge: dict = {"interfaces": list(props["interfaces"]), "addresses": wanted["addresses"],
+                    "parameters": {"stp": False}, "dhcp4": False, "dhcp6": False}
+    if wanted.get("mac"):
+        bridge["macaddress"] = wanted["mac"]
+    if wanted.get("gateway"):
+        bridge["routes"] = [{"to": "default", "via": wanted["gateway"]}]
+    if props.get("nameservers") or props.get("search"):
+        bridge["nameservers"] = {"addresses": list(props.get("nameservers") or []),
+                                 "search": list(props.get("search") or [])}
+    return {"network": {"version": 2,
+                        "ethernets": {m: {"dhcp4": False, "dhcp6": False}
+                                      for m in props["interfaces"]},
+                        "bridges": {props["name"]: bridge}}}
+
+
+def _netplan_path(props: dict) -> str:
+    return f"{NETPLAN_DIR}/60-cephkvm-{props['name']}.yaml"
+
+
+def _apply(props: dict, wanted: dict, mode: str) -> str:
+    if mode == "netplan":
+        staged = f"{RUN_DIR}/{props['name']}.netplan"
+        return (f"set -e\ncp {q(staged)} {q(_netplan_path(props))}\n"
+                f"chmod 600 {q(_netplan_path(props))}\nnetplan apply\n")
+    return apply_script(props, wanted)
+
+
+def _netplan_restore(props: dict) -> str:
+    backup = f"{RUN_DIR}/{props['name']}.netplan-before"
+    return (f"if [ -e {q(backup)} ]; then cp {q(backup)} {q(_netplan_path(props))}; "
+            f"else rm -f {q(_netplan_path(props))}; fi\nnetplan apply\n")
+
+
+def _validate_netplan(node: Session, props: dict, wanted: dict) -> None:
+    """`netplan generate` on the YAML in a scratch root: the line and column of any
+    mistake, before anything on the node changes. Staged for netplan mode."""
+    if not node.ok(["sh", "-c", "command -v netplan"]):
+        return
+    text = yaml.safe_dump(netplan_doc(props, wanted), sort_keys=False)
+    tmp = node.run(["mktemp", "-d"]).stdout.strip()
+    try:
+        node.run(["mkdir", "-p", f"{tmp}/etc/netplan"])
+        node.put(f"{tmp}/etc/netplan/60-cephkvm.yaml", text, mode="0600")
+        result = node.run(["netplan", "generate", "--root-dir", tmp], check=False)
+        if result.exit_code != 0:
+            raise RuntimeError(f"{props['node']}: netplan rejects the bridge {props['name']}: "
+                               f"{result.stderr.strip()}")
+    finally:
+        node.run(["rm", "-rf", "--", tmp])
+    if _mode(node, props) == "netplan":
+        node.run(["mkdir", "-p", RUN_DIR], change=True)
+        node.put(f"{RUN_DIR}/{props['name']}.netplan", text, mode="0600")
+        node.run(["sh", "-c", f"[ -e {q(_netplan_path(props))} ] && cp "
+                 f"{q(_netplan_path(props))} {q(RUN_DIR + '/' + props['name'])}.netplan-before"
+                 " || true"], change=True)
+
+
+# --- apply with automatic rollback ------------------------------------------------------
+
+
+def guard_script(timeout: int, name: str) -> str:
+    """Detached on the node: apply, then wait for the controller's confirmation; without it
+    restore the previous state (the controller could not reach the node any more). Whoever
+    creates the `.decided` directory first (mkdir is atomic) decides: the controller to keep
+    the change, the guard to roll it back; never both."""
+    d = f"{RUN_DIR}/{name}"
+    return (f"sh {q(d)}.apply > {q(d)}.log 2>&1; echo $? > {q(d)}.rc\n"
+            f"i=0; while [ $i -lt {int(timeout)} ]; do\n"
+            f"  [ -d {q(d)}.decided ] && exit 0; sleep 1; i=$((i+1)); done\n"
+            f"mkdir {q(d)}.decided 2>/dev/null || exit 0\n"
+            f"echo rolling-back > {q(d)}.state\n"
+            f"sh {q(d)}.rollback >> {q(d)}.log 2>&1; echo rolled-back > {q(d)}.state\n")
+
+
+def _apply_guarded(props: dict, apply: str, rollback: str) -> None:
+    node = base.session(props)
+    name, timeout = props["name"], int(props.get("confirm_timeout", 30))
+    d = f"{RUN_DIR}/{name}"
+    node.run(["mkdir", "-p", RUN_DIR], change=True)
+    node.run(["rm", "-rf", f"{d}.rc", f"{d}.state", f"{d}.log", f"{d}.decided"], change=True)
+    node.put(f"{d}.apply", apply, mode="0700")
+    node.put(f"{d}.rollback", rollback, mode="0700")
+    node.put(f"{d}.guard", guard_script(timeout, name), mode="0700")
+    node.run(["setsid", "-f", "sh", f"{d}.guard"], change=True)
+    deadline = time.monotonic() + timeout - 2
+    rc = None
+    while time.monotonic() < deadline:
+        rc = _probe_fresh(node, ["sh", "-c", f"cat {q(d)}.rc 2>/dev/null"])
+        if rc:
+            break
+        time.sleep(1)
+    if rc == "0" and _probe_fresh(node, ["mkdir", f"{d}.decided"], change=True) is not None:
+        return  # confirmed over a new connection, before the guard gave up
+    if rc:  # the apply script itself failed: roll back now, unless the guard already did
+        _probe_fresh(node, ["sh", "-c", f"mkdir {q(d)}.decided && sh {q(d)}.rollback >> "
+                                        f"{q(d)}.log 2>&1"], change=True)
+        log = _probe_fresh(node, ["cat", f"{d}.log"]) or ""
+        raise RuntimeError(f"{props['node']}: applying bridge {name} failed (exit {rc}); "
+                           f"the previous network config is back. Log:\n{log[-1500:]}")
+    time.sleep(max(0.0, deadline + 2 - time.monotonic()) + 3)
+    back = _probe_fresh(node, ["cat", f"{d}.state"])
+    raise RuntimeError(
+        f"{props['node']}: after applying bridge {name} the controller could not open a new "
+        f"SSH connection to {node.host.address} within {timeout}s, so the node restored its "
+        f"previous network config (node reachable again: {'yes, ' + back if back else 'no'})."
+        f" Check the addresses and gateway given for {props['node']}.")
+
+
+def _probe_fresh(node: Session, argv: list, change: bool = False) -> Optional[str]:
+    """argv's stdout over a NEW SSH connection (the pooled one may survive a change that
+    locks every new connection out); None when the node cannot be reached or argv fails.
+    A 2 s TCP check first: the transport's own retries would outlast the rollback timer."""
+    try:
+        socket.create_connection((node.host.address, node.host.port), timeout=2).close()
+    except OSError:
+        return None
+    pool = Pool()
+    try:
+        fresh = Session(node.host, private_key=node.private_key, pool=pool)
+        result = fresh.run(argv, check=False, change=change, timeout=20)
+        return result.stdout.strip() if result.exit_code == 0 else None
+    except TransportError:
+        return None
+    finally:
+        pool.close_all()
+
+
+# --- libvirt network --------------------------------------------------------------------
+
+
+def network_xml(props: dict) -> str:
+    from xml.sax.saxutils import escape, quoteattr
+    return (f"<network><name>{escape(props['network'])}</name><forward mode='bridge'/>"
+            f"<bridge name={quoteattr(props['name'])}/></network>")
+
+
+def _ensure_network(props: dict) -> bool:
+    import libvirt
+    node = base.session(props)
+    with open_libvirt(node.host, node.private_key) as conn:
+        try:
+            net = conn.networkLookupByName(props["network"])
+        except libvirt.libvirtError:
+            net = conn.networkDefineXML(network_xml(props))
+        if not net.isActive():
+            net.create()
+        net.setAutostart(1)
+        return bool(net.isActive())
+
+
+def _remove_network(props: dict) -> None:
+    import libvirt
+    if not props.get("network"):
+        return
+    node = base.session(props)
+    with open_libvirt(node.host, node.private_key) as conn:
+        try:
+            net = conn.networkLookupByName(props["network"])
+        except libvirt.libvirtError:
+            return
+        if net.isActive():
+            net.destroy()
+        net.undefine()
+
+
+class KvmBridge(pulumi.dynamic.Resource, module="cephkvm", name="KvmBridge"):
+    applied_mode: pulumi.Output[str]
+    mac: pulumi.Output[str]
+    effective: pulumi.Output[dict]
+    network_active: pulumi.Output[bool]
+
+    def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
+        outputs = {k: None for k in ("applied_mode", "mac", "previous", "effective",
+                                     "network_active")}
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["ssh_private_key"]))
+        super().__init__(KvmBridgeProvider(), name, {**outputs, **props}, opts)
