@@ -21,7 +21,10 @@ except ConfigError as err:
 private_key = pulumi.Config(NAMESPACE).get_secret("ssh_private_key")
 nodes = {node.name: PreparedNode(node, stack, private_key) for node in stack.nodes}
 pulumi.export("nodes", {name: prepared.summary() for name, prepared in nodes.items()})
-# <ceph-component>
+from components.ceph import CephStack  # <ceph-component>
+if stack.ceph:
+    ceph = CephStack(stack, nodes)
+    pulumi.export("ceph", ceph.outputs())
 from components.kvm import Kvm  # <kvm-component>
 if stack.kvm and (stack.kvm.bridges or stack.kvm.vms):
     kvm = Kvm(stack, nodes)

@@ -20,7 +20,7 @@ NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$")
 # ssh_private_key is a secret (`pulumi config set --secret`); __main__ reads it as one.
 KNOWN_KEYS = ("lab", "nodes", "ssh", "ssh_private_key", "kvm", "packages")
-CEPH_KEYS: tuple = ()  # <ceph-keys>
+from components.config_ceph import KEYS as CEPH_KEYS  # <ceph-keys>
 from components.config_kvm import KEYS as KVM_KEYS  # <kvm-keys>
 
 BASE_PACKAGES = ["openssh-server", "iproute2", "qemu-system-x86", "qemu-utils",
@@ -100,7 +100,8 @@ def load(raw: dict, project_dir: str) -> StackConfig:
                         f"{', '.join(VIRT_TYPES)} (use qemu where KVM acceleration fails)")
     packages = _string_list(raw.get("packages", BASE_PACKAGES), "packages", problems)
     # Sections: each module validates its own keys against the nodes and returns its part.
-    ceph = None  # <ceph-section>
+    from components import config_ceph  # <ceph-section>
+    ceph = config_ceph.load(raw, nodes, lab, project_dir, problems)
     from components import config_kvm  # <kvm-section>
     kvm = config_kvm.load(raw, nodes, problems, ssh)
     if problems:

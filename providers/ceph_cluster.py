@@ -25,7 +25,8 @@ from providers.ceph_cli import ceph, ceph_json, gen_key, keyring, keyring_keys, 
 # pin_fsid         str?       use this fsid instead of generating one
 # public_network   str        CIDR the mons and clients use
 # cluster_network  str?       CIDR for OSD replication
-# nodes            list[dict] {name, address, connection}: every node gets ceph.conf + admin key
+# nodes            list[dict] {name, address, connection, ssh_private_key?}: every node
+#                             gets ceph.conf + the admin keyring
 # mons, mgrs, mdss list[str]  node names running each daemon (daemon id = node name)
 # options          dict       {section: {option: value}} applied with `ceph config set`
 # allow_data_loss  bool       delete is refused unless true
@@ -109,7 +110,7 @@ class CephClusterProvider(ResourceProvider):
 
 
 def _sessions(props: dict) -> dict:
-    return {n["name"]: node_session(n["connection"]) for n in props["nodes"]}
+    return {n["name"]: node_session(n) for n in props["nodes"]}
 
 
 def _address(props: dict, name: str) -> str:
@@ -285,7 +286,7 @@ def _remove_mons(props, nodes, systemd, names, olds) -> None:
 
 
 def _old_conn(olds: dict, name: str) -> dict:
-    return next(n["connection"] for n in olds["nodes"] if n["name"] == name)
+    return next(n for n in olds["nodes"] if n["name"] == name)
 
 
 def _quorum(props: dict, admin) -> list[str]:
@@ -372,7 +373,7 @@ def _wait_daemons(props: dict, admin) -> None:
 def _observe(props: dict, fsid: str) -> dict:
     """What the cluster reports; mons/mgrs/mdss/options as they really are, for drift."""
     c = props["cluster_name"]
-    admin = node_session(next(n["connection"] for n in props["nodes"]
+    admin = node_session(next(n for n in props["nodes"]
                               if n["name"] == props["mons"][0]))
     mons = _monmap(props, admin)
     mgr = ceph_facts.mgr_state(ceph_json(admin, c, "mgr", "dump"))

@@ -68,7 +68,7 @@ class CephOsdProvider(ResourceProvider):
 
     def read(self, id_, props):
         props = base.normalize(props)
-        node = node_session(props["connection"])
+        node = node_session(props)
         tree = ceph_facts.osds(ceph_json(node, props["cluster_name"], "osd", "tree"))
         osd = tree.get(props.get("osd_id"))
         if osd is None:
@@ -82,7 +82,7 @@ class CephOsdProvider(ResourceProvider):
 
     def delete(self, _id, props):
         props = base.normalize(props)
-        node = node_session(props["connection"])
+        node = node_session(props)
         osd_id = props.get("osd_id")
         tree = ceph_facts.osds(ceph_json(node, props["cluster_name"], "osd", "tree"))
         if osd_id in tree:
@@ -101,7 +101,7 @@ def _daemon(props: dict, osd_id: int) -> services.Daemon:
 
 
 def _converge(props: dict) -> dict:
-    node = node_session(props["connection"])
+    node = node_session(props)
     c = props["cluster_name"]
     osd = _existing(props, node)
     if osd is None:

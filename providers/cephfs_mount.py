@@ -65,13 +65,13 @@ class CephFSMountProvider(ResourceProvider):
 
     def create(self, props):
         props = base.normalize(props)
-        node = node_session(props["connection"])
+        node = node_session(props)
         outs = _converge(props, node, remount=False)
         return CreateResult(f"{props['node']}:{props['mountpoint']}", {**props, **outs})
 
     def read(self, id_, props):
         props = base.normalize(props)
-        node = node_session(props["connection"])
+        node = node_session(props)
         lines = _fstab_lines(node.get(FSTAB) or "", props["mountpoint"])
         mounted = _mounted_type(node, props["mountpoint"])
         if not lines and not mounted:
@@ -82,13 +82,13 @@ class CephFSMountProvider(ResourceProvider):
 
     def update(self, _id, olds, news):
         olds, news = base.normalize(olds), base.normalize(news)
-        node = node_session(news["connection"])
+        node = node_session(news)
         remount = fstab_line(olds) != fstab_line(news)
         return UpdateResult({**news, **_converge(news, node, remount=remount)})
 
     def delete(self, _id, props):
         props = base.normalize(props)
-        node = node_session(props["connection"])
+        node = node_session(props)
         mp = props["mountpoint"]
         if _mounted_type(node, mp):
             _unmount(props, node)

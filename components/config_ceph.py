@@ -1,0 +1,316 @@
+"""The Ceph part of the stack config: `cephkvm:ceph`, `cephkvm:pools`, `cephkvm:filesystems`,
+`cephkvm:mounts`. Validated against the nodes (roles, disks) at preview; every problem names
+its key path and the fix. Pure: reads only the lab inventory file for the lab's subnet.
+
+    cephkvm:ceph:         {cluster_name, fsid, public_network, cluster_network, osd_method,
+                           options: {section: {option: value}}, allow_data_loss,
+                           wipe_devices, health_timeout}
+    cephkvm:pools:        [{name, type: replicated|erasure, size, min_size, pg_num, autoscale,
+                            application, quota_max_bytes, quota_max_objects, allow_delete,
+                            erasure: {k, m, failure_domain, allow_ec_overwrites}}]
+    cephkvm:filesystems:  [{name, metadata_pool, data_pool, extra_data_pools, max_mds,
+                            standby_count, allow_delete}]
+    cephkvm:mounts:       [{filesystem, mountpoint, nodes (default: all), client: fuse|kernel,
+                            options, client_id, force_unmount}]
+"""
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+from providers.ceph_pool import check_pool
+
+KEYS = ("ceph", "pools", "filesystems", "mounts")
+CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9]{0,15}$")
+POOL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+OSD_METHODS = ("raw", "lvm")
+FAILURE_DOMAINS = ("host", "osd")
+
+
+def key(path: str) -> str:
+    return f"cephkvm:{path}"
+
+
+@dataclass(frozen=True)
+class CephConfig:
+    cluster_name: str = "ceph"
+    fsid: str | None = None
+    public_network: str = ""
+    cluster_network: str | None = None
+    osd_method: str = "lvm"
+    options: dict = field(default_factory=dict)
+    allow_data_loss: bool = False
+    wipe_devices: bool = False
+    health_timeout: int = 120
+    mons: tuple = ()
+    mgrs: tuple = ()
+    mdss: tuple = ()
+    osds: tuple = ()          # (node name, device)
+    pools: tuple = ()         # dicts in CephPool's input shape
+    filesystems: tuple = ()   # dicts in CephFilesystem's input shape
+    mounts: tuple = ()        # dicts: node, filesystem, mountpoint, client, options, ...
+    warnings: tuple = ()
+
+
+def load(raw: dict, nodes: tuple, lab: bool, project_dir: str, problems: list):
+    """The CephConfig, or None when the stack has no `cephkvm:ceph` section."""
+    section = raw.get("ceph")
+    if section is None:
+        for name in ("pools", "filesystems", "mounts"):
+            if raw.get(name):
+                problems.append(f"{key(name)}: needs a cephkvm:ceph section (public_network "
+                                "at least)")
+        return None
+    if not isinstance(section, dict):
+        problems.append(f"{key('ceph')}: must be a mapping (public_network, options, ...)")
+        return None
+    before = len(problems)
+    warnings: list = []
+    cluster = _cluster(section, lab, project_dir, problems)
+    by_name = {n.name: n for n in nodes}
+    roles = {r: tuple(n.name for n in nodes if r in n.roles) for r in ("mon", "mgr", "mds")}
+    _check_mons(roles["mon"], warnings, problems)
+    osds = _osds(nodes, problems)
+    pools = _pools(raw.get("pools") or [], osds, problems)
+    filesystems = _filesystems(raw.get("filesystems") or [], pools, roles["mds"], problems)
+    mounts = _mounts(raw.get("mounts") or [], filesystems, by_name, problems)
+    if len(problems) > before:
+        return None
+    return CephConfig(**cluster, mons=roles["mon"], mgrs=roles["mgr"], mdss=roles["mds"],
+                      osds=tuple(osds), pools=tuple(pools.values()),
+                      filesystems=tuple(filesystems.values()), mounts=tuple(mounts),
+                      warnings=tuple(warnings))
+
+
+def _cluster(s: dict, lab: bool, project_dir: str, problems: list) -> dict:
+    name = str(s.get("cluster_name", "ceph"))
+    if not CLUSTER_NAME.match(name):
+        problems.append(f"{key('ceph.cluster_name')}: {name!r} must be a short lower-case name "
+                        "starting with a letter (usually `ceph`)")
+    public = s.get("public_network") or (_lab_subnet(project_dir) if lab else None)
+    if not public:
+        problems.append(f"{key('ceph.public_network')}: set the CIDR the mons listen on, "
+                        "e.g. 10.204.10.0/24")
+    for field_name, value in (("public_network", public),
+                              ("cluster_network", s.get("cluster_network"))):
+        if value is not None and not _is_cidr(value):
+            problems.append(f"{key('ceph.' + field_name)}: {value!r} is not a network in CIDR "
+                            "form such as 10.204.10.0/24")
+    method = s.get("osd_method", "raw" if lab else "lvm")
+    if method not in OSD_METHODS:
+        problems.append(f"{key('ceph.osd_method')}: {method!r} is not one of "
+                        f"{', '.join(OSD_METHODS)} (lvm on real hosts, raw where device-mapper"
+                        " is missing)")
+    options = s.get("options") or {}
+    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
+        problems.append(f"{key('ceph.options')}: must map a section (global, mon, osd, ...) to "
+                        "{option: value}")
+        options = {}
+    timeout = s.get("health_timeout", 120)
+    if not isinstance(timeout, int) or timeout < 10:
+        problems.append(f"{key('ceph.health_timeout')}: must be a number of seconds >= 10")
+    fsid = s.get("fsid")
+    if fsid is not None and not re.match(r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$",
+                                         str(fsid)):
+        problems.append(f"{key('ceph.fsid')}: {fsid!r} is not a UUID; leave it out to let "
+                        "cephkvm generate one")
+    return {"cluster_name": name, "fsid": fsid, "public_network": public or "",
+            "cluster_network": s.get("cluster_network"), "osd_method": method,
+            "options": {sec: {k: v for k, v in o.items()} for sec, o in options.items()},
+            "allow_data_loss": s.get("allow_data_loss") in (True, "true"),
+            "wipe_devices": s.get("wipe_devices") in (True, "true"),
+            "health_timeout": timeout if isinstance(timeout, int) else 120}
+
+
+def _lab_subnet(project_dir: str) -> str | None:
+    path = os.path.join(project_dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""),
+                        "inventory.json")
+    try:
+        with open(path) as f:
+            return json.load(f).get("subnet")
+    except (OSError, ValueError):
+        return None  # config.py already reports a missing lab inventory
+
+
+def _is_cidr(value) -> bool:
+    try:
+        ipaddress.ip_network(str(value), strict=False)
+        return "/" in str(value)
+    except ValueError:
+        return False
+
+
+def _check_mons(mons: tuple, warnings: list, problems: list) -> None:
+    if not mons:
+        problems.append(f"{key('nodes')}: no node has the mon role; give it to 1, 3 or 5 "
+                        "nodes (roles: [mon, ...])")
+    elif len(mons) % 2 == 0:
+        warnings.append(f"{key('nodes')}: {len(mons)} mons ({', '.join(mons)}) cannot "
+                        f"outvote a split; use {len(mons) + 1} or {len(mons) - 1}")
+
+
+def _osds(nodes: tuple, problems: list) -> list:
+    osds = []
+    for i, node in enumerate(nodes):
+        if "osd" not in node.roles:
+            continue
+        seen = set()
+        for device in node.disks:
+            if not device.startswith("/dev/"):
+                problems.append(f"{key(f'nodes[{i}].disks')}: {device!r} must be an absolute "
+                                "device path such as /dev/sdb")
+            if device in seen:
+                problems.append(f"{key(f'nodes[{i}].disks')}: {device} is listed twice; one "
+                                "OSD per device")
+            seen.add(device)
+            osds.append((node.name, device))
+    return osds
+
+
+def _domains(osds: list, domain: str) -> int:
+    return len({n for n, _ in osds}) if domain == "host" else len(osds)
+
+
+def _pools(raw, osds: list, problems: list) -> dict:
+    if not isinstance(raw, list):
+        problems.append(f"{key('pools')}: must be a list of pools (name, size, ...)")
+        return {}
+    pools = {}
+    for i, item in enumerate(raw):
+        path = f"pools[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{key(path)}: must be a mapping with at least a name")
+            continue
+        name = str(item.get("name", ""))
+        if not POOL_NAME.match(name):
+            problems.append(f"{key(path + '.name')}: {name!r} is not a pool name (letters, "
+                            "digits, _ . -)")
+        if name in pools:
+            problems.append(f"{key(path + '.name')}: pool {name!r} is listed twice")
+        props = {k: v for k, v in item.items() if k != "erasure"}
+        props.setdefault("type", "erasure" if "erasure" in item else "replicated")
+        ec = item.get("erasure") or {}
+        if props["type"] == "erasure":
+            props.update({"ec_k": ec.get("k"), "ec_m": ec.get("m"),
+                          "ec_failure_domain": ec.get("failure_domain", "host"),
+                          "ec_overwrites": bool(ec.get("allow_ec_overwrites", False))})
+        for failure in check_pool(copy.deepcopy(props)):
+            problems.append(f"{key(path + '.' + _config_field(failure.property))}: "
+                            f"{failure.reason}")
+        if props["type"] == "erasure" and isinstance(ec.get("k"), int) and \
+                isinstance(ec.get("m"), int):
+            domain = props["ec_failure_domain"]
+            if domain not in FAILURE_DOMAINS:
+                problems.append(f"{key(path + '.erasure.failure_domain')}: use one of "
+                                f"{', '.join(FAILURE_DOMAINS)}")
+            elif ec["k"] + ec["m"] > _domains(osds, domain):
+                problems.append(
+                    f"{key(path + '.erasure')}: k+m = {ec['k'] + ec['m']} but only "
+                    f"{_domains(osds, domain)} {domain}(s) hold OSDs; lower k or m, add "
+                    "OSDs, or use failure_domain: osd")
+        elif isinstance(props.get("size"), int) and props["size"] > _domains(osds, "host") \
+                and osds:
+            problems.append(f"{key(path + '.size')}: {props['size']} copies but only "
+                            f"{_domains(osds, 'host')} host(s) hold OSDs; lower size or add "
+                            "OSDs on more hosts")
+        pools[name] = props
+    return pools
+
+
+def _config_field(provider_field: str) -> str:
+    return {"ec_k": "erasure.k", "ec_m": "erasure.m"}.get(provider_field, provider_field)
+
+
+def _filesystems(raw, pools: dict, mdss: tuple, problems: list) -> dict:
+    if not isinstance(raw, list):
+        problems.append(f"{key('filesystems')}: must be a list (name, metadata_pool, "
+                        "data_pool)")
+        return {}
+    found, used = {}, {}
+    for i, item in enumerate(raw):
+        path = f"filesystems[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{key(path)}: must be a mapping (name, metadata_pool, data_pool)")
+            continue
+        name = str(item.get("name", ""))
+        if not POOL_NAME.match(name):
+            problems.append(f"{key(path + '.name')}: {name!r} is not a valid name")
+        if name in found:
+            problems.append(f"{key(path + '.name')}: filesystem {name!r} is listed twice")
+        extra = item.get("extra_data_pools") or []
+        for field_name, pool in ([("metadata_pool", item.get("metadata_pool")),
+                                  ("data_pool", item.get("data_pool"))]
+                                 + [(f"extra_data_pools[{j}]", p) for j, p in enumerate(extra)]):
+            where = key(f"{path}.{field_name}")
+            if pool not in pools:
+                problems.append(f"{where}: {pool!r} is not a pool in cephkvm:pools")
+                continue
+            if pool in used and used[pool] != name:
+                problems.append(f"{where}: pool {pool!r} is already used by filesystem "
+                                f"{used[pool]!r}; each filesystem needs its own pools")
+            used[pool] = name
+            erasure = pools[pool].get("type") == "erasure"
+            if erasure and field_name in ("metadata_pool", "data_pool"):
+                problems.append(f"{where}: {pool!r} is erasure-coded; CephFS wants a "
+                                "replicated pool here and the EC pool under extra_data_pools")
+            if erasure and not pools[pool].get("ec_overwrites"):
+                problems.append(f"{key('pools')}: {pool!r} serves CephFS; set erasure."
+                                "allow_ec_overwrites: true")
+        if not mdss:
+            problems.append(f"{key(path)}: no node has the mds role; CephFS needs one")
+        found[name] = {"name": name, "metadata_pool": item.get("metadata_pool"),
+                       "data_pool": item.get("data_pool"), "extra_data_pools": list(extra),
+                       "max_mds": item.get("max_mds", 1),
+                       "standby_count": item.get("standby_count",
+                                                 min(1, max(len(mdss) - 1, 0))),
+                       "allow_delete": item.get("allow_delete") in (True, "true")}
+    return found
+
+
+def _mounts(raw, filesystems: dict, nodes: dict, problems: list) -> list:
+    if not isinstance(raw, list):
+        problems.append(f"{key('mounts')}: must be a list (filesystem, mountpoint, nodes)")
+        return []
+    mounts, seen = [], set()
+    for i, item in enumerate(raw):
+        path = f"mounts[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{key(path)}: must be a mapping (filesystem, mountpoint)")
+            continue
+        fs, mp = item.get("filesystem"), str(item.get("mountpoint", ""))
+        if fs not in filesystems:
+            problems.append(f"{key(path + '.filesystem')}: {fs!r} is not in "
+                            "cephkvm:filesystems")
+        if not mp.startswith("/") or " " in mp:
+            problems.append(f"{key(path + '.mountpoint')}: {mp!r} must be an absolute path "
+                            "without spaces")
+        client = item.get("client", "fuse")
+        if client not in ("fuse", "kernel"):
+            problems.append(f"{key(path + '.client')}: {client!r} is not fuse or kernel")
+        client_id = item.get("client_id")
+        if client_id is not None and (not CLIENT_ID.match(str(client_id))
+                                      or client_id == "admin"):
+            problems.append(f"{key(path + '.client_id')}: {client_id!r} must be a plain name "
+                            "(not admin: mounts get keys for their filesystem only)")
+        targets = item.get("nodes", list(nodes))
+        for node in targets:
+            if node not in nodes:
+                problems.append(f"{key(path + '.nodes')}: unknown node {node!r}; nodes are "
+                                f"{', '.join(nodes)}")
+                continue
+            if (node, mp) in seen:
+                problems.append(f"{key(path + '.mountpoint')}: {node} already mounts "
+                                f"something at {mp}")
+            seen.add((node, mp))
+            mount = {"node": node, "fs_name": fs, "mountpoint": mp, "client": client,
+                     "options": list(item.get("options") or []),
+                     "force_unmount": item.get("force_unmount") in (True, "true")}
+            if client_id:
+                mount["client_id"] = f"{client_id}-{node}"
+            mounts.append(mount)
+    return mounts
