@@ -25,6 +25,9 @@ LIBVIRTD = Daemon("libvirtd", ("/usr/sbin/libvirtd", "-d"), "/run/libvirtd.pid")
 VIRTLOGD = Daemon("virtlogd", ("/usr/sbin/virtlogd", "-d"), "/run/virtlogd.pid")
 
 
+SAME_NODE = '[ "$(readlink /proc/$pid/ns/mnt)" = "$(readlink /proc/self/ns/mnt)" ]'
+
+
 def has_systemd(node: Session) -> bool:
     return node.ok(["test", "-d", "/run/systemd/system"])
 
@@ -32,10 +35,12 @@ def has_systemd(node: Session) -> bool:
 def is_running(node: Session, daemon: Daemon, systemd: bool) -> bool:
     if systemd:
         return node.ok(["systemctl", "is-active", "--quiet", daemon.unit])
-    # The pid file must name a live process whose command is the daemon's binary.
+    # The pid file must name a live process whose command is the daemon's binary, in this
+    # node's mount namespace: PIDs are shared between lab nodes, so a stale pid file may name
+    # another node's copy of the same daemon.
     script = (
         f"pid=$(cat {shlex.quote(daemon.pid_file)} 2>/dev/null) && [ -n \"$pid\" ] && "
-        f"[ \"$(readlink /proc/$pid/exe)\" = {shlex.quote(daemon.argv[0])} ]"
+        f"[ \"$(readlink /proc/$pid/exe)\" = {shlex.quote(daemon.argv[0])} ] && {SAME_NODE}"
     )
     return node.ok(["sh", "-c", script])
 
@@ -53,9 +58,11 @@ def stop(node: Session, daemon: Daemon, systemd: bool) -> None:
         return
     script = (
         f"pid=$(cat {shlex.quote(daemon.pid_file)} 2>/dev/null) || exit 0; "
-        f"[ \"$(readlink /proc/$pid/exe)\" = {shlex.quote(daemon.argv[0])} ] || exit 0; "
-        "kill \"$pid\"; for i in $(seq 50); do kill -0 \"$pid\" 2>/dev/null || exit 0; "
-        "sleep 0.1; done; kill -9 \"$pid\""
+        f"[ \"$(readlink /proc/$pid/exe)\" = {shlex.quote(daemon.argv[0])} ] && {SAME_NODE} "
+        f"|| {{ rm -f {shlex.quote(daemon.pid_file)}; exit 0; }}; "
+        "kill \"$pid\"; for i in $(seq 50); do kill -0 \"$pid\" 2>/dev/null || break; "
+        "sleep 0.1; done; kill -0 \"$pid\" 2>/dev/null && kill -9 \"$pid\"; "
+        f"rm -f {shlex.quote(daemon.pid_file)}"
     )
     node.run(["sh", "-c", script], change=True)
 

@@ -1,0 +1,182 @@
+"""Ceph on the lab through the real engine, with a configuration of its own (an erasure-coded
+extra data pool, an rbd pool, no opt-in to destroy): outcomes are read from the nodes."""
+import json
+import os
+import time
+
+import pytest
+import yaml
+
+import lab
+from tests.cli import Project
+
+pytestmark = pytest.mark.lab
+if os.geteuid() != 0 or not lab.inventory():
+    pytest.skip("needs root and a running lab (make test brings it up)", allow_module_level=True)
+
+NODES = [n["name"] for n in lab.inventory()["nodes"]]
+MNT = "/mnt/cephfs"
+
+
+def sh(node: str, cmd: str) -> str:
+    proc = lab.run(node, cmd, timeout=120)
+    assert proc.returncode == 0, f"{node}: {cmd}: {proc.stderr}"
+    return proc.stdout
+
+
+def ceph(cmd: str, node: str = "node1"):
+    return json.loads(sh(node, f"ceph {cmd} -f json"))
+
+
+def pool(name: str) -> dict:
+    return next(p for p in ceph("osd pool ls detail") if p["pool_name"] == name)
+
+
+def edit_stack(project: Project, change) -> None:
+    path = os.path.join(project.dir, "stacks", "Pulumi.lab.yaml")
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    change(doc["config"])
+    with open(path, "w") as f:
+        yaml.safe_dump(doc, f)
+
+
+def pools_cfg(cfg: dict) -> dict:
+    return {p["name"]: p for p in cfg["cephkvm:pools"]}
+
+
+def ceph_only(cfg: dict) -> None:
+    """This test's own configuration: Ceph without the KVM part, no opt-in to delete."""
+    for k in [k for k in cfg if k.split(":", 1)[1] in ("bridges", "vms", "vm_storage",
+                                                         "vm_storage_shared")]:
+        del cfg[k]
+    cfg["cephkvm:ceph"]["allow_data_loss"] = False
+    cfg["cephkvm:pools"] = [
+        {"name": "cephfs_meta", "size": 3, "min_size": 2, "pg_num": 16, "application": "cephfs"},
+        {"name": "cephfs_data", "size": 3, "min_size": 2, "pg_num": 16, "application": "cephfs"},
+        {"name": "ec_data", "erasure": {"k": 2, "m": 1, "allow_ec_overwrites": True},
+         "pg_num": 8, "application": "cephfs"},
+        {"name": "rbd_test", "size": 3, "min_size": 2, "pg_num": 8, "application": "rgw"},
+    ]
+    cfg["cephkvm:filesystems"] = [{"name": "cephfs", "metadata_pool": "cephfs_meta",
+                                   "data_pool": "cephfs_data", "extra_data_pools": ["ec_data"],
+                                   "standby_count": 1}]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    project = Project(str(tmp_path_factory.mktemp("ceph")), "lab")
+    edit_stack(project, ceph_only)
+    start = time.monotonic()
+    project.run("up", "--yes", "--skip-preview")
+    project.bring_up_seconds = time.monotonic() - start
+    yield project
+    # Leave the lab as we found it: opt in, then destroy everything.
+    def opt_in(cfg):
+        cfg["cephkvm:ceph"]["allow_data_loss"] = True
+        for p in cfg["cephkvm:pools"] + cfg["cephkvm:filesystems"]:
+            p["allow_delete"] = True
+    edit_stack(project, opt_in)
+    project.run("up", "--yes", "--skip-preview", check=False)
+    project.run("destroy", "--yes", "--skip-preview", check=False)
+
+
+def test_cluster_is_healthy_with_quorum_osds_and_mds(stack):
+    print(f"bring-up through pulumi up: {stack.bring_up_seconds:.0f}s")
+    status = ceph("status")
+    assert status["health"]["status"] == "HEALTH_OK", status["health"]
+    assert sorted(status["quorum_names"]) == NODES
+    tree = ceph("osd tree")
+    hosts = {n["name"]: n["children"] for n in tree["nodes"] if n["type"] == "host"}
+    osds = [n for n in tree["nodes"] if n["type"] == "osd"]
+    assert sorted(hosts) == NODES and all(len(c) == 1 for c in hosts.values())
+    assert len(osds) == 3 and all(o["status"] == "up" and o["reweight"] > 0 for o in osds)
+    fs = ceph("fs dump")
+    states = [i["state"] for i in fs["filesystems"][0]["mdsmap"]["info"].values()]
+    assert states == ["up:active"] and len(fs["standbys"]) >= 1
+    assert stack.outputs()["ceph"]["fsid"] == status["fsid"]
+
+
+def test_cephfs_is_mounted_everywhere_through_fstab_and_shared(stack):
+    for node in NODES:
+        mounts = [l.split() for l in sh(node, "cat /proc/self/mounts").splitlines()]
+        assert [m[2] for m in mounts if m[1] == MNT] == ["fuse.ceph-fuse"], node
+        lines = [l for l in sh(node, "cat /etc/fstab").splitlines() if f" {MNT} " in l]
+        assert lines == [f"none {MNT} fuse.ceph ceph.id=cephfs-{node},ceph.client_fs=cephfs,"
+                         "_netdev,defaults 0 0"], lines
+        assert sh(node, f"stat -c %a /etc/ceph/ceph.client.cephfs-{node}.keyring").strip() \
+            == "600"
+    token = f"written on node1 at {time.time()}"
+    sh("node1", f"echo '{token}' > {MNT}/from-node1.txt")
+    assert sh("node3", f"cat {MNT}/from-node1.txt").strip() == token
+    caps = ceph("auth get client.cephfs-node2")[0]["caps"]
+    assert "fsname=cephfs" in caps["mds"] and "allow *" not in caps.values()
+
+
+def test_outputs_keep_client_keys_secret(stack):
+    out = stack.outputs()["ceph"]
+    assert out["client_keys"] == "[secret]"
+    assert out["csi"]["clusterID"] == out["fsid"] and len(out["csi"]["monitors"]) == 3
+    keys = stack.outputs(show_secrets=True)["ceph"]["client_keys"]
+    assert keys and all(k not in stack.state_text() for k in keys.values())
+
+
+def test_no_changes_after_up_and_noop_up_changes_nothing(stack):
+    stack.run("preview", "--expect-no-changes")
+    open(stack.ssh_log, "w").close()
+    stack.run("up", "--yes", "--skip-preview", "--refresh")
+    changes = [l for l in stack.ssh_log_lines() if l.startswith("change ")]
+    assert not changes, changes
+
+
+def test_pool_size_pg_num_application_update_in_place(stack):
+    def change(cfg):
+        pools_cfg(cfg)["rbd_test"].update(size=2, min_size=1, pg_num=16, application="rbd")
+    edit_stack(stack, change)
+    preview = stack.preview_json()
+    ops = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
+    assert ops == {"pool-rbd_test": "update"}, ops
+    stack.run("up", "--yes", "--skip-preview")
+    p = pool("rbd_test")
+    assert (p["size"], p["min_size"], p["pg_num_target"]) == (2, 1, 16)
+    assert list(p["application_metadata"]) == ["rbd"]
+
+
+def test_refresh_shows_hand_resized_pool_and_up_restores_it(stack):
+    sh("node2", "ceph osd pool set cephfs_data size 2")
+    stack.run("refresh", "--yes", "--skip-preview")
+    preview = stack.preview_json()
+    ops = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
+    assert ops == {"pool-cephfs_data": "update"}, ops
+    stack.run("up", "--yes", "--skip-preview")
+    assert pool("cephfs_data")["size"] == 3
+
+
+def test_type_change_is_a_replace_and_refused_without_opt_in(stack):
+    def change(cfg):
+        pools_cfg(cfg)["rbd_test"].update(erasure={"k": 2, "m": 1})
+        for k in ("size", "min_size"):
+            pools_cfg(cfg)["rbd_test"].pop(k)
+    edit_stack(stack, change)
+    preview = stack.preview_json()
+    ops = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
+    assert set(ops.values()) <= {"delete-replaced", "create-replacement", "replace"}, ops
+    assert set(ops) == {"pool-rbd_test"}
+    proc = stack.run("up", "--yes", "--skip-preview", check=False)
+    assert proc.returncode != 0
+    assert "refusing to delete pool rbd_test" in proc.stdout + proc.stderr
+    assert pool("rbd_test")["type"] == 1  # still the replicated pool
+    def back(cfg):
+        pools_cfg(cfg)["rbd_test"].pop("erasure")
+        pools_cfg(cfg)["rbd_test"].update(size=2, min_size=1)
+    edit_stack(stack, back)
+
+
+def test_destroy_without_opt_in_refuses_and_keeps_the_cluster(stack):
+    proc = stack.run("destroy", "--yes", "--skip-preview", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "refusing to delete" in out and "allow_delete" in out, out[-3000:]
+    assert ceph("status")["health"]["status"] in ("HEALTH_OK", "HEALTH_WARN")
+    assert len(ceph("osd tree")["stray"]) == 0 and sorted(ceph("status")["quorum_names"]) \
+        == NODES
