@@ -30,6 +30,7 @@ appends problems, each naming the key path and the fix.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -100,6 +101,9 @@ def load(raw: dict, nodes: tuple, problems: list, ssh=None) -> KvmConfig:
     if not isinstance(storage, str) or not storage.startswith("/"):
         problems.append(f"{key('vm_storage')}: {storage!r} must be an absolute directory "
                         "(where CephFS is mounted, e.g. /mnt/cephfs)")
+    if raw.get("lab") in (True, "true") and isinstance(storage, str):
+        # Lab instances side by side (CEPHKVM_LAB, see lab/const.py) keep their VMs apart.
+        storage = storage.replace("{lab}", os.environ.get("CEPHKVM_LAB", ""))
     shared = raw.get("vm_storage_shared", False) in (True, "true")
     bridges = _bridges(raw.get("bridges", []), names, kvm_nodes, problems)
     passwords = raw.get("vm_passwords") or {}
@@ -292,7 +296,6 @@ def _vm(item, path: str, names: list, passwords: dict, problems: list):
 
 def _resolve_lab_template(vm: VmConfig) -> VmConfig:
     import dataclasses
-    import os
     source = os.path.realpath(os.path.expanduser(vm.template["source"]))
     return dataclasses.replace(vm, template={**vm.template, "source": source})
 

@@ -13,10 +13,13 @@ change writes a new seed with a new instance-id, which the guest applies on its 
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import posixpath
 import re
+import secrets
 import time
 from typing import Optional
 
@@ -27,7 +30,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 from providers import base
 from providers import libvirt_domain as dx
-from providers.transport import open_libvirt
+from providers.transport import known_hosts_line, libvirt_uri, open_libvirt
 
 # --- input schema -----------------------------------------------------------------------
 # name                 str   libvirt domain name
@@ -123,7 +126,8 @@ class CloudVMProvider(ResourceProvider):
                 dom = _lookup(conn, props["name"])
                 if dom is None:
                     continue
-                found = dx.parse_domain(dom.XMLDesc(0))
+                # The persistent definition: live XML shows the balloon's momentary size.
+                found = dx.parse_domain(dom.XMLDesc(_inactive()))
                 outs = _observe(dom, conn_props, wait_for_ip=0)
             # Drift shows as differences from the inputs: a hand migration as a node change.
             return ReadResult(id_, {**props, **outs, "connection": conn_props["connection"],
@@ -361,6 +365,11 @@ def _libvirt(props: dict):
     return open_libvirt(node.host, node.private_key)
 
 
+def _inactive() -> int:
+    import libvirt
+    return libvirt.VIR_DOMAIN_XML_INACTIVE
+
+
 def _lookup(conn, name: str):
     import libvirt
     try:
@@ -425,9 +434,10 @@ def _shutdown(dom, timeout: int) -> None:
 
 
 def _migrate(olds: dict, news: dict) -> None:
-    """Live migration from the old node to the new one. The controller holds both libvirt
-    connections (no PEER2PEER): nodes then need no SSH trust between themselves, and QEMU
-    streams memory straight to the destination's migration_host."""
+    """Live migration from the old node to the new one, peer to peer: the source libvirtd
+    connects to the destination's itself (as measured in DESIGN.md 5). The controller-managed
+    mode (migrate3 with two client connections) hung here after QEMU had finished: the
+    destination's Prepare never returned over libssh."""
     import libvirt
     src_props = {**news, "connection": olds["connection"], "node": olds["node"]}
     with _libvirt(news) as dconn, _libvirt(src_props) as sconn:
@@ -445,16 +455,40 @@ def _migrate(olds: dict, news: dict) -> None:
                                         libvirt.VIR_DOMAIN_XML_SECURE))
             dom.undefine()
             return
-        flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST |
-                 libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
-        if not storage_is_shared(base.session(src_props), news):
+        source = base.session(src_props)
+        if not storage_is_shared(source, news):
             raise RuntimeError(
                 f"{news['name']}: {news['storage']} on {olds['node']} is not CephFS or other "
                 "shared storage, so a live migration would lose the disk. Mount CephFS there, "
                 "or set shared_storage if every node sees the same directory.")
         # libvirt cannot tell that CephFS is shared and refuses without UNSAFE (DESIGN.md 5).
-        flags |= libvirt.VIR_MIGRATE_UNSAFE
-        dom.migrate3(dconn, {}, flags)
+        flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
+                 libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE |
+                 libvirt.VIR_MIGRATE_UNSAFE)
+        with _peer_uri(source, base.session(news)) as uri:
+            dom.migrateToURI3(uri, {}, flags)
+
+
+@contextlib.contextmanager
+def _peer_uri(source, dest):
+    """The destination's libvirt URI as the source libvirtd uses it, with the controller's
+    key and the destination's pinned host key in a root-only directory on the source that
+    exists only for the migration."""
+    key = dest.private_key
+    if not key and dest.host.key_file:
+        with open(os.path.expanduser(dest.host.key_file)) as f:
+            key = f.read()
+    pin = known_hosts_line(dest.host)
+    if not key or not pin:
+        raise RuntimeError(f"{dest.name}: no SSH key or pinned host key to migrate with")
+    tmp = f"/run/cephkvm/migrate-{secrets.token_hex(6)}"
+    source.run(["mkdir", "-p", "-m", "0700", tmp], change=True)
+    try:
+        source.put(f"{tmp}/id", key, mode="0600", secret=True)
+        source.put(f"{tmp}/known_hosts", pin, mode="0600")
+        yield libvirt_uri(dest.host, f"{tmp}/id", f"{tmp}/known_hosts")
+    finally:
+        source.run(["rm", "-rf", "--", tmp], change=True)
 
 
 def storage_is_shared(node, p: dict) -> bool:

@@ -339,7 +339,8 @@ def libvirt_uri(host: Host, key_file: str, known_hosts: str) -> str:
     return f"qemu+libssh://{quote(host.user)}@{host.address}{port}/system?{query}"
 
 
-def _known_hosts_line(host: Host) -> str | None:
+def known_hosts_line(host: Host) -> str | None:
+    """The known_hosts line that pins host's key, for libvirt's libssh transport."""
     if host.host_key:
         parse_host_key(host.host_key)  # refuse a pin that cannot be parsed, as above
         return f"{host.key_name} {' '.join(host.host_key.split()[:2])}\n"
@@ -365,7 +366,7 @@ class open_libvirt:
         # Errors reach the caller as exceptions; libvirt's default handler would also print
         # each one (even an expected "domain not found") to stderr.
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-        line = _known_hosts_line(self.host)
+        line = known_hosts_line(self.host)
         if not line:
             raise HostKeyError(f"{self.host.name}: no pinned or recorded host key to verify "
                                "libvirt's SSH connection against; connect over SSH first")

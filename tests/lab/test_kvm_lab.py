@@ -1,0 +1,185 @@
+"""KVM on the lab through the real engine: bridges over eth0, a VM from the lab guest image
+with cloud-init, a live memory change, a live migration, and a broken bridge that rolls
+itself back. Guests are always torn down (QEMU sits outside the session's memory limits)."""
+import ipaddress
+import json
+import os
+import shutil
+import tempfile
+import time
+
+import pytest
+import yaml
+
+import lab
+from tests.cli import Project
+
+pytestmark = pytest.mark.lab
+if os.geteuid() != 0 or not lab.inventory():
+    pytest.skip("needs root and a running lab (make test brings it up)", allow_module_level=True)
+
+GUEST_IMAGE = os.path.expanduser("~/.cache/cephkvm-images/lab-guest.qcow2")
+if not os.path.exists(GUEST_IMAGE):
+    pytest.skip("no lab guest image: run `make guest-image`", allow_module_level=True)
+
+VM = "lab-vm1"
+NODES = [n["name"] for n in lab.inventory()["nodes"]]
+SUBNET = ipaddress.ip_network(lab.inventory()["subnet"])
+GUEST = str(SUBNET.network_address + 100)
+CLIENT_KEY = lab.inventory()["ssh_key"]
+
+
+def edit_stack(project: Project, change) -> None:
+    path = os.path.join(project.dir, "stacks", "Pulumi.lab.yaml")
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    change(doc["config"])
+    with open(path, "w") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+
+
+def vm_config(config) -> dict:
+    return config["cephkvm:vms"][0]
+
+
+def guest(node: str, command: str, timeout=20):
+    """command in the guest, over SSH from node (the guest's address is on the lab switch,
+    reachable through the node's br0) with the key cloud-init installed."""
+    argv = ["ssh", "-i", CLIENT_KEY, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"debian@{GUEST}", command]
+    return lab.run(node, argv, timeout=timeout)
+
+
+def defined_on(node: str) -> list:
+    out = lab.run(node, ["virsh", "-c", "qemu:///system", "list", "--all", "--name"]).stdout
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def steps(project: Project) -> dict:
+    preview = project.preview_json()
+    return {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"]}
+
+
+def sweep():
+    """Whatever a failed run left: the guest on any node, and br0 (eth0 gets its address
+    back, in a detached shell since it moves the address SSH came in on)."""
+    for n in lab.inventory()["nodes"]:
+        lab.run(n, f"virsh destroy {VM}; virsh undefine {VM}", timeout=30)
+        if lab.run(n, ["ip", "link", "show", "br0"]).returncode == 0:
+            restore = (f"virsh net-destroy br0; virsh net-undefine br0; ip link set eth0 nomaster;"
+                       f" ip link del br0; ip addr replace {n['address']}/{SUBNET.prefixlen} "
+                       "dev eth0")
+            lab.run(n, ["setsid", "-f", "sh", "-c", restore + " >/dev/null 2>&1"])
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    work = tmp_path_factory.mktemp("kvm")
+    project = Project(str(work), "lab")
+    # Under /tmp, which every lab node shares, and open to QEMU's user (pytest's own tmp
+    # dirs are 0700).
+    storage = tempfile.mkdtemp(prefix="cephkvm-kvmlab-", dir="/tmp")
+    os.chmod(storage, 0o755)
+
+    def configure(config):
+        config["cephkvm:vm_storage"] = str(storage)
+        vm_config(config)["cloud_init"]["network_config"]["ethernets"]["eth0"]["addresses"] = \
+            [f"{GUEST}/{SUBNET.prefixlen}"]
+
+    edit_stack(project, configure)
+    try:
+        t0 = time.monotonic()
+        project.run("up", "--yes", "--skip-preview")
+        print(f"up with bridges and a booted VM: {time.monotonic() - t0:.0f}s")
+        yield project
+    finally:
+        project.run("destroy", "--yes", "--skip-preview", check=False)
+        sweep()
+        shutil.rmtree(storage, ignore_errors=True)
+
+
+def test_bridges_took_over_eth0_and_ssh_still_works(stack):
+    for n in lab.inventory()["nodes"]:
+        addrs = json.loads(lab.run(n, ["ip", "-j", "addr", "show", "dev", "br0"]).stdout)
+        cidrs = [f"{a['local']}/{a['prefixlen']}" for a in addrs[0]["addr_info"]
+                 if a["family"] == "inet"]
+        assert cidrs == [f"{n['address']}/{SUBNET.prefixlen}"], n["name"]
+        eth0 = json.loads(lab.run(n, ["ip", "-j", "link", "show", "dev", "eth0"]).stdout)[0]
+        assert eth0["master"] == "br0"
+        assert eth0["address"] == addrs[0]["address"], "the bridge keeps eth0's MAC"
+    bridges = stack.outputs()["bridges"]
+    assert sorted(bridges) == NODES and bridges["node1"]["br0"]["network_active"]
+
+
+def test_vm_boots_from_overlay_with_cloud_init_hostname_and_key(stack):
+    vm = stack.outputs()["vms"][VM]
+    assert vm["host"] == "node1" and vm["state"] == "running"
+    assert GUEST in vm["addresses"], vm  # reported by the guest agent
+    assert defined_on("node1") == [VM]
+    info = json.loads(lab.run("node1", ["qemu-img", "info", "-U", "--output=json",
+                                        vm["disk_path"]]).stdout)
+    assert info["backing-filename"].endswith(".qcow2") and "/templates/" in \
+        info["backing-filename"]
+    assert info["backing-filename-format"] == "qcow2"
+    res = guest("node1", "hostname")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == VM
+
+
+def test_preview_right_after_up_shows_no_changes(stack):
+    stack.run("preview", "--expect-no-changes")
+
+
+def test_memory_change_is_an_update_applied_live(stack):
+    edit_stack(stack, lambda c: vm_config(c).update(memory_mib=224))
+    assert steps(stack)[VM] == "update"
+    uptime = float(guest("node1", "cat /proc/uptime").stdout.split()[0])
+    stack.run("up", "--yes", "--skip-preview")
+    xml = lab.run("node1", ["virsh", "dumpxml", "--inactive", VM]).stdout
+    assert "<currentMemory unit='KiB'>229376</currentMemory>" in xml
+    assert float(guest("node1", "cat /proc/uptime").stdout.split()[0]) > uptime, \
+        "applied without a restart"
+
+
+def test_new_host_is_a_live_migration(stack):
+    before = float(guest("node1", "cat /proc/uptime").stdout.split()[0])
+    edit_stack(stack, lambda c: vm_config(c).update(node="node2"))
+    assert steps(stack)[VM] == "update"
+    t0 = time.monotonic()
+    stack.run("up", "--yes", "--skip-preview")
+    print(f"migration up: {time.monotonic() - t0:.1f}s")
+    assert defined_on("node1") == []
+    assert defined_on("node2") == [VM]
+    after = guest("node2", "cat /proc/uptime")
+    assert after.returncode == 0, after.stderr
+    assert float(after.stdout.split()[0]) > before, "the guest kept running"
+    assert stack.outputs()["vms"][VM]["host"] == "node2"
+    stack.run("preview", "--expect-no-changes")
+
+
+def test_broken_bridge_address_rolls_back_by_itself(stack):
+    node3 = lab.node("node3")
+    wrong = f"{SUBNET.network_address + 256 * 99 + 13}/24"  # not on the lab switch
+
+    def broken(config):
+        config["cephkvm:bridges"][0]["addresses"] = {"node3": [wrong]}
+    edit_stack(stack, broken)
+    proc = stack.run("up", "--yes", "--skip-preview", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert "restored its" in out and "node3" in out, out[-3000:]
+    assert lab.run("node3", ["true"]).returncode == 0, "node3 still answers SSH"
+    addrs = lab.run("node3", ["ip", "-o", "addr", "show", "dev", "br0"]).stdout
+    assert f"{node3['address']}/" in addrs and wrong not in addrs
+    edit_stack(stack, lambda c: c["cephkvm:bridges"][0].pop("addresses"))
+    stack.run("preview", "--expect-no-changes")
+
+
+def test_destroy_gives_eth0_its_address_back_and_removes_the_guest(stack):
+    stack.run("destroy", "--yes", "--skip-preview")
+    for n in lab.inventory()["nodes"]:
+        assert VM not in defined_on(n["name"])
+        addrs = lab.run(n, ["ip", "-o", "addr", "show", "dev", "eth0"]).stdout
+        assert f"{n['address']}/" in addrs
+        assert lab.run(n, ["ip", "link", "show", "br0"]).returncode != 0

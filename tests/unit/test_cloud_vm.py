@@ -1,0 +1,325 @@
+"""CloudVM against a recording fake node (files) and libvirt's own test:///default driver
+(domains)."""
+import contextlib
+import copy
+import shlex
+from unittest import mock
+
+import libvirt
+import pytest
+
+from providers import base, cloud_vm
+from providers import libvirt_domain as dx
+from providers.cloud_vm import CloudVMProvider
+from providers.transport import Host, Result, Session, command_line
+from tests.unit.fakes import Crash
+from tests.unit.test_config import KEY
+
+pytestmark = pytest.mark.unit
+
+CONN = {"name": "node1", "address": "192.0.2.1", "host_key": KEY}
+PASSWORD = "hunter2-not-really"
+PROPS = {
+    "name": "vm-unit", "node": "node1", "connection": CONN, "storage": "/mnt/cephfs",
+    "template": {"source": "/images/debian.qcow2"}, "disk_gib": 4, "memory_mib": 256,
+    "max_memory_mib": 512, "vcpus": 1, "max_vcpus": 2, "virt_type": "qemu",
+    "nics": [{"bridge": "br0"}], "ip_timeout": 0, "shutdown_timeout": 0,
+    "cloud_init": {"hostname": "vm-unit", "ssh_authorized_keys": ["ssh-ed25519 AAAAK op"],
+                   "user_data": {"runcmd": ["echo extra"], "timezone": "UTC"}},
+    "password": PASSWORD,
+}
+
+
+class FakeNode(Session):
+    """Keeps the set of files that exist; answers the commands CloudVM sends."""
+
+    def __init__(self):
+        super().__init__(Host(name="node1", address="192.0.2.1"))
+        self.files: dict[str, str] = {"/images/debian.qcow2": "image"}
+        self.log: list[tuple[str, str]] = []
+        self.stdin: list[str] = []
+        self.fstype = "fuse.ceph-fuse"
+        self.crash_at = None
+
+    @property
+    def changes(self):
+        return [line for kind, line in self.log if kind == "change"]
+
+    def for_props(self, props):
+        """This fake (same files and log) as the node props describe, with its key."""
+        other = copy.copy(self)
+        other.host = Host(**{k: v for k, v in props["connection"].items()
+                             if k in base.CONNECTION_FIELDS})
+        other.private_key = props.get("ssh_private_key")
+        return other
+
+    def run(self, argv, *, stdin=None, check=True, change=False, secrets=(), timeout=0):
+        argv = [str(a) for a in argv]
+        line = command_line(self.host, argv)
+        if change and self.crash_at is not None and len(self.changes) + 1 >= self.crash_at:
+            self.crash_at = None
+            raise Crash(line)
+        self.log.append(("change" if change else "read", line))
+        if stdin is not None:
+            self.stdin.append(stdin if isinstance(stdin, str) else stdin.decode())
+        out, rc = self._answer(argv, stdin)
+        return Result(out, "", rc)
+
+    def _answer(self, argv, stdin):
+        f = self.files
+        if argv[0] == "test":
+            paths = [a for a in argv[1:] if a.startswith("/")]
+            return "", 0 if all(p in f or any(k.startswith(p + "/") for k in f)
+                                for p in paths) else 1
+        if argv[0] == "mkdir":
+            for p in argv[2:]:
+                f[p + "/"] = "dir"
+            return "", 0
+        if argv[:2] == ["qemu-img", "convert"] or argv[:2] == ["qemu-img", "create"]:
+            target = argv[-1] if argv[1] == "convert" else argv[-2]
+            f[target] = "qcow2"
+            return "", 0
+        if argv[0] == "mv":
+            f[argv[-1]] = f.pop(argv[-2])
+            return "", 0
+        if argv[0] == "rm":
+            for p in argv:
+                for k in [k for k in f if k == p or k.startswith(p + "/")]:
+                    del f[k]
+            return "", 0
+        if argv[0] == "mktemp":
+            f["/tmp/fake/"] = "dir"
+            return "/tmp/fake\n", 0
+        if argv[:2] == ["sh", "-c"] and "cat >" in argv[2]:
+            f[shlex.split(argv[2])[-1]] = stdin if isinstance(stdin, str) else stdin.decode()
+            return "", 0
+        if argv[0] == "cloud-localds":
+            f[argv[-3]] = "iso:" + f[argv[-2]]
+            return "", 0
+        if argv[0] == "chmod":
+            return "", 0
+        if argv[0] == "findmnt":
+            return self.fstype + "\n", 0
+        if argv[0] == "sha256sum":
+            return "ab" * 32 + "  " + argv[-1] + "\n", 0
+        raise AssertionError(f"fake node does not know {argv}")
+
+
+@pytest.fixture
+def node(monkeypatch):
+    fake = FakeNode()
+    monkeypatch.setattr(base, "session", lambda props: fake)
+    conn = libvirt.open("test:///default")
+
+    @contextlib.contextmanager
+    def fake_libvirt(_props):
+        yield conn
+
+    monkeypatch.setattr(cloud_vm, "_libvirt", fake_libvirt)
+    fake.conn = conn
+    yield fake
+    with contextlib.suppress(libvirt.libvirtError):
+        dom = conn.lookupByName(PROPS["name"])
+        if dom.isActive():
+            dom.destroy()
+        dom.undefine()
+
+
+def checked(props=None, olds=None):
+    result = CloudVMProvider().check(olds or {}, dict(props or PROPS))
+    assert result.failures == []
+    return result.inputs
+
+
+def test_create_imports_template_once_makes_overlay_seed_and_running_domain(node):
+    outs = CloudVMProvider().create(checked()).outs
+    tpl = "/mnt/cephfs/templates/debian.qcow2"
+    assert node.files[tpl] == "qcow2"
+    assert "/mnt/cephfs/virtualmachines/vm-unit.qcow2" in node.files
+    create = next(c for c in node.changes if c.startswith("qemu-img create"))
+    assert f"-F qcow2 -b {tpl}" in create and create.endswith(" 4G")
+    assert node.files["/mnt/cephfs/config/vm-unit-seed.iso"].startswith("iso:#cloud-config")
+    dom = node.conn.lookupByName("vm-unit")
+    assert dom.isActive() and dom.autostart()
+    parsed = dx.parse_domain(dom.XMLDesc(0))
+    assert parsed["memory_mib"] == 256 and parsed["max_memory_mib"] == 512
+    assert parsed["virt_type"] == "qemu"
+    assert parsed["nics"] == [{"mac": dx.stable_mac("vm-unit", 0), "bridge": "br0"}]
+    assert outs["state"] == "running" and outs["uuid"] == dom.UUIDString()
+    assert outs["macs"] == [dx.stable_mac("vm-unit", 0)]
+    assert outs["instance_id"].startswith("vm-unit-1-")
+
+
+def test_password_never_appears_in_commands(node):
+    CloudVMProvider().create(checked())
+    assert not [line for _, line in node.log if PASSWORD in line]
+    user_data = next(s for s in node.stdin if s.startswith("#cloud-config"))
+    assert PASSWORD in user_data  # it went to the node on stdin only
+
+
+def test_cloud_config_from_structured_inputs_merges_user_data():
+    doc = cloud_vm.cloud_config(PROPS)
+    assert doc["hostname"] == "vm-unit" and doc["password"] == PASSWORD
+    assert doc["chpasswd"] == {"expire": False} and doc["ssh_pwauth"] is True
+    assert doc["runcmd"] == ["echo extra"] and doc["timezone"] == "UTC"
+
+
+@pytest.mark.parametrize("step", [1, 3, 5, 8])
+def test_crash_at_step_n_then_rerun_converges(node, step):
+    node.crash_at = step
+    with pytest.raises(Crash):
+        CloudVMProvider().create(checked())
+    CloudVMProvider().create(checked())
+    assert node.conn.lookupByName("vm-unit").isActive()
+    assert node.files["/mnt/cephfs/templates/debian.qcow2"] == "qcow2"
+    assert not [k for k in node.files if k.endswith(".part")]
+    done = node.changes.index("mv -f /mnt/cephfs/templates/debian.qcow2.node1.part "
+                              "/mnt/cephfs/templates/debian.qcow2")
+    assert not [c for c in node.changes[done:] if c.startswith("qemu-img convert")], \
+        "a template in place is never imported again"
+
+
+def test_second_create_of_existing_vm_defines_nothing_new(node):
+    CloudVMProvider().create(checked())
+    uuid = node.conn.lookupByName("vm-unit").UUIDString()
+    CloudVMProvider().create(checked())
+    assert node.conn.lookupByName("vm-unit").UUIDString() == uuid
+    assert len([c for c in node.changes if c.startswith("qemu-img create")]) == 1
+
+
+@pytest.mark.parametrize("change, replaces", [
+    ({}, None),
+    ({"node": "node2", "connection": {**CONN, "name": "node2"}}, []),
+    ({"memory_mib": 384}, []),
+    ({"vcpus": 2}, []),
+    ({"disk_gib": 8}, []),
+    ({"cloud_init": {"hostname": "other"}}, []),
+    ({"cloud_init": {"hostname": "other"}, "on_cloud_init_change": "replace"}, ["cloud_init"]),
+    ({"name": "vm-other"}, ["name"]),
+    ({"template": {"source": "/images/other.qcow2"}}, ["template"]),
+])
+def test_diff_table(change, replaces):
+    old = {**checked(), "uuid": "u", "state": "running"}
+    new = checked({**PROPS, **change})
+    result = CloudVMProvider().diff("vm-unit", old, new)
+    if replaces is None:
+        assert not result.changes
+    else:
+        assert result.changes and result.replaces == replaces
+
+
+def test_check_names_fields_and_fixes():
+    bad = {**PROPS, "nics": [{"bridge": "br0", "mac": "zz"}], "memory_mib": 32,
+           "max_vcpus": 0, "cloud_init": {"hostnme": "x"}, "virt_type": "xen"}
+    reasons = {f.property: f.reason for f in CloudVMProvider().check({}, bad).failures}
+    assert {"nics[0].mac", "memory_mib", "max_vcpus", "cloud_init.hostnme", "virt_type"} \
+        <= set(reasons)
+    shrink = CloudVMProvider().check(checked(), {**PROPS, "disk_gib": 2}).failures
+    assert [f.property for f in shrink] == ["disk_gib"] and "only grow" in shrink[0].reason
+
+
+def test_memory_and_vcpus_change_live_up_to_the_maximum(node):
+    provider = CloudVMProvider()
+    outs = provider.create(checked()).outs
+    new = checked({**PROPS, "memory_mib": 384, "vcpus": 2})
+    provider.update("vm-unit", outs, new)
+    dom = node.conn.lookupByName("vm-unit")
+    live = dx.parse_domain(dom.XMLDesc(0))
+    assert live["memory_mib"] == 384 and live["vcpus"] == 2
+    assert dom.isActive()
+
+
+def test_change_needing_a_restart_fails_when_told_to(node):
+    provider = CloudVMProvider()
+    outs = provider.create(checked()).outs
+    new = checked({**PROPS, "max_memory_mib": 1024, "on_restart_needed": "fail"})
+    with pytest.raises(RuntimeError, match="needs the VM restarted"):
+        provider.update("vm-unit", outs, new)
+
+
+def test_change_needing_a_restart_redefines_and_starts(node):
+    provider = CloudVMProvider()
+    outs = provider.create(checked()).outs
+    uuid = outs["uuid"]
+    provider.update("vm-unit", outs, checked({**PROPS, "max_memory_mib": 1024}))
+    dom = node.conn.lookupByName("vm-unit")
+    assert dom.UUIDString() == uuid and dom.isActive()
+    assert dx.parse_domain(dom.XMLDesc(0))["max_memory_mib"] == 1024
+
+
+def test_read_reports_drift_and_a_missing_domain(node):
+    provider = CloudVMProvider()
+    outs = provider.create(checked()).outs
+    node.conn.lookupByName("vm-unit").setMemoryFlags(300 * 1024,
+                                                       libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    read = provider.read("vm-unit", outs)
+    assert read.outs["memory_mib"] == 300
+    assert provider.diff("vm-unit", read.outs, checked()).changes
+    dom = node.conn.lookupByName("vm-unit")
+    dom.destroy()
+    dom.undefine()
+    assert provider.read("vm-unit", outs).id == ""
+
+
+def test_delete_removes_domain_overlay_and_seed_but_not_the_template(node):
+    provider = CloudVMProvider()
+    outs = provider.create(checked()).outs
+    provider.delete("vm-unit", outs)
+    with pytest.raises(libvirt.libvirtError):
+        node.conn.lookupByName("vm-unit")
+    assert outs["disk_path"] not in node.files and outs["seed_path"] not in node.files
+    assert outs["template_path"] in node.files
+
+
+def test_delete_keeps_the_disk_on_request(node):
+    provider = CloudVMProvider()
+    outs = provider.create(checked({**PROPS, "keep_disk": True})).outs
+    provider.delete("vm-unit", outs)
+    assert outs["disk_path"] in node.files
+
+
+def test_migration_is_peer_to_peer_with_unsafe_only_for_shared_storage(node, monkeypatch):
+    dom = mock.Mock()
+    dom.isActive.return_value = True
+    src, dst = mock.Mock(name="src"), mock.Mock(name="dst")
+    conns = {"node1": src, "node2": dst}
+
+    @contextlib.contextmanager
+    def by_node(props):
+        yield conns[props["connection"]["name"]]
+
+    monkeypatch.setattr(cloud_vm, "_libvirt", by_node)
+    monkeypatch.setattr(base, "session", node.for_props)
+    monkeypatch.setattr(cloud_vm, "_lookup",
+                        lambda conn, name: dom if conn is src else None)
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nsecretbits\n"
+    olds = {**checked(), "ssh_private_key": key}
+    news = {**checked({**PROPS, "node": "node2", "connection": {
+        **CONN, "name": "node2", "address": "192.0.2.2"}}), "ssh_private_key": key}
+    cloud_vm._migrate(olds, news)
+    uri, _params, flags = dom.migrateToURI3.call_args.args
+    assert flags & libvirt.VIR_MIGRATE_LIVE and flags & libvirt.VIR_MIGRATE_UNSAFE
+    assert flags & libvirt.VIR_MIGRATE_PEER2PEER
+    assert flags & libvirt.VIR_MIGRATE_UNDEFINE_SOURCE and flags & libvirt.VIR_MIGRATE_PERSIST_DEST
+    assert uri.startswith("qemu+libssh://root@192.0.2.2/system?keyfile=/run/cephkvm/migrate-")
+    assert "known_hosts_verify=normal" in uri
+    assert f"192.0.2.2 {KEY}\n" in node.stdin, "the destination's pinned key"
+    assert not [k for k in node.files if "/run/cephkvm/migrate-" in k], "credentials removed"
+    assert not [line for _, line in node.log if "secretbits" in line]
+    node.fstype = "ext4"  # a node-local disk: refuse rather than lose it
+    dom.migrateToURI3.reset_mock()
+    with pytest.raises(RuntimeError, match="not CephFS"):
+        cloud_vm._migrate(olds, news)
+    assert not dom.migrateToURI3.called
+    cloud_vm._migrate(olds, {**news, "shared_storage": True})  # the operator says it is shared
+    assert dom.migrateToURI3.called
+
+
+def test_domain_xml_tcg_cache_and_kvm_cpu():
+    params = {**PROPS, "disk_path": "/d.qcow2", "seed_path": "/s.iso",
+              "macs": dx.nic_macs("vm-unit", PROPS["nics"])}
+    tcg = dx.domain_xml(params)
+    assert "<tb-cache unit='MiB'>128</tb-cache>" in tcg and "host-passthrough" not in tcg
+    kvm = dx.domain_xml({**params, "virt_type": "kvm"})
+    assert '<domain type="kvm">' in kvm and "host-passthrough" in kvm
+    assert dx.stable_mac("a", 0) == dx.stable_mac("a", 0) != dx.stable_mac("a", 1)

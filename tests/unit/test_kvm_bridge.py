@@ -1,0 +1,146 @@
+"""KvmBridge: its pure parts (facts parser, iproute2 and netplan output, the guard) run for
+real where they can: the scripts in a throwaway network namespace, netplan's own validator."""
+import os
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from providers import kvm_bridge as kb
+from providers.kvm_bridge import KvmBridgeProvider
+
+pytestmark = pytest.mark.unit
+
+CONN = {"name": "node1", "address": "192.0.2.1", "host_key": "ssh-ed25519 AAAA"}
+PROPS = {"node": "node1", "connection": CONN, "name": "br0", "interfaces": ["eth0"]}
+
+IP_ADDR = """[{"ifindex":1,"ifname":"lo","address":"00:00:00:00:00:00","addr_info":[
+{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host"}]},
+{"ifindex":2,"ifname":"eth0","master":"br0","address":"72:4a:2a:ff:63:a9","addr_info":[
+{"family":"inet6","local":"fe80::1","prefixlen":64,"scope":"link"}]},
+{"ifindex":3,"ifname":"br0","address":"72:4a:2a:ff:63:a9","addr_info":[
+{"family":"inet","local":"10.20.10.31","prefixlen":24,"scope":"global"}]}]"""
+IP_ROUTE = '[{"dst":"default","gateway":"10.20.10.2","dev":"br0"}]'
+
+
+def checked(**change):
+    result = KvmBridgeProvider().check({}, {**PROPS, **change})
+    assert result.failures == []
+    return result.inputs
+
+
+def test_parse_observed_from_captured_output():
+    snap = kb.parse_observed(IP_ADDR + "\n#---\n" + IP_ROUTE)
+    assert snap["links"]["br0"]["addrs"] == ["10.20.10.31/24"]
+    assert snap["links"]["eth0"] == {"mac": "72:4a:2a:ff:63:a9", "master": "br0", "addrs": []}
+    assert kb._gateway_on(snap, "br0") == "10.20.10.2"
+
+
+def test_previous_and_wanted_move_the_nic_addressing_to_the_bridge():
+    snap = kb.parse_observed(IP_ADDR.replace('"master":"br0",', "").replace(
+        '"scope":"link"', '"scope":"link"},{"family":"inet","local":"10.20.10.31",'
+        '"prefixlen":24,"scope":"global"') + "#---" + IP_ROUTE.replace("br0", "eth0"))
+    props = checked()
+    previous = kb._previous(props, {**snap, "links": {k: v for k, v in snap["links"].items()
+                                                      if k != "br0"}})
+    assert previous["addresses"] == {"eth0": ["10.20.10.31/24"]}
+    wanted = kb._wanted(props, previous)
+    assert wanted == {"addresses": ["10.20.10.31/24"], "gateway": "10.20.10.2",
+                      "mac": "72:4a:2a:ff:63:a9"}
+    assert kb._wanted(checked(addresses=["10.9.9.9/24"], gateway="10.9.9.1"), previous) == {
+        "addresses": ["10.9.9.9/24"], "gateway": "10.9.9.1", "mac": "72:4a:2a:ff:63:a9"}
+
+
+@pytest.mark.parametrize("change, replaces", [
+    ({}, None),
+    ({"addresses": ["10.20.10.40/24"]}, []),
+    ({"gateway": "10.20.10.1"}, []),
+    ({"interfaces": ["eth0", "eth1"]}, []),
+    ({"nameservers": ["10.20.10.11"]}, []),
+    ({"name": "br1"}, ["name"]),
+    ({"node": "node2"}, ["node"]),
+])
+def test_diff_table(change, replaces):
+    result = KvmBridgeProvider().diff("node1/br0", {**checked(), "mac": "x"}, checked(**change))
+    if replaces is None:
+        assert not result.changes
+    else:
+        assert result.changes and result.replaces == replaces
+
+
+def test_scripts_quote_every_value():
+    evil = {**checked(), "name": "br0; reboot", "interfaces": ["eth0 && halt"]}
+    script = kb.apply_script(evil, {"addresses": ["10.0.0.1/24"], "gateway": None,
+                                    "mac": None})
+    assert "'br0; reboot'" in script and "'eth0 && halt'" in script
+    restore = kb.restore_script(evil, {"addresses": {"eth0 && halt": ["10.0.0.1/24"]}})
+    assert "dev 'eth0 && halt'" in restore
+
+
+def test_guard_rolls_back_unless_confirmed():
+    text = kb.guard_script(30, "br0")
+    assert "mkdir /run/cephkvm/br0.decided 2>/dev/null || exit 0" in text
+    assert text.index("br0.decided ] && exit 0") < text.index("sh /run/cephkvm/br0.rollback")
+
+
+needs_netns = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
+                                 reason="needs root for a throwaway network namespace")
+
+
+@needs_netns
+def test_apply_then_restore_scripts_in_a_real_namespace():
+    """The iproute2 scripts against a NIC in a private namespace: the bridge takes its
+    MAC and address, and restore gives them back."""
+    props = checked(interfaces=["dummy0"])
+    # A veth pair (this kernel has no dummy driver) stands for the node's NIC.
+    setup = ("ip link add dummy0 type veth peer name peer0 && ip link set peer0 up && "
+             "ip link set dummy0 up && "
+             "ip addr add 192.0.2.10/24 dev dummy0")
+    wanted = {"addresses": ["192.0.2.10/24"], "gateway": "192.0.2.1",
+              "mac": None}
+    previous = {"addresses": {"dummy0": ["192.0.2.10/24"]},
+                "routes": [{"via": "192.0.2.1", "dev": "dummy0"}]}
+    script = (f"set -e; {setup}; ip route add default via 192.0.2.1 dev dummy0\n"
+              + kb.apply_script(props, wanted).replace("set -e\n", "")
+              + "echo BRIDGED; ip -o addr show dev br0 scope global; ip route show default; "
+              "ip -o link show dev dummy0\n"
+              + kb.restore_script(props, previous)
+              + "echo RESTORED; ip -o addr show dev dummy0 scope global; ip route show default;"
+              " ip link show br0 2>&1 | head -1\n")
+    out = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    bridged, restored = out.stdout.split("RESTORED")
+    assert "br0" in bridged and "192.0.2.10/24" in bridged
+    assert "default via 192.0.2.1 dev br0" in bridged
+    assert "192.0.2.10/24" in restored and "default via 192.0.2.1 dev dummy0" in restored
+    assert "does not exist" in restored
+
+
+@pytest.mark.skipif(not shutil.which("netplan"), reason="netplan is not installed")
+def test_netplan_doc_is_valid_for_netplan_generate(tmp_path):
+    props = checked(interfaces=["ens33"], nameservers=["10.20.10.11", "10.20.10.12"],
+                    search=["intranet.mycooldomain.com"])
+    doc = kb.netplan_doc(props, {"addresses": ["10.20.10.31/24"], "gateway": "10.20.10.2",
+                                 "mac": "52:54:00:00:00:01"})
+    (tmp_path / "etc" / "netplan").mkdir(parents=True)
+    (tmp_path / "etc" / "netplan" / "60-cephkvm-br0.yaml").write_text(yaml.safe_dump(doc))
+    os.chmod(tmp_path / "etc" / "netplan" / "60-cephkvm-br0.yaml", 0o600)
+    out = subprocess.run(["netplan", "generate", "--root-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    bridge = doc["network"]["bridges"]["br0"]
+    assert bridge["routes"] == [{"to": "default", "via": "10.20.10.2"}]
+    assert bridge["nameservers"]["search"] == ["intranet.mycooldomain.com"]
+    # and an error is reported with its place, as the provider relays it
+    (tmp_path / "etc" / "netplan" / "60-cephkvm-br0.yaml").write_text(
+        yaml.safe_dump(doc).replace("interfaces", "interfacez"))
+    bad = subprocess.run(["netplan", "generate", "--root-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "interfacez" in bad.stderr
+
+
+def test_network_xml_is_bridge_mode():
+    xml = kb.network_xml(checked())
+    assert "<forward mode='bridge'/>" in xml and "<bridge name=\"br0\"/>" in xml

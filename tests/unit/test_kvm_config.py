@@ -1,0 +1,105 @@
+"""The kvm keys of the stack config, and the Kvm component under pulumi's mocks."""
+import pulumi
+import pytest
+
+from components.config import load
+from tests.unit.test_components import Mocks
+from tests.unit.test_config import ROOT, node, problems, stack_file
+
+pytestmark = pytest.mark.unit
+
+VM = {"name": "virt-01", "node": "node1", "template": "/img/bionic.img"}
+BRIDGE = {"name": "br0", "interfaces": ["ens33"]}
+
+
+def raw(**kw):
+    return {"nodes": [node(), node(name="node2", address="10.0.0.2")], **kw}
+
+
+def test_example_stack_has_the_runbook_bridge_and_vm():
+    kvm = load(stack_file("example"), ROOT).kvm
+    assert kvm.storage == "/mnt/cephfs" and not kvm.storage_shared
+    br = kvm.bridges[0]
+    assert (br.name, br.interfaces, br.gateway) == ("br0", ("ens33",), "10.20.10.2")
+    assert br.addresses["osd1"] == ("10.20.10.31/24",)
+    assert br.addresses["osd3"] == ("10.20.10.33/24",)
+    assert br.nameservers == ("10.20.10.11", "10.20.10.12")
+    assert br.search == ("intranet.mycooldomain.com",)
+    assert br.nodes == ("osd1", "osd2", "osd3")
+    vm = kvm.vms[0]
+    assert (vm.name, vm.node, vm.memory_mib, vm.vcpus, vm.virt_type) == \
+        ("virt-01", "osd1", 512, 1, "kvm")
+    assert vm.template == {"source": "/home/cephsvc/bionic-server-cloudimg-amd64.img"}
+
+
+def test_defaults():
+    kvm = load(raw(vms=[VM]), ROOT).kvm
+    assert kvm.storage == "/mnt/cephfs" and kvm.bridges == ()
+    vm = kvm.vms[0]
+    assert vm.virt_type == "auto" and vm.disk_gib == 10 and vm.password is None
+
+
+def test_errors_name_the_key_path_and_the_fix():
+    found = problems(raw(
+        vm_storage="relative/dir",
+        bridges=[{**BRIDGE, "addresses": {"node1": ["10.0.0.5"]}, "gateway": "nope",
+                  "nodes": ["node1", "node9"]}],
+        vms=[{**VM, "node": "node7", "password": "x", "memory_mib": 16,
+              "nics": [{"bridge": "br0", "network": "default"}],
+              "cloud_init": {"hostnam": "x"}}],
+        vm_passwords={"nobody": "x"}))
+    text = "\n".join(found)
+    for expected in ("cephkvm:vm_storage: 'relative/dir' must be an absolute directory",
+                     "cephkvm:bridges[0].addresses.node1: '10.0.0.5' must be an address "
+                     "with prefix",
+                     "cephkvm:bridges[0].gateway: 'nope' is not an IP address",
+                     "cephkvm:bridges[0].nodes: no node named 'node9'",
+                     "cephkvm:vms[0].node: 'node7' is not a node",
+                     "cephkvm:vms[0].password: unknown key",
+                     "goes in cephkvm:vm_passwords, as a secret",
+                     "cephkvm:vms[0].memory_mib: 16 must be a whole number >= 64",
+                     "cephkvm:vms[0].nics[0]: name exactly one of bridge or network",
+                     "cephkvm:vms[0].cloud_init.hostnam: unknown key",
+                     "cephkvm:vm_passwords.nobody: no VM of that name"):
+        assert expected in text, text
+
+
+def test_password_comes_from_the_secret_map():
+    kvm = load(raw(vms=[VM], vm_passwords={"virt-01": "s3cret"}), ROOT).kvm
+    assert kvm.vms[0].password == "s3cret"
+
+
+def test_duplicate_vm_names_are_refused():
+    found = problems(raw(vms=[VM, {**VM, "node": "node2"}]))
+    assert any("cephkvm:vms[1].name: 'virt-01' is listed twice" in p for p in found)
+
+
+@pytest.fixture
+def mocks():
+    m = Mocks()
+    pulumi.runtime.set_mocks(m, preview=True)
+    return m
+
+
+@pulumi.runtime.test
+def test_component_rolls_bridges_node_by_node_and_vms_after_them(mocks):
+    from components.kvm import Kvm
+    from components.node import PreparedNode
+
+    stack = load(stack_file("example"), ROOT)
+    nodes = {n.name: PreparedNode(n, stack) for n in stack.nodes}
+    kvm = Kvm(stack, nodes)
+
+    def check(_):
+        by_name = {name: (typ, inputs) for typ, name, inputs in mocks.registered}
+        assert by_name["osd2-br0"][0].endswith("KvmBridge")
+        assert by_name["osd2-br0"][1]["addresses"] == ["10.20.10.32/24"]
+        assert by_name["osd2-br0"][1]["gateway"] == "10.20.10.2"
+        vm = by_name["virt-01"][1]
+        assert vm["storage"] == "/mnt/cephfs" and vm["virt_type"] == "kvm"
+        assert [p["name"] for p in vm["peers"]] == ["osd2", "osd3"]
+        assert vm["nics"] == [{"bridge": "br0"}]
+
+    ids = [b.id for per in kvm.bridges.values() for b in per.values()] + \
+        [vm.id for vm in kvm.vms.values()]
+    return pulumi.Output.all(*ids).apply(check)
