@@ -375,7 +375,7 @@ def _observe(props: dict, fsid: str) -> dict:
     c = props["cluster_name"]
     admin = node_session(next(n for n in props["nodes"]
                               if n["name"] == props["mons"][0]))
-    mons = _monmap(props, admin)
+    mons = _quorum(props, admin)  # a mon that is down shows as missing: drift to repair
     mgr = ceph_facts.mgr_state(ceph_json(admin, c, "mgr", "dump"))
     mds = ceph_facts.mds_daemons(ceph_json(admin, c, "fs", "dump"))
     current = ceph_facts.config_dump(ceph_json(admin, c, "config", "dump"))
@@ -413,7 +413,8 @@ def _wipe_node(props: dict, name: str, node) -> None:
         node.run(["rm", "-rf", _daemon_dir(props, kind, name)], change=True)
     node.run(["rm", "-f", _conf_path(props), _admin_keyring_path(props), _fsid_path(props),
               _bootstrap_keyring_path(props),
-              f"/var/lib/ceph/tmp/{props['cluster_name']}.monmap"], change=True)
+              f"/var/lib/ceph/tmp/{props['cluster_name']}.monmap",
+              f"/var/lib/ceph/bootstrap-osd/{props['cluster_name']}.keyring"], change=True)
 
 
 class CephCluster(pulumi.dynamic.Resource, module="cephkvm", name="CephCluster"):

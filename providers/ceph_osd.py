@@ -18,7 +18,8 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, 
     ResourceProvider, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, ceph_json, node_session, wait_for
+from providers.ceph_cli import ceph, ceph_json, keyring, node_session, put_if_changed, \
+    wait_for
 
 METHODS = ("raw", "lvm")
 
@@ -192,11 +193,13 @@ def _preflight(props: dict, node) -> None:
 
 
 def _bootstrap_key(props: dict, node) -> None:
-    """ceph-volume authenticates as client.bootstrap-osd; ceph writes the file itself."""
-    path = f"/var/lib/ceph/bootstrap-osd/{props['cluster_name']}.keyring"
-    if not node.ok(["test", "-s", path]):
-        ceph(node, props["cluster_name"], "auth", "get", "client.bootstrap-osd", "-o", path,
-             change=True)
+    """ceph-volume authenticates as client.bootstrap-osd. The key comes from the cluster
+    each time: a keyring left by an earlier cluster on the node must not be trusted."""
+    c = props["cluster_name"]
+    path = f"/var/lib/ceph/bootstrap-osd/{c}.keyring"
+    found = ceph_facts.auth_entity(ceph_json(node, c, "auth", "get", "client.bootstrap-osd"))
+    put_if_changed(node, path, keyring("client.bootstrap-osd", found["key"], found["caps"]),
+                   mode="0600", owner="ceph:ceph", secret=True)
 
 
 def _prepare(props: dict, node) -> None:
