@@ -222,7 +222,7 @@ def _mons(props: dict, nodes: dict, systemd: dict) -> None:
     While no quorum answers, mons are made from one bootstrap monmap kept on the first mon
     (the same bytes everywhere: mons made from mon_host alone trip Pacific's
     ConnectionTracker rank assert); a mon added to a running cluster takes its monmap."""
-    made = {m: nodes[m].ok(["test", "-e", _mon_dir(props, m) + "/done"]) for m in props["mons"]}
+    made = {m: _mon_made(props, m, nodes[m]) for m in props["mons"]}
     join = any(made.values()) and _reachable(props, nodes)
     for name in props["mons"]:
         node = nodes[name]
@@ -234,6 +234,23 @@ def _mons(props: dict, nodes: dict, systemd: dict) -> None:
                 monmap = _bootstrap_monmap(props, nodes, node)
             _mkfs_mon(props, name, node, monmap)
         services.ensure_running(node, _daemon_of(props, "mon", name), systemd[name])
+
+
+def _mon_made(props: dict, name: str, node) -> bool:
+    """mkfs completed: `done` is our marker, and the keyring in the data dir is the last
+    thing `ceph-mon --mkfs` writes, so a crash between the two is not a reason to mkfs again."""
+    data = _mon_dir(props, name)
+    if node.ok(["test", "-e", data + "/done"]):
+        return True
+    if node.ok(["test", "-s", data + "/keyring"]):
+        _mark_done(node, data)
+        return True
+    return False
+
+
+def _mark_done(node, data: str) -> None:
+    node.run(["install", "-o", "ceph", "-g", "ceph", "-m", "0644", "/dev/null",
+              data + "/done"], change=True)
 
 
 def _bootstrap_monmap(props: dict, nodes: dict, node) -> str:
@@ -271,8 +288,7 @@ def _mkfs_mon(props: dict, name: str, node, monmap: str) -> None:
     node.run(["ceph-mon", "--cluster", c, "--mkfs", "-i", name, "--monmap", monmap,
               "--keyring", _bootstrap_keyring_path(props), "--setuser", "ceph", "--setgroup",
               "ceph"], change=True)
-    node.run(["install", "-o", "ceph", "-g", "ceph", "-m", "0644", "/dev/null",
-              data + "/done"], change=True)
+    _mark_done(node, data)
 
 
 def _remove_mons(props, nodes, systemd, names, olds) -> None:

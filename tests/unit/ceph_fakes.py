@@ -1,0 +1,425 @@
+"""A fake Ceph world for the unit tier: nodes with files, devices, mounts and daemons, and
+one cluster state they share, answering the commands the Ceph providers send. Tests assert
+on this state (mkfs counts, running daemons, fstab text), and can crash a provider before
+its Nth changing command across all nodes."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+from providers.transport import CommandError, Host, Result, Session, command_line
+from tests.unit.fakes import Crash
+
+KEY = "AQBFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAA=="
+
+
+class CephWorld:
+    def __init__(self, names=("node1", "node2", "node3"), *, systemd=False):
+        self.nodes = {n: FakeCephNode(self, n, systemd=systemd) for n in names}
+        self.log: list[tuple[str, str, str]] = []  # (node, kind, line)
+        self.crash_at: int | None = None
+        self.mkfs: dict[str, int] = {}
+        self.starts: dict[str, int] = {}
+        self.monmap: set = set()
+        self.auth: dict = {}
+        self.config: dict = {}
+        self.osds: dict = {}
+        self.pools: dict = {}
+        self.profiles: dict = {}
+        self.fs: dict = {}
+        self.health_checks: dict = {}
+        self.next_pool_id = 1
+
+    @property
+    def changes(self):
+        return [(n, line) for n, kind, line in self.log if kind == "change"]
+
+    def running(self, kind):
+        return sorted(i for node in self.nodes.values() for k, i in node.running if k == kind)
+
+    def quorum(self):
+        up = [m for m in self.running("mon") if m in self.monmap]
+        return sorted(up) if self.monmap and len(up) > len(self.monmap) // 2 else []
+
+    def props_nodes(self):
+        return [{"name": n, "address": f"192.0.2.{i + 11}",
+                 "connection": conn(n, f"192.0.2.{i + 11}")}
+                for i, n in enumerate(self.nodes)]
+
+
+def conn(name, address="192.0.2.1"):
+    return {"name": name, "address": address, "host_key": "ssh-ed25519 AAAA"}
+
+
+class FakeCephNode:
+    def __init__(self, world, name, systemd=False):
+        self.world, self.name, self.systemd = world, name, systemd
+        self.files: dict[str, str] = {"/etc/fstab": "# fstab\n"}
+        self.modes: dict[str, tuple] = {}
+        self.dirs: set = set()
+        self.running: set = set()  # (kind, id)
+        self.devices: dict = {}    # path -> {"signature": str|None, "osd": dict|None}
+        self.mounts: dict = {}     # mountpoint -> fs type
+        self.busy: set = set()
+        self.udevadm = True
+
+    def session(self):
+        return FakeCephSession(self)
+
+
+class FakeCephSession(Session):
+    def __init__(self, node: FakeCephNode):
+        super().__init__(Host(name=node.name, address="192.0.2.1"))
+        self.fake = node
+
+    def host_key(self):
+        return "ssh-ed25519 AAAAFAKE"
+
+    def run(self, argv, *, stdin=None, check=True, change=False, secrets=(), timeout=0):
+        world = self.fake.world
+        line = command_line(self.host, argv)
+        if change and world.crash_at is not None and len(world.changes) + 1 >= world.crash_at:
+            world.crash_at = None
+            raise Crash(line)
+        world.log.append((self.fake.name, "change" if change else "read", line))
+        out, rc = answer(self.fake, [str(a) for a in argv], stdin)
+        if check and rc:
+            raise CommandError(self.host.name, line, rc, f"fake failure: {out}")
+        return Result(out, "" if rc == 0 else out, rc)
+
+
+# --- answering --------------------------------------------------------------------------
+
+
+def answer(node: FakeCephNode, argv: list, stdin):
+    w = node.world
+    if argv[:2] == ["sh", "-c"]:
+        return _script(node, argv[2], stdin)
+    if argv[0] == "ceph":
+        return _ceph(node, argv[5:], stdin)
+    if argv[0] == "ceph-volume":
+        return _ceph_volume(node, argv[3:])
+    cmd = argv[0]
+    if cmd == "true":
+        return "", 0
+    if cmd == "test":
+        flag, path = argv[1], argv[2]
+        if flag == "-d":
+            return "", 0 if path in node.dirs or path.startswith("/run/systemd") and \
+                node.systemd else 1
+        if flag == "-b":
+            return "", 0 if path in node.devices else 1
+        if flag == "-x":
+            return "", 0 if node.udevadm else 1
+        if flag == "-s":
+            return "", 0 if node.files.get(path) else 1
+        return "", 0 if path in node.files or path in node.dirs else 1
+    if cmd == "cat":
+        path = argv[-1]
+        if path == "/proc/self/mounts":
+            return "".join(f"ceph-fuse {mp} {t} rw 0 0\n" for mp, t in node.mounts.items()), 0
+        return (node.files[path], 0) if path in node.files else ("", 1)
+    if cmd == "stat":
+        mode = node.modes.get(argv[-1])
+        return (f"{mode[0]} {mode[1]}\n", 0) if mode else ("", 1)
+    if cmd == "rm":
+        for path in argv[2:]:
+            for p in [p for p in node.files if p == path or p.startswith(path + "/")]:
+                del node.files[p]
+            node.dirs.discard(path)
+        return "", 0
+    if cmd == "install":
+        if argv[1] == "-d":
+            node.dirs.add(argv[-1])
+        else:
+            node.files[argv[-1]] = ""
+        return "", 0
+    if cmd in ("chown", "chmod"):
+        return "", 0
+    if cmd == "mkdir":
+        node.dirs.add(argv[-1])
+        return "", 0
+    if cmd == "rmdir":
+        node.dirs.discard(argv[-1])
+        return "", 0
+    if cmd == "base64":
+        return node.world.nodes[node.name].files[argv[-1]], 0
+    if cmd == "ceph-mon":
+        name = argv[argv.index("-i") + 1]
+        w.mkfs[name] = w.mkfs.get(name, 0) + 1
+        w.monmap.add(name)
+        node.files[f"/var/lib/ceph/mon/ceph-{name}/store.db"] = "store"
+        node.files[f"/var/lib/ceph/mon/ceph-{name}/keyring"] = "[mon.]\n"  # written last
+        return "", 0
+    if cmd.startswith("/usr/bin/ceph-"):
+        kind, ident = cmd.rsplit("-", 1)[1], argv[argv.index("-i") + 1]
+        node.running.add((kind, ident))
+        w.starts[f"{kind}.{ident}"] = w.starts.get(f"{kind}.{ident}", 0) + 1
+        node.files[f"/run/ceph/ceph-{kind}.{ident}.pid"] = "4242\n"
+        return "", 0
+    if cmd == "systemctl":
+        kind, ident = argv[-1].split("@")[0].split("-", 1)[1], argv[-1].split("@")[1]
+        if argv[1] == "is-active":
+            return "", 0 if (kind, ident) in node.running else 3
+        if argv[1] == "enable":
+            node.running.add((kind, ident))
+            w.starts[f"{kind}.{ident}"] = w.starts.get(f"{kind}.{ident}", 0) + 1
+        else:
+            node.running.discard((kind, ident))
+        return "", 0
+    if cmd == "wipefs":
+        dev = node.devices[argv[-1]]
+        if argv[1] == "-a":
+            dev["signature"] = None
+            return "", 0
+        sig = dev["signature"]
+        return (f"# offset,uuid,label,type\n0x438,,,{sig}\n" if sig else ""), 0
+    if cmd == "blkid":
+        return "", 0 if node.devices[argv[-1]]["signature"] else 2
+    if cmd == "dd":
+        dev = node.devices[argv[2].split("=", 1)[1]]
+        dev.update(signature=None, osd=None)
+        return "", 0
+    if cmd == "env" and "apt-get" in argv:
+        node.udevadm = True
+        return "", 0
+    if cmd == "mount":
+        line = next(l for l in node.files["/etc/fstab"].splitlines()
+                    if len(l.split()) > 1 and l.split()[1] == argv[-1])
+        node.mounts[argv[-1]] = "fuse.ceph-fuse" if line.split()[2] == "fuse.ceph" else "ceph"
+        return "", 0
+    if cmd == "umount":
+        mp = argv[-1]
+        if mp in node.busy and "-l" not in argv:
+            return "umount: target is busy", 32
+        node.mounts.pop(mp, None)
+        return "", 0
+    raise AssertionError(f"fake ceph node does not know {argv}")
+
+
+def _script(node: FakeCephNode, script: str, stdin):
+    w = node.world
+    stdin = stdin.decode() if isinstance(stdin, bytes) else stdin
+    if script.startswith("umask 077 && cat > "):  # Session.put
+        words = shlex.split(script.replace("&&", " "))
+        path, mode, owner = words[-1], words[words.index("chmod") + 1], \
+            words[words.index("chown") + 1]
+        node.files[path] = stdin
+        node.modes[path] = (mode.lstrip("0"), owner)
+        return "", 0
+    if "monmaptool" in script:
+        node.files[re.search(r"(\S+)\.new &&", script).group(1)] = "MONMAP"
+        w.monmap |= set(re.findall(r"--addv (\S+)", script))
+        return "", 0
+    if script.startswith("base64 -d > "):
+        node.files[shlex.split(script)[3].split(".new")[0]] = stdin
+        return "", 0
+    if "readlink /proc/$pid/exe" in script:
+        pid_file = shlex.split(script.split("pid=$(cat ", 1)[1].split(" 2>", 1)[0])[0]
+        m = re.match(r"/run/ceph/ceph-(\w+)\.(.+)\.pid", pid_file)
+        key = (m.group(1), m.group(2)) if m else None
+        if "kill" not in script:
+            return "", 0 if key in node.running else 1
+        node.running.discard(key)
+        node.files.pop(pid_file, None)
+        return "", 0
+    if "> /etc/fstab" in script:
+        node.files["/etc/fstab"] = stdin
+        return "", 0
+    if "mountpoint -q" in script:
+        return "", 0
+    if script.startswith("echo ok > "):
+        mp = shlex.split(script)[3].rsplit("/", 1)[0]
+        return ("", 0) if mp in node.mounts else ("not mounted", 1)
+    raise AssertionError(f"fake ceph node does not know the script {script!r}")
+
+
+def _arg(args, flag, default=None):
+    return args[args.index(flag) + 1] if flag in args else default
+
+
+def _ceph(node: FakeCephNode, args: list, stdin):
+    w = node.world
+    if args[-2:] == ["-f", "json"]:
+        args = args[:-2]
+    quorum = w.quorum()
+    if not quorum:
+        return "error connecting to the cluster", 1
+    head = " ".join(args[:3])
+    if args[0] == "quorum_status":
+        return json.dumps({"quorum_names": quorum}), 0
+    if args[:2] == ["mon", "dump"]:
+        return json.dumps({"mons": [{"name": m} for m in sorted(w.monmap)]}), 0
+    if args[:2] == ["mon", "getmap"]:
+        node.files[_arg(args, "-o")] = "MONMAP"
+        return "", 0
+    if args[:2] == ["mon", "remove"]:
+        w.monmap.discard(args[2])
+        return "", 0
+    if args[:2] == ["config", "dump"]:
+        return json.dumps([{"section": s, "name": k, "value": v}
+                           for s, o in w.config.items() for k, v in o.items()]), 0
+    if args[:2] == ["config", "set"]:
+        w.config.setdefault(args[2], {})[args[3]] = args[4]
+        return "", 0
+    if args[:2] == ["config", "rm"]:
+        w.config.get(args[2], {}).pop(args[3], None)
+        return "", 0
+    if args[:2] == ["auth", "get-or-create"]:
+        w.auth.setdefault(args[2], {"key": KEY, "caps": {}})
+        node.files[_arg(args, "-o")] = f"[{args[2]}]\n\tkey = {KEY}\n"
+        return "", 0
+    if args[:2] == ["auth", "get"]:
+        if args[2] not in w.auth:
+            return "ENOENT", 2
+        if "-o" in args:
+            node.files[_arg(args, "-o")] = f"[{args[2]}]\n\tkey = {KEY}\n"
+            return "", 0
+        return json.dumps([{"entity": args[2], **w.auth[args[2]]}]), 0
+    if args[:2] == ["auth", "rm"]:
+        w.auth.pop(args[2], None)
+        return "", 0
+    if args[:2] == ["fs", "authorize"]:
+        w.auth[args[3]] = {"key": KEY, "caps": {"mds": f"allow rw fsname={args[2]}",
+                                                "mon": f"allow r fsname={args[2]}",
+                                                "osd": f"allow rw tag cephfs data={args[2]}"}}
+        return "", 0
+    if args[:2] == ["mgr", "dump"]:
+        mgrs = w.running("mgr")
+        return json.dumps({"active_name": mgrs[0] if mgrs else "", "available": bool(mgrs),
+                           "standbys": [{"name": m} for m in mgrs[1:]]}), 0
+    if args[:2] == ["fs", "dump"]:
+        mds = w.running("mds")
+        fss = []
+        for name, fs in w.fs.items():
+            info = {"gid_1": {"name": mds.pop(0), "state": "up:active"}} if mds else {}
+            fss.append({"mdsmap": {"fs_name": name, "max_mds": fs["max_mds"],
+                                   "standby_count_wanted": fs["standby"], "info": info,
+                                   "metadata_pool": w.pools[fs["meta"]]["pool_id"],
+                                   "data_pools": [w.pools[p]["pool_id"] for p in fs["data"]]}})
+        return json.dumps({"standbys": [{"name": m, "state": "up:standby"} for m in mds],
+                           "filesystems": fss}), 0
+    if args[:2] == ["health", "detail"]:
+        status = "HEALTH_WARN" if w.health_checks else "HEALTH_OK"
+        return json.dumps({"status": status, "checks": {
+            k: {"summary": {"message": v}} for k, v in w.health_checks.items()}}), 0
+    if args[0] == "version":
+        return json.dumps({"version": "ceph version 16.2.15 (618f44) pacific (stable)"}), 0
+    if args[:2] == ["osd", "tree"]:
+        hosts: dict = {}
+        for i, o in w.osds.items():
+            hosts.setdefault(o["host"], []).append(i)
+        nodes = [{"type": "host", "name": h, "children": c} for h, c in hosts.items()]
+        nodes += [{"type": "osd", "id": i, "status": "up" if ("osd", str(i)) in
+                   w.nodes[o["host"]].running else "down",
+                   "reweight": 1.0 if o["in"] else 0.0} for i, o in w.osds.items()]
+        return json.dumps({"nodes": nodes, "stray": []}), 0
+    if args[:2] == ["osd", "in"]:
+        w.osds[int(args[2])]["in"] = True
+        return "", 0
+    if args[:2] == ["osd", "out"]:
+        w.osds[int(args[2])]["in"] = False
+        return "", 0
+    if args[:2] == ["osd", "safe-to-destroy"]:
+        return "", 0
+    if args[:2] == ["osd", "purge"]:
+        w.osds.pop(int(args[2]), None)
+        return "", 0
+    if head == "osd pool ls":
+        return json.dumps([{"pool_name": n, **p} for n, p in w.pools.items()]), 0
+    if head == "osd pool create":
+        name, pg = args[3], int(args[4])
+        w.pools[name] = {"pool_id": w.next_pool_id, "type": 1 if args[6] == "replicated" else 3,
+                         "size": 3, "min_size": 2, "pg_num": pg, "pg_num_target": pg,
+                         "pg_autoscale_mode": "on", "application_metadata": {},
+                         "erasure_code_profile": args[7] if len(args) > 7 else "",
+                         "flags_names": "hashpspool", "quota_max_bytes": 0,
+                         "quota_max_objects": 0}
+        if len(args) > 7:
+            prof = w.profiles[args[7]]
+            w.pools[name].update(size=prof["k"] + prof["m"], min_size=prof["k"] + 1)
+        w.next_pool_id += 1
+        return "", 0
+    if head == "osd pool set":
+        p, field, value = w.pools[args[3]], args[4], args[5]
+        if field == "allow_ec_overwrites":
+            p["flags_names"] += ",ec_overwrites"
+        elif field == "pg_autoscale_mode":
+            p[field] = value
+        else:
+            p[field] = int(value)
+            if field == "pg_num":
+                p["pg_num_target"] = int(value)
+        return "", 0
+    if head == "osd pool rename":
+        w.pools[args[4]] = w.pools.pop(args[3])
+        return "", 0
+    if head == "osd pool application":
+        apps = w.pools[args[4]]["application_metadata"]
+        if args[3] == "enable":
+            apps[args[5]] = {}
+        else:
+            apps.pop(args[5], None)
+        return "", 0
+    if head == "osd pool set-quota":
+        w.pools[args[3]][f"quota_{args[4]}"] = int(args[5])
+        return "", 0
+    if head == "osd pool rm":
+        if w.config.get("mon", {}).get("mon_allow_pool_delete") != "true":
+            return "EPERM pool deletion is disabled", 1
+        w.pools.pop(args[3])
+        return "", 0
+    if head == "osd erasure-code-profile get":
+        return ("", 0) if args[3] in w.profiles else ("ENOENT", 2)
+    if head == "osd erasure-code-profile set":
+        w.profiles[args[3]] = {k: int(v) for k, v in (a.split("=") for a in args[4:6])}
+        return "", 0
+    if head == "osd erasure-code-profile rm":
+        w.profiles.pop(args[3], None)
+        return "", 0
+    if head == "pg ls-by-pool":
+        return json.dumps({"pg_stats": [{"state": "active+clean"}] * 4}), 0
+    if args[:2] == ["fs", "new"]:
+        w.fs[args[2]] = {"meta": args[3], "data": [args[4]], "max_mds": 1, "standby": 0}
+        return "", 0
+    if args[:2] == ["fs", "add_data_pool"]:
+        w.fs[args[2]]["data"].append(args[3])
+        return "", 0
+    if args[:2] == ["fs", "set"]:
+        w.fs[args[2]]["max_mds" if args[3] == "max_mds" else "standby"] = int(args[4])
+        return "", 0
+    if args[:2] in (["fs", "fail"], ["fs", "rm"]):
+        if args[1] == "rm":
+            w.fs.pop(args[2], None)
+        return "", 0
+    raise AssertionError(f"fake ceph does not know `ceph {' '.join(args)}`")
+
+
+def _ceph_volume(node: FakeCephNode, args: list):
+    w = node.world
+    method, action = args[0], args[1]
+    dev = args[-1] if action != "list" else args[2]
+    if action == "list":
+        osd = node.devices[dev].get("osd")
+        if method == "raw":
+            return json.dumps({osd["osd_uuid"]: {**osd, "device": dev}} if osd else {}), 0
+        return json.dumps({str(osd["osd_id"]): [{"tags": {
+            "ceph.osd_fsid": osd["osd_uuid"], "ceph.cluster_fsid": osd["ceph_fsid"]}}]}
+            if osd else {}), 0
+    if action in ("prepare", "create"):
+        dev = _arg(args, "--data")
+        osd_id = max(w.osds, default=-1) + 1
+        fsid = node.files.get("/etc/ceph/ceph.conf", "").split("fsid = ")[1].split()[0]
+        node.devices[dev]["osd"] = {"osd_id": osd_id, "osd_uuid": f"uuid-{osd_id}",
+                                    "ceph_fsid": fsid}
+        w.osds[osd_id] = {"host": node.name, "up": False, "in": True}
+        if action == "create":  # lvm create also starts the systemd unit
+            node.running.add(("osd", str(osd_id)))
+            w.osds[osd_id]["up"] = True
+        return "", 0
+    if action == "activate":
+        osd = node.devices[_arg(args, "--device")]["osd"]
+        node.files[f"/var/lib/ceph/osd/ceph-{osd['osd_id']}/keyring"] = "k"
+        return "", 0
+    raise AssertionError(f"fake ceph-volume does not know {args}")
