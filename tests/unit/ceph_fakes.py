@@ -149,6 +149,8 @@ def answer(node: FakeCephNode, argv: list, stdin):
         name = argv[argv.index("-i") + 1]
         w.mkfs[name] = w.mkfs.get(name, 0) + 1
         w.monmap.add(name)
+        for entity in re.findall(r"\[([^\]]+)\]", node.files[argv[argv.index("--keyring") + 1]]):
+            w.auth.setdefault(entity, {"key": KEY, "caps": {}})  # mkfs imports the keyring
         node.files[f"/var/lib/ceph/mon/ceph-{name}/store.db"] = "store"
         node.files[f"/var/lib/ceph/mon/ceph-{name}/keyring"] = "[mon.]\n"  # written last
         return "", 0
@@ -401,6 +403,8 @@ def _ceph_volume(node: FakeCephNode, args: list):
     method, action = args[0], args[1]
     dev = args[-1] if action != "list" else args[2]
     if action == "list":
+        if dev not in node.devices:
+            return "no such device", 1
         osd = node.devices[dev].get("osd")
         if method == "raw":
             return json.dumps({osd["osd_uuid"]: {**osd, "device": dev}} if osd else {}), 0

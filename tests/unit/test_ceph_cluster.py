@@ -57,7 +57,7 @@ def test_the_admin_key_never_appears_in_a_command_line(world):
     assert not [line for _, _, line in world.log if outs["admin_key"] in line]
 
 
-@pytest.mark.parametrize("step", range(1, 52, 2))  # 51 changes in all
+@pytest.mark.parametrize("step", range(1, 60, 2))  # 58 changes in all
 def test_crash_at_step_n_then_rerun_converges_with_one_fsid(world, step):
     world.crash_at = step
     with pytest.raises(Crash):

@@ -1,0 +1,139 @@
+import pytest
+
+from providers import base
+from providers.ceph_cluster import CephClusterProvider
+from providers.ceph_osd import CephOsdProvider
+from tests.unit.ceph_fakes import CephWorld
+from tests.unit.fakes import Crash
+
+pytestmark = pytest.mark.unit
+NAMES = ["node1", "node2", "node3"]
+
+
+@pytest.fixture
+def world(monkeypatch):
+    w = CephWorld()
+    monkeypatch.setattr(base, "session",
+                        lambda props: w.nodes[props["connection"]["name"]].session())
+    p = CephClusterProvider().check({}, {
+        "public_network": "192.0.2.0/24", "nodes": w.props_nodes(), "mons": NAMES,
+        "mgrs": NAMES, "mdss": NAMES, "health_timeout": 2}).inputs
+    w.fsid = CephClusterProvider().create(p).outs["fsid"]
+    for node in w.nodes.values():
+        node.devices["/dev/sdb"] = {"signature": None, "osd": None}
+    w.log.clear()
+    return w
+
+
+def props(world, node="node1", **kw):
+    result = CephOsdProvider().check({}, {"fsid": world.fsid, "node": node,
+                                          "connection": {**world.props_nodes()[0]["connection"],
+                                                         "name": node},
+                                          "device": "/dev/sdb", "timeout": 2, **kw})
+    assert not result.failures, result.failures
+    return result.inputs
+
+
+def test_raw_create_prepares_activates_and_starts_under_its_host(world):
+    outs = CephOsdProvider().create(props(world)).outs
+    assert outs["host"] == "node1" and outs["osd_id"] == 0
+    assert ("osd", "0") in world.nodes["node1"].running
+    lines = [line for _, _, line in world.log]
+    assert "ceph-volume --cluster ceph raw prepare --bluestore --data /dev/sdb" in lines
+    assert "ceph-volume --cluster ceph raw activate --device /dev/sdb --no-systemd" in lines
+    assert "/usr/bin/ceph-osd --cluster ceph -i 0 --setuser ceph --setgroup ceph" in lines
+
+
+def test_second_run_changes_nothing(world):
+    CephOsdProvider().create(props(world))
+    world.log.clear()
+    CephOsdProvider().create(props(world))
+    assert world.changes == []
+
+
+@pytest.mark.parametrize("step", range(1, 5))  # key, prepare, activate, start
+def test_crash_at_step_n_then_rerun_makes_exactly_one_osd(world, step):
+    world.crash_at = step
+    with pytest.raises(Crash):
+        CephOsdProvider().create(props(world))
+    CephOsdProvider().create(props(world))
+    assert list(world.osds) == [0] and world.starts["osd.0"] == 1
+
+
+def test_lvm_method_uses_ceph_volume_lvm_and_systemd(world):
+    world.nodes["node2"].systemd = True
+    outs = CephOsdProvider().create(props(world, node="node2", method="lvm")).outs
+    lines = [line for _, _, line in world.log]
+    assert "ceph-volume --cluster ceph lvm create --bluestore --data /dev/sdb" in lines
+    assert not [line for line in lines if "raw " in line]
+    assert outs["host"] == "node2"
+
+
+def test_a_device_with_data_is_refused_unless_wipe(world):
+    world.nodes["node1"].devices["/dev/sdb"]["signature"] = "ext4"
+    with pytest.raises(Exception, match="not empty.*ext4.*wipe_devices"):
+        CephOsdProvider().create(props(world))
+    assert world.changes == [] and world.osds == {}
+    CephOsdProvider().create(props(world, wipe=True))
+    assert list(world.osds) == [0]
+
+
+def test_an_old_osd_of_another_cluster_is_refused(world):
+    world.nodes["node1"].devices["/dev/sdb"]["osd"] = {
+        "osd_id": 7, "osd_uuid": "u", "ceph_fsid": "another-cluster"}
+    with pytest.raises(Exception, match="OSD 7 of cluster another-cluster"):
+        CephOsdProvider().create(props(world))
+
+
+def test_a_missing_device_is_refused_by_name(world):
+    with pytest.raises(Exception, match="node1:/dev/sdc is not a block device"):
+        CephOsdProvider().create(props(world, device="/dev/sdc"))
+
+
+def test_delete_is_refused_when_the_rest_cannot_hold_the_replicas(world):
+    outs = [CephOsdProvider().create(props(world, node=n)).outs for n in NAMES]
+    world.pools["data"] = {"pool_id": 1, "type": 1, "size": 3, "min_size": 2, "pg_num": 8}
+    with pytest.raises(Exception, match="span 2 host.*data.*keep 3 copies"):
+        CephOsdProvider().delete("node1:/dev/sdb", outs[0])
+    assert 0 in world.osds and world.osds[0]["in"]
+
+
+def test_delete_drains_then_purges_and_zaps(world):
+    outs = [CephOsdProvider().create(props(world, node=n)).outs for n in NAMES]
+    world.pools["data"] = {"pool_id": 1, "type": 1, "size": 2, "min_size": 1, "pg_num": 8}
+    CephOsdProvider().delete("node1:/dev/sdb", outs[0])
+    lines = [line for _, kind, line in world.log if kind == "change"]
+    order = [next(i for i, l in enumerate(lines) if w in l)
+             for w in ("osd out 0", "osd purge 0", "dd if=/dev/zero")]
+    assert order == sorted(order)
+    assert 0 not in world.osds and world.nodes["node1"].devices["/dev/sdb"]["osd"] is None
+
+
+def test_read_reports_a_stopped_osd_as_drift(world):
+    provider = CephOsdProvider()
+    outs = provider.create(props(world)).outs
+    world.nodes["node1"].running.discard(("osd", "0"))
+    read = provider.read("node1:/dev/sdb", outs).outs
+    assert read["ensure"] == "down"
+    assert provider.diff("x", read, props(world)).changes
+    provider.update("x", read, props(world))
+    assert ("osd", "0") in world.nodes["node1"].running
+
+
+@pytest.mark.parametrize("change, replaces", [
+    ({}, None), ({"wipe": True}, []), ({"device": "/dev/sdc"}, ["device"]),
+    ({"node": "node2"}, ["node"]), ({"method": "lvm"}, ["method"]), ({"fsid": "x"}, ["fsid"]),
+])
+def test_diff_table(world, change, replaces):
+    old = {**props(world), "osd_id": 0, "osd_uuid": "u", "host": "node1"}
+    result = CephOsdProvider().diff("x", old, {**props(world), **change})
+    assert result.changes == (replaces is not None)
+    assert result.replaces == (replaces or [])
+    assert result.delete_before_replace == bool(replaces)
+
+
+def test_check_names_the_field():
+    failures = {f.property: f.reason for f in CephOsdProvider().check({}, {
+        "node": "n", "connection": {"name": "n", "address": "a", "host_key": "k"},
+        "device": "sdb", "method": "zfs"}).failures}
+    assert "absolute device path" in failures["device"] and "raw" in failures["method"]
