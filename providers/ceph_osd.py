@@ -147,11 +147,12 @@ def _existing(props: dict, node) -> dict | None:
 def _listed(props: dict, node) -> dict | None:
     c, dev = props["cluster_name"], props["device"]
     if props["method"] == "raw":
-        out = node.run(["ceph-volume", "--cluster", c, "raw", "list", dev, "--format", "json"],
-                       check=False).stdout
-        return ceph_facts.raw_devices(out).get(dev)
-    out = node.run(["ceph-volume", "--cluster", c, "lvm", "list", dev, "--format", "json"],
-                   check=False).stdout
+        result = node.run(["ceph-volume", "--cluster", c, "raw", "list", dev, "--format",
+                           "json"], check=False)
+        return ceph_facts.raw_devices(result.stdout if result.exit_code == 0 else "").get(dev)
+    result = node.run(["ceph-volume", "--cluster", c, "lvm", "list", dev, "--format", "json"],
+                      check=False)
+    out = result.stdout if result.exit_code == 0 else ""
     for osd_id, vols in (json.loads(out or "{}") or {}).items():
         tags = vols[0].get("tags", {})
         return {"osd_id": int(osd_id), "osd_uuid": tags.get("ceph.osd_fsid", ""),
