@@ -380,7 +380,7 @@ def _ceph(node: FakeCephNode, args: list, stdin):
     if head == "osd erasure-code-profile rm":
         w.profiles.pop(args[3], None)
         return "", 0
-    if head == "pg ls-by-pool":
+    if args[:2] == ["pg", "ls-by-pool"]:
         return json.dumps({"pg_stats": [{"state": "active+clean"}] * 4}), 0
     if args[:2] == ["fs", "new"]:
         w.fs[args[2]] = {"meta": args[3], "data": [args[4]], "max_mds": 1, "standby": 0}

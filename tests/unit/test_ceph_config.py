@@ -1,0 +1,108 @@
+"""The Ceph stack config: every refusal names its key path and the fix."""
+import copy
+
+import pytest
+
+from components.config import ConfigError, load
+from tests.unit.test_config import KEY, ROOT, stack_file
+
+pytestmark = pytest.mark.unit
+
+
+def nodes(n=3, **kw):
+    return [{"name": f"osd{i}", "address": f"10.0.0.{i}", "host_key": KEY,
+             "disks": ["/dev/sdb"], **kw} for i in range(1, n + 1)]
+
+
+BASE = {
+    "nodes": nodes(),
+    "ceph": {"public_network": "10.204.10.0/24"},
+    "pools": [{"name": "meta", "pg_num": 16}, {"name": "data", "pg_num": 32},
+              {"name": "ec", "erasure": {"k": 2, "m": 1, "allow_ec_overwrites": True}}],
+    "filesystems": [{"name": "cephfs", "metadata_pool": "meta", "data_pool": "data",
+                     "extra_data_pools": ["ec"]}],
+    "mounts": [{"filesystem": "cephfs", "mountpoint": "/mnt/cephfs"}],
+}
+
+
+def with_(change):
+    raw = copy.deepcopy(BASE)
+    change(raw)
+    return raw
+
+
+def problems(raw):
+    with pytest.raises(ConfigError) as err:
+        load(raw, ROOT)
+    return "\n".join(err.value.problems)
+
+
+def test_valid_config_gives_roles_osds_pools_and_mounts():
+    ceph = load(copy.deepcopy(BASE), ROOT).ceph
+    assert ceph.mons == ("osd1", "osd2", "osd3") and ceph.osd_method == "lvm"
+    assert ceph.osds == (("osd1", "/dev/sdb"), ("osd2", "/dev/sdb"), ("osd3", "/dev/sdb"))
+    ec = next(p for p in ceph.pools if p["name"] == "ec")
+    assert (ec["type"], ec["ec_k"], ec["ec_m"], ec["ec_overwrites"]) == ("erasure", 2, 1, True)
+    assert [m["node"] for m in ceph.mounts] == ["osd1", "osd2", "osd3"]
+    assert ceph.filesystems[0]["standby_count"] == 1 and ceph.warnings == ()
+
+
+def test_example_and_lab_stacks_have_ceph_sections():
+    ceph = load(stack_file("example"), ROOT).ceph
+    assert ceph.public_network == "10.204.10.0/24"
+    assert [p["name"] for p in ceph.pools] == ["cephfs_data", "cephfs_meta"]
+    assert ceph.filesystems[0]["name"] == "cephfs"
+    assert {m["mountpoint"] for m in ceph.mounts} == {"/mnt/cephfs"}
+
+
+@pytest.mark.parametrize("change, path, words", [
+    (lambda r: r["pools"][0].update(size=2, min_size=3), "pools[0].size", "at least min_size"),
+    (lambda r: r["pools"][0].update(min_size=0), "pools[0].min_size", "at least 1"),
+    (lambda r: r["pools"][0].update(pg_num=0), "pools[0].pg_num", "positive"),
+    (lambda r: r["pools"][0].update(pg_num=-8), "pools[0].pg_num", "positive"),
+    (lambda r: r["pools"][2]["erasure"].update(k=3, m=2), "pools[2].erasure",
+     "k+m = 5 but only 3 host(s)"),
+    (lambda r: r["pools"].append({"name": "meta"}), "pools[3].name", "listed twice"),
+    (lambda r: r["filesystems"].append(dict(r["filesystems"][0])), "filesystems[1].name",
+     "listed twice"),
+    (lambda r: r["mounts"][0].update(nodes=["osd9"]), "mounts[0].nodes", "unknown node 'osd9'"),
+    (lambda r: [n.update(roles=["osd"]) for n in r["nodes"]], "nodes", "no node has the mon"),
+    (lambda r: r["ceph"].update(public_network="10.204.10.0/33"), "ceph.public_network",
+     "CIDR"),
+    (lambda r: r["ceph"].update(cluster_network="not-a-net"), "ceph.cluster_network", "CIDR"),
+    (lambda r: r["nodes"][0].update(disks=["sdb"]), "nodes[0].disks", "absolute device path"),
+    (lambda r: r["nodes"][0].update(disks=["/dev/sdb", "/dev/sdb"]), "nodes[0].disks",
+     "listed twice"),
+    (lambda r: r["filesystems"][0].update(data_pool="ec", extra_data_pools=[]),
+     "filesystems[0].data_pool", "erasure-coded"),
+    (lambda r: r["filesystems"].append({"name": "fs2", "metadata_pool": "meta",
+                                        "data_pool": "data"}),
+     "filesystems[1].metadata_pool", "already used by filesystem 'cephfs'"),
+    (lambda r: r["filesystems"][0].update(data_pool="nope"), "filesystems[0].data_pool",
+     "not a pool"),
+    (lambda r: r["ceph"].update(osd_method="zfs"), "ceph.osd_method", "lvm"),
+    (lambda r: r["mounts"][0].update(client_id="admin"), "mounts[0].client_id", "not admin"),
+    (lambda r: r["pools"][2]["erasure"].update(allow_ec_overwrites=False), "pools",
+     "allow_ec_overwrites"),
+])
+def test_bad_input_is_refused_naming_the_key_and_fix(change, path, words):
+    text = problems(with_(change))
+    assert f"cephkvm:{path}" in text and words in text, text
+
+
+def test_two_mons_warn_and_pass():
+    def two_mons(r):
+        r["nodes"][2]["roles"] = ["osd", "mgr", "mds"]
+    ceph = load(with_(two_mons), ROOT).ceph
+    assert ceph.mons == ("osd1", "osd2")
+    assert "2 mons" in ceph.warnings[0] and "cephkvm:nodes" in ceph.warnings[0]
+
+
+def test_pools_without_a_ceph_section_are_refused():
+    raw = with_(lambda r: r.pop("ceph"))
+    assert "cephkvm:pools: needs a cephkvm:ceph section" in problems(raw)
+
+
+def test_replicated_size_above_the_hosts_is_refused():
+    text = problems(with_(lambda r: r["pools"][0].update(size=4, min_size=2)))
+    assert "cephkvm:pools[0].size: 4 copies but only 3 host(s)" in text

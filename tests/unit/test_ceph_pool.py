@@ -1,0 +1,164 @@
+import pytest
+
+from providers import base
+from providers.ceph_cluster import CephClusterProvider
+from providers.ceph_pool import CephPoolProvider, delta
+from providers.cephfs_filesystem import CephFilesystemProvider
+from tests.unit.ceph_fakes import CephWorld
+
+pytestmark = pytest.mark.unit
+NAMES = ["node1", "node2", "node3"]
+
+
+@pytest.fixture
+def world(monkeypatch):
+    w = CephWorld()
+    monkeypatch.setattr(base, "session",
+                        lambda props: w.nodes[props["connection"]["name"]].session())
+    p = CephClusterProvider().check({}, {
+        "public_network": "192.0.2.0/24", "nodes": w.props_nodes(), "mons": NAMES,
+        "mgrs": NAMES, "mdss": NAMES, "health_timeout": 2}).inputs
+    w.fsid = CephClusterProvider().create(p).outs["fsid"]
+    w.log.clear()
+    return w
+
+
+def pool(world, **kw):
+    result = CephPoolProvider().check({}, {"fsid": world.fsid, "admin": [
+        {"connection": n["connection"]} for n in world.props_nodes()], "name": "data",
+        "timeout": 2, **kw})
+    assert not result.failures, result.failures
+    return result.inputs
+
+
+def test_replicated_pool_is_created_with_its_settings(world):
+    outs = CephPoolProvider().create(pool(world, size=3, min_size=2, pg_num=16,
+                                          application="cephfs", quota_max_bytes=1 << 30)).outs
+    p = world.pools["data"]
+    assert (p["size"], p["min_size"], p["pg_num"], p["pg_autoscale_mode"]) == (3, 2, 16, "off")
+    assert list(p["application_metadata"]) == ["cephfs"] and p["quota_max_bytes"] == 1 << 30
+    assert outs["pool_id"] == p["pool_id"]
+
+
+def test_second_run_changes_nothing(world):
+    CephPoolProvider().create(pool(world, pg_num=16, application="rbd"))
+    world.log.clear()
+    CephPoolProvider().create(pool(world, pg_num=16, application="rbd"))
+    assert world.changes == []
+
+
+def test_erasure_pool_gets_its_profile_and_overwrites(world):
+    CephPoolProvider().create(pool(world, type="erasure", ec_k=2, ec_m=1,
+                                   ec_overwrites=True, pg_num=8))
+    p = world.pools["data"]
+    assert p["type"] == 3 and (p["size"], p["min_size"]) == (3, 3)
+    assert world.profiles["cephkvm-data"] == {"k": 2, "m": 1}
+    assert "ec_overwrites" in p["flags_names"]
+
+
+def test_update_applies_only_the_delta(world):
+    provider = CephPoolProvider()
+    outs = provider.create(pool(world, pg_num=16, application="rbd")).outs
+    world.log.clear()
+    new = pool(world, size=2, min_size=1, pg_num=32, application="rbd")
+    assert provider.diff("1", outs, new).replaces == []
+    provider.update("1", outs, new)
+    changes = [line.split("--connect-timeout 15 ")[1] for _, line in world.changes]
+    assert changes == ["osd pool set data size 2", "osd pool set data min_size 1",
+                       "osd pool set data pg_num 32"]
+
+
+def test_rename_in_place_keeps_the_pool(world):
+    provider = CephPoolProvider()
+    outs = provider.create(pool(world, pg_num=8)).outs
+    new = pool(world, pg_num=8, name="data2", key="data")
+    assert provider.diff("1", outs, new).replaces == []
+    provider.update("1", outs, new)
+    assert list(world.pools) == ["data2"] and world.pools["data2"]["pool_id"] == outs["pool_id"]
+
+
+def test_refresh_shows_a_hand_resized_pool(world):
+    provider = CephPoolProvider()
+    outs = provider.create(pool(world, pg_num=8)).outs
+    world.pools["data"]["size"] = 2
+    read = provider.read(str(outs["pool_id"]), outs).outs
+    assert read["size"] == 2
+    assert provider.diff("1", read, pool(world, pg_num=8)).changes
+    provider.update("1", read, pool(world, pg_num=8))
+    assert world.pools["data"]["size"] == 3
+
+
+def test_autoscaled_pg_num_is_not_drift(world):
+    provider = CephPoolProvider()
+    outs = provider.create(pool(world)).outs
+    world.pools["data"]["pg_num_target"] = 128
+    read = provider.read(str(outs["pool_id"]), outs).outs
+    assert not provider.diff("1", read, pool(world)).changes
+
+
+def test_delete_is_refused_unless_allowed(world):
+    outs = CephPoolProvider().create(pool(world, pg_num=8)).outs
+    with pytest.raises(Exception, match="refusing to delete pool data.*allow_delete"):
+        CephPoolProvider().delete("1", outs)
+    assert "data" in world.pools
+    outs = CephPoolProvider().update("1", outs, pool(world, pg_num=8, allow_delete=True)).outs
+    CephPoolProvider().delete("1", outs)
+    assert "data" not in world.pools
+    assert "mon_allow_pool_delete" not in world.config.get("mon", {})
+
+
+@pytest.mark.parametrize("change, replaces", [
+    ({}, None), ({"size": 2}, []), ({"min_size": 1}, []), ({"pg_num": 64}, []),
+    ({"autoscale": "warn"}, []), ({"application": "rgw"}, []), ({"quota_max_bytes": 5}, []),
+    ({"name": "other"}, []), ({"type": "erasure"}, ["type"]), ({"ec_k": 4}, ["ec_k"]),
+    ({"ec_failure_domain": "osd"}, ["ec_failure_domain"]),
+])
+def test_diff_table(change, replaces):
+    old = {"name": "p", "key": "p", "type": "replicated", "size": 3, "min_size": 2,
+           "pg_num": 32, "autoscale": "off", "application": "rbd", "pool_id": 1}
+    result = CephPoolProvider().diff("1", old, {**old, **change})
+    assert result.changes == (replaces is not None)
+    assert result.replaces == (replaces or [])
+    assert result.delete_before_replace == bool(replaces)
+
+
+def test_delta_disables_the_old_application_first():
+    found = {"name": "p", "type": "replicated", "size": 3, "min_size": 2, "pg_num": 8,
+             "autoscale": "off", "application": "rbd", "quota_max_bytes": 0,
+             "quota_max_objects": 0}
+    wanted = {**found, "application": "cephfs"}
+    assert delta(found, wanted) == [
+        ["osd", "pool", "application", "disable", "p", "rbd", "--yes-i-really-mean-it"],
+        ["osd", "pool", "application", "enable", "p", "cephfs"]]
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"size": 1, "min_size": 2}, "size"), ({"min_size": 0}, "min_size"),
+    ({"pg_num": 0}, "pg_num"), ({"type": "mirrored"}, "type"),
+    ({"type": "erasure", "ec_k": 0, "ec_m": 1}, "ec_k"), ({"autoscale": "maybe"}, "autoscale"),
+])
+def test_check_names_the_field(bad, field):
+    failures = CephPoolProvider().check({}, {"name": "p", **bad}).failures
+    assert field in [f.property for f in failures]
+
+
+def test_filesystem_over_pools_with_extra_ec_pool_and_standbys(world):
+    for name, kw in (("meta", {}), ("data", {}), ("ec", {"type": "erasure", "ec_k": 2,
+                                                         "ec_m": 1, "ec_overwrites": True})):
+        CephPoolProvider().create(pool(world, name=name, key=name, pg_num=8, **kw))
+    fsp = CephFilesystemProvider()
+    props = fsp.check({}, {"fsid": world.fsid, "admin": [{"connection": n["connection"]}
+                                                          for n in world.props_nodes()],
+                           "name": "cephfs", "metadata_pool": "meta", "data_pool": "data",
+                           "extra_data_pools": ["ec"], "standby_count": 1,
+                           "timeout": 2}).inputs
+    fsp.create(props)
+    fs = world.fs["cephfs"]
+    assert fs["meta"] == "meta" and fs["data"] == ["data", "ec"] and fs["standby"] == 1
+    world.log.clear()
+    read = fsp.read("cephfs", props).outs
+    assert read["extra_data_pools"] == ["ec"] and not fsp.diff("cephfs", read, props).changes
+    with pytest.raises(Exception, match="refusing to delete CephFS cephfs"):
+        fsp.delete("cephfs", props)
+    assert fsp.diff("cephfs", props, {**props, "data_pool": "ec"}).replaces == ["data_pool"]
+    assert fsp.diff("cephfs", props, {**props, "max_mds": 2}).replaces == []

@@ -1,0 +1,139 @@
+import pytest
+
+from providers import base
+from providers.ceph_cluster import CephClusterProvider
+from providers.cephfs_mount import CephFSMountProvider, fstab_line, with_line
+from tests.unit.ceph_fakes import CephWorld
+from tests.unit.fakes import Crash
+
+pytestmark = pytest.mark.unit
+NAMES = ["node1", "node2", "node3"]
+LINE = "none /mnt/cephfs fuse.ceph ceph.id=cephfs-node1,ceph.client_fs=cephfs,_netdev,defaults 0 0"
+
+
+@pytest.fixture
+def world(monkeypatch):
+    w = CephWorld()
+    monkeypatch.setattr(base, "session",
+                        lambda props: w.nodes[props["connection"]["name"]].session())
+    p = CephClusterProvider().check({}, {
+        "public_network": "192.0.2.0/24", "nodes": w.props_nodes(), "mons": NAMES,
+        "mgrs": NAMES, "mdss": NAMES, "health_timeout": 2}).inputs
+    w.fsid = CephClusterProvider().create(p).outs["fsid"]
+    w.log.clear()
+    return w
+
+
+def props(world, **kw):
+    result = CephFSMountProvider().check({}, {
+        "fsid": world.fsid, "node": "node1", "connection": world.props_nodes()[0]["connection"],
+        "fs_name": "cephfs", "mountpoint": "/mnt/cephfs",
+        "mon_hosts": ["192.0.2.11:6789", "192.0.2.12:6789"], **kw})
+    assert not result.failures, result.failures
+    return result.inputs
+
+
+def fstab(world):
+    return world.nodes["node1"].files["/etc/fstab"]
+
+
+def test_create_keys_fstab_and_mount(world):
+    outs = CephFSMountProvider().create(props(world)).outs
+    node = world.nodes["node1"]
+    assert fstab(world) == "# fstab\n" + LINE + "\n"
+    assert node.mounts == {"/mnt/cephfs": "fuse.ceph-fuse"}
+    assert node.modes["/etc/ceph/ceph.client.cephfs-node1.keyring"] == ("600", "root:root")
+    assert world.auth["client.cephfs-node1"]["caps"]["mds"] == "allow rw fsname=cephfs"
+    assert outs["client_key"] and outs["fstab_line"] == LINE
+    assert not [line for _, _, line in world.log if outs["client_key"] in line]
+
+
+def test_second_run_changes_nothing_but_the_probe(world):
+    CephFSMountProvider().create(props(world))
+    world.log.clear()
+    CephFSMountProvider().create(props(world))
+    assert [line for _, line in world.changes if "cephkvm-probe" not in line] == []
+    assert fstab(world).count("/mnt/cephfs") == 1
+
+
+@pytest.mark.parametrize("step", range(1, 6))
+def test_crash_then_rerun_leaves_exactly_one_fstab_line(world, step):
+    world.crash_at = step
+    with pytest.raises(Crash):
+        CephFSMountProvider().create(props(world))
+    CephFSMountProvider().create(props(world))
+    assert [l for l in fstab(world).splitlines() if "/mnt/cephfs" in l] == [LINE]
+
+
+def test_a_stale_line_for_the_mountpoint_is_replaced_not_duplicated():
+    text = "UUID=1 / ext4 defaults 0 1\nnone /mnt/cephfs fuse.ceph ceph.id=admin 0 0\n"
+    assert with_line(text, LINE, "/mnt/cephfs") == "UUID=1 / ext4 defaults 0 1\n" + LINE + "\n"
+    assert with_line(with_line(text, LINE, "/mnt/cephfs"), LINE, "/mnt/cephfs").count(LINE) == 1
+
+
+def test_option_change_remounts(world):
+    provider = CephFSMountProvider()
+    outs = provider.create(props(world)).outs
+    world.log.clear()
+    new = props(world, options=["noatime"])
+    assert provider.diff("x", outs, new).replaces == []
+    provider.update("x", outs, new)
+    lines = [line for _, line in world.changes]
+    assert "umount /mnt/cephfs" in lines and "mount /mnt/cephfs" in lines
+    assert fstab(world).splitlines()[-1].endswith(",_netdev,defaults,noatime 0 0")
+
+
+def test_kernel_client_line_uses_a_secret_file_and_the_mons():
+    line = fstab_line({"cluster_name": "ceph", "client_id": "cephfs-node1", "fs_name": "cephfs",
+                       "mountpoint": "/mnt/cephfs", "client": "kernel",
+                       "mon_hosts": ["192.0.2.11:6789", "192.0.2.12:6789"]})
+    assert line == ("192.0.2.11,192.0.2.12:/ /mnt/cephfs ceph name=cephfs-node1,"
+                    "secretfile=/etc/ceph/ceph.client.cephfs-node1.secret,"
+                    "mds_namespace=cephfs,_netdev 0 0")
+
+
+def test_kernel_client_mount_writes_the_secret_file_0600(world):
+    CephFSMountProvider().create(props(world, client="kernel"))
+    node = world.nodes["node1"]
+    assert node.mounts == {"/mnt/cephfs": "ceph"}
+    assert node.modes["/etc/ceph/ceph.client.cephfs-node1.secret"] == ("600", "root:root")
+
+
+def test_read_shows_an_unmounted_cephfs_and_update_mounts_it(world):
+    provider = CephFSMountProvider()
+    outs = provider.create(props(world)).outs
+    world.nodes["node1"].mounts.clear()
+    read = provider.read("x", outs).outs
+    assert read["ensure"] == "unmounted" and provider.diff("x", read, props(world)).changes
+    provider.update("x", read, props(world))
+    assert world.nodes["node1"].mounts == {"/mnt/cephfs": "fuse.ceph-fuse"}
+
+
+def test_delete_refuses_while_busy_unless_forced(world):
+    provider = CephFSMountProvider()
+    outs = provider.create(props(world)).outs
+    world.nodes["node1"].busy.add("/mnt/cephfs")
+    with pytest.raises(Exception, match="busy.*force_unmount"):
+        provider.delete("x", outs)
+    assert "/mnt/cephfs" in world.nodes["node1"].mounts and LINE in fstab(world)
+    provider.delete("x", {**outs, "force_unmount": True})
+    assert world.nodes["node1"].mounts == {} and "/mnt/cephfs" not in fstab(world)
+    assert "client.cephfs-node1" not in world.auth
+
+
+@pytest.mark.parametrize("change, replaces", [
+    ({}, None), ({"options": ["noatime"]}, []), ({"client": "kernel"}, []),
+    ({"mountpoint": "/srv/fs"}, ["mountpoint"]), ({"node": "node2"}, ["node"]),
+    ({"fs_name": "other"}, ["fs_name"]),
+])
+def test_diff_table(world, change, replaces):
+    old = {**props(world), "client_key": "k", "fstab_line": LINE}
+    result = CephFSMountProvider().diff("x", old, {**props(world), **change})
+    assert result.changes == (replaces is not None)
+    assert result.replaces == (replaces or [])
+
+
+def test_check_names_the_field(world):
+    failures = {f.property for f in CephFSMountProvider().check({}, {
+        **props(world), "mountpoint": "mnt", "client": "nfs", "options": ["a,b"]}).failures}
+    assert failures == {"mountpoint", "client", "options[0]"}
