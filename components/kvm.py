@@ -78,5 +78,6 @@ class Kvm(pulumi.ComponentResource):
 
     def vm_outputs(self) -> dict:
         return {name: pulumi.Output.all(host=vm.host, addresses=vm.addresses, macs=vm.macs,
-                                        uuid=vm.uuid, state=vm.state, disk_path=vm.disk_path)
+                                        uuid=vm.uuid, state=vm.state, disk_path=vm.disk_path,
+                                        instance_id=vm.instance_id)
                 for name, vm in self.vms.items()}

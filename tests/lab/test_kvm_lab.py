@@ -4,6 +4,7 @@ itself back. Guests are always torn down (QEMU sits outside the session's memory
 import ipaddress
 import json
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -124,6 +125,7 @@ def test_vm_boots_from_overlay_with_cloud_init_hostname_and_key(stack):
     assert info["backing-filename-format"] == "qcow2"
     res = guest("node1", "hostname")
     assert res.returncode == 0, res.stderr
+    print(f"guest hostname over SSH with the cloud-init key: {res.stdout.strip()}")
     assert res.stdout.strip() == VM
 
 
@@ -142,6 +144,26 @@ def test_memory_change_is_an_update_applied_live(stack):
         "applied without a restart"
 
 
+def test_disk_grows_live_and_cloud_init_change_writes_a_new_seed(stack):
+    before = stack.outputs()["vms"][VM]
+    edit_stack(stack, lambda c: vm_config(c).update(disk_gib=4))
+    edit_stack(stack, lambda c: vm_config(c)["cloud_init"].update(runcmd=["touch /run/x"]))
+    assert steps(stack)[VM] == "update"
+    stack.run("up", "--yes", "--skip-preview")
+    size = guest("node1", "cat /sys/block/vda/size").stdout.strip()
+    assert int(size) * 512 == 4 * 1024 ** 3, "the guest sees the grown disk without a reboot"
+    xml = lab.run("node1", ["virsh", "dumpxml", VM]).stdout
+    assert before["disk_path"] in xml
+    outs = json.loads(stack.run("stack", "output", "--json", "--show-secrets", "--stack",
+                                stack.stack).stdout)["vms"][VM]
+    assert outs["uuid"] == before["uuid"], "updated, not replaced"
+    assert outs["instance_id"] != before["instance_id"], "a new seed for the next boot"
+    seed = lab.run("node1", ["sh", "-c", "strings " + shlex.quote(before["disk_path"].replace(
+        "/virtualmachines/", "/config/").replace(".qcow2", "-seed.iso")) + " | grep -m1 "
+        "instance-id"]).stdout
+    assert outs["instance_id"] in seed
+
+
 def test_new_host_is_a_live_migration(stack):
     before = float(guest("node1", "cat /proc/uptime").stdout.split()[0])
     edit_stack(stack, lambda c: vm_config(c).update(node="node2"))
@@ -153,6 +175,8 @@ def test_new_host_is_a_live_migration(stack):
     assert defined_on("node2") == [VM]
     after = guest("node2", "cat /proc/uptime")
     assert after.returncode == 0, after.stderr
+    print(f"guest uptime {before:.1f}s before, {float(after.stdout.split()[0]):.1f}s after; "
+          f"domains: node1 {defined_on('node1')}, node2 {defined_on('node2')}")
     assert float(after.stdout.split()[0]) > before, "the guest kept running"
     assert stack.outputs()["vms"][VM]["host"] == "node2"
     stack.run("preview", "--expect-no-changes")

@@ -323,3 +323,14 @@ def test_domain_xml_tcg_cache_and_kvm_cpu():
     kvm = dx.domain_xml({**params, "virt_type": "kvm"})
     assert '<domain type="kvm">' in kvm and "host-passthrough" in kvm
     assert dx.stable_mac("a", 0) == dx.stable_mac("a", 0) != dx.stable_mac("a", 1)
+
+
+def test_template_checksum_mismatch_refuses_the_import(node):
+    props = checked({**PROPS, "template": {"source": "/images/debian.qcow2",
+                                            "sha256": "cd" * 32}})
+    with pytest.raises(RuntimeError, match="SHA-256"):
+        CloudVMProvider().create(props)
+    assert "/mnt/cephfs/templates/debian.qcow2" not in node.files
+    CloudVMProvider().create(checked({**PROPS, "template": {"source": "/images/debian.qcow2",
+                                                             "sha256": "ab" * 32}}))
+    assert "/mnt/cephfs/templates/debian.qcow2" in node.files
