@@ -1,0 +1,80 @@
+"""Killing `pulumi up` in the middle of the Ceph bootstrap, then running it again, converges:
+the same fsid, one copy of each daemon per node, HEALTH_OK."""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+import lab
+from tests.cli import Project
+from tests.lab.test_ceph_lab import NODES, ceph, ceph_only, edit_stack, sh
+
+pytestmark = pytest.mark.lab
+if os.geteuid() != 0 or not lab.inventory():
+    pytest.skip("needs root and a running lab (make test brings it up)", allow_module_level=True)
+
+DAEMONS = ("ceph-mon", "ceph-mgr", "ceph-mds", "ceph-osd")
+# Processes of this node only: the PID namespace is shared, the mount namespace is not.
+OWN_PROCESSES = ('for p in /proc/[0-9]*; do [ "$(readlink $p/ns/mnt)" = '
+                 '"$(readlink /proc/self/ns/mnt)" ] && cat $p/comm; done 2>/dev/null; true')
+
+
+def daemons(node: str) -> list:
+    return sorted(c for c in sh(node, OWN_PROCESSES).split() if c in DAEMONS)
+
+
+def fsid_on(node: str) -> str:
+    return lab.run(node, "cat /var/lib/ceph/tmp/ceph.fsid").stdout.strip()
+
+
+def wait_for(probe, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture
+def project(tmp_path):
+    project = Project(str(tmp_path), "lab")
+    def own(cfg):
+        ceph_only(cfg)
+        cfg["cephkvm:ceph"]["allow_data_loss"] = True
+        for p in cfg["cephkvm:pools"] + cfg["cephkvm:filesystems"]:
+            p["allow_delete"] = True
+    edit_stack(project, own)
+    yield project
+    project.run("destroy", "--yes", "--skip-preview", check=False)
+
+
+@pytest.mark.parametrize("moment", ["first mon made"])
+def test_killed_up_during_bootstrap_converges_on_rerun(project, moment):
+    proc = subprocess.Popen(["pulumi", "up", "--yes", "--skip-preview", "--non-interactive",
+                             "--stack", "lab"], cwd=project.dir, env=project.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        made = wait_for(lambda: lab.run("node1", "test -e /var/lib/ceph/mon/ceph-node1/done")
+                        .returncode == 0, timeout=180)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert made, "the bootstrap never reached the first mon"
+    first_fsid = fsid_on("node1")
+    project.run("cancel", "--yes", "--stack", "lab")  # the killed run's lock
+    proc = project.run("up", "--yes", "--skip-preview", check=False)
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0 and "pending" in out:  # the engine asks to settle killed operations
+        project.run("refresh", "--yes", "--skip-preview", "--clear-pending-creates")
+        project.run("up", "--yes", "--skip-preview")
+    else:
+        assert proc.returncode == 0, out[-3000:]
+    status = ceph("status")
+    assert status["fsid"] == first_fsid and status["health"]["status"] == "HEALTH_OK"
+    for node in NODES:
+        assert daemons(node) == sorted(DAEMONS), f"{node}: {daemons(node)}"
+    project.run("preview", "--expect-no-changes")
