@@ -41,7 +41,9 @@ VM_FIELDS = ("name", "node", "template", "memory_mib", "max_memory_mib", "vcpus"
              "disk_gib", "virt_type", "nics", "cloud_init", "autostart", "on_restart_needed",
              "on_cloud_init_change", "keep_disk", "shutdown_timeout", "ip_timeout")
 BRIDGE_FIELDS = ("name", "interfaces", "nodes", "addresses", "gateway", "nameservers",
-                 "search", "mode", "network", "confirm_timeout")
+                 "search", "mode", "network", "confirm_timeout", "vlan", "bond")
+BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
+              "balance-tlb", "balance-alb")
 CLOUD_INIT_KEYS = ("hostname", "users", "ssh_authorized_keys", "packages", "runcmd",
                    "user_data", "network_config")
 
@@ -58,6 +60,8 @@ class BridgeConfig:
     mode: str = "auto"
     network: str | None = None  # libvirt network name; default: the bridge's name
     confirm_timeout: int = 30
+    vlan: int | None = None
+    bond: dict | None = None  # {name, mode}
 
 
 @dataclass(frozen=True)
@@ -194,9 +198,21 @@ def _bridge(item, path: str, names: list, kvm_nodes: list, problems: list):
     timeout = item.get("confirm_timeout", 30)
     if not isinstance(timeout, int) or not 5 <= timeout <= 600:
         problems.append(f"{key(path + '.confirm_timeout')}: seconds between 5 and 600")
+    vlan = item.get("vlan")
+    if vlan is not None and (not isinstance(vlan, int) or isinstance(vlan, bool)
+                             or not 1 <= vlan <= 4094):
+        problems.append(f"{key(path + '.vlan')}: {vlan!r} must be a VLAN ID (1-4094)")
+    bond = item.get("bond")
+    if bond is not None:
+        if not isinstance(bond, dict) or not IFNAME.match(str(bond.get("name", ""))):
+            problems.append(f"{key(path + '.bond')}: give the bond a name, such as "
+                            "{name: bond0, mode: active-backup}")
+        elif bond.get("mode", "active-backup") not in BOND_MODES:
+            problems.append(f"{key(path + '.bond.mode')}: {bond.get('mode')!r} is not one of "
+                            f"{', '.join(BOND_MODES)}")
     if len(problems) > before:
         return None
-    return BridgeConfig(name=name, interfaces=interfaces, nodes=nodes,
+    return BridgeConfig(vlan=vlan, bond=dict(bond) if bond else None,name=name, interfaces=interfaces, nodes=nodes,
                         addresses={n: tuple(v) for n, v in addresses.items()},
                         gateway=gateway, nameservers=nameservers, search=search, mode=mode,
                         network=item.get("network") or name, confirm_timeout=timeout)

@@ -44,6 +44,8 @@ class Kvm(pulumi.ComponentResource):
                 "gateway": bridge.gateway, "nameservers": list(bridge.nameservers),
                 "search": list(bridge.search), "mode": bridge.mode,
                 "network": bridge.network, "confirm_timeout": bridge.confirm_timeout,
+                **({"vlan": bridge.vlan} if bridge.vlan else {}),
+                **({"bond": bridge.bond} if bridge.bond else {}),
             }, pulumi.ResourceOptions(parent=self, depends_on=after))
             self.bridges.setdefault(name, {})[bridge.name] = previous
 

@@ -39,13 +39,18 @@ from providers.transport import Pool, Session, TransportError, open_libvirt
 # search           list[str]  DNS search domains (netplan only)
 # mode             str        auto | netplan | iproute2
 # network          str        libvirt network name (mode bridge) over this bridge
+# vlan             int?       the bridge goes over VLAN ID on the NICs (or on the bond)
+# bond             dict?      {name: bond0, mode: active-backup}: the NICs are bonded first
 # confirm_timeout  int        seconds before an unconfirmed change is rolled back
+# ceph_timeout     int        seconds to wait for Ceph to recover after a change (Ceph nodes)
 # outputs: applied_mode, mac, previous (the members' addressing before), effective
 #          (addresses, gateway as applied), network_active
 
 REPLACES = ("node", "name")
 UPDATES = ("connection", "interfaces", "addresses", "gateway", "nameservers", "search",
-           "mode", "network")
+           "mode", "network", "vlan", "bond")
+BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
+              "balance-tlb", "balance-alb")
 DEFAULTS = {"addresses": [], "gateway": None, "nameservers": [], "search": [], "mode": "auto",
             "confirm_timeout": 30}
 RUN_DIR = "/run/cephkvm"
@@ -64,11 +69,23 @@ class KvmBridgeProvider(ResourceProvider):
                                          "[ens33]"))
         if news["mode"] not in ("auto", "netplan", "iproute2"):
             failures.append(CheckFailure("mode", "mode is auto, netplan or iproute2"))
+        vlan = news.get("vlan")
+        if vlan is not None and (not isinstance(vlan, int) or not 1 <= vlan <= 4094):
+            failures.append(CheckFailure("vlan", "a VLAN ID is a whole number 1-4094"))
+        bond = news.get("bond")
+        if bond is not None and (not isinstance(bond, dict) or not bond.get("name")
+                                 or bond.get("mode", "active-backup") not in BOND_MODES):
+            failures.append(CheckFailure("bond", "bond is {name: bond0, mode: MODE} with mode "
+                                         f"one of {', '.join(BOND_MODES)}"))
         return CheckResult(news, failures)
 
     def diff(self, _id, olds, news):
-        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES,
-                                delete_before_replace=True)
+        result = base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES,
+                                  delete_before_replace=True)
+        # A refresh that found the libvirt network gone or stopped: update recreates it.
+        if base.normalize(olds).get("network_active") is False:
+            result.changes = True
+        return result
 
     def create(self, props):
         props = base.normalize(props)
@@ -82,6 +99,7 @@ class KvmBridgeProvider(ResourceProvider):
             rollback = (_netplan_restore(props) if mode == "netplan"
                         else restore_script(props, previous))
             _apply_guarded(props, _apply(props, wanted, mode), rollback)
+            _wait_ceph_settled(node, props)
         active = _ensure_network(props)
         return CreateResult(f"{props['node']}/{props['name']}", {
             **props, "applied_mode": mode, "mac": wanted["mac"], "previous": previous,
@@ -94,8 +112,8 @@ class KvmBridgeProvider(ResourceProvider):
         if link is None:
             return ReadResult("", {})
         found = {
-            "interfaces": [m for m in props.get("interfaces", []) if
-                           snap["links"].get(m, {}).get("master") == props["name"]],
+            "interfaces": [m for m in props.get("interfaces", [])
+                           if snap["links"].get(m, {}).get("master") == _member_master(props)],
             "gateway": _gateway_on(snap, props["name"]),
         }
         effective = props.get("effective") or {}
@@ -104,6 +122,9 @@ class KvmBridgeProvider(ResourceProvider):
             found["addresses"] = link["addrs"]
         if not props.get("gateway") and found["gateway"] == effective.get("gateway"):
             found["gateway"] = props.get("gateway")
+        active = _network_active(props)
+        if active is not None:  # None: libvirtd does not answer; NodePrep reports that
+            found["network_active"] = active
         return ReadResult(id_, {**props, **found})
 
     def update(self, _id, olds, news):
@@ -119,6 +140,7 @@ class KvmBridgeProvider(ResourceProvider):
             rollback = (_netplan_restore(news) if mode == "netplan"
                         else apply_script(olds, old_wanted))
             _apply_guarded(news, _apply(news, wanted, mode), rollback)
+            _wait_ceph_settled(node, news)
         if olds.get("network") != news["network"]:
             _remove_network(olds)
         active = _ensure_network(news)
@@ -135,9 +157,13 @@ class KvmBridgeProvider(ResourceProvider):
             return
         wanted = props.get("effective") or _wanted(props, props.get("previous") or {})
         if props.get("applied_mode") == "netplan":
-            node.run(["rm", "-f", _netplan_path(props)], change=True)
-        _apply_guarded(props, restore_script(props, props.get("previous") or {}),
-                       apply_script(props, wanted))
+            # netplan owns the interfaces there: drop our file and let it re-render the rest.
+            path, kept = q(_netplan_path(props)), q(f"{RUN_DIR}/{props['name']}.netplan-deleted")
+            _apply_guarded(props, f"set -e\ncp {path} {kept}\nrm -f {path}\nnetplan apply\n",
+                           f"cp {kept} {path}\nnetplan apply\n")
+        else:
+            _apply_guarded(props, restore_script(props, props.get("previous") or {}),
+                           apply_script(props, wanted))
 
 
 # --- facts ------------------------------------------------------------------------------
@@ -201,8 +227,9 @@ def _matches(snap: dict, props: dict, wanted: dict) -> bool:
     bridge = snap["links"].get(props["name"])
     if not bridge:
         return False
-    members_ok = all(snap["links"].get(m, {}).get("master") == props["name"]
-                     for m in props["interfaces"])
+    members_ok = all(snap["links"].get(m, {}).get("master") == _member_master(props)
+                     for m in props["interfaces"]) and \
+        all(snap["links"].get(p, {}).get("master") == props["name"] for p in ports(props))
     return (members_ok and sorted(bridge["addrs"]) == sorted(wanted["addresses"])
             and _gateway_on(snap, props["name"]) == wanted["gateway"])
 
@@ -219,6 +246,44 @@ def _mode(node: Session, props: dict) -> str:
 q = shlex.quote
 
 
+def ports(props: dict) -> list[str]:
+    """The links that join the bridge: the NICs, or the bond, or their VLAN interfaces."""
+    uppers = [props["bond"]["name"]] if props.get("bond") else list(props["interfaces"])
+    vlan = props.get("vlan")
+    return [f"{u}.{vlan}" for u in uppers] if vlan else uppers
+
+
+def _member_master(props: dict) -> str:
+    """What the NICs are enslaved to: the bond, or with a VLAN nothing (the VLAN interface
+    sits on top of them), or the bridge itself."""
+    if props.get("bond"):
+        return props["bond"]["name"]
+    return None if props.get("vlan") else props["name"]
+
+
+def _links_script(props: dict) -> list[str]:
+    """iproute2 lines that make the bond and VLAN interfaces, when asked for."""
+    lines, bond, vlan = [], props.get("bond"), props.get("vlan")
+    if bond:
+        name = bond["name"]
+        lines.append(f"ip link show dev {q(name)} >/dev/null 2>&1 || ip link add name {q(name)}"
+                     f" type bond mode {q(bond.get('mode', 'active-backup'))}")
+        for m in props["interfaces"]:
+            # A NIC joins a bond only while down.
+            lines.append(f"[ \"$(cat /sys/class/net/{q(m)}/master/ifindex 2>/dev/null)\" = "
+                         f"\"$(cat /sys/class/net/{q(name)}/ifindex)\" ] || "
+                         f"{{ ip link set dev {q(m)} down; ip link set dev {q(m)} master {q(name)}; }}")
+            lines.append(f"ip link set dev {q(m)} up")
+        lines.append(f"ip link set dev {q(name)} up")
+    if vlan:
+        uppers = [bond["name"]] if bond else props["interfaces"]
+        for u in uppers:
+            lines.append(f"ip link show dev {q(f'{u}.{vlan}')} >/dev/null 2>&1 || ip link add "
+                         f"link {q(u)} name {q(f'{u}.{vlan}')} type vlan id {int(vlan)}")
+            lines.append(f"ip link set dev {q(u)} up")
+    return lines
+
+
 def apply_script(props: dict, wanted: dict) -> str:
     """iproute2: from whatever is there to the bridge with wanted addressing."""
     br, members = props["name"], props["interfaces"]
@@ -228,8 +293,9 @@ def apply_script(props: dict, wanted: dict) -> str:
     if wanted.get("mac"):
         lines.append(f"ip link set dev {q(br)} address {q(wanted['mac'])}")
     lines.append(f"ip link set dev {q(br)} up")
-    for m in members:
-        lines.append(f"ip link set dev {q(m)} master {q(br)} up")
+    lines += _links_script(props)
+    for port in ports(props):
+        lines.append(f"ip link set dev {q(port)} master {q(br)} up")
     # New addresses first, then the others go: the node keeps an address throughout.
     for a in wanted["addresses"]:
         lines.append(f"ip addr replace {q(a)} dev {q(br)}")
@@ -249,9 +315,15 @@ def restore_script(props: dict, previous: dict) -> str:
     """iproute2: remove the bridge and give the members back their addresses and routes."""
     br = props["name"]
     lines = []
+    for port in ports(props):
+        lines.append(f"ip link set dev {q(port)} nomaster 2>/dev/null")
+    lines.append(f"ip link del dev {q(br)} 2>/dev/null")
+    if props.get("vlan"):
+        lines += [f"ip link del dev {q(port)} 2>/dev/null" for port in ports(props)]
+    if props.get("bond"):
+        lines.append(f"ip link del dev {q(props['bond']['name'])} 2>/dev/null")
     for m in props["interfaces"]:
         lines.append(f"ip link set dev {q(m)} nomaster 2>/dev/null")
-    lines.append(f"ip link del dev {q(br)} 2>/dev/null")
     for m in props["interfaces"]:
         lines.append(f"ip link set dev {q(m)} up")
         for a in previous.get("addresses", {}).get(m, []):
@@ -263,7 +335,7 @@ def restore_script(props: dict, previous: dict) -> str:
 
 
 def netplan_doc(props: dict, wanted: dict) -> dict:
-    bridge: dict = {"interfaces": list(props["interfaces"]), "addresses": wanted["addresses"],
+    bridge: dict = {"interfaces": ports(props), "addresses": wanted["addresses"],
                     "parameters": {"stp": False}, "dhcp4": False, "dhcp6": False}
     if wanted.get("mac"):
         bridge["macaddress"] = wanted["mac"]
@@ -272,10 +344,19 @@ def netplan_doc(props: dict, wanted: dict) -> dict:
     if props.get("nameservers") or props.get("search"):
         bridge["nameservers"] = {"addresses": list(props.get("nameservers") or []),
                                  "search": list(props.get("search") or [])}
-    return {"network": {"version": 2,
-                        "ethernets": {m: {"dhcp4": False, "dhcp6": False}
-                                      for m in props["interfaces"]},
-                        "bridges": {props["name"]: bridge}}}
+    net: dict = {"version": 2,
+                 "ethernets": {m: {"dhcp4": False, "dhcp6": False} for m in props["interfaces"]}}
+    bond, vlan = props.get("bond"), props.get("vlan")
+    if bond:
+        net["bonds"] = {bond["name"]: {
+            "interfaces": list(props["interfaces"]), "dhcp4": False, "dhcp6": False,
+            "parameters": {"mode": bond.get("mode", "active-backup")}}}
+    if vlan:
+        uppers = [bond["name"]] if bond else props["interfaces"]
+        net["vlans"] = {f"{u}.{vlan}": {"id": int(vlan), "link": u, "dhcp4": False}
+                        for u in uppers}
+    net["bridges"] = {props["name"]: bridge}
+    return {"network": net}
 
 
 def _netplan_path(props: dict) -> str:
@@ -390,6 +471,35 @@ def _probe_fresh(node: Session, argv: list, change: bool = False) -> Optional[st
         pool.close_all()
 
 
+# --- Ceph between nodes -----------------------------------------------------------------
+
+# Health checks that mean the cluster has not got over a node's network blip yet.
+CEPH_UNSETTLED = ("MON_DOWN", "OSD_DOWN", "OSD_HOST_DOWN", "PG_DEGRADED", "PG_AVAILABILITY",
+                  "SLOW_OPS")
+
+
+def ceph_unsettled(health_json: str) -> list[str]:
+    """The names of the checks in `ceph health -f json` that say it has not recovered."""
+    checks = json.loads(health_json or "{}").get("checks", {})
+    return sorted(name for name in checks if name in CEPH_UNSETTLED or
+                  checks[name].get("severity") == "HEALTH_ERR")
+
+
+def _wait_ceph_settled(node: Session, props: dict) -> None:
+    """On a Ceph node, wait until the cluster has recovered from this node's network change
+    before the next node's bridge is touched (the runbook: one node blipping at a time).
+    Nodes without a Ceph config (no cluster yet) have nothing to wait for."""
+    if not node.ok(["test", "-r", "/etc/ceph/ceph.conf"]):
+        return
+    timeout = int(props.get("ceph_timeout", 300))
+
+    def settled():
+        res = node.run(["timeout", "20", "ceph", "health", "-f", "json"], check=False)
+        return res.exit_code == 0 and not ceph_unsettled(res.stdout)
+    base.wait_until(settled, timeout=timeout, interval=3,
+                    what=f"Ceph to recover after the bridge change on {props['node']}")
+
+
 # --- libvirt network --------------------------------------------------------------------
 
 
@@ -411,6 +521,20 @@ def _ensure_network(props: dict) -> bool:
             net.create()
         net.setAutostart(1)
         return bool(net.isActive())
+
+
+def _network_active(props: dict):
+    """True/False for the libvirt network, None when libvirtd cannot be asked."""
+    import libvirt
+    node = base.session(props)
+    try:
+        with open_libvirt(node.host, node.private_key) as conn:
+            try:
+                return bool(conn.networkLookupByName(props["network"]).isActive())
+            except libvirt.libvirtError:
+                return False
+    except TransportError:
+        return None
 
 
 def _remove_network(props: dict) -> None:

@@ -4,6 +4,7 @@ itself back. Guests are always torn down (QEMU sits outside the session's memory
 import ipaddress
 import json
 import os
+import re
 import shlex
 import shutil
 import tempfile
@@ -197,6 +198,16 @@ def test_broken_bridge_address_rolls_back_by_itself(stack):
     addrs = lab.run("node3", ["ip", "-o", "addr", "show", "dev", "br0"]).stdout
     assert f"{node3['address']}/" in addrs and wrong not in addrs
     edit_stack(stack, lambda c: c["cephkvm:bridges"][0].pop("addresses"))
+    stack.run("preview", "--expect-no-changes")
+
+
+def test_refresh_shows_a_stopped_bridge_network_and_up_restarts_it(stack):
+    lab.run("node3", ["virsh", "net-destroy", "br0"], check=True)
+    stack.run("refresh", "--yes", "--skip-preview")
+    changed = [urn for urn, op in steps(stack).items() if op == "update"]
+    assert changed == ["node3-br0"]
+    stack.run("up", "--yes", "--skip-preview")
+    assert re.search(r"Active:\s+yes", lab.run("node3", ["virsh", "net-info", "br0"]).stdout)
     stack.run("preview", "--expect-no-changes")
 
 

@@ -144,3 +144,74 @@ def test_netplan_doc_is_valid_for_netplan_generate(tmp_path):
 def test_network_xml_is_bridge_mode():
     xml = kb.network_xml(checked())
     assert "<forward mode='bridge'/>" in xml and "<bridge name=\"br0\"/>" in xml
+
+
+def test_a_stopped_libvirt_network_found_by_refresh_is_a_change():
+    old = {**checked(), "network_active": False}
+    assert KvmBridgeProvider().diff("node1/br0", old, checked()).changes
+    assert not KvmBridgeProvider().diff("node1/br0", {**old, "network_active": True},
+                                        checked()).changes
+
+
+def test_ceph_unsettled_from_captured_health():
+    ok = '{"status":"HEALTH_WARN","checks":{"MON_DISK_LOW":{"severity":"HEALTH_WARN"}}}'
+    assert kb.ceph_unsettled(ok) == []
+    blip = ('{"status":"HEALTH_WARN","checks":{"MON_DOWN":{"severity":"HEALTH_WARN"},'
+            '"PG_DEGRADED":{"severity":"HEALTH_WARN"}}}')
+    assert kb.ceph_unsettled(blip) == ["MON_DOWN", "PG_DEGRADED"]
+    assert kb.ceph_unsettled('{"status":"HEALTH_ERR","checks":{"X":{"severity":"HEALTH_ERR"}}}'
+                             ) == ["X"]
+
+
+def test_vlan_and_bond_topology():
+    props = checked(interfaces=["ens33", "ens34"], vlan=10,
+                    bond={"name": "bond0", "mode": "active-backup"})
+    assert kb.ports(props) == ["bond0.10"]
+    script = kb.apply_script(props, {"addresses": ["10.0.0.1/24"], "gateway": None,
+                                     "mac": None})
+    assert "ip link add name bond0 type bond mode active-backup" in script
+    assert "ip link set dev ens34 master bond0" in script
+    assert "ip link add link bond0 name bond0.10 type vlan id 10" in script
+    assert "ip link set dev bond0.10 master br0 up" in script
+    restore = kb.restore_script(props, {"addresses": {"ens33": ["10.0.0.1/24"]}})
+    assert "ip link del dev bond0.10" in restore and "ip link del dev bond0" in restore
+    assert kb.ports(checked(interfaces=["ens33"], vlan=20)) == ["ens33.20"]
+    failures = KvmBridgeProvider().check({}, {**PROPS, "vlan": 5000,
+                                              "bond": {"name": "b", "mode": "fast"}}).failures
+    assert sorted(f.property for f in failures) == ["bond", "vlan"]
+
+
+@pytest.mark.skipif(not shutil.which("netplan"), reason="netplan is not installed")
+def test_netplan_accepts_the_vlan_and_bond_doc(tmp_path):
+    props = checked(interfaces=["ens33", "ens34"], vlan=10, bond={"name": "bond0"})
+    doc = kb.netplan_doc(props, {"addresses": ["10.20.10.31/24"], "gateway": None,
+                                 "mac": None})
+    (tmp_path / "etc" / "netplan").mkdir(parents=True)
+    path = tmp_path / "etc" / "netplan" / "60-cephkvm-br0.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    os.chmod(path, 0o600)
+    out = subprocess.run(["netplan", "generate", "--root-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert doc["network"]["bridges"]["br0"]["interfaces"] == ["bond0.10"]
+
+
+@needs_netns
+def test_vlan_script_in_a_real_namespace():
+    props = checked(interfaces=["nic0"], vlan=10)
+    setup = ("ip link add nic0 type veth peer name peer0 && ip link set peer0 up && "
+             "ip link set nic0 up && ip addr add 192.0.2.10/24 dev nic0")
+    script = (f"set -e; {setup}\n"
+              + kb.apply_script(props, {"addresses": ["192.0.2.10/24"], "gateway": None,
+                                        "mac": None}).replace("set -e\n", "")
+              + "echo BRIDGED; ip -o link show master br0; ip -o addr show dev br0\n"
+              + kb.restore_script(props, {"addresses": {"nic0": ["192.0.2.10/24"]}})
+              + "echo RESTORED; ip -o addr show dev nic0 scope global; ip -o link\n")
+    out = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True,
+                         text=True, timeout=30)
+    if "Unknown device type" in out.stderr:
+        pytest.skip("this kernel has no 8021q module")
+    assert out.returncode == 0, out.stderr
+    bridged, restored = out.stdout.split("RESTORED")
+    assert "nic0.10@nic0" in bridged and "192.0.2.10/24" in bridged
+    assert "192.0.2.10/24" in restored and "nic0.10" not in restored and "br0" not in restored

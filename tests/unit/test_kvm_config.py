@@ -103,3 +103,14 @@ def test_component_rolls_bridges_node_by_node_and_vms_after_them(mocks):
     ids = [b.id for per in kvm.bridges.values() for b in per.values()] + \
         [vm.id for vm in kvm.vms.values()]
     return pulumi.Output.all(*ids).apply(check)
+
+
+def test_bridge_vlan_and_bond_are_checked():
+    kvm = load(raw(bridges=[{**BRIDGE, "interfaces": ["ens33", "ens34"], "vlan": 10,
+                              "bond": {"name": "bond0", "mode": "802.3ad"}}]), ROOT).kvm
+    assert kvm.bridges[0].vlan == 10 and kvm.bridges[0].bond == {"name": "bond0",
+                                                                 "mode": "802.3ad"}
+    found = "\n".join(problems(raw(bridges=[{**BRIDGE, "vlan": 9999,
+                                             "bond": {"name": "bond0", "mode": "fast"}}])))
+    assert "cephkvm:bridges[0].vlan: 9999 must be a VLAN ID" in found
+    assert "cephkvm:bridges[0].bond.mode: 'fast' is not one of" in found
