@@ -9,6 +9,7 @@ is missing; a daemon is started only when its pid file (or unit) says it is not 
 from __future__ import annotations
 
 import shlex
+import time
 import uuid
 from typing import Optional
 
@@ -45,6 +46,7 @@ OUTPUTS = ("fsid", "mon_addresses", "mon_hosts", "admin_key", "version", "health
 LATER_CHECKS = ("OSD_", "PG_", "POOL_", "TOO_FEW_", "MDS_", "FS_", "OBJECT_", "SLOW_OPS")
 # Options every cluster gets: Pacific warns until insecure global_id reclaim is turned off.
 BASE_OPTIONS = {"mon": {"auth_allow_insecure_global_id_reclaim": "false"}}
+MAX_CLOCK_SKEW = 0.05  # seconds: Ceph's mon_clock_drift_allowed
 ADMIN_CAPS = {"mon": "allow *", "osd": "allow *", "mds": "allow *", "mgr": "allow *"}
 DAEMON_CAPS = {
     "mgr": ["mon", "allow profile mgr", "osd", "allow *", "mds", "allow *"],
@@ -78,6 +80,7 @@ class CephClusterProvider(ResourceProvider):
 
     def create(self, props):
         props = base.normalize(props)
+        _preflight(props, _sessions(props))
         outs = _converge(props, removed={})
         return CreateResult(outs["fsid"], {**props, **outs})
 
@@ -131,6 +134,37 @@ def _conf_path(props: dict) -> str:
 
 def _admin_keyring_path(props: dict) -> str:
     return f"/etc/ceph/{props['cluster_name']}.client.admin.keyring"
+
+
+def _preflight(props: dict, nodes: dict) -> None:
+    """Before the first change on any node: the clocks agree (mons lose quorum over skew)
+    and every node reaches every other at the address its mon will use."""
+    problems = []
+    clocks = {}
+    for name, node in nodes.items():
+        before = time.time()
+        remote = float(node.run(["date", "+%s.%N"]).stdout.strip())
+        after = time.time()
+        clocks[name] = (remote - (before + after) / 2, (after - before) / 2)
+    for a, (off_a, err_a) in clocks.items():
+        for b, (off_b, err_b) in clocks.items():
+            skew = abs(off_a - off_b) - err_a - err_b
+            if a < b and skew > MAX_CLOCK_SKEW:
+                problems.append(f"clocks of {a} and {b} differ by {skew:.2f}s at least; "
+                                "run NTP (chrony) on every node")
+    for n in props["nodes"]:
+        others = [(o["name"], o["address"], o["connection"].get("port", 22))
+                  for o in props["nodes"] if o["name"] != n["name"]]
+        script = "; ".join(
+            f"timeout 3 bash -c {shlex.quote(f'</dev/tcp/{addr}/{port}')} 2>/dev/null || "
+            f"echo {shlex.quote(name)}" for name, addr, port in others)
+        unreachable = nodes[n["name"]].run(["sh", "-c", script or "true"]).stdout.split()
+        for other in unreachable:
+            problems.append(f"{n['name']} cannot reach {other} at "
+                            f"{_address(props, other)}; fix the network or the node address")
+    if problems:
+        raise Exception("Ceph preflight failed, nothing was changed:\n  " +
+                        "\n  ".join(problems))
 
 
 def _converge(props: dict, removed: dict, olds: dict | None = None) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import time
 
 from providers.transport import CommandError, Host, Result, Session, command_line
 from tests.unit.fakes import Crash
@@ -63,6 +64,8 @@ class FakeCephNode:
         self.mounts: dict = {}     # mountpoint -> fs type
         self.busy: set = set()
         self.udevadm = True
+        self.clock_offset = 0.0
+        self.unreachable: set = set()  # node names this node cannot reach
 
     def session(self):
         return FakeCephSession(self)
@@ -103,6 +106,8 @@ def answer(node: FakeCephNode, argv: list, stdin):
     cmd = argv[0]
     if cmd == "true":
         return "", 0
+    if cmd == "date":
+        return f"{time.time() + node.clock_offset:.9f}\n", 0
     if cmd == "test":
         flag, path = argv[1], argv[2]
         if flag == "-d":
@@ -226,6 +231,9 @@ def _script(node: FakeCephNode, script: str, stdin):
         node.running.discard(key)
         node.files.pop(pid_file, None)
         return "", 0
+    if "/dev/tcp/" in script:
+        return "".join(f"{n}\n" for n in sorted(node.unreachable)
+                       if f"echo {n}" in script), 0
     if "> /etc/fstab" in script:
         node.files["/etc/fstab"] = stdin
         return "", 0

@@ -158,3 +158,17 @@ def test_conf_lists_every_mon_v2_and_v1(world):
     text = render_conf(props(world), "f00")
     assert "mon_host = [v2:192.0.2.11:3300,v1:192.0.2.11:6789] [v2:192.0.2.12:3300," in text
     assert "mon_initial_members = node1, node2, node3" in text
+
+
+def test_preflight_refuses_clock_skew_before_changing_anything(world):
+    world.nodes["node2"].clock_offset = 2.0
+    with pytest.raises(Exception, match=r"clocks of node1 and node2 differ by (1\.9|2\.0)"):
+        CephClusterProvider().create(props(world))
+    assert world.changes == []
+
+
+def test_preflight_refuses_an_unreachable_node_by_name(world):
+    world.nodes["node3"].unreachable = {"node1"}
+    with pytest.raises(Exception, match="node3 cannot reach node1 at 192.0.2.11"):
+        CephClusterProvider().create(props(world))
+    assert world.changes == []
