@@ -22,7 +22,7 @@ from providers.cephfs_mount import CephFSMount
 
 
 def _slug(path: str) -> str:
-    return path.strip("/").replace("/dev/", "").replace("/", "-") or "root"
+    return path.removeprefix("/dev/").strip("/").replace("/", "-") or "root"
 
 
 class CephStack(pulumi.ComponentResource):

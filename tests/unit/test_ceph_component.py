@@ -1,0 +1,45 @@
+"""CephStack under pulumi's mocks: what the example stack registers, offline."""
+import pulumi
+import pytest
+
+from components.config import load
+from tests.unit.test_components import Mocks
+from tests.unit.test_config import ROOT, stack_file
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def mocks():
+    m = Mocks()
+    pulumi.runtime.set_mocks(m, preview=True)
+    return m
+
+
+@pulumi.runtime.test
+def test_example_registers_the_ceph_tree(mocks):
+    from components.ceph import CephStack
+    from components.node import PreparedNode
+
+    stack = load(stack_file("example"), ROOT)
+    nodes = {n.name: PreparedNode(n, stack) for n in stack.nodes}
+    ceph = CephStack(stack, nodes)
+
+    def check(_):
+        found = {(typ.rsplit(":", 1)[1], name): inputs for typ, name, inputs in mocks.registered}
+        cluster = found[("CephCluster", "ceph-cluster")]
+        assert cluster["mons"] == ["osd1", "osd2", "osd3"]
+        assert cluster["public_network"] == "10.204.10.0/24"
+        assert [n["address"] for n in cluster["nodes"]] == ["10.20.10.31", "10.20.10.32",
+                                                            "10.20.10.33"]
+        osd = found[("CephOsd", "osd-osd2-sdb")]
+        assert (osd["device"], osd["method"], osd["wipe"]) == ("/dev/sdb", "lvm", False)
+        assert found[("CephPool", "pool-cephfs_data")]["pg_num"] == 64
+        fs = found[("CephFilesystem", "fs-cephfs")]
+        assert (fs["metadata_pool"], fs["data_pool"]) == ("cephfs_meta", "cephfs_data")
+        mounts = sorted(n for kind, n in found if kind == "CephFSMount")
+        assert mounts == ["mount-osd1-mnt-cephfs", "mount-osd2-mnt-cephfs",
+                          "mount-osd3-mnt-cephfs"]
+        assert ("CephStack", "ceph") in found
+
+    return pulumi.Output.all(*[r.id for _, r in ceph.mounts]).apply(check)
