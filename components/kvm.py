@@ -55,7 +55,8 @@ class Kvm(pulumi.ComponentResource):
                      else vm.virt_type)
         props = {
             "name": vm.name, "node": vm.node, **prepared.access,
-            "peers": [nodes[n].connection for n in kvm_nodes if n != vm.node],
+            # Every KVM node, so that read finds it wherever it was moved by hand.
+            "peers": [nodes[n].connection for n in kvm_nodes],
             "storage": cfg.storage, "shared_storage": cfg.storage_shared,
             "template": dict(vm.template), "disk_gib": vm.disk_gib,
             "memory_mib": vm.memory_mib, "vcpus": vm.vcpus,

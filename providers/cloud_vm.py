@@ -121,17 +121,17 @@ class CloudVMProvider(ResourceProvider):
 
     def read(self, id_, props):
         props = base.normalize(props)
-        for conn_props in [props] + [{**props, "connection": c} for c in props.get("peers", [])]:
-            with _libvirt(conn_props) as conn:
+        for where in _candidates(props):
+            with _libvirt(where) as conn:
                 dom = _lookup(conn, props["name"])
                 if dom is None:
                     continue
                 # The persistent definition: live XML shows the balloon's momentary size.
                 found = dx.parse_domain(dom.XMLDesc(_inactive()))
-                outs = _observe(dom, conn_props, wait_for_ip=0)
+                outs = _observe(dom, where, wait_for_ip=0)
             # Drift shows as differences from the inputs: a hand migration as a node change.
-            return ReadResult(id_, {**props, **outs, "connection": conn_props["connection"],
-                                    "node": conn_props["connection"]["name"],
+            return ReadResult(id_, {**props, **outs, "connection": where["connection"],
+                                    "node": where["node"],
                                     **{k: found[k] for k in ("memory_mib", "max_memory_mib",
                                                              "vcpus", "max_vcpus",
                                                              "virt_type")}})
@@ -176,11 +176,13 @@ class CloudVMProvider(ResourceProvider):
 
     def delete(self, _id, props):
         props = base.normalize(props)
-        with _libvirt(props) as conn:
-            dom = _lookup(conn, props["name"])
-            if dom is not None:
-                _shutdown(dom, props["shutdown_timeout"])
-                dom.undefine()
+        for where in _candidates(props):  # it may have been migrated by hand
+            with _libvirt(where) as conn:
+                dom = _lookup(conn, props["name"])
+                if dom is not None:
+                    _shutdown(dom, props["shutdown_timeout"])
+                    dom.undefine()
+                    break
         if not props.get("keep_disk"):
             paths = _paths(props)
             base.session(props).run(["rm", "-f", "--", paths["disk"], paths["seed"]],
@@ -368,6 +370,15 @@ def _libvirt(props: dict):
 def _inactive() -> int:
     import libvirt
     return libvirt.VIR_DOMAIN_XML_INACTIVE
+
+
+def _candidates(props: dict) -> list[dict]:
+    """props as seen from its own node first, then from each peer node."""
+    out = [props]
+    for peer in props.get("peers") or []:
+        if peer.get("name") != props["connection"].get("name"):
+            out.append({**props, "connection": peer, "node": peer["name"]})
+    return out
 
 
 def _lookup(conn, name: str):

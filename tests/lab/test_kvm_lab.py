@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 import lab
+from providers import base
 from tests.cli import Project
 
 pytestmark = pytest.mark.lab
@@ -181,6 +182,41 @@ def test_new_host_is_a_live_migration(stack):
     assert float(after.stdout.split()[0]) > before, "the guest kept running"
     assert stack.outputs()["vms"][VM]["host"] == "node2"
     stack.run("preview", "--expect-no-changes")
+
+
+def test_refresh_finds_a_vm_migrated_by_hand_and_up_moves_it_back(stack, tmp_path):
+    node1 = lab.node("node1")
+    pin = tmp_path / "known_hosts"  # under /tmp: node2 sees it
+    pin.write_text(f"{node1['address']} {node1['host_key']}\n")
+    uri = (f"qemu+libssh://root@{node1['address']}/system?keyfile={CLIENT_KEY}"
+           f"&known_hosts={pin}&known_hosts_verify=normal&sshauth=privkey")
+    lab.run("node2", ["virsh", "migrate", "--live", "--p2p", "--persistent", "--undefinesource",
+                      "--unsafe", VM, uri], check=True, timeout=120)
+    assert defined_on("node1") == [VM] and defined_on("node2") == []
+    stack.run("refresh", "--yes", "--skip-preview")
+    assert stack.outputs()["vms"][VM]["host"] == "node1", "refresh shows where it really is"
+    assert steps(stack)[VM] == "update"
+    stack.run("up", "--yes", "--skip-preview")
+    assert defined_on("node1") == [] and defined_on("node2") == [VM]
+    assert guest("node2", "true").returncode == 0
+    stack.run("preview", "--expect-no-changes")
+
+
+def test_nics_are_added_and_removed_live(stack):
+    edit_stack(stack, lambda c: vm_config(c).update(nics=[{"bridge": "br0"},
+                                                          {"network": "br0"}]))
+    assert steps(stack)[VM] == "update"
+    stack.run("up", "--yes", "--skip-preview")
+    macs = stack.outputs()["vms"][VM]["macs"]
+    assert len(macs) == 2
+    seen = base.wait_until(lambda: macs[1] in guest("node2", "cat /sys/class/net/*/address")
+                           .stdout, timeout=30, what="the guest to see its second NIC")
+    assert seen
+    edit_stack(stack, lambda c: vm_config(c).update(nics=[{"bridge": "br0"}]))
+    stack.run("up", "--yes", "--skip-preview")
+    assert base.wait_until(lambda: macs[1] not in guest("node2", "cat /sys/class/net/*/address")
+                           .stdout, timeout=30, what="the second NIC to go")
+    assert guest("node2", "true").returncode == 0, "the first NIC kept working"
 
 
 def test_broken_bridge_address_rolls_back_by_itself(stack):

@@ -334,3 +334,46 @@ def test_template_checksum_mismatch_refuses_the_import(node):
     CloudVMProvider().create(checked({**PROPS, "template": {"source": "/images/debian.qcow2",
                                                              "sha256": "ab" * 32}}))
     assert "/mnt/cephfs/templates/debian.qcow2" in node.files
+
+
+def test_nics_are_attached_and_detached_by_mac():
+    dom = mock.Mock()
+    dom.isActive.return_value = True
+    olds = checked()
+    news = checked({**PROPS, "nics": [{"bridge": "br0"}, {"network": "default"}]})
+    cloud_vm._update_nics(dom, olds, news)
+    assert not dom.detachDeviceFlags.called
+    xml, flags = dom.attachDeviceFlags.call_args.args
+    assert dx.stable_mac("vm-unit", 1) in xml and 'network="default"' in xml
+    assert flags == libvirt.VIR_DOMAIN_AFFECT_CONFIG | libvirt.VIR_DOMAIN_AFFECT_LIVE
+    dom.reset_mock()
+    cloud_vm._update_nics(dom, news, olds)
+    assert dx.stable_mac("vm-unit", 1) in dom.detachDeviceFlags.call_args.args[0]
+    assert not dom.attachDeviceFlags.called
+
+
+def test_read_and_delete_find_a_vm_moved_by_hand_to_a_peer(node, monkeypatch):
+    provider = CloudVMProvider()
+    peer = {**CONN, "name": "node2", "address": "192.0.2.2"}
+    outs = provider.create(checked({**PROPS, "peers": [CONN, peer]})).outs
+    seen = []
+
+    @contextlib.contextmanager
+    def by_node(props):
+        seen.append(props["connection"]["name"])
+        if props["connection"]["name"] == "node2":
+            yield node.conn  # the domain is there now
+        else:
+            yield mock.Mock(lookupByName=mock.Mock(side_effect=libvirt.libvirtError("gone")))
+
+    monkeypatch.setattr(cloud_vm, "_libvirt", by_node)
+    monkeypatch.setattr(cloud_vm, "_lookup", lambda conn, name: None if isinstance(
+        conn, mock.Mock) else conn.lookupByName(name))
+    read = provider.read("vm-unit", outs).outs
+    assert read["node"] == "node2" and read["host"] == "node2"
+    assert read["connection"]["address"] == "192.0.2.2"
+    assert provider.diff("vm-unit", read, checked({**PROPS, "peers": [CONN, peer]})).changes
+    provider.delete("vm-unit", outs)
+    with pytest.raises(libvirt.libvirtError):
+        node.conn.lookupByName("vm-unit")
+    assert seen[0] == "node1", "its own node is asked first"

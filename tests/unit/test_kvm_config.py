@@ -97,7 +97,7 @@ def test_component_rolls_bridges_node_by_node_and_vms_after_them(mocks):
         assert by_name["osd2-br0"][1]["gateway"] == "10.20.10.2"
         vm = by_name["virt-01"][1]
         assert vm["storage"] == "/mnt/cephfs" and vm["virt_type"] == "kvm"
-        assert [p["name"] for p in vm["peers"]] == ["osd2", "osd3"]
+        assert [p["name"] for p in vm["peers"]] == ["osd1", "osd2", "osd3"]
         assert vm["nics"] == [{"bridge": "br0"}]
 
     ids = [b.id for per in kvm.bridges.values() for b in per.values()] + \
