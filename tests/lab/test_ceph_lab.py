@@ -51,6 +51,8 @@ def ceph_only(cfg: dict) -> None:
                                                          "vm_storage_shared")]:
         del cfg[k]
     cfg["cephkvm:ceph"]["allow_data_loss"] = False
+    # A killed MDS is noticed after this grace (default 15 s): keeps the kill test short.
+    cfg["cephkvm:ceph"]["options"]["global"] = {"mds_beacon_grace": 6}
     cfg["cephkvm:pools"] = [
         {"name": "cephfs_meta", "size": 3, "min_size": 2, "pg_num": 16, "application": "cephfs"},
         {"name": "cephfs_data", "size": 3, "min_size": 2, "pg_num": 16, "application": "cephfs"},
@@ -170,6 +172,35 @@ def test_type_change_is_a_replace_and_refused_without_opt_in(stack):
         pools_cfg(cfg)["rbd_test"].pop("erasure")
         pools_cfg(cfg)["rbd_test"].update(size=2, min_size=1)
     edit_stack(stack, back)
+
+
+def poll(probe, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return True
+        time.sleep(1)
+    return False
+
+
+def test_killed_mon_and_active_mds_leave_cephfs_usable_and_up_restores_them(stack):
+    fs = ceph("fs dump")["filesystems"][0]["mdsmap"]["info"]
+    active = next(i["name"] for i in fs.values() if i["state"] == "up:active")
+    mon = next(n for n in NODES if n != "node1")
+    sh(mon, f"kill $(cat /run/ceph/ceph-mon.{mon}.pid)")
+    sh(active, f"kill $(cat /run/ceph/ceph-mds.{active}.pid)")
+    assert poll(lambda: mon not in ceph("quorum_status")["quorum_names"])
+    token = f"after the kill {time.time()}"
+    sh("node1", f"echo '{token}' > {MNT}/after-kill.txt")
+    assert sh("node3", f"cat {MNT}/after-kill.txt").strip() == token
+    assert poll(lambda: active not in [s["name"] for s in ceph("fs dump")["standbys"]] + [
+        i["name"] for i in ceph("fs dump")["filesystems"][0]["mdsmap"]["info"].values()])
+    stack.run("up", "--yes", "--skip-preview", "--refresh")
+    assert sorted(ceph("quorum_status")["quorum_names"]) == NODES
+    dump = ceph("fs dump")
+    names = [s["name"] for s in dump["standbys"]] + [
+        i["name"] for i in dump["filesystems"][0]["mdsmap"]["info"].values()]
+    assert sorted(names) == NODES
 
 
 def test_destroy_without_opt_in_refuses_and_keeps_the_cluster(stack):
