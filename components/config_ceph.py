@@ -9,7 +9,7 @@ its key path and the fix. Pure: reads only the lab inventory file for the lab's 
                             application, quota_max_bytes, quota_max_objects, allow_delete,
                             erasure: {k, m, failure_domain, allow_ec_overwrites}}]
     cephkvm:filesystems:  [{name, metadata_pool, data_pool, extra_data_pools, max_mds,
-                            standby_count, allow_delete}]
+                            standby_count, layouts: {directory: pool}, allow_delete}]
     cephkvm:mounts:       [{filesystem, mountpoint, nodes (default: all), client: fuse|kernel,
                             options, client_id, force_unmount}]
 """
@@ -263,11 +263,19 @@ def _filesystems(raw, pools: dict, mdss: tuple, problems: list) -> dict:
                                 "allow_ec_overwrites: true")
         if not mdss:
             problems.append(f"{key(path)}: no node has the mds role; CephFS needs one")
+        layouts = item.get("layouts") or {}
+        for directory, pool in (layouts.items() if isinstance(layouts, dict) else []):
+            if not str(directory).startswith("/") or pool not in [item.get("data_pool"),
+                                                                   *extra]:
+                problems.append(f"{key(path + '.layouts')}: {directory}: {pool} must be an "
+                                "absolute directory mapped to one of this filesystem's data "
+                                "pools")
         found[name] = {"name": name, "metadata_pool": item.get("metadata_pool"),
                        "data_pool": item.get("data_pool"), "extra_data_pools": list(extra),
                        "max_mds": item.get("max_mds", 1),
                        "standby_count": item.get("standby_count",
                                                  min(1, max(len(mdss) - 1, 0))),
+                       "layouts": dict(layouts) if isinstance(layouts, dict) else {},
                        "allow_delete": item.get("allow_delete") in (True, "true")}
     return found
 

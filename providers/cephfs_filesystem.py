@@ -21,12 +21,15 @@ from providers.ceph_cli import admin_session, ceph, ceph_json, wait_for
 # extra_data_pools    list[str]   more data pools (erasure-coded ones go here)
 # max_mds             int         active MDS ranks
 # standby_count       int         standbys wanted (health warns when fewer)
+# layouts             dict        {directory: pool}: files under the directory go to that
+#                                 data pool (how an EC extra pool gets used)
 # allow_delete        bool
 # timeout             int         seconds to wait for an active MDS and health
 
 OWN_CHECKS = ("MDS_", "FS_", "PG_", "TOO_FEW_PGS")
 REPLACES = ("cluster_name", "fsid", "name", "metadata_pool", "data_pool")
-UPDATES = ("extra_data_pools", "max_mds", "standby_count", "allow_delete", "admin", "timeout")
+UPDATES = ("extra_data_pools", "max_mds", "standby_count", "layouts", "allow_delete", "admin",
+           "timeout")
 
 
 class CephFilesystemProvider(ResourceProvider):
@@ -41,6 +44,12 @@ class CephFilesystemProvider(ResourceProvider):
             if not isinstance(value, int) or value < low:
                 failures.append(CheckFailure(field, f"{field} must be an integer >= {low}"))
         news.setdefault("extra_data_pools", [])
+        pools = [news.get("data_pool")] + list(news["extra_data_pools"])
+        for directory, pool in (news.setdefault("layouts", {}) or {}).items():
+            if not directory.startswith("/") or pool not in pools:
+                failures.append(CheckFailure("layouts", f"{directory}: {pool} must be an "
+                                             "absolute directory mapped to one of the data "
+                                             f"pools ({', '.join(map(str, pools))})"))
         news.setdefault("cluster_name", "ceph")
         news.setdefault("timeout", 180)
         return CheckResult(news, failures)
@@ -57,6 +66,7 @@ class CephFilesystemProvider(ResourceProvider):
             ceph(node, c, "fs", "new", name, props["metadata_pool"], props["data_pool"],
                  change=True)
         _converge(props, node)
+        _layouts(props, node)
         return CreateResult(name, {**props})
 
     def read(self, id_, props):
@@ -73,9 +83,12 @@ class CephFilesystemProvider(ResourceProvider):
             "data_pool": data[0] if data else "", "extra_data_pools": data[1:],
             "active_mds": fs["active"]})
 
-    def update(self, _id, _olds, news):
-        news = base.normalize(news)
-        _converge(news, admin_session(news))
+    def update(self, _id, olds, news):
+        olds, news = base.normalize(olds), base.normalize(news)
+        node = admin_session(news)
+        _converge(news, node)
+        if olds.get("layouts") != news.get("layouts"):
+            _layouts(news, node)
         return UpdateResult({**news})
 
     def delete(self, _id, props):
@@ -132,6 +145,39 @@ def _converge(props: dict, node) -> None:
              report=report)
     wait_for(healthy, timeout=props["timeout"], what=f"{name}'s MDS, fs and PG health checks to clear",
              report=report)
+
+
+def _layouts(props: dict, node) -> None:
+    """Directory layouts through a short-lived admin ceph-fuse mount on the admin node: each
+    directory is made and gets its pool, unless it already has it."""
+    layouts = props.get("layouts") or {}
+    if not layouts:
+        return
+    c, name = props["cluster_name"], props["name"]
+    mnt = f"/run/cephkvm-layouts-{c}-{name}"
+    node.run(["mkdir", "-p", mnt], change=True)
+    node.run(["ceph-fuse", "--cluster", c, "--id", "admin", f"--client_fs={name}", mnt],
+             change=True, timeout=120)
+    try:
+        for directory, pool in sorted(layouts.items()):
+            path = mnt + "/" + directory.strip("/")
+            node.run(["mkdir", "-p", path], change=True)
+            node.run(["/usr/bin/python3", "-c", SET_LAYOUT, path, pool], change=True)
+    finally:
+        node.run(["umount", mnt], change=True, check=False)
+        node.run(["rmdir", mnt], change=True, check=False)
+
+
+# Sets ceph.dir.layout.pool unless the directory already has that pool (no setfattr needed).
+SET_LAYOUT = """import os, sys
+path, pool = sys.argv[1], sys.argv[2]
+try:
+    current = os.getxattr(path, "ceph.dir.layout.pool").decode()
+except OSError:
+    current = ""
+if current != pool:
+    os.setxattr(path, "ceph.dir.layout.pool", pool.encode())
+"""
 
 
 class CephFilesystem(pulumi.dynamic.Resource, module="cephkvm", name="CephFilesystem"):

@@ -62,7 +62,7 @@ def ceph_only(cfg: dict) -> None:
     ]
     cfg["cephkvm:filesystems"] = [{"name": "cephfs", "metadata_pool": "cephfs_meta",
                                    "data_pool": "cephfs_data", "extra_data_pools": ["ec_data"],
-                                   "standby_count": 1}]
+                                   "layouts": {"/archive": "ec_data"}, "standby_count": 1}]
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +111,12 @@ def test_cephfs_is_mounted_everywhere_through_fstab_and_shared(stack):
     token = f"written on node1 at {time.time()}"
     sh("node1", f"echo '{token}' > {MNT}/from-node1.txt")
     assert sh("node3", f"cat {MNT}/from-node1.txt").strip() == token
+    layout = sh("node2", "/usr/bin/python3 -c \"import os; print(os.getxattr("
+                         f"'{MNT}/archive', 'ceph.dir.layout.pool').decode())\"").strip()
+    assert layout == "ec_data"
+    sh("node2", f"dd if=/dev/zero of={MNT}/archive/blob bs=64k count=16 2>/dev/null && sync")
+    assert poll(lambda: next(p for p in ceph("df")["pools"] if p["name"] == "ec_data")[
+        "stats"]["objects"] > 0, timeout=30), "files under /archive land in the EC pool"
     caps = ceph("auth get client.cephfs-node2")[0]["caps"]
     assert "fsname=cephfs" in caps["mds"] and "allow *" not in caps.values()
 

@@ -31,6 +31,7 @@ class CephWorld:
         self.fs: dict = {}
         self.health_checks: dict = {}
         self.next_pool_id = 1
+        self.layouts: dict = {}
 
     @property
     def changes(self):
@@ -190,6 +191,12 @@ def answer(node: FakeCephNode, argv: list, stdin):
         return "", 0
     if cmd == "env" and "apt-get" in argv:
         node.udevadm = True
+        return "", 0
+    if cmd == "ceph-fuse":
+        node.mounts[argv[-1]] = "fuse.ceph-fuse"
+        return "", 0
+    if cmd == "/usr/bin/python3" and "ceph.dir.layout.pool" in argv[2]:
+        w.layouts[argv[3]] = argv[4]
         return "", 0
     if cmd == "mount":
         line = next(l for l in node.files["/etc/fstab"].splitlines()

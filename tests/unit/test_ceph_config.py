@@ -81,6 +81,8 @@ def test_example_and_lab_stacks_have_ceph_sections():
     (lambda r: r["filesystems"][0].update(data_pool="nope"), "filesystems[0].data_pool",
      "not a pool"),
     (lambda r: r["ceph"].update(osd_method="zfs"), "ceph.osd_method", "lvm"),
+    (lambda r: r["filesystems"][0].update(layouts={"/a": "meta"}), "filesystems[0].layouts",
+     "one of this filesystem's data pools"),
     (lambda r: r["mounts"][0].update(client_id="admin"), "mounts[0].client_id", "not admin"),
     (lambda r: r["pools"][2]["erasure"].update(allow_ec_overwrites=False), "pools",
      "allow_ec_overwrites"),

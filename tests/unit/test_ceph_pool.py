@@ -151,8 +151,10 @@ def test_filesystem_over_pools_with_extra_ec_pool_and_standbys(world):
                                                           for n in world.props_nodes()],
                            "name": "cephfs", "metadata_pool": "meta", "data_pool": "data",
                            "extra_data_pools": ["ec"], "standby_count": 1,
-                           "timeout": 2}).inputs
+                           "layouts": {"/archive": "ec"}, "timeout": 2}).inputs
     fsp.create(props)
+    assert world.layouts == {"/run/cephkvm-layouts-ceph-cephfs/archive": "ec"}
+    assert world.nodes["node1"].mounts == {}, "the layout mount is gone again"
     fs = world.fs["cephfs"]
     assert fs["meta"] == "meta" and fs["data"] == ["data", "ec"] and fs["standby"] == 1
     world.log.clear()
@@ -162,3 +164,10 @@ def test_filesystem_over_pools_with_extra_ec_pool_and_standbys(world):
         fsp.delete("cephfs", props)
     assert fsp.diff("cephfs", props, {**props, "data_pool": "ec"}).replaces == ["data_pool"]
     assert fsp.diff("cephfs", props, {**props, "max_mds": 2}).replaces == []
+
+
+def test_a_layout_must_name_one_of_the_data_pools():
+    failures = CephFilesystemProvider().check({}, {
+        "name": "fs", "metadata_pool": "m", "data_pool": "d", "extra_data_pools": ["ec"],
+        "layouts": {"/a": "m"}}).failures
+    assert [f.property for f in failures] == ["layouts"]
