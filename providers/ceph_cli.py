@@ -8,6 +8,8 @@ import re
 import struct
 import time
 
+from pulumi.runtime.rpc import UNKNOWN
+
 from providers import base, ceph_facts
 from providers.transport import Session, TransportError
 
@@ -98,3 +100,10 @@ def wait_for(probe, *, timeout: float, what: str, report=lambda: "", interval: f
 
 def health(node: Session, cluster: str) -> dict:
     return ceph_facts.health(ceph_json(node, cluster, "health", "detail"))
+
+
+def settled(olds: dict, news: dict) -> dict:
+    """news with values not computed yet (the cluster's outputs while the cluster itself is
+    being updated in a preview) taken as unchanged. Without this, a cluster update previews
+    as a replacement of every OSD, pool and mount; `up` diffs again with the real values."""
+    return {k: olds.get(k) if v == UNKNOWN else v for k, v in news.items()}

@@ -356,7 +356,7 @@ def _options(props: dict, admin, old_options: dict) -> None:
     wanted = _wanted_options(props)
     for section, opts in wanted.items():
         for option, value in opts.items():
-            if current.get(section, {}).get(option) != str(value):
+            if _typed(current.get(section, {}).get(option), value) != value:
                 ceph(admin, c, "config", "set", section, option, str(value), change=True)
     for section, opts in (old_options or {}).items():
         for option in opts:
@@ -450,10 +450,16 @@ def _observe(props: dict, fsid: str) -> dict:
 
 
 def _typed(observed, wanted):
-    """Config values come back as text; compare them as the stack wrote them."""
-    if observed is not None and str(observed).lower() == str(wanted).lower():
+    """Config values come back as text (`6` as `6.000000` for a float option); compare them
+    as the stack wrote them."""
+    if observed is None:
+        return None
+    if str(observed).lower() == str(wanted).lower():
         return wanted
-    return observed
+    try:
+        return wanted if float(observed) == float(wanted) else observed
+    except (TypeError, ValueError):
+        return observed
 
 
 def _wipe_node(props: dict, name: str, node) -> None:

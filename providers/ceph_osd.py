@@ -19,7 +19,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, 
 
 from providers import base, ceph_facts, services
 from providers.ceph_cli import ceph, ceph_json, keyring, node_session, put_if_changed, \
-    wait_for
+    settled, wait_for
 
 METHODS = ("raw", "lvm")
 
@@ -59,7 +59,7 @@ class CephOsdProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def diff(self, _id, olds, news):
-        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES,
+        return base.diff_result(olds, settled(olds, news), replaces=REPLACES, updates=UPDATES,
                                 delete_before_replace=True)
 
     def create(self, props):

@@ -14,7 +14,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, 
     ResourceProvider, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, ceph_json, wait_for
+from providers.ceph_cli import admin_session, ceph, ceph_json, settled, wait_for
 
 TYPES = ("replicated", "erasure")
 AUTOSCALE = ("on", "off", "warn")
@@ -61,7 +61,7 @@ class CephPoolProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def diff(self, _id, olds, news):
-        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES,
+        return base.diff_result(olds, settled(olds, news), replaces=REPLACES, updates=UPDATES,
                                 delete_before_replace=True)  # the name is taken until then
 
     def create(self, props):

@@ -10,7 +10,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, 
     ResourceProvider, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, ceph_json, wait_for
+from providers.ceph_cli import admin_session, ceph, ceph_json, settled, wait_for
 
 # --- input schema -----------------------------------------------------------------------
 # cluster_name, fsid  str
@@ -55,7 +55,7 @@ class CephFilesystemProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def diff(self, _id, olds, news):
-        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES,
+        return base.diff_result(olds, settled(olds, news), replaces=REPLACES, updates=UPDATES,
                                 delete_before_replace=True)
 
     def create(self, props):

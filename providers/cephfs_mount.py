@@ -16,7 +16,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, 
     ResourceProvider, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import ceph, keyring, node_session, put_if_changed
+from providers.ceph_cli import ceph, keyring, node_session, put_if_changed, settled
 
 CLIENTS = ("fuse", "kernel")
 FSTAB = "/etc/fstab"
@@ -60,7 +60,7 @@ class CephFSMountProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def diff(self, _id, olds, news):
-        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES,
+        return base.diff_result(olds, settled(olds, news), replaces=REPLACES, updates=UPDATES,
                                 delete_before_replace=True)  # one fstab line per mountpoint
 
     def create(self, props):

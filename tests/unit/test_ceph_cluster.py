@@ -172,3 +172,13 @@ def test_preflight_refuses_an_unreachable_node_by_name(world):
     with pytest.raises(Exception, match="node3 cannot reach node1 at 192.0.2.11"):
         CephClusterProvider().create(props(world))
     assert world.changes == []
+
+
+def test_a_float_option_read_back_as_text_is_not_drift(world):
+    provider = CephClusterProvider()
+    p = props(world, options={"global": {"mds_beacon_grace": 6}})
+    outs = provider.create(p).outs
+    world.config["global"]["mds_beacon_grace"] = "6.000000"
+    read = provider.read(outs["fsid"], outs).outs
+    assert read["options"] == {"global": {"mds_beacon_grace": 6}}
+    assert not provider.diff(outs["fsid"], read, p).changes

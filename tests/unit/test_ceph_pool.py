@@ -171,3 +171,11 @@ def test_a_layout_must_name_one_of_the_data_pools():
         "name": "fs", "metadata_pool": "m", "data_pool": "d", "extra_data_pools": ["ec"],
         "layouts": {"/a": "m"}}).failures
     assert [f.property for f in failures] == ["layouts"]
+
+
+def test_a_cluster_output_not_known_yet_in_preview_is_not_a_replace():
+    from pulumi.runtime.rpc import UNKNOWN
+    old = {"name": "p", "key": "p", "type": "replicated", "size": 3, "min_size": 2,
+           "fsid": "f", "pool_id": 1}
+    result = CephPoolProvider().diff("1", old, {**old, "fsid": UNKNOWN})
+    assert not result.changes and result.replaces == []
