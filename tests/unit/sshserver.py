@@ -71,8 +71,11 @@ class SshServer:
             self.connections += 1
             t = paramiko.Transport(conn)
             t.add_server_key(self.host_key)
-            t.start_server(server=_Handler(self.client_key))
             self.transports.append(t)
+            try:
+                t.start_server(server=_Handler(self.client_key))
+            except (OSError, EOFError, paramiko.SSHException):
+                pass  # a client that refused our host key hangs up mid-handshake
 
     def close(self):
         self.sock.close()
