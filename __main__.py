@@ -27,6 +27,7 @@ if stack.ceph:
     pulumi.export("ceph", ceph.outputs())
 from components.kvm import Kvm  # <kvm-component>
 if stack.kvm and (stack.kvm.bridges or stack.kvm.vms):
-    kvm = Kvm(stack, nodes)
+    # VM disks live on CephFS: the VMs come after the mounts (and go before them).
+    kvm = Kvm(stack, nodes, storage=[r for _, r in ceph.mounts] if stack.ceph else [])
     pulumi.export("bridges", kvm.bridge_outputs())
     pulumi.export("vms", kvm.vm_outputs())

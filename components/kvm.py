@@ -3,7 +3,8 @@
 A bridge change can blip a node's network, so the nodes of one bridge are converged one at
 a time: each node's KvmBridge depends on the previous node's, and a KvmBridge finishes only
 after the node answered a new SSH connection (else it rolled itself back and the chain stops).
-VMs come after every bridge: a VM may migrate to any KVM node, whose bridge must exist.
+VMs come after every bridge (a VM may migrate to any KVM node, whose bridge must exist) and
+after the storage its disks live on (the CephFS mounts).
 """
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from providers.kvm_bridge import KvmBridge
 
 
 class Kvm(pulumi.ComponentResource):
-    def __init__(self, stack: StackConfig, nodes: dict,
+    def __init__(self, stack: StackConfig, nodes: dict, storage: Optional[list] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
+        """storage: resources the VM disks' directory needs (the CephFS mounts)."""
         super().__init__("cephkvm:index:Kvm", "kvm", None, opts)
         self.bridges: dict = {}  # node -> bridge name -> KvmBridge
         self.vms: dict = {}
@@ -29,7 +31,8 @@ class Kvm(pulumi.ComponentResource):
         every_bridge = [b for per_node in self.bridges.values() for b in per_node.values()]
         kvm_nodes = [n.name for n in stack.nodes if "kvm" in n.roles]
         for vm in cfg.vms:
-            self.vms[vm.name] = self._vm(vm, cfg, nodes, kvm_nodes, every_bridge)
+            self.vms[vm.name] = self._vm(vm, cfg, nodes, kvm_nodes,
+                                         every_bridge + list(storage or []))
         self.register_outputs({})
 
     def _bridge_chain(self, bridge: BridgeConfig, nodes: dict) -> None:
@@ -49,7 +52,7 @@ class Kvm(pulumi.ComponentResource):
             }, pulumi.ResourceOptions(parent=self, depends_on=after))
             self.bridges.setdefault(name, {})[bridge.name] = previous
 
-    def _vm(self, vm: VmConfig, cfg, nodes: dict, kvm_nodes: list, bridges: list) -> CloudVM:
+    def _vm(self, vm: VmConfig, cfg, nodes: dict, kvm_nodes: list, before: list) -> CloudVM:
         prepared = nodes[vm.node]
         virt_type = (prepared.node.virt_type_effective if vm.virt_type == "auto"
                      else vm.virt_type)
@@ -69,7 +72,7 @@ class Kvm(pulumi.ComponentResource):
         }
         if vm.password:
             props["password"] = pulumi.Output.secret(vm.password)
-        after = [nodes[n].prep for n in kvm_nodes] + bridges
+        after = [nodes[n].prep for n in kvm_nodes] + before
         return CloudVM(vm.name, props, pulumi.ResourceOptions(parent=self, depends_on=after))
 
     def bridge_outputs(self) -> dict:
