@@ -1,14 +1,19 @@
 """KvmBridge: its pure parts (facts parser, iproute2 and netplan output, the guard) run for
 real where they can: the scripts in a throwaway network namespace, netplan's own validator."""
+import contextlib
+import json
 import os
+import shlex
 import shutil
 import subprocess
 
+import libvirt
 import pytest
 import yaml
 
 from providers import kvm_bridge as kb
 from providers.kvm_bridge import KvmBridgeProvider
+from providers.transport import Host, Result, Session
 
 pytestmark = pytest.mark.unit
 
@@ -215,3 +220,71 @@ def test_vlan_script_in_a_real_namespace():
     bridged, restored = out.stdout.split("RESTORED")
     assert "nic0.10@nic0" in bridged and "192.0.2.10/24" in bridged
     assert "192.0.2.10/24" in restored and "nic0.10" not in restored and "br0" not in restored
+
+
+class NetplanHost(Session):
+    """A systemd host with netplan, as KvmBridge sees it over SSH: files it was given and the
+    commands it ran. The guard's apply is taken as done (rc 0), the way a real node reports."""
+
+    def __init__(self):
+        super().__init__(Host(name="osd1", address="192.0.2.31"))
+        self.files, self.log = {}, []
+
+    def run(self, argv, *, stdin=None, check=True, change=False, secrets=(), timeout=0):
+        argv = [str(a) for a in argv]
+        self.log.append(shlex.join(argv))
+        out, rc = "", 0
+        if argv[:2] == ["sh", "-c"] and argv[2] == kb.OBSERVE_SCRIPT:
+            out = IP_ADDR.replace('"master":"br0",', "").replace(
+                '"scope":"link"', '"scope":"link"},{"family":"inet","local":"10.20.10.31",'
+                '"prefixlen":24,"scope":"global"').replace("eth0", "ens33")
+            out = json.dumps([i for i in json.loads(out) if i["ifname"] != "br0"])
+            out += "#---" + '[{"dst":"default","gateway":"10.20.10.2","dev":"ens33"}]'
+        elif argv[:2] == ["sh", "-c"] and "cat >" in argv[2]:
+            self.files[shlex.split(argv[2])[-1]] = stdin
+        elif argv == ["mktemp", "-d"]:
+            out = "/tmp/np\n"
+        elif argv[:2] == ["test", "-r"]:
+            rc = 1  # no Ceph on this host yet
+        return Result(out, "", rc)
+
+
+def test_netplan_mode_stages_validates_and_applies_with_netplan_try_semantics(monkeypatch):
+    host = NetplanHost()
+    monkeypatch.setattr(kb.base, "session", lambda props: host)
+    probes = []
+
+    def probe(node, argv, change=False):
+        probes.append(argv)
+        return "0"
+    monkeypatch.setattr(kb, "_probe_fresh", probe)
+    conn = libvirt.open("test:///default")
+
+    @contextlib.contextmanager
+    def fake_libvirt(_host, _key):
+        yield conn
+    monkeypatch.setattr(kb, "open_libvirt", fake_libvirt)
+    props = checked(node="osd1", interfaces=["ens33"], nameservers=["10.20.10.11"],
+                    search=["intranet.mycooldomain.com"])
+    try:
+        outs = KvmBridgeProvider().create(props).outs
+    finally:
+        with contextlib.suppress(libvirt.libvirtError):
+            net = conn.networkLookupByName("br0")
+            net.destroy()
+            net.undefine()
+    assert outs["applied_mode"] == "netplan"
+    assert outs["effective"] == {"addresses": ["10.20.10.31/24"], "gateway": "10.20.10.2",
+                                 "mac": "72:4a:2a:ff:63:a9"}
+    assert "netplan generate --root-dir /tmp/np" in host.log
+    staged = yaml.safe_load(host.files["/run/cephkvm/br0.netplan"])
+    bridge = staged["network"]["bridges"]["br0"]
+    assert bridge["addresses"] == ["10.20.10.31/24"] and bridge["interfaces"] == ["ens33"]
+    assert bridge["nameservers"]["search"] == ["intranet.mycooldomain.com"]
+    apply = host.files["/run/cephkvm/br0.apply"]
+    assert "cp /run/cephkvm/br0.netplan /etc/netplan/60-cephkvm-br0.yaml" in apply
+    assert apply.rstrip().endswith("netplan apply")
+    assert "netplan apply" in host.files["/run/cephkvm/br0.rollback"]
+    assert "setsid -f sh /run/cephkvm/br0.guard" in host.log
+    assert ["mkdir", "/run/cephkvm/br0.decided"] in probes, "confirmed over a new connection"
+    assert not [line for line in host.log if line.startswith("ip ")], "netplan owns the NICs"
