@@ -8,6 +8,7 @@ import re
 import struct
 import time
 
+from pulumi.output import Unknown
 from pulumi.runtime.rpc import UNKNOWN
 
 from providers import base, ceph_facts
@@ -106,4 +107,5 @@ def settled(olds: dict, news: dict) -> dict:
     """news with values not computed yet (the cluster's outputs while the cluster itself is
     being updated in a preview) taken as unchanged. Without this, a cluster update previews
     as a replacement of every OSD, pool and mount; `up` diffs again with the real values."""
-    return {k: olds.get(k) if v == UNKNOWN else v for k, v in news.items()}
+    return {k: olds.get(k) if isinstance(v, Unknown) or v == UNKNOWN else v
+            for k, v in news.items()}

@@ -407,7 +407,8 @@ def _wait_daemons(props: dict, admin) -> None:
     def ready():
         mgr = ceph_facts.mgr_state(ceph_json(admin, c, "mgr", "dump"))
         mds = ceph_facts.mds_daemons(ceph_json(admin, c, "fs", "dump"))
-        return mgr["available"] and set(props["mdss"]) <= set(mds)
+        mgrs = {mgr["active"], *mgr["standbys"]}
+        return mgr["available"] and set(props["mgrs"]) <= mgrs and set(props["mdss"]) <= set(mds)
 
     def settled():
         checks = ceph_facts.health(ceph_json(admin, c, "health", "detail"))["checks"]
@@ -415,7 +416,7 @@ def _wait_daemons(props: dict, admin) -> None:
 
     report = lambda: "Health: " + ceph_facts.health_report(  # noqa: E731
         ceph_facts.health(ceph_json(admin, c, "health", "detail")))
-    wait_for(ready, timeout=timeout, what="an active mgr and every MDS registered",
+    wait_for(ready, timeout=timeout, what="every mgr (one active) and every MDS registered",
              report=report)
     wait_for(settled, timeout=timeout, what="mon/mgr health checks to clear", report=report)
 

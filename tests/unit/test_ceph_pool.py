@@ -177,5 +177,7 @@ def test_a_cluster_output_not_known_yet_in_preview_is_not_a_replace():
     from pulumi.runtime.rpc import UNKNOWN
     old = {"name": "p", "key": "p", "type": "replicated", "size": 3, "min_size": 2,
            "fsid": "f", "pool_id": 1}
-    result = CephPoolProvider().diff("1", old, {**old, "fsid": UNKNOWN})
-    assert not result.changes and result.replaces == []
+    from pulumi.output import Unknown
+    for unknown in (UNKNOWN, Unknown()):  # the sentinel, and what deserialization makes of it
+        result = CephPoolProvider().diff("1", old, {**old, "fsid": unknown})
+        assert not result.changes and result.replaces == []
