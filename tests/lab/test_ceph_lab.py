@@ -135,6 +135,17 @@ def test_no_changes_after_up_and_noop_up_changes_nothing(stack):
     assert not changes, changes
 
 
+def test_cluster_option_change_is_an_update_of_the_cluster_alone(stack):
+    def change(cfg):
+        cfg["cephkvm:ceph"]["options"]["mon"]["mon_data_avail_warn"] = 3
+    edit_stack(stack, change)
+    preview = stack.preview_json()
+    ops = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
+    assert ops == {"ceph-cluster": "update"}, ops
+    stack.run("up", "--yes", "--skip-preview")
+    assert sh("node3", "ceph config get mon mon_data_avail_warn").strip() == "3"
+
+
 def test_pool_size_pg_num_application_update_in_place(stack):
     def change(cfg):
         pools_cfg(cfg)["rbd_test"].update(size=2, min_size=1, pg_num=16, application="rbd")
