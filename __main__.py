@@ -4,7 +4,9 @@ import os
 import pulumi
 from pulumi.runtime.config import CONFIG
 
+from components.ceph import CephStack
 from components.config import NAMESPACE, ConfigError, load
+from components.kvm import Kvm
 from components.node import PreparedNode
 
 
@@ -21,13 +23,18 @@ except ConfigError as err:
 private_key = pulumi.Config(NAMESPACE).get_secret("ssh_private_key")
 nodes = {node.name: PreparedNode(node, stack, private_key) for node in stack.nodes}
 pulumi.export("nodes", {name: prepared.summary() for name, prepared in nodes.items()})
-from components.ceph import CephStack  # <ceph-component>
+
+mounts = []
 if stack.ceph:
     ceph = CephStack(stack, nodes)
-    pulumi.export("ceph", ceph.outputs())
-from components.kvm import Kvm  # <kvm-component>
+    outputs = ceph.outputs()
+    # Apart, so that a StackReference reads the rest of `ceph` as plain values.
+    pulumi.export("ceph_client_keys", outputs.pop("client_keys"))
+    pulumi.export("ceph", outputs)
+    mounts = [resource for _, resource in ceph.mounts]
+
 if stack.kvm and (stack.kvm.bridges or stack.kvm.vms):
     # VM disks live on CephFS: the VMs come after the mounts (and go before them).
-    kvm = Kvm(stack, nodes, storage=[r for _, r in ceph.mounts] if stack.ceph else [])
+    kvm = Kvm(stack, nodes, storage=mounts)
     pulumi.export("bridges", kvm.bridge_outputs())
     pulumi.export("vms", kvm.vm_outputs())

@@ -81,7 +81,7 @@ class VmConfig:
     autostart: bool = True
     on_restart_needed: str = "restart"
     on_cloud_init_change: str = "next-boot"
-    keep_disk: bool = False
+    keep_disk: bool = True  # deleting a VM disk needs an explicit opt-in
     shutdown_timeout: int = 60
     ip_timeout: int = 60
 
@@ -307,7 +307,7 @@ def _vm(item, path: str, names: list, passwords: dict, problems: list):
         autostart=item.get("autostart", True) in (True, "true"),
         on_restart_needed=item.get("on_restart_needed", "restart"),
         on_cloud_init_change=item.get("on_cloud_init_change", "next-boot"),
-        keep_disk=item.get("keep_disk", False) in (True, "true"), **ints)
+        keep_disk=item.get("keep_disk", True) not in (False, "false"), **ints)
 
 
 def _resolve_lab_template(vm: VmConfig) -> VmConfig:

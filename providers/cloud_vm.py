@@ -54,7 +54,7 @@ from providers.transport import known_hosts_line, libvirt_uri, open_libvirt
 # autostart            bool
 # on_restart_needed    str   restart | fail: what a change that needs a reboot does
 # on_cloud_init_change str   next-boot | replace
-# keep_disk            bool  delete keeps overlay and seed
+# keep_disk            bool  delete keeps overlay and seed (the default: disks are data)
 # shutdown_timeout     int   seconds a graceful shutdown may take before destroy
 # ip_timeout           int   seconds create waits for the guest to report an address
 # outputs: uuid, host, state, macs, addresses, disk_path, seed_path, template_path,
@@ -72,7 +72,7 @@ RESTART_FIELDS = ("max_memory_mib", "max_vcpus", "virt_type")
 DEFAULTS = {"peers": [], "shared_storage": False, "disk_gib": 10, "memory_mib": 512,
             "vcpus": 1, "virt_type": "kvm", "nics": [], "cloud_init": {}, "autostart": True,
             "on_restart_needed": "restart", "on_cloud_init_change": "next-boot",
-            "keep_disk": False, "shutdown_timeout": 60, "ip_timeout": 60}
+            "keep_disk": True, "shutdown_timeout": 60, "ip_timeout": 60}
 DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")

@@ -10,5 +10,5 @@ pulumi.export("node_names", nodes.apply(lambda n: sorted(n)))
 pulumi.export("hypervisors", nodes.apply(
     lambda n: {name: facts["virt_type"] for name, facts in n.items()}))
 ceph = source.get_output("ceph")
-pulumi.export("ceph_csi", ceph.apply(lambda c: c and c.get("ceph_csi")))
-pulumi.export("client_keys", ceph.apply(lambda c: c and c.get("client_keys")))
+pulumi.export("ceph_csi", ceph.apply(lambda c: c and c.get("csi")))
+pulumi.export("client_keys", source.get_output("ceph_client_keys"))  # stays a secret

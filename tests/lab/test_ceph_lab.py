@@ -120,10 +120,11 @@ def test_cephfs_is_mounted_everywhere_through_fstab_and_shared(stack):
 
 
 def test_outputs_keep_client_keys_secret(stack):
-    out = stack.outputs()["ceph"]
-    assert out["client_keys"] == "[secret]"
-    assert out["csi"]["clusterID"] == out["fsid"] and len(out["csi"]["monitors"]) == 3
-    keys = stack.outputs(show_secrets=True)["ceph"]["client_keys"]
+    out = stack.outputs()
+    assert out["ceph_client_keys"] == "[secret]" and "client_keys" not in out["ceph"]
+    ceph = out["ceph"]
+    assert ceph["csi"]["clusterID"] == ceph["fsid"] and len(ceph["csi"]["monitors"]) == 3
+    keys = stack.outputs(show_secrets=True)["ceph_client_keys"]
     assert keys and all(k not in stack.state_text() for k in keys.values())
 
 

@@ -5,6 +5,7 @@ import subprocess
 
 import paramiko
 import pytest
+import yaml
 
 import lab
 from tests.cli import Project
@@ -50,6 +51,60 @@ def test_second_preview_has_no_changes_and_noop_up_changes_nothing(stack):
     assert not [line for line in log if line.startswith("change ")], log
     connects = [line.split()[1] for line in log if line.startswith("connect ")]
     assert sorted(connects) == NODES, "one SSH connection per node, reused"
+
+
+def _vm(cfg):
+    return cfg["cephkvm:vms"][0]
+
+
+def _pool(cfg, name="cephfs_data"):
+    return next(p for p in cfg["cephkvm:pools"] if p["name"] == name)
+
+
+def _mount(cfg):
+    return cfg["cephkvm:mounts"][0]
+
+
+# (change to the lab stack config, resource, what preview must say). Each row is previewed
+# by the real CLI against the state of the running lab stack; nothing is applied.
+CHANGES = [
+    ("pool size", lambda c: _pool(c).update(size=2), "pool-cephfs_data", "update"),
+    ("pool pg_num", lambda c: _pool(c).update(pg_num=64), "pool-cephfs_data", "update"),
+    ("pool application", lambda c: _pool(c).update(application="rbd"), "pool-cephfs_data",
+     "update"),
+    ("pool quota", lambda c: _pool(c).update(quota_max_bytes=1 << 30), "pool-cephfs_data",
+     "update"),
+    ("cluster option", lambda c: c["cephkvm:ceph"]["options"]["mon"].update(
+        mon_data_avail_warn=3), "ceph-cluster", "update"),
+    ("mount options", lambda c: _mount(c).update(options=["noatime"]),
+     "mount-node2-mnt-cephfs", "update"),
+    ("VM host (live migration)", lambda c: _vm(c).update(node="node2"), "lab-vm1", "update"),
+    ("VM memory", lambda c: _vm(c).update(memory_mib=224), "lab-vm1", "update"),
+    ("VM template", lambda c: _vm(c).update(template="/tmp/other-template.qcow2"), "lab-vm1",
+     "replace"),
+    ("node virt type", lambda c: c["cephkvm:kvm"].update(virt_type="auto"), "node3-facts",
+     "update"),
+]
+
+
+@pytest.mark.parametrize("what, change, resource, expected", CHANGES,
+                         ids=[row[0] for row in CHANGES])
+def test_preview_says_update_or_replace(stack, what, change, resource, expected):
+    path = os.path.join(stack.dir, "stacks", "Pulumi.lab.yaml")
+    with open(path) as f:
+        original = f.read()
+    doc = yaml.safe_load(original)
+    change(doc["config"])
+    try:
+        with open(path, "w") as f:
+            yaml.safe_dump(doc, f)
+        preview = json.loads(stack.run("preview", "--json").stdout)
+    finally:
+        with open(path, "w") as f:
+            f.write(original)
+    ops = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
+    said = ops.get(resource)
+    assert said is not None and expected in said, f"{what}: {resource} -> {said}; all: {ops}"
 
 
 def test_refresh_shows_a_stopped_daemon_and_up_restarts_it(stack):
@@ -105,6 +160,12 @@ def test_outputs_are_usable_through_a_stack_reference(stack):
     outputs = consumer.outputs()
     assert outputs["node_names"] == NODES
     assert outputs["hypervisors"] == {name: "qemu" for name in NODES}
+    ceph = stack.outputs()["ceph"]
+    assert outputs["ceph_csi"] == {"clusterID": ceph["fsid"], "monitors": ceph["mon_hosts"]}
+    assert outputs["client_keys"] == "[secret]"
+    keys = consumer.outputs(show_secrets=True)["client_keys"]
+    assert sorted(keys) == [f"{n}:/mnt/cephfs" for n in NODES]
+    assert all(len(k) == 40 for k in keys.values())  # a Ceph key, readable only this way
     consumer.run("destroy", "--yes", "--skip-preview")
 
 

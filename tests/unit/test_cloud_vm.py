@@ -261,9 +261,9 @@ def test_read_reports_drift_and_a_missing_domain(node):
     assert provider.read("vm-unit", outs).id == ""
 
 
-def test_delete_removes_domain_overlay_and_seed_but_not_the_template(node):
+def test_delete_with_opt_in_removes_domain_overlay_and_seed_but_not_the_template(node):
     provider = CloudVMProvider()
-    outs = provider.create(checked()).outs
+    outs = provider.create(checked({**PROPS, "keep_disk": False})).outs
     provider.delete("vm-unit", outs)
     with pytest.raises(libvirt.libvirtError):
         node.conn.lookupByName("vm-unit")
@@ -271,10 +271,12 @@ def test_delete_removes_domain_overlay_and_seed_but_not_the_template(node):
     assert outs["template_path"] in node.files
 
 
-def test_delete_keeps_the_disk_on_request(node):
+def test_delete_keeps_the_disk_by_default(node):
     provider = CloudVMProvider()
-    outs = provider.create(checked({**PROPS, "keep_disk": True})).outs
+    outs = provider.create(checked()).outs
     provider.delete("vm-unit", outs)
+    with pytest.raises(libvirt.libvirtError):
+        node.conn.lookupByName("vm-unit")
     assert outs["disk_path"] in node.files
 
 
