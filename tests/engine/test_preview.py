@@ -26,8 +26,11 @@ def steps_by_type(preview: dict) -> dict:
 def test_example_previews_offline_with_readable_types(example):
     preview = example.preview_json(netns_isolated=isolated)
     found = steps_by_type(preview)
-    assert found["pulumi-python:dynamic/cephkvm:Node"] == ["create"] * 3
-    assert found["pulumi-python:dynamic/cephkvm:NodePrep"] == ["create"] * 3
+    dynamic = "pulumi-python:dynamic/cephkvm:"
+    expected = {"Node": 3, "NodePrep": 3, "CephCluster": 1, "CephOsd": 3, "CephPool": 2,
+                "CephFilesystem": 1, "CephFSMount": 3, "KvmBridge": 3, "CloudVM": 1}
+    for kind, count in expected.items():
+        assert found[dynamic + kind] == ["create"] * count, kind
     assert found["cephkvm:index:PreparedNode"] == ["create"] * 3
     assert not [line for line in example.ssh_log_lines() if line.startswith("connect")]
 
