@@ -28,7 +28,7 @@ class PreparedNode(pulumi.ComponentResource):
         }, child)
         self.prep = NodePrep(f"{node.name}-prep", {
             "node": node.name, **self.access,
-            "packages": list(stack.packages), "daemons": DAEMONS,
+            "packages": list(stack.packages), "daemons": DAEMONS, "groups": ["libvirt"],
         }, pulumi.ResourceOptions(parent=self, depends_on=[self.node],
                                   additional_secret_outputs=["ssh_private_key"]))
         self.register_outputs({"hostname": self.node.hostname,

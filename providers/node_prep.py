@@ -23,11 +23,14 @@ KNOWN = {"virtlogd": services.VIRTLOGD, "libvirtd": services.LIBVIRTD}
 # connection  dict        see base.CONNECTION_FIELDS
 # packages    list[str]   Debian packages that must be installed
 # daemons     list[str]   names from KNOWN, started in this order
+# groups      list[str]   groups the SSH user joins when it is not root (libvirt: virsh
+#                         without sudo, as the runbook's `adduser USER libvirt`)
 # outputs: installed (packages this resource installed), started (daemons it started),
-#          adopted (daemons already running when it came), running
+#          adopted (daemons already running when it came), joined (groups it added the
+#          user to), running
 
 REPLACES = ("node",)
-UPDATES = ("packages", "daemons", "connection")
+UPDATES = ("packages", "daemons", "groups", "connection")
 PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 
 
@@ -52,8 +55,10 @@ class NodePrepProvider(ResourceProvider):
         installed = _install(props)
         started = _ensure(props, props["daemons"])
         adopted = [d for d in props["daemons"] if d not in started]
+        joined = _join(props)
         return CreateResult(props["node"], {**props, "installed": installed, "started": started,
-                                            "adopted": adopted, "running": props["daemons"]})
+                                            "adopted": adopted, "joined": joined,
+                                            "running": props["daemons"]})
 
     def read(self, id_, props):
         props = base.normalize(props)
@@ -63,9 +68,11 @@ class NodePrepProvider(ResourceProvider):
                    if services.is_running(node, KNOWN[d], systemd)]
         missing = set(_missing(node, props.get("packages", [])))
         present = [p for p in props.get("packages", []) if p not in missing]
+        absent = set(_missing_groups(node, props))
+        groups = [g for g in props.get("groups", []) if g not in absent]
         # Report what is really there, so refresh shows drift and the next up repairs it.
         return ReadResult(id_, {**props, "packages": present, "daemons": running,
-                                "running": running})
+                                "groups": groups, "running": running})
 
     def update(self, _id, olds, news):
         olds, news = base.normalize(olds), base.normalize(news)
@@ -77,12 +84,15 @@ class NodePrepProvider(ResourceProvider):
                     if d not in started and d not in adopted]
         dropped = [d for d in olds.get("started", []) if d not in news["daemons"]]
         _stop(news, dropped)
+        joined = olds.get("joined", [])
+        joined += [g for g in _join(news) if g not in joined]
         return UpdateResult({**news, "installed": installed, "started": started,
-                             "adopted": adopted, "running": news["daemons"]})
+                             "adopted": adopted, "joined": joined, "running": news["daemons"]})
 
     def delete(self, _id, props):
         props = base.normalize(props)
         _stop(props, props.get("started", []))
+        _leave(props, props.get("joined", []))
 
 
 def _missing(node, packages: list[str]) -> list[str]:
@@ -99,6 +109,35 @@ def _install(props: dict) -> list[str]:
         node.run(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y",
                   "--no-install-recommends", *missing], change=True, timeout=1800)
     return missing
+
+
+def _user(props: dict) -> str:
+    return props["connection"].get("user", "root")
+
+
+def _missing_groups(node, props: dict) -> list[str]:
+    wanted = props.get("groups", [])
+    if _user(props) == "root" or not wanted:
+        return []
+    have = node.run(["id", "-nG", _user(props)]).stdout.split()
+    return [g for g in wanted if g not in have]
+
+
+def _join(props: dict) -> list[str]:
+    """Add the SSH user to the missing groups; return them."""
+    node = base.session(props)
+    missing = _missing_groups(node, props)
+    for group in missing:
+        node.run(["usermod", "-aG", group, _user(props)], change=True)
+    return missing
+
+
+def _leave(props: dict, groups: list[str]) -> None:
+    """Take the user out of the groups this resource added it to, where it still is."""
+    node = base.session(props)
+    gone = set(_missing_groups(node, {**props, "groups": groups}))
+    for group in [g for g in groups if g not in gone]:
+        node.run(["gpasswd", "-d", _user(props), group], change=True)
 
 
 def _ensure(props: dict, daemons: list[str]) -> list[str]:
@@ -131,5 +170,5 @@ class NodePrep(pulumi.dynamic.Resource, module="cephkvm", name="NodePrep"):
 
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(NodePrepProvider(), name,
-                         {"installed": None, "started": None, "adopted": None, "running": None,
+                         {"installed": None, "started": None, "adopted": None, "joined": None, "running": None,
                           **props}, opts)

@@ -21,6 +21,7 @@ class FakeHost:
         self.systemd = systemd
         self.kvm = kvm
         self.files: dict[str, str] = {}
+        self.groups: dict[str, set] = {}  # user -> groups
         self.log: list[tuple[str, str]] = []  # (kind, line)
         self.crash_at: int | None = None  # raise Crash before the Nth change command
 
@@ -79,6 +80,14 @@ def _answer(host: FakeHost, argv: list[str], stdin):
         if argv[1] == "is-active":
             return "", 0 if unit in host.running else 3
         (host.running.add if argv[1] == "enable" else host.running.discard)(unit)
+        return "", 0
+    if argv[:2] == ["id", "-nG"]:
+        return " ".join([argv[2], *sorted(host.groups.get(argv[2], ()))]) + "\n", 0
+    if argv[:2] == ["usermod", "-aG"]:
+        host.groups.setdefault(argv[3], set()).add(argv[2])
+        return "", 0
+    if argv[:2] == ["gpasswd", "-d"]:
+        host.groups.get(argv[2], set()).discard(argv[3])
         return "", 0
     if argv[:1] == ["env"] and "apt-get" in argv:
         host.packages.update(argv[argv.index("--no-install-recommends") + 1:])

@@ -111,3 +111,28 @@ def test_a_repaired_adopted_daemon_is_still_not_stopped_on_delete(host):
     outs = provider.update("node1", provider.read("node1", outs).outs, dict(PROPS)).outs
     provider.delete("node1", outs)
     assert host.running == {"virtlogd", "libvirtd"}
+
+
+def test_a_non_root_user_joins_libvirt_once_and_leaves_on_delete(host):
+    host.packages = {"ceph-mon", "qemu-utils"}
+    host.running = {"virtlogd", "libvirtd"}
+    props = {**PROPS, "connection": {**CONN, "user": "cephsvc"}, "groups": ["libvirt"]}
+    provider = NodePrepProvider()
+    outs = provider.create(dict(props)).outs
+    assert host.groups["cephsvc"] == {"libvirt"} and outs["joined"] == ["libvirt"]
+    assert provider.create(dict(props)).outs["joined"] == []  # already a member
+    host.groups["cephsvc"].clear()
+    read = provider.read("node1", outs).outs
+    assert read["groups"] == [] and provider.diff("node1", read, dict(props)).changes
+    outs = provider.update("node1", read, dict(props)).outs
+    assert host.groups["cephsvc"] == {"libvirt"} and outs["joined"] == ["libvirt"]
+    provider.delete("node1", outs)
+    assert host.groups["cephsvc"] == set()
+    assert [c for c in host.changes if c.startswith("gpasswd")] == ["gpasswd -d cephsvc libvirt"]
+
+
+def test_root_needs_no_group(host):
+    host.packages = {"ceph-mon", "qemu-utils"}
+    host.running = {"virtlogd", "libvirtd"}
+    NodePrepProvider().create({**PROPS, "groups": ["libvirt"]})
+    assert host.changes == [] and host.groups == {}
