@@ -3,17 +3,9 @@ import pulumi
 import pytest
 
 from components.config import load
-from tests.unit.test_components import Mocks
 from tests.unit.test_config import ROOT, stack_file
 
 pytestmark = pytest.mark.unit
-
-
-@pytest.fixture
-def mocks():
-    m = Mocks()
-    pulumi.runtime.set_mocks(m, preview=True)
-    return m
 
 
 @pulumi.runtime.test

@@ -8,25 +8,6 @@ from tests.unit.test_config import ROOT, stack_file
 pytestmark = pytest.mark.unit
 
 
-class Mocks(pulumi.runtime.Mocks):
-    def __init__(self):
-        self.registered = []
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        self.registered.append((args.typ, args.name, args.inputs))
-        return f"{args.name}-id", args.inputs
-
-    def call(self, args):
-        return {}
-
-
-@pytest.fixture
-def mocks():
-    m = Mocks()
-    pulumi.runtime.set_mocks(m, preview=True)
-    return m
-
-
 @pulumi.runtime.test
 def test_example_registers_facts_and_prep_per_node(mocks):
     from components.node import PreparedNode

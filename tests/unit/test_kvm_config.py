@@ -3,7 +3,6 @@ import pulumi
 import pytest
 
 from components.config import load
-from tests.unit.test_components import Mocks
 from tests.unit.test_config import ROOT, node, problems, stack_file
 
 pytestmark = pytest.mark.unit
@@ -72,13 +71,6 @@ def test_password_comes_from_the_secret_map():
 def test_duplicate_vm_names_are_refused():
     found = problems(raw(vms=[VM, {**VM, "node": "node2"}]))
     assert any("cephkvm:vms[1].name: 'virt-01' is listed twice" in p for p in found)
-
-
-@pytest.fixture
-def mocks():
-    m = Mocks()
-    pulumi.runtime.set_mocks(m, preview=True)
-    return m
 
 
 @pulumi.runtime.test
