@@ -1,0 +1,59 @@
+"""Benchmark: preview time of the full runbook layout as it grows (3 to 50 nodes, 10 to 500
+VMs), with no host reachable (an empty network namespace when run as root). The stack is new,
+so this is the plan of a first `up`; it must open no SSH connection. Prints figures; asserts
+nothing. Usage: bench/preview_offline_scale.py [NODES:VMS ...]"""
+import os
+import sys
+import tempfile
+import time
+
+import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tests.cli import ROOT, Project  # noqa: E402
+
+SIZES = [(3, 10), (10, 50), (25, 200), (50, 500)]
+
+
+def stack_config(nodes: int, vms: int) -> dict:
+    with open(os.path.join(ROOT, "stacks", "Pulumi.example.yaml")) as f:
+        config = yaml.safe_load(f)["config"]
+    template = config["cephkvm:nodes"][0]
+    config["cephkvm:nodes"] = [{**template, "name": f"osd{i}", "address": f"10.20.{i // 200}."
+                                f"{i % 200 + 10}"} for i in range(1, nodes + 1)]
+    bridge = config["cephkvm:bridges"][0]
+    bridge["addresses"] = {n["name"]: [f"{n['address']}/16"] for n in config["cephkvm:nodes"]}
+    bridge["gateway"] = "10.20.0.1"
+    vm = config["cephkvm:vms"][0]
+    config["cephkvm:vms"] = [{**vm, "name": f"virt-{i:03d}", "node": f"osd{i % nodes + 1}",
+                              "cloud_init": {**vm["cloud_init"], "hostname": f"virt-{i:03d}"}}
+                             for i in range(vms)]
+    return {"config": config}
+
+
+def measure(nodes: int, vms: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Project(tmp, "scale")
+        with open(os.path.join(project.dir, "stacks", "Pulumi.scale.yaml"), "w") as f:
+            yaml.safe_dump(stack_config(nodes, vms), f)
+        start = time.monotonic()
+        proc = project.run("preview", netns_isolated=os.geteuid() == 0, check=False)
+        elapsed = time.monotonic() - start
+        if proc.returncode:
+            reason = [line.strip() for line in proc.stdout.splitlines() if "error:" in line]
+            print(f"{nodes:3d} nodes {vms:4d} VMs  preview FAILED: {reason[-1:]}")
+            return
+        connects = sum(line.startswith("connect ") for line in project.ssh_log_lines())
+        print(f"{nodes:3d} nodes {vms:4d} VMs  preview {elapsed:6.1f} s  "
+              f"ssh connections {connects}")
+
+
+def main() -> None:
+    sizes = [tuple(map(int, a.split(":"))) for a in sys.argv[1:]] or SIZES
+    for nodes, vms in sizes:
+        measure(nodes, vms)
+
+
+if __name__ == "__main__":
+    main()
