@@ -4,7 +4,7 @@ set -euo pipefail
 
 PACKAGES=(
   openssh-server openssh-client iproute2 iputils-ping util-linux kmod procps psmisc
-  ceph ceph-mon ceph-mgr ceph-osd ceph-mds ceph-common ceph-fuse
+  ceph ceph-mon ceph-mgr ceph-osd ceph-mds ceph-common ceph-fuse udev  # ceph-volume needs udevadm
   libvirt-daemon libvirt-daemon-system libvirt-clients libvirt-dev
   qemu-system-x86 qemu-utils cloud-image-utils genisoimage
   bridge-utils netplan.io mmdebstrap pkg-config gcc python3-dev
