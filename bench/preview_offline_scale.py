@@ -25,18 +25,23 @@ def stack_config(nodes: int, vms: int) -> dict:
     bridge = config["cephkvm:bridges"][0]
     bridge["addresses"] = {n["name"]: [f"{n['address']}/16"] for n in config["cephkvm:nodes"]}
     bridge["gateway"] = "10.20.0.1"
-    vm = config["cephkvm:vms"][0]
-    config["cephkvm:vms"] = [{**vm, "name": f"virt-{i:03d}", "node": f"osd{i % nodes + 1}",
-                              "cloud_init": {**vm["cloud_init"], "hostname": f"virt-{i:03d}"}}
-                             for i in range(vms)]
-    return {"config": config}
+    vm = config.pop("cephkvm:vms")[0]
+    # The VM list goes in cephkvm:vms_file: stack config is capped at 128 KiB in all.
+    config["cephkvm:vms_file"] = "vms.yaml"
+    fleet = [{**vm, "name": f"virt-{i:03d}", "node": f"osd{i % nodes + 1}",
+              "cloud_init": {**vm["cloud_init"], "hostname": f"virt-{i:03d}"}}
+             for i in range(vms)]
+    return {"config": config}, fleet
 
 
 def measure(nodes: int, vms: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         project = Project(tmp, "scale")
+        config, fleet = stack_config(nodes, vms)
         with open(os.path.join(project.dir, "stacks", "Pulumi.scale.yaml"), "w") as f:
-            yaml.safe_dump(stack_config(nodes, vms), f)
+            yaml.safe_dump(config, f)
+        with open(os.path.join(project.dir, "vms.yaml"), "w") as f:
+            yaml.safe_dump(fleet, f)
         start = time.monotonic()
         proc = project.run("preview", netns_isolated=os.geteuid() == 0, check=False)
         elapsed = time.monotonic() - start

@@ -12,6 +12,10 @@ import os
 import re
 from dataclasses import dataclass
 
+import yaml
+
+from components import config_ceph, config_kvm
+
 NAMESPACE = "cephkvm"
 ROLES = ("mon", "mgr", "mds", "osd", "kvm")
 VIRT_TYPES = ("auto", "kvm", "qemu")
@@ -19,9 +23,9 @@ HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0
 NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$")
 # ssh_private_key is a secret (`pulumi config set --secret`); __main__ reads it as one.
-KNOWN_KEYS = ("lab", "nodes", "ssh", "ssh_private_key", "kvm", "packages")
-from components.config_ceph import KEYS as CEPH_KEYS  # <ceph-keys>
-from components.config_kvm import KEYS as KVM_KEYS  # <kvm-keys>
+# vms_file: a YAML list of VMs read from a file, for fleets too large for stack config (the
+# engine hands the program its whole config in one environment variable, capped at 128 KiB).
+KNOWN_KEYS = ("lab", "nodes", "ssh", "ssh_private_key", "kvm", "packages", "vms_file")
 
 BASE_PACKAGES = ["openssh-server", "iproute2", "qemu-system-x86", "qemu-utils",
                  "libvirt-daemon-system", "libvirt-clients", "cloud-image-utils",
@@ -83,7 +87,7 @@ def load(raw: dict, project_dir: str) -> StackConfig:
     raw = {k: _decode(v) for k, v in raw.items()}
     problems: list[str] = []
     for name in raw:
-        known = KNOWN_KEYS + CEPH_KEYS + KVM_KEYS
+        known = KNOWN_KEYS + config_ceph.KEYS + config_kvm.KEYS
         if name not in known:
             problems.append(f"{key(name)}: unknown key; known keys are {', '.join(known)}")
     lab = raw.get("lab") in (True, "true")
@@ -100,14 +104,30 @@ def load(raw: dict, project_dir: str) -> StackConfig:
                         f"{', '.join(VIRT_TYPES)} (use qemu where KVM acceleration fails)")
     packages = _string_list(raw.get("packages", BASE_PACKAGES), "packages", problems)
     # Sections: each module validates its own keys against the nodes and returns its part.
-    from components import config_ceph  # <ceph-section>
+    if "vms_file" in raw:
+        raw["vms"] = list(raw.get("vms") or []) + _vms_file(raw["vms_file"], project_dir,
+                                                             problems)
     ceph = config_ceph.load(raw, nodes, lab, project_dir, problems)
-    from components import config_kvm  # <kvm-section>
     kvm = config_kvm.load(raw, nodes, problems, ssh)
     if problems:
         raise ConfigError(problems)
     return StackConfig(nodes=nodes, ssh=ssh, virt_type=virt_type, packages=packages, lab=lab,
                        ceph=ceph, kvm=kvm)
+
+
+def _vms_file(value, project_dir: str, problems: list) -> list:
+    path = _path(value, project_dir)
+    try:
+        with open(path) as f:
+            vms = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as err:
+        problems.append(f"{key('vms_file')}: cannot read {path} ({err}); give a YAML file "
+                        "holding a list of VMs, relative to the project directory")
+        return []
+    if not isinstance(vms, list):
+        problems.append(f"{key('vms_file')}: {path} must hold a YAML list of VMs")
+        return []
+    return vms
 
 
 def _decode(value):

@@ -1,6 +1,7 @@
 """The kvm keys of the stack config, and the Kvm component under pulumi's mocks."""
 import pulumi
 import pytest
+import yaml
 
 from components.config import load
 from tests.unit.test_config import ROOT, node, problems, stack_file
@@ -106,3 +107,15 @@ def test_bridge_vlan_and_bond_are_checked():
                                              "bond": {"name": "bond0", "mode": "fast"}}])))
     assert "cephkvm:bridges[0].vlan: 9999 must be a VLAN ID" in found
     assert "cephkvm:bridges[0].bond.mode: 'fast' is not one of" in found
+
+
+def test_vms_can_come_from_a_file_for_large_fleets(tmp_path):
+    (tmp_path / "vms.yaml").write_text(yaml.safe_dump([{**VM, "name": f"virt-{i}"}
+                                                       for i in range(3)]))
+    stack = load(raw(vms=[VM], vms_file="vms.yaml"), str(tmp_path))
+    assert [vm.name for vm in stack.kvm.vms] == ["virt-01", "virt-0", "virt-1", "virt-2"]
+
+
+def test_an_unreadable_vms_file_is_named(tmp_path):
+    found = problems(raw(vms_file="missing.yaml"), str(tmp_path))
+    assert any(p.startswith("cephkvm:vms_file: cannot read") for p in found)
