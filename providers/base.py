@@ -65,14 +65,16 @@ def check_connection(conn: Any, path: str = "connection") -> list[CheckFailure]:
 
 
 def wait_until(probe: Callable[[], Any], *, timeout: float, interval: float = 1.0,
-               what: str) -> Any:
-    """Call probe until it returns a truthy value; on timeout say what we waited for and
-    what the probe last said."""
+               what: str, report: Callable[[], str] | None = None) -> Any:
+    """Call probe until it returns a truthy value (at least once); on timeout say what we
+    waited for and, from report() or else the probe's last answer, what is still wrong."""
     deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
+    while True:
         last = probe()
         if last:
             return last
+        if time.monotonic() > deadline:
+            detail = report() if report else f"(last: {last!r})"
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}. "
+                               f"{detail}".strip())
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")

@@ -86,19 +86,6 @@ def _mode_owner(node: Session, path: str) -> tuple:
     return (out[0], out[1]) if len(out) == 2 else ("", "")
 
 
-def wait_for(probe, *, timeout: float, what: str, report=lambda: "", interval: float = 1.0):
-    """Like base.wait_until, but the timeout error carries report(): what is unhealthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}. "
-                               f"{report()}".strip())
-        time.sleep(interval)
-
-
 def health(node: Session, cluster: str) -> dict:
     return ceph_facts.health(ceph_json(node, cluster, "health", "detail"))
 

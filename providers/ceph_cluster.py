@@ -8,6 +8,7 @@ is missing; a daemon is started only when its pid file (or unit) says it is not 
 """
 from __future__ import annotations
 
+import base64
 import shlex
 import time
 import uuid
@@ -19,7 +20,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, 
 
 from providers import base, ceph_facts, services
 from providers.ceph_cli import ceph, ceph_json, gen_key, keyring, keyring_keys, \
-    node_session, put_if_changed, wait_for
+    node_session, put_if_changed
 
 # --- input schema -----------------------------------------------------------------------
 # cluster_name     str        "ceph"
@@ -178,7 +179,7 @@ def _converge(props: dict, removed: dict, olds: dict | None = None) -> dict:
                        mode="0600", secret=True)
     admin = nodes[props["mons"][0]]
     _mons(props, nodes, systemd)
-    wait_for(lambda: set(props["mons"]) <= set(_quorum(props, admin)),
+    base.wait_until(lambda: set(props["mons"]) <= set(_quorum(props, admin)),
              timeout=props["health_timeout"], what=f"mons {', '.join(props['mons'])} in quorum",
              report=lambda: f"In quorum: {_quorum(props, admin)}")
     _remove_mons(props, nodes, systemd, removed.get("mons", []), olds)
@@ -299,10 +300,8 @@ def _bootstrap_monmap(props: dict, nodes: dict, node) -> str:
         first.run(["sh", "-c", f"{shlex.join(argv)} {shlex.quote(path)}.new && "
                                 f"mv {shlex.quote(path)}.new {shlex.quote(path)}"], change=True)
     if node is not first and not node.ok(["test", "-s", path]):
-        data = first.run(["base64", "-w0", path]).stdout
-        node.run(["sh", "-c", f"base64 -d > {shlex.quote(path)}.new && "
-                              f"mv {shlex.quote(path)}.new {shlex.quote(path)}"],
-                 stdin=data, change=True)
+        data = first.run(["base64", "-w0", path]).stdout  # binary: carried as base64
+        node.put(path, base64.b64decode(data), mode="0644")
     return path
 
 
@@ -416,9 +415,9 @@ def _wait_daemons(props: dict, admin) -> None:
 
     report = lambda: "Health: " + ceph_facts.health_report(  # noqa: E731
         ceph_facts.health(ceph_json(admin, c, "health", "detail")))
-    wait_for(ready, timeout=timeout, what="every mgr (one active) and every MDS registered",
+    base.wait_until(ready, timeout=timeout, what="every mgr (one active) and every MDS registered",
              report=report)
-    wait_for(settled, timeout=timeout, what="mon/mgr health checks to clear", report=report)
+    base.wait_until(settled, timeout=timeout, what="mon/mgr health checks to clear", report=report)
 
 
 def _observe(props: dict, fsid: str) -> dict:

@@ -18,8 +18,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, 
     ResourceProvider, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, ceph_json, keyring, node_session, put_if_changed, \
-    settled, wait_for
+from providers.ceph_cli import ceph, ceph_json, keyring, node_session, put_if_changed, settled
 
 METHODS = ("raw", "lvm")
 
@@ -128,7 +127,7 @@ def _converge(props: dict) -> dict:
         found = ceph_facts.osds(ceph_json(node, c, "osd", "tree")).get(osd["osd_id"])
         return found if found and found["up"] and found["in"] else None
 
-    found = wait_for(up_in, timeout=props["timeout"], what=f"osd.{osd['osd_id']} up and in",
+    found = base.wait_until(up_in, timeout=props["timeout"], what=f"osd.{osd['osd_id']} up and in",
                      report=lambda: f"See /var/log/ceph/{c}-osd.{osd['osd_id']}.log on "
                                     f"{props['node']}.")
     return {"osd_id": osd["osd_id"], "osd_uuid": osd["osd_uuid"], "host": found["host"],
@@ -233,7 +232,7 @@ def _drain(props: dict, node, osd_id: int, tree: dict) -> None:
             "copies. Add an OSD on another host or lower the pools' size first.")
     if tree[osd_id]["in"]:
         ceph(node, c, "osd", "out", osd_id, change=True)
-    wait_for(lambda: ceph(node, c, "osd", "safe-to-destroy", osd_id, check=False).exit_code
+    base.wait_until(lambda: ceph(node, c, "osd", "safe-to-destroy", osd_id, check=False).exit_code
              == 0, timeout=props.get("timeout", 180) * 5, interval=3,
              what=f"osd.{osd_id}'s placement groups to be active+clean elsewhere",
              report=lambda: ceph(node, c, "osd", "safe-to-destroy", osd_id,

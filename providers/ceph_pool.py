@@ -14,7 +14,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, 
     ResourceProvider, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, ceph_json, settled, wait_for
+from providers.ceph_cli import admin_session, ceph, ceph_json, settled
 
 TYPES = ("replicated", "erasure")
 AUTOSCALE = ("on", "off", "warn")
@@ -232,7 +232,7 @@ def _wait_clean(props: dict, node) -> None:
     def states():
         return ceph_facts.pg_states(ceph_json(node, c, "pg", "ls-by-pool", name))
 
-    wait_for(lambda: ceph_facts.all_clean(states()), timeout=props["timeout"],
+    base.wait_until(lambda: ceph_facts.all_clean(states()), timeout=props["timeout"],
              what=f"pool {name}'s placement groups to be active+clean",
              report=lambda: f"PG states: {states()}; health: " + ceph_facts.health_report(
                  ceph_facts.health(ceph_json(node, c, "health", "detail"))))

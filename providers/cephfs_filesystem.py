@@ -10,7 +10,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, 
     ResourceProvider, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, ceph_json, settled, wait_for
+from providers.ceph_cli import admin_session, ceph, ceph_json, settled
 
 # --- input schema -----------------------------------------------------------------------
 # cluster_name, fsid  str
@@ -141,9 +141,9 @@ def _converge(props: dict, node) -> None:
 
     report = lambda: "Health: " + ceph_facts.health_report(  # noqa: E731
         ceph_facts.health(ceph_json(node, c, "health", "detail")))
-    wait_for(active, timeout=props["timeout"], what=f"{props['max_mds']} active MDS for {name}",
+    base.wait_until(active, timeout=props["timeout"], what=f"{props['max_mds']} active MDS for {name}",
              report=report)
-    wait_for(healthy, timeout=props["timeout"], what=f"{name}'s MDS, fs and PG health checks to clear",
+    base.wait_until(healthy, timeout=props["timeout"], what=f"{name}'s MDS, fs and PG health checks to clear",
              report=report)
 
 

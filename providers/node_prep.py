@@ -146,10 +146,7 @@ def _ensure(props: dict, daemons: list[str]) -> list[str]:
     systemd = services.has_systemd(node)
     started = []
     for name in daemons:
-        if not services.is_running(node, KNOWN[name], systemd):
-            services.start(node, KNOWN[name], systemd)
-            base.wait_until(lambda: services.is_running(node, KNOWN[name], systemd),
-                            timeout=30, interval=0.5, what=f"{name} on {node.name}")
+        if services.ensure_running(node, KNOWN[name], systemd):
             started.append(name)
     return started
 

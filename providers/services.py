@@ -6,9 +6,9 @@ direct daemon is tracked by its pid file and never found or stopped by name.
 from __future__ import annotations
 
 import shlex
-import time
 from dataclasses import dataclass
 
+from providers.base import wait_until
 from providers.transport import Session
 
 
@@ -90,9 +90,7 @@ def ensure_running(node: Session, daemon: Daemon, systemd: bool, timeout: float 
     if is_running(node, daemon, systemd):
         return False
     start(node, daemon, systemd)
-    for _ in range(int(timeout / 0.5)):
-        if is_running(node, daemon, systemd):
-            return True
-        time.sleep(0.5)
-    raise TimeoutError(f"{daemon.unit} did not start on {node.name} within {timeout:.0f}s; "
-                       f"see /var/log/ceph on that node")
+    wait_until(lambda: is_running(node, daemon, systemd), timeout=timeout, interval=0.5,
+               what=f"{daemon.unit} to start on {node.name}",
+               report=lambda: f"See the daemon's log on {node.name}.")
+    return True

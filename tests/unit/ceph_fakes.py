@@ -4,6 +4,7 @@ on this state (mkfs counts, running daemons, fstab text), and can crash a provid
 its Nth changing command across all nodes."""
 from __future__ import annotations
 
+import base64
 import json
 import re
 import shlex
@@ -150,7 +151,8 @@ def answer(node: FakeCephNode, argv: list, stdin):
         node.dirs.discard(argv[-1])
         return "", 0
     if cmd == "base64":
-        return node.world.nodes[node.name].files[argv[-1]], 0
+        text = node.world.nodes[node.name].files[argv[-1]]
+        return base64.b64encode(text.encode()).decode(), 0
     if cmd == "ceph-mon":
         name = argv[argv.index("-i") + 1]
         w.mkfs[name] = w.mkfs.get(name, 0) + 1
@@ -225,9 +227,6 @@ def _script(node: FakeCephNode, script: str, stdin):
     if "monmaptool" in script:
         node.files[re.search(r"(\S+)\.new &&", script).group(1)] = "MONMAP"
         w.monmap |= set(re.findall(r"--addv (\S+)", script))
-        return "", 0
-    if script.startswith("base64 -d > "):
-        node.files[shlex.split(script)[3].split(".new")[0]] = stdin
         return "", 0
     if "readlink /proc/$pid/exe" in script:
         pid_file = shlex.split(script.split("pid=$(cat ", 1)[1].split(" 2>", 1)[0])[0]
