@@ -22,6 +22,8 @@ import paramiko
 CONNECT_TIMEOUT = 10.0
 CONNECT_ATTEMPTS = 3
 COMMAND_TIMEOUT = 600.0
+# Sessions open at once on one connection: OpenSSH refuses more than MaxSessions (default 10).
+MAX_CHANNELS = 8
 
 
 class TransportError(Exception):
@@ -144,30 +146,49 @@ def _bad_key_message(host: Host, err: paramiko.BadHostKeyException) -> str:
 
 
 class Pool:
-    """One paramiko client per (address, port, user), opened lazily and reused."""
+    """One paramiko client per (address, port, user), opened lazily, reused, and reopened
+    when its connection died."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._clients: dict[tuple, paramiko.SSHClient] = {}
         self._node_locks: dict[tuple, threading.Lock] = {}
+        self._slots: dict[tuple, threading.BoundedSemaphore] = {}
 
     def client(self, host: Host, private_key: str | None = None) -> paramiko.SSHClient:
-        ident = (host.address, host.port, host.user)
-        with self._lock:
-            node_lock = self._node_locks.setdefault(ident, threading.Lock())
-        with node_lock:
-            client = self._clients.get(ident)
+        with self._node_lock(host):
+            client = self._clients.get(_ident(host))
             transport = client.get_transport() if client else None
             if transport is None or not transport.is_active():
                 client = _connect(host, private_key)
-                self._clients[ident] = client
+                self._clients[_ident(host)] = client
             return client
+
+    def slots(self, host: Host) -> threading.BoundedSemaphore:
+        """Held while a session channel is open, so no node sees more than MAX_CHANNELS."""
+        with self._lock:
+            return self._slots.setdefault(_ident(host), threading.BoundedSemaphore(MAX_CHANNELS))
+
+    def drop(self, host: Host, client: paramiko.SSHClient) -> None:
+        """Forget a connection that stopped answering; the next command reconnects."""
+        with self._node_lock(host):
+            if self._clients.get(_ident(host)) is client:
+                del self._clients[_ident(host)]
+        client.close()
+
+    def _node_lock(self, host: Host) -> threading.Lock:
+        with self._lock:
+            return self._node_locks.setdefault(_ident(host), threading.Lock())
 
     def close_all(self) -> None:
         with self._lock:
             for client in self._clients.values():
                 client.close()
             self._clients.clear()
+
+
+def _ident(host: Host) -> tuple:
+    return (host.address, host.port, host.user)
 
 
 def _load_private_key(host: Host, private_key: str | None) -> dict:
@@ -258,15 +279,36 @@ class Session:
         all_secrets = tuple(self.secrets) + tuple(secrets)
         shown = mask(line, all_secrets)
         _log(f"{'change' if change else 'read'} {self.host.name} {shown}")
-        client = self.pool.client(self.host, self.private_key)
-        try:
-            out, err, rc = _exec(client, line, stdin, timeout)
-        except (OSError, paramiko.SSHException, socket.timeout) as exc:
-            raise TransportError(f"{self.host.name}: `{shown}` failed: {exc}") from None
+        with self.pool.slots(self.host):
+            chan = self._channel()
+            try:
+                out, err, rc = _exec(chan, line, stdin, timeout)
+            except (OSError, EOFError, paramiko.SSHException, socket.timeout) as exc:
+                hint = (" It may have run before the connection broke; run `pulumi up` again "
+                        "(every step checks the node first)." if change else "")
+                raise TransportError(f"{self.host.name}: `{shown}` failed: {exc}.{hint}") \
+                    from None
         result = Result(out, mask(err, all_secrets), rc)
         if check and rc != 0:
             raise CommandError(self.host.name, shown, rc, result.stderr)
         return result
+
+    def _channel(self) -> paramiko.Channel:
+        """A new session channel. Nothing has run on it yet, so when the connection died or
+        the node refused the channel, trying again (on a new connection if needed) is safe."""
+        last: Exception | None = None
+        for attempt in range(CONNECT_ATTEMPTS):
+            client = self.pool.client(self.host, self.private_key)
+            try:
+                return client.get_transport().open_session(timeout=CONNECT_TIMEOUT)
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                last = exc
+                if "Timeout" in str(exc):  # no answer at all: the connection is dead
+                    self.pool.drop(self.host, client)
+                time.sleep(0.5 * 2**attempt)
+        raise TransportError(
+            f"{self.host.name}: the node refused or dropped {CONNECT_ATTEMPTS} SSH sessions in "
+            f"a row ({last or 'closed'}). Check its sshd (MaxSessions, MaxStartups) and load.")
 
     def host_key(self) -> str:
         """The key the node presented (already verified when the connection opened)."""
@@ -296,8 +338,7 @@ class Session:
         return result.stdout if result.exit_code == 0 else None
 
 
-def _exec(client: paramiko.SSHClient, line: str, stdin, timeout: float):
-    chan = client.get_transport().open_session(timeout=CONNECT_TIMEOUT)
+def _exec(chan: paramiko.Channel, line: str, stdin, timeout: float):
     try:
         chan.exec_command(line)
         if stdin is not None:

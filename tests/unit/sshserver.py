@@ -9,11 +9,31 @@ import threading
 import paramiko
 
 
+class _Sessions:
+    """Open session channels on one connection, refused past a limit like OpenSSH's
+    MaxSessions."""
+
+    def __init__(self, limit: int):
+        self.limit, self.open, self.peak = limit, 0, 0
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            if self.open >= self.limit:
+                return False
+            self.open += 1
+            self.peak = max(self.peak, self.open)
+            return True
+
+    def give(self):
+        with self.lock:
+            self.open -= 1
+
+
 class _Handler(paramiko.ServerInterface):
-    def __init__(self, client_key: paramiko.PKey):
+    def __init__(self, client_key: paramiko.PKey, sessions: _Sessions):
         self.client_key = client_key
-        self.commands: dict[int, bytes] = {}
-        self.event = threading.Event()
+        self.sessions = sessions
 
     def check_auth_publickey(self, username, key):
         ok = key.get_base64() == self.client_key.get_base64()
@@ -23,12 +43,20 @@ class _Handler(paramiko.ServerInterface):
         return "publickey"
 
     def check_channel_request(self, kind, chanid):
-        return paramiko.OPEN_SUCCEEDED if kind == "session" else \
-            paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        if kind != "session":
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        return paramiko.OPEN_SUCCEEDED if self.sessions.take() else \
+            paramiko.OPEN_FAILED_RESOURCE_SHORTAGE
 
     def check_channel_exec_request(self, channel, command):
-        threading.Thread(target=_execute, args=(channel, command), daemon=True).start()
+        threading.Thread(target=self._execute, args=(channel, command), daemon=True).start()
         return True
+
+    def _execute(self, channel, command: bytes):
+        try:
+            _execute(channel, command)
+        finally:
+            self.sessions.give()
 
 
 def _execute(channel, command: bytes):
@@ -47,8 +75,11 @@ def _execute(channel, command: bytes):
 
 
 class SshServer:
-    def __init__(self, client_key: paramiko.PKey, host_key: paramiko.PKey | None = None):
+    def __init__(self, client_key: paramiko.PKey, host_key: paramiko.PKey | None = None,
+                 max_sessions: int = 10):
         self.host_key = host_key or paramiko.ECDSAKey.generate()
+        self.max_sessions = max_sessions
+        self.sessions: list[_Sessions] = []
         self.client_key = client_key
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -72,12 +103,17 @@ class SshServer:
             t = paramiko.Transport(conn)
             t.add_server_key(self.host_key)
             self.transports.append(t)
+            self.sessions.append(_Sessions(self.max_sessions))
             try:
-                t.start_server(server=_Handler(self.client_key))
+                t.start_server(server=_Handler(self.client_key, self.sessions[-1]))
             except (OSError, EOFError, paramiko.SSHException):
                 pass  # a client that refused our host key hangs up mid-handshake
 
-    def close(self):
-        self.sock.close()
+    def drop_connections(self):
+        """Hang up on every client, as a restarted sshd or a broken link would."""
         for t in self.transports:
             t.close()
+
+    def close(self):
+        self.sock.close()
+        self.drop_connections()

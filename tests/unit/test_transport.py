@@ -1,5 +1,6 @@
 import io
 import os
+import threading
 
 import paramiko
 import pytest
@@ -120,3 +121,42 @@ def test_unreachable_node_error_says_what_to_check(client_key, server):
             node.run(["true"])
     finally:
         transport.CONNECT_ATTEMPTS = saved
+
+
+def test_parallel_commands_stay_under_the_nodes_session_limit(server, client_key):
+    node = session(server, client_key)
+    results = []
+    threads = [threading.Thread(target=lambda i=i: results.append(
+        node.run(["sh", "-c", f"sleep 0.2; echo {i}"]).stdout)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == sorted(f"{i}\n" for i in range(20))
+    assert server.connections == 1
+    assert server.sessions[0].peak == transport.MAX_CHANNELS
+
+
+def test_a_refused_session_is_asked_for_again(client_key):
+    server = SshServer(client_key, max_sessions=2)  # below what the pool will open
+    try:
+        node = session(server, client_key)
+        done = []
+        threads = [threading.Thread(target=lambda: done.append(
+            node.run(["sh", "-c", "sleep 0.3; echo ok"]).stdout)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert done == ["ok\n"] * 4
+        assert server.sessions[0].peak == 2
+    finally:
+        server.close()
+
+
+def test_a_dropped_connection_is_reopened_for_the_next_command(server, client_key):
+    node = session(server, client_key)
+    assert node.run(["echo", "one"]).stdout == "one\n"
+    server.drop_connections()
+    assert node.run(["echo", "two"]).stdout == "two\n"
+    assert server.connections == 2
