@@ -1,0 +1,111 @@
+"""What `pulumi preview` says for each kind of change, checked with the real CLI and the real
+providers' check and diff, against a state in which the runbook layout already exists
+(tests/engine/synthetic.py). No host is reached: preview opens no connection."""
+import os
+
+import pytest
+import yaml
+
+from tests.cli import Project
+from tests.engine import synthetic
+
+pytestmark = pytest.mark.engine
+NODES = ("osd1", "osd2", "osd3")
+
+
+def _pool(c, name="cephfs_data"):
+    return next(p for p in c["cephkvm:pools"] if p["name"] == name)
+
+
+def _vm(c):
+    return c["cephkvm:vms"][0]
+
+
+def _bridge(c):
+    return c["cephkvm:bridges"][0]
+
+
+def _each(prefix_suffix: str, op: str) -> dict:
+    return {prefix_suffix.format(n): op for n in NODES}
+
+
+# (what changes, how, what preview must say per resource; every other resource unchanged)
+CHANGES = [
+    ("nothing", lambda c: None, {}),
+    ("pool size", lambda c: _pool(c).update(size=2), {"pool-cephfs_data": "update"}),
+    ("pool pg_num", lambda c: _pool(c).update(pg_num=128), {"pool-cephfs_data": "update"}),
+    ("pool application", lambda c: _pool(c).update(application="rbd"),
+     {"pool-cephfs_data": "update"}),
+    ("pool quota", lambda c: _pool(c).update(quota_max_bytes=1 << 40),
+     {"pool-cephfs_data": "update"}),
+    ("cluster option", lambda c: c["cephkvm:ceph"].update(
+        options={"mon": {"mon_data_avail_warn": 3}}), {"ceph-cluster": "update"}),
+    ("OSD on another disk", lambda c: c["cephkvm:nodes"][1].update(disks=["/dev/sdc"]),
+     {"osd-osd2-sdb": "delete", "osd-osd2-sdc": "create"}),
+    ("mount options", lambda c: c["cephkvm:mounts"][0].update(options=["noatime"]),
+     _each("mount-{}-mnt-cephfs", "update")),
+    ("mountpoint", lambda c: c["cephkvm:mounts"][0].update(mountpoint="/srv/cephfs"),
+     {**_each("mount-{}-mnt-cephfs", "delete"), **_each("mount-{}-srv-cephfs", "create")}),
+    ("VM memory", lambda c: _vm(c).update(memory_mib=1024), {"virt-01": "update"}),
+    ("VM disk grows", lambda c: _vm(c).update(disk_gib=20), {"virt-01": "update"}),
+    ("VM vCPUs", lambda c: _vm(c).update(vcpus=2), {"virt-01": "update"}),
+    ("VM cloud-init", lambda c: _vm(c)["cloud_init"].update(hostname="virt-01b"),
+     {"virt-01": "update"}),
+    ("VM template", lambda c: _vm(c).update(template="/home/cephsvc/jammy.img"),
+     {"virt-01": "replace"}),
+    ("bridge address", lambda c: _bridge(c)["addresses"].update(osd2=["10.20.10.42/24"]),
+     {"osd2-br0": "update"}),
+    ("bridge DNS", lambda c: _bridge(c).update(nameservers=["10.20.10.13"]),
+     _each("{}-br0", "update")),
+    ("node virt type", lambda c: c["cephkvm:kvm"].update(virt_type="auto"),
+     _each("{}-facts", "update")),
+    ("extra package", lambda c: c.update({"cephkvm:packages": ["htop"]}),
+     _each("{}-prep", "update")),
+]
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    project = Project(str(tmp_path_factory.mktemp("changes")), "example")
+    synthetic.settle(project)
+    return project
+
+
+def preview_with(project: Project, change) -> dict:
+    """{resource name: step} for every step that is not `same`, with the config changed."""
+    path = os.path.join(project.dir, "stacks", "Pulumi.example.yaml")
+    with open(path) as f:
+        original = f.read()
+    doc = yaml.safe_load(original)
+    change(doc["config"])
+    try:
+        with open(path, "w") as f:
+            yaml.safe_dump(doc, f)
+        preview = project.preview_json()
+    finally:
+        with open(path, "w") as f:
+            f.write(original)
+    return {s["urn"].rsplit("::", 1)[1]: s for s in preview["steps"] if s["op"] != "same"}
+
+
+@pytest.mark.parametrize("what, change, expected", CHANGES, ids=[row[0] for row in CHANGES])
+def test_preview_says_update_or_replace(example, what, change, expected):
+    steps = preview_with(example, change)
+    said = {name: step["op"] for name, step in steps.items()}
+    assert said == expected, what
+    assert not [line for line in example.ssh_log_lines() if line.startswith("connect")]
+
+
+def test_vm_on_another_node_is_a_live_migration_not_a_new_vm(example):
+    steps = preview_with(example, lambda c: _vm(c).update(node="osd2"))
+    # an update of the same resource (its domain and disk move), not a delete and a create
+    assert {name: step["op"] for name, step in steps.items()} == {"virt-01": "update"}
+    old, new = steps["virt-01"]["oldState"], steps["virt-01"]["newState"]
+    assert (old["inputs"]["node"], new["inputs"]["node"]) == ("osd1", "osd2")
+
+
+def test_pinning_another_fsid_replaces_the_cluster(example):
+    fsid = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+    steps = preview_with(example, lambda c: c["cephkvm:ceph"].update(fsid=fsid))
+    assert steps["ceph-cluster"]["op"] == "replace"
+    assert steps["ceph-cluster"]["newState"]["inputs"]["pin_fsid"] == fsid
