@@ -1,7 +1,9 @@
 """Benchmark: preview time of the full runbook layout as it grows (3 to 50 nodes, 10 to 500
-VMs), with no host reachable (an empty network namespace when run as root). The stack is new,
-so this is the plan of a first `up`; it must open no SSH connection. Prints figures; asserts
-nothing. Usage: bench/preview_offline_scale.py [NODES:VMS ...]"""
+VMs), with no host reachable (an empty network namespace when run as root): the plan of a
+first `up` (a new stack) and, with --unchanged, the preview of a stack whose resources all
+exist (a state made by tests/engine/synthetic.py). Either must open no SSH connection.
+Prints figures; asserts nothing. Usage: bench/preview_offline_scale.py [--unchanged]
+[NODES:VMS ...]"""
 import os
 import sys
 import tempfile
@@ -12,6 +14,7 @@ import yaml
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.cli import ROOT, Project  # noqa: E402
+from tests.engine import synthetic  # noqa: E402
 
 SIZES = [(3, 10), (10, 50), (25, 200), (50, 500)]
 
@@ -34,7 +37,7 @@ def stack_config(nodes: int, vms: int) -> dict:
     return {"config": config}, fleet
 
 
-def measure(nodes: int, vms: int) -> None:
+def measure(nodes: int, vms: int, unchanged: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         project = Project(tmp, "scale")
         config, fleet = stack_config(nodes, vms)
@@ -42,6 +45,8 @@ def measure(nodes: int, vms: int) -> None:
             yaml.safe_dump(config, f)
         with open(os.path.join(project.dir, "vms.yaml"), "w") as f:
             yaml.safe_dump(fleet, f)
+        if unchanged:
+            synthetic.settle(project)
         start = time.monotonic()
         proc = project.run("preview", netns_isolated=os.geteuid() == 0, check=False)
         elapsed = time.monotonic() - start
@@ -50,14 +55,17 @@ def measure(nodes: int, vms: int) -> None:
             print(f"{nodes:3d} nodes {vms:4d} VMs  preview FAILED: {reason[-1:]}")
             return
         connects = sum(line.startswith("connect ") for line in project.ssh_log_lines())
-        print(f"{nodes:3d} nodes {vms:4d} VMs  preview {elapsed:6.1f} s  "
+        kind = "unchanged" if unchanged else "new"
+        print(f"{nodes:3d} nodes {vms:4d} VMs  {kind} preview {elapsed:6.1f} s  "
               f"ssh connections {connects}")
 
 
 def main() -> None:
-    sizes = [tuple(map(int, a.split(":"))) for a in sys.argv[1:]] or SIZES
+    args = sys.argv[1:]
+    unchanged = "--unchanged" in args
+    sizes = [tuple(map(int, a.split(":"))) for a in args if a != "--unchanged"] or SIZES
     for nodes, vms in sizes:
-        measure(nodes, vms)
+        measure(nodes, vms, unchanged)
 
 
 if __name__ == "__main__":
