@@ -3,8 +3,9 @@
 A bridge change can blip a node's network, so the nodes of one bridge are converged one at
 a time: each node's KvmBridge depends on the previous node's, and a KvmBridge finishes only
 after the node answered a new SSH connection (else it rolled itself back and the chain stops).
-VMs come after every bridge (a VM may migrate to any KVM node, whose bridge must exist) and
-after the storage its disks live on (the CephFS mounts).
+VMs come after every bridge (a VM may migrate to any KVM node, whose bridge must exist),
+after the storage its disks live on (the CephFS mounts) and, with two or more KVM nodes,
+after each node holds the stack's migration key (MigrationKey + MigrationAccess per node).
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from components.config import StackConfig
 from components.config_kvm import BridgeConfig, VmConfig
 from providers.cloud_vm import CloudVM
 from providers.kvm_bridge import KvmBridge
+from providers.migration_access import KEY_PATH, MigrationAccess
+from providers.migration_key import MigrationKey
 
 
 class Kvm(pulumi.ComponentResource):
@@ -29,10 +32,11 @@ class Kvm(pulumi.ComponentResource):
         for bridge in cfg.bridges:
             self._bridge_chain(bridge, nodes)
         every_bridge = [b for per_node in self.bridges.values() for b in per_node.values()]
-        kvm_nodes = [n.name for n in stack.nodes if "kvm" in n.roles]
+        kvm_nodes = [n for n in stack.nodes if "kvm" in n.roles]
+        self.migration = self._migration_access(kvm_nodes, nodes) if len(kvm_nodes) > 1 else []
         for vm in cfg.vms:
-            self.vms[vm.name] = self._vm(vm, cfg, nodes, kvm_nodes,
-                                         every_bridge + list(storage or []))
+            self.vms[vm.name] = self._vm(vm, cfg, nodes, [n.name for n in kvm_nodes],
+                                         every_bridge + self.migration + list(storage or []))
         self.register_outputs({})
 
     def _bridge_chain(self, bridge: BridgeConfig, nodes: dict) -> None:
@@ -52,6 +56,17 @@ class Kvm(pulumi.ComponentResource):
             }, pulumi.ResourceOptions(parent=self, depends_on=after))
             self.bridges.setdefault(name, {})[bridge.name] = previous
 
+    def _migration_access(self, kvm_nodes: list, nodes: dict) -> list:
+        key = MigrationKey("migration-key", {
+            "comment": f"cephkvm-migration@{pulumi.get_project()}-{pulumi.get_stack()}",
+        }, pulumi.ResourceOptions(parent=self))
+        peers = [n.address for n in kvm_nodes]
+        return [MigrationAccess(f"{n.name}-migration", {
+            "node": n.name, **nodes[n.name].access, "peers": peers,
+            "public_key": key.public_key, "private_key": key.private_key,
+        }, pulumi.ResourceOptions(parent=self, depends_on=[nodes[n.name].prep]))
+            for n in kvm_nodes]
+
     def _vm(self, vm: VmConfig, cfg, nodes: dict, kvm_nodes: list, before: list) -> CloudVM:
         prepared = nodes[vm.node]
         virt_type = (prepared.node.virt_type_effective if vm.virt_type == "auto"
@@ -60,6 +75,7 @@ class Kvm(pulumi.ComponentResource):
             "name": vm.name, "node": vm.node, **prepared.access,
             # Every KVM node, so that read finds it wherever it was moved by hand.
             "peers": [nodes[n].connection for n in kvm_nodes],
+            **({"migration_key": KEY_PATH} if len(kvm_nodes) > 1 else {}),
             "storage": cfg.storage, "shared_storage": cfg.storage_shared,
             "template": dict(vm.template), "disk_gib": vm.disk_gib,
             "memory_mib": vm.memory_mib, "vcpus": vm.vcpus,

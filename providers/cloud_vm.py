@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import posixpath
 import re
 import secrets
@@ -39,6 +38,8 @@ from providers.transport import known_hosts_line, libvirt_uri, open_libvirt
 # peers                list  connections of the other KVM nodes: where `read` looks for a VM
 #                            that was migrated by hand
 # ssh_private_key      str?  secret; otherwise connection.key_file
+# migration_key        str?  path of the stack's MigrationKey on every KVM node (put there by
+#                            MigrationAccess): what a source node migrates with
 # storage              str   directory holding templates/, virtualmachines/, config/
 # shared_storage       bool  storage is shared by all nodes although it is not CephFS (the
 #                            lab's shared directory); CephFS is recognised by itself
@@ -61,7 +62,7 @@ from providers.transport import known_hosts_line, libvirt_uri, open_libvirt
 #          instance_id, seed_generation
 
 REPLACES = ("name", "storage", "template")
-UPDATES = ("node", "connection", "peers", "shared_storage", "disk_gib", "memory_mib",
+UPDATES = ("node", "connection", "peers", "migration_key", "shared_storage", "disk_gib", "memory_mib",
            "max_memory_mib", "vcpus", "max_vcpus", "virt_type", "nics", "cloud_init",
            "password", "autostart", "on_restart_needed", "on_cloud_init_change", "keep_disk",
            "shutdown_timeout", "ip_timeout")
@@ -476,28 +477,27 @@ def _migrate(olds: dict, news: dict) -> None:
         flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
                  libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE |
                  libvirt.VIR_MIGRATE_UNSAFE)
-        with _peer_uri(source, base.session(news)) as uri:
+        with _peer_uri(source, base.session(news), news) as uri:
             dom.migrateToURI3(uri, {}, flags)
 
 
 @contextlib.contextmanager
-def _peer_uri(source, dest):
-    """The destination's libvirt URI as the source libvirtd uses it, with the controller's
-    key and the destination's pinned host key in a root-only directory on the source that
-    exists only for the migration."""
-    key = dest.private_key
-    if not key and dest.host.key_file:
-        with open(os.path.expanduser(dest.host.key_file)) as f:
-            key = f.read()
+def _peer_uri(source, dest, news: dict):
+    """The destination's libvirt URI as the source libvirtd uses it: the stack's migration
+    key (already on every KVM node; the controller's key never leaves the controller) and
+    the destination's pinned host key, in a root-only directory on the source that exists
+    only for the migration."""
     pin = known_hosts_line(dest.host)
-    if not key or not pin:
-        raise RuntimeError(f"{dest.name}: no SSH key or pinned host key to migrate with")
+    if not news.get("migration_key") or not pin:
+        raise RuntimeError(
+            f"{news['name']}: moving it to {dest.name} needs the stack's migration key on "
+            f"the KVM nodes and {dest.name}'s host key (pinned or recorded); run `pulumi up` "
+            "with both nodes listed with the kvm role")
     tmp = f"/run/cephkvm/migrate-{secrets.token_hex(6)}"
     source.run(["mkdir", "-p", "-m", "0700", tmp], change=True)
     try:
-        source.put(f"{tmp}/id", key, mode="0600", secret=True)
         source.put(f"{tmp}/known_hosts", pin, mode="0600")
-        yield libvirt_uri(dest.host, f"{tmp}/id", f"{tmp}/known_hosts")
+        yield libvirt_uri(dest.host, news["migration_key"], f"{tmp}/known_hosts")
     finally:
         source.run(["rm", "-rf", "--", tmp], change=True)
 

@@ -14,6 +14,9 @@ import uuid
 from tests.cli import Project
 
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # how the engine shows a value not known yet
+SECRET = "[secret]"  # how preview --json shows a secret, even with --show-secrets
+# Secret inputs the program takes from another resource's stand-in outputs: the same values.
+SECRET_STAND_INS = {"private_key": "stand-in"}
 PROVIDER = "pulumi:providers:pulumi-python"
 # Outputs other resources read, as a created resource would report them.
 STAND_INS = {
@@ -24,6 +27,10 @@ STAND_INS = {
         "mon_addresses": [f"[v2:{n['address']}:3300,v1:{n['address']}:6789]"
                           for n in props["nodes"] if n["name"] in props["mons"]],
         "version": "16.2.11", "health": "HEALTH_OK",
+    },
+    "MigrationKey": lambda props: {
+        "public_key": f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIStandIn {props['comment']}",
+        "private_key": SECRET_STAND_INS["private_key"],
     },
     "Node": lambda props: {
         "hostname": props["node"], "init": "systemd", "kvm_available": True,
@@ -64,12 +71,14 @@ def _resource(new: dict) -> dict:
     return state
 
 
-def _known(value):
+def _known(value, key: str = ""):
     """Unknowns become None: the next round fills them from the stand-ins."""
     if isinstance(value, dict):
-        return {k: _known(v) for k, v in value.items()}
+        return {k: _known(v, k) for k, v in value.items()}
     if isinstance(value, list):
         return [_known(v) for v in value]
+    if value == SECRET:
+        return SECRET_STAND_INS.get(key, value)
     return None if value == UNKNOWN else value
 
 

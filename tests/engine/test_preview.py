@@ -28,7 +28,8 @@ def test_example_previews_offline_with_readable_types(example):
     found = steps_by_type(preview)
     dynamic = "pulumi-python:dynamic/cephkvm:"
     expected = {"Node": 3, "NodePrep": 3, "CephCluster": 1, "CephOsd": 3, "CephPool": 2,
-                "CephFilesystem": 1, "CephFSMount": 3, "KvmBridge": 3, "CloudVM": 1}
+                "CephFilesystem": 1, "CephFSMount": 3, "KvmBridge": 3, "CloudVM": 1,
+                "MigrationKey": 1, "MigrationAccess": 3}
     for kind, count in expected.items():
         assert found[dynamic + kind] == ["create"] * count, kind
     assert found["cephkvm:index:PreparedNode"] == ["create"] * 3

@@ -195,6 +195,19 @@ def test_new_host_is_a_live_migration(stack):
     assert_kvm_unchanged(stack)
 
 
+def test_migration_used_the_stacks_own_restricted_key(stack):
+    auth = lab.run("node2", ["cat", "/root/.ssh/authorized_keys"]).stdout
+    addresses = ",".join(n["address"] for n in lab.inventory()["nodes"])
+    assert re.search(rf'^from="{re.escape(addresses)}",restrict ssh-ed25519 \S+ '
+                     r'cephkvm-migration@cephkvm-lab$', auth, re.M), auth
+    with open(CLIENT_KEY) as f:
+        controller_key = f.read().splitlines()[1]  # a line of the lab key's body
+    for name in NODES:
+        found = lab.run(name, ["grep", "-rlF", "-D", "skip", controller_key,
+                               "/root/.ssh", "/run"])
+        assert found.stdout == "", f"the controller's key is on {name}: {found.stdout}"
+
+
 def test_refresh_finds_a_vm_migrated_by_hand_and_up_moves_it_back(stack, tmp_path):
     node1 = lab.node("node1")
     pin = tmp_path / "known_hosts"  # under /tmp: node2 sees it

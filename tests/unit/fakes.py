@@ -21,6 +21,9 @@ class FakeHost:
         self.systemd = systemd
         self.kvm = kvm
         self.files: dict[str, str] = {}
+        self.dirs: set[str] = {"/root"}
+        self.modes: dict[str, tuple[str, str]] = {}  # path -> (mode, owner)
+        self.homes = {"root": "/root"}
         self.groups: dict[str, set] = {}  # user -> groups
         self.log: list[tuple[str, str]] = []  # (kind, line)
         self.crash_at: int | None = None  # raise Crash before the Nth change command
@@ -92,4 +95,41 @@ def _answer(host: FakeHost, argv: list[str], stdin):
     if argv[:1] == ["env"] and "apt-get" in argv:
         host.packages.update(argv[argv.index("--no-install-recommends") + 1:])
         return "", 0
+    files = _files(host, argv, stdin)
+    if files is not None:
+        return files
     raise AssertionError(f"fake host does not know the command {argv}")
+
+
+def _files(host: FakeHost, argv: list[str], stdin):
+    """Files and directories: reading, atomic writes (Session.put), hashes, removal."""
+    script = argv[2] if argv[:2] == ["sh", "-c"] else ""
+    if argv[:2] == ["getent", "passwd"]:
+        home = host.homes.get(argv[2])
+        return (f"{argv[2]}:x:1000:1000::{home}:/bin/sh\n", 0) if home else ("", 2)
+    if argv[:2] == ["cat", "--"]:
+        return (host.files[argv[2]], 0) if argv[2] in host.files else ("", 1)
+    if script.startswith("umask 077 && cat > "):
+        words = shlex.split(script)
+        path, mode, owner = words[-1], words[words.index("chmod") + 1], \
+            words[words.index("chown") + 1]
+        if path.rsplit("/", 1)[0] not in host.dirs:
+            return "", 1
+        host.files[path] = stdin if isinstance(stdin, str) else stdin.decode()
+        host.modes[path] = (mode, owner)
+        return "", 0
+    if argv[:2] == ["sha256sum", "--"]:
+        import hashlib
+        text = host.files.get(argv[2])
+        return (f"{hashlib.sha256(text.encode()).hexdigest()}  {argv[2]}\n", 0) \
+            if text is not None else ("", 1)
+    if argv[:1] == ["test"] and argv[1] in ("-d", "-e"):
+        found = argv[2] in host.dirs or (argv[1] == "-e" and argv[2] in host.files)
+        return "", 0 if found else 1
+    if argv[:2] == ["install", "-d"]:
+        host.dirs.add(argv[-1])
+        return "", 0
+    if argv[:3] == ["rm", "-f", "--"]:
+        host.files.pop(argv[3], None)
+        return "", 0
+    return None

@@ -295,19 +295,25 @@ def test_migration_is_peer_to_peer_with_unsafe_only_for_shared_storage(node, mon
     monkeypatch.setattr(cloud_vm, "_lookup",
                         lambda conn, name: dom if conn is src else None)
     key = "-----BEGIN OPENSSH PRIVATE KEY-----\nsecretbits\n"
-    olds = {**checked(), "ssh_private_key": key}
+    olds = {**checked(), "ssh_private_key": key, "migration_key": "/root/.ssh/m"}
     news = {**checked({**PROPS, "node": "node2", "connection": {
         **CONN, "name": "node2", "address": "192.0.2.2"}}), "ssh_private_key": key}
+    with pytest.raises(RuntimeError, match="migration key"):
+        cloud_vm._migrate(olds, news)  # no migration key on the nodes: refuse, say why
+    assert not dom.migrateToURI3.called
+    news["migration_key"] = "/root/.ssh/m"
     cloud_vm._migrate(olds, news)
     uri, _params, flags = dom.migrateToURI3.call_args.args
     assert flags & libvirt.VIR_MIGRATE_LIVE and flags & libvirt.VIR_MIGRATE_UNSAFE
     assert flags & libvirt.VIR_MIGRATE_PEER2PEER
     assert flags & libvirt.VIR_MIGRATE_UNDEFINE_SOURCE and flags & libvirt.VIR_MIGRATE_PERSIST_DEST
-    assert uri.startswith("qemu+libssh://root@192.0.2.2/system?keyfile=/run/cephkvm/migrate-")
-    assert "known_hosts_verify=normal" in uri
+    # the node's own migration key: the controller's key never goes to a node
+    assert uri.startswith("qemu+libssh://root@192.0.2.2/system?keyfile=/root/.ssh/m&")
+    assert "known_hosts=/run/cephkvm/migrate-" in uri and "known_hosts_verify=normal" in uri
     assert f"192.0.2.2 {KEY}\n" in node.stdin, "the destination's pinned key"
     assert not [k for k in node.files if "/run/cephkvm/migrate-" in k], "credentials removed"
     assert not [line for _, line in node.log if "secretbits" in line]
+    assert not [data for data in node.stdin if "secretbits" in str(data)]
     node.fstype = "ext4"  # a node-local disk: refuse rather than lose it
     dom.migrateToURI3.reset_mock()
     with pytest.raises(RuntimeError, match="not CephFS"):

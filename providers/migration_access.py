@@ -1,0 +1,144 @@
+"""MigrationAccess: one KVM node's part of live migration. Its libvirtd gets the stack's
+MigrationKey (root-only file), and the node's SSH user accepts that key, from the other
+KVM nodes' addresses only, with no forwarding or terminal (`restrict`).
+
+Checks before acting: the authorized_keys line and the key file are rewritten only when
+they differ from what is wanted. Delete removes exactly the lines marked with the key's
+comment and the key file.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Optional
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
+    ResourceProvider, UpdateResult
+
+from providers import base
+
+KEY_PATH = "/root/.ssh/cephkvm_migration"  # read by libvirtd, which runs as root
+
+# --- input schema -----------------------------------------------------------------------
+# node             str        the node's name
+# connection       dict       see base.CONNECTION_FIELDS
+# ssh_private_key  str?       secret; otherwise connection.key_file
+# public_key       str        MigrationKey.public_key ("ssh-ed25519 AAAA... comment")
+# private_key      str        secret; MigrationKey.private_key
+# peers            list[str]  addresses the key may log in from (the KVM nodes)
+# outputs: key_path
+
+REPLACES = ("node",)
+UPDATES = ("connection", "public_key", "private_key", "peers")
+
+
+class MigrationAccessProvider(ResourceProvider):
+    def check(self, _olds, news):
+        news = base.normalize(news)
+        failures = base.check_connection(news.get("connection"))
+        key = news.get("public_key")
+        if isinstance(key, str) and len(key.split()) != 3:  # not known yet in a preview
+            failures.append(CheckFailure("public_key", "expected 'TYPE BASE64 COMMENT'"))
+        if not news.get("peers"):
+            failures.append(CheckFailure("peers", "list the KVM nodes' addresses"))
+        return CheckResult(news, failures)
+
+    def diff(self, _id, olds, news):
+        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES)
+
+    def create(self, props):
+        props = base.normalize(props)
+        _converge(props)
+        return CreateResult(props["node"], {**props, "key_path": KEY_PATH})
+
+    def read(self, id_, props):
+        props = base.normalize(props)
+        node = base.session(props)
+        # What is missing shows as drift, so `up` after a refresh puts it back.
+        line_ok = _line(props) in _authorized(node, props)[1].splitlines()
+        return ReadResult(id_, {**props,
+                                "public_key": props["public_key"] if line_ok else "",
+                                "private_key": props["private_key"] if _key_ok(node, props)
+                                else ""})
+
+    def update(self, _id, olds, news):
+        olds, news = base.normalize(olds), base.normalize(news)
+        if _comment(olds) != _comment(news):
+            _revoke(olds)
+        _converge(news)
+        return UpdateResult({**news, "key_path": KEY_PATH})
+
+    def delete(self, _id, props):
+        _revoke(base.normalize(props))
+
+
+# --- converging -------------------------------------------------------------------------
+
+
+def _converge(props: dict) -> None:
+    node = base.session(props)
+    path, text = _authorized(node, props)
+    kept = [line for line in text.splitlines() if not _ours(line, props)]
+    wanted = "\n".join(kept + [_line(props)]) + "\n"
+    if wanted != text:
+        _ensure_dir(node, path.rsplit("/", 1)[0], _user(props))
+        node.put(path, wanted, mode="0600", owner=f"{_user(props)}:")
+    if not _key_ok(node, props):
+        _ensure_dir(node, KEY_PATH.rsplit("/", 1)[0], "root")
+        node.put(KEY_PATH, props["private_key"], mode="0600", secret=True)
+
+
+def _revoke(props: dict) -> None:
+    node = base.session(props)
+    path, text = _authorized(node, props)
+    kept = [line for line in text.splitlines() if not _ours(line, props)]
+    if len(kept) != len(text.splitlines()):
+        node.put(path, "\n".join(kept) + ("\n" if kept else ""), mode="0600",
+                 owner=f"{_user(props)}:")
+    if node.ok(["test", "-e", KEY_PATH]):
+        node.run(["rm", "-f", "--", KEY_PATH], change=True)
+
+
+def _ensure_dir(node, path: str, owner: str) -> None:
+    if not node.ok(["test", "-d", path]):
+        node.run(["install", "-d", "-m", "0700", "-o", owner, path], change=True)
+
+
+# --- facts ------------------------------------------------------------------------------
+
+
+def _user(props: dict) -> str:
+    return props["connection"].get("user") or "root"
+
+
+def _comment(props: dict) -> str:
+    return props["public_key"].split()[-1]
+
+
+def _line(props: dict) -> str:
+    return f'from="{",".join(props["peers"])}",restrict {props["public_key"]}'
+
+
+def _ours(line: str, props: dict) -> bool:
+    return line.split()[-1:] == [_comment(props)]
+
+
+def _authorized(node, props: dict) -> tuple[str, str]:
+    """The SSH user's authorized_keys path and text ('' when it does not exist)."""
+    entry = node.run(["getent", "passwd", _user(props)]).stdout.strip().split(":")
+    path = f"{entry[5]}/.ssh/authorized_keys"
+    return path, node.get(path) or ""
+
+
+def _key_ok(node, props: dict) -> bool:
+    out = node.run(["sha256sum", "--", KEY_PATH], check=False).stdout.split()
+    return out[:1] == [hashlib.sha256(props["private_key"].encode()).hexdigest()]
+
+
+class MigrationAccess(pulumi.dynamic.Resource, module="cephkvm", name="MigrationAccess"):
+    key_path: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            additional_secret_outputs=["private_key", "ssh_private_key"]))
+        super().__init__(MigrationAccessProvider(), name, {"key_path": None, **props}, opts)
