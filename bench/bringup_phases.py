@@ -1,6 +1,7 @@
 """Benchmark: lab bring-up from empty to HEALTH_OK, CephFS on every node and a VM booted,
 broken down by phase (from the engine's event log: when each resource started and ended).
-Prints figures; asserts nothing. Needs a running lab and `make setup`."""
+Prints figures; asserts nothing. Needs a running lab and `make setup`; honours CEPHKVM_LAB.
+bringup_vs_serial.py reuses measure() against bench/serial_bringup.sh."""
 import json
 import os
 import sys
@@ -38,19 +39,28 @@ def phases(event_log: str) -> dict:
     return dict(spans)
 
 
+def measure(project: Project, log: str) -> tuple[dict, float]:
+    """`up` of project's stack from empty nodes: (phase -> (start, end), total seconds).
+    `up --json` streams the engine's events, one JSON object per line, into log."""
+    start = time.monotonic()
+    with open(log, "w") as f:
+        f.write(project.run("up", "--yes", "--skip-preview", "--json").stdout)
+    return phases(log), time.monotonic() - start
+
+
+def ordered(spans: dict) -> list:
+    """(name, (begin, end)) in the order the phases began."""
+    return sorted(spans.items(), key=lambda kv: kv[1][0])
+
+
 def main() -> None:
     if not lab.inventory():
         sys.exit("the lab is down: run `python -m lab up` first")
     with tempfile.TemporaryDirectory() as tmp:
         project = Project(tmp, "lab")
-        log = os.path.join(tmp, "events.jsonl")
-        start = time.monotonic()
         try:
-            # `up --json` streams the engine's events, one JSON object per line.
-            with open(log, "w") as f:
-                f.write(project.run("up", "--yes", "--skip-preview", "--json").stdout)
-            total = time.monotonic() - start
-            for name, (begin, end) in sorted(phases(log).items(), key=lambda kv: kv[1][0]):
+            spans, total = measure(project, os.path.join(tmp, "events.jsonl"))
+            for name, (begin, end) in ordered(spans):
                 print(f"{name:15s} {begin:6.1f} s -> {end:6.1f} s  ({end - begin:5.1f} s)")
             print(f"{'total up':15s} {total:6.1f} s")
         finally:
