@@ -108,7 +108,8 @@ def load(raw: dict, project_dir: str) -> StackConfig:
         raw["vms"] = list(raw.get("vms") or []) + _vms_file(raw["vms_file"], project_dir,
                                                              problems)
     ceph = config_ceph.load(raw, nodes, lab, project_dir, problems)
-    kvm = config_kvm.load(raw, nodes, problems, ssh)
+    kvm = config_kvm.load(raw, nodes, problems, ssh,
+                          config_ceph.lab_subnet(project_dir) if lab else None)
     if problems:
         raise ConfigError(problems)
     return StackConfig(nodes=nodes, ssh=ssh, virt_type=virt_type, packages=packages, lab=lab,

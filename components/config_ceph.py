@@ -92,7 +92,7 @@ def _cluster(s: dict, lab: bool, project_dir: str, problems: list) -> dict:
     if not CLUSTER_NAME.match(name):
         problems.append(f"{key('ceph.cluster_name')}: {name!r} must be a short lower-case name "
                         "starting with a letter (usually `ceph`)")
-    public = s.get("public_network") or (_lab_subnet(project_dir) if lab else None)
+    public = s.get("public_network") or (lab_subnet(project_dir) if lab else None)
     if not public:
         problems.append(f"{key('ceph.public_network')}: set the CIDR the mons listen on, "
                         "e.g. 10.204.10.0/24")
@@ -127,7 +127,7 @@ def _cluster(s: dict, lab: bool, project_dir: str, problems: list) -> dict:
             "health_timeout": timeout if isinstance(timeout, int) else 120}
 
 
-def _lab_subnet(project_dir: str) -> str | None:
+def lab_subnet(project_dir: str) -> str | None:
     path = os.path.join(project_dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""),
                         "inventory.json")
     try:

@@ -98,7 +98,8 @@ def key(path: str) -> str:
     return f"cephkvm:{path}"
 
 
-def load(raw: dict, nodes: tuple, problems: list, ssh=None) -> KvmConfig:
+def load(raw: dict, nodes: tuple, problems: list, ssh=None,
+         lab_subnet: str | None = None) -> KvmConfig:
     names = [n.name for n in nodes]
     kvm_nodes = [n.name for n in nodes if "kvm" in n.roles]
     storage = raw.get("vm_storage", KvmConfig.storage)
@@ -120,6 +121,7 @@ def load(raw: dict, nodes: tuple, problems: list, ssh=None) -> KvmConfig:
         # link (lab-guest.qcow2), resolved here so a rebuilt image is a new template.
         vms = tuple(_resolve_lab_template(vm) for vm in vms)
         vms = tuple(_lab_client_key(vm, ssh, problems) for vm in vms)
+        vms = tuple(_lab_addresses(vm, lab_subnet) for vm in vms)
     for name in passwords:
         if name not in [vm.name for vm in vms]:
             problems.append(f"{key(f'vm_passwords.{name}')}: no VM of that name in "
@@ -335,6 +337,29 @@ def _lab_client_key(vm: VmConfig, ssh, problems: list) -> VmConfig:
         return vm
     keys = [pub if k == LAB_KEY else k for k in keys]
     return dataclasses.replace(vm, cloud_init={**vm.cloud_init, "ssh_authorized_keys": keys})
+
+
+LAB_HOST = re.compile(r"\{lab_host:(\d+)\}")
+
+
+def _lab_addresses(vm: VmConfig, subnet: str | None) -> VmConfig:
+    """In the lab, `{lab_host:N}` in network_config is host N of this lab instance's subnet
+    in CIDR form, so side-by-side labs (CEPHKVM_LAB) give their guests their own address."""
+    import dataclasses
+    if not subnet or "network_config" not in vm.cloud_init:
+        return vm
+    net = ipaddress.ip_network(subnet)
+
+    def fill(value):
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if isinstance(value, str):
+            return LAB_HOST.sub(lambda m: f"{net[int(m.group(1))]}/{net.prefixlen}", value)
+        return value
+    network = fill(vm.cloud_init["network_config"])
+    return dataclasses.replace(vm, cloud_init={**vm.cloud_init, "network_config": network})
 
 
 # --- small checks -------------------------------------------------------------------------

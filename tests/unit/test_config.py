@@ -80,3 +80,18 @@ def test_lab_nodes_come_from_the_inventory(tmp_path):
     conn = stack.nodes[0].connection(stack.ssh)
     assert conn["host_key"] == KEY and conn["key_file"] == "/k"
     assert stack.nodes[0].disks == ("/dev/loop3",)
+
+
+def test_lab_guest_addresses_follow_the_lab_instance(tmp_path, monkeypatch):
+    monkeypatch.setenv("CEPHKVM_LAB", "2")
+    (tmp_path / ".lab2").mkdir()
+    inv = {"subnet": "10.233.0.0/24", "ssh_key": "/k", "known_hosts": "/kh",
+           "nodes": [{"name": "node1", "address": "10.233.0.11", "port": 22, "user": "root",
+                      "host_key": KEY, "disks": []}]}
+    (tmp_path / ".lab2" / "inventory.json").write_text(json.dumps(inv))
+    net = {"version": 2, "ethernets": {"eth0": {"addresses": ["{lab_host:100}"]}}}
+    vm = {"name": "vm1", "node": "node1", "template": "/t.qcow2",
+          "cloud_init": {"network_config": net}}
+    stack = load({"lab": True, "vms": [vm]}, str(tmp_path))
+    config = stack.kvm.vms[0].cloud_init["network_config"]
+    assert config["ethernets"]["eth0"]["addresses"] == ["10.233.0.100/24"]
