@@ -136,13 +136,13 @@ def test_no_changes_after_up_and_noop_up_changes_nothing(stack):
     assert not changes, changes
 
 
-def test_cluster_option_change_is_an_update_of_the_cluster_alone(stack):
+def test_cluster_option_change_is_an_update_of_the_config_alone(stack):
     def change(cfg):
         cfg["cephkvm:ceph"]["options"]["mon"]["mon_data_avail_warn"] = 3
     edit_stack(stack, change)
     preview = stack.preview_json()
     ops = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
-    assert ops == {"ceph-cluster": "update"}, ops
+    assert ops == {"ceph-config": "update"}, ops
     stack.run("up", "--yes", "--skip-preview")
     assert sh("node3", "ceph config get mon mon_data_avail_warn").strip() == "3"
 
