@@ -5,8 +5,8 @@
     ├── CephMon per mon node                after the cluster (made in parallel)
     ├── CephConfig           `ceph config set`; after every mon: waits for their quorum
     ├── CephMgr, CephMds per node           after the quorum (CephConfig)
-    ├── CephOsd per (node, device)          after the quorum
-    ├── CephPool per pool                   after every OSD and mgr (PG stats need a mgr)
+    ├── CephOsd per (node, device)          after the mgrs (`osd purge` is a mgr command)
+    ├── CephPool per pool                   after every OSD (PG stats need a mgr too)
     └── CephFilesystem per filesystem       after its pools and every MDS
         └── CephFSMount per (node, mount)   after the filesystem
 """
@@ -78,14 +78,14 @@ class CephStack(pulumi.ComponentResource):
             **common, "node": node, **access[node], "device": device,
             "method": cfg.osd_method, "wipe": cfg.wipe_devices,
             "allow_data_loss": cfg.allow_data_loss,
-        }, pulumi.ResourceOptions(parent=self, depends_on=[self.config],
+        }, pulumi.ResourceOptions(parent=self, depends_on=[self.config, *self.mgrs],
                                   additional_secret_outputs=secret))
             for node, device in cfg.osds]
 
         self.pools = {p["name"]: CephPool(f"pool-{p.get('key') or p['name']}", {
             **common, "admin": admin, **p,
-        }, pulumi.ResourceOptions(parent=self, depends_on=[self.config, *self.osds,
-                                                                 *self.mgrs],
+        }, pulumi.ResourceOptions(parent=self, depends_on=[self.config, *self.mgrs,
+                                                                 *self.osds],
                                   additional_secret_outputs=secret))
             for p in cfg.pools}
 
