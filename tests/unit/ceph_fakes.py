@@ -226,7 +226,6 @@ def _start(node: FakeCephNode, kind: str, ident: str) -> None:
 
 
 def _script(node: FakeCephNode, script: str, stdin):
-    w = node.world
     stdin = stdin.decode() if isinstance(stdin, bytes) else stdin
     if script.startswith("umask 077 && cat > "):  # Session.put
         words = shlex.split(script.replace("&&", " "))
