@@ -14,7 +14,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import lab  # noqa: E402
 from tests.cli import Project  # noqa: E402
 
-PHASES = {"Node": "facts", "NodePrep": "node prep", "CephCluster": "mons/mgrs/MDS",
+PHASES = {"Node": "facts", "NodePrep": "node prep", "CephCluster": "identity",
+          "CephMon": "mons", "CephConfig": "quorum + options", "CephMgr": "mgrs", "CephMds": "MDS",
           "CephOsd": "OSDs", "CephPool": "pools", "CephFilesystem": "CephFS",
           "CephFSMount": "mounts", "KvmBridge": "bridges", "CloudVM": "VM"}
 

@@ -171,9 +171,11 @@ def _lab_inventory(project_dir: str, ssh: SshConfig, problems: list):
         return [], ssh
     ssh = SshConfig(key_file=inv["ssh_key"], known_hosts=inv["known_hosts"],
                     trust_on_first_use=False)
+    # roles: every role unless the inventory says otherwise (a test may take one away).
     nodes = [{"name": n["name"], "address": n["address"], "port": n.get("port", 22),
               "user": n.get("user", "root"), "host_key": n["host_key"],
-              "disks": n.get("disks", [])} for n in inv["nodes"]]
+              "disks": n.get("disks", []), **({"roles": n["roles"]} if "roles" in n else {})}
+             for n in inv["nodes"]]
     return nodes, ssh
 
 

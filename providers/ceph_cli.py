@@ -90,6 +90,27 @@ def health(node: Session, cluster: str) -> dict:
     return ceph_facts.health(ceph_json(node, cluster, "health", "detail"))
 
 
+def quorum(node: Session, cluster: str) -> list[str]:
+    """Names of the mons in quorum; [] when no quorum answers."""
+    result = ceph(node, cluster, "quorum_status", "-f", "json", check=False, timeout=30)
+    return ceph_facts.quorum_names(result.stdout) if result.exit_code == 0 else []
+
+
+def wait_for_quorum(node: Session, cluster: str, timeout: float, mons=()) -> list[str]:
+    """Until a quorum answers that holds every mon in mons: what resources that need the
+    cluster wait for (each mon's own create waits only for itself)."""
+    wanted = set(mons)
+
+    def probe():
+        names = quorum(node, cluster)
+        return names if names and wanted <= set(names) else None
+
+    what = f"mons {', '.join(sorted(wanted))} in quorum" if wanted else "a mon quorum"
+    return base.wait_until(probe, timeout=timeout, what=what, report=lambda: (
+        f"In quorum, asked from {node.name}: {quorum(node, cluster) or 'none'}. Check the "
+        "mons (CephMon resources) and their logs in /var/log/ceph."))
+
+
 def settled(olds: dict, news: dict) -> dict:
     """news with values not computed yet (the cluster's outputs while the cluster itself is
     being updated in a preview) taken as unchanged. Without this, a cluster update previews

@@ -20,6 +20,13 @@ def monmap_names(text: str) -> list[str]:
     return sorted(m["name"] for m in _load(text).get("mons", []))
 
 
+def mon_status(text: str) -> dict:
+    """`ceph daemon mon.X mon_status` (its admin socket) -> {state, monmap: names}."""
+    doc = _load(text)
+    return {"state": doc.get("state", ""),
+            "monmap": sorted(m["name"] for m in doc.get("monmap", {}).get("mons", []))}
+
+
 def mgr_state(text: str) -> dict:
     """`ceph mgr dump -f json` -> {active, available, standbys}."""
     doc = _load(text)

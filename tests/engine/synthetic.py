@@ -26,8 +26,8 @@ STAND_INS = {
                       if n["name"] in props["mons"]],
         "mon_addresses": [f"[v2:{n['address']}:3300,v1:{n['address']}:6789]"
                           for n in props["nodes"] if n["name"] in props["mons"]],
-        "version": "16.2.11", "health": "HEALTH_OK",
     },
+    "CephConfig": lambda props: {"version": "16.2.11", "health": "HEALTH_OK"},
     "MigrationKey": lambda props: {
         "public_key": f"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIStandIn {props['comment']}",
         "private_key": SECRET_STAND_INS["private_key"],

@@ -39,7 +39,9 @@ CHANGES = [
     ("pool quota", lambda c: _pool(c).update(quota_max_bytes=1 << 40),
      {"pool-cephfs_data": "update"}),
     ("cluster option", lambda c: c["cephkvm:ceph"].update(
-        options={"mon": {"mon_data_avail_warn": 3}}), {"ceph-cluster": "update"}),
+        options={"mon": {"mon_data_avail_warn": 3}}), {"ceph-config": "update"}),
+    ("no MDS on osd3", lambda c: c["cephkvm:nodes"][2].update(roles=["mon", "mgr", "osd", "kvm"]),
+     {"mds-osd3": "delete"}),
     ("OSD on another disk", lambda c: c["cephkvm:nodes"][1].update(disks=["/dev/sdc"]),
      {"osd-osd2-sdb": "delete", "osd-osd2-sdc": "create"}),
     ("mount options", lambda c: c["cephkvm:mounts"][0].update(options=["noatime"]),

@@ -48,7 +48,9 @@ def project(tmp_path):
             p["allow_delete"] = True
     edit_stack(project, own)
     yield project
-    project.run("destroy", "--yes", "--skip-preview", check=False)
+    project.run("destroy", "--yes", "--skip-preview")
+    for node in NODES:  # destroy leaves no daemon behind (OSDs go while a mgr still runs)
+        assert daemons(node) == [], f"{node}: {daemons(node)}"
 
 
 @pytest.mark.parametrize("moment", ["first mon made"])

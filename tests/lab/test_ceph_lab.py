@@ -78,7 +78,11 @@ def stack(tmp_path_factory):
             p["allow_delete"] = True
     edit_stack(project, opt_in)
     project.run("up", "--yes", "--skip-preview", check=False)
-    project.run("destroy", "--yes", "--skip-preview", check=False)
+    project.run("destroy", "--yes", "--skip-preview")
+    for node in NODES:
+        left = sh(node, "find /var/lib/ceph/mon /var/lib/ceph/mgr /var/lib/ceph/mds "
+                        "/var/lib/ceph/osd -mindepth 1 -maxdepth 1")
+        assert not left.split(), f"{node}: a daemon's data is left: {left}"
 
 
 def test_cluster_is_healthy_with_quorum_osds_and_mds(stack):
@@ -136,13 +140,13 @@ def test_no_changes_after_up_and_noop_up_changes_nothing(stack):
     assert not changes, changes
 
 
-def test_cluster_option_change_is_an_update_of_the_cluster_alone(stack):
+def test_cluster_option_change_is_an_update_of_the_config_alone(stack):
     def change(cfg):
         cfg["cephkvm:ceph"]["options"]["mon"]["mon_data_avail_warn"] = 3
     edit_stack(stack, change)
     preview = stack.preview_json()
     ops = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
-    assert ops == {"ceph-cluster": "update"}, ops
+    assert ops == {"ceph-config": "update"}, ops
     stack.run("up", "--yes", "--skip-preview")
     assert sh("node3", "ceph config get mon mon_data_avail_warn").strip() == "3"
 
@@ -222,6 +226,36 @@ def test_killed_mon_and_active_mds_leave_cephfs_usable_and_up_restores_them(stac
     names = [s["name"] for s in dump["standbys"]] + [
         i["name"] for i in dump["filesystems"][0]["mdsmap"]["info"].values()]
     assert sorted(names) == NODES
+
+
+def set_roles(project: Project, node: str, roles) -> None:
+    """Roles of a lab node, in the project's own copy of the inventory (None: all)."""
+    path = os.path.join(project.dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""),
+                        "inventory.json")
+    with open(path) as f:
+        inv = json.load(f)
+    entry = next(n for n in inv["nodes"] if n["name"] == node)
+    entry.pop("roles", None)
+    if roles is not None:
+        entry["roles"] = roles
+    with open(path, "w") as f:
+        json.dump(inv, f)
+
+
+def test_a_mon_taken_away_leaves_the_monmap_and_joins_again_when_given_back(stack):
+    set_roles(stack, "node3", ["mgr", "mds", "osd", "kvm"])
+    preview = stack.preview_json()
+    ops = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
+    assert ops.get("mon-node3") == "delete" and ops.get("ceph-cluster") == "update", ops
+    stack.run("up", "--yes", "--skip-preview")
+    assert sorted(m["name"] for m in ceph("mon dump")["mons"]) == ["node1", "node2"]
+    assert sorted(ceph("quorum_status")["quorum_names"]) == ["node1", "node2"]
+    assert lab.run("node3", "test -e /var/lib/ceph/mon/ceph-node3").returncode != 0
+    set_roles(stack, "node3", None)
+    stack.run("up", "--yes", "--skip-preview")  # node3 joins with `ceph mon getmap`
+    assert sorted(m["name"] for m in ceph("mon dump")["mons"]) == NODES
+    assert sorted(ceph("quorum_status")["quorum_names"]) == NODES
+    stack.run("preview", "--expect-no-changes")
 
 
 def test_destroy_without_opt_in_refuses_and_keeps_the_cluster(stack):

@@ -75,7 +75,7 @@ CHANGES = [
     ("pool quota", lambda c: _pool(c).update(quota_max_bytes=1 << 30), "pool-cephfs_data",
      "update"),
     ("cluster option", lambda c: c["cephkvm:ceph"]["options"]["mon"].update(
-        mon_data_avail_warn=3), "ceph-cluster", "update"),
+        mon_data_avail_warn=3), "ceph-config", "update"),
     ("mount options", lambda c: _mount(c).update(options=["noatime"]),
      "mount-node2-mnt-cephfs", "update"),
     ("VM host (live migration)", lambda c: _vm(c).update(node="node2"), "lab-vm1", "update"),

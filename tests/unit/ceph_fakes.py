@@ -23,6 +23,7 @@ class CephWorld:
         self.crash_at: int | None = None
         self.mkfs: dict[str, int] = {}
         self.starts: dict[str, int] = {}
+        self.made_from: dict[str, set] = {}  # mon -> members of the monmap it was made from
         self.monmap: set = set()
         self.auth: dict = {}
         self.config: dict = {}
@@ -156,7 +157,9 @@ def answer(node: FakeCephNode, argv: list, stdin):
     if cmd == "ceph-mon":
         name = argv[argv.index("-i") + 1]
         w.mkfs[name] = w.mkfs.get(name, 0) + 1
-        w.monmap.add(name)
+        members = set(node.files[argv[argv.index("--monmap") + 1]].split()[1:])
+        w.made_from[name] = members
+        w.monmap = w.monmap or members  # the first mon made sets the cluster's monmap
         for entity in re.findall(r"\[([^\]]+)\]", node.files[argv[argv.index("--keyring") + 1]]):
             w.auth.setdefault(entity, {"key": KEY, "caps": {}})  # mkfs imports the keyring
         node.files[f"/var/lib/ceph/mon/ceph-{name}/store.db"] = "store"
@@ -164,7 +167,7 @@ def answer(node: FakeCephNode, argv: list, stdin):
         return "", 0
     if cmd.startswith("/usr/bin/ceph-"):
         kind, ident = cmd.rsplit("-", 1)[1], argv[argv.index("-i") + 1]
-        node.running.add((kind, ident))
+        _start(node, kind, ident)
         w.starts[f"{kind}.{ident}"] = w.starts.get(f"{kind}.{ident}", 0) + 1
         node.files[f"/run/ceph/ceph-{kind}.{ident}.pid"] = "4242\n"
         return "", 0
@@ -173,7 +176,7 @@ def answer(node: FakeCephNode, argv: list, stdin):
         if argv[1] == "is-active":
             return "", 0 if (kind, ident) in node.running else 3
         if argv[1] == "enable":
-            node.running.add((kind, ident))
+            _start(node, kind, ident)
             w.starts[f"{kind}.{ident}"] = w.starts.get(f"{kind}.{ident}", 0) + 1
         else:
             node.running.discard((kind, ident))
@@ -214,8 +217,15 @@ def answer(node: FakeCephNode, argv: list, stdin):
     raise AssertionError(f"fake ceph node does not know {argv}")
 
 
-def _script(node: FakeCephNode, script: str, stdin):
+def _start(node: FakeCephNode, kind: str, ident: str) -> None:
+    """A mon made from a monmap without itself joins when a quorum answers."""
     w = node.world
+    if kind == "mon" and ident not in w.monmap and w.quorum():
+        w.monmap.add(ident)
+    node.running.add((kind, ident))
+
+
+def _script(node: FakeCephNode, script: str, stdin):
     stdin = stdin.decode() if isinstance(stdin, bytes) else stdin
     if script.startswith("umask 077 && cat > "):  # Session.put
         words = shlex.split(script.replace("&&", " "))
@@ -225,8 +235,9 @@ def _script(node: FakeCephNode, script: str, stdin):
         node.modes[path] = (mode.lstrip("0"), owner)
         return "", 0
     if "monmaptool" in script:
-        node.files[re.search(r"(\S+)\.new &&", script).group(1)] = "MONMAP"
-        w.monmap |= set(re.findall(r"--addv (\S+)", script))
+        members = re.findall(r"--addv (\S+)", script)
+        node.files[re.search(r"(\S+)\.new &&", script).group(1)] = " ".join(
+            ["MONMAP", *members])
         return "", 0
     if "readlink /proc/$pid/exe" in script:
         pid_file = shlex.split(script.split("pid=$(cat ", 1)[1].split(" 2>", 1)[0])[0]
@@ -259,6 +270,14 @@ def _ceph(node: FakeCephNode, args: list, stdin):
     w = node.world
     if args[-2:] == ["-f", "json"]:
         args = args[:-2]
+    if args[0] == "daemon":  # the admin socket answers without a quorum
+        kind, ident = args[1].split(".", 1)
+        if (kind, ident) not in node.running:
+            return "admin_socket: exception getting command descriptions", 22
+        members = w.monmap if ident in w.monmap else w.made_from.get(ident, set())
+        return json.dumps({"name": ident, "state": "leader" if ident in w.quorum() else
+                           "probing", "monmap": {"mons": [{"name": m} for m in
+                                                          sorted(members)]}}), 0
     quorum = w.quorum()
     if not quorum:
         return "error connecting to the cluster", 1
@@ -268,9 +287,11 @@ def _ceph(node: FakeCephNode, args: list, stdin):
     if args[:2] == ["mon", "dump"]:
         return json.dumps({"mons": [{"name": m} for m in sorted(w.monmap)]}), 0
     if args[:2] == ["mon", "getmap"]:
-        node.files[_arg(args, "-o")] = "MONMAP"
+        node.files[_arg(args, "-o")] = " ".join(["MONMAP", *sorted(w.monmap)])
         return "", 0
     if args[:2] == ["mon", "remove"]:
+        if w.monmap == {args[2]}:
+            return f"Error EINVAL: refusing removal of last monitor {args[2]}", 22
         w.monmap.discard(args[2])
         return "", 0
     if args[:2] == ["config", "dump"]:
@@ -441,3 +462,66 @@ def _ceph_volume(node: FakeCephNode, args: list):
         node.files[f"/var/lib/ceph/osd/ceph-{osd['osd_id']}/keyring"] = "k"
         return "", 0
     raise AssertionError(f"fake ceph-volume does not know {args}")
+
+
+# --- the Ceph core as the component builds it -------------------------------------------
+
+
+def cluster_props(world: CephWorld, **kw) -> dict:
+    from providers.ceph_cluster import CephClusterProvider
+    p = {"public_network": "192.0.2.0/24", "nodes": world.props_nodes(),
+         "mons": list(world.nodes), **kw}
+    result = CephClusterProvider().check({}, p)
+    assert not result.failures, result.failures
+    return result.inputs
+
+
+def _access(world: CephWorld, name: str) -> dict:
+    return next({"connection": n["connection"], "address": n["address"]}
+                for n in world.props_nodes() if n["name"] == name)
+
+
+def mon_props(world: CephWorld, fsid: str, name: str, **kw) -> dict:
+    from providers.ceph_mon import CephMonProvider
+    result = CephMonProvider().check({}, {"fsid": fsid, "node": name, **_access(world, name),
+                                          "timeout": 2, **kw})
+    assert not result.failures, result.failures
+    return result.inputs
+
+
+def config_props(world: CephWorld, fsid: str, **kw) -> dict:
+    from providers.ceph_config import CephConfigProvider
+    result = CephConfigProvider().check({}, {
+        "fsid": fsid, "admin": [{"connection": n["connection"]} for n in world.props_nodes()],
+        "mons": list(world.nodes), "timeout": 2, **kw})
+    assert not result.failures, result.failures
+    return result.inputs
+
+
+def daemon_props(world: CephWorld, fsid: str, name: str, **kw) -> dict:
+    from providers import ceph_daemon
+    news, failures = ceph_daemon.check({"fsid": fsid, "node": name,
+                                        "connection": _access(world, name)["connection"],
+                                        "timeout": 2, **kw})
+    assert not failures, failures
+    return news
+
+
+def bring_up(world: CephWorld, options=None, **cluster) -> dict:
+    """Cluster, every mon, the config, a mgr and an MDS on every node, in the component's
+    order; returns the cluster's outputs."""
+    from providers.ceph_cluster import CephClusterProvider
+    from providers.ceph_config import CephConfigProvider
+    from providers.ceph_mds import CephMdsProvider
+    from providers.ceph_mgr import CephMgrProvider
+    from providers.ceph_mon import CephMonProvider
+    outs = CephClusterProvider().create(cluster_props(world, **cluster)).outs
+    fsid = outs["fsid"]
+    for name in cluster.get("mons", world.nodes):
+        CephMonProvider().create(mon_props(world, fsid, name))
+    CephConfigProvider().create(config_props(world, fsid, options=options or {},
+                                             mons=list(cluster.get("mons", world.nodes))))
+    for name in world.nodes:
+        CephMgrProvider().create(daemon_props(world, fsid, name))
+        CephMdsProvider().create(daemon_props(world, fsid, name))
+    return outs

@@ -19,6 +19,12 @@ def test_quorum_and_monmap():
     assert f.monmap_names(fixture("mon_dump")) == ["node1", "node2", "node3"]
 
 
+def test_mon_status_from_the_admin_socket():
+    status = f.mon_status(fixture("mon_status"))
+    assert status == {"state": "leader", "monmap": ["node1", "node2", "node3"]}
+    assert f.mon_status("") == {"state": "", "monmap": []}
+
+
 def test_mgr_one_active_two_standbys():
     mgr = f.mgr_state(fixture("mgr_dump"))
     assert mgr["available"] and mgr["active"] == "node1"

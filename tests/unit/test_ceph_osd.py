@@ -1,9 +1,8 @@
 import pytest
 
 from providers import base
-from providers.ceph_cluster import CephClusterProvider
 from providers.ceph_osd import CephOsdProvider
-from tests.unit.ceph_fakes import CephWorld
+from tests.unit.ceph_fakes import CephWorld, bring_up
 from tests.unit.fakes import Crash
 
 pytestmark = pytest.mark.unit
@@ -15,10 +14,7 @@ def world(monkeypatch):
     w = CephWorld()
     monkeypatch.setattr(base, "session",
                         lambda props: w.nodes[props["connection"]["name"]].session())
-    p = CephClusterProvider().check({}, {
-        "public_network": "192.0.2.0/24", "nodes": w.props_nodes(), "mons": NAMES,
-        "mgrs": NAMES, "mdss": NAMES, "health_timeout": 2}).inputs
-    w.fsid = CephClusterProvider().create(p).outs["fsid"]
+    w.fsid = bring_up(w)["fsid"]
     for node in w.nodes.values():
         node.devices["/dev/sdb"] = {"signature": None, "osd": None}
     w.log.clear()

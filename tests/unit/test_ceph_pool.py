@@ -1,10 +1,9 @@
 import pytest
 
 from providers import base
-from providers.ceph_cluster import CephClusterProvider
 from providers.ceph_pool import CephPoolProvider, delta
 from providers.cephfs_filesystem import CephFilesystemProvider
-from tests.unit.ceph_fakes import CephWorld
+from tests.unit.ceph_fakes import CephWorld, bring_up
 
 pytestmark = pytest.mark.unit
 NAMES = ["node1", "node2", "node3"]
@@ -15,10 +14,7 @@ def world(monkeypatch):
     w = CephWorld()
     monkeypatch.setattr(base, "session",
                         lambda props: w.nodes[props["connection"]["name"]].session())
-    p = CephClusterProvider().check({}, {
-        "public_network": "192.0.2.0/24", "nodes": w.props_nodes(), "mons": NAMES,
-        "mgrs": NAMES, "mdss": NAMES, "health_timeout": 2}).inputs
-    w.fsid = CephClusterProvider().create(p).outs["fsid"]
+    w.fsid = bring_up(w)["fsid"]
     w.log.clear()
     return w
 

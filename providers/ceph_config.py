@@ -1,0 +1,168 @@
+"""CephConfig: the cluster's central options (`ceph config set`), and the cluster's version
+and health as observed.
+
+It is the first resource that needs a quorum, so it comes after the mons and waits for all
+of them to be in quorum: that is where a fresh cluster's mons, created in parallel, meet.
+Options live in the mons' store, so they cannot be set by CephCluster, which exists before
+any mon. Mgrs, MDS and OSDs come after it.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
+    ResourceProvider, UpdateResult
+
+from providers import base, ceph_facts
+from providers.ceph_cli import admin_session, ceph, ceph_json, quorum, settled, \
+    wait_for_quorum
+
+# --- input schema -----------------------------------------------------------------------
+# cluster_name, fsid  str
+# admin               list[dict]  connections of nodes holding the admin keyring
+# mons                list[str]   mons that must be in quorum before anything is set
+# options             dict        {section: {option: value}}, set with `ceph config set`;
+#                                 an option no longer listed is removed (`ceph config rm`)
+# timeout             int         seconds to wait for the quorum and for health
+# outputs: options (as the cluster has them), version, health, health_checks
+
+REPLACES = ("cluster_name", "fsid")
+UPDATES = ("admin", "mons", "options", "timeout")
+OUTPUTS = ("version", "health", "health_checks")
+
+# Options every cluster gets: Pacific warns until insecure global_id reclaim is turned off.
+BASE_OPTIONS = {"mon": {"auth_allow_insecure_global_id_reclaim": "false"}}
+# Checks a cluster may show until mgrs, OSDs, pools and filesystems exist: they belong to
+# the resources that come later, which wait for their own part of the health.
+LATER_CHECKS = ("MGR_", "OSD_", "PG_", "POOL_", "TOO_FEW_", "MDS_", "FS_", "OBJECT_",
+                "SLOW_OPS")
+
+
+class CephConfigProvider(ResourceProvider):
+    def check(self, _olds, news):
+        news = base.normalize(news)
+        failures = []
+        if not news.get("admin"):
+            failures.append(CheckFailure("admin", "list at least one node with the admin "
+                                                  "keyring"))
+        options = news.setdefault("options", {})
+        if not isinstance(options, dict) or not all(isinstance(o, dict)
+                                                    for o in options.values()):
+            failures.append(CheckFailure("options", "map a section (global, mon, osd, ...) "
+                                                    "to {option: value}"))
+        news.setdefault("cluster_name", "ceph")
+        news.setdefault("mons", [])
+        news.setdefault("timeout", 120)
+        return CheckResult(news, failures)
+
+    def diff(self, _id, olds, news):
+        return base.diff_result(olds, settled(olds, news), replaces=REPLACES, updates=UPDATES)
+
+    def create(self, props):
+        props = base.normalize(props)
+        return CreateResult(props["fsid"], {**props, **_converge(props, {})})
+
+    def read(self, id_, props):
+        props = base.normalize(props)
+        return ReadResult(id_, {**props, **_observe(props, admin_session(props))})
+
+    def update(self, _id, olds, news):
+        olds, news = base.normalize(olds), base.normalize(news)
+        return UpdateResult({**news, **_converge(news, olds.get("options") or {})})
+
+    def delete(self, _id, props):
+        """The options go from the mons' store; with no quorum there is no store to
+        change (the cluster is being taken down)."""
+        props = base.normalize(props)
+        node = admin_session(props)
+        c = props["cluster_name"]
+        if not quorum(node, c):
+            return
+        current = ceph_facts.config_dump(ceph_json(node, c, "config", "dump"))
+        for section, opts in (props.get("options") or {}).items():
+            for option in opts:
+                if option in current.get(section, {}):
+                    ceph(node, c, "config", "rm", section, option, change=True)
+
+
+def _converge(props: dict, old_options: dict) -> dict:
+    node = admin_session(props)
+    c = props["cluster_name"]
+    wait_for_quorum(node, c, props["timeout"], props["mons"])
+    _options(props, node, old_options)
+    _wait_settled(props, node)
+    return _observe(props, node)
+
+
+def _options(props: dict, node, old_options: dict) -> None:
+    """`ceph config set` what differs; `ceph config rm` what the stack no longer sets."""
+    c = props["cluster_name"]
+    current = ceph_facts.config_dump(ceph_json(node, c, "config", "dump"))
+    wanted = _wanted_options(props)
+    for section, opts in wanted.items():
+        for option, value in opts.items():
+            if _typed(current.get(section, {}).get(option), value) != value:
+                ceph(node, c, "config", "set", section, option, str(value), change=True)
+    for section, opts in (old_options or {}).items():
+        for option in opts:
+            if option not in wanted.get(section, {}) and option in current.get(section, {}):
+                ceph(node, c, "config", "rm", section, option, change=True)
+
+
+def _wanted_options(props: dict) -> dict:
+    wanted = {s: dict(o) for s, o in BASE_OPTIONS.items()}
+    for section, opts in (props.get("options") or {}).items():
+        wanted.setdefault(section, {}).update({k: str(v).lower() if isinstance(v, bool)
+                                               else str(v) for k, v in opts.items()})
+    return wanted
+
+
+def _wait_settled(props: dict, node) -> None:
+    """No health check may remain that is not the business of a later resource."""
+    c = props["cluster_name"]
+
+    def settled_now():
+        checks = ceph_facts.health(ceph_json(node, c, "health", "detail"))["checks"]
+        return not [k for k in checks if not k.startswith(LATER_CHECKS)]
+
+    base.wait_until(settled_now, timeout=props["timeout"], what="mon health checks to clear",
+                    report=lambda: "Health: " + ceph_facts.health_report(
+                        ceph_facts.health(ceph_json(node, c, "health", "detail"))))
+
+
+def _observe(props: dict, node) -> dict:
+    """Options as the cluster has them (drift), version and health as it reports them."""
+    c = props["cluster_name"]
+    current = ceph_facts.config_dump(ceph_json(node, c, "config", "dump"))
+    h = ceph_facts.health(ceph_json(node, c, "health", "detail"))
+    return {
+        "options": {s: {o: _typed(current.get(s, {}).get(o), v) for o, v in opts.items()}
+                    for s, opts in (props.get("options") or {}).items()},
+        "version": ceph_facts.version(ceph_json(node, c, "version")),
+        "health": h["status"],
+        "health_checks": h["checks"],
+    }
+
+
+def _typed(observed, wanted):
+    """Config values come back as text (`6` as `6.000000` for a float option); compare them
+    as the stack wrote them."""
+    if observed is None:
+        return None
+    if str(observed).lower() == str(wanted).lower():
+        return wanted
+    try:
+        return wanted if float(observed) == float(wanted) else observed
+    except (TypeError, ValueError):
+        return observed
+
+
+class CephConfig(pulumi.dynamic.Resource, module="cephkvm", name="CephConfig"):
+    version: pulumi.Output[str]
+    health: pulumi.Output[str]
+    health_checks: pulumi.Output[dict]
+
+    def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(CephConfigProvider(), name, {**{k: None for k in OUTPUTS}, **props},
+                         opts)

@@ -1,0 +1,90 @@
+"""What CephMgr and CephMds share: a stateless Ceph daemon on one node whose key comes from
+the running cluster. The key is made by `ceph auth get-or-create` (which keeps an existing
+one, so a re-run after a crash gets the same key) and written by ceph itself into the
+daemon's directory; the daemon is started through providers.services and counts as up
+once the cluster lists it (`registered`, a fact the resource module supplies).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from pulumi.dynamic import CheckFailure
+
+from providers import base, services
+from providers.ceph_cli import ceph, node_session, wait_for_quorum
+
+# --- input schema (both kinds) ----------------------------------------------------------
+# cluster_name  str
+# fsid          str   the cluster's (an output of CephCluster)
+# node          str   node name = daemon id
+# connection    dict  see base.CONNECTION_FIELDS (+ ssh_private_key?)
+# ensure        str   "up": read reports "down" when it is not running or not registered
+# timeout       int   seconds to wait for a quorum and for the daemon to register
+
+REPLACES = ("cluster_name", "fsid", "node")
+UPDATES = ("connection", "ensure", "timeout")
+
+DAEMON_CAPS = {
+    "mgr": ["mon", "allow profile mgr", "osd", "allow *", "mds", "allow *"],
+    "mds": ["mon", "profile mds", "mgr", "profile mds", "mds", "allow *", "osd", "allow *"],
+}
+
+Registered = Callable[[object, str], list]  # (admin node, cluster) -> daemon names
+
+
+def check(news: dict) -> tuple[dict, list]:
+    news = base.normalize(news)
+    failures = base.check_connection(news.get("connection"))
+    if not news.get("node"):
+        failures.append(CheckFailure("node", "node is required"))
+    news.setdefault("cluster_name", "ceph")
+    news.setdefault("ensure", "up")
+    news.setdefault("timeout", 120)
+    return news, failures
+
+
+def daemon(props: dict, kind: str) -> services.Daemon:
+    return services.ceph_daemon(kind, props["node"], props["cluster_name"])
+
+
+def data_dir(props: dict, kind: str) -> str:
+    return f"/var/lib/ceph/{kind}/{props['cluster_name']}-{props['node']}"
+
+
+def converge(props: dict, kind: str, registered: Registered) -> dict:
+    """Key, daemon, then wait until the cluster lists it."""
+    node = node_session(props)
+    c, name = props["cluster_name"], props["node"]
+    wait_for_quorum(node, c, props["timeout"])
+    data = data_dir(props, kind)
+    if not node.ok(["test", "-s", data + "/keyring"]):
+        node.run(["install", "-d", "-o", "ceph", "-g", "ceph", "-m", "0750", data], change=True)
+        ceph(node, c, "auth", "get-or-create", f"{kind}.{name}", *DAEMON_CAPS[kind],
+             "-o", data + "/keyring", change=True)
+        node.run(["chown", "-R", "ceph:ceph", data], change=True)
+    services.ensure_running(node, daemon(props, kind), services.has_systemd(node))
+    base.wait_until(lambda: name in registered(node, c), timeout=props["timeout"],
+                    what=f"{kind}.{name} on {name} to register with the cluster",
+                    report=lambda: f"Registered: {', '.join(registered(node, c)) or 'none'}. "
+                                   f"See /var/log/ceph/{c}-{kind}.{name}.log on {name}.")
+    return {"ensure": "up"}
+
+
+def observe(props: dict, kind: str, registered: Registered) -> dict | None:
+    """None when the daemon's key is gone (it must be made again), else its ensure."""
+    node = node_session(props)
+    if not node.ok(["test", "-s", data_dir(props, kind) + "/keyring"]):
+        return None
+    running = services.is_running(node, daemon(props, kind), services.has_systemd(node))
+    up = running and props["node"] in registered(node, props["cluster_name"])
+    return {"ensure": "up" if up else "down"}
+
+
+def remove(props: dict, kind: str) -> None:
+    """Stop it, drop its key from the cluster, remove its directory. The key may already
+    be gone (a crashed delete); a cluster that no longer answers has no key to drop."""
+    node = node_session(props)
+    services.stop(node, daemon(props, kind), services.has_systemd(node))
+    ceph(node, props["cluster_name"], "auth", "rm", f"{kind}.{props['node']}", change=True,
+         check=False, timeout=60)
+    node.run(["rm", "-rf", data_dir(props, kind)], change=True)

@@ -1,0 +1,227 @@
+"""CephMon: one monitor on one node (mon id = node name).
+
+The first mons are made from the initial monmap CephCluster leaves on their nodes (one
+monmap for all: Pacific needs that); a mon added to a running cluster is made from the
+current monmap (`ceph mon getmap`) and joins by itself. Each create makes and starts only
+its own mon and waits until that mon runs with itself in its monmap, never for a quorum:
+the first mons are created in parallel (at most 4 dynamic operations at once) and a lone
+mon cannot form one. Whatever needs a quorum (CephConfig, mgrs, MDS) waits for it.
+
+Removing a mon takes it out of the monmap first; the last mon, or one whose removal loses
+quorum, is refused unless the stack allows data loss. Monmap changes are made one at a
+time: the dynamic provider serves all of a stack's resources from one process.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Optional
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
+    ResourceProvider, UpdateResult
+
+from providers import base, ceph_facts, services
+from providers.ceph_cli import ceph, ceph_json, node_session, quorum, settled, \
+    wait_for_quorum
+from providers.ceph_cluster import bootstrap_keyring_path, initial_monmap_path, mon_addrv
+
+# --- input schema -----------------------------------------------------------------------
+# cluster_name     str
+# fsid             str   the cluster's (an output of CephCluster)
+# node             str   node name = mon id
+# address          str   the node's public address (the mon's, in the initial monmap)
+# connection       dict  see base.CONNECTION_FIELDS (+ ssh_private_key?)
+# allow_data_loss  bool  the last mon, or one whose removal loses quorum, may be removed
+# ensure           str   "up": read reports "down" when the mon is not running in quorum
+# timeout          int   seconds to wait for the mon (and, to join, for a quorum)
+# outputs: mon_addr ([v2:..,v1:..])
+
+REPLACES = ("cluster_name", "fsid", "node", "address")
+UPDATES = ("connection", "allow_data_loss", "ensure", "timeout")
+OUTPUTS = ("mon_addr",)
+
+_MONMAP_CHANGES = threading.Lock()
+
+
+class CephMonProvider(ResourceProvider):
+    def check(self, _olds, news):
+        news = base.normalize(news)
+        failures = base.check_connection(news.get("connection"))
+        for field in ("node", "address"):
+            if not news.get(field):
+                failures.append(CheckFailure(field, f"{field} is required"))
+        news.setdefault("cluster_name", "ceph")
+        news.setdefault("ensure", "up")
+        news.setdefault("timeout", 120)
+        return CheckResult(news, failures)
+
+    def diff(self, _id, olds, news):
+        return base.diff_result(olds, settled(olds, news), replaces=REPLACES, updates=UPDATES,
+                                delete_before_replace=True)
+
+    def create(self, props):
+        props = base.normalize(props)
+        return CreateResult(props["node"], {**props, **_converge(props)})
+
+    def read(self, id_, props):
+        props = base.normalize(props)
+        node = node_session(props)
+        if not _made(props, node):
+            return ReadResult("", {})
+        running = services.is_running(node, _daemon(props), services.has_systemd(node))
+        up = running and props["node"] in quorum(node, props["cluster_name"])
+        return ReadResult(id_, {**props, "ensure": "up" if up else "down"})
+
+    def update(self, _id, _olds, news):
+        news = base.normalize(news)
+        return UpdateResult({**news, **_converge(news)})
+
+    def delete(self, _id, props):
+        props = base.normalize(props)
+        node = node_session(props)
+        with _MONMAP_CHANGES:
+            _leave_monmap(props, node)
+            services.stop(node, _daemon(props), services.has_systemd(node))
+        # Without the initial monmap, a mon made here again joins the running cluster.
+        node.run(["rm", "-rf", _mon_dir(props), _joined_monmap(props),
+                  initial_monmap_path(props["cluster_name"])], change=True)
+
+
+# --- create -----------------------------------------------------------------------------
+
+
+def _daemon(props: dict) -> services.Daemon:
+    return services.ceph_daemon("mon", props["node"], props["cluster_name"])
+
+
+def _mon_dir(props: dict) -> str:
+    return f"/var/lib/ceph/mon/{props['cluster_name']}-{props['node']}"
+
+
+def _joined_monmap(props: dict) -> str:
+    return f"/var/lib/ceph/tmp/{props['cluster_name']}-{props['node']}.monmap"
+
+
+def _converge(props: dict) -> dict:
+    node = node_session(props)
+    if not _made(props, node):
+        _mkfs(props, node, _monmap_for(props, node))
+    elif not node.ok(["test", "-e", _mon_dir(props) + "/done"]):
+        _mark_done(node, _mon_dir(props))
+    services.ensure_running(node, _daemon(props), services.has_systemd(node))
+    name = props["node"]
+    base.wait_until(lambda: name in _own_monmap(props, node), timeout=props["timeout"],
+                    what=f"mon.{name} on {name} to run with itself in its monmap",
+                    report=lambda: f"Its state: {_own_state(props, node)}. See "
+                                   f"/var/log/ceph/{props['cluster_name']}-mon.{name}.log.")
+    return {"ensure": "up", "mon_addr": mon_addrv(props["address"])}
+
+
+def _made(props: dict, node) -> bool:
+    """mkfs completed: `done` is our marker, and the keyring in the data dir is the last
+    thing `ceph-mon --mkfs` writes, so a crash between the two is not a reason to mkfs again."""
+    data = _mon_dir(props)
+    return node.ok(["test", "-e", data + "/done"]) or node.ok(["test", "-s", data + "/keyring"])
+
+
+def _mark_done(node, data: str) -> None:
+    node.run(["install", "-o", "ceph", "-g", "ceph", "-m", "0644", "/dev/null",
+              data + "/done"], change=True)
+
+
+def _monmap_for(props: dict, node) -> str:
+    """The initial monmap when this node holds it (one of the first mons), else the
+    running cluster's current monmap."""
+    c, name = props["cluster_name"], props["node"]
+    if node.ok(["test", "-s", initial_monmap_path(c)]):
+        return initial_monmap_path(c)
+    try:
+        wait_for_quorum(node, c, props["timeout"])
+    except TimeoutError as err:
+        raise Exception(f"{name}: mon.{name} is not one of the cluster's first mons, so it "
+                        "joins the running cluster, but no quorum answers. Start the "
+                        "cluster's mons (`pulumi up --refresh` restarts stopped ones), then "
+                        f"run `pulumi up` again. {err}") from None
+    ceph(node, c, "mon", "getmap", "-o", _joined_monmap(props), change=True)
+    return _joined_monmap(props)
+
+
+def _mkfs(props: dict, node, monmap: str) -> None:
+    c, data = props["cluster_name"], _mon_dir(props)
+    # A store without `done` is from an interrupted mkfs: it holds nothing yet.
+    node.run(["rm", "-rf", data], change=True)
+    node.run(["install", "-d", "-o", "ceph", "-g", "ceph", "-m", "0750", data], change=True)
+    node.run(["chown", "ceph:ceph", monmap], change=True)
+    node.run(["ceph-mon", "--cluster", c, "--mkfs", "-i", props["node"], "--monmap", monmap,
+              "--keyring", bootstrap_keyring_path(c), "--setuser", "ceph", "--setgroup",
+              "ceph"], change=True)
+    _mark_done(node, data)
+
+
+def _own_status(props: dict, node) -> dict:
+    """The mon's own view through its admin socket: answers without a quorum."""
+    result = ceph(node, props["cluster_name"], "daemon", f"mon.{props['node']}", "mon_status",
+                  check=False, timeout=30)
+    return ceph_facts.mon_status(result.stdout) if result.exit_code == 0 else {}
+
+
+def _own_monmap(props: dict, node) -> list[str]:
+    return _own_status(props, node).get("monmap", [])
+
+
+def _own_state(props: dict, node) -> str:
+    return _own_status(props, node).get("state") or "not answering on its admin socket"
+
+
+# --- delete -----------------------------------------------------------------------------
+
+
+def removal_problem(name: str, rest: list, in_quorum: list) -> str | None:
+    """Why removing mon `name` would break the cluster, if it would: rest are the mons that
+    stay in the monmap, in_quorum those of them in quorum now."""
+    if not rest:
+        return (f"mon.{name} is the cluster's last mon; without it the cluster is gone. Add "
+                "another mon first, or, to destroy the cluster, set "
+                "cephkvm:ceph.allow_data_loss: true")
+    if len(in_quorum) <= len(rest) // 2:
+        return (f"only {len(in_quorum)} of the {len(rest)} mons that would remain "
+                f"({', '.join(rest)}) are in quorum, so removing mon.{name} loses quorum. "
+                "Bring the stopped mons back first (`pulumi up --refresh` restarts them), or "
+                "add a mon before removing this one")
+    return None
+
+
+def _leave_monmap(props: dict, node) -> None:
+    c, name = props["cluster_name"], props["node"]
+    allowed = props.get("allow_data_loss")
+    names = quorum(node, c)
+    if not names:
+        if allowed:
+            return  # no cluster answers: there is no monmap to leave
+        raise Exception(f"refusing to remove mon.{name} on {name}: no mon quorum answers, so "
+                        "it cannot be taken out of the monmap. Start the mons (`pulumi up "
+                        "--refresh` restarts stopped ones) and try again, or set "
+                        "cephkvm:ceph.allow_data_loss: true to stop it anyway.")
+    members = _monmap(node, c)
+    if name not in members:
+        return
+    rest = [m for m in members if m != name]
+    problem = removal_problem(name, rest, [m for m in names if m in rest])
+    if problem and not allowed:
+        raise Exception(f"refusing to remove mon.{name} on {name}: {problem}.")
+    if not rest:
+        return  # the last mon: the cluster goes with it (allowed)
+    ceph(node, c, "mon", "remove", name, change=True)
+    base.wait_until(lambda: name not in _monmap(node, c), timeout=props["timeout"],
+                    what=f"mon.{name} to leave the monmap")
+
+
+def _monmap(node, cluster: str) -> list[str]:
+    return ceph_facts.monmap_names(ceph_json(node, cluster, "mon", "dump"))
+
+
+class CephMon(pulumi.dynamic.Resource, module="cephkvm", name="CephMon"):
+    mon_addr: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(CephMonProvider(), name, {**{k: None for k in OUTPUTS}, **props}, opts)

@@ -1,0 +1,122 @@
+"""CephMgr and CephMds against the fake cluster: what runs, what the cluster lists."""
+import pytest
+
+from providers import base
+from providers.ceph_cluster import CephClusterProvider
+from providers.ceph_config import CephConfigProvider
+from providers.ceph_mds import CephMdsProvider
+from providers.ceph_mgr import CephMgrProvider
+from providers.ceph_mon import CephMonProvider
+from tests.unit.ceph_fakes import CephWorld, cluster_props, config_props, daemon_props, \
+    mon_props
+from tests.unit.fakes import Crash
+
+pytestmark = pytest.mark.unit
+NAMES = ["node1", "node2", "node3"]
+KINDS = [("mgr", CephMgrProvider), ("mds", CephMdsProvider)]
+
+
+@pytest.fixture
+def world(monkeypatch):
+    w = CephWorld()
+    monkeypatch.setattr(base, "session",
+                        lambda props: w.nodes[props["connection"]["name"]].session())
+    w.fsid = CephClusterProvider().create(cluster_props(w)).outs["fsid"]
+    for name in NAMES:
+        CephMonProvider().create(mon_props(w, w.fsid, name))
+    CephConfigProvider().create(config_props(w, w.fsid))
+    w.log.clear()
+    return w
+
+
+@pytest.mark.parametrize("kind, provider", KINDS)
+def test_create_gives_each_daemon_its_key_and_starts_it(world, kind, provider):
+    for name in NAMES:
+        assert provider().create(daemon_props(world, world.fsid, name)).outs["ensure"] == "up"
+    assert world.running(kind) == NAMES
+    assert {f"{kind}.{n}" for n in NAMES} <= set(world.auth)
+    keyring = world.nodes["node2"].files[f"/var/lib/ceph/{kind}/ceph-node2/keyring"]
+    assert f"[{kind}.node2]" in keyring
+
+
+@pytest.mark.parametrize("kind, provider", KINDS)
+def test_the_keys_caps_are_the_daemons_profile(world, kind, provider):
+    provider().create(daemon_props(world, world.fsid, "node1"))
+    line = next(line for _, _, line in world.log if "get-or-create" in line)
+    assert {"mgr": "'allow profile mgr'", "mds": "'profile mds'"}[kind] in line
+
+
+@pytest.mark.parametrize("kind, provider", KINDS)
+def test_second_run_changes_nothing(world, kind, provider):
+    provider().create(daemon_props(world, world.fsid, "node1"))
+    world.log.clear()
+    provider().create(daemon_props(world, world.fsid, "node1"))
+    assert world.changes == []
+
+
+@pytest.mark.parametrize("kind, provider", KINDS)
+@pytest.mark.parametrize("step", range(1, 5))  # 4 changes for one daemon
+def test_crash_at_step_n_then_rerun_starts_it_once(world, kind, provider, step):
+    world.crash_at = step
+    with pytest.raises(Crash):
+        provider().create(daemon_props(world, world.fsid, "node1"))
+    provider().create(daemon_props(world, world.fsid, "node1"))
+    assert world.running(kind) == ["node1"] and world.starts[f"{kind}.node1"] == 1
+
+
+@pytest.mark.parametrize("kind, provider", KINDS)
+def test_a_killed_daemon_shows_as_drift_and_update_restarts_it(world, kind, provider):
+    p = daemon_props(world, world.fsid, "node2")
+    outs = provider().create(p).outs
+    world.nodes["node2"].running.discard((kind, "node2"))
+    read = provider().read("node2", outs).outs
+    assert read["ensure"] == "down" and provider().diff("node2", read, p).changes
+    provider().update("node2", read, p)
+    assert world.running(kind) == ["node2"]
+    assert provider().read("node2", outs).outs["ensure"] == "up"
+
+
+@pytest.mark.parametrize("kind, provider", KINDS)
+def test_delete_stops_it_and_removes_its_key_without_opt_in(world, kind, provider):
+    for name in NAMES:
+        provider().create(daemon_props(world, world.fsid, name))
+    provider().delete("node3", daemon_props(world, world.fsid, "node3"))
+    assert world.running(kind) == ["node1", "node2"] and f"{kind}.node3" not in world.auth
+    assert not [p for p in world.nodes["node3"].files if p.startswith(f"/var/lib/ceph/{kind}/")]
+    assert provider().read("node3", daemon_props(world, world.fsid, "node3")).id == ""
+    provider().delete("node3", daemon_props(world, world.fsid, "node3"))  # again: fine
+
+
+@pytest.mark.parametrize("kind, provider", KINDS)
+def test_systemd_nodes_use_the_ceph_unit(world, kind, provider):
+    world.nodes["node3"].systemd = True
+    provider().create(daemon_props(world, world.fsid, "node3"))
+    lines = [line for _, _, line in world.log]
+    assert f"systemctl enable --now ceph-{kind}@node3" in lines
+    assert world.running(kind) == ["node3"]
+
+
+def test_direct_daemons_are_started_with_their_pid_file_binary(world):
+    CephMgrProvider().create(daemon_props(world, world.fsid, "node1"))
+    assert "/usr/bin/ceph-mgr --cluster ceph -i node1 --setuser ceph --setgroup ceph" in [
+        line for _, _, line in world.log]
+    assert world.nodes["node1"].files["/run/ceph/ceph-mgr.node1.pid"]
+
+
+def test_a_daemon_waits_for_a_quorum_and_says_so(world):
+    for name in ("node1", "node2"):
+        world.nodes[name].running.discard(("mon", name))
+    with pytest.raises(TimeoutError, match="a mon quorum"):
+        CephMdsProvider().create(daemon_props(world, world.fsid, "node1"))
+    assert world.running("mds") == []
+
+
+@pytest.mark.parametrize("change, replaces", [
+    ({}, None), ({"ensure": "down"}, []), ({"timeout": 60}, []), ({"node": "node2"}, ["node"]),
+])
+def test_diff_table(world, change, replaces):
+    p = daemon_props(world, "f", "node1")
+    for provider in (CephMgrProvider, CephMdsProvider):
+        result = provider().diff("node1", {**p, "ensure": "up"}, {**p, **change})
+        assert result.changes == (replaces is not None)
+        assert result.replaces == (replaces or [])
