@@ -68,7 +68,7 @@ class CephStack(pulumi.ComponentResource):
             "address": by_name[n].address, "allow_data_loss": cfg.allow_data_loss})
         self.config = CephConfig("ceph-config", {
             **common, "admin": admin, "mons": list(cfg.mons), "options": cfg.options,
-            **timeout,
+            "allow_data_loss": cfg.allow_data_loss, **timeout,
         }, pulumi.ResourceOptions(parent=self, depends_on=self.mons,
                                   additional_secret_outputs=secret))
         self.mgrs = per_node(CephMgr, "mgr", cfg.mgrs, [self.config])

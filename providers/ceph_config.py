@@ -25,10 +25,12 @@ from providers.ceph_cli import admin_session, ceph, ceph_json, quorum, settled, 
 # options             dict        {section: {option: value}}, set with `ceph config set`;
 #                                 an option no longer listed is removed (`ceph config rm`)
 # timeout             int         seconds to wait for the quorum and for health
+# allow_data_loss     bool        delete is refused unless true: it is the guard in front of
+#                                 the mons, which a destroy would remove next
 # outputs: options (as the cluster has them), version, health, health_checks
 
 REPLACES = ("cluster_name", "fsid")
-UPDATES = ("admin", "mons", "options", "timeout")
+UPDATES = ("admin", "mons", "options", "timeout", "allow_data_loss")
 OUTPUTS = ("version", "health", "health_checks")
 
 # Options every cluster gets: Pacific warns until insecure global_id reclaim is turned off.
@@ -75,6 +77,12 @@ class CephConfigProvider(ResourceProvider):
         """The options go from the mons' store; with no quorum there is no store to
         change (the cluster is being taken down)."""
         props = base.normalize(props)
+        if not props.get("allow_data_loss"):
+            raise Exception(
+                f"refusing to take down the configuration of Ceph cluster {props.get('fsid')}:"
+                " the mons would be removed next, and the cluster with them. To really delete"
+                " it, set cephkvm:ceph.allow_data_loss to true, run `pulumi up`, then destroy"
+                " again.")
         node = admin_session(props)
         c = props["cluster_name"]
         if not quorum(node, c):

@@ -102,8 +102,16 @@ def test_checks_of_later_resources_do_not_hold_it_up(world):
     assert outs["health"] == "HEALTH_WARN" and "TOO_FEW_OSDS" in outs["health_checks"]
 
 
-def test_delete_removes_its_options(world):
+def test_delete_is_refused_without_opt_in_so_destroy_stops_before_the_mons(world):
     outs = CephConfigProvider().create(props(world)).outs
+    with pytest.raises(Exception, match="allow_data_loss"):
+        CephConfigProvider().delete(world.fsid, outs)
+    assert world.config["mon"]["mon_data_avail_warn"] == "2"
+    assert sorted(world.quorum()) == NAMES
+
+
+def test_delete_with_opt_in_removes_its_options(world):
+    outs = CephConfigProvider().create(props(world, allow_data_loss=True)).outs
     CephConfigProvider().delete(world.fsid, outs)
     assert "mon_data_avail_warn" not in world.config["mon"]
 
