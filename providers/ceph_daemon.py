@@ -1,17 +1,18 @@
-"""What CephMgr and CephMds share: a stateless Ceph daemon on one node whose key comes from
-the running cluster. The key is made by `ceph auth get-or-create` (which keeps an existing
+"""What CephMgr and CephMds share (their provider, DaemonProvider, lives here): a stateless
+Ceph daemon on one node whose key comes from the running cluster. The key is made by `ceph auth get-or-create` (which keeps an existing
 one, so a re-run after a crash gets the same key) and written by ceph itself into the
 daemon's directory; the daemon is started through providers.services and counts as up
-once the cluster lists it (`registered`, a fact the resource module supplies).
+once the cluster lists it (`registered`, a fact each resource module supplies).
 """
 from __future__ import annotations
 
 from typing import Callable
 
-from pulumi.dynamic import CheckFailure
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
+    ResourceProvider, UpdateResult
 
 from providers import base, services
-from providers.ceph_cli import ceph, node_session, wait_for_quorum
+from providers.ceph_cli import ceph, node_session, settled, wait_for_quorum
 
 # --- input schema (both kinds) ----------------------------------------------------------
 # cluster_name  str
@@ -32,15 +33,41 @@ DAEMON_CAPS = {
 Registered = Callable[[object, str], list]  # (admin node, cluster) -> daemon names
 
 
-def check(news: dict) -> tuple[dict, list]:
-    news = base.normalize(news)
-    failures = base.check_connection(news.get("connection"))
-    if not news.get("node"):
-        failures.append(CheckFailure("node", "node is required"))
-    news.setdefault("cluster_name", "ceph")
-    news.setdefault("ensure", "up")
-    news.setdefault("timeout", 120)
-    return news, failures
+class DaemonProvider(ResourceProvider):
+    """A subclass names its `kind` and the `registered` fact for that kind."""
+
+    kind: str
+    registered: Registered
+
+    def check(self, _olds, news):
+        news = base.normalize(news)
+        failures = base.check_connection(news.get("connection"))
+        if not news.get("node"):
+            failures.append(CheckFailure("node", "node is required"))
+        news.setdefault("cluster_name", "ceph")
+        news.setdefault("ensure", "up")
+        news.setdefault("timeout", 120)
+        return CheckResult(news, failures)
+
+    def diff(self, _id, olds, news):
+        return base.diff_result(olds, settled(olds, news), replaces=REPLACES, updates=UPDATES)
+
+    def create(self, props):
+        props = base.normalize(props)
+        outs = converge(props, self.kind, self.registered)
+        return CreateResult(props["node"], {**props, **outs})
+
+    def read(self, id_, props):
+        props = base.normalize(props)
+        found = observe(props, self.kind, self.registered)
+        return ReadResult(id_ if found else "", {**props, **found} if found else {})
+
+    def update(self, _id, _olds, news):
+        news = base.normalize(news)
+        return UpdateResult({**news, **converge(news, self.kind, self.registered)})
+
+    def delete(self, _id, props):
+        remove(base.normalize(props), self.kind)
 
 
 def daemon(props: dict, kind: str) -> services.Daemon:

@@ -500,11 +500,11 @@ def config_props(world: CephWorld, fsid: str, **kw) -> dict:
 
 def daemon_props(world: CephWorld, fsid: str, name: str, **kw) -> dict:
     from providers import ceph_daemon
-    news, failures = ceph_daemon.check({"fsid": fsid, "node": name,
-                                        "connection": _access(world, name)["connection"],
-                                        "timeout": 2, **kw})
-    assert not failures, failures
-    return news
+    result = ceph_daemon.DaemonProvider().check({}, {
+        "fsid": fsid, "node": name, "connection": _access(world, name)["connection"],
+        "timeout": 2, **kw})
+    assert not result.failures, result.failures
+    return result.inputs
 
 
 def bring_up(world: CephWorld, options=None, **cluster) -> dict:
