@@ -7,6 +7,8 @@ import os
 import shutil
 import subprocess
 
+import yaml
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PASSPHRASE = "cephkvm-lab"  # the salt in stacks/Pulumi.lab.yaml is for this one
 PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt")
@@ -93,6 +95,31 @@ class Project:
             return []
         with open(self.ssh_log) as f:
             return f.read().splitlines()
+
+    @property
+    def stack_file(self) -> str:
+        return os.path.join(self.dir, "stacks", f"Pulumi.{self.stack}.yaml")
+
+    def edit_config(self, change) -> None:
+        """Apply change(config) to the stack file's config mapping, in place."""
+        with open(self.stack_file) as f:
+            doc = yaml.safe_load(f)
+        change(doc["config"])
+        with open(self.stack_file, "w") as f:
+            yaml.safe_dump(doc, f, sort_keys=False)
+
+    def preview_changes(self, change) -> dict:
+        """{resource name: step} for each step that is not `same` in a preview with
+        change(config) applied; the stack file is put back afterwards."""
+        with open(self.stack_file) as f:
+            original = f.read()
+        try:
+            self.edit_config(change)
+            preview = self.preview_json()
+        finally:
+            with open(self.stack_file, "w") as f:
+                f.write(original)
+        return {s["urn"].rsplit("::", 1)[1]: s for s in preview["steps"] if s["op"] != "same"}
 
     def set_config(self, key: str, value: str, *extra):
         self.run("config", "set", "--stack", self.stack, key, value, *extra)

@@ -1,10 +1,7 @@
 """What `pulumi preview` says for each kind of change, checked with the real CLI and the real
 providers' check and diff, against a state in which the runbook layout already exists
 (tests/engine/synthetic.py). No host is reached: preview opens no connection."""
-import os
-
 import pytest
-import yaml
 
 from tests.cli import Project
 from tests.engine import synthetic
@@ -73,33 +70,16 @@ def example(tmp_path_factory):
     return project
 
 
-def preview_with(project: Project, change) -> dict:
-    """{resource name: step} for every step that is not `same`, with the config changed."""
-    path = os.path.join(project.dir, "stacks", "Pulumi.example.yaml")
-    with open(path) as f:
-        original = f.read()
-    doc = yaml.safe_load(original)
-    change(doc["config"])
-    try:
-        with open(path, "w") as f:
-            yaml.safe_dump(doc, f)
-        preview = project.preview_json()
-    finally:
-        with open(path, "w") as f:
-            f.write(original)
-    return {s["urn"].rsplit("::", 1)[1]: s for s in preview["steps"] if s["op"] != "same"}
-
-
 @pytest.mark.parametrize("what, change, expected", CHANGES, ids=[row[0] for row in CHANGES])
 def test_preview_says_update_or_replace(example, what, change, expected):
-    steps = preview_with(example, change)
+    steps = example.preview_changes(change)
     said = {name: step["op"] for name, step in steps.items()}
     assert said == expected, what
     assert not [line for line in example.ssh_log_lines() if line.startswith("connect")]
 
 
 def test_vm_on_another_node_is_a_live_migration_not_a_new_vm(example):
-    steps = preview_with(example, lambda c: _vm(c).update(node="osd2"))
+    steps = example.preview_changes(lambda c: _vm(c).update(node="osd2"))
     # an update of the same resource (its domain and disk move), not a delete and a create
     assert {name: step["op"] for name, step in steps.items()} == {"virt-01": "update"}
     old, new = steps["virt-01"]["oldState"], steps["virt-01"]["newState"]
@@ -108,6 +88,6 @@ def test_vm_on_another_node_is_a_live_migration_not_a_new_vm(example):
 
 def test_pinning_another_fsid_replaces_the_cluster(example):
     fsid = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
-    steps = preview_with(example, lambda c: c["cephkvm:ceph"].update(fsid=fsid))
+    steps = example.preview_changes(lambda c: c["cephkvm:ceph"].update(fsid=fsid))
     assert steps["ceph-cluster"]["op"] == "replace"
     assert steps["ceph-cluster"]["newState"]["inputs"]["pin_fsid"] == fsid

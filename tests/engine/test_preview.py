@@ -2,7 +2,6 @@
 import os
 
 import pytest
-import yaml
 
 from tests.cli import Project
 
@@ -38,12 +37,7 @@ def test_example_previews_offline_with_readable_types(example):
 
 
 def test_bad_config_fails_preview_naming_the_key(example):
-    path = os.path.join(example.dir, "stacks", "Pulumi.example.yaml")
-    with open(path) as f:
-        doc = yaml.safe_load(f)
-    doc["config"]["cephkvm:nodes"][1]["address"] = "osd 2"
-    with open(path, "w") as f:
-        yaml.safe_dump(doc, f)
+    example.edit_config(lambda c: c["cephkvm:nodes"][1].update(address="osd 2"))
     proc = example.run("preview", check=False, netns_isolated=isolated)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr

@@ -9,7 +9,7 @@ import pytest
 
 import lab
 from tests.cli import Project
-from tests.lab.test_ceph_lab import NODES, ceph, ceph_only, edit_stack, sh
+from tests.lab.test_ceph_lab import NODES, ceph, ceph_only, sh
 
 pytestmark = pytest.mark.lab
 if os.geteuid() != 0 or not lab.inventory():
@@ -46,7 +46,7 @@ def project(tmp_path):
         cfg["cephkvm:ceph"]["allow_data_loss"] = True
         for p in cfg["cephkvm:pools"] + cfg["cephkvm:filesystems"]:
             p["allow_delete"] = True
-    edit_stack(project, own)
+    project.edit_config(own)
     yield project
     project.run("destroy", "--yes", "--skip-preview")
     for node in NODES:  # destroy leaves no daemon behind (OSDs go while a mgr still runs)

@@ -5,7 +5,6 @@ import os
 import time
 
 import pytest
-import yaml
 
 import lab
 from tests.cli import Project
@@ -30,15 +29,6 @@ def ceph(cmd: str, node: str = "node1"):
 
 def pool(name: str) -> dict:
     return next(p for p in ceph("osd pool ls detail") if p["pool_name"] == name)
-
-
-def edit_stack(project: Project, change) -> None:
-    path = os.path.join(project.dir, "stacks", "Pulumi.lab.yaml")
-    with open(path) as f:
-        doc = yaml.safe_load(f)
-    change(doc["config"])
-    with open(path, "w") as f:
-        yaml.safe_dump(doc, f)
 
 
 def pools_cfg(cfg: dict) -> dict:
@@ -66,7 +56,7 @@ def ceph_only(cfg: dict) -> None:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     project = Project(str(tmp_path_factory.mktemp("ceph")), "lab")
-    edit_stack(project, ceph_only)
+    project.edit_config(ceph_only)
     start = time.monotonic()
     project.run("up", "--yes", "--skip-preview")
     project.bring_up_seconds = time.monotonic() - start
@@ -76,7 +66,7 @@ def stack(tmp_path_factory):
         cfg["cephkvm:ceph"]["allow_data_loss"] = True
         for p in cfg["cephkvm:pools"] + cfg["cephkvm:filesystems"]:
             p["allow_delete"] = True
-    edit_stack(project, opt_in)
+    project.edit_config(opt_in)
     project.run("up", "--yes", "--skip-preview", check=False)
     project.run("destroy", "--yes", "--skip-preview")
     for node in NODES:
@@ -143,7 +133,7 @@ def test_no_changes_after_up_and_noop_up_changes_nothing(stack):
 def test_cluster_option_change_is_an_update_of_the_config_alone(stack):
     def change(cfg):
         cfg["cephkvm:ceph"]["options"]["mon"]["mon_data_avail_warn"] = 3
-    edit_stack(stack, change)
+    stack.edit_config(change)
     preview = stack.preview_json()
     ops = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
     assert ops == {"ceph-config": "update"}, ops
@@ -154,7 +144,7 @@ def test_cluster_option_change_is_an_update_of_the_config_alone(stack):
 def test_pool_size_pg_num_application_update_in_place(stack):
     def change(cfg):
         pools_cfg(cfg)["rbd_test"].update(size=2, min_size=1, pg_num=16, application="rbd")
-    edit_stack(stack, change)
+    stack.edit_config(change)
     preview = stack.preview_json()
     ops = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
     assert ops == {"pool-rbd_test": "update"}, ops
@@ -179,7 +169,7 @@ def test_type_change_is_a_replace_and_refused_without_opt_in(stack):
         pools_cfg(cfg)["rbd_test"].update(erasure={"k": 2, "m": 1})
         for k in ("size", "min_size"):
             pools_cfg(cfg)["rbd_test"].pop(k)
-    edit_stack(stack, change)
+    stack.edit_config(change)
     preview = stack.preview_json()
     ops = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
     assert set(ops.values()) <= {"delete-replaced", "create-replacement", "replace"}, ops
@@ -191,7 +181,7 @@ def test_type_change_is_a_replace_and_refused_without_opt_in(stack):
     def back(cfg):
         pools_cfg(cfg)["rbd_test"].pop("erasure")
         pools_cfg(cfg)["rbd_test"].update(size=2, min_size=1)
-    edit_stack(stack, back)
+    stack.edit_config(back)
 
 
 def poll(probe, timeout=90):

@@ -9,7 +9,6 @@ import shlex
 import time
 
 import pytest
-import yaml
 
 import lab
 from providers import base
@@ -28,15 +27,6 @@ NODES = [n["name"] for n in lab.inventory()["nodes"]]
 SUBNET = ipaddress.ip_network(lab.inventory()["subnet"])
 GUEST = str(SUBNET.network_address + 100)
 CLIENT_KEY = lab.inventory()["ssh_key"]
-
-
-def edit_stack(project: Project, change) -> None:
-    path = os.path.join(project.dir, "stacks", "Pulumi.lab.yaml")
-    with open(path) as f:
-        doc = yaml.safe_load(f)
-    change(doc["config"])
-    with open(path, "w") as f:
-        yaml.safe_dump(doc, f, sort_keys=False)
 
 
 def vm_config(config) -> dict:
@@ -97,7 +87,7 @@ def stack(tmp_path_factory):
         vm_config(config)["cloud_init"]["network_config"]["ethernets"]["eth0"]["addresses"] = \
             [f"{GUEST}/{SUBNET.prefixlen}"]
 
-    edit_stack(project, configure)
+    project.edit_config(configure)
     try:
         t0 = time.monotonic()
         project.run("up", "--yes", "--skip-preview")
@@ -147,7 +137,7 @@ def test_preview_right_after_up_and_refresh_shows_no_changes(stack):
 
 
 def test_memory_change_is_an_update_applied_live(stack):
-    edit_stack(stack, lambda c: vm_config(c).update(memory_mib=224))
+    stack.edit_config(lambda c: vm_config(c).update(memory_mib=224))
     assert steps(stack)[VM] == "update"
     uptime = float(guest("node1", "cat /proc/uptime").stdout.split()[0])
     stack.run("up", "--yes", "--skip-preview")
@@ -159,8 +149,8 @@ def test_memory_change_is_an_update_applied_live(stack):
 
 def test_disk_grows_live_and_cloud_init_change_writes_a_new_seed(stack):
     before = stack.outputs()["vms"][VM]
-    edit_stack(stack, lambda c: vm_config(c).update(disk_gib=4))
-    edit_stack(stack, lambda c: vm_config(c)["cloud_init"].update(runcmd=["touch /run/x"]))
+    stack.edit_config(lambda c: vm_config(c).update(disk_gib=4))
+    stack.edit_config(lambda c: vm_config(c)["cloud_init"].update(runcmd=["touch /run/x"]))
     assert steps(stack)[VM] == "update"
     stack.run("up", "--yes", "--skip-preview")
     size = guest("node1", "cat /sys/block/vda/size").stdout.strip()
@@ -179,7 +169,7 @@ def test_disk_grows_live_and_cloud_init_change_writes_a_new_seed(stack):
 
 def test_new_host_is_a_live_migration(stack):
     before = float(guest("node1", "cat /proc/uptime").stdout.split()[0])
-    edit_stack(stack, lambda c: vm_config(c).update(node="node2"))
+    stack.edit_config(lambda c: vm_config(c).update(node="node2"))
     assert steps(stack)[VM] == "update"
     t0 = time.monotonic()
     stack.run("up", "--yes", "--skip-preview")
@@ -228,7 +218,7 @@ def test_refresh_finds_a_vm_migrated_by_hand_and_up_moves_it_back(stack, tmp_pat
 
 
 def test_nics_are_added_and_removed_live(stack):
-    edit_stack(stack, lambda c: vm_config(c).update(nics=[{"bridge": "br0"},
+    stack.edit_config(lambda c: vm_config(c).update(nics=[{"bridge": "br0"},
                                                           {"network": "br0"}]))
     assert steps(stack)[VM] == "update"
     stack.run("up", "--yes", "--skip-preview")
@@ -237,7 +227,7 @@ def test_nics_are_added_and_removed_live(stack):
     seen = base.wait_until(lambda: macs[1] in guest("node2", "cat /sys/class/net/*/address")
                            .stdout, timeout=30, what="the guest to see its second NIC")
     assert seen
-    edit_stack(stack, lambda c: vm_config(c).update(nics=[{"bridge": "br0"}]))
+    stack.edit_config(lambda c: vm_config(c).update(nics=[{"bridge": "br0"}]))
     stack.run("up", "--yes", "--skip-preview")
     assert base.wait_until(lambda: macs[1] not in guest("node2", "cat /sys/class/net/*/address")
                            .stdout, timeout=30, what="the second NIC to go")
@@ -250,7 +240,7 @@ def test_broken_bridge_address_rolls_back_by_itself(stack):
 
     def broken(config):
         config["cephkvm:bridges"][0]["addresses"] = {"node3": [wrong]}
-    edit_stack(stack, broken)
+    stack.edit_config(broken)
     proc = stack.run("up", "--yes", "--skip-preview", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
@@ -258,7 +248,7 @@ def test_broken_bridge_address_rolls_back_by_itself(stack):
     assert lab.run("node3", ["true"]).returncode == 0, "node3 still answers SSH"
     addrs = lab.run("node3", ["ip", "-o", "addr", "show", "dev", "br0"]).stdout
     assert f"{node3['address']}/" in addrs and wrong not in addrs
-    edit_stack(stack, lambda c: c["cephkvm:bridges"][0].pop("addresses"))
+    stack.edit_config(lambda c: c["cephkvm:bridges"][0].pop("addresses"))
     assert_kvm_unchanged(stack)
 
 

@@ -5,7 +5,6 @@ import subprocess
 
 import paramiko
 import pytest
-import yaml
 
 import lab
 from tests.cli import Project
@@ -90,19 +89,7 @@ CHANGES = [
 @pytest.mark.parametrize("what, change, resource, expected", CHANGES,
                          ids=[row[0] for row in CHANGES])
 def test_preview_says_update_or_replace(stack, what, change, resource, expected):
-    path = os.path.join(stack.dir, "stacks", "Pulumi.lab.yaml")
-    with open(path) as f:
-        original = f.read()
-    doc = yaml.safe_load(original)
-    change(doc["config"])
-    try:
-        with open(path, "w") as f:
-            yaml.safe_dump(doc, f)
-        preview = json.loads(stack.run("preview", "--json").stdout)
-    finally:
-        with open(path, "w") as f:
-            f.write(original)
-    ops = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
+    ops = {name: step["op"] for name, step in stack.preview_changes(change).items()}
     said = ops.get(resource)
     assert said is not None and expected in said, f"{what}: {resource} -> {said}; all: {ops}"
 
