@@ -10,6 +10,7 @@ import re
 import shlex
 import time
 
+from providers import base
 from providers.transport import CommandError, Host, Result, Session, command_line
 from tests.unit.fakes import Crash
 
@@ -38,6 +39,12 @@ class CephWorld:
     @property
     def changes(self):
         return [(n, line) for n, kind, line in self.log if kind == "change"]
+
+    def serve(self, monkeypatch) -> "CephWorld":
+        """Answer every provider's session (base.session) from this world's nodes."""
+        monkeypatch.setattr(base, "session",
+                            lambda props: self.nodes[props["connection"]["name"]].session())
+        return self
 
     def running(self, kind):
         return sorted(i for node in self.nodes.values() for k, i in node.running if k == kind)

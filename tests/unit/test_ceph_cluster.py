@@ -1,6 +1,5 @@
 import pytest
 
-from providers import base
 from providers.ceph_cluster import CephClusterProvider, render_conf
 from tests.unit.ceph_fakes import CephWorld, bring_up, cluster_props
 from tests.unit.fakes import Crash
@@ -13,9 +12,7 @@ IDENTITY = ("/var/lib/ceph/tmp/ceph.fsid", "/var/lib/ceph/tmp/ceph.bootstrap.key
 
 @pytest.fixture
 def world(monkeypatch):
-    w = CephWorld()
-    monkeypatch.setattr(base, "session",
-                        lambda props: w.nodes[props["connection"]["name"]].session())
+    w = CephWorld().serve(monkeypatch)
     return w
 
 

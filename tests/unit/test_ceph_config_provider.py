@@ -1,7 +1,6 @@
 """CephConfig against the fake cluster: options in the mons' store, quorum, health."""
 import pytest
 
-from providers import base
 from providers.ceph_cluster import CephClusterProvider
 from providers.ceph_config import CephConfigProvider
 from providers.ceph_mon import CephMonProvider
@@ -15,9 +14,7 @@ OPTIONS = {"mon": {"mon_data_avail_warn": 2}}
 
 @pytest.fixture
 def world(monkeypatch):
-    w = CephWorld()
-    monkeypatch.setattr(base, "session",
-                        lambda props: w.nodes[props["connection"]["name"]].session())
+    w = CephWorld().serve(monkeypatch)
     w.fsid = CephClusterProvider().create(cluster_props(w)).outs["fsid"]
     for name in NAMES:
         CephMonProvider().create(mon_props(w, w.fsid, name))

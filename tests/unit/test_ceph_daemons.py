@@ -1,7 +1,6 @@
 """CephMgr and CephMds against the fake cluster: what runs, what the cluster lists."""
 import pytest
 
-from providers import base
 from providers.ceph_cluster import CephClusterProvider
 from providers.ceph_config import CephConfigProvider
 from providers.ceph_mds import CephMdsProvider
@@ -18,9 +17,7 @@ KINDS = [("mgr", CephMgrProvider), ("mds", CephMdsProvider)]
 
 @pytest.fixture
 def world(monkeypatch):
-    w = CephWorld()
-    monkeypatch.setattr(base, "session",
-                        lambda props: w.nodes[props["connection"]["name"]].session())
+    w = CephWorld().serve(monkeypatch)
     w.fsid = CephClusterProvider().create(cluster_props(w)).outs["fsid"]
     for name in NAMES:
         CephMonProvider().create(mon_props(w, w.fsid, name))

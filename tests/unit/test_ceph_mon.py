@@ -1,6 +1,5 @@
 import pytest
 
-from providers import base
 from providers.ceph_cluster import CephClusterProvider
 from providers.ceph_mon import CephMonProvider, removal_problem
 from tests.unit.ceph_fakes import CephWorld, bring_up, cluster_props, mon_props
@@ -13,9 +12,7 @@ MON_DIR = "/var/lib/ceph/mon/ceph-{}/done"
 
 @pytest.fixture
 def world(monkeypatch):
-    w = CephWorld()
-    monkeypatch.setattr(base, "session",
-                        lambda props: w.nodes[props["connection"]["name"]].session())
+    w = CephWorld().serve(monkeypatch)
     return w
 
 
@@ -49,7 +46,7 @@ def test_second_run_changes_nothing(world):
 def _changes_of_a_bring_up() -> int:
     w = CephWorld()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(base, "session", lambda props: w.nodes[props["connection"]["name"]].session())
+        w.serve(mp)
         bring_up(w)
     return len(w.changes)
 

@@ -1,6 +1,5 @@
 import pytest
 
-from providers import base
 from providers.ceph_osd import CephOsdProvider
 from tests.unit.ceph_fakes import CephWorld, bring_up
 from tests.unit.fakes import Crash
@@ -11,9 +10,7 @@ NAMES = ["node1", "node2", "node3"]
 
 @pytest.fixture
 def world(monkeypatch):
-    w = CephWorld()
-    monkeypatch.setattr(base, "session",
-                        lambda props: w.nodes[props["connection"]["name"]].session())
+    w = CephWorld().serve(monkeypatch)
     w.fsid = bring_up(w)["fsid"]
     for node in w.nodes.values():
         node.devices["/dev/sdb"] = {"signature": None, "osd": None}

@@ -1,6 +1,5 @@
 import pytest
 
-from providers import base
 from providers.ceph_pool import CephPoolProvider, delta
 from providers.cephfs_filesystem import CephFilesystemProvider
 from tests.unit.ceph_fakes import CephWorld, bring_up
@@ -11,9 +10,7 @@ NAMES = ["node1", "node2", "node3"]
 
 @pytest.fixture
 def world(monkeypatch):
-    w = CephWorld()
-    monkeypatch.setattr(base, "session",
-                        lambda props: w.nodes[props["connection"]["name"]].session())
+    w = CephWorld().serve(monkeypatch)
     w.fsid = bring_up(w)["fsid"]
     w.log.clear()
     return w

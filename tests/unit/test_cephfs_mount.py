@@ -1,6 +1,5 @@
 import pytest
 
-from providers import base
 from providers.cephfs_mount import CephFSMountProvider, fstab_line, with_line
 from tests.unit.ceph_fakes import CephWorld, bring_up
 from tests.unit.fakes import Crash
@@ -12,9 +11,7 @@ LINE = "none /mnt/cephfs fuse.ceph ceph.id=cephfs-node1,ceph.client_fs=cephfs,_n
 
 @pytest.fixture
 def world(monkeypatch):
-    w = CephWorld()
-    monkeypatch.setattr(base, "session",
-                        lambda props: w.nodes[props["connection"]["name"]].session())
+    w = CephWorld().serve(monkeypatch)
     w.fsid = bring_up(w)["fsid"]
     w.log.clear()
     return w
