@@ -78,8 +78,7 @@ class MigrationAccessProvider(ResourceProvider):
 def _converge(props: dict) -> None:
     node = base.session(props)
     path, text = _authorized(node, props)
-    kept = [line for line in text.splitlines() if not _ours(line, props)]
-    wanted = "\n".join(kept + [_line(props)]) + "\n"
+    wanted = "\n".join(_others(text, props) + [_line(props)]) + "\n"
     if wanted != text:
         _ensure_dir(node, path.rsplit("/", 1)[0], _user(props))
         node.put(path, wanted, mode="0600", owner=f"{_user(props)}:")
@@ -91,7 +90,7 @@ def _converge(props: dict) -> None:
 def _revoke(props: dict) -> None:
     node = base.session(props)
     path, text = _authorized(node, props)
-    kept = [line for line in text.splitlines() if not _ours(line, props)]
+    kept = _others(text, props)
     if len(kept) != len(text.splitlines()):
         node.put(path, "\n".join(kept) + ("\n" if kept else ""), mode="0600",
                  owner=f"{_user(props)}:")
@@ -119,8 +118,9 @@ def _line(props: dict) -> str:
     return f'from="{",".join(props["peers"])}",restrict {props["public_key"]}'
 
 
-def _ours(line: str, props: dict) -> bool:
-    return line.split()[-1:] == [_comment(props)]
+def _others(text: str, props: dict) -> list[str]:
+    """authorized_keys lines that are not this key's (marked by its comment)."""
+    return [line for line in text.splitlines() if line.split()[-1:] != [_comment(props)]]
 
 
 def _authorized(node, props: dict) -> tuple[str, str]:

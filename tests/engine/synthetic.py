@@ -105,16 +105,19 @@ def _import(project: Project, resources: list) -> None:
 
 def _parents_first(resources: list) -> list:
     """State lists a resource after its parent, its provider and its dependencies."""
-    placed, ordered, pending = set(), [], list(resources)
-    while pending:
-        for r in pending:
-            needs = {r.get("parent"), *(r.get("dependencies") or []),
-                     (r.get("provider") or "::").rsplit("::", 1)[0]} - {None, ""}
-            if needs <= placed | {n for n in needs if n not in {x["urn"] for x in resources}}:
-                placed.add(r["urn"])
-                ordered.append(r)
-                pending.remove(r)
-                break
-        else:
-            raise AssertionError(f"cannot order state: {[r['urn'] for r in pending]}")
+    by_urn = {r["urn"]: r for r in resources}
+    ordered, placed = [], set()
+
+    def place(r: dict) -> None:
+        if r["urn"] in placed:
+            return
+        placed.add(r["urn"])
+        provider = (r.get("provider") or "::").rsplit("::", 1)[0]
+        for urn in [r.get("parent"), provider, *(r.get("dependencies") or [])]:
+            if urn in by_urn:
+                place(by_urn[urn])
+        ordered.append(r)
+
+    for r in resources:
+        place(r)
     return ordered

@@ -137,6 +137,7 @@ def test_a_private_key_in_secret_config_stays_encrypted_in_state(stack):
     body = "".join(key.strip().splitlines()[1:-1])
     state = stack.state_text().replace("\\n", "").replace("\n", "")
     assert body[:40] not in state and "ciphertext" in state
+    assert "PRIVATE KEY" not in state, "the migration key too is only ciphertext"
     stack.run("preview", "--expect-no-changes")
 
 
