@@ -39,7 +39,8 @@ IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$")
 VM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 VM_FIELDS = ("name", "node", "template", "memory_mib", "max_memory_mib", "vcpus", "max_vcpus",
              "disk_gib", "virt_type", "nics", "cloud_init", "autostart", "on_restart_needed",
-             "on_cloud_init_change", "keep_disk", "shutdown_timeout", "ip_timeout")
+             "on_cloud_init_change", "keep_disk", "shutdown_timeout", "wait_for", "ready_timeout")
+WAIT_FOR = ("cloud-init", "address", "none")
 BRIDGE_FIELDS = ("name", "interfaces", "nodes", "addresses", "gateway", "nameservers",
                  "search", "mode", "network", "confirm_timeout", "vlan", "bond")
 BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
@@ -83,7 +84,8 @@ class VmConfig:
     on_cloud_init_change: str = "next-boot"
     keep_disk: bool = True  # deleting a VM disk needs an explicit opt-in
     shutdown_timeout: int = 60
-    ip_timeout: int = 60
+    wait_for: str = "cloud-init"  # what makes the VM ready: see providers/cloud_vm.py
+    ready_timeout: int = 300
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,10 @@ def _vm(item, path: str, names: list, passwords: dict, problems: list):
         return None
     before = len(problems)
     for k in item:
-        if k not in VM_FIELDS:
+        if k == "ip_timeout":
+            problems.append(f"{key(f'{path}.{k}')}: renamed to ready_timeout (up now waits "
+                            "until cloud-init has finished, see wait_for)")
+        elif k not in VM_FIELDS:
             problems.append(f"{key(f'{path}.{k}')}: unknown key; known: {', '.join(VM_FIELDS)}"
                             + (f" (a password goes in {key('vm_passwords')}, as a secret)"
                                if k == "password" else ""))
@@ -267,7 +272,7 @@ def _vm(item, path: str, names: list, passwords: dict, problems: list):
     ints = {}
     for f, low, default in (("memory_mib", 64, 512), ("vcpus", 1, 1), ("disk_gib", 1, 10),
                             ("max_memory_mib", 64, None), ("max_vcpus", 1, None),
-                            ("shutdown_timeout", 0, 60), ("ip_timeout", 0, 60)):
+                            ("shutdown_timeout", 0, 60), ("ready_timeout", 0, 300)):
         value = item.get(f, default)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                   or value < low):
@@ -297,7 +302,7 @@ def _vm(item, path: str, names: list, passwords: dict, problems: list):
             problems.append(f"{key(f'{path}.cloud_init.{k}')}: unknown key; known: "
                             f"{', '.join(CLOUD_INIT_KEYS)} (anything else goes in user_data)")
     choices = {"on_restart_needed": ("restart", "fail"),
-               "on_cloud_init_change": ("next-boot", "replace")}
+               "on_cloud_init_change": ("next-boot", "replace"), "wait_for": WAIT_FOR}
     for f, allowed in choices.items():
         if item.get(f, allowed[0]) not in allowed:
             problems.append(f"{key(f'{path}.{f}')}: must be one of {', '.join(allowed)}")
@@ -309,6 +314,7 @@ def _vm(item, path: str, names: list, passwords: dict, problems: list):
         autostart=item.get("autostart", True) in (True, "true"),
         on_restart_needed=item.get("on_restart_needed", "restart"),
         on_cloud_init_change=item.get("on_cloud_init_change", "next-boot"),
+        wait_for=item.get("wait_for", "cloud-init"),
         keep_disk=item.get("keep_disk", True) not in (False, "false"), **ints)
 
 

@@ -84,7 +84,8 @@ class Kvm(pulumi.ComponentResource):
             "nics": [dict(n) for n in vm.nics], "cloud_init": dict(vm.cloud_init),
             "autostart": vm.autostart, "on_restart_needed": vm.on_restart_needed,
             "on_cloud_init_change": vm.on_cloud_init_change, "keep_disk": vm.keep_disk,
-            "shutdown_timeout": vm.shutdown_timeout, "ip_timeout": vm.ip_timeout,
+            "shutdown_timeout": vm.shutdown_timeout, "wait_for": vm.wait_for,
+            "ready_timeout": vm.ready_timeout,
         }
         if vm.password:
             props["password"] = pulumi.Output.secret(vm.password)
@@ -101,5 +102,6 @@ class Kvm(pulumi.ComponentResource):
     def vm_outputs(self) -> dict:
         return {name: pulumi.Output.all(host=vm.host, addresses=vm.addresses, macs=vm.macs,
                                         uuid=vm.uuid, state=vm.state, disk_path=vm.disk_path,
-                                        instance_id=vm.instance_id)
+                                        instance_id=vm.instance_id, ready=vm.ready,
+                                        cloud_init_errors=vm.cloud_init_errors)
                 for name, vm in self.vms.items()}

@@ -28,6 +28,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
     ResourceProvider, UpdateResult
 
 from providers import base
+from providers import guest_agent
 from providers import libvirt_domain as dx
 from providers.transport import known_hosts_line, libvirt_uri, open_libvirt
 
@@ -57,15 +58,18 @@ from providers.transport import known_hosts_line, libvirt_uri, open_libvirt
 # on_cloud_init_change str   next-boot | replace
 # keep_disk            bool  delete keeps overlay and seed (the default: disks are data)
 # shutdown_timeout     int   seconds a graceful shutdown may take before destroy
-# ip_timeout           int   seconds create waits for the guest to report an address
+# wait_for             str   cloud-init | address | none: what create (and an update that
+#                            restarts the guest) waits for before calling the VM ready
+#                            (cloud-init: finished, through the guest agent, guest_agent.py)
+# ready_timeout        int   seconds that wait may take
 # outputs: uuid, host, state, macs, addresses, disk_path, seed_path, template_path,
-#          instance_id, seed_generation
+#          instance_id, seed_generation, ready, cloud_init_errors
 
 REPLACES = ("name", "storage", "template")
 UPDATES = ("node", "connection", "peers", "migration_key", "shared_storage", "disk_gib", "memory_mib",
            "max_memory_mib", "vcpus", "max_vcpus", "virt_type", "nics", "cloud_init",
            "password", "autostart", "on_restart_needed", "on_cloud_init_change", "keep_disk",
-           "shutdown_timeout", "ip_timeout")
+           "shutdown_timeout", "wait_for", "ready_timeout")
 CLOUD_INIT_FIELDS = ("cloud_init", "password")
 # Fields that only a shutdown + redefine can change.
 RESTART_FIELDS = ("max_memory_mib", "max_vcpus", "virt_type")
@@ -73,7 +77,10 @@ RESTART_FIELDS = ("max_memory_mib", "max_vcpus", "virt_type")
 DEFAULTS = {"peers": [], "shared_storage": False, "disk_gib": 10, "memory_mib": 512,
             "vcpus": 1, "virt_type": "kvm", "nics": [], "cloud_init": {}, "autostart": True,
             "on_restart_needed": "restart", "on_cloud_init_change": "next-boot",
-            "keep_disk": True, "shutdown_timeout": 60, "ip_timeout": 60}
+            "keep_disk": True, "shutdown_timeout": 60, "wait_for": "cloud-init",
+            "ready_timeout": 300}
+WAIT_FOR = ("cloud-init", "address", "none")
+READY_POLL = 2  # seconds between looks at a booting guest
 DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -117,7 +124,7 @@ class CloudVMProvider(ResourceProvider):
             if not dom.isActive():
                 dom.create()
             dom.setAutostart(1 if props["autostart"] else 0)
-            outs = _observe(dom, props, wait_for_ip=props["ip_timeout"])
+            outs = {**_wait_ready(dom, props, seed["instance_id"]), **_observe(dom, props)}
         return CreateResult(props["name"], {**props, **paths_out(paths), **seed, **outs})
 
     def read(self, id_, props):
@@ -129,7 +136,7 @@ class CloudVMProvider(ResourceProvider):
                     continue
                 # The persistent definition: live XML shows the balloon's momentary size.
                 found = dx.parse_domain(dom.XMLDesc(_inactive()))
-                outs = _observe(dom, where, wait_for_ip=0)
+                outs = {**_ready_now(dom, props), **_observe(dom, where)}
             # Drift shows as differences from the inputs: a hand migration as a node change.
             return ReadResult(id_, {**props, **outs, "connection": where["connection"],
                                     "node": where["node"],
@@ -164,15 +171,18 @@ class CloudVMProvider(ResourceProvider):
                 _grow_disk(node, dom, paths["disk"], news["disk_gib"])
             if "nics" in changed:
                 _update_nics(dom, olds, news)
+            if "cloud_init" in changed or "password" in changed:
+                _swap_seed_media(dom, paths["seed"])
+            # A guest that keeps running stays as ready as it was; a restarted one is waited for.
+            ready = {k: olds.get(k) for k in ("ready", "cloud_init_errors")}
             if restart:
                 _redefine_and_restart(conn, dom, news, paths)
                 dom = _lookup(conn, news["name"])
+                ready = _wait_ready(dom, news, seed["instance_id"])
             else:
                 _resize_live(dom, olds, news)
-            if "cloud_init" in changed or "password" in changed:
-                _swap_seed_media(dom, paths["seed"])
             dom.setAutostart(1 if news["autostart"] else 0)
-            outs = _observe(dom, news, wait_for_ip=0)
+            outs = {**ready, **_observe(dom, news)}
         return UpdateResult({**news, **paths_out(paths), **seed, **outs})
 
     def delete(self, _id, props):
@@ -208,7 +218,7 @@ def _check_fields(p: dict, olds: dict) -> list[CheckFailure]:
         fail("template.source", "give the cloud image's path on the node (or an http(s) URL)")
     elif template.get("sha256") and not SHA256.match(str(template["sha256"]).lower()):
         fail("template.sha256", "must be the image's 64 hex digit SHA-256 (`sha256sum IMAGE`)")
-    for field, low in (("disk_gib", 1), ("memory_mib", 64), ("vcpus", 1)):
+    for field, low in (("disk_gib", 1), ("memory_mib", 64), ("vcpus", 1), ("ready_timeout", 0)):
         if not isinstance(p.get(field), int) or p[field] < low:
             fail(field, f"{field} must be a whole number >= {low}")
     for field, cur in (("max_memory_mib", "memory_mib"), ("max_vcpus", "vcpus")):
@@ -221,7 +231,8 @@ def _check_fields(p: dict, olds: dict) -> list[CheckFailure]:
     if p.get("virt_type") not in ("kvm", "qemu"):
         fail("virt_type", "virt_type must be kvm or qemu (qemu where KVM acceleration fails)")
     for field, allowed in (("on_restart_needed", ("restart", "fail")),
-                           ("on_cloud_init_change", ("next-boot", "replace"))):
+                           ("on_cloud_init_change", ("next-boot", "replace")),
+                           ("wait_for", WAIT_FOR)):
         if p.get(field) not in allowed:
             fail(field, f"{field} must be one of {', '.join(allowed)}")
     for i, nic in enumerate(p.get("nics") or []):
@@ -398,16 +409,56 @@ def _domain_params(p: dict, paths: dict, uuid: str | None = None) -> dict:
             "serial_log": f"/var/log/libvirt/qemu/{p['name']}-serial.log"}
 
 
-def _observe(dom, p: dict, *, wait_for_ip: int) -> dict:
+def _observe(dom, p: dict) -> dict:
     macs = dx.nic_macs(p["name"], p["nics"])
-    addrs = _addresses(dom, macs)
-    deadline = time.monotonic() + wait_for_ip
-    while not addrs and macs and time.monotonic() < deadline:
-        time.sleep(3)
-        addrs = _addresses(dom, macs)
     state, _ = dom.state()
     return {"uuid": dom.UUIDString(), "host": p["node"], "state": dx.state_name(state),
-            "macs": macs, "addresses": addrs}
+            "macs": macs, "addresses": _addresses(dom, macs)}
+
+
+def _wait_ready(dom, p: dict, iid: str) -> dict:
+    """Until the guest is usable as wait_for says: `up` ends when an operator (or the next
+    stack) can use the VM, not when QEMU has started."""
+    name, macs, last = p["name"], dx.nic_macs(p["name"], p["nics"]), {}
+    if p["wait_for"] == "none":
+        return {"ready": bool(dom.isActive()), "cloud_init_errors": []}
+    if p["wait_for"] == "address":
+        base.wait_until(lambda: not macs or _addresses(dom, macs), timeout=p["ready_timeout"],
+                        interval=READY_POLL, what=f"{name} to report an address",
+                        report=lambda: "Neither the guest agent nor a DHCP lease knows one; "
+                        "set wait_for: none for a guest that reports none.")
+        return {"ready": True, "cloud_init_errors": []}
+
+    def probe():
+        try:
+            found = guest_agent.readiness(dom, iid)
+        except guest_agent.NoAgent as err:
+            last["why"] = f"no guest agent answered ({err})"
+            return None
+        last["why"] = found.why
+        return found if found.ready else None
+
+    found = base.wait_until(
+        probe, timeout=p["ready_timeout"], interval=READY_POLL,
+        what=f"{name} to finish booting (cloud-init, through the guest agent)",
+        report=lambda: f"Last seen: {last.get('why')}. The domain is running; `pulumi up` "
+        "waits again. For an image without qemu-guest-agent set wait_for: address or none; "
+        "for a slow guest raise ready_timeout.")
+    if found.cloud_init_errors:
+        pulumi.log.warn(f"{name}: cloud-init finished with errors: "
+                        f"{'; '.join(map(str, found.cloud_init_errors))}")
+    return {"ready": True, "cloud_init_errors": found.cloud_init_errors}
+
+
+def _ready_now(dom, p: dict) -> dict:
+    """One look, for refresh: is the guest booted and cloud-init done (any instance)?"""
+    if p.get("wait_for", "cloud-init") != "cloud-init":
+        return {"ready": bool(dom.isActive()), "cloud_init_errors": []}
+    try:
+        found = guest_agent.readiness(dom, None)
+    except guest_agent.NoAgent:
+        return {"ready": False, "cloud_init_errors": []}
+    return {"ready": found.ready, "cloud_init_errors": found.cloud_init_errors}
 
 
 def _addresses(dom, macs: list[str]) -> list[str]:
@@ -575,11 +626,13 @@ class CloudVM(pulumi.dynamic.Resource, module="cephkvm", name="CloudVM"):
     seed_path: pulumi.Output[str]
     template_path: pulumi.Output[str]
     instance_id: pulumi.Output[str]
+    ready: pulumi.Output[bool]
+    cloud_init_errors: pulumi.Output[list]
 
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
         outputs = {k: None for k in ("uuid", "host", "state", "macs", "addresses", "disk_path",
                                      "seed_path", "template_path", "instance_id",
-                                     "seed_generation")}
+                                     "seed_generation", "ready", "cloud_init_errors")}
         opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
             additional_secret_outputs=["password", "ssh_private_key"]))
         super().__init__(CloudVMProvider(), name, {**outputs, **props}, opts)

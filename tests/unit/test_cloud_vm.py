@@ -1,14 +1,17 @@
 """CloudVM against a recording fake node (files) and libvirt's own test:///default driver
 (domains)."""
+import base64
 import contextlib
 import copy
+import json
 import shlex
 from unittest import mock
 
 import libvirt
 import pytest
+import yaml
 
-from providers import base, cloud_vm
+from providers import base, cloud_vm, guest_agent
 from providers import libvirt_domain as dx
 from providers.cloud_vm import CloudVMProvider
 from providers.transport import Host, Result, Session, command_line
@@ -23,7 +26,7 @@ PROPS = {
     "name": "vm-unit", "node": "node1", "connection": CONN, "storage": "/mnt/cephfs",
     "template": {"source": "/images/debian.qcow2"}, "disk_gib": 4, "memory_mib": 256,
     "max_memory_mib": 512, "vcpus": 1, "max_vcpus": 2, "virt_type": "qemu",
-    "nics": [{"bridge": "br0"}], "ip_timeout": 0, "shutdown_timeout": 0,
+    "nics": [{"bridge": "br0"}], "ready_timeout": 5, "shutdown_timeout": 0,
     "cloud_init": {"hostname": "vm-unit", "ssh_authorized_keys": ["ssh-ed25519 AAAAK op"],
                    "user_data": {"runcmd": ["echo extra"], "timezone": "UTC"}},
     "password": PASSWORD,
@@ -94,7 +97,7 @@ class FakeNode(Session):
             f[shlex.split(argv[2])[-1]] = stdin if isinstance(stdin, str) else stdin.decode()
             return "", 0
         if argv[0] == "cloud-localds":
-            f[argv[-3]] = "iso:" + f[argv[-2]]
+            f[argv[-3]] = "iso:" + f[argv[-2]] + "\n---\n" + f[argv[-1]]
             return "", 0
         if argv[0] == "chmod":
             return "", 0
@@ -105,10 +108,52 @@ class FakeNode(Session):
         raise AssertionError(f"fake node does not know {argv}")
 
 
+class FakeGuest:
+    """The guest agent of a guest that boots from the seed on the fake node: cloud-init's
+    instance-id comes from the seed's meta-data; `booted_after` probes until it is done."""
+
+    def __init__(self, node):
+        self.node, self.agent, self.errors, self.system = node, True, [], "running"
+        self.booted_after, self.probes, self.handles = 0, 0, {}
+
+    def __call__(self, _dom, execute, **args):
+        if not self.agent:
+            raise guest_agent.NoAgent("Guest agent is not responding: QEMU guest agent is "
+                                      "not connected")
+        if execute == "guest-ping":
+            self.probes += 1
+            return {}
+        if execute == "guest-file-open":
+            text = self.file(args["path"])
+            if text is None:
+                raise guest_agent.NoAgent("failed to open file: No such file or directory")
+            self.handles[len(self.handles) + 1] = text
+            return len(self.handles)
+        if execute == "guest-file-read":
+            return {"buf-b64": base64.b64encode(self.handles[args["handle"]].encode()).decode()}
+        if execute == "guest-exec":
+            return {"pid": 42}
+        if execute == "guest-exec-status":
+            return {"exited": True, "out-data": base64.b64encode(self.system.encode()).decode()}
+        return {}
+
+    def file(self, path):
+        booted = self.probes > self.booted_after
+        seed = self.node.files.get(f"/mnt/cephfs/config/{PROPS['name']}-seed.iso", "")
+        if path == guest_agent.INSTANCE_ID and booted and "---" in seed:
+            return yaml.safe_load(seed.split("\n---\n", 1)[1])["instance-id"] + "\n"
+        if path == guest_agent.RESULT and booted:
+            return json.dumps({"v1": {"datasource": "NoCloud", "errors": self.errors}})
+        return None
+
+
 @pytest.fixture
 def node(monkeypatch):
     fake = FakeNode()
     monkeypatch.setattr(base, "session", lambda props: fake)
+    fake.guest = FakeGuest(fake)
+    monkeypatch.setattr(guest_agent, "command", fake.guest)
+    monkeypatch.setattr(cloud_vm, "READY_POLL", 0.01)
     conn = libvirt.open("test:///default")
 
     @contextlib.contextmanager
@@ -385,3 +430,69 @@ def test_read_and_delete_find_a_vm_moved_by_hand_to_a_peer(node, monkeypatch):
     with pytest.raises(libvirt.libvirtError):
         node.conn.lookupByName("vm-unit")
     assert seen[0] == "node1", "its own node is asked first"
+
+
+# --- ready means usable -----------------------------------------------------------------
+
+
+def test_create_waits_until_cloud_init_has_finished_for_this_seed(node):
+    node.guest.booted_after = 5  # the agent answers, cloud-init is still running
+    outs = CloudVMProvider().create(checked()).outs
+    assert node.guest.probes > 5, "create returned before cloud-init had finished"
+    assert outs["ready"] is True and outs["cloud_init_errors"] == []
+
+
+def test_create_waits_while_systemd_is_still_starting_units(node):
+    node.guest.system = "starting"
+    with pytest.raises(TimeoutError, match="systemd in the guest is 'starting'"):
+        CloudVMProvider().create(checked({**PROPS, "ready_timeout": 0}))
+
+
+def test_no_guest_agent_times_out_naming_the_setting(node):
+    node.guest.agent = False
+    with pytest.raises(TimeoutError) as err:
+        CloudVMProvider().create(checked({**PROPS, "ready_timeout": 0}))
+    assert "no guest agent answered" in str(err.value)
+    assert "wait_for: address or none" in str(err.value)
+    assert node.conn.lookupByName("vm-unit").isActive(), "the domain is left running"
+    node.guest.agent = True
+    assert CloudVMProvider().create(checked()).outs["ready"] is True, "a re-run converges"
+
+
+def test_a_guest_running_another_instance_is_not_ready(node):
+    CloudVMProvider().create(checked())
+    node.files[f"/mnt/cephfs/config/vm-unit-seed.iso"] = "iso:\n---\ninstance-id: other-1\n"
+    with pytest.raises(TimeoutError, match="runs instance other-1"):
+        cloud_vm._wait_ready(node.conn.lookupByName("vm-unit"),
+                             {**checked(), "ready_timeout": 0}, "vm-unit-1-00000000")
+
+
+def test_cloud_init_errors_are_reported_in_outputs(node):
+    node.guest.errors = ["runcmd failed"]
+    outs = CloudVMProvider().create(checked()).outs
+    assert outs["ready"] is True and outs["cloud_init_errors"] == ["runcmd failed"]
+
+
+def test_wait_for_none_asks_no_agent(node):
+    node.guest.agent = False
+    outs = CloudVMProvider().create(checked({**PROPS, "wait_for": "none"})).outs
+    assert outs["ready"] is True and node.guest.probes == 0
+
+
+def test_restart_update_waits_for_the_guest_again(node):
+    olds = CloudVMProvider().create(checked()).outs
+    node.guest.probes, node.guest.booted_after = 0, 3
+    news = checked({**PROPS, "max_vcpus": 3})
+    outs = CloudVMProvider().update("vm-unit", olds, news).outs
+    assert node.guest.probes > 3 and outs["ready"] is True
+
+
+def test_refresh_reports_a_guest_that_is_not_ready(node):
+    olds = CloudVMProvider().create(checked()).outs
+    node.guest.agent = False
+    assert CloudVMProvider().read("vm-unit", olds).outs["ready"] is False
+
+
+def test_wait_for_is_checked():
+    result = CloudVMProvider().check({}, {**PROPS, "wait_for": "ssh"})
+    assert [f.property for f in result.failures] == ["wait_for"]
