@@ -1,8 +1,9 @@
 """CephStack: the Ceph half of the runbook as one component.
 
     CephStack
-    ├── CephCluster          fsid, keys, initial monmap, ceph.conf + admin keyring everywhere
-    ├── CephMon per mon node                after the cluster (made in parallel)
+    ├── CephCluster          fsid, keys, initial monmap (identity files on the mon nodes)
+    ├── CephConf per node    ceph.conf; the admin keyring on nodes with a Ceph role
+    ├── CephMon per mon node                after the cluster and its node's conf
     ├── CephConfig           `ceph config set`; after every mon: waits for their quorum
     ├── CephMgr, CephMds per node           after the quorum (CephConfig)
     ├── CephOsd per (node, device)          after the mgrs (`osd purge` is a mgr command)
@@ -18,6 +19,7 @@ import pulumi
 
 from components.config import StackConfig
 from providers.ceph_cluster import CephCluster
+from providers.ceph_conf import CephConf
 from providers.ceph_config import CephConfig
 from providers.ceph_mds import CephMds
 from providers.ceph_mgr import CephMgr
@@ -46,21 +48,36 @@ class CephStack(pulumi.ComponentResource):
         common = {"cluster_name": cfg.cluster_name}
         preps = [prepared.prep for prepared in nodes.values()]
 
+        # Whatever holds data is protected (Pulumi's own `protect`) unless its opt-in is set:
+        # a destroy or a removal is then refused at preview, before any host is touched.
+        keep = not cfg.allow_data_loss
+        pulumi.log.info(_protection_note(cfg), resource=self)
         self.cluster = CephCluster("ceph-cluster", {
-            **common, "pin_fsid": cfg.fsid, "public_network": cfg.public_network,
+            **common, "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}",
+            "pin_fsid": cfg.fsid, "public_network": cfg.public_network,
             "cluster_network": cfg.cluster_network,
             "nodes": [{"name": n, "address": by_name[n].address, **access[n]} for n in nodes],
             "mons": list(cfg.mons), "allow_data_loss": cfg.allow_data_loss,
-        }, pulumi.ResourceOptions(parent=self, depends_on=preps,
+        }, pulumi.ResourceOptions(parent=self, depends_on=preps, protect=keep,
                                   additional_secret_outputs=secret))
         common["fsid"] = self.cluster.fsid
-        admin = [access[n] for n in list(cfg.mons) + [n for n in nodes if n not in cfg.mons]]
+        # Nodes with a Ceph role hold the admin key; the others (KVM, CephFS clients) not.
+        ceph_nodes = [n for n in nodes if set(by_name[n].roles) & {"mon", "mgr", "mds", "osd"}]
+        self.confs = {n: CephConf(f"conf-{n}", {
+            "cluster_name": cfg.cluster_name, "node": n, **access[n],
+            "conf": self.cluster.conf, "admin": n in ceph_nodes,
+            **({"admin_key": self.cluster.admin_key} if n in ceph_nodes else {}),
+        }, pulumi.ResourceOptions(parent=self, depends_on=[self.cluster],
+                                  additional_secret_outputs=secret)) for n in nodes}
+        admin_names = list(cfg.mons) + [n for n in ceph_nodes if n not in cfg.mons]
+        admin = [access[n] for n in admin_names]
+        admin_confs = [self.confs[n] for n in admin_names]
         timeout = {"timeout": cfg.health_timeout}
 
         def per_node(cls, prefix, names, after, extra=lambda n: {}):
             return [cls(f"{prefix}-{n}", {**common, "node": n, **access[n], **timeout,
                                           **extra(n)},
-                        pulumi.ResourceOptions(parent=self, depends_on=after,
+                        pulumi.ResourceOptions(parent=self, depends_on=[*after, self.confs[n]],
                                                additional_secret_outputs=secret))
                     for n in names]
 
@@ -69,16 +86,18 @@ class CephStack(pulumi.ComponentResource):
         self.config = CephConfig("ceph-config", {
             **common, "admin": admin, "mons": list(cfg.mons), "options": cfg.options,
             "allow_data_loss": cfg.allow_data_loss, **timeout,
-        }, pulumi.ResourceOptions(parent=self, depends_on=self.mons,
-                                  additional_secret_outputs=secret))
+        }, pulumi.ResourceOptions(parent=self, depends_on=[*self.mons, *admin_confs],
+                                  protect=keep, additional_secret_outputs=secret))
         self.mgrs = per_node(CephMgr, "mgr", cfg.mgrs, [self.config])
         self.mdss = per_node(CephMds, "mds", cfg.mdss, [self.config])
 
         self.osds = [CephOsd(f"osd-{node}-{_slug(device)}", {
             **common, "node": node, **access[node], "device": device,
             "method": cfg.osd_method, "wipe": cfg.wipe_devices,
-            "allow_data_loss": cfg.allow_data_loss,
-        }, pulumi.ResourceOptions(parent=self, depends_on=[self.config, *self.mgrs],
+            "allow_removal": cfg.allow_osd_removal, "allow_data_loss": cfg.allow_data_loss,
+        }, pulumi.ResourceOptions(parent=self, depends_on=[self.config, *self.mgrs,
+                                                           self.confs[node]],
+                                  protect=keep and not cfg.allow_osd_removal,
                                   additional_secret_outputs=secret))
             for node, device in cfg.osds]
 
@@ -86,6 +105,7 @@ class CephStack(pulumi.ComponentResource):
             **common, "admin": admin, **p,
         }, pulumi.ResourceOptions(parent=self, depends_on=[self.config, *self.mgrs,
                                                                  *self.osds],
+                                  protect=not p["allow_delete"],
                                   additional_secret_outputs=secret))
             for p in cfg.pools}
 
@@ -96,6 +116,7 @@ class CephStack(pulumi.ComponentResource):
             self.filesystems[fs["name"]] = CephFilesystem(f"fs-{fs['name']}", {
                 **common, "admin": admin, **fs, "timeout": cfg.health_timeout,
             }, pulumi.ResourceOptions(parent=self, depends_on=[*pools, *self.mdss],
+                                      protect=not fs["allow_delete"],
                                       additional_secret_outputs=secret))
 
         self.mounts = []
@@ -104,7 +125,8 @@ class CephStack(pulumi.ComponentResource):
             self.mounts.append((m, CephFSMount(
                 f"mount-{m['node']}-{_slug(m['mountpoint'])}", {
                     **common, **m, **access[m["node"]], "mon_hosts": self.cluster.mon_hosts,
-                }, pulumi.ResourceOptions(parent=fs, depends_on=[fs],
+                    "admin": admin,
+                }, pulumi.ResourceOptions(parent=fs, depends_on=[fs, self.confs[m["node"]]],
                                           additional_secret_outputs=secret))))
         self.register_outputs({"fsid": self.cluster.fsid})
 
@@ -125,3 +147,20 @@ class CephStack(pulumi.ComponentResource):
                 **{f"{m['node']}:{m['mountpoint']}": r.client_key for m, r in self.mounts})),
             "csi": {"clusterID": self.cluster.fsid, "monitors": self.cluster.mon_hosts},
         }
+
+
+def _protection_note(cfg) -> str:
+    """One line that says what is protected and which setting lifts it, so a refused
+    delete or replace in preview comes with its fix."""
+    held = []
+    if not cfg.allow_data_loss:
+        held.append("the cluster (cephkvm:ceph.allow_data_loss)")
+        if not cfg.allow_osd_removal:
+            held.append("OSDs (cephkvm:ceph.allow_osd_removal)")
+    held += [f"pool {p['name']} (its allow_delete)" for p in cfg.pools if not p["allow_delete"]]
+    held += [f"filesystem {f['name']} (its allow_delete)" for f in cfg.filesystems
+             if not f["allow_delete"]]
+    if not held:
+        return "protected from delete: nothing (every opt-in is set)"
+    return ("protected from delete and replace: " + ", ".join(held) + ". To remove one, set "
+            "its setting to true, run `pulumi up`, then remove it.")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import yaml
 
 from components import config_ceph, config_kvm
+from components.config_types import boolean
 
 NAMESPACE = "cephkvm"
 ROLES = ("mon", "mgr", "mds", "osd", "kvm")
@@ -90,7 +91,7 @@ def load(raw: dict, project_dir: str) -> StackConfig:
         known = KNOWN_KEYS + config_ceph.KEYS + config_kvm.KEYS
         if name not in known:
             problems.append(f"{key(name)}: unknown key; known keys are {', '.join(known)}")
-    lab = raw.get("lab") in (True, "true")
+    lab = boolean(raw, "lab", "lab", problems)
     ssh = _ssh(raw.get("ssh") or {}, project_dir, problems)
     if lab:
         nodes_raw, ssh = _lab_inventory(project_dir, ssh, problems)
@@ -149,7 +150,8 @@ def _ssh(raw: dict, project_dir: str, problems: list) -> SshConfig:
     return SshConfig(
         key_file=_path(raw.get("key_file"), project_dir),
         known_hosts=_path(known, project_dir),
-        trust_on_first_use=raw.get("trust_on_first_use") in (True, "true"),
+        trust_on_first_use=boolean(raw, "trust_on_first_use", "ssh.trust_on_first_use",
+                                   problems),
     )
 
 

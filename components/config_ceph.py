@@ -22,6 +22,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from components.config_types import boolean
 from providers.ceph_pool import check_pool
 
 KEYS = ("ceph", "pools", "filesystems", "mounts")
@@ -45,6 +46,7 @@ class CephConfig:
     osd_method: str = "lvm"
     options: dict = field(default_factory=dict)
     allow_data_loss: bool = False
+    allow_osd_removal: bool = False  # drained OSDs may go (removing a disk or the osd role)
     wipe_devices: bool = False
     health_timeout: int = 120
     mons: tuple = ()
@@ -122,8 +124,10 @@ def _cluster(s: dict, lab: bool, project_dir: str, problems: list) -> dict:
     return {"cluster_name": name, "fsid": fsid, "public_network": public or "",
             "cluster_network": s.get("cluster_network"), "osd_method": method,
             "options": {sec: {k: v for k, v in o.items()} for sec, o in options.items()},
-            "allow_data_loss": s.get("allow_data_loss") in (True, "true"),
-            "wipe_devices": s.get("wipe_devices") in (True, "true"),
+            "allow_data_loss": boolean(s, "allow_data_loss", "ceph.allow_data_loss", problems),
+            "allow_osd_removal": boolean(s, "allow_osd_removal", "ceph.allow_osd_removal",
+                                         problems),
+            "wipe_devices": boolean(s, "wipe_devices", "ceph.wipe_devices", problems),
             "health_timeout": timeout if isinstance(timeout, int) else 120}
 
 
@@ -193,12 +197,15 @@ def _pools(raw, osds: list, problems: list) -> dict:
         if name in pools:
             problems.append(f"{key(path + '.name')}: pool {name!r} is listed twice")
         props = {k: v for k, v in item.items() if k != "erasure"}
+        props["allow_delete"] = boolean(item, "allow_delete", path + ".allow_delete", problems)
         props.setdefault("type", "erasure" if "erasure" in item else "replicated")
         ec = item.get("erasure") or {}
         if props["type"] == "erasure":
             props.update({"ec_k": ec.get("k"), "ec_m": ec.get("m"),
                           "ec_failure_domain": ec.get("failure_domain", "host"),
-                          "ec_overwrites": bool(ec.get("allow_ec_overwrites", False))})
+                          "ec_overwrites": boolean(ec, "allow_ec_overwrites",
+                                                   path + ".erasure.allow_ec_overwrites",
+                                                   problems)})
         for failure in check_pool(copy.deepcopy(props)):
             problems.append(f"{key(path + '.' + _config_field(failure.property))}: "
                             f"{failure.reason}")
@@ -276,7 +283,8 @@ def _filesystems(raw, pools: dict, mdss: tuple, problems: list) -> dict:
                        "standby_count": item.get("standby_count",
                                                  min(1, max(len(mdss) - 1, 0))),
                        "layouts": dict(layouts) if isinstance(layouts, dict) else {},
-                       "allow_delete": item.get("allow_delete") in (True, "true")}
+                       "allow_delete": boolean(item, "allow_delete", path + ".allow_delete",
+                                               problems)}
     return found
 
 
@@ -317,7 +325,8 @@ def _mounts(raw, filesystems: dict, nodes: dict, problems: list) -> list:
             seen.add((node, mp))
             mount = {"node": node, "fs_name": fs, "mountpoint": mp, "client": client,
                      "options": list(item.get("options") or []),
-                     "force_unmount": item.get("force_unmount") in (True, "true")}
+                     "force_unmount": boolean(item, "force_unmount", path + ".force_unmount",
+                                              problems)}
             if client_id:
                 mount["client_id"] = f"{client_id}-{node}"
             mounts.append(mount)

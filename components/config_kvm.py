@@ -34,6 +34,8 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from components.config_types import boolean
+
 KEYS = ("vm_storage", "vm_storage_shared", "bridges", "vms", "vm_passwords")
 IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$")
 VM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -108,17 +110,18 @@ def load(raw: dict, nodes: tuple, problems: list, ssh=None,
     if not isinstance(storage, str) or not storage.startswith("/"):
         problems.append(f"{key('vm_storage')}: {storage!r} must be an absolute directory "
                         "(where CephFS is mounted, e.g. /mnt/cephfs)")
-    if raw.get("lab") in (True, "true") and isinstance(storage, str):
+    lab = boolean(raw, "lab", "lab", [])  # config.py reports a bad value
+    if lab and isinstance(storage, str):
         # Lab instances side by side (CEPHKVM_LAB, see lab/const.py) keep their VMs apart.
         storage = storage.replace("{lab}", os.environ.get("CEPHKVM_LAB", ""))
-    shared = raw.get("vm_storage_shared", False) in (True, "true")
+    shared = boolean(raw, "vm_storage_shared", "vm_storage_shared", problems)
     bridges = _bridges(raw.get("bridges", []), names, kvm_nodes, problems)
     passwords = raw.get("vm_passwords") or {}
     if not isinstance(passwords, dict):
         problems.append(f"{key('vm_passwords')}: must be a mapping of VM name to password")
         passwords = {}
     vms = _vms(raw.get("vms", []), names, passwords, problems)
-    if raw.get("lab") in (True, "true"):
+    if lab:
         # Lab nodes share the controller's file system: a template path may use ~ and a
         # link (lab-guest.qcow2), resolved here so a rebuilt image is a new template.
         vms = tuple(_resolve_lab_template(vm) for vm in vms)
@@ -311,11 +314,12 @@ def _vm(item, path: str, names: list, passwords: dict, problems: list):
     return VmConfig(
         name=name, node=node, template=template, virt_type=virt_type,
         nics=tuple(nics), cloud_init=cloud_init, password=passwords.get(name),
-        autostart=item.get("autostart", True) in (True, "true"),
+        autostart=boolean(item, "autostart", path + ".autostart", problems, default=True),
         on_restart_needed=item.get("on_restart_needed", "restart"),
         on_cloud_init_change=item.get("on_cloud_init_change", "next-boot"),
         wait_for=item.get("wait_for", "cloud-init"),
-        keep_disk=item.get("keep_disk", True) not in (False, "false"), **ints)
+        keep_disk=boolean(item, "keep_disk", path + ".keep_disk", problems, default=True),
+        **ints)
 
 
 def _resolve_lab_template(vm: VmConfig) -> VmConfig:

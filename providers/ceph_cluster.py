@@ -1,14 +1,14 @@
-"""CephCluster: the cluster's identity and what every node needs to talk to it: the fsid,
-the bootstrap keys (mon., client.admin, client.bootstrap-osd), the initial monmap, and
-ceph.conf + the admin keyring on every node. No daemon belongs to it: each mon, mgr and MDS
-is its own resource (CephMon, CephMgr, CephMds), options are CephConfig's (they need a
-quorum, which exists only after the mons).
+"""CephCluster: the cluster's identity: the fsid, the bootstrap keys (mon., client.admin,
+client.bootstrap-osd), the initial monmap, and those files on the mon nodes. No daemon
+belongs to it: each mon, mgr and MDS is its own resource (CephMon, CephMgr, CephMds);
+ceph.conf and the admin keyring on each node are CephConf's; options are CephConfig's.
 
-Crash safety: the fsid is written to the mon nodes before the keys, and both are reused
-from any mon node that has them; the initial monmap is made once on the first mon and
-copied byte for byte, so a re-run after a kill at any step converges on the same fsid.
-State written before the daemons were split out of this resource is not migrated: no
-stack in production holds it.
+Identity lives in state. Only create makes an fsid or a key, and create runs only for a
+resource without state; it picks up what a killed create of this same stack left on the
+mons (the owner file says whose it is), and refuses anything another cluster left there.
+Once the fsid is in state, update and read take fsid and keys from state alone: files on
+the nodes that went missing are drift that update writes back, never a new cluster; a node
+that cannot be read is an error, and a mon node that holds another fsid is refused.
 """
 from __future__ import annotations
 
@@ -30,26 +30,36 @@ from providers.ceph_cli import gen_key, keyring, keyring_keys, node_session, put
 # pin_fsid         str?       use this fsid instead of generating one
 # public_network   str        CIDR the mons and clients use
 # cluster_network  str?       CIDR for OSD replication
+# owner            str        "project/stack": whose identity files these are
 # nodes            list[dict] {name, address, connection, ssh_private_key?}: every node
-#                             gets ceph.conf + the admin keyring
 # mons             list[str]  node names running a mon (mon id = node name): ceph.conf's
 #                             mon_host, and the initial monmap when the cluster is created
 # allow_data_loss  bool       delete is refused unless true
-# outputs: fsid, mon_addresses ([v2:..,v1:..] per mon), mon_hosts (ip:6789), admin_key
-#          (secret)
+# outputs: fsid, mon_addresses ([v2:..,v1:..] per mon), mon_hosts (ip:6789), conf (the
+#          ceph.conf text CephConf writes), admin_key, mon_key, bootstrap_osd_key (secrets)
 
-REPLACES = ("cluster_name", "pin_fsid")
-UPDATES = ("public_network", "cluster_network", "nodes", "mons", "allow_data_loss")
-OUTPUTS = ("fsid", "mon_addresses", "mon_hosts", "admin_key")
+REPLACES = ("cluster_name",)
+UPDATES = ("public_network", "cluster_network", "nodes", "mons", "allow_data_loss",
+           "pin_fsid", "owner")
+SECRET_OUTPUTS = ("admin_key", "mon_key", "bootstrap_osd_key")
+OUTPUTS = ("fsid", "mon_addresses", "mon_hosts", "conf", *SECRET_OUTPUTS)
+ENTITIES = {"mon.": "mon_key", "client.admin": "admin_key",
+            "client.bootstrap-osd": "bootstrap_osd_key"}
+# Not a `tmp` directory: anything may clean those.
+IDENTITY_DIR = "/var/lib/ceph/cephkvm"
 
 MAX_CLOCK_SKEW = 0.05  # seconds: Ceph's mon_clock_drift_allowed
 ADMIN_CAPS = {"mon": "allow *", "osd": "allow *", "mds": "allow *", "mgr": "allow *"}
 
 
 class CephClusterProvider(ResourceProvider):
-    def check(self, _olds, news):
-        news = base.normalize(news)
+    def check(self, olds, news):
+        news, olds = base.normalize(news), base.normalize(olds or {})
         failures = []
+        if olds.get("fsid") and news.get("pin_fsid") and news["pin_fsid"] != olds["fsid"]:
+            failures.append(CheckFailure("pin_fsid", f"the cluster's fsid is {olds['fsid']}; "
+                                         "an existing cluster's identity cannot change. Set "
+                                         "cephkvm:ceph.fsid to it, or remove the setting"))
         names = {n.get("name") for n in news.get("nodes") or []}
         for i, node in enumerate(news.get("nodes") or []):
             failures += base.check_connection(node.get("connection"), f"nodes[{i}].connection")
@@ -61,6 +71,10 @@ class CephClusterProvider(ResourceProvider):
             failures.append(CheckFailure("mons", "at least one node needs the mon role"))
         if not news.get("public_network"):
             failures.append(CheckFailure("public_network", "set the CIDR mons listen on"))
+        failures += _mon_removal_failures(olds, news)
+        if not news.get("owner"):
+            failures.append(CheckFailure("owner", "name the stack (project/stack) that owns "
+                                                  "the cluster"))
         news.setdefault("cluster_name", "ceph")
         return CheckResult(news, failures)
 
@@ -71,26 +85,28 @@ class CephClusterProvider(ResourceProvider):
         props = base.normalize(props)
         nodes = _sessions(props)
         _preflight(props, nodes)
-        fsid, keys = _identity(props, nodes)
+        fsid, keys = _new_or_unfinished(props, nodes)
+        _write_identity(props, nodes, fsid, keys)
         _initial_monmap(props, nodes, fsid)
-        _distribute(props, nodes, fsid, keys)
         return CreateResult(fsid, {**props, **_outputs(props, fsid, keys)})
 
     def read(self, id_, props):
+        """Identity from state; a mon node whose files are missing or stale is left out of
+        `mons`, so the diff shows an update that writes them back."""
         props = base.normalize(props)
         nodes = _sessions(props)
-        fsid = next((f for f in (_held_fsid(props, nodes[m]) for m in props["mons"]) if f), "")
-        if not fsid:
-            return ReadResult("", {})
-        return ReadResult(id_, {**props, "fsid": fsid})
+        fsid = props["fsid"]
+        keys = _state_keys(props) or _keys_on_mons(props, nodes, fsid)
+        intact = [m for m in props["mons"] if _holds_identity(props, nodes[m], fsid, keys)]
+        return ReadResult(id_, {**props, "mons": intact})
 
-    def update(self, _id, _olds, news):
+    def update(self, _id, olds, news):
         # A mon added later gets the identity files but no initial monmap: it joins the
         # running cluster with the current monmap (CephMon).
-        news = base.normalize(news)
+        olds, news = base.normalize(olds), base.normalize(news)
         nodes = _sessions(news)
-        fsid, keys = _identity(news, nodes)
-        _distribute(news, nodes, fsid, keys)
+        fsid, keys = olds["fsid"], _state_keys(olds) or _keys_on_mons(news, nodes, olds["fsid"])
+        _write_identity(news, nodes, fsid, keys)
         return UpdateResult({**news, **_outputs(news, fsid, keys)})
 
     def delete(self, _id, props):
@@ -102,6 +118,21 @@ class CephClusterProvider(ResourceProvider):
                 "to true, run `pulumi up`, then destroy again.")
         for node in _sessions(props).values():
             node.run(["rm", "-f", *_identity_files(props)], change=True)
+            node.run(["rmdir", "--ignore-fail-on-non-empty", IDENTITY_DIR], change=True,
+                     check=False)
+
+
+def _mon_removal_failures(olds: dict, news: dict) -> list:
+    """At preview: taking away half the mons or more in one run loses quorum (the new ones
+    join only after the old ones are gone), so it is refused before any host is touched."""
+    old, new = olds.get("mons") or [], news.get("mons") or []
+    kept = [m for m in old if m in new]
+    if not old or not new or len(kept) > len(old) // 2 or news.get("allow_data_loss"):
+        return []
+    gone = [m for m in old if m not in new]
+    return [CheckFailure("mons", f"removing mons {', '.join(gone)} in one run leaves "
+                         f"{len(kept)} of {len(old)}, which loses quorum; take the mon role "
+                         "away from one node per `pulumi up`")]
 
 
 # --- paths ------------------------------------------------------------------------------
@@ -115,31 +146,32 @@ def _address(props: dict, name: str) -> str:
     return next(n["address"] for n in props["nodes"] if n["name"] == name)
 
 
+def owner_path(cluster: str) -> str:
+    return f"{IDENTITY_DIR}/{cluster}.owner"
+
+
 def fsid_path(cluster: str) -> str:
-    return f"/var/lib/ceph/tmp/{cluster}.fsid"
+    return f"{IDENTITY_DIR}/{cluster}.fsid"
 
 
 def bootstrap_keyring_path(cluster: str) -> str:
-    return f"/var/lib/ceph/tmp/{cluster}.bootstrap.keyring"
+    return f"{IDENTITY_DIR}/{cluster}.bootstrap.keyring"
 
 
 def initial_monmap_path(cluster: str) -> str:
-    return f"/var/lib/ceph/tmp/{cluster}.monmap"
+    return f"{IDENTITY_DIR}/{cluster}.monmap"
 
 
-def _conf_path(props: dict) -> str:
-    return f"/etc/ceph/{props['cluster_name']}.conf"
-
-
-def _admin_keyring_path(props: dict) -> str:
-    return f"/etc/ceph/{props['cluster_name']}.client.admin.keyring"
+def identity_files(cluster: str) -> list[str]:
+    """What a mon node holds of the identity (CephMon's delete takes them away)."""
+    return [owner_path(cluster), fsid_path(cluster), bootstrap_keyring_path(cluster),
+            initial_monmap_path(cluster)]
 
 
 def _identity_files(props: dict) -> list[str]:
     c = props["cluster_name"]
-    return [_conf_path(props), _admin_keyring_path(props), fsid_path(c),
-            bootstrap_keyring_path(c), initial_monmap_path(c),
-            f"/var/lib/ceph/bootstrap-osd/{c}.keyring"]
+    return identity_files(c) + [f"/etc/ceph/{c}.conf", f"/etc/ceph/{c}.client.admin.keyring",
+                                f"/var/lib/ceph/bootstrap-osd/{c}.keyring"]
 
 
 def mon_addrv(address: str) -> str:
@@ -189,35 +221,97 @@ def _reach_problems(props: dict, nodes: dict) -> list[str]:
     return problems
 
 
-def _held_fsid(props: dict, node) -> str:
-    return (node.get(fsid_path(props["cluster_name"])) or "").strip()
+def _held(node, path: str) -> str:
+    return (node.get(path) or "").strip()
 
 
-def _identity(props: dict, nodes: dict) -> tuple[str, dict]:
-    """The cluster's fsid and bootstrap keys: reused from any mon node that has them
-    (a crashed or earlier run), created only when none has them; then on every mon node."""
-    c, fsid, keys = props["cluster_name"], "", {}
-    for name in props["mons"]:
-        fsid = _held_fsid(props, nodes[name])
-        if fsid:
-            keys = keyring_keys(nodes[name].get(bootstrap_keyring_path(c)))
-            break
-    if fsid and props.get("pin_fsid") and fsid != props["pin_fsid"]:
-        raise Exception(f"the mons already hold cluster {fsid}, not the pinned fsid "
-                        f"{props['pin_fsid']}; remove pin_fsid or clean the nodes")
-    fsid = fsid or props.get("pin_fsid") or str(uuid.uuid4())
-    if set(keys) != {"mon.", "client.admin", "client.bootstrap-osd"}:
-        keys = {"mon.": gen_key(), "client.admin": gen_key(), "client.bootstrap-osd": gen_key()}
-    text = (keyring("mon.", keys["mon."], {"mon": "allow *"})
+def _bootstrap_keyring(keys: dict) -> str:
+    return (keyring("mon.", keys["mon."], {"mon": "allow *"})
             + keyring("client.admin", keys["client.admin"], ADMIN_CAPS)
             + keyring("client.bootstrap-osd", keys["client.bootstrap-osd"],
                       {"mon": "profile bootstrap-osd", "mgr": "allow r"}))
-    # fsid before keys: a keyring without an fsid beside it is regenerated, never used.
-    for name in props["mons"]:
-        put_if_changed(nodes[name], fsid_path(c), fsid + "\n", owner="ceph:ceph")
-        put_if_changed(nodes[name], bootstrap_keyring_path(c), text, mode="0600",
-                       owner="ceph:ceph", secret=True)
+
+
+def _new_or_unfinished(props: dict, nodes: dict) -> tuple[str, dict]:
+    """A new identity, or the one a killed create of this stack left on the mons. Files of
+    any other cluster (another stack, a hand-made cluster) are refused, unless the stack
+    pins that very fsid to take the cluster over."""
+    c, pin = props["cluster_name"], props.get("pin_fsid")
+    held = {m: _held(nodes[m], fsid_path(c)) for m in props["mons"]}
+    held = {m: f for m, f in held.items() if f}
+    if not held:
+        return pin or str(uuid.uuid4()), {e: gen_key() for e in ENTITIES}
+    fsids = set(held.values())
+    fsid = fsids.pop()
+    where = ", ".join(sorted(held))
+    if fsids:
+        raise Exception(f"the mon nodes hold different Ceph clusters ({where}: "
+                        f"{', '.join(sorted(set(held.values())))}) in {IDENTITY_DIR}; remove "
+                        "the files of the ones that are left over, then run `pulumi up` again")
+    owners = {_held(nodes[m], owner_path(c)) for m in held}
+    if pin and pin != fsid:
+        raise Exception(f"{where} already hold Ceph cluster {fsid}, not the pinned fsid "
+                        f"{pin}; remove cephkvm:ceph.fsid, or clean {IDENTITY_DIR} on them")
+    if owners != {props["owner"]} and pin != fsid:
+        raise Exception(f"{where} hold Ceph cluster {fsid}, made by "
+                        f"{', '.join(sorted(o or 'something else' for o in owners))}, not by "
+                        f"this stack ({props['owner']}). If it is left over, remove "
+                        f"{IDENTITY_DIR} and /var/lib/ceph/mon on those nodes; to take it "
+                        f"over, set cephkvm:ceph.fsid: {fsid}. Nothing was changed.")
+    keys = keyring_keys(nodes[sorted(held)[0]].get(bootstrap_keyring_path(c)))
+    if set(keys) != set(ENTITIES):  # killed before the keyring was written
+        keys = {e: gen_key() for e in ENTITIES}
     return fsid, keys
+
+
+def _state_keys(props: dict) -> dict:
+    keys = {e: props.get(field) for e, field in ENTITIES.items()}
+    return keys if all(keys.values()) else {}
+
+
+def _keys_on_mons(props: dict, nodes: dict, fsid: str) -> dict:
+    """Keys for a state written before they were kept there: from a mon holding this fsid."""
+    c = props["cluster_name"]
+    for m in props["mons"]:
+        if _held(nodes[m], fsid_path(c)) == fsid:
+            keys = keyring_keys(nodes[m].get(bootstrap_keyring_path(c)))
+            if set(keys) == set(ENTITIES):
+                return keys
+    raise Exception(f"the state of Ceph cluster {fsid} holds no keys and no mon node has "
+                    "them; restore /var/lib/ceph/cephkvm from a backup of a mon node")
+
+
+def _check_fsid(props: dict, node, fsid: str) -> str:
+    """The fsid on node ('' when it holds none); another cluster's is refused."""
+    held = _held(node, fsid_path(props["cluster_name"]))
+    if held and held != fsid:
+        raise Exception(f"{node.name} holds Ceph cluster {held} in {IDENTITY_DIR}, but this "
+                        f"stack's cluster is {fsid}. If {node.name} was reinstalled or "
+                        "belongs to another cluster, take it out of this stack's mons, or "
+                        f"remove {IDENTITY_DIR} there so it gets this cluster's identity.")
+    return held
+
+
+def _holds_identity(props: dict, node, fsid: str, keys: dict) -> bool:
+    c, owner = props["cluster_name"], props.get("owner")
+    return (_check_fsid(props, node, fsid) == fsid
+            and (not owner or _held(node, owner_path(c)) == owner)
+            and keyring_keys(node.get(bootstrap_keyring_path(c))) == keys)
+
+
+def _write_identity(props: dict, nodes: dict, fsid: str, keys: dict) -> None:
+    """Owner, then fsid, then keys on every mon node: a keyring is only ever read beside
+    the fsid it belongs to."""
+    c = props["cluster_name"]
+    for name in props["mons"]:
+        node = nodes[name]
+        _check_fsid(props, node, fsid)
+        if not node.ok(["test", "-d", IDENTITY_DIR]):
+            node.run(["install", "-d", "-m", "0755", IDENTITY_DIR], change=True)
+        put_if_changed(node, owner_path(c), props["owner"] + "\n")
+        put_if_changed(node, fsid_path(c), fsid + "\n", owner="ceph:ceph")
+        put_if_changed(node, bootstrap_keyring_path(c), _bootstrap_keyring(keys), mode="0600",
+                       owner="ceph:ceph", secret=True)
 
 
 def _initial_monmap(props: dict, nodes: dict, fsid: str) -> None:
@@ -236,14 +330,6 @@ def _initial_monmap(props: dict, nodes: dict, fsid: str) -> None:
         if not nodes[name].ok(["test", "-s", path]):
             data = first.run(["base64", "-w0", path]).stdout  # binary: carried as base64
             nodes[name].put(path, base64.b64decode(data), mode="0644", owner="ceph:ceph")
-
-
-def _distribute(props: dict, nodes: dict, fsid: str, keys: dict) -> None:
-    for node in nodes.values():
-        put_if_changed(node, _conf_path(props), render_conf(props, fsid))
-        put_if_changed(node, _admin_keyring_path(props),
-                       keyring("client.admin", keys["client.admin"], ADMIN_CAPS),
-                       mode="0600", secret=True)
 
 
 def render_conf(props: dict, fsid: str) -> str:
@@ -273,7 +359,8 @@ def _outputs(props: dict, fsid: str, keys: dict) -> dict:
         "fsid": fsid,
         "mon_addresses": [mon_addrv(_address(props, m)) for m in props["mons"]],
         "mon_hosts": [f"{_address(props, m)}:6789" for m in props["mons"]],
-        "admin_key": keys["client.admin"],
+        "conf": render_conf(props, fsid),
+        **{field: keys[e] for e, field in ENTITIES.items()},
     }
 
 
@@ -281,10 +368,11 @@ class CephCluster(pulumi.dynamic.Resource, module="cephkvm", name="CephCluster")
     fsid: pulumi.Output[str]
     mon_addresses: pulumi.Output[list]
     mon_hosts: pulumi.Output[list]
+    conf: pulumi.Output[str]
     admin_key: pulumi.Output[str]
 
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
         opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=["admin_key"]))
+            opts, pulumi.ResourceOptions(additional_secret_outputs=list(SECRET_OUTPUTS)))
         super().__init__(CephClusterProvider(), name, {**{k: None for k in OUTPUTS}, **props},
                          opts)

@@ -23,7 +23,8 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, 
 from providers import base, ceph_facts, services
 from providers.ceph_cli import ceph, ceph_json, node_session, quorum, settled, \
     wait_for_quorum
-from providers.ceph_cluster import bootstrap_keyring_path, initial_monmap_path, mon_addrv
+from providers.ceph_cluster import IDENTITY_DIR, bootstrap_keyring_path, identity_files, \
+    initial_monmap_path, mon_addrv
 
 # --- input schema -----------------------------------------------------------------------
 # cluster_name     str
@@ -82,9 +83,10 @@ class CephMonProvider(ResourceProvider):
         with _MONMAP_CHANGES:
             _leave_monmap(props, node)
             services.stop(node, _daemon(props), services.has_systemd(node))
-        # Without the initial monmap, a mon made here again joins the running cluster.
-        node.run(["rm", "-rf", _mon_dir(props), _joined_monmap(props),
-                  initial_monmap_path(props["cluster_name"])], change=True)
+        # Without the initial monmap, a mon made here again joins the running cluster; the
+        # rest of the identity goes too: a node that is no mon holds no mon. key.
+        node.run(["rm", "-rf", _mon_dir(props), _joined_monmap(props), _marker(props),
+                  *identity_files(props["cluster_name"])], change=True)
 
 
 # --- create -----------------------------------------------------------------------------
@@ -99,7 +101,13 @@ def _mon_dir(props: dict) -> str:
 
 
 def _joined_monmap(props: dict) -> str:
-    return f"/var/lib/ceph/tmp/{props['cluster_name']}-{props['node']}.monmap"
+    return f"{IDENTITY_DIR}/{props['cluster_name']}-{props['node']}.monmap"
+
+
+def _marker(props: dict) -> str:
+    """Which cluster this node's mon store belongs to, written before its mkfs: a store
+    without it, or with another fsid, is not this cluster's and is never adopted."""
+    return f"{IDENTITY_DIR}/{props['cluster_name']}-mon.{props['node']}.fsid"
 
 
 def _converge(props: dict) -> dict:
@@ -119,9 +127,18 @@ def _converge(props: dict) -> dict:
 
 def _made(props: dict, node) -> bool:
     """mkfs completed: `done` is our marker, and the keyring in the data dir is the last
-    thing `ceph-mon --mkfs` writes, so a crash between the two is not a reason to mkfs again."""
+    thing `ceph-mon --mkfs` writes, so a crash between the two is not a reason to mkfs again.
+    A store of another cluster is refused, never adopted."""
     data = _mon_dir(props)
-    return node.ok(["test", "-e", data + "/done"]) or node.ok(["test", "-s", data + "/keyring"])
+    made = node.ok(["test", "-e", data + "/done"]) or node.ok(["test", "-s", data + "/keyring"])
+    owner = (node.get(_marker(props)) or "").strip()
+    if made and owner != props["fsid"]:
+        raise Exception(
+            f"{props['node']}: {data} holds a mon store that is not this cluster's "
+            f"({'of cluster ' + owner if owner else 'not made by cephkvm'}; this cluster is "
+            f"{props['fsid']}). If it is left over, stop that mon and remove {data}, then run "
+            "`pulumi up` again. Nothing was changed.")
+    return made
 
 
 def _mark_done(node, data: str) -> None:
@@ -150,6 +167,7 @@ def _mkfs(props: dict, node, monmap: str) -> None:
     c, data = props["cluster_name"], _mon_dir(props)
     # A store without `done` is from an interrupted mkfs: it holds nothing yet.
     node.run(["rm", "-rf", data], change=True)
+    node.put(_marker(props), props["fsid"] + "\n")
     node.run(["install", "-d", "-o", "ceph", "-g", "ceph", "-m", "0750", data], change=True)
     node.run(["chown", "ceph:ceph", monmap], change=True)
     node.run(["ceph-mon", "--cluster", c, "--mkfs", "-i", props["node"], "--monmap", monmap,

@@ -5,12 +5,17 @@ Two ways to make it, chosen per stack: `raw` (ceph-volume raw prepare + activate
 systemd, as on the lab) and `lvm` (ceph-volume lvm create: real hosts, systemd units).
 A device that already holds data is refused unless the stack allows wiping it; a device
 that already holds an OSD of this cluster is adopted (a crashed create), never re-made.
-Delete drains first and refuses when the other OSDs cannot hold the pools' replicas.
+Removal needs `allow_removal` and always drains: out, then wait until every placement
+group is active+clean without it and `safe-to-destroy` agrees, then stop and purge, one OSD
+at a time in the whole stack. `allow_data_loss` only lets a dead OSD that cannot drain be
+purged. The device is zapped only when ceph-volume shows it still holds this OSD (its uuid
+and this cluster's fsid) and nothing on it is mounted or held.
 """
 from __future__ import annotations
 
 import json
 import shlex
+import threading
 from typing import Optional
 
 import pulumi
@@ -30,14 +35,18 @@ METHODS = ("raw", "lvm")
 # device           str         absolute path, e.g. /dev/sdb
 # method           str         raw | lvm
 # wipe             bool        a device holding data may be wiped
-# allow_data_loss  bool        delete skips the drain and the replica check
+# allow_removal    bool        delete (drain, purge, zap) is allowed
+# allow_data_loss  bool        a dead OSD that cannot drain may be purged
 # ensure           str         "up": read reports "down" when the OSD is not up+in (drift)
 # timeout          int         seconds to wait for up+in, and for the drain on delete
 # outputs: osd_id, osd_uuid, host
 
 REPLACES = ("cluster_name", "fsid", "node", "device", "method")
-UPDATES = ("connection", "wipe", "allow_data_loss", "ensure", "timeout")
+UPDATES = ("connection", "wipe", "allow_removal", "allow_data_loss", "ensure", "timeout")
 OUTPUTS = ("osd_id", "osd_uuid", "host")
+
+DRAIN_POLL = 3  # seconds between looks at a draining OSD
+_REMOVALS = threading.Lock()  # one provider process serves the stack: one drain at a time
 
 
 class CephOsdProvider(ResourceProvider):
@@ -82,15 +91,21 @@ class CephOsdProvider(ResourceProvider):
 
     def delete(self, _id, props):
         props = base.normalize(props)
-        node = node_session(props)
         osd_id = props.get("osd_id")
-        tree = ceph_facts.osds(ceph_json(node, props["cluster_name"], "osd", "tree"))
-        if osd_id in tree:
-            _drain(props, node, osd_id, tree)
-            services.stop(node, _daemon(props, osd_id), services.has_systemd(node))
-            ceph(node, props["cluster_name"], "osd", "purge", osd_id, "--yes-i-really-mean-it",
-                 change=True)
-        _clean(props, node, osd_id)
+        if not (props.get("allow_removal") or props.get("allow_data_loss")):
+            raise Exception(
+                f"refusing to remove osd.{osd_id} ({props['node']}:{props['device']}): set "
+                "cephkvm:ceph.allow_osd_removal: true, run `pulumi up`, then remove it again "
+                "(it is drained first; nothing is lost)")
+        node = node_session(props)
+        with _REMOVALS:
+            tree = ceph_facts.osds(ceph_json(node, props["cluster_name"], "osd", "tree"))
+            if osd_id in tree:
+                _drain(props, node, osd_id, tree)
+                services.stop(node, _daemon(props, osd_id), services.has_systemd(node))
+                ceph(node, props["cluster_name"], "osd", "purge", osd_id,
+                     "--yes-i-really-mean-it", change=True)
+            _clean(props, node, osd_id)
 
 
 # --- create -----------------------------------------------------------------------------
@@ -187,6 +202,7 @@ def _preflight(props: dict, node) -> None:
     if not props.get("wipe"):
         raise Exception(f"{where} is not empty ({', '.join(held)}); refusing to overwrite "
                         "it. Wipe it by hand, or allow it with cephkvm:ceph.wipe_devices: true")
+    _refuse_busy(props, node)
     node.run(["wipefs", "-a", dev], change=True)
     node.run(["dd", "if=/dev/zero", f"of={dev}", "bs=1M", "count=16", "oflag=direct",
               "conv=fsync"], change=True)
@@ -217,26 +233,48 @@ def _prepare(props: dict, node) -> None:
 
 def _drain(props: dict, node, osd_id: int, tree: dict) -> None:
     """Refuse when the other OSDs' hosts cannot hold every pool's replicas; otherwise mark
-    it out and wait until ceph says it is safe to destroy (its PGs live elsewhere)."""
+    it out and wait until every PG is active+clean without it and ceph says it is safe to
+    destroy. Only a dead OSD, with allow_data_loss, may go without that."""
     c = props["cluster_name"]
-    if props.get("allow_data_loss"):
+    dead_may_go = props.get("allow_data_loss") and not tree[osd_id]["up"]
+    _check_room(props, node, osd_id, tree, dead_may_go)
+    if tree[osd_id]["in"]:
+        ceph(node, c, "osd", "out", osd_id, change=True)
+    if dead_may_go and not _drained(node, c, osd_id):
+        pulumi.log.warn(f"osd.{osd_id} is down and its placement groups are not all clean "
+                        "elsewhere; purging it anyway, as allow_data_loss says")
         return
+    base.wait_until(lambda: _drained(node, c, osd_id), timeout=props.get("timeout", 180) * 5,
+                    interval=DRAIN_POLL, what=f"osd.{osd_id}'s placement groups to be active+clean "
+                    "elsewhere", report=lambda: _drain_report(node, c, osd_id))
+
+
+def _check_room(props: dict, node, osd_id: int, tree: dict, dead_may_go: bool) -> None:
+    c = props["cluster_name"]
     pools = ceph_facts.pools(ceph_json(node, c, "osd", "pool", "ls", "detail"))
     hosts = {o["host"] for i, o in tree.items() if i != osd_id and o["up"] and o["in"]}
     need = max([p["size"] for p in pools.values()] or [0])
-    if need > len(hosts):
+    if need > len(hosts) and not dead_may_go:
         short = sorted(n for n, p in pools.items() if p["size"] > len(hosts))
         raise Exception(
             f"refusing to remove osd.{osd_id} ({props['node']}:{props['device']}): the other "
             f"OSDs span {len(hosts)} host(s) but pool(s) {', '.join(short)} keep {need} "
             "copies. Add an OSD on another host or lower the pools' size first.")
-    if tree[osd_id]["in"]:
-        ceph(node, c, "osd", "out", osd_id, change=True)
-    base.wait_until(lambda: ceph(node, c, "osd", "safe-to-destroy", osd_id, check=False).exit_code
-             == 0, timeout=props.get("timeout", 180) * 5, interval=3,
-             what=f"osd.{osd_id}'s placement groups to be active+clean elsewhere",
-             report=lambda: ceph(node, c, "osd", "safe-to-destroy", osd_id,
-                                 check=False).stderr.strip())
+
+
+def _drained(node, cluster: str, osd_id: int) -> bool:
+    """Every PG active+clean (none degraded, none still on the OSD) and safe-to-destroy."""
+    states = ceph_facts.pg_states(ceph_json(node, cluster, "pg", "dump", "pgs_brief"))
+    return ceph_facts.all_clean(states) and ceph(
+        node, cluster, "osd", "safe-to-destroy", osd_id, check=False).exit_code == 0
+
+
+def _drain_report(node, cluster: str, osd_id: int) -> str:
+    states = ceph_facts.pg_states(ceph_json(node, cluster, "pg", "dump", "pgs_brief"))
+    safe = ceph(node, cluster, "osd", "safe-to-destroy", osd_id, check=False)
+    return (f"PG states: {states}; safe-to-destroy: "
+            f"{(safe.stderr or safe.stdout).strip() or 'yes'}. The OSD stays out; run "
+            "`pulumi up` again once recovery has finished.")
 
 
 def _clean(props: dict, node, osd_id) -> None:
@@ -246,9 +284,35 @@ def _clean(props: dict, node, osd_id) -> None:
         node.run(["sh", "-c", f"! mountpoint -q {shlex.quote(data)} || umount {shlex.quote(data)}"],
                  change=True)
         node.run(["rm", "-rf", data], change=True)
+    if _holds_this_osd(props, node):
+        _refuse_busy(props, node)
+        _zap(props, node)
+
+
+def _holds_this_osd(props: dict, node) -> bool:
+    """Device names move between boots: zap only what ceph-volume shows is this OSD."""
+    found = _listed(props, node) if node.ok(["test", "-b", props["device"]]) else None
+    return bool(found and found.get("osd_uuid") == props.get("osd_uuid")
+                and found.get("ceph_fsid") == props["fsid"])
+
+
+def _refuse_busy(props: dict, node) -> None:
+    dev = shlex.quote(props["device"])
+    script = (f"real=$(readlink -f {dev}); lsblk -nro MOUNTPOINT \"$real\" | grep -q . && "
+              "echo mounted; ls \"/sys/class/block/$(basename \"$real\")/holders\" 2>/dev/null "
+              "| grep -q . && echo held; true")
+    busy = node.run(["sh", "-c", script]).stdout.split()
+    if props["method"] == "raw" and busy:  # lvm: the OSD's own LV holds it; zap removes it
+        raise Exception(f"{props['node']}:{props['device']}: a partition on it is mounted "
+                        f"or held by another device ({', '.join(busy)}); refusing to write to "
+                        "it. Free it first (see lsblk and /sys/class/block/*/holders).")
+
+
+def _zap(props: dict, node) -> None:
+    dev = props["device"]
     if props["method"] == "lvm":
         node.run(["ceph-volume", "lvm", "zap", "--destroy", dev], change=True, check=False)
-    elif node.ok(["test", "-b", dev]):
+    else:
         node.run(["dd", "if=/dev/zero", f"of={dev}", "bs=1M", "count=16", "oflag=direct",
                   "conv=fsync"], change=True)
 

@@ -16,7 +16,8 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, 
     ResourceProvider, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import ceph, keyring, node_session, put_if_changed, settled
+from providers.ceph_cli import admin_session, ceph, keyring, node_session, put_if_changed, \
+    settled
 
 CLIENTS = ("fuse", "kernel")
 FSTAB = "/etc/fstab"
@@ -24,7 +25,9 @@ FSTAB = "/etc/fstab"
 # --- input schema -----------------------------------------------------------------------
 # cluster_name, fsid  str
 # node                str         node name
-# connection          dict        see base.CONNECTION_FIELDS (the node holds the admin key)
+# connection          dict        see base.CONNECTION_FIELDS
+# admin               list[dict]  connections of nodes holding the admin key: the client
+#                                 key is made there (this node may hold none)
 # fs_name             str         filesystem to mount
 # client_id           str         cephx id (client.<id>), caps only for fs_name
 # mountpoint          str         absolute path
@@ -36,7 +39,7 @@ FSTAB = "/etc/fstab"
 # outputs: client_key (secret), fstab_line
 
 REPLACES = ("cluster_name", "fsid", "node", "fs_name", "client_id", "mountpoint")
-UPDATES = ("client", "options", "mon_hosts", "connection", "force_unmount", "ensure")
+UPDATES = ("client", "options", "mon_hosts", "connection", "admin", "force_unmount", "ensure")
 MOUNT_TYPES = {"fuse": "fuse.ceph-fuse", "kernel": "ceph"}
 
 
@@ -97,8 +100,8 @@ class CephFSMountProvider(ResourceProvider):
         if kept != fstab:
             _write_fstab(props, node, kept)
         node.run(["rm", "-f", _keyring_path(props), _secret_path(props)], change=True)
-        ceph(node, props["cluster_name"], "auth", "rm", f"client.{props['client_id']}",
-             change=True, check=False)
+        ceph(_admin(props, node), props["cluster_name"], "auth", "rm",
+             f"client.{props['client_id']}", change=True, check=False)
         node.run(["rmdir", "--ignore-fail-on-non-empty", mp], change=True, check=False)
 
 
@@ -165,10 +168,15 @@ def _mounted_type(node, mountpoint: str) -> str:
     return ""
 
 
+def _admin(props: dict, node):
+    return admin_session(props) if props.get("admin") else node
+
+
 def _client_key(props: dict, node) -> str:
     """The client's key: created with caps for this filesystem only, or the existing one
     when its caps already name the filesystem."""
     c, entity = props["cluster_name"], f"client.{props['client_id']}"
+    node = _admin(props, node)
     got = ceph(node, c, "auth", "get", entity, "-f", "json", check=False)
     found = ceph_facts.auth_entity(got.stdout) if got.exit_code == 0 else {}
     if found and f"fsname={props['fs_name']}" not in found["caps"].get("mds", "") + \

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from dataclasses import dataclass, field
 
 INSTANCE_ID = "/var/lib/cloud/data/instance-id"
 RESULT = "/run/cloud-init/result.json"  # written once cloud-init's final stage has run
 SYSTEMCTL = "/bin/systemctl"
 BOOTED = ("running", "degraded")  # `is-system-running` once start-up is over
+EXEC_WAIT = 10  # seconds a short command in the guest may take to exit
+EXEC_POLL = 0.2
 
 
 class NoAgent(Exception):
@@ -63,9 +66,13 @@ def system_state(dom) -> str | None:
                       **{"capture-output": True})["pid"]
     except NoAgent:
         return None
+    deadline = time.monotonic() + EXEC_WAIT
     status = command(dom, "guest-exec-status", pid=pid)
+    while not status.get("exited") and time.monotonic() < deadline:
+        time.sleep(EXEC_POLL)
+        status = command(dom, "guest-exec-status", pid=pid)
     if not status.get("exited"):
-        return "starting"  # asked again on the next probe
+        return "not answering (systemctl did not exit)"
     return base64.b64decode(status.get("out-data") or "").decode().strip()
 
 

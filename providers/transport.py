@@ -333,9 +333,17 @@ class Session:
                  if secret else ())
 
     def get(self, path: str) -> str | None:
-        """A file's text, or None when it does not exist."""
-        result = self.run(["cat", "--", path], check=False)
-        return result.stdout if result.exit_code == 0 else None
+        """A file's text, or None when there is no such file. A file that exists but cannot
+        be read raises: absent and unreadable are different answers (a missing identity
+        file is drift, an unreadable one is a fault to report)."""
+        argv = ["cat", "--", path]
+        result = self.run(argv, check=False)
+        if result.exit_code == 0:
+            return result.stdout
+        if not self.ok(["test", "-e", path]) and not self.ok(["test", "-L", path]):
+            return None
+        raise CommandError(self.name, command_line(self.host, argv), result.exit_code,
+                           result.stderr)
 
 
 def _exec(chan: paramiko.Channel, line: str, stdin, timeout: float):

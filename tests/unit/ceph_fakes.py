@@ -33,6 +33,7 @@ class CephWorld:
         self.profiles: dict = {}
         self.fs: dict = {}
         self.health_checks: dict = {}
+        self.unclean_probes = 0  # `pg dump` answers with a degraded PG this many times
         self.next_pool_id = 1
         self.layouts: dict = {}
 
@@ -76,6 +77,7 @@ class FakeCephNode:
         self.udevadm = True
         self.clock_offset = 0.0
         self.unreachable: set = set()  # node names this node cannot reach
+        self.unreadable: set = set()  # files that exist but cannot be read
 
     def session(self):
         return FakeCephSession(self)
@@ -134,6 +136,8 @@ def answer(node: FakeCephNode, argv: list, stdin):
         path = argv[-1]
         if path == "/proc/self/mounts":
             return "".join(f"ceph-fuse {mp} {t} rw 0 0\n" for mp, t in node.mounts.items()), 0
+        if path in node.unreadable:
+            return f"cat: {path}: Permission denied", 1
         return (node.files[path], 0) if path in node.files else ("", 1)
     if cmd == "stat":
         mode = node.modes.get(argv[-1])
@@ -263,6 +267,9 @@ def _script(node: FakeCephNode, script: str, stdin):
         return "", 0
     if "mountpoint -q" in script:
         return "", 0
+    if "lsblk -nro MOUNTPOINT" in script:
+        dev = shlex.split(script.split("readlink -f ", 1)[1].split(")", 1)[0])[0]
+        return node.devices.get(dev, {}).get("busy", ""), 0
     if script.startswith("echo ok > "):
         mp = shlex.split(script)[3].rsplit("/", 1)[0]
         return ("", 0) if mp in node.mounts else ("not mounted", 1)
@@ -422,6 +429,12 @@ def _ceph(node: FakeCephNode, args: list, stdin):
     if head == "osd erasure-code-profile rm":
         w.profiles.pop(args[3], None)
         return "", 0
+    if args[:2] == ["pg", "dump"]:
+        dirty = w.unclean_probes > 0
+        w.unclean_probes -= 1
+        states = ["active+undersized+degraded"] if dirty else []
+        return json.dumps({"pg_stats": [{"state": s} for s in
+                                        states + ["active+clean"] * 4]}), 0
     if args[:2] == ["pg", "ls-by-pool"]:
         return json.dumps({"pg_stats": [{"state": "active+clean"}] * 4}), 0
     if args[:2] == ["fs", "new"]:
@@ -477,7 +490,7 @@ def _ceph_volume(node: FakeCephNode, args: list):
 def cluster_props(world: CephWorld, **kw) -> dict:
     from providers.ceph_cluster import CephClusterProvider
     p = {"public_network": "192.0.2.0/24", "nodes": world.props_nodes(),
-         "mons": list(world.nodes), **kw}
+         "mons": list(world.nodes), "owner": "cephkvm/unit", **kw}
     result = CephClusterProvider().check({}, p)
     assert not result.failures, result.failures
     return result.inputs
@@ -514,6 +527,15 @@ def daemon_props(world: CephWorld, fsid: str, name: str, **kw) -> dict:
     return result.inputs
 
 
+def conf_props(world: CephWorld, outs: dict, name: str, admin=True) -> dict:
+    from providers.ceph_conf import CephConfProvider
+    result = CephConfProvider().check({}, {
+        "node": name, "connection": _access(world, name)["connection"], "conf": outs["conf"],
+        "admin": admin, **({"admin_key": outs["admin_key"]} if admin else {})})
+    assert not result.failures, result.failures
+    return result.inputs
+
+
 def bring_up(world: CephWorld, options=None, **cluster) -> dict:
     """Cluster, every mon, the config, a mgr and an MDS on every node, in the component's
     order; returns the cluster's outputs."""
@@ -522,8 +544,11 @@ def bring_up(world: CephWorld, options=None, **cluster) -> dict:
     from providers.ceph_mds import CephMdsProvider
     from providers.ceph_mgr import CephMgrProvider
     from providers.ceph_mon import CephMonProvider
+    from providers.ceph_conf import CephConfProvider
     outs = CephClusterProvider().create(cluster_props(world, **cluster)).outs
     fsid = outs["fsid"]
+    for name in world.nodes:
+        CephConfProvider().create(conf_props(world, outs, name))
     for name in cluster.get("mons", world.nodes):
         CephMonProvider().create(mon_props(world, fsid, name))
     CephConfigProvider().create(config_props(world, fsid, options=options or {},

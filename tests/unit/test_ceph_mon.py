@@ -114,8 +114,14 @@ def test_delete_takes_the_mon_out_of_the_monmap_stops_it_and_removes_its_dir(wor
 
 
 def test_a_removed_mon_added_again_joins_the_running_cluster(world):
-    fsid = bring_up(world)["fsid"]
+    outs = bring_up(world)
+    fsid = outs["fsid"]
     CephMonProvider().delete("node3", mon_props(world, fsid, "node3"))
+    assert not [f for f in world.nodes["node3"].files if "/var/lib/ceph/cephkvm/" in f], \
+        "a node that is no mon keeps no mon. key"
+    # Given back: the cluster (its mons changed) writes the identity again, then the mon.
+    CephClusterProvider().update(fsid, {**outs, "mons": ["node1", "node2"]},
+                                 cluster_props(world))
     CephMonProvider().create(mon_props(world, fsid, "node3"))
     assert world.made_from["node3"] == {"node1", "node2"}
     assert world.quorum() == NAMES
@@ -185,3 +191,14 @@ def test_diff_table(world, change, replaces):
     result = CephMonProvider().diff("node1", {**p, "mon_addr": "x"}, {**p, **change})
     assert result.changes == (replaces is not None)
     assert result.replaces == (replaces or [])
+
+
+def test_a_mon_store_of_another_cluster_is_refused_not_adopted(world):
+    outs = CephClusterProvider().create(cluster_props(world)).outs
+    node1 = world.nodes["node1"]
+    node1.files["/var/lib/ceph/mon/ceph-node1/keyring"] = "[mon.]\n"  # left by another cluster
+    node1.dirs.add("/var/lib/ceph/mon/ceph-node1")
+    world.log.clear()
+    with pytest.raises(Exception, match="not made by cephkvm.*remove /var/lib/ceph/mon/ceph-node1"):
+        CephMonProvider().create(mon_props(world, outs["fsid"], "node1"))
+    assert world.changes == [] and world.running("mon") == []

@@ -1,5 +1,6 @@
 import pytest
 
+from providers import ceph_osd
 from providers.ceph_osd import CephOsdProvider
 from tests.unit.ceph_fakes import CephWorld, bring_up
 from tests.unit.fakes import Crash
@@ -10,6 +11,7 @@ NAMES = ["node1", "node2", "node3"]
 
 @pytest.fixture
 def world(monkeypatch):
+    monkeypatch.setattr(ceph_osd, "DRAIN_POLL", 0.01)
     w = CephWorld().serve(monkeypatch)
     w.fsid = bring_up(w)["fsid"]
     for node in w.nodes.values():
@@ -84,15 +86,73 @@ def test_a_missing_device_is_refused_by_name(world):
 
 
 def test_delete_is_refused_when_the_rest_cannot_hold_the_replicas(world):
-    outs = [CephOsdProvider().create(props(world, node=n)).outs for n in NAMES]
+    outs = [CephOsdProvider().create(props(world, node=n, allow_removal=True)).outs
+            for n in NAMES]
     world.pools["data"] = {"pool_id": 1, "type": 1, "size": 3, "min_size": 2, "pg_num": 8}
     with pytest.raises(Exception, match="span 2 host.*data.*keep 3 copies"):
         CephOsdProvider().delete("node1:/dev/sdb", outs[0])
     assert 0 in world.osds and world.osds[0]["in"]
 
 
-def test_delete_drains_then_purges_and_zaps(world):
+def removable(world, **kw):
+    return [CephOsdProvider().create(props(world, node=n, allow_removal=True, **kw)).outs
+            for n in NAMES]
+
+
+def test_delete_is_refused_without_the_opt_in_before_touching_anything(world):
     outs = [CephOsdProvider().create(props(world, node=n)).outs for n in NAMES]
+    world.log.clear()
+    with pytest.raises(Exception, match="allow_osd_removal: true"):
+        CephOsdProvider().delete("node1:/dev/sdb", outs[0])
+    assert world.log == [] and world.osds[0]["in"]
+
+
+def test_delete_waits_until_every_pg_is_clean_before_the_purge(world):
+    outs = removable(world)
+    world.pools["data"] = {"pool_id": 1, "type": 1, "size": 2, "min_size": 1, "pg_num": 8}
+    world.unclean_probes = 3
+    CephOsdProvider().delete("node1:/dev/sdb", outs[0])
+    lines = [line for _, _, line in world.log]
+    purge = next(i for i, l in enumerate(lines) if "osd purge 0" in l)
+    dumps = [i for i, l in enumerate(lines) if "pg dump pgs_brief" in l]
+    assert len([i for i in dumps if i < purge]) == 4, "three degraded answers, then clean"
+    assert 0 not in world.osds
+
+
+def test_a_dead_osd_that_cannot_drain_is_purged_only_with_allow_data_loss(world):
+    outs = removable(world, timeout=0)
+    world.pools["data"] = {"pool_id": 1, "type": 1, "size": 2, "min_size": 1, "pg_num": 8}
+    world.nodes["node1"].running.discard(("osd", "0"))
+    world.unclean_probes = 100
+    with pytest.raises(TimeoutError, match=r"active\+clean elsewhere"):
+        CephOsdProvider().delete("node1:/dev/sdb", outs[0])
+    assert 0 in world.osds, "not purged"
+    CephOsdProvider().delete("node1:/dev/sdb", {**outs[0], "allow_data_loss": True})
+    assert 0 not in world.osds
+
+
+def test_a_device_that_no_longer_holds_the_osd_is_not_zapped(world):
+    outs = removable(world)
+    world.pools["data"] = {"pool_id": 1, "type": 1, "size": 2, "min_size": 1, "pg_num": 8}
+    dev = world.nodes["node1"].devices["/dev/sdb"]
+    dev["osd"] = {**dev["osd"], "osd_uuid": "another-osd"}  # /dev/sdb is another disk now
+    CephOsdProvider().delete("node1:/dev/sdb", outs[0])
+    assert 0 not in world.osds
+    assert not [l for _, _, l in world.log if "dd if=/dev/zero" in l]
+    assert dev["osd"]["osd_uuid"] == "another-osd"
+
+
+def test_a_device_with_a_mounted_partition_is_never_written(world):
+    outs = removable(world)
+    world.pools["data"] = {"pool_id": 1, "type": 1, "size": 2, "min_size": 1, "pg_num": 8}
+    world.nodes["node1"].devices["/dev/sdb"]["busy"] = "mounted\n"
+    with pytest.raises(Exception, match="mounted.*refusing to write"):
+        CephOsdProvider().delete("node1:/dev/sdb", outs[0])
+    assert not [l for _, _, l in world.log if "dd if=/dev/zero" in l]
+
+
+def test_delete_drains_then_purges_and_zaps(world):
+    outs = removable(world)
     world.pools["data"] = {"pool_id": 1, "type": 1, "size": 2, "min_size": 1, "pg_num": 8}
     CephOsdProvider().delete("node1:/dev/sdb", outs[0])
     lines = [line for _, kind, line in world.log if kind == "change"]

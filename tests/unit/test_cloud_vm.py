@@ -132,8 +132,12 @@ class FakeGuest:
         if execute == "guest-file-read":
             return {"buf-b64": base64.b64encode(self.handles[args["handle"]].encode()).decode()}
         if execute == "guest-exec":
+            self.exec_polls = 0
             return {"pid": 42}
-        if execute == "guest-exec-status":
+        if execute == "guest-exec-status":  # a process takes a few polls to exit
+            self.exec_polls += 1
+            if self.exec_polls < 3:
+                return {"exited": False}
             return {"exited": True, "out-data": base64.b64encode(self.system.encode()).decode()}
         return {}
 
@@ -154,6 +158,7 @@ def node(monkeypatch):
     fake.guest = FakeGuest(fake)
     monkeypatch.setattr(guest_agent, "command", fake.guest)
     monkeypatch.setattr(cloud_vm, "READY_POLL", 0.01)
+    monkeypatch.setattr(guest_agent, "EXEC_POLL", 0)
     conn = libvirt.open("test:///default")
 
     @contextlib.contextmanager

@@ -1,0 +1,102 @@
+"""CephConf: what one node needs to talk to the cluster: ceph.conf, and the admin keyring
+on nodes with a Ceph role (mon, mgr, mds, osd). A node with none (a KVM-only node, a CephFS
+client) holds ceph.conf and its mount's own key, never the admin key.
+
+One per node, so taking a node out of the stack takes the cluster's credentials off it:
+delete removes ceph.conf, the admin keyring and the bootstrap-osd keyring, after every
+daemon and mount of that node is gone (they depend on this resource).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
+    ResourceProvider, UpdateResult
+
+from providers import base
+from providers.ceph_cli import keyring, keyring_keys, node_session, put_if_changed, settled
+from providers.ceph_cluster import ADMIN_CAPS
+
+# --- input schema -----------------------------------------------------------------------
+# cluster_name  str
+# node          str   node name
+# connection    dict  see base.CONNECTION_FIELDS (+ ssh_private_key?)
+# conf          str   ceph.conf's text (CephCluster's `conf` output)
+# admin         bool  the node gets the admin keyring
+# admin_key     str?  secret: client.admin's key (when admin)
+# outputs: none beyond the inputs; read reports what the node holds
+
+REPLACES = ("cluster_name", "node")
+UPDATES = ("connection", "conf", "admin", "admin_key")
+
+
+class CephConfProvider(ResourceProvider):
+    def check(self, _olds, news):
+        news = base.normalize(news)
+        failures = base.check_connection(news.get("connection"))
+        if not news.get("node"):
+            failures.append(CheckFailure("node", "node is required"))
+        news.setdefault("cluster_name", "ceph")
+        news.setdefault("admin", False)
+        if news["admin"] is True and not news.get("admin_key"):
+            failures.append(CheckFailure("admin_key", "an admin node needs the admin key"))
+        return CheckResult(news, failures)
+
+    def diff(self, _id, olds, news):
+        return base.diff_result(olds, settled(olds, news), replaces=REPLACES, updates=UPDATES)
+
+    def create(self, props):
+        props = base.normalize(props)
+        _converge(props, node_session(props))
+        return CreateResult(props["node"], props)
+
+    def read(self, id_, props):
+        """What the node holds: a missing or edited file shows as a change of conf or
+        admin_key, which update writes back."""
+        props = base.normalize(props)
+        node = node_session(props)
+        key = keyring_keys(node.get(_admin_keyring(props))).get("client.admin")
+        return ReadResult(id_, {**props, "conf": node.get(_conf(props)) or "",
+                                "admin": bool(key), "admin_key": key})
+
+    def update(self, _id, _olds, news):
+        news = base.normalize(news)
+        _converge(news, node_session(news))
+        return UpdateResult(news)
+
+    def delete(self, _id, props):
+        props = base.normalize(props)
+        c = props["cluster_name"]
+        node_session(props).run(["rm", "-f", _conf(props), _admin_keyring(props),
+                                 f"/var/lib/ceph/bootstrap-osd/{c}.keyring"], change=True)
+
+
+# --- converging -------------------------------------------------------------------------
+
+
+def _conf(props: dict) -> str:
+    return f"/etc/ceph/{props['cluster_name']}.conf"
+
+
+def _admin_keyring(props: dict) -> str:
+    return f"/etc/ceph/{props['cluster_name']}.client.admin.keyring"
+
+
+def _converge(props: dict, node) -> None:
+    if not node.ok(["test", "-d", "/etc/ceph"]):
+        node.run(["install", "-d", "-m", "0755", "/etc/ceph"], change=True)
+    put_if_changed(node, _conf(props), props["conf"])
+    if props["admin"]:
+        put_if_changed(node, _admin_keyring(props),
+                       keyring("client.admin", props["admin_key"], ADMIN_CAPS),
+                       mode="0600", secret=True)
+    elif node.ok(["test", "-e", _admin_keyring(props)]):
+        node.run(["rm", "-f", _admin_keyring(props)], change=True)
+
+
+class CephConf(pulumi.dynamic.Resource, module="cephkvm", name="CephConf"):
+    def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["admin_key"]))
+        super().__init__(CephConfProvider(), name, props, opts)
