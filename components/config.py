@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import yaml
 
 from components import config_ceph, config_kvm
-from components.config_types import boolean
+from components.config_types import boolean, unknown_keys
 
 NAMESPACE = "cephkvm"
 ROLES = ("mon", "mgr", "mds", "osd", "kvm")
@@ -27,6 +27,9 @@ HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-
 # vms_file: a YAML list of VMs read from a file, for fleets too large for stack config (the
 # engine hands the program its whole config in one environment variable, capped at 128 KiB).
 KNOWN_KEYS = ("lab", "nodes", "ssh", "ssh_private_key", "kvm", "packages", "vms_file")
+NODE_FIELDS = ("name", "address", "port", "user", "key_file", "host_key", "roles", "disks")
+SSH_FIELDS = ("key_file", "known_hosts", "trust_on_first_use")
+KVM_FIELDS = ("virt_type",)
 
 BASE_PACKAGES = ["openssh-server", "iproute2", "qemu-system-x86", "qemu-utils",
                  "libvirt-daemon-system", "libvirt-clients", "cloud-image-utils",
@@ -87,10 +90,7 @@ def key(path: str) -> str:
 def load(raw: dict, project_dir: str) -> StackConfig:
     raw = {k: _decode(v) for k, v in raw.items()}
     problems: list[str] = []
-    for name in raw:
-        known = KNOWN_KEYS + config_ceph.KEYS + config_kvm.KEYS
-        if name not in known:
-            problems.append(f"{key(name)}: unknown key; known keys are {', '.join(known)}")
+    unknown_keys(raw, KNOWN_KEYS + config_ceph.KEYS + config_kvm.KEYS, "", problems)
     lab = boolean(raw, "lab", "lab", problems)
     ssh = _ssh(raw.get("ssh") or {}, project_dir, problems)
     if lab:
@@ -99,6 +99,7 @@ def load(raw: dict, project_dir: str) -> StackConfig:
         nodes_raw = raw.get("nodes")
     nodes = _nodes(nodes_raw, ssh, problems)
     kvm = raw.get("kvm") or {}
+    unknown_keys(kvm, KVM_FIELDS, "kvm", problems)
     virt_type = kvm.get("virt_type", "auto") if isinstance(kvm, dict) else None
     if virt_type not in VIRT_TYPES:
         problems.append(f"{key('kvm.virt_type')}: {virt_type!r} is not one of "
@@ -146,6 +147,7 @@ def _ssh(raw: dict, project_dir: str, problems: list) -> SshConfig:
         problems.append(f"{key('ssh')}: must be a mapping (key_file, known_hosts, "
                         "trust_on_first_use)")
         return SshConfig()
+    unknown_keys(raw, SSH_FIELDS, "ssh", problems)
     known = raw.get("known_hosts", SshConfig.known_hosts)
     return SshConfig(
         key_file=_path(raw.get("key_file"), project_dir),
@@ -202,6 +204,7 @@ def _node(item, path: str, ssh: SshConfig, problems: list) -> NodeConfig | None:
         problems.append(f"{key(path)}: must be a mapping with name and address")
         return None
     before = len(problems)
+    unknown_keys(item, NODE_FIELDS, path, problems)
     name, address = str(item.get("name", "")), str(item.get("address", ""))
     if not NODE_NAME.match(name):
         problems.append(f"{key(path + '.name')}: {name!r} must be a short lower-case name "

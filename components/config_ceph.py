@@ -22,7 +22,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from components.config_types import boolean
+from components.config_types import boolean, unknown_keys
 from providers.ceph_pool import check_pool
 
 KEYS = ("ceph", "pools", "filesystems", "mounts")
@@ -31,6 +31,17 @@ POOL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 OSD_METHODS = ("raw", "lvm")
 FAILURE_DOMAINS = ("host", "osd")
+CEPH_FIELDS = ("cluster_name", "fsid", "public_network", "cluster_network", "osd_method",
+               "options", "allow_data_loss", "allow_osd_removal", "wipe_devices",
+               "health_timeout")
+POOL_FIELDS = ("name", "key", "type", "size", "min_size", "pg_num", "autoscale",
+               "application", "quota_max_bytes", "quota_max_objects", "allow_delete",
+               "erasure")
+ERASURE_FIELDS = ("k", "m", "failure_domain", "allow_ec_overwrites")
+FILESYSTEM_FIELDS = ("name", "metadata_pool", "data_pool", "extra_data_pools", "max_mds",
+                     "standby_count", "layouts", "allow_delete")
+MOUNT_FIELDS = ("filesystem", "mountpoint", "nodes", "client", "options", "client_id",
+                "force_unmount")
 
 
 def key(path: str) -> str:
@@ -90,6 +101,7 @@ def load(raw: dict, nodes: tuple, lab: bool, project_dir: str, problems: list):
 
 
 def _cluster(s: dict, lab: bool, project_dir: str, problems: list) -> dict:
+    unknown_keys(s, CEPH_FIELDS, "ceph", problems)
     name = str(s.get("cluster_name", "ceph"))
     if not CLUSTER_NAME.match(name):
         problems.append(f"{key('ceph.cluster_name')}: {name!r} must be a short lower-case name "
@@ -190,10 +202,15 @@ def _pools(raw, osds: list, problems: list) -> dict:
         if not isinstance(item, dict):
             problems.append(f"{key(path)}: must be a mapping with at least a name")
             continue
+        unknown_keys(item, POOL_FIELDS, path, problems)
+        unknown_keys(item.get("erasure"), ERASURE_FIELDS, path + ".erasure", problems)
         name = str(item.get("name", ""))
         if not POOL_NAME.match(name):
             problems.append(f"{key(path + '.name')}: {name!r} is not a pool name (letters, "
                             "digits, _ . -)")
+        if "key" in item and not POOL_NAME.match(str(item["key"])):
+            problems.append(f"{key(path + '.key')}: {item['key']!r} must look like a pool "
+                            "name: the pool's first name, kept when it is renamed")
         if name in pools:
             problems.append(f"{key(path + '.name')}: pool {name!r} is listed twice")
         props = {k: v for k, v in item.items() if k != "erasure"}
@@ -244,6 +261,7 @@ def _filesystems(raw, pools: dict, mdss: tuple, problems: list) -> dict:
         if not isinstance(item, dict):
             problems.append(f"{key(path)}: must be a mapping (name, metadata_pool, data_pool)")
             continue
+        unknown_keys(item, FILESYSTEM_FIELDS, path, problems)
         name = str(item.get("name", ""))
         if not POOL_NAME.match(name):
             problems.append(f"{key(path + '.name')}: {name!r} is not a valid name")
@@ -298,6 +316,7 @@ def _mounts(raw, filesystems: dict, nodes: dict, problems: list) -> list:
         if not isinstance(item, dict):
             problems.append(f"{key(path)}: must be a mapping (filesystem, mountpoint)")
             continue
+        unknown_keys(item, MOUNT_FIELDS, path, problems)
         fs, mp = item.get("filesystem"), str(item.get("mountpoint", ""))
         if fs not in filesystems:
             problems.append(f"{key(path + '.filesystem')}: {fs!r} is not in "

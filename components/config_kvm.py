@@ -34,7 +34,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from components.config_types import boolean
+from components.config_types import boolean, unknown_keys
 
 KEYS = ("vm_storage", "vm_storage_shared", "bridges", "vms", "vm_passwords")
 IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$")
@@ -157,10 +157,7 @@ def _bridge(item, path: str, names: list, kvm_nodes: list, problems: list):
         problems.append(f"{key(path)}: must be a mapping with name and interfaces")
         return None
     before = len(problems)
-    for k in item:
-        if k not in BRIDGE_FIELDS:
-            problems.append(f"{key(f'{path}.{k}')}: unknown key; known: "
-                            f"{', '.join(BRIDGE_FIELDS)}")
+    unknown_keys(item, BRIDGE_FIELDS, path, problems)
     name = str(item.get("name", ""))
     if not IFNAME.match(name):
         problems.append(f"{key(path + '.name')}: {name!r} must be an interface name of at "
@@ -249,14 +246,13 @@ def _vm(item, path: str, names: list, passwords: dict, problems: list):
         problems.append(f"{key(path)}: must be a mapping with name, node and template")
         return None
     before = len(problems)
-    for k in item:
-        if k == "ip_timeout":
-            problems.append(f"{key(f'{path}.{k}')}: renamed to ready_timeout (up now waits "
-                            "until cloud-init has finished, see wait_for)")
-        elif k not in VM_FIELDS:
-            problems.append(f"{key(f'{path}.{k}')}: unknown key; known: {', '.join(VM_FIELDS)}"
-                            + (f" (a password goes in {key('vm_passwords')}, as a secret)"
-                               if k == "password" else ""))
+    renamed = {"ip_timeout": "renamed to ready_timeout (up now waits until cloud-init has "
+               "finished, see wait_for)",
+               "password": f"a password goes in {key('vm_passwords')}, as a secret"}
+    for k in set(item) & set(renamed):
+        problems.append(f"{key(f'{path}.{k}')}: {renamed[k]}")
+    unknown_keys({k: v for k, v in item.items() if k not in renamed}, VM_FIELDS, path,
+                 problems)
     name = str(item.get("name", ""))
     if not VM_NAME.match(name):
         problems.append(f"{key(path + '.name')}: {name!r} must be letters, digits, '.', '_' "
@@ -300,10 +296,8 @@ def _vm(item, path: str, names: list, passwords: dict, problems: list):
         problems.append(f"{key(path + '.cloud_init')}: must be a mapping (hostname, "
                         "ssh_authorized_keys, ...)")
         cloud_init = {}
-    for k in cloud_init:
-        if k not in CLOUD_INIT_KEYS:
-            problems.append(f"{key(f'{path}.cloud_init.{k}')}: unknown key; known: "
-                            f"{', '.join(CLOUD_INIT_KEYS)} (anything else goes in user_data)")
+    unknown_keys(cloud_init, CLOUD_INIT_KEYS, path + ".cloud_init", problems,
+                 hint=" (anything else goes in user_data)")
     choices = {"on_restart_needed": ("restart", "fail"),
                "on_cloud_init_change": ("next-boot", "replace"), "wait_for": WAIT_FOR}
     for f, allowed in choices.items():

@@ -20,3 +20,17 @@ def boolean(section: dict, name: str, path: str, problems: list, default: bool =
         return BOOLEAN_TEXT[value]
     problems.append(f"{key(path)}: {value!r} is not a boolean; write true or false")
     return default
+
+
+def unknown_keys(section, known: tuple, path: str, problems: list, hint: str = "") -> None:
+    """One problem per key that is not in known, with the closest known key: a typo such
+    as `rolez` must not silently fall back to a default (every role)."""
+    import difflib
+    if not isinstance(section, dict):
+        return
+    for name in section:
+        if name in known:
+            continue
+        close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
+        fix = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}"
+        problems.append(f"{key(f'{path}.{name}' if path else name)}: unknown key; {fix}{hint}")

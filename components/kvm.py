@@ -72,7 +72,8 @@ class Kvm(pulumi.ComponentResource):
         virt_type = (prepared.node.virt_type_effective if vm.virt_type == "auto"
                      else vm.virt_type)
         props = {
-            "name": vm.name, "node": vm.node, **prepared.access,
+            "name": vm.name, "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}",
+            "node": vm.node, **prepared.access,
             # Every KVM node, so that read finds it wherever it was moved by hand.
             "peers": [nodes[n].connection for n in kvm_nodes],
             **({"migration_key": KEY_PATH} if len(kvm_nodes) > 1 else {}),

@@ -3,6 +3,7 @@ coded) data pools, max_mds and the standby count. Waits until an MDS is active a
 cluster reports no MDS, fs or PG health check; on timeout says what is unhealthy."""
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 import pulumi
@@ -33,7 +34,7 @@ UPDATES = ("extra_data_pools", "max_mds", "standby_count", "layouts", "allow_del
 
 
 class CephFilesystemProvider(ResourceProvider):
-    def check(self, _olds, news):
+    def check(self, olds, news):
         news = base.normalize(news)
         failures = []
         for field in ("name", "metadata_pool", "data_pool"):
@@ -52,6 +53,12 @@ class CephFilesystemProvider(ResourceProvider):
                                              f"pools ({', '.join(map(str, pools))})"))
         news.setdefault("cluster_name", "ceph")
         news.setdefault("timeout", 180)
+        dropped = [p for p in base.normalize(olds or {}).get("extra_data_pools") or []
+                   if p not in news["extra_data_pools"]]
+        if dropped and news.get("allow_delete") is not True:
+            failures.append(CheckFailure("extra_data_pools", f"taking {', '.join(dropped)} "
+                                         "out of the filesystem loses the files stored there; "
+                                         "set allow_delete: true on the filesystem first"))
         return CheckResult(news, failures)
 
     def diff(self, _id, olds, news):
@@ -115,6 +122,17 @@ def _pool_names(props: dict, node) -> dict:
     return {p["pool_id"]: n for n, p in pools.items()}
 
 
+def _refuse_if_used(props: dict, node, pool: str) -> None:
+    """A data pool that still holds objects keeps files' data: never detach it."""
+    doc = json.loads(ceph_json(node, props["cluster_name"], "df", "detail") or "{}")
+    objects = next((p["stats"].get("objects", 0) for p in doc.get("pools", [])
+                    if p.get("name") == pool), 0)
+    if objects:
+        raise Exception(f"refusing to take pool {pool} out of CephFS {props['name']}: it still "
+                        f"holds {objects} objects, which would become unreachable. Move or "
+                        "delete the files stored there (layouts) first.")
+
+
 def _converge(props: dict, node) -> None:
     c, name = props["cluster_name"], props["name"]
     fs = _filesystems(props, node)[name]
@@ -125,6 +143,7 @@ def _converge(props: dict, node) -> None:
             ceph(node, c, "fs", "add_data_pool", name, pool, change=True)
     for pool in have:
         if pool not in props["extra_data_pools"]:
+            _refuse_if_used(props, node, pool)
             ceph(node, c, "fs", "rm_data_pool", name, pool, change=True)
     if fs["max_mds"] != props["max_mds"]:
         ceph(node, c, "fs", "set", name, "max_mds", props["max_mds"], change=True)

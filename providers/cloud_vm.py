@@ -34,6 +34,8 @@ from providers.transport import known_hosts_line, libvirt_uri, open_libvirt
 
 # --- input schema -----------------------------------------------------------------------
 # name                 str   libvirt domain name
+# owner                str   "project/stack", in the domain's metadata: a domain of this
+#                            name that does not carry it is not ours and is refused
 # node                 str   the node it runs on; a change is a live migration
 # connection           dict  that node's connection (base.CONNECTION_FIELDS)
 # peers                list  connections of the other KVM nodes: where `read` looks for a VM
@@ -118,7 +120,7 @@ class CloudVMProvider(ResourceProvider):
         _make_overlay(node, paths, props["disk_gib"])
         seed = _write_seed(node, props, paths["seed"], generation=1)
         with _libvirt(props) as conn:
-            dom = _lookup(conn, props["name"])
+            dom = _own(conn, props, refuse=True)
             if dom is None:
                 dom = conn.defineXML(dx.domain_xml(_domain_params(props, paths)))
             if not dom.isActive():
@@ -131,7 +133,7 @@ class CloudVMProvider(ResourceProvider):
         props = base.normalize(props)
         for where in _candidates(props):
             with _libvirt(where) as conn:
-                dom = _lookup(conn, props["name"])
+                dom = _own(conn, where)
                 if dom is None:
                     continue
                 # The persistent definition: live XML shows the balloon's momentary size.
@@ -187,17 +189,23 @@ class CloudVMProvider(ResourceProvider):
 
     def delete(self, _id, props):
         props = base.normalize(props)
+        found = False
         for where in _candidates(props):  # it may have been migrated by hand
             with _libvirt(where) as conn:
-                dom = _lookup(conn, props["name"])
+                dom = _own(conn, where)
                 if dom is not None:
                     _shutdown(dom, props["shutdown_timeout"])
                     dom.undefine()
+                    found = True
                     break
-        if not props.get("keep_disk"):
-            paths = _paths(props)
-            base.session(props).run(["rm", "-f", "--", paths["disk"], paths["seed"]],
-                                    change=True)
+        paths = _paths(props)
+        if props.get("keep_disk"):
+            return
+        if not found:  # running somewhere we cannot see, or not ours: its disk may be in use
+            pulumi.log.warn(f"{props['name']}: no domain of this stack on any KVM node, so its "
+                            f"disk {paths['disk']} is kept; remove it by hand once unused")
+            return
+        base.session(props).run(["rm", "-f", "--", paths["disk"], paths["seed"]], change=True)
 
 
 # --- check ------------------------------------------------------------------------------
@@ -391,6 +399,26 @@ def _candidates(props: dict) -> list[dict]:
         if peer.get("name") != props["connection"].get("name"):
             out.append({**props, "connection": peer, "node": peer["name"]})
     return out
+
+
+def _own(conn, props: dict, refuse: bool = False):
+    """This stack's domain of props' name on conn, or None. A domain of that name which
+    cephkvm did not make (or another stack did) is never ours: create refuses it, read and
+    delete look past it."""
+    dom = _lookup(conn, props["name"])
+    if dom is None:
+        return None
+    owner = dx.owner(dom.XMLDesc(0))
+    if owner == props.get("owner", ""):
+        return dom
+    if refuse:
+        raise RuntimeError(
+            f"{props['name']}: {props['node']} already has a domain of that name that "
+            f"{'stack ' + owner + ' made' if owner else 'cephkvm did not make'}; it is left "
+            "alone. Give the VM another name, or remove that domain if it is left over.")
+    pulumi.log.warn(f"{props['name']}: the domain of that name on {props['node']} is not this "
+                    "stack's; leaving it alone")
+    return None
 
 
 def _lookup(conn, name: str):

@@ -10,6 +10,9 @@ from xml.sax.saxutils import quoteattr
 # 128 MiB halves the footprint at no visible cost for small guests (DESIGN.md 5).
 TCG_CACHE_MIB = 128
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
+# Domains cephkvm made carry this in <metadata>: a domain of the same name without it (or of
+# another stack) is someone else's and is never adopted, changed or shut down.
+OWNER_NS = "https://cephkvm.dev/xmlns/vm/1"
 
 
 def stable_mac(name: str, index: int) -> str:
@@ -41,8 +44,8 @@ def cdrom_xml(seed_path: str) -> str:
 
 
 def domain_xml(p: dict) -> str:
-    """p: name, uuid?, virt_type, memory_mib, max_memory_mib, vcpus, max_vcpus, disk_path,
-    seed_path, nics, macs, serial_log."""
+    """p: name, uuid?, owner, virt_type, memory_mib, max_memory_mib, vcpus, max_vcpus,
+    disk_path, seed_path, nics, macs, serial_log."""
     tcg = p["virt_type"] == "qemu"
     features = "<acpi/><apic/>"
     if tcg:
@@ -53,6 +56,7 @@ def domain_xml(p: dict) -> str:
     log = f"<log file={quoteattr(p['serial_log'])} append='on'/>" if p.get("serial_log") else ""
     return f"""<domain type={quoteattr(p['virt_type'])}>
   <name>{_text(p['name'])}</name>{uuid}
+  <metadata><cephkvm:vm xmlns:cephkvm={quoteattr(OWNER_NS)}><cephkvm:owner>{_text(p.get('owner') or '')}</cephkvm:owner></cephkvm:vm></metadata>
   <memory unit='MiB'>{int(p['max_memory_mib'])}</memory>
   <currentMemory unit='MiB'>{int(p['memory_mib'])}</currentMemory>
   <vcpu placement='static' current='{int(p['vcpus'])}'>{int(p['max_vcpus'])}</vcpu>
@@ -106,6 +110,12 @@ def parse_domain(xml: str) -> dict:
         "disk_path": disk.get("file") if disk is not None else None,
         "seed_path": cdrom.get("file") if cdrom is not None else None,
     }
+
+
+def owner(xml: str) -> str | None:
+    """The stack that made the domain (its cephkvm metadata), or None: not cephkvm's."""
+    found = ET.fromstring(xml).find(f"metadata/{{{OWNER_NS}}}vm/{{{OWNER_NS}}}owner")
+    return None if found is None else (found.text or "")
 
 
 def _mib(elem) -> int:

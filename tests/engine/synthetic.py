@@ -16,7 +16,7 @@ from tests.cli import Project
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # how the engine shows a value not known yet
 SECRET = "[secret]"  # how preview --json shows a secret, even with --show-secrets
 # Secret inputs the program takes from another resource's stand-in outputs: the same values.
-SECRET_STAND_INS = {"private_key": "stand-in"}
+SECRET_STAND_INS = {"private_key": "stand-in", "admin_key": "stand-in"}
 PROVIDER = "pulumi:providers:pulumi-python"
 # Outputs other resources read, as a created resource would report them.
 STAND_INS = {
@@ -26,6 +26,8 @@ STAND_INS = {
                       if n["name"] in props["mons"]],
         "mon_addresses": [f"[v2:{n['address']}:3300,v1:{n['address']}:6789]"
                           for n in props["nodes"] if n["name"] in props["mons"]],
+        "conf": "# stand-in ceph.conf\n", "admin_key": SECRET_STAND_INS["admin_key"],
+        "mon_key": "stand-in", "bootstrap_osd_key": "stand-in",
     },
     "CephConfig": lambda props: {"version": "16.2.11", "health": "HEALTH_OK"},
     "MigrationKey": lambda props: {
@@ -59,7 +61,8 @@ def _changes(project: Project) -> list:
 
 def _resource(new: dict) -> dict:
     state = {key: new[key] for key in ("urn", "custom", "type", "parent", "dependencies",
-                                       "propertyDependencies", "provider") if key in new}
+                                       "propertyDependencies", "provider", "protect")
+             if key in new}
     if not new["custom"]:
         return state
     inputs = _known(new.get("inputs", {}))

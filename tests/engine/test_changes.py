@@ -39,7 +39,9 @@ CHANGES = [
         options={"mon": {"mon_data_avail_warn": 3}}), {"ceph-config": "update"}),
     ("no MDS on osd3", lambda c: c["cephkvm:nodes"][2].update(roles=["mon", "mgr", "osd", "kvm"]),
      {"mds-osd3": "delete"}),
-    ("OSD on another disk", lambda c: c["cephkvm:nodes"][1].update(disks=["/dev/sdc"]),
+    ("OSD on another disk, removal allowed", lambda c: (
+        c["cephkvm:nodes"][1].update(disks=["/dev/sdc"]),
+        c["cephkvm:ceph"].update(allow_osd_removal=True)),
      {"osd-osd2-sdb": "delete", "osd-osd2-sdc": "create"}),
     ("mount options", lambda c: c["cephkvm:mounts"][0].update(options=["noatime"]),
      _each("mount-{}-mnt-cephfs", "update")),
@@ -86,8 +88,47 @@ def test_vm_on_another_node_is_a_live_migration_not_a_new_vm(example):
     assert (old["inputs"]["node"], new["inputs"]["node"]) == ("osd1", "osd2")
 
 
-def test_pinning_another_fsid_replaces_the_cluster(example):
-    fsid = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
+def test_pinning_the_current_fsid_changes_nothing_and_another_is_refused(example):
+    fsid = synthetic.STAND_INS["CephCluster"]({"nodes": [], "mons": []})["fsid"]
     steps = example.preview_changes(lambda c: c["cephkvm:ceph"].update(fsid=fsid))
-    assert steps["ceph-cluster"]["op"] == "replace"
-    assert steps["ceph-cluster"]["newState"]["inputs"]["pin_fsid"] == fsid
+    assert {n: s["op"] for n, s in steps.items()} == {"ceph-cluster": "update"}, \
+        "state only: no replace, no host work"
+    out = refused(example, lambda c: c["cephkvm:ceph"].update(
+        fsid="9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"))
+    assert "pin_fsid" in out and "identity cannot change" in out
+
+
+def refused(example, change) -> str:
+    """The output of a preview with change(config) that must fail; no host reached."""
+    with open(example.stack_file) as f:
+        original = f.read()
+    try:
+        example.edit_config(change)
+        proc = example.run("preview", check=False)
+    finally:
+        with open(example.stack_file, "w") as f:
+            f.write(original)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert not [line for line in example.ssh_log_lines() if line.startswith("connect")]
+    return out
+
+
+@pytest.mark.parametrize("what, change, urn", [
+    ("an OSD's disk taken away", lambda c: c["cephkvm:nodes"][1].update(disks=["/dev/sdc"]),
+     "osd-osd2-sdb"),
+    ("the filesystem taken away", lambda c: c.update({"cephkvm:filesystems": [],
+                                                      "cephkvm:mounts": []}), "fs-cephfs"),
+])
+def test_removing_data_without_its_opt_in_is_refused_at_preview(example, what, change, urn):
+    out = refused(example, change)
+    assert "protect" in out and urn in out, what
+
+
+def test_destroy_without_opt_ins_is_refused_before_any_host_is_touched(example):
+    proc = example.run("destroy", "--yes", "--skip-preview", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "protect" in out
+    assert "ceph-cluster" in out
+    assert not [line for line in example.ssh_log_lines() if line.startswith("connect")]
+    assert "deleting" not in out and "deleted" not in out, out

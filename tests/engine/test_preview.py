@@ -26,7 +26,8 @@ def test_example_previews_offline_with_readable_types(example):
     preview = example.preview_json(netns_isolated=isolated)
     found = steps_by_type(preview)
     dynamic = "pulumi-python:dynamic/cephkvm:"
-    expected = {"Node": 3, "NodePrep": 3, "CephCluster": 1, "CephMon": 3, "CephConfig": 1,
+    expected = {"Node": 3, "NodePrep": 3, "CephCluster": 1, "CephConf": 3, "CephMon": 3,
+                "CephConfig": 1,
                 "CephMgr": 3, "CephMds": 3, "CephOsd": 3, "CephPool": 2, "CephFilesystem": 1,
                 "CephFSMount": 3, "KvmBridge": 3, "CloudVM": 1,
                 "MigrationKey": 1, "MigrationAccess": 3}

@@ -114,6 +114,7 @@ def test_bridges_took_over_eth0_and_ssh_still_works(stack):
 def test_vm_boots_from_overlay_with_cloud_init_hostname_and_key(stack):
     vm = stack.outputs()["vms"][VM]
     assert vm["host"] == "node1" and vm["state"] == "running"
+    assert vm["ready"] is True and vm["cloud_init_errors"] == [], vm  # cloud-init finished
     assert GUEST in vm["addresses"], vm  # reported by the guest agent
     assert defined_on("node1") == [VM]
     info = json.loads(lab.run("node1", ["qemu-img", "info", "-U", "--output=json",

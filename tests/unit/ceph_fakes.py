@@ -429,6 +429,9 @@ def _ceph(node: FakeCephNode, args: list, stdin):
     if head == "osd erasure-code-profile rm":
         w.profiles.pop(args[3], None)
         return "", 0
+    if args[:2] == ["df", "detail"]:
+        return json.dumps({"pools": [{"name": n, "stats": {"objects": p.get("objects", 0)}}
+                                     for n, p in w.pools.items()]}), 0
     if args[:2] == ["pg", "dump"]:
         dirty = w.unclean_probes > 0
         w.unclean_probes -= 1
@@ -442,6 +445,9 @@ def _ceph(node: FakeCephNode, args: list, stdin):
         return "", 0
     if args[:2] == ["fs", "add_data_pool"]:
         w.fs[args[2]]["data"].append(args[3])
+        return "", 0
+    if args[:2] == ["fs", "rm_data_pool"]:
+        w.fs[args[2]]["data"].remove(args[3])
         return "", 0
     if args[:2] == ["fs", "set"]:
         w.fs[args[2]]["max_mds" if args[3] == "max_mds" else "standby"] = int(args[4])

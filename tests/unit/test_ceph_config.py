@@ -108,3 +108,45 @@ def test_pools_without_a_ceph_section_are_refused():
 def test_replicated_size_above_the_hosts_is_refused():
     text = problems(with_(lambda r: r["pools"][0].update(size=4, min_size=2)))
     assert "cephkvm:pools[0].size: 4 copies but only 3 host(s)" in text
+
+
+@pytest.mark.parametrize("value", ["false", "true", False, True])
+def test_opt_ins_take_real_booleans_and_pulumi_config_strings(value):
+    raw = with_(lambda r: r["pools"][0].update(allow_delete=value))
+    pool = next(p for p in load(raw, ROOT).ceph.pools if p["name"] == "meta")
+    assert pool["allow_delete"] is (value in (True, "true"))
+
+
+@pytest.mark.parametrize("where, change", [
+    ("cephkvm:pools[0].allow_delete", lambda r: r["pools"][0].update(allow_delete="no")),
+    ("cephkvm:pools[0].allow_delete", lambda r: r["pools"][0].update(allow_delete="False")),
+    ("cephkvm:pools[2].erasure.allow_ec_overwrites",
+     lambda r: r["pools"][2]["erasure"].update(allow_ec_overwrites="yes")),
+    ("cephkvm:ceph.allow_data_loss", lambda r: r["ceph"].update(allow_data_loss="off")),
+    ("cephkvm:ceph.allow_osd_removal", lambda r: r["ceph"].update(allow_osd_removal=1)),
+    ("cephkvm:ceph.wipe_devices", lambda r: r["ceph"].update(wipe_devices="0")),
+    ("cephkvm:filesystems[0].allow_delete",
+     lambda r: r["filesystems"][0].update(allow_delete="yes")),
+    ("cephkvm:mounts[0].force_unmount", lambda r: r["mounts"][0].update(force_unmount="on")),
+])
+def test_anything_else_as_an_opt_in_is_refused_with_its_key(where, change):
+    found = problems(with_(change))
+    assert f"{where}: " in found and "write true or false" in found, found
+
+
+@pytest.mark.parametrize("where, change, suggestion", [
+    ("cephkvm:nodes[0].rolez", lambda r: r["nodes"][0].update(rolez=["kvm"]), "roles"),
+    ("cephkvm:ceph.allow_dataloss", lambda r: r["ceph"].update(allow_dataloss=True),
+     "allow_data_loss"),
+    ("cephkvm:pools[0].sizee", lambda r: r["pools"][0].update(sizee=2), "size"),
+    ("cephkvm:pools[2].erasure.kk", lambda r: r["pools"][2]["erasure"].update(kk=2), "k"),
+    ("cephkvm:filesystems[0].max_mdss", lambda r: r["filesystems"][0].update(max_mdss=2),
+     "max_mds"),
+    ("cephkvm:mounts[0].mountpont", lambda r: r["mounts"][0].update(mountpont="/x"),
+     "mountpoint"),
+    ("cephkvm:kvm.virt", lambda r: r.update(kvm={"virt": "kvm"}), "virt_type"),
+    ("cephkvm:ssh.keyfile", lambda r: r.update(ssh={"keyfile": "/k"}), "key_file"),
+])
+def test_a_typo_in_any_section_is_refused_with_the_closest_key(where, change, suggestion):
+    found = problems(with_(change))
+    assert f"{where}: unknown key; did you mean {suggestion}?" in found, found

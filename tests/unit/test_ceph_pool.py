@@ -174,3 +174,34 @@ def test_a_cluster_output_not_known_yet_in_preview_is_not_a_replace():
     for unknown in (UNKNOWN, Unknown()):  # the sentinel, and what deserialization makes of it
         result = CephPoolProvider().diff("1", old, {**old, "fsid": unknown})
         assert not result.changes and result.replaces == []
+
+
+def _fs_with_extra_pool(world):
+    for name, kw in (("meta", {}), ("data", {}), ("extra", {})):
+        CephPoolProvider().create(pool(world, name=name, key=name, pg_num=8, **kw))
+    fsp = CephFilesystemProvider()
+    props = fsp.check({}, {"fsid": world.fsid, "admin": [{"connection": n["connection"]}
+                                                          for n in world.props_nodes()],
+                           "name": "cephfs", "metadata_pool": "meta", "data_pool": "data",
+                           "extra_data_pools": ["extra"], "timeout": 2}).inputs
+    return fsp, fsp.create(props).outs
+
+
+def test_taking_a_data_pool_out_needs_allow_delete_at_preview(world):
+    fsp, outs = _fs_with_extra_pool(world)
+    failures = fsp.check(outs, {**outs, "extra_data_pools": []}).failures
+    assert [f.property for f in failures] == ["extra_data_pools"]
+    assert "allow_delete" in failures[0].reason
+    assert not fsp.check(outs, {**outs, "extra_data_pools": [], "allow_delete": True}).failures
+
+
+def test_a_data_pool_holding_objects_is_never_taken_out(world):
+    fsp, outs = _fs_with_extra_pool(world)
+    world.pools["extra"]["objects"] = 12
+    news = {**outs, "extra_data_pools": [], "allow_delete": True}
+    with pytest.raises(Exception, match="holds 12 objects"):
+        fsp.update("cephfs", outs, news)
+    assert world.fs["cephfs"]["data"] == ["data", "extra"]
+    world.pools["extra"]["objects"] = 0
+    fsp.update("cephfs", outs, news)
+    assert world.fs["cephfs"]["data"] == ["data"]

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.unit
 CONN = {"name": "node1", "address": "192.0.2.1", "host_key": KEY}
 PASSWORD = "hunter2-not-really"
 PROPS = {
-    "name": "vm-unit", "node": "node1", "connection": CONN, "storage": "/mnt/cephfs",
+    "name": "vm-unit", "owner": "cephkvm/unit", "node": "node1", "connection": CONN,
+    "storage": "/mnt/cephfs",
     "template": {"source": "/images/debian.qcow2"}, "disk_gib": 4, "memory_mib": 256,
     "max_memory_mib": 512, "vcpus": 1, "max_vcpus": 2, "virt_type": "qemu",
     "nics": [{"bridge": "br0"}], "ready_timeout": 5, "shutdown_timeout": 0,
@@ -501,3 +502,35 @@ def test_refresh_reports_a_guest_that_is_not_ready(node):
 def test_wait_for_is_checked():
     result = CloudVMProvider().check({}, {**PROPS, "wait_for": "ssh"})
     assert [f.property for f in result.failures] == ["wait_for"]
+
+
+# --- whose domain it is -----------------------------------------------------------------
+
+FOREIGN = """<domain type='test'><name>vm-unit</name><memory>65536</memory>
+<os><type>hvm</type></os></domain>"""
+
+
+def test_a_domain_of_that_name_cephkvm_did_not_make_is_refused_and_left_alone(node):
+    node.conn.defineXML(FOREIGN)
+    with pytest.raises(RuntimeError, match="cephkvm did not make; it is left alone"):
+        CloudVMProvider().create(checked())
+    dom = node.conn.lookupByName("vm-unit")
+    assert dx.owner(dom.XMLDesc(0)) is None and not dom.isActive()
+
+
+def test_delete_and_read_leave_a_foreign_domain_and_keep_the_disk(node):
+    outs = CloudVMProvider().create(checked({**PROPS, "keep_disk": False})).outs
+    dom = node.conn.lookupByName("vm-unit")
+    dom.destroy()
+    dom.undefine()
+    node.conn.defineXML(FOREIGN).create()
+    assert CloudVMProvider().read("vm-unit", outs).id == ""
+    CloudVMProvider().delete("vm-unit", outs)
+    assert node.conn.lookupByName("vm-unit").isActive(), "not shut down"
+    assert outs["disk_path"] in node.files, "the disk stays when our domain is not found"
+
+
+def test_domains_carry_the_stacks_tag():
+    xml = dx.domain_xml({**PROPS, "disk_path": "/d", "seed_path": "/s", "macs": ["m"],
+                         "nics": [{"bridge": "br0"}]})
+    assert dx.owner(xml) == "cephkvm/unit"
