@@ -8,6 +8,7 @@ from components.ceph import CephStack
 from components.config import NAMESPACE, ConfigError, load
 from components.kvm import Kvm
 from components.node import PreparedNode
+from providers.destroy_guard import DestroyGuard
 
 
 def raw_config() -> dict:
@@ -38,3 +39,11 @@ if stack.kvm and (stack.kvm.bridges or stack.kvm.vms):
     kvm = Kvm(stack, nodes, storage=mounts)
     pulumi.export("bridges", kvm.bridge_outputs())
     pulumi.export("vms", kvm.vm_outputs())
+
+if stack.ceph:
+    # Deleted first by a destroy, and protected unless data may be lost: a destroy stops
+    # before any VM, mount or bridge is removed (providers/destroy_guard.py).
+    every = [ceph] + ([kvm] if stack.kvm and (stack.kvm.bridges or stack.kvm.vms) else [])
+    DestroyGuard({"allow": stack.ceph.allow_data_loss,
+                  "guards": f"Ceph cluster {stack.ceph.cluster_name} and everything on it"},
+                 pulumi.ResourceOptions(depends_on=every, protect=not stack.ceph.allow_data_loss))

@@ -126,7 +126,9 @@ class CephStack(pulumi.ComponentResource):
                 f"mount-{m['node']}-{_slug(m['mountpoint'])}", {
                     **common, **m, **access[m["node"]], "mon_hosts": self.cluster.mon_hosts,
                     "admin": admin,
+                # A child inherits its parent's protect: a mount holds no data itself.
                 }, pulumi.ResourceOptions(parent=fs, depends_on=[fs, self.confs[m["node"]]],
+                                          protect=False,
                                           additional_secret_outputs=secret))))
         self.register_outputs({"fsid": self.cluster.fsid})
 

@@ -56,10 +56,6 @@ class CephClusterProvider(ResourceProvider):
     def check(self, olds, news):
         news, olds = base.normalize(news), base.normalize(olds or {})
         failures = []
-        if olds.get("fsid") and news.get("pin_fsid") and news["pin_fsid"] != olds["fsid"]:
-            failures.append(CheckFailure("pin_fsid", f"the cluster's fsid is {olds['fsid']}; "
-                                         "an existing cluster's identity cannot change. Set "
-                                         "cephkvm:ceph.fsid to it, or remove the setting"))
         names = {n.get("name") for n in news.get("nodes") or []}
         for i, node in enumerate(news.get("nodes") or []):
             failures += base.check_connection(node.get("connection"), f"nodes[{i}].connection")
@@ -79,7 +75,17 @@ class CephClusterProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def diff(self, _id, olds, news):
-        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES)
+        """Pinning the fsid the cluster has is state only; pinning another one is another
+        cluster: a replace (protected unless data may be lost), the old one deleted first
+        so its delete cannot remove the new one's files."""
+        olds, news = base.normalize(olds), base.normalize(news)
+        result = base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES)
+        pin = news.get("pin_fsid")
+        if pin and olds.get("fsid") and pin != olds["fsid"]:
+            result.replaces = [*result.replaces, "pin_fsid"]
+            result.changes = True
+        result.delete_before_replace = bool(result.replaces)
+        return result
 
     def create(self, props):
         props = base.normalize(props)

@@ -47,11 +47,22 @@ def settle(project: Project, rounds: int = 4) -> None:
     for _ in range(rounds):
         steps = _changes(project)
         if not steps:
+            _protect(project, resources)
             return
         for step in steps:
             resources[step["urn"]] = _resource(step["newState"])
         _import(project, list(resources.values()))
     raise AssertionError(f"state did not settle: {[s['urn'] for s in _changes(project)]}")
+
+
+def _protect(project: Project, resources: dict) -> None:
+    """Protection as the program asks for it, set once the state has settled (while it
+    settles, stand-ins are replaced, which protection would refuse)."""
+    steps = project.preview_json()["steps"]
+    protected = {s["urn"] for s in steps if (s.get("newState") or {}).get("protect")}
+    for urn in protected & set(resources):
+        resources[urn]["protect"] = True
+    _import(project, list(resources.values()))
 
 
 def _changes(project: Project) -> list:
@@ -61,8 +72,7 @@ def _changes(project: Project) -> list:
 
 def _resource(new: dict) -> dict:
     state = {key: new[key] for key in ("urn", "custom", "type", "parent", "dependencies",
-                                       "propertyDependencies", "provider", "protect")
-             if key in new}
+                                       "propertyDependencies", "provider") if key in new}
     if not new["custom"]:
         return state
     inputs = _known(new.get("inputs", {}))

@@ -1,6 +1,8 @@
 """What `pulumi preview` says for each kind of change, checked with the real CLI and the real
 providers' check and diff, against a state in which the runbook layout already exists
 (tests/engine/synthetic.py). No host is reached: preview opens no connection."""
+import json
+
 import pytest
 
 from tests.cli import Project
@@ -39,10 +41,8 @@ CHANGES = [
         options={"mon": {"mon_data_avail_warn": 3}}), {"ceph-config": "update"}),
     ("no MDS on osd3", lambda c: c["cephkvm:nodes"][2].update(roles=["mon", "mgr", "osd", "kvm"]),
      {"mds-osd3": "delete"}),
-    ("OSD on another disk, removal allowed", lambda c: (
-        c["cephkvm:nodes"][1].update(disks=["/dev/sdc"]),
-        c["cephkvm:ceph"].update(allow_osd_removal=True)),
-     {"osd-osd2-sdb": "delete", "osd-osd2-sdc": "create"}),
+    ("OSD removal allowed", lambda c: c["cephkvm:ceph"].update(allow_osd_removal=True),
+     _each("osd-{}-sdb", "update")),
     ("mount options", lambda c: c["cephkvm:mounts"][0].update(options=["noatime"]),
      _each("mount-{}-mnt-cephfs", "update")),
     ("mountpoint", lambda c: c["cephkvm:mounts"][0].update(mountpoint="/srv/cephfs"),
@@ -95,7 +95,7 @@ def test_pinning_the_current_fsid_changes_nothing_and_another_is_refused(example
         "state only: no replace, no host work"
     out = refused(example, lambda c: c["cephkvm:ceph"].update(
         fsid="9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"))
-    assert "pin_fsid" in out and "identity cannot change" in out
+    assert "ceph-cluster" in out and "protect" in out, "another fsid: a new cluster, refused"
 
 
 def refused(example, change) -> str:
@@ -125,10 +125,32 @@ def test_removing_data_without_its_opt_in_is_refused_at_preview(example, what, c
     assert "protect" in out and urn in out, what
 
 
-def test_destroy_without_opt_ins_is_refused_before_any_host_is_touched(example):
-    proc = example.run("destroy", "--yes", "--skip-preview", check=False)
+def test_an_osd_whose_protection_was_lifted_moves_to_another_disk(example):
+    """After an `up` with allow_osd_removal (which lifts the protection in state; here
+    `pulumi state unprotect` stands in for that up), a disk change previews as the old OSD
+    deleted and a new one created."""
+    urn = next(r["urn"] for r in json.loads(example.run(
+        "stack", "export", "--stack", example.stack).stdout)["deployment"]["resources"]
+        if r["urn"].endswith("::osd-osd2-sdb"))
+    example.run("state", "unprotect", "--stack", example.stack, "--yes", urn)
+    try:
+        steps = example.preview_changes(lambda c: (
+            c["cephkvm:nodes"][1].update(disks=["/dev/sdc"]),
+            c["cephkvm:ceph"].update(allow_osd_removal=True)))
+        said = {name: step["op"] for name, step in steps.items()}
+        assert said == {"osd-osd2-sdb": "delete", "osd-osd2-sdc": "create",
+                        **{f"osd-{n}-sdb": "update" for n in ("osd1", "osd3")}}, said
+    finally:
+        example.run("state", "protect", "--stack", example.stack, "--yes", urn)
+
+
+@pytest.mark.parametrize("flags", [(), ("--skip-preview",)])
+def test_destroy_without_opt_ins_is_refused_before_any_host_is_touched(example, flags):
+    """Even without a preview: the guard is the first delete and it is protected."""
+    proc = example.run("destroy", "--yes", *flags, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "protect" in out
-    assert "ceph-cluster" in out
+    assert "destroy-needs-ceph.allow_data_loss" in out, out
+    deleting = [line for line in out.splitlines() if "deleting" in line or "deleted" in line]
+    assert all("DestroyGuard" in line for line in deleting), deleting
     assert not [line for line in example.ssh_log_lines() if line.startswith("connect")]
-    assert "deleting" not in out and "deleted" not in out, out

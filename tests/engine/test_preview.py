@@ -30,7 +30,7 @@ def test_example_previews_offline_with_readable_types(example):
                 "CephConfig": 1,
                 "CephMgr": 3, "CephMds": 3, "CephOsd": 3, "CephPool": 2, "CephFilesystem": 1,
                 "CephFSMount": 3, "KvmBridge": 3, "CloudVM": 1,
-                "MigrationKey": 1, "MigrationAccess": 3}
+                "MigrationKey": 1, "MigrationAccess": 3, "DestroyGuard": 1}
     for kind, count in expected.items():
         assert found[dynamic + kind] == ["create"] * count, kind
     assert found["cephkvm:index:PreparedNode"] == ["create"] * 3

@@ -2,11 +2,14 @@
 extra data pool, an rbd pool, no opt-in to destroy): outcomes are read from the nodes."""
 import json
 import os
+import subprocess
+import threading
 import time
 
 import pytest
 
 import lab
+from lab import const as lab_const
 from tests.cli import Project
 
 pytestmark = pytest.mark.lab
@@ -25,6 +28,11 @@ def sh(node: str, cmd: str) -> str:
 
 def ceph(cmd: str, node: str = "node1"):
     return json.loads(sh(node, f"ceph {cmd} -f json"))
+
+
+def lab_run_host(argv: list, check=True) -> str:
+    """A command on the machine the lab runs on (loop devices are shared with the nodes)."""
+    return subprocess.run(argv, check=check, capture_output=True, text=True).stdout
 
 
 def pool(name: str) -> dict:
@@ -164,19 +172,16 @@ def test_refresh_shows_hand_resized_pool_and_up_restores_it(stack):
     assert pool("cephfs_data")["size"] == 3
 
 
-def test_type_change_is_a_replace_and_refused_without_opt_in(stack):
+def test_type_change_is_a_replace_refused_at_preview_without_opt_in(stack):
     def change(cfg):
         pools_cfg(cfg)["rbd_test"].update(erasure={"k": 2, "m": 1})
         for k in ("size", "min_size"):
             pools_cfg(cfg)["rbd_test"].pop(k)
     stack.edit_config(change)
-    preview = stack.preview_json()
-    ops = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
-    assert set(ops.values()) <= {"delete-replaced", "create-replacement", "replace"}, ops
-    assert set(ops) == {"pool-rbd_test"}
-    proc = stack.run("up", "--yes", "--skip-preview", check=False)
-    assert proc.returncode != 0
-    assert "refusing to delete pool rbd_test" in proc.stdout + proc.stderr
+    for command in (["preview"], ["up", "--yes"]):
+        proc = stack.run(*command, check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "protect" in out and "pool-rbd_test" in out, out[-3000:]
     assert pool("rbd_test")["type"] == 1  # still the replicated pool
     def back(cfg):
         pools_cfg(cfg)["rbd_test"].pop("erasure")
@@ -248,11 +253,109 @@ def test_a_mon_taken_away_leaves_the_monmap_and_joins_again_when_given_back(stac
     stack.run("preview", "--expect-no-changes")
 
 
-def test_destroy_without_opt_in_refuses_and_keeps_the_cluster(stack):
+def node_snapshot(node: str) -> dict:
+    """What a destroy must not touch: mounts, running daemons, Ceph's files."""
+    return {"mounts": sh(node, "findmnt -rn -o TARGET,FSTYPE | grep -i ceph || true"),
+            "daemons": sh(node, "ls /run/ceph/ | grep '\\.pid$' || true"),
+            "files": sh(node, "find /etc/ceph /var/lib/ceph/cephkvm /var/lib/ceph/mon "
+                              "/var/lib/ceph/osd -maxdepth 1 | sort"),
+            "fstab": sh(node, "cat /etc/fstab")}
+
+
+def test_destroy_without_opt_in_is_refused_before_any_host_is_touched(stack):
+    before = {n: node_snapshot(n) for n in NODES}
     proc = stack.run("destroy", "--yes", "--skip-preview", check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
-    assert "refusing to delete" in out and "allow_delete" in out, out[-3000:]
+    assert "protect" in out and "ceph-cluster" in out, out[-3000:]
+    assert "deleting" not in out, "nothing was deleted before the refusal"
+    assert {n: node_snapshot(n) for n in NODES} == before
     assert ceph("status")["health"]["status"] in ("HEALTH_OK", "HEALTH_WARN")
     assert len(ceph("osd tree")["stray"]) == 0 and sorted(ceph("status")["quorum_names"]) \
         == NODES
+    token = f"after the refused destroy {time.time()}"
+    sh("node1", f"echo '{token}' > {MNT}/after-destroy.txt")
+    assert sh("node3", f"cat {MNT}/after-destroy.txt").strip() == token
+
+
+def test_identity_files_deleted_on_every_mon_are_written_back_with_the_same_identity(stack):
+    fsid = ceph("fsid")["fsid"]
+    key = sh("node1", "ceph auth get-key client.admin").strip()
+    for node in NODES:
+        sh(node, "rm -rf /var/lib/ceph/cephkvm")
+    stack.run("up", "--yes", "--skip-preview", "--refresh")
+    for node in NODES:
+        assert sh(node, "cat /var/lib/ceph/cephkvm/ceph.fsid").strip() == fsid
+        assert f"key = {key}" in sh(node, "cat /var/lib/ceph/cephkvm/ceph.bootstrap.keyring")
+        assert f"fsid = {fsid}" in sh(node, "cat /etc/ceph/ceph.conf")
+    assert ceph("fsid")["fsid"] == fsid and sorted(ceph("quorum_status")["quorum_names"]) \
+        == NODES
+    stack.run("preview", "--expect-no-changes")
+
+
+def osds() -> list:
+    return [n for n in ceph("osd tree")["nodes"] if n["type"] == "osd"]
+
+
+def _pg_watch(stop: threading.Event, seen: list) -> None:
+    """Every PG state and degraded count `ceph pg stat` shows until stop is set."""
+    while not stop.is_set():
+        proc = lab.run("node2", "ceph pg stat -f json", timeout=30)
+        if proc.returncode == 0:
+            seen.append(json.loads(proc.stdout))
+        time.sleep(0.5)
+
+
+def _set_disks(project: Project, node: str, disks: list) -> None:
+    path = os.path.join(project.dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""),
+                        "inventory.json")
+    with open(path) as f:
+        inv = json.load(f)
+    next(n for n in inv["nodes"] if n["name"] == node)["disks"] = disks
+    with open(path, "w") as f:
+        json.dump(inv, f)
+
+
+def test_osd_removal_drains_with_no_degraded_object_and_nothing_lost(stack):
+    image = lab_const.node_dir("node1") / "disks" / "extra.img"
+    with open(image, "wb") as f:
+        f.truncate(10 << 30)
+    dev = lab_run_host(["losetup", "--find", "--show", str(image)]).strip()
+    own = lab.inventory()["nodes"][0]["disks"]
+    try:
+        stack.edit_config(lambda c: c["cephkvm:ceph"].update(allow_osd_removal=True))
+        _set_disks(stack, "node1", own + [dev])
+        stack.run("up", "--yes", "--skip-preview")
+        assert len(osds()) == 4, "4 OSDs under 3 hosts"
+        for i in range(40):
+            sh("node1", f"head -c 65536 /dev/urandom > {MNT}/drain-{i}.bin")
+        sums = sh("node1", f"cd {MNT} && sha256sum drain-*.bin")
+        assert poll(lambda: ceph("pg stat")["pg_summary"]["num_pg_by_state"][0]["name"]
+                    == "active+clean" and len(ceph("pg stat")["pg_summary"]
+                                                  ["num_pg_by_state"]) == 1, timeout=180)
+        objects = {p["name"]: p["stats"]["objects"] for p in ceph("df")["pools"]}
+        _set_disks(stack, "node1", own)
+        stop, seen = threading.Event(), []
+        watcher = threading.Thread(target=_pg_watch, args=(stop, seen))
+        watcher.start()
+        try:
+            stack.run("up", "--yes", "--skip-preview")
+        finally:
+            stop.set()
+            watcher.join()
+        degraded = [s for s in seen if s["pg_summary"].get("num_objects_degraded")
+                    or s["pg_summary"].get("degraded_objects")]
+        bad = {st["name"] for s in seen for st in s["pg_summary"]["num_pg_by_state"]
+               if any(w in st["name"] for w in ("degraded", "down", "incomplete", "stale",
+                                                 "undersized"))}
+        print(f"pg stat samples during the removal: {len(seen)}; states seen: "
+              f"{sorted({st['name'] for s in seen for st in s['pg_summary']['num_pg_by_state']})}")
+        assert len(seen) > 5 and not degraded and not bad, (bad, degraded[:2])
+        assert len(osds()) == 3, "back to 3 OSDs"
+        assert {p["name"]: p["stats"]["objects"] for p in ceph("df")["pools"]} == objects
+        assert sh("node3", f"cd {MNT} && sha256sum drain-*.bin") == sums
+    finally:
+        _set_disks(stack, "node1", own)
+        lab_run_host(["losetup", "--detach", dev], check=False)
+        image.unlink(missing_ok=True)
+        sh("node1", f"rm -f {MNT}/drain-*.bin")

@@ -162,13 +162,13 @@ def test_pinning_the_fsid_takes_a_left_over_cluster_over(world):
     assert outs["fsid"] == old["fsid"] and outs["mon_key"] == old["mon_key"]
 
 
-def test_pinning_the_current_fsid_is_no_replace_and_another_one_is_refused(world):
+def test_pinning_the_current_fsid_is_no_replace_and_another_one_is_a_new_cluster(world):
     outs = CephClusterProvider().create(props(world)).outs
     same = props(world, pin_fsid=outs["fsid"])
     assert CephClusterProvider().diff(outs["fsid"], outs, same).replaces == []
-    other = {**props(world), "pin_fsid": "0b8a3e2c-6f49-4a8e-9a43-2c1e5d5b7a10"}
-    failures = CephClusterProvider().check(outs, other).failures
-    assert [f.property for f in failures] == ["pin_fsid"]
+    other = props(world, pin_fsid="0b8a3e2c-6f49-4a8e-9a43-2c1e5d5b7a10")
+    result = CephClusterProvider().diff(outs["fsid"], outs, other)
+    assert result.replaces == ["pin_fsid"] and result.delete_before_replace
 
 
 def test_delete_is_refused_without_allow_data_loss(world):
