@@ -79,9 +79,11 @@ class CephFSMountProvider(ResourceProvider):
         mounted = _mounted_type(node, props["mountpoint"])
         if not lines and not mounted:
             return ReadResult("", {})
-        return ReadResult(id_, {
-            **props, "fstab_line": "\n".join(lines),
-            "ensure": "mounted" if mounted == MOUNT_TYPES[props["client"]] else "unmounted"})
+        # Listed is not enough: an evicted client or a dead FUSE daemon stays in the mount
+        # table while every access fails. That is drift `up` heals.
+        usable = mounted == MOUNT_TYPES[props["client"]] and _usable(node, props["mountpoint"])
+        return ReadResult(id_, {**props, "fstab_line": "\n".join(lines),
+                                "ensure": "mounted" if usable else "unmounted"})
 
     def update(self, _id, olds, news):
         olds, news = base.normalize(olds), base.normalize(news)
@@ -158,6 +160,11 @@ def _write_fstab(props: dict, node, text: str) -> None:
              change=True)
 
 
+def _usable(node, mountpoint: str) -> bool:
+    """The mount answers: stat succeeds within a bound (a hung mount never returns)."""
+    return node.ok(["timeout", "15", "stat", "--", mountpoint])
+
+
 def _mounted_type(node, mountpoint: str) -> str:
     """The filesystem type mounted at mountpoint ('' when none), from /proc/self/mounts."""
     out = node.run(["cat", "/proc/self/mounts"]).stdout
@@ -192,6 +199,10 @@ def _client_key(props: dict, node) -> str:
 
 def _converge(props: dict, node, remount: bool) -> dict:
     mp = props["mountpoint"]
+    if _mounted_type(node, mp) and not _usable(node, mp):
+        # Dead (evicted, transport not connected): nothing can use it; detach it so the
+        # mountpoint is a directory again and the mount below starts afresh.
+        node.run(["umount", "-l", mp], change=True)
     key, caps = _client_key(props, node)
     put_if_changed(node, _keyring_path(props), keyring(f"client.{props['client_id']}", key,
                                                        caps), mode="0600", secret=True)

@@ -78,6 +78,7 @@ class FakeCephNode:
         self.clock_offset = 0.0
         self.unreachable: set = set()  # node names this node cannot reach
         self.unreadable: set = set()  # files that exist but cannot be read
+        self.dead: set = set()  # mountpoints listed in the mount table whose access fails
 
     def session(self):
         return FakeCephSession(self)
@@ -139,6 +140,11 @@ def answer(node: FakeCephNode, argv: list, stdin):
         if path in node.unreadable:
             return f"cat: {path}: Permission denied", 1
         return (node.files[path], 0) if path in node.files else ("", 1)
+    if cmd == "timeout":
+        return answer(node, argv[2:], stdin)
+    if cmd == "stat" and argv[1] == "--":
+        return ("stat: Transport endpoint is not connected", 1) if argv[2] in node.dead \
+            else ("", 0)
     if cmd == "stat":
         mode = node.modes.get(argv[-1])
         return (f"{mode[0]} {mode[1]}\n", 0) if mode else ("", 1)
@@ -224,6 +230,7 @@ def answer(node: FakeCephNode, argv: list, stdin):
         if mp in node.busy and "-l" not in argv:
             return "umount: target is busy", 32
         node.mounts.pop(mp, None)
+        node.dead.discard(mp)
         return "", 0
     raise AssertionError(f"fake ceph node does not know {argv}")
 

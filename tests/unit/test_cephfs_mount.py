@@ -102,6 +102,21 @@ def test_read_shows_an_unmounted_cephfs_and_update_mounts_it(world):
     assert world.nodes["node1"].mounts == {"/mnt/cephfs": "fuse.ceph-fuse"}
 
 
+def test_a_dead_mount_still_listed_is_drift_and_up_remounts_it(world):
+    """An evicted ceph-fuse client: /proc/mounts lists it, every access fails."""
+    provider = CephFSMountProvider()
+    outs = provider.create(props(world)).outs
+    node = world.nodes["node1"]
+    node.dead.add("/mnt/cephfs")
+    read = provider.read("x", outs).outs
+    assert read["ensure"] == "unmounted" and provider.diff("x", read, props(world)).changes
+    provider.update("x", read, props(world))
+    lines = [line for n, kind, line in world.log if n == "node1" and kind == "change"]
+    assert "umount -l /mnt/cephfs" in lines and "mount /mnt/cephfs" in lines
+    assert node.mounts == {"/mnt/cephfs": "fuse.ceph-fuse"} and not node.dead
+    assert provider.read("x", outs).outs["ensure"] == "mounted"
+
+
 def test_delete_refuses_while_busy_unless_forced(world):
     provider = CephFSMountProvider()
     outs = provider.create(props(world)).outs
