@@ -7,7 +7,10 @@ from typing import Any, Callable
 
 from pulumi.dynamic import CheckFailure, DiffResult
 
+from providers import lifeline
 from providers.transport import Host, Session
+
+lifeline.start()  # every provider imports this module: the process ends with its engine
 
 # Fields of a node's `connection` input (see components/config.py).
 CONNECTION_FIELDS = ("name", "address", "port", "user", "key_file", "host_key", "known_hosts",
