@@ -14,7 +14,7 @@ export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
 # The lab and example stacks are test stacks; real stacks bring their own passphrase.
 export PULUMI_CONFIG_PASSPHRASE ?= cephkvm-lab
 
-.PHONY: setup debian venv tools guest-image lab lab-down lab-status test bench
+.PHONY: setup debian venv tools guest-image lab lab-down lab-status test bench recover
 setup: debian venv tools guest-image
 
 debian:
@@ -44,6 +44,11 @@ lab-down:
 
 lab-status:
 	python3 -m lab status
+
+# After a killed `pulumi up` (see README, Troubleshooting): make recover STACK=prod
+recover: venv tools
+	@test -n "$(STACK)" || { echo "usage: make recover STACK=<stack>"; exit 2; }
+	bash scripts/stack.sh recover $(STACK)
 
 test: setup
 	bash scripts/test.sh

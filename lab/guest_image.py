@@ -36,7 +36,7 @@ RECIPE = {
         "netbase", "sudo", "e2fsprogs", "extlinux", "syslinux-common", "qemu-guest-agent",
     ],
     "disk_mib": 2048,
-    "layout": 3,  # bump when the hook or disk layout below changes
+    "layout": 4,  # bump when the hook or disk layout below changes
 }
 PART_OFFSET = 1024 * 1024  # the root partition starts at 1 MiB
 
@@ -59,7 +59,9 @@ LABEL debian
 EOF
 echo 'LABEL=root / ext4 defaults,errors=remount-ro 0 1' > "$root/etc/fstab"
 echo localhost > "$root/etc/hostname"
-printf 'datasource_list: [ NoCloud, None ]\n' > "$root/etc/cloud/cloud.cfg.d/90-cephkvm.cfg"
+# No `locales` package in the image: cloud-init's locale module would fail (update-locale).
+printf 'datasource_list: [ NoCloud, None ]\nlocale: false\n' \
+  > "$root/etc/cloud/cloud.cfg.d/90-cephkvm.cfg"
 printf 'auto lo\niface lo inet loopback\nsource /etc/network/interfaces.d/*\n' \
   > "$root/etc/network/interfaces"
 rm -f "$root/etc/ssh/ssh_host_"*  # each guest makes its own (cloud-init ssh module)

@@ -232,34 +232,39 @@ def _prepare(props: dict, node) -> None:
 
 
 def _drain(props: dict, node, osd_id: int, tree: dict) -> None:
-    """Refuse when the other OSDs' hosts cannot hold every pool's replicas; otherwise mark
-    it out and wait until every PG is active+clean without it and ceph says it is safe to
-    destroy. Only a dead OSD, with allow_data_loss, may go without that."""
+    """Mark it out and wait until every PG is active+clean without it and ceph says it is
+    safe to destroy; refuse when the other OSDs' hosts cannot hold every pool's copies.
+    Only with allow_data_loss may an OSD that cannot drain (it is down, or there is no room
+    left, as when the whole cluster is destroyed) be purged without that."""
     c = props["cluster_name"]
-    dead_may_go = props.get("allow_data_loss") and not tree[osd_id]["up"]
-    _check_room(props, node, osd_id, tree, dead_may_go)
+    may_lose = bool(props.get("allow_data_loss"))
+    short = _no_room(props, node, osd_id, tree)
+    if short and not may_lose:
+        raise Exception(f"refusing to remove osd.{osd_id} ({props['node']}:{props['device']})"
+                        f": {short}. Add an OSD on another host or lower the pools' size "
+                        "first.")
     if tree[osd_id]["in"]:
         ceph(node, c, "osd", "out", osd_id, change=True)
-    if dead_may_go and not _drained(node, c, osd_id):
-        pulumi.log.warn(f"osd.{osd_id} is down and its placement groups are not all clean "
-                        "elsewhere; purging it anyway, as allow_data_loss says")
+    if may_lose and (short or not tree[osd_id]["up"]) and not _drained(node, c, osd_id):
+        pulumi.log.warn(f"osd.{osd_id} cannot drain ({short or 'it is down'}); purging it "
+                        "anyway, as allow_data_loss says")
         return
     base.wait_until(lambda: _drained(node, c, osd_id), timeout=props.get("timeout", 180) * 5,
-                    interval=DRAIN_POLL, what=f"osd.{osd_id}'s placement groups to be active+clean "
-                    "elsewhere", report=lambda: _drain_report(node, c, osd_id))
+                    interval=DRAIN_POLL, what=f"osd.{osd_id}'s placement groups to be "
+                    "active+clean elsewhere", report=lambda: _drain_report(node, c, osd_id))
 
 
-def _check_room(props: dict, node, osd_id: int, tree: dict, dead_may_go: bool) -> None:
-    c = props["cluster_name"]
-    pools = ceph_facts.pools(ceph_json(node, c, "osd", "pool", "ls", "detail"))
+def _no_room(props: dict, node, osd_id: int, tree: dict) -> str:
+    """Why the other OSDs cannot hold every pool's copies ('' when they can)."""
+    pools = ceph_facts.pools(ceph_json(node, props["cluster_name"], "osd", "pool", "ls",
+                                       "detail"))
     hosts = {o["host"] for i, o in tree.items() if i != osd_id and o["up"] and o["in"]}
     need = max([p["size"] for p in pools.values()] or [0])
-    if need > len(hosts) and not dead_may_go:
-        short = sorted(n for n, p in pools.items() if p["size"] > len(hosts))
-        raise Exception(
-            f"refusing to remove osd.{osd_id} ({props['node']}:{props['device']}): the other "
-            f"OSDs span {len(hosts)} host(s) but pool(s) {', '.join(short)} keep {need} "
-            "copies. Add an OSD on another host or lower the pools' size first.")
+    if need <= len(hosts):
+        return ""
+    short = sorted(n for n, p in pools.items() if p["size"] > len(hosts))
+    return (f"the other OSDs span {len(hosts)} host(s) but pool(s) {', '.join(short)} keep "
+            f"{need} copies")
 
 
 def _drained(node, cluster: str, osd_id: int) -> bool:

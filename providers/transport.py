@@ -24,6 +24,11 @@ CONNECT_ATTEMPTS = 3
 COMMAND_TIMEOUT = 600.0
 # Sessions open at once on one connection: OpenSSH refuses more than MaxSessions (default 10).
 MAX_CHANNELS = 8
+# Every changing command runs holding this lock shared (`flock -s`); a run's first connection
+# to a node waits until it can hold it exclusively: a step a killed run left in flight on the
+# node (an OSD prepare, an image import) finishes before the next run starts there.
+STEPS_LOCK = "/run/cephkvm.steps.lock"
+STEPS_WAIT = 600  # seconds a new run waits for such a step
 
 
 class TransportError(Exception):
@@ -160,7 +165,10 @@ class Pool:
             client = self._clients.get(_ident(host))
             transport = client.get_transport() if client else None
             if transport is None or not transport.is_active():
+                first = _ident(host) not in self._clients
                 client = _connect(host, private_key)
+                if first:  # a reconnect must not wait for this run's own steps
+                    _wait_for_other_runs(client, host)
                 self._clients[_ident(host)] = client
             return client
 
@@ -244,6 +252,22 @@ def _connect(host: Host, private_key: str | None) -> paramiko.SSHClient:
     )
 
 
+def _wait_for_other_runs(client: paramiko.SSHClient, host: Host) -> None:
+    """Until no changing command of another run is in flight on the node."""
+    line = command_line(host, ["flock", "-x", "-w", str(STEPS_WAIT), STEPS_LOCK, "true"])
+    chan = client.get_transport().open_session(timeout=CONNECT_TIMEOUT)
+    _, err, rc = _exec(chan, line, None, STEPS_WAIT + 30)
+    if rc == 1:
+        raise TransportError(
+            f"{host.name}: a step of another cephkvm run is still running there after "
+            f"{STEPS_WAIT}s (it holds {STEPS_LOCK}; see `fuser -v {STEPS_LOCK}` on the node). "
+            "Wait for it to end, or stop it, then run `pulumi up` again.")
+    if rc != 0:
+        raise TransportError(f"{host.name}: cannot take the node's run lock with flock "
+                             f"(exit {rc}: {err.strip()}); install "
+                             "util-linux on the node")
+
+
 POOL = Pool()
 
 
@@ -275,9 +299,9 @@ class Session:
             change: bool = False, secrets: tuple = (), timeout: float = COMMAND_TIMEOUT) -> Result:
         """Run argv on the node. `change` marks commands that modify the node (counted by
         bench/ to prove a no-op `up` changes nothing)."""
-        line = command_line(self.host, argv)
+        line = command_line(self.host, ["flock", "-s", STEPS_LOCK, *argv] if change else argv)
         all_secrets = tuple(self.secrets) + tuple(secrets)
-        shown = mask(line, all_secrets)
+        shown = mask(command_line(self.host, argv), all_secrets)
         _log(f"{'change' if change else 'read'} {self.host.name} {shown}")
         with self.pool.slots(self.host):
             chan = self._channel()

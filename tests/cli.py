@@ -81,6 +81,14 @@ class Project:
                                  f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
         return proc
 
+    def recover(self) -> subprocess.CompletedProcess:
+        """The operator's one command after a killed run (scripts/stack.sh recover)."""
+        proc = subprocess.run(["bash", os.path.join(ROOT, "scripts", "stack.sh"), "recover",
+                               self.stack], env={**self.env, "CEPHKVM_PROJECT": self.dir},
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, f"recover: {proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        return proc
+
     def preview_json(self, **kw) -> dict:
         return json.loads(self.run("preview", "--json", **kw).stdout)
 

@@ -190,3 +190,12 @@ def test_check_names_the_field():
         "node": "n", "connection": {"name": "n", "address": "a", "host_key": "k"},
         "device": "sdb", "method": "zfs"}).failures}
     assert "absolute device path" in failures["device"] and "raw" in failures["method"]
+
+
+def test_with_allow_data_loss_an_osd_without_room_to_drain_is_purged(world):
+    """As when the whole cluster is destroyed: the last OSDs cannot drain anywhere."""
+    outs = removable(world, allow_data_loss=True)
+    world.pools["data"] = {"pool_id": 1, "type": 1, "size": 3, "min_size": 2, "pg_num": 8}
+    world.unclean_probes = 100
+    CephOsdProvider().delete("node1:/dev/sdb", outs[0])
+    assert 0 not in world.osds

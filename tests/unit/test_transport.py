@@ -12,6 +12,14 @@ from tests.unit.sshserver import SshServer
 pytestmark = pytest.mark.unit
 
 
+@pytest.fixture(autouse=True)
+def steps_lock(tmp_path, monkeypatch):
+    """The node's run lock, in a place this user can write (the server is this machine)."""
+    path = str(tmp_path / "steps.lock")
+    monkeypatch.setattr(transport, "STEPS_LOCK", path)
+    return path
+
+
 @pytest.fixture
 def client_key():
     return paramiko.ECDSAKey.generate()
@@ -160,3 +168,44 @@ def test_a_dropped_connection_is_reopened_for_the_next_command(server, client_ke
     server.drop_connections()
     assert node.run(["echo", "two"]).stdout == "two\n"
     assert server.connections == 2
+
+
+def test_changing_commands_hold_the_nodes_steps_lock_shared(server, client_key, steps_lock):
+    node = session(server, client_key)
+    out = node.run(["sh", "-c", f"flock -n -x {steps_lock} true && echo free || echo held"],
+                   change=True).stdout
+    assert out.strip() == "held", "a changing command runs under the shared lock"
+    assert node.run(["sh", "-c", f"flock -n -x {steps_lock} true && echo free"]).stdout \
+        .strip() == "free", "a read does not"
+
+
+def test_a_new_run_waits_for_a_step_left_in_flight_by_another_run(server, client_key,
+                                                                   steps_lock, tmp_path):
+    import subprocess
+    import time
+    # A killed run's step: still running on the node, holding the lock shared.
+    marker = tmp_path / "step-done"
+    step = subprocess.Popen(["flock", "-s", steps_lock, "sh", "-c",
+                             f"sleep 1.5; touch {marker}"])
+    try:
+        while subprocess.run(["flock", "-n", "-x", steps_lock, "true"]).returncode == 0:
+            time.sleep(0.05)  # until the step holds the lock
+        node = session(server, client_key)
+        node.run(["true"])  # the first connection waits for the step
+        assert marker.exists(), "connected before the other run's step had finished"
+    finally:
+        step.wait()
+
+
+def test_a_step_that_never_ends_is_reported_by_name(server, client_key, steps_lock,
+                                                    monkeypatch):
+    import subprocess
+    monkeypatch.setattr(transport, "STEPS_WAIT", 1)
+    step = subprocess.Popen(["flock", "-s", steps_lock, "sleep", "30"])
+    try:
+        with pytest.raises(transport.TransportError, match="node1: a step of another cephkvm "
+                                                           "run is still running there"):
+            session(server, client_key).run(["true"])
+    finally:
+        step.kill()
+        step.wait()
