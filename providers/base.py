@@ -7,10 +7,13 @@ from typing import Any, Callable
 
 from pulumi.dynamic import CheckFailure, DiffResult
 
-from providers import lifeline
+from providers import errors, lifeline
 from providers.transport import Host, Session
 
-lifeline.start()  # every provider imports this module: the process ends with its engine
+# Every provider imports this module: inside the provider server, failures read as one
+# paragraph, and the process ends with its engine.
+errors.install()
+lifeline.start()
 
 # Fields of a node's `connection` input (see components/config.py).
 CONNECTION_FIELDS = ("name", "address", "port", "user", "key_file", "host_key", "known_hosts",

@@ -19,8 +19,14 @@ from dataclasses import dataclass, field
 
 import paramiko
 
-CONNECT_TIMEOUT = 10.0
-CONNECT_ATTEMPTS = 3
+# An unreachable node is reported within 15 s: two TCP connects of 5 s, 0.5 s apart. Once
+# the node answers, the SSH handshake may take longer (a loaded sshd).
+CONNECT_TIMEOUT = 5.0
+HANDSHAKE_TIMEOUT = 15.0
+CONNECT_ATTEMPTS = 2
+# After a node could not be reached (or offered a wrong key), other resources of the same
+# run on it fail at once, pointing at the first error, instead of each waiting again.
+REFUSED_MEMORY = 30.0
 COMMAND_TIMEOUT = 600.0
 # Sessions open at once on one connection: OpenSSH refuses more than MaxSessions (default 10).
 MAX_CHANNELS = 8
@@ -159,6 +165,7 @@ class Pool:
         self._clients: dict[tuple, paramiko.SSHClient] = {}
         self._node_locks: dict[tuple, threading.Lock] = {}
         self._slots: dict[tuple, threading.BoundedSemaphore] = {}
+        self._refused: dict[tuple, tuple[float, TransportError]] = {}
 
     def client(self, host: Host, private_key: str | None = None) -> paramiko.SSHClient:
         with self._node_lock(host):
@@ -166,11 +173,31 @@ class Pool:
             transport = client.get_transport() if client else None
             if transport is None or not transport.is_active():
                 first = _ident(host) not in self._clients
-                client = _connect(host, private_key)
+                self._refuse_again(host)
+                try:
+                    client = _connect(host, private_key)
+                except TransportError as err:
+                    self._refused[_ident(host)] = (time.monotonic(), err)
+                    raise
                 if first:  # a reconnect must not wait for this run's own steps
                     _wait_for_other_runs(client, host)
                 self._clients[_ident(host)] = client
             return client
+
+    def _refuse_again(self, host: Host) -> None:
+        """A node refused moments ago (a wrong host key: for the whole run) is not tried
+        again; the error says so in one line and points at the first one."""
+        when, err = self._refused.get(_ident(host), (None, None))
+        if err is None:
+            return
+        if isinstance(err, HostKeyError):
+            raise HostKeyError(f"{host.name}: not contacted: its host key was refused (see the "
+                               f"first error about {host.name})")
+        if time.monotonic() - when < REFUSED_MEMORY:
+            raise TransportError(f"{host.name}: not contacted: it could not be reached "
+                                 f"{time.monotonic() - when:.0f}s ago (see the first error "
+                                 f"about {host.name})")
+        del self._refused[_ident(host)]
 
     def slots(self, host: Host) -> threading.BoundedSemaphore:
         """Held while a session channel is open, so no node sees more than MAX_CHANNELS."""
@@ -225,7 +252,7 @@ def _connect(host: Host, private_key: str | None) -> paramiko.SSHClient:
         try:
             client.connect(
                 host.address, port=host.port, username=host.user, timeout=CONNECT_TIMEOUT,
-                banner_timeout=CONNECT_TIMEOUT, auth_timeout=CONNECT_TIMEOUT,
+                banner_timeout=HANDSHAKE_TIMEOUT, auth_timeout=HANDSHAKE_TIMEOUT,
                 allow_agent=False, look_for_keys=False, **_load_private_key(host, private_key),
             )
             _log(f"connect {host.name}")

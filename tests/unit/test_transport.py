@@ -209,3 +209,42 @@ def test_a_step_that_never_ends_is_reported_by_name(server, client_key, steps_lo
     finally:
         step.kill()
         step.wait()
+
+
+@pytest.fixture
+def silent_port():
+    """A loopback port that never completes a connect: a listener whose backlog is full
+    drops every further SYN, the way a partitioned node does (no packet leaves loopback)."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    probe = socket.socket()
+    probe.settimeout(1)
+    if probe.connect_ex(listener.getsockname()) == 0:
+        pytest.skip("this kernel completes connects past a full backlog")
+    probe.close()
+    yield listener.getsockname()[1]
+    for sock in fillers + [listener]:
+        sock.close()
+
+
+def test_an_unreachable_node_is_reported_within_15s_and_once(server, silent_port):
+    import time
+    pool = Pool()
+    node = Session(Host(name="node9", address="127.0.0.1", port=silent_port,
+                        host_key=server.public_key), pool=pool)
+    start = time.monotonic()
+    with pytest.raises(transport.TransportError, match="node9: cannot reach"):
+        node.run(["true"])
+    assert time.monotonic() - start < 15
+    start = time.monotonic()
+    with pytest.raises(transport.TransportError, match="node9: not contacted.*first error"):
+        Session(node.host, pool=pool).run(["true"])
+    assert time.monotonic() - start < 1, "the next resource on node9 does not wait again"
