@@ -60,8 +60,13 @@ def _watch(address: tuple[str, int]) -> None:
 
 
 def _end() -> None:
-    sys.stderr.write("cephkvm: the Pulumi engine is gone; closing node connections and "
-                     "exiting\n")
+    try:
+        # stderr is a pipe to the dead CLI: writing may fail, which must not stop the exit.
+        sys.stderr.write("cephkvm: the Pulumi engine is gone; closing node connections and "
+                         "exiting\n")
+        sys.stderr.flush()
+    except Exception:
+        pass
     try:
         from providers.transport import POOL
         POOL.close_all()

@@ -45,6 +45,24 @@ def test_the_provider_process_exits_once_its_engine_stops_listening():
         engine.close()
 
 
+def test_it_exits_even_when_its_stderr_is_a_pipe_nobody_reads_any_more():
+    """The CLI that read the provider's stderr is the process that was killed."""
+    engine = socket.socket()
+    engine.bind(("127.0.0.1", 0))
+    engine.listen(16)
+    child = subprocess.Popen([sys.executable, "-c", CHILD.format(root=ROOT),
+                              f"127.0.0.1:{engine.getsockname()[1]}"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "watching"
+        child.stderr.close()  # the reader is gone
+        engine.close()
+        assert child.wait(timeout=10) == 3
+    finally:
+        child.kill()
+        engine.close()
+
+
 def test_outside_the_dynamic_provider_nothing_is_watched():
     from providers import lifeline
     assert lifeline.engine_address() is None
