@@ -4,8 +4,9 @@ its key path and the fix. Pure: reads only the lab inventory file for the lab's 
 
     cephkvm:ceph:         {cluster_name, fsid, public_network, cluster_network, osd_method,
                            options: {section: {option: value}}, allow_data_loss,
-                           wipe_devices, health_timeout}
-    cephkvm:pools:        [{name, type: replicated|erasure, size, min_size, pg_num, autoscale,
+                           allow_osd_removal, wipe_devices, health_timeout}
+    cephkvm:pools:        [{name, key (its first name: a rename in place), type:
+                            replicated|erasure, size, min_size, pg_num, autoscale,
                             application, quota_max_bytes, quota_max_objects, allow_delete,
                             erasure: {k, m, failure_domain, allow_ec_overwrites}}]
     cephkvm:filesystems:  [{name, metadata_pool, data_pool, extra_data_pools, max_mds,

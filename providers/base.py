@@ -70,6 +70,14 @@ def check_connection(conn: Any, path: str = "connection") -> list[CheckFailure]:
     return failures
 
 
+def check_node_fields(news: dict) -> list[CheckFailure]:
+    """What every per-node resource needs: its node's name and a connection to it."""
+    failures = check_connection(news.get("connection"))
+    if not news.get("node"):
+        failures.append(CheckFailure("node", "node is required"))
+    return failures
+
+
 def wait_until(probe: Callable[[], Any], *, timeout: float, interval: float = 1.0,
                what: str, report: Callable[[], str] | None = None) -> Any:
     """Call probe until it returns a truthy value (at least once); on timeout say what we

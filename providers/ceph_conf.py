@@ -34,9 +34,7 @@ UPDATES = ("connection", "conf", "admin", "admin_key")
 class CephConfProvider(ResourceProvider):
     def check(self, _olds, news):
         news = base.normalize(news)
-        failures = base.check_connection(news.get("connection"))
-        if not news.get("node"):
-            failures.append(CheckFailure("node", "node is required"))
+        failures = base.check_node_fields(news)
         news.setdefault("cluster_name", "ceph")
         news.setdefault("admin", False)
         if news["admin"] is True and not news.get("admin_key"):

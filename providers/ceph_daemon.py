@@ -41,9 +41,7 @@ class DaemonProvider(ResourceProvider):
 
     def check(self, _olds, news):
         news = base.normalize(news)
-        failures = base.check_connection(news.get("connection"))
-        if not news.get("node"):
-            failures.append(CheckFailure("node", "node is required"))
+        failures = base.check_node_fields(news)
         news.setdefault("cluster_name", "ceph")
         news.setdefault("ensure", "up")
         news.setdefault("timeout", 120)
