@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
+from pulumi.dynamic import CheckResult, CreateResult, ReadResult, \
     ResourceProvider, UpdateResult
 
 from providers import base, services

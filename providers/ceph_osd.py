@@ -283,7 +283,7 @@ def _drain_report(node, cluster: str, osd_id: int) -> str:
 
 
 def _clean(props: dict, node, osd_id) -> None:
-    c, dev = props["cluster_name"], props["device"]
+    c = props["cluster_name"]
     if osd_id is not None:
         data = f"/var/lib/ceph/osd/{c}-{osd_id}"
         node.run(["sh", "-c", f"! mountpoint -q {shlex.quote(data)} || umount {shlex.quote(data)}"],

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ReadResult, \
+from pulumi.dynamic import CheckResult, CreateResult, ReadResult, \
     ResourceProvider, UpdateResult
 
 from providers import base

@@ -467,7 +467,7 @@ def test_no_guest_agent_times_out_naming_the_setting(node):
 
 def test_a_guest_running_another_instance_is_not_ready(node):
     CloudVMProvider().create(checked())
-    node.files[f"/mnt/cephfs/config/vm-unit-seed.iso"] = "iso:\n---\ninstance-id: other-1\n"
+    node.files["/mnt/cephfs/config/vm-unit-seed.iso"] = "iso:\n---\ninstance-id: other-1\n"
     with pytest.raises(TimeoutError, match="runs instance other-1"):
         cloud_vm._wait_ready(node.conn.lookupByName("vm-unit"),
                              {**checked(), "ready_timeout": 0}, "vm-unit-1-00000000")
