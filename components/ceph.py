@@ -56,7 +56,8 @@ class CephStack(pulumi.ComponentResource):
             **common, "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}",
             "pin_fsid": cfg.fsid, "public_network": cfg.public_network,
             "cluster_network": cfg.cluster_network,
-            "nodes": [{"name": n, "address": by_name[n].address, **access[n]} for n in nodes],
+            "nodes": [{"name": n, "address": by_name[n].public_address, **access[n]}
+                      for n in nodes],
             "mons": list(cfg.mons), "allow_data_loss": cfg.allow_data_loss,
         }, pulumi.ResourceOptions(parent=self, depends_on=preps, protect=keep,
                                   additional_secret_outputs=secret))
@@ -82,7 +83,7 @@ class CephStack(pulumi.ComponentResource):
                     for n in names]
 
         self.mons = per_node(CephMon, "mon", cfg.mons, [self.cluster], lambda n: {
-            "address": by_name[n].address, "allow_data_loss": cfg.allow_data_loss})
+            "address": by_name[n].public_address, "allow_data_loss": cfg.allow_data_loss})
         self.config = CephConfig("ceph-config", {
             **common, "admin": admin, "mons": list(cfg.mons), "options": cfg.options,
             "allow_data_loss": cfg.allow_data_loss, **timeout,

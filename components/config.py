@@ -6,7 +6,6 @@ fix. It reads nothing but local files, so preview stays offline.
 """
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -15,21 +14,25 @@ from dataclasses import dataclass
 import yaml
 
 from components import config_ceph, config_kvm
-from components.config_types import boolean, unknown_keys
+from components.config_types import boolean, control_characters, is_address, is_ip, \
+    unknown_keys
 
 NAMESPACE = "cephkvm"
 ROLES = ("mon", "mgr", "mds", "osd", "kvm")
 VIRT_TYPES = ("auto", "kvm", "qemu")
-HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9-]{1,63})*$")
 NODE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 HOST_KEY = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$")
 # ssh_private_key is a secret (`pulumi config set --secret`); __main__ reads it as one.
 # vms_file: a YAML list of VMs read from a file, for fleets too large for stack config (the
 # engine hands the program its whole config in one environment variable, capped at 128 KiB).
 KNOWN_KEYS = ("lab", "nodes", "ssh", "ssh_private_key", "kvm", "packages", "vms_file")
-NODE_FIELDS = ("name", "address", "port", "user", "key_file", "host_key", "roles", "disks")
+NODE_FIELDS = ("name", "address", "ceph_address", "port", "user", "key_file", "host_key",
+               "roles", "disks")
 SSH_FIELDS = ("key_file", "known_hosts", "trust_on_first_use")
 KVM_FIELDS = ("virt_type",)
+# Where a newline is content, not an injected line: cloud-init user data and commands, and
+# the SSH private key (a PEM block).
+FREE_TEXT = (r"ssh_private_key", r"vms\[\d+\]\.cloud_init\.(user_data|runcmd)([.\[].*)?")
 
 BASE_PACKAGES = ["openssh-server", "iproute2", "qemu-system-x86", "qemu-utils",
                  "libvirt-daemon-system", "libvirt-clients", "cloud-image-utils",
@@ -45,13 +48,19 @@ class ConfigError(Exception):
 @dataclass(frozen=True)
 class NodeConfig:
     name: str
-    address: str
+    address: str              # where cephkvm reaches it over SSH
     port: int = 22
+    ceph_address: str | None = None  # its address on Ceph's public network, if another one
     user: str = "root"
     key_file: str | None = None
     host_key: str | None = None
     roles: tuple = ROLES
     disks: tuple = ()
+
+    @property
+    def public_address(self) -> str:
+        """Where its mon listens and its daemons talk to the cluster."""
+        return self.ceph_address or self.address
 
     def connection(self, ssh: "SshConfig") -> dict:
         """The `connection` input every per-node provider takes."""
@@ -109,6 +118,7 @@ def load(raw: dict, project_dir: str) -> StackConfig:
     if "vms_file" in raw:
         raw["vms"] = list(raw.get("vms") or []) + _vms_file(raw["vms_file"], project_dir,
                                                              problems)
+    control_characters(raw, problems, FREE_TEXT)
     ceph = config_ceph.load(raw, nodes, lab, project_dir, problems)
     kvm = config_kvm.load(raw, nodes, problems, ssh,
                           config_ceph.lab_subnet(project_dir) if lab else None)
@@ -206,17 +216,21 @@ def _node(item, path: str, ssh: SshConfig, problems: list) -> NodeConfig | None:
     before = len(problems)
     unknown_keys(item, NODE_FIELDS, path, problems)
     name, address = str(item.get("name", "")), str(item.get("address", ""))
-    if not NODE_NAME.match(name):
+    if not NODE_NAME.fullmatch(name):
         problems.append(f"{key(path + '.name')}: {name!r} must be a short lower-case name "
                         "(letters, digits, dashes)")
-    if not _is_address(address):
+    if not is_address(address):
         problems.append(f"{key(path + '.address')}: {address!r} is not an IP address or "
                         "host name")
+    ceph_address = item.get("ceph_address")
+    if ceph_address is not None and not is_ip(ceph_address):
+        problems.append(f"{key(path + '.ceph_address')}: {ceph_address!r} must be the node's IP "
+                        "address on Ceph's public network")
     port = item.get("port", 22)
     if not isinstance(port, int) or not 0 < port < 65536:
         problems.append(f"{key(path + '.port')}: {port!r} must be a TCP port (1-65535)")
     host_key = item.get("host_key")
-    if host_key is not None and not HOST_KEY.match(str(host_key).strip()):
+    if host_key is not None and not HOST_KEY.fullmatch(str(host_key).strip()):
         problems.append(f"{key(path + '.host_key')}: must look like 'ssh-ed25519 AAAA...' "
                         "(a line of `ssh-keyscan`, without the host name)")
     if host_key is None and not ssh.trust_on_first_use:
@@ -234,17 +248,9 @@ def _node(item, path: str, ssh: SshConfig, problems: list) -> NodeConfig | None:
                             "path such as /dev/sdb")
     if len(problems) > before:
         return None
-    return NodeConfig(name=name, address=address, port=port, user=str(item.get("user", "root")),
+    return NodeConfig(name=name, address=address, ceph_address=ceph_address, port=port, user=str(item.get("user", "root")),
                       key_file=item.get("key_file"), host_key=host_key and host_key.strip(),
                       roles=roles, disks=disks)
-
-
-def _is_address(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-        return True
-    except ValueError:
-        return bool(HOSTNAME.match(value))
 
 
 def _string_list(value, path: str, problems: list) -> tuple:

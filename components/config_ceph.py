@@ -17,13 +17,12 @@ its key path and the fix. Pure: reads only the lab inventory file for the lab's 
 from __future__ import annotations
 
 import copy
-import ipaddress
 import json
 import os
 import re
 from dataclasses import dataclass, field
 
-from components.config_types import boolean, unknown_keys
+from components.config_types import boolean, in_network, is_cidr, unknown_keys
 from providers.ceph_pool import check_pool
 
 KEYS = ("ceph", "pools", "filesystems", "mounts")
@@ -89,6 +88,7 @@ def load(raw: dict, nodes: tuple, lab: bool, project_dir: str, problems: list):
     by_name = {n.name: n for n in nodes}
     roles = {r: tuple(n.name for n in nodes if r in n.roles) for r in ("mon", "mgr", "mds")}
     _check_mons(roles["mon"], warnings, problems)
+    _check_mon_addresses(nodes, cluster["public_network"], problems)
     osds = _osds(nodes, problems)
     pools = _pools(raw.get("pools") or [], osds, problems)
     filesystems = _filesystems(raw.get("filesystems") or [], pools, roles["mds"], problems)
@@ -104,7 +104,7 @@ def load(raw: dict, nodes: tuple, lab: bool, project_dir: str, problems: list):
 def _cluster(s: dict, lab: bool, project_dir: str, problems: list) -> dict:
     unknown_keys(s, CEPH_FIELDS, "ceph", problems)
     name = str(s.get("cluster_name", "ceph"))
-    if not CLUSTER_NAME.match(name):
+    if not CLUSTER_NAME.fullmatch(name):
         problems.append(f"{key('ceph.cluster_name')}: {name!r} must be a short lower-case name "
                         "starting with a letter (usually `ceph`)")
     public = s.get("public_network") or (lab_subnet(project_dir) if lab else None)
@@ -113,7 +113,7 @@ def _cluster(s: dict, lab: bool, project_dir: str, problems: list) -> dict:
                         "e.g. 10.204.10.0/24")
     for field_name, value in (("public_network", public),
                               ("cluster_network", s.get("cluster_network"))):
-        if value is not None and not _is_cidr(value):
+        if value is not None and not is_cidr(value):
             problems.append(f"{key('ceph.' + field_name)}: {value!r} is not a network in CIDR "
                             "form such as 10.204.10.0/24")
     method = s.get("osd_method", "raw" if lab else "lvm")
@@ -130,7 +130,7 @@ def _cluster(s: dict, lab: bool, project_dir: str, problems: list) -> dict:
     if not isinstance(timeout, int) or timeout < 10:
         problems.append(f"{key('ceph.health_timeout')}: must be a number of seconds >= 10")
     fsid = s.get("fsid")
-    if fsid is not None and not re.match(r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$",
+    if fsid is not None and not re.fullmatch(r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$",
                                          str(fsid)):
         problems.append(f"{key('ceph.fsid')}: {fsid!r} is not a UUID; leave it out to let "
                         "cephkvm generate one")
@@ -154,12 +154,6 @@ def lab_subnet(project_dir: str) -> str | None:
         return None  # config.py already reports a missing lab inventory
 
 
-def _is_cidr(value) -> bool:
-    try:
-        ipaddress.ip_network(str(value), strict=False)
-        return "/" in str(value)
-    except ValueError:
-        return False
 
 
 def _check_mons(mons: tuple, warnings: list, problems: list) -> None:
@@ -169,6 +163,23 @@ def _check_mons(mons: tuple, warnings: list, problems: list) -> None:
     elif len(mons) % 2 == 0:
         warnings.append(f"{key('nodes')}: {len(mons)} mons ({', '.join(mons)}) cannot "
                         f"outvote a split; use {len(mons) + 1} or {len(mons) - 1}")
+
+
+def _check_mon_addresses(nodes: tuple, public: str, problems: list) -> None:
+    """A mon binds to its address in the monmap: it must lie in public_network."""
+    for i, node in enumerate(nodes):
+        if "mon" not in node.roles or not is_cidr(public):
+            continue
+        field = "ceph_address" if node.ceph_address else "address"
+        inside = in_network(node.public_address, public)
+        if inside is None:
+            problems.append(f"{key(f'nodes[{i}].{field}')}: {node.name} is a mon, so Ceph needs "
+                            "its IP address; set nodes[{i}].ceph_address to its address in "
+                            f"{public}".replace("{i}", str(i)))
+        elif not inside:
+            problems.append(f"{key(f'nodes[{i}].{field}')}: {node.public_address} is outside "
+                            f"cephkvm:ceph.public_network {public}, so its mon could not bind; "
+                            f"set nodes[{i}].ceph_address to {node.name}'s address in {public}")
 
 
 def _osds(nodes: tuple, problems: list) -> list:
@@ -206,10 +217,10 @@ def _pools(raw, osds: list, problems: list) -> dict:
         unknown_keys(item, POOL_FIELDS, path, problems)
         unknown_keys(item.get("erasure"), ERASURE_FIELDS, path + ".erasure", problems)
         name = str(item.get("name", ""))
-        if not POOL_NAME.match(name):
+        if not POOL_NAME.fullmatch(name):
             problems.append(f"{key(path + '.name')}: {name!r} is not a pool name (letters, "
                             "digits, _ . -)")
-        if "key" in item and not POOL_NAME.match(str(item["key"])):
+        if "key" in item and not POOL_NAME.fullmatch(str(item["key"])):
             problems.append(f"{key(path + '.key')}: {item['key']!r} must look like a pool "
                             "name: the pool's first name, kept when it is renamed")
         if name in pools:
@@ -264,7 +275,7 @@ def _filesystems(raw, pools: dict, mdss: tuple, problems: list) -> dict:
             continue
         unknown_keys(item, FILESYSTEM_FIELDS, path, problems)
         name = str(item.get("name", ""))
-        if not POOL_NAME.match(name):
+        if not POOL_NAME.fullmatch(name):
             problems.append(f"{key(path + '.name')}: {name!r} is not a valid name")
         if name in found:
             problems.append(f"{key(path + '.name')}: filesystem {name!r} is listed twice")
@@ -329,7 +340,7 @@ def _mounts(raw, filesystems: dict, nodes: dict, problems: list) -> list:
         if client not in ("fuse", "kernel"):
             problems.append(f"{key(path + '.client')}: {client!r} is not fuse or kernel")
         client_id = item.get("client_id")
-        if client_id is not None and (not CLIENT_ID.match(str(client_id))
+        if client_id is not None and (not CLIENT_ID.fullmatch(str(client_id))
                                       or client_id == "admin"):
             problems.append(f"{key(path + '.client_id')}: {client_id!r} must be a plain name "
                             "(not admin: mounts get keys for their filesystem only)")

@@ -34,7 +34,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from components.config_types import boolean, unknown_keys
+from components.config_types import boolean, is_interface, is_ip, unknown_keys
 
 KEYS = ("vm_storage", "vm_storage_shared", "bridges", "vms", "vm_passwords")
 IFNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$")
@@ -159,7 +159,7 @@ def _bridge(item, path: str, names: list, kvm_nodes: list, problems: list):
     before = len(problems)
     unknown_keys(item, BRIDGE_FIELDS, path, problems)
     name = str(item.get("name", ""))
-    if not IFNAME.match(name):
+    if not IFNAME.fullmatch(name):
         problems.append(f"{key(path + '.name')}: {name!r} must be an interface name of at "
                         "most 15 characters, such as br0")
     interfaces = _strings(item.get("interfaces"), path + ".interfaces", problems)
@@ -167,7 +167,7 @@ def _bridge(item, path: str, names: list, kvm_nodes: list, problems: list):
         problems.append(f"{key(path + '.interfaces')}: list the NICs the bridge goes over, "
                         "such as [ens33]")
     for nic in interfaces:
-        if not IFNAME.match(nic):
+        if not IFNAME.fullmatch(nic):
             problems.append(f"{key(path + '.interfaces')}: {nic!r} is not an interface name")
     nodes = _strings(item.get("nodes", kvm_nodes), path + ".nodes", problems)
     for n in nodes:
@@ -184,15 +184,15 @@ def _bridge(item, path: str, names: list, kvm_nodes: list, problems: list):
             problems.append(f"{key(f'{path}.addresses.{n}')}: {n!r} is not one of this "
                             "bridge's nodes")
         for cidr in _strings(cidrs, f"{path}.addresses.{n}", problems):
-            if not _is_interface(cidr):
+            if not is_interface(cidr):
                 problems.append(f"{key(f'{path}.addresses.{n}')}: {cidr!r} must be an "
                                 "address with prefix, such as 10.20.10.31/24")
     gateway = item.get("gateway")
-    if gateway is not None and not _is_ip(str(gateway)):
+    if gateway is not None and not is_ip(str(gateway)):
         problems.append(f"{key(path + '.gateway')}: {gateway!r} is not an IP address")
     nameservers = _strings(item.get("nameservers", []), path + ".nameservers", problems)
     for ns in nameservers:
-        if not _is_ip(ns):
+        if not is_ip(ns):
             problems.append(f"{key(path + '.nameservers')}: {ns!r} is not an IP address")
     search = _strings(item.get("search", []), path + ".search", problems)
     mode = item.get("mode", "auto")
@@ -208,7 +208,7 @@ def _bridge(item, path: str, names: list, kvm_nodes: list, problems: list):
         problems.append(f"{key(path + '.vlan')}: {vlan!r} must be a VLAN ID (1-4094)")
     bond = item.get("bond")
     if bond is not None:
-        if not isinstance(bond, dict) or not IFNAME.match(str(bond.get("name", ""))):
+        if not isinstance(bond, dict) or not IFNAME.fullmatch(str(bond.get("name", ""))):
             problems.append(f"{key(path + '.bond')}: give the bond a name, such as "
                             "{name: bond0, mode: active-backup}")
         elif bond.get("mode", "active-backup") not in BOND_MODES:
@@ -254,7 +254,7 @@ def _vm(item, path: str, names: list, passwords: dict, problems: list):
     unknown_keys({k: v for k, v in item.items() if k not in renamed}, VM_FIELDS, path,
                  problems)
     name = str(item.get("name", ""))
-    if not VM_NAME.match(name):
+    if not VM_NAME.fullmatch(name):
         problems.append(f"{key(path + '.name')}: {name!r} must be letters, digits, '.', '_' "
                         "or '-' (at most 63)")
     node = item.get("node")
@@ -376,21 +376,3 @@ def _strings(value, path: str, problems: list) -> tuple:
         problems.append(f"{key(path)}: must be a list of strings")
         return ()
     return tuple(value)
-
-
-def _is_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-        return True
-    except ValueError:
-        return False
-
-
-def _is_interface(value: str) -> bool:
-    if "/" not in value:
-        return False
-    try:
-        ipaddress.ip_interface(value)
-        return True
-    except ValueError:
-        return False

@@ -217,14 +217,14 @@ def _check_fields(p: dict, olds: dict) -> list[CheckFailure]:
     def fail(field, reason):
         f.append(CheckFailure(field, reason))
 
-    if not DOMAIN_NAME.match(str(p.get("name", ""))):
+    if not DOMAIN_NAME.fullmatch(str(p.get("name", ""))):
         fail("name", "a VM name is letters, digits, '.', '_', '-' (at most 63)")
     if not str(p.get("storage", "")).startswith("/"):
         fail("storage", "storage must be an absolute directory (CephFS, e.g. /mnt/cephfs)")
     template = p.get("template")
     if not isinstance(template, dict) or not template.get("source"):
         fail("template.source", "give the cloud image's path on the node (or an http(s) URL)")
-    elif template.get("sha256") and not SHA256.match(str(template["sha256"]).lower()):
+    elif template.get("sha256") and not SHA256.fullmatch(str(template["sha256"]).lower()):
         fail("template.sha256", "must be the image's 64 hex digit SHA-256 (`sha256sum IMAGE`)")
     for field, low in (("disk_gib", 1), ("memory_mib", 64), ("vcpus", 1), ("ready_timeout", 0)):
         if not isinstance(p.get(field), int) or p[field] < low:
@@ -246,13 +246,13 @@ def _check_fields(p: dict, olds: dict) -> list[CheckFailure]:
     for i, nic in enumerate(p.get("nics") or []):
         if not isinstance(nic, dict) or bool(nic.get("bridge")) == bool(nic.get("network")):
             fail(f"nics[{i}]", "a NIC names exactly one of bridge or network")
-        elif nic.get("mac") and not MAC.match(str(nic["mac"]).lower()):
+        elif nic.get("mac") and not MAC.fullmatch(str(nic["mac"]).lower()):
             fail(f"nics[{i}].mac", "a MAC looks like 52:54:00:12:34:56")
     ci = p.get("cloud_init") or {}
     for k in ci:
         if k not in CLOUD_INIT_KEYS:
             fail(f"cloud_init.{k}", f"unknown key; known: {', '.join(CLOUD_INIT_KEYS)}")
-    if ci.get("hostname") and not re.match(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$",
+    if ci.get("hostname") and not re.fullmatch(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$",
                                            str(ci["hostname"])):
         fail("cloud_init.hostname", "a host name is letters, digits, '.', '-'")
     return f

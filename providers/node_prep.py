@@ -43,7 +43,7 @@ class NodePrepProvider(ResourceProvider):
                 failures.append(CheckFailure(
                     f"daemons[{i}]", f"unknown daemon {name!r}; known: {', '.join(KNOWN)}"))
         for i, name in enumerate(news.get("packages") or []):
-            if not PACKAGE_NAME.match(str(name)):
+            if not PACKAGE_NAME.fullmatch(str(name)):
                 failures.append(CheckFailure(f"packages[{i}]", f"{name!r} is not a package name"))
         return CheckResult(news, failures)
 

@@ -326,7 +326,9 @@ class Session:
             change: bool = False, secrets: tuple = (), timeout: float = COMMAND_TIMEOUT) -> Result:
         """Run argv on the node. `change` marks commands that modify the node (counted by
         bench/ to prove a no-op `up` changes nothing)."""
-        line = command_line(self.host, ["flock", "-s", STEPS_LOCK, *argv] if change else argv)
+        # -o: the command's children (a daemon it starts) must not inherit the lock.
+        line = command_line(self.host, ["flock", "-s", "-o", STEPS_LOCK, *argv] if change
+                            else argv)
         all_secrets = tuple(self.secrets) + tuple(secrets)
         shown = mask(command_line(self.host, argv), all_secrets)
         _log(f"{'change' if change else 'read'} {self.host.name} {shown}")

@@ -22,12 +22,14 @@ def test_example_registers_the_ceph_tree(mocks):
         cluster = found[("CephCluster", "ceph-cluster")]
         assert cluster["mons"] == ["osd1", "osd2", "osd3"]
         assert cluster["public_network"] == "10.204.10.0/24"
-        assert [n["address"] for n in cluster["nodes"]] == ["10.20.10.31", "10.20.10.32",
-                                                            "10.20.10.33"]
+        # Ceph's addresses are the nodes' public-network ones; SSH still goes to `address`.
+        assert [n["address"] for n in cluster["nodes"]] == ["10.204.10.31", "10.204.10.32",
+                                                            "10.204.10.33"]
         for kind, prefix in (("CephMon", "mon"), ("CephMgr", "mgr"), ("CephMds", "mds")):
             names = sorted(n for k, n in found if k == kind)
             assert names == [f"{prefix}-osd1", f"{prefix}-osd2", f"{prefix}-osd3"], kind
-        assert found[("CephMon", "mon-osd2")]["address"] == "10.20.10.32"
+        assert found[("CephMon", "mon-osd2")]["address"] == "10.204.10.32"
+        assert found[("CephMon", "mon-osd2")]["connection"]["address"] == "10.20.10.32"
         assert found[("CephMds", "mds-osd3")]["connection"]["address"] == "10.20.10.33"
         config = found[("CephConfig", "ceph-config")]
         assert config["mons"] == ["osd1", "osd2", "osd3"] and len(config["admin"]) == 3

@@ -10,8 +10,8 @@ pytestmark = pytest.mark.unit
 
 
 def nodes(n=3, **kw):
-    return [{"name": f"osd{i}", "address": f"10.0.0.{i}", "host_key": KEY,
-             "disks": ["/dev/sdb"], **kw} for i in range(1, n + 1)]
+    return [{"name": f"osd{i}", "address": f"10.0.0.{i}", "ceph_address": f"10.204.10.{i}",
+             "host_key": KEY, "disks": ["/dev/sdb"], **kw} for i in range(1, n + 1)]
 
 
 BASE = {

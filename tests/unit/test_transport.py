@@ -197,6 +197,18 @@ def test_a_new_run_waits_for_a_step_left_in_flight_by_another_run(server, client
         step.wait()
 
 
+def test_a_daemon_a_step_started_does_not_hold_the_lock(server, client_key, steps_lock):
+    """ceph-mon, ceph-fuse: started by a changing command, running long after it."""
+    node = session(server, client_key)
+    node.run(["sh", "-c", "sleep 30 >/dev/null 2>&1 </dev/null & echo $! > daemon.pid"],
+             change=True)
+    try:
+        free = node.run(["flock", "-n", "-x", steps_lock, "true"], check=False)
+        assert free.exit_code == 0, "the daemon kept the node's steps lock"
+    finally:
+        node.run(["sh", "-c", "kill $(cat daemon.pid)"])
+
+
 def test_a_step_that_never_ends_is_reported_by_name(server, client_key, steps_lock,
                                                     monkeypatch):
     import subprocess
