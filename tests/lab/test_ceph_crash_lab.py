@@ -29,19 +29,32 @@ def fsid_on(node: str) -> str:
     return lab.run(node, "cat /var/lib/ceph/cephkvm/ceph.fsid").stdout.strip()
 
 
-def provider_processes(project) -> list:
-    """Dynamic-provider processes started for this project's runs."""
-    out = subprocess.run(["pgrep", "-af", "pulumi.dynamic|pulumi-language-python"],
-                         capture_output=True, text=True).stdout
+def processes(project, pattern: str) -> list:
+    """(pid, command line) of processes matching pattern started for this project's runs."""
+    out = subprocess.run(["pgrep", "-af", pattern], capture_output=True, text=True).stdout
     mine = []
     for line in out.splitlines():
         pid = line.split()[0]
         try:
             if os.readlink(f"/proc/{pid}/cwd").startswith(project.dir):
-                mine.append(line)
+                mine.append((int(pid), line))
         except OSError:
             pass
     return mine
+
+
+def provider_processes(project) -> list:
+    return processes(project, "pulumi.dynamic")
+
+
+def stop_language_hosts(project) -> None:
+    """Pulumi's own language host (a Go binary, not ours to change) outlives a killed CLI;
+    the test stops what its kill left, so nothing keeps running after it."""
+    for pid, _ in processes(project, "pulumi-language-python"):
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
 
 
 def wait_for(probe, timeout):
@@ -85,6 +98,7 @@ def test_killed_up_during_bootstrap_converges_on_rerun(project, moment):
     # The killed run's provider process ends by itself once its engine is gone.
     assert wait_for(lambda: not provider_processes(project), timeout=30), \
         provider_processes(project)
+    stop_language_hosts(project)
     project.recover()  # the one documented command
     project.run("up", "--yes", "--skip-preview")
     status = ceph("status")
