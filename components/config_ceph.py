@@ -126,9 +126,10 @@ def _cluster(s: dict, lab: bool, project_dir: str, problems: list) -> dict:
         problems.append(f"{key('ceph.options')}: must map a section (global, mon, osd, ...) to "
                         "{option: value}")
         options = {}
+    _check_options(options, problems)
     timeout = s.get("health_timeout", 120)
-    if not isinstance(timeout, int) or timeout < 10:
-        problems.append(f"{key('ceph.health_timeout')}: must be a number of seconds >= 10")
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or not 10 <= timeout <= 86400:
+        problems.append(f"{key('ceph.health_timeout')}: must be seconds from 10 to 86400")
     fsid = s.get("fsid")
     if fsid is not None and not re.fullmatch(r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$",
                                          str(fsid)):
@@ -142,6 +143,26 @@ def _cluster(s: dict, lab: bool, project_dir: str, problems: list) -> dict:
                                          problems),
             "wipe_devices": boolean(s, "wipe_devices", "ceph.wipe_devices", problems),
             "health_timeout": timeout if isinstance(timeout, int) else 120}
+
+
+SYSTEM_DIRS = ("", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/mnt", "/opt",
+               "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
+               "/var/lib", "/var/lib/ceph", "/var/lib/libvirt", "/var/log")
+SECTION = re.compile(r"(global|mon|mgr|osd|mds|client)(\.[A-Za-z0-9_.-]+)?")
+OPTION = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _check_options(options: dict, problems: list) -> None:
+    for section, values in options.items():
+        if not SECTION.fullmatch(str(section)):
+            problems.append(f"{key(f'ceph.options.{section}')}: not a Ceph section (global, "
+                            "mon, mgr, osd, mds, client, or one of them .ID)")
+        for name, value in values.items():
+            where = key(f"ceph.options.{section}.{name}")
+            if not OPTION.fullmatch(str(name)):
+                problems.append(f"{where}: not a Ceph option name (lower case, digits, _)")
+            if isinstance(value, (dict, list)) or value is None:
+                problems.append(f"{where}: give one value (a number, a word, true/false)")
 
 
 def lab_subnet(project_dir: str) -> str | None:
@@ -336,6 +357,9 @@ def _mounts(raw, filesystems: dict, nodes: dict, problems: list) -> list:
         if not mp.startswith("/") or " " in mp:
             problems.append(f"{key(path + '.mountpoint')}: {mp!r} must be an absolute path "
                             "without spaces")
+        elif mp.rstrip("/") in SYSTEM_DIRS or ".." in mp.split("/"):
+            problems.append(f"{key(path + '.mountpoint')}: {mp!r} is a system directory; "
+                            "mount CephFS on a directory of its own, such as /mnt/cephfs")
         client = item.get("client", "fuse")
         if client not in ("fuse", "kernel"):
             problems.append(f"{key(path + '.client')}: {client!r} is not fuse or kernel")

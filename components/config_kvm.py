@@ -43,6 +43,13 @@ VM_FIELDS = ("name", "node", "template", "memory_mib", "max_memory_mib", "vcpus"
              "disk_gib", "virt_type", "nics", "cloud_init", "autostart", "on_restart_needed",
              "on_cloud_init_change", "keep_disk", "shutdown_timeout", "wait_for", "ready_timeout")
 WAIT_FOR = ("cloud-init", "address", "none")
+# field: (lowest, highest, default)
+VM_INTS = {"memory_mib": (64, 4 << 20, 512), "vcpus": (1, 512, 1), "disk_gib": (1, 1 << 16, 10),
+           "max_memory_mib": (64, 4 << 20, None), "max_vcpus": (1, 512, None),
+           "shutdown_timeout": (0, 3600, 60), "ready_timeout": (0, 86400, 300)}
+AUTHORIZED_KEY = re.compile(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|"
+                            r"sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) "
+                            r"[A-Za-z0-9+/=]+( [^\x00-\x1f]*)?")
 BRIDGE_FIELDS = ("name", "interfaces", "nodes", "addresses", "gateway", "nameservers",
                  "search", "mode", "network", "confirm_timeout", "vlan", "bond")
 BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
@@ -121,6 +128,7 @@ def load(raw: dict, nodes: tuple, problems: list, ssh=None,
         problems.append(f"{key('vm_passwords')}: must be a mapping of VM name to password")
         passwords = {}
     vms = _vms(raw.get("vms", []), names, passwords, problems)
+    _check_nics(raw.get("vms", []), vms, bridges, problems)
     if lab:
         # Lab nodes share the controller's file system: a template path may use ~ and a
         # link (lab-guest.qcow2), resolved here so a rebuilt image is a new template.
@@ -269,13 +277,12 @@ def _vm(item, path: str, names: list, passwords: dict, problems: list):
                         "node, or {source: PATH, sha256: HEX}")
         template = {}
     ints = {}
-    for f, low, default in (("memory_mib", 64, 512), ("vcpus", 1, 1), ("disk_gib", 1, 10),
-                            ("max_memory_mib", 64, None), ("max_vcpus", 1, None),
-                            ("shutdown_timeout", 0, 60), ("ready_timeout", 0, 300)):
+    for f, (low, high, default) in VM_INTS.items():
         value = item.get(f, default)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                  or value < low):
-            problems.append(f"{key(f'{path}.{f}')}: {value!r} must be a whole number >= {low}")
+                                  or not low <= value <= high):
+            problems.append(f"{key(f'{path}.{f}')}: {value!r} must be a whole number from "
+                            f"{low} to {high}")
         ints[f] = value
     for f, cur in (("max_memory_mib", "memory_mib"), ("max_vcpus", "vcpus")):
         if isinstance(ints[f], int) and isinstance(ints[cur], int) and ints[f] < ints[cur]:
@@ -298,6 +305,10 @@ def _vm(item, path: str, names: list, passwords: dict, problems: list):
         cloud_init = {}
     unknown_keys(cloud_init, CLOUD_INIT_KEYS, path + ".cloud_init", problems,
                  hint=" (anything else goes in user_data)")
+    for j, entry in enumerate(cloud_init.get("ssh_authorized_keys") or []):
+        if entry != LAB_KEY and not (isinstance(entry, str) and AUTHORIZED_KEY.fullmatch(entry)):
+            problems.append(f"{key(f'{path}.cloud_init.ssh_authorized_keys[{j}]')}: must be "
+                            "one public key line, such as 'ssh-ed25519 AAAA... you@host'")
     choices = {"on_restart_needed": ("restart", "fail"),
                "on_cloud_init_change": ("next-boot", "replace"), "wait_for": WAIT_FOR}
     for f, allowed in choices.items():
@@ -314,6 +325,26 @@ def _vm(item, path: str, names: list, passwords: dict, problems: list):
         wait_for=item.get("wait_for", "cloud-init"),
         keep_disk=boolean(item, "keep_disk", path + ".keep_disk", problems, default=True),
         **ints)
+
+
+def _check_nics(raw: list, vms: tuple, bridges: tuple, problems: list) -> None:
+    """A NIC sits on a bridge this stack makes on the VM's node (or on its libvirt
+    network): a bridge that does not exist fails only when the VM starts, after `up` has
+    changed other things."""
+    index = {item.get("name"): i for i, item in enumerate(raw) if isinstance(item, dict)}
+    for vm in vms:
+        for j, nic in enumerate(vm.nics):
+            where = key(f"vms[{index.get(vm.name)}].nics[{j}]")
+            found = [b for b in bridges if b.name == nic.get("bridge")
+                     or b.network == nic.get("network")]
+            if not found:
+                known = ", ".join(b.name for b in bridges) or "none"
+                problems.append(f"{where}: {nic.get('bridge') or nic.get('network')!r} is not "
+                                f"a bridge of {key('bridges')} (bridges: {known}); define it "
+                                "there")
+            elif vm.node not in found[0].nodes:
+                problems.append(f"{where}: bridge {found[0].name} is not made on {vm.node} "
+                                f"(its nodes: {', '.join(found[0].nodes)})")
 
 
 def _resolve_lab_template(vm: VmConfig) -> VmConfig:

@@ -199,7 +199,12 @@ def _client_key(props: dict, node) -> str:
 
 def _converge(props: dict, node, remount: bool) -> dict:
     mp = props["mountpoint"]
-    if _mounted_type(node, mp) and not _usable(node, mp):
+    found = _mounted_type(node, mp)
+    if found and found not in MOUNT_TYPES.values():
+        raise Exception(f"{props['node']}: {mp} is already a {found} mount, which cephkvm did "
+                        "not make; refusing to unmount or cover it. Choose another mountpoint "
+                        "for CephFS. Nothing was changed.")
+    if found and not _usable(node, mp):
         # Dead (evicted, transport not connected): nothing can use it; detach it so the
         # mountpoint is a directory again and the mount below starts afresh.
         node.run(["umount", "-l", mp], change=True)

@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from tests.bad_inputs import BAD
 from tests.cli import Project
 
 pytestmark = pytest.mark.engine
@@ -45,3 +46,25 @@ def test_bad_config_fails_preview_naming_the_key(example):
     assert "cephkvm:nodes[1].address" in out and "is not an IP address" in out
     assert "Traceback" not in out
     assert example.ssh_log_lines() == []
+
+
+@pytest.fixture(scope="module")
+def example_once(tmp_path_factory):
+    return Project(str(tmp_path_factory.mktemp("bad")), "example")
+
+
+@pytest.mark.parametrize("what, change, where", BAD, ids=[row[0] for row in BAD])
+def test_bad_input_fails_preview_naming_the_key_and_touches_no_host(example_once, what,
+                                                                    change, where):
+    with open(example_once.stack_file) as f:
+        original = f.read()
+    try:
+        example_once.edit_config(change)
+        proc = example_once.run("preview", check=False)
+    finally:
+        with open(example_once.stack_file, "w") as f:
+            f.write(original)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, what
+    assert f"cephkvm:{where}" in out and "Traceback" not in out, (what, out[-2000:])
+    assert example_once.ssh_log_lines() == []

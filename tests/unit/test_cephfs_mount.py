@@ -145,3 +145,13 @@ def test_check_names_the_field(world):
     failures = {f.property for f in CephFSMountProvider().check({}, {
         **props(world), "mountpoint": "mnt", "client": "nfs", "options": ["a,b"]}).failures}
     assert failures == {"mountpoint", "client", "options[0]"}
+
+
+def test_a_mountpoint_that_is_already_another_mount_is_refused(world):
+    node = world.nodes["node1"]
+    node.mounts["/mnt/cephfs"] = "ext4"  # someone else's filesystem
+    world.log.clear()
+    with pytest.raises(Exception, match="already a ext4 mount.*refusing to unmount"):
+        CephFSMountProvider().create(props(world))
+    assert node.mounts == {"/mnt/cephfs": "ext4"}
+    assert [line for _, kind, line in world.log if kind == "change"] == []
