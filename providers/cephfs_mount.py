@@ -9,6 +9,7 @@ forced) and removes the fstab line and the key.
 from __future__ import annotations
 
 import shlex
+import threading
 from typing import Optional
 
 import pulumi
@@ -97,10 +98,7 @@ class CephFSMountProvider(ResourceProvider):
         mp = props["mountpoint"]
         if _mounted_type(node, mp):
             _unmount(props, node)
-        fstab = node.get(FSTAB) or ""
-        kept = _without(fstab, mp)
-        if kept != fstab:
-            _write_fstab(props, node, kept)
+        _fstab_edit(props, node, lambda text: _without(text, mp))
         node.run(["rm", "-f", _keyring_path(props), _secret_path(props)], change=True)
         ceph(_admin(props, node), props["cluster_name"], "auth", "rm",
              f"client.{props['client_id']}", change=True, check=False)
@@ -153,11 +151,45 @@ def with_line(text: str, line: str, mountpoint: str) -> str:
 
 
 def _write_fstab(props: dict, node, text: str) -> None:
-    """Rewrite /etc/fstab in place (it may be a bind mount, which a rename cannot replace),
-    from a complete copy written first so a crash never leaves half a file behind."""
-    tmp = shlex.quote(f"{FSTAB}.cephkvm-{props['node']}")
-    node.run(["sh", "-c", f"cat > {tmp} && cat {tmp} > {FSTAB} && rm -f {tmp}"], stdin=text,
-             change=True)
+    """Replace /etc/fstab with text: a temp file of its own (mktemp, no name another mount
+    shares), fsynced, the old one kept as fstab.cephkvm.bak, then renamed over it. Where
+    fstab is itself a mount (a bind mount, as on the lab nodes) a rename cannot replace it:
+    it is rewritten in place from the complete, fsynced copy."""
+    script = (
+        'set -e; f=/etc/fstab; tmp=$(mktemp /etc/.fstab.cephkvm.XXXXXX); '
+        'trap \'rm -f "$tmp"\' EXIT; cat > "$tmp"; sync "$tmp"; '
+        'cp -p "$f" "$f.cephkvm.bak" 2>/dev/null || true; '
+        'if mountpoint -q "$f"; then cat "$tmp" > "$f"; sync "$f"; '
+        'else chmod 0644 "$tmp"; mv -f "$tmp" "$f"; fi')
+    node.run(["sh", "-c", script], stdin=text, change=True)
+
+
+def _fstab_edit(props: dict, node, edit) -> None:
+    """fstab read, changed by edit(text), written back: one edit at a time per node (every
+    mount of the stack is served by this one process), from a copy that was readable."""
+    with _fstab_lock(props["node"]):
+        text = node.get(FSTAB)
+        if text is None:
+            text = ""  # no fstab at all: ours is its first line
+        foreign = [line for line in _fstab_lines(text, props["mountpoint"])
+                   if line.split()[2:3] not in (["fuse.ceph"], ["ceph"])]
+        if foreign:
+            raise Exception(f"{props['node']}: /etc/fstab already has a line for "
+                            f"{props['mountpoint']} that cephkvm did not write ({foreign[0]!r}); "
+                            "refusing to touch it. Choose another mountpoint, or remove that "
+                            "line by hand.")
+        wanted = edit(text)
+        if wanted != text:
+            _write_fstab(props, node, wanted)
+
+
+_FSTAB_LOCKS: dict = {}
+_FSTAB_LOCKS_GUARD = threading.Lock()
+
+
+def _fstab_lock(node_name: str) -> threading.Lock:
+    with _FSTAB_LOCKS_GUARD:
+        return _FSTAB_LOCKS.setdefault(node_name, threading.Lock())
 
 
 def _usable(node, mountpoint: str) -> bool:
@@ -216,10 +248,7 @@ def _converge(props: dict, node, remount: bool) -> dict:
     if not node.ok(["test", "-d", mp]):
         node.run(["mkdir", "-p", mp], change=True)
     line = fstab_line(props)
-    fstab = node.get(FSTAB) or ""
-    wanted = with_line(fstab, line, mp)
-    if wanted != fstab:
-        _write_fstab(props, node, wanted)
+    _fstab_edit(props, node, lambda text: with_line(text, line, mp))
     mounted = _mounted_type(node, mp)
     if mounted and (remount or mounted != MOUNT_TYPES[props["client"]]):
         _unmount(props, node)

@@ -269,7 +269,9 @@ def _script(node: FakeCephNode, script: str, stdin):
     if "/dev/tcp/" in script:
         return "".join(f"{n}\n" for n in sorted(node.unreachable)
                        if f"echo {n}" in script), 0
-    if "> /etc/fstab" in script:
+    if "mktemp /etc/.fstab.cephkvm." in script:  # _write_fstab: backup, then replace
+        if "/etc/fstab" in node.files:
+            node.files["/etc/fstab.cephkvm.bak"] = node.files["/etc/fstab"]
         node.files["/etc/fstab"] = stdin
         return "", 0
     if "mountpoint -q" in script:

@@ -155,3 +155,27 @@ def test_a_mountpoint_that_is_already_another_mount_is_refused(world):
         CephFSMountProvider().create(props(world))
     assert node.mounts == {"/mnt/cephfs": "ext4"}
     assert [line for _, kind, line in world.log if kind == "change"] == []
+
+
+def test_fstab_is_replaced_from_a_temp_file_of_its_own_with_a_backup(world):
+    CephFSMountProvider().create(props(world))
+    node = world.nodes["node1"]
+    script = next(line for _, kind, line in world.log if "mktemp /etc/.fstab" in line)
+    assert "mv -f" in script and "sync" in script, "atomic where it can be"
+    assert node.files["/etc/fstab.cephkvm.bak"] == "# fstab\n"
+
+
+def test_an_fstab_line_for_the_mountpoint_that_is_not_ours_is_left_alone(world):
+    node = world.nodes["node1"]
+    node.files["/etc/fstab"] = "# fstab\n/dev/sdz1 /mnt/cephfs ext4 defaults 0 2\n"
+    with pytest.raises(Exception, match="cephkvm did not write.*refusing to touch it"):
+        CephFSMountProvider().create(props(world))
+    assert node.files["/etc/fstab"] == "# fstab\n/dev/sdz1 /mnt/cephfs ext4 defaults 0 2\n"
+
+
+def test_an_unreadable_fstab_is_an_error_not_an_empty_file(world):
+    node = world.nodes["node1"]
+    node.unreadable = {"/etc/fstab"}
+    with pytest.raises(Exception, match="cat -- /etc/fstab"):
+        CephFSMountProvider().create(props(world))
+    assert node.files["/etc/fstab"] == "# fstab\n"
