@@ -19,6 +19,7 @@ import json
 import posixpath
 import re
 import secrets
+import shlex
 import time
 from typing import Optional
 
@@ -114,9 +115,8 @@ class CloudVMProvider(ResourceProvider):
     def create(self, props):
         props = base.normalize(props)
         node = base.session(props)
-        paths = _paths(props)
         _make_dirs(node, props["storage"])
-        _import_template(node, props["template"], paths["template"])
+        paths = _paths({**props, "template_path": _import_template(node, props)})
         _make_overlay(node, paths, props["disk_gib"])
         seed = _write_seed(node, props, paths["seed"], generation=1)
         with _libvirt(props) as conn:
@@ -159,7 +159,7 @@ class CloudVMProvider(ResourceProvider):
         if olds["node"] != news["node"]:
             _migrate(olds, news)
         node = base.session(news)
-        paths = _paths(news)
+        paths = _paths({**news, "template_path": olds.get("template_path")})
         seed = {k: olds.get(k) for k in ("instance_id", "seed_generation")}
         if changed & set(CLOUD_INIT_FIELDS):
             seed = _write_seed(node, news, paths["seed"],
@@ -226,6 +226,9 @@ def _check_fields(p: dict, olds: dict) -> list[CheckFailure]:
         fail("template.source", "give the cloud image's path on the node (or an http(s) URL)")
     elif template.get("sha256") and not SHA256.fullmatch(str(template["sha256"]).lower()):
         fail("template.sha256", "must be the image's 64 hex digit SHA-256 (`sha256sum IMAGE`)")
+    elif str(template["source"]).startswith("http://") and not template.get("sha256"):
+        fail("template.sha256", "an http:// image can be changed on the way: give its "
+             "sha256, or an https:// URL")
     for field, low in (("disk_gib", 1), ("memory_mib", 64), ("vcpus", 1), ("ready_timeout", 0)):
         if not isinstance(p.get(field), int) or p[field] < low:
             fail(field, f"{field} must be a whole number >= {low}")
@@ -262,13 +265,20 @@ def _check_fields(p: dict, olds: dict) -> list[CheckFailure]:
 
 
 def _paths(p: dict) -> dict:
+    """The VM's files; the template's is the one create imported (kept in state)."""
     root, name = p["storage"], p["name"]
+    return {"template": p.get("template_path") or "",
+            "disk": posixpath.join(root, "virtualmachines", name + ".qcow2"),
+            "seed": posixpath.join(root, "config", name + "-seed.iso")}
+
+
+def template_path(p: dict, digest: str) -> str:
+    """templates/<name>-<sha256 prefix>.qcow2: two images of one file name never share a
+    template, and an image changed at its source becomes a new template."""
     src = p["template"]["source"]
     stem = posixpath.basename(src.split("?", 1)[0])
     stem = re.sub(r"\.(qcow2|img|raw)$", "", stem) or "template"
-    return {"template": posixpath.join(root, "templates", stem + ".qcow2"),
-            "disk": posixpath.join(root, "virtualmachines", name + ".qcow2"),
-            "seed": posixpath.join(root, "config", name + "-seed.iso")}
+    return posixpath.join(p["storage"], "templates", f"{stem}-{digest[:16]}.qcow2")
 
 
 def paths_out(paths: dict) -> dict:
@@ -282,27 +292,58 @@ def _make_dirs(node, storage: str) -> None:
         node.run(["mkdir", "-p", *dirs], change=True)
 
 
-def _import_template(node, template: dict, dest: str) -> None:
-    """qemu-img convert into templates/, once: a template present is never rewritten (VMs'
-    overlays depend on it byte for byte). The temp name is per node so two nodes importing
-    at once do not write one file."""
-    if node.ok(["test", "-s", dest]):
-        return
-    src = template["source"]
-    tmp = f"{dest}.{node.name}.part"
+def _import_template(node, p: dict) -> str:
+    """The image, converted to qcow2 into templates/ under its content hash, once: a
+    template present is never rewritten (VMs' overlays depend on it byte for byte). An
+    image that names a backing or data file is refused: it would pull that file of the
+    node into every VM made from it. Returns the template's path."""
+    template, storage = p["template"], p["storage"]
+    src, fetched = template["source"], None
     if src.startswith(("http://", "https://")):
-        download = f"{tmp}.download"
-        node.run(["curl", "-fsSL", "-o", download, src], change=True, timeout=3600)
-        src = download
-    if template.get("sha256"):
-        out = node.run(["sha256sum", "--", src]).stdout.split()
-        if not out or out[0] != template["sha256"].lower():
-            raise RuntimeError(f"template {template['source']}: SHA-256 is {out[:1]}, the "
-                               f"stack expects {template['sha256']}; not importing it")
-    node.run(["qemu-img", "convert", "-O", "qcow2", src, tmp], change=True, timeout=3600)
-    node.run(["mv", "-f", tmp, dest], change=True)
-    if src.endswith(".download"):
-        node.run(["rm", "-f", src], change=True)
+        fetched = _temp(node, posixpath.join(storage, "templates", ".download"))
+        node.run(["curl", "-fsSL", "--proto", "=https,http", "-o", fetched, src], change=True,
+                 timeout=3600)
+        src = fetched
+    try:
+        digest = _digest(node, src, template)
+        dest = template_path(p, digest)
+        if not node.ok(["test", "-s", dest]):
+            fmt = _image_format(node, src, template["source"])
+            tmp = _temp(node, dest)
+            node.run(["qemu-img", "convert", "-f", fmt, "-O", "qcow2", src, tmp], change=True,
+                     timeout=3600)
+            node.run(["mv", "-f", tmp, dest], change=True)
+        return dest
+    finally:
+        if fetched:
+            node.run(["rm", "-f", "--", fetched], change=True)
+
+
+def _temp(node, prefix: str) -> str:
+    """A new file prefix.NODE.XXXXXX.part (mktemp: never a name another writer has); what
+    a killed run of this node left under that prefix goes first."""
+    mine = f"{prefix}.{node.name}"
+    node.run(["sh", "-c", f"rm -f -- {shlex.quote(mine)}.*.part"], change=True)
+    return node.run(["mktemp", f"{mine}.XXXXXX.part"], change=True).stdout.strip()
+
+
+def _digest(node, src: str, template: dict) -> str:
+    out = node.run(["sha256sum", "--", src], timeout=3600).stdout.split()
+    digest = out[0] if out else ""
+    if template.get("sha256") and digest != template["sha256"].lower():
+        raise RuntimeError(f"template {template['source']}: its SHA-256 is {digest or '?'}, "
+                           f"the stack expects {template['sha256']}; not importing it")
+    return digest
+
+
+def _image_format(node, src: str, source: str) -> str:
+    info = json.loads(node.run(["qemu-img", "info", "-U", "--output=json", "--", src]).stdout)
+    data_file = (info.get("format-specific") or {}).get("data", {}).get("data-file")
+    if info.get("backing-filename") or data_file:
+        raise RuntimeError(f"template {source}: the image refers to another file "
+                           f"({info.get('backing-filename') or data_file}); a cloud image "
+                           "must stand alone. Flatten it (qemu-img convert) first.")
+    return info.get("format") or "raw"
 
 
 def _make_overlay(node, paths: dict, disk_gib: int) -> None:

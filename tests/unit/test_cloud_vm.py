@@ -2,6 +2,7 @@
 (domains)."""
 import base64
 import contextlib
+import hashlib
 import copy
 import json
 import shlex
@@ -22,6 +23,8 @@ pytestmark = pytest.mark.unit
 
 CONN = {"name": "node1", "address": "192.0.2.1", "host_key": KEY}
 PASSWORD = "hunter2-not-really"
+IMAGE_SHA = __import__("hashlib").sha256(b"image").hexdigest()
+TEMPLATE = f"/mnt/cephfs/templates/debian-{IMAGE_SHA[:16]}.qcow2"  # named by content
 PROPS = {
     "name": "vm-unit", "owner": "cephkvm/unit", "node": "node1", "connection": CONN,
     "storage": "/mnt/cephfs",
@@ -91,9 +94,26 @@ class FakeNode(Session):
                 for k in [k for k in f if k == p or k.startswith(p + "/")]:
                     del f[k]
             return "", 0
-        if argv[0] == "mktemp":
+        if argv[:2] == ["mktemp", "-d"]:
             f["/tmp/fake/"] = "dir"
             return "/tmp/fake\n", 0
+        if argv[0] == "mktemp":  # mktemp PREFIX.XXXXXX.part
+            path = argv[1].replace("XXXXXX", f"{len(f):06d}")
+            f[path] = ""
+            return path + "\n", 0
+        if argv[:2] == ["sh", "-c"] and argv[2].startswith("rm -f -- "):
+            prefix = shlex.split(argv[2])[-1].split("*")[0]
+            for k in [k for k in f if k.startswith(prefix) and k.endswith(".part")]:
+                del f[k]
+            return "", 0
+        if argv[:3] == ["qemu-img", "info", "-U"]:
+            content = f[argv[-1]]
+            info = {"format": "qcow2", **({"backing-filename": "/etc/shadow"}
+                                          if "backed" in content else {})}
+            return json.dumps(info), 0
+        if argv[0] == "curl":
+            f[argv[argv.index("-o") + 1]] = "downloaded image"
+            return "", 0
         if argv[:2] == ["sh", "-c"] and "cat >" in argv[2]:
             f[shlex.split(argv[2])[-1]] = stdin if isinstance(stdin, str) else stdin.decode()
             return "", 0
@@ -105,7 +125,8 @@ class FakeNode(Session):
         if argv[0] == "findmnt":
             return self.fstype + "\n", 0
         if argv[0] == "sha256sum":
-            return "ab" * 32 + "  " + argv[-1] + "\n", 0
+            digest = hashlib.sha256(f[argv[-1]].encode()).hexdigest()
+            return f"{digest}  {argv[-1]}\n", 0
         raise AssertionError(f"fake node does not know {argv}")
 
 
@@ -184,8 +205,9 @@ def checked(props=None, olds=None):
 
 def test_create_imports_template_once_makes_overlay_seed_and_running_domain(node):
     outs = CloudVMProvider().create(checked()).outs
-    tpl = "/mnt/cephfs/templates/debian.qcow2"
-    assert node.files[tpl] == "qcow2"
+    tpl = TEMPLATE
+    assert node.files[tpl] == "qcow2" and outs["template_path"] == tpl
+    assert any(c.startswith("qemu-img convert -f qcow2 -O qcow2") for c in node.changes)
     assert "/mnt/cephfs/virtualmachines/vm-unit.qcow2" in node.files
     create = next(c for c in node.changes if c.startswith("qemu-img create"))
     assert f"-F qcow2 -b {tpl}" in create and create.endswith(" 4G")
@@ -222,10 +244,10 @@ def test_crash_at_step_n_then_rerun_converges(node, step):
         CloudVMProvider().create(checked())
     CloudVMProvider().create(checked())
     assert node.conn.lookupByName("vm-unit").isActive()
-    assert node.files["/mnt/cephfs/templates/debian.qcow2"] == "qcow2"
-    assert not [k for k in node.files if k.endswith(".part")]
-    done = node.changes.index("mv -f /mnt/cephfs/templates/debian.qcow2.node1.part "
-                              "/mnt/cephfs/templates/debian.qcow2")
+    assert node.files[TEMPLATE] == "qcow2"
+    assert not [k for k in node.files if k.endswith(".part")], "a killed run's part is gone"
+    done = next(i for i, c in enumerate(node.changes)
+                if c.startswith("mv -f") and c.endswith(" " + TEMPLATE))
     assert not [c for c in node.changes[done:] if c.startswith("qemu-img convert")], \
         "a template in place is never imported again"
 
@@ -389,10 +411,43 @@ def test_template_checksum_mismatch_refuses_the_import(node):
                                             "sha256": "cd" * 32}})
     with pytest.raises(RuntimeError, match="SHA-256"):
         CloudVMProvider().create(props)
-    assert "/mnt/cephfs/templates/debian.qcow2" not in node.files
+    assert TEMPLATE not in node.files
     CloudVMProvider().create(checked({**PROPS, "template": {"source": "/images/debian.qcow2",
-                                                             "sha256": "ab" * 32}}))
-    assert "/mnt/cephfs/templates/debian.qcow2" in node.files
+                                                             "sha256": IMAGE_SHA}}))
+    assert TEMPLATE in node.files
+
+
+def test_two_images_of_one_file_name_are_two_templates(node):
+    first = CloudVMProvider().create(checked()).outs["template_path"]
+    node.files["/other/debian.qcow2"] = "another image"
+    second = CloudVMProvider().create(checked({
+        **PROPS, "name": "vm-two", "wait_for": "none",
+        "template": {"source": "/other/debian.qcow2"}})).outs
+    assert second["template_path"] != first and node.files[first] == "qcow2"
+    node.conn.lookupByName("vm-two").destroy()
+    node.conn.lookupByName("vm-two").undefine()
+
+
+def test_an_image_that_refers_to_another_file_is_refused(node):
+    node.files["/images/debian.qcow2"] = "backed image"
+    with pytest.raises(RuntimeError, match="refers to another file.*/etc/shadow"):
+        CloudVMProvider().create(checked())
+    assert not [c for c in node.changes if c.startswith("qemu-img convert")]
+
+
+def test_an_http_image_needs_its_checksum():
+    result = CloudVMProvider().check({}, {**PROPS, "template": {"source": "http://x/a.img"}})
+    assert [f.property for f in result.failures] == ["template.sha256"]
+    ok = CloudVMProvider().check({}, {**PROPS, "template": {"source": "https://x/a.img"}})
+    assert ok.failures == []
+
+
+def test_a_downloaded_image_is_named_by_its_content_and_the_download_removed(node):
+    outs = CloudVMProvider().create(checked({
+        **PROPS, "template": {"source": "https://images.example/a.img"}})).outs
+    sha = __import__("hashlib").sha256(b"downloaded image").hexdigest()
+    assert outs["template_path"] == f"/mnt/cephfs/templates/a-{sha[:16]}.qcow2"
+    assert not [k for k in node.files if ".download." in k]
 
 
 def test_nics_are_attached_and_detached_by_mac():
