@@ -13,6 +13,7 @@ time: the dynamic provider serves all of a stack's resources from one process.
 """
 from __future__ import annotations
 
+import shlex
 import threading
 from typing import Optional
 
@@ -85,7 +86,7 @@ class CephMonProvider(ResourceProvider):
             services.stop(node, _daemon(props), services.has_systemd(node))
         # Without the initial monmap, a mon made here again joins the running cluster; the
         # rest of the identity goes too: a node that is no mon holds no mon. key.
-        node.run(["rm", "-rf", _mon_dir(props), _joined_monmap(props), _marker(props),
+        node.run(["rm", "-rf", _mon_dir(props), _joined_monmap(props),
                   *identity_files(props["cluster_name"])], change=True)
 
 
@@ -105,9 +106,9 @@ def _joined_monmap(props: dict) -> str:
 
 
 def _marker(props: dict) -> str:
-    """Which cluster this node's mon store belongs to, written before its mkfs: a store
-    without it, or with another fsid, is not this cluster's and is never adopted."""
-    return f"{IDENTITY_DIR}/{props['cluster_name']}-mon.{props['node']}.fsid"
+    """Which cluster this node's mon store belongs to, kept in the store's own directory
+    (identity files may be deleted; the store's owner must not be forgotten with them)."""
+    return f"{_mon_dir(props)}/cephkvm_fsid"
 
 
 def _converge(props: dict) -> dict:
@@ -115,7 +116,7 @@ def _converge(props: dict) -> dict:
     if not _made(props, node):
         _mkfs(props, node, _monmap_for(props, node))
     elif not node.ok(["test", "-e", _mon_dir(props) + "/done"]):
-        _mark_done(node, _mon_dir(props))
+        _mark_done(props, node)
     services.ensure_running(node, _daemon(props), services.has_systemd(node))
     name = props["node"]
     base.wait_until(lambda: name in _own_monmap(props, node), timeout=props["timeout"],
@@ -131,19 +132,34 @@ def _made(props: dict, node) -> bool:
     A store of another cluster is refused, never adopted."""
     data = _mon_dir(props)
     made = node.ok(["test", "-e", data + "/done"]) or node.ok(["test", "-s", data + "/keyring"])
-    owner = (node.get(_marker(props)) or "").strip()
-    if made and owner != props["fsid"]:
+    if not made:
+        return False
+    owner = (node.get(_marker(props)) or "").strip() or _store_fsid(props, node)
+    if owner != props["fsid"]:
         raise Exception(
             f"{props['node']}: {data} holds a mon store that is not this cluster's "
-            f"({'of cluster ' + owner if owner else 'not made by cephkvm'}; this cluster is "
-            f"{props['fsid']}). If it is left over, stop that mon and remove {data}, then run "
-            "`pulumi up` again. Nothing was changed.")
-    return made
+            f"({'of cluster ' + owner if owner else 'of a cluster it does not say'}; this "
+            f"cluster is {props['fsid']}). If it is left over, stop that mon and remove "
+            f"{data}, then run `pulumi up` again. Nothing was changed.")
+    return True
 
 
-def _mark_done(node, data: str) -> None:
+def _store_fsid(props: dict, node) -> str:
+    """The fsid in the store's own monmap, for a store without our marker (a run killed
+    between mkfs and the marker); '' when it cannot be read (a mon running on it)."""
+    c, name = props["cluster_name"], props["node"]
+    tmp = f"/run/cephkvm-monmap-{name}"
+    got = node.run(["sh", "-c", f"ceph-mon --cluster {shlex.quote(c)} -i {shlex.quote(name)} "
+                                f"--extract-monmap {tmp} >/dev/null 2>&1 && monmaptool --print "
+                                f"{tmp}; rm -f {tmp}"], check=False)
+    return next((line.split()[1] for line in got.stdout.splitlines()
+                 if line.startswith("fsid ")), "")
+
+
+def _mark_done(props: dict, node) -> None:
+    node.put(_marker(props), props["fsid"] + "\n", owner="ceph:ceph")
     node.run(["install", "-o", "ceph", "-g", "ceph", "-m", "0644", "/dev/null",
-              data + "/done"], change=True)
+              _mon_dir(props) + "/done"], change=True)
 
 
 def _monmap_for(props: dict, node) -> str:
@@ -167,13 +183,12 @@ def _mkfs(props: dict, node, monmap: str) -> None:
     c, data = props["cluster_name"], _mon_dir(props)
     # A store without `done` is from an interrupted mkfs: it holds nothing yet.
     node.run(["rm", "-rf", data], change=True)
-    node.put(_marker(props), props["fsid"] + "\n")
     node.run(["install", "-d", "-o", "ceph", "-g", "ceph", "-m", "0750", data], change=True)
     node.run(["chown", "ceph:ceph", monmap], change=True)
     node.run(["ceph-mon", "--cluster", c, "--mkfs", "-i", props["node"], "--monmap", monmap,
               "--keyring", bootstrap_keyring_path(c), "--setuser", "ceph", "--setgroup",
               "ceph"], change=True)
-    _mark_done(node, data)
+    _mark_done(props, node)
 
 
 def _own_status(props: dict, node) -> dict:

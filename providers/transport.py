@@ -427,11 +427,9 @@ def _drain(chan, deadline: float) -> tuple[bytes, bytes]:
 
 
 # --- libvirt over SSH ---------------------------------------------------------------------
-# The controller reaches a node's libvirtd through OpenSSH (qemu+ssh), with a wrapper that
-# verifies the same pinned host key as the paramiko sessions above against a known_hosts file
-# written from that pin, never the user's ~/.ssh. Not qemu+libssh: measured here, a reply
-# larger than 4 KiB (a running domain's XML) never arrives over it without an event loop,
-# and takes 5 s with one. libvirtd itself (peer-to-peer migration) still uses libssh.
+# The controller reaches a node's libvirtd through its pooled paramiko connection (below).
+# libvirtd itself, migrating peer to peer, reaches the destination over qemu+libssh with
+# the stack's migration key and a known_hosts file written from the pinned key.
 
 
 def libvirt_uri(host: Host, key_file: str, known_hosts: str) -> str:
@@ -441,27 +439,6 @@ def libvirt_uri(host: Host, key_file: str, known_hosts: str) -> str:
     query = (f"keyfile={quote(key_file, safe='/')}&known_hosts={quote(known_hosts, safe='/')}"
              "&known_hosts_verify=normal&sshauth=privkey")
     return f"qemu+libssh://{quote(host.user)}@{host.address}{port}/system?{query}"
-
-
-def _ssh_wrapper(tmp: str, known_hosts: str) -> str:
-    """An `ssh` for libvirt to run: strict checking against known_hosts only, key only, no
-    prompts. Needed only while connecting (libvirt starts ssh once, in open)."""
-    path = os.path.join(tmp, "ssh")
-    options = ["-F", "/dev/null", "-o", f"UserKnownHostsFile={known_hosts}",
-               "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
-               "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
-               "-o", f"ConnectTimeout={int(CONNECT_TIMEOUT)}"]
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT, 0o700), "w") as f:
-        f.write(f"#!/bin/sh\nexec ssh {shlex.join(options)} \"$@\"\n")
-    return path
-
-
-def _controller_uri(host: Host, key_file: str, command: str) -> str:
-    from urllib.parse import quote
-    port = "" if host.port == 22 else f":{host.port}"
-    return (f"qemu+ssh://{quote(host.user)}@{host.address}{port}/system?"
-            f"keyfile={quote(key_file, safe='/')}&command={quote(command, safe='/')}"
-            "&no_tty=1")
 
 
 def known_hosts_line(host: Host) -> str | None:
@@ -478,11 +455,15 @@ def known_hosts_line(host: Host) -> str | None:
 
 class open_libvirt:
     """`with open_libvirt(host, private_key) as conn:` a libvirt connection to the node's
-    system libvirtd. Temporary key and known_hosts files (0600) live only while connecting."""
+    system libvirtd, carried by the node's pooled SSH connection (its host key already
+    verified): a channel runs libvirt's own `virt-ssh-helper qemu:///system` there, and a
+    thread joins it to a private local socket that libvirt-python connects to. No process
+    is forked (forking inside the provider's gRPC server broke connections) and no reply
+    size stalls (qemu+libssh never delivered one over 4 KiB)."""
 
     def __init__(self, host: Host, private_key: str | None = None):
-        self.host, self.private_key = host, private_key
-        self.conn = None
+        self.session = Session(host, private_key=private_key)
+        self.conn = self._tmp = self._chan = None
 
     def __enter__(self):
         import tempfile
@@ -491,35 +472,24 @@ class open_libvirt:
         # Errors reach the caller as exceptions; libvirt's default handler would also print
         # each one (even an expected "domain not found") to stderr.
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-        line = known_hosts_line(self.host)
-        if not line:
-            raise HostKeyError(f"{self.host.name}: no pinned or recorded host key to verify "
-                               "libvirt's SSH connection against; connect over SSH first")
-        with tempfile.TemporaryDirectory(prefix="cephkvm-libvirt-") as tmp:
-            known = os.path.join(tmp, "known_hosts")
-            with open(known, "w") as f:
-                f.write(line)
-            key_file = os.path.expanduser(self.host.key_file or "")
-            if self.private_key:
-                key_file = os.path.join(tmp, "id")
-                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT, 0o600)
-                with os.fdopen(fd, "w") as f:
-                    f.write(self.private_key)
-            if not key_file:
-                raise TransportError(f"{self.host.name}: no SSH key for libvirt's connection")
-            uri = _controller_uri(self.host, key_file, _ssh_wrapper(tmp, known))
-            try:
-                self.conn = libvirt.open(uri)
-            except libvirt.libvirtError as err:
-                text = mask(str(err), (self.private_key,))
-                if "IDENTIFICATION HAS CHANGED" in text or "verification failed" in text:
-                    raise HostKeyError(
-                        f"{self.host.name} ({self.host.key_name}) offered a host key that is "
-                        "not the trusted one to libvirt's SSH connection; refusing to connect. "
-                        "Verify the key out of band, then update the node's host_key.") from None
-                raise TransportError(f"{self.host.name}: libvirt over SSH failed: "
-                                     f"{' '.join(text.split())[-500:]}") from None
-        _log(f"libvirt {self.host.name}")
+        node = self.session
+        self._tmp = tempfile.mkdtemp(prefix="cephkvm-libvirt-")
+        path = os.path.join(self._tmp, "sock")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen(1)
+        self._chan = node._channel()
+        self._chan.exec_command(command_line(node.host, ["virt-ssh-helper", "qemu:///system"]))
+        threading.Thread(target=_join, args=(listener, self._chan), daemon=True,
+                         name=f"libvirt-{node.name}").start()
+        try:
+            self.conn = libvirt.open(f"qemu+unix:///system?socket={path}")
+        except libvirt.libvirtError as err:
+            self._close()
+            raise TransportError(f"{node.name}: libvirt over SSH failed: "
+                                 f"{' '.join(str(err).split())[-500:]}. Check that libvirtd "
+                                 "runs there (NodePrep starts it).") from None
+        _log(f"libvirt {node.name}")
         return self.conn
 
     def __exit__(self, *exc):
@@ -528,3 +498,42 @@ class open_libvirt:
                 self.conn.close()
             except Exception:  # a dead connection has nothing left to close
                 pass
+        self._close()
+
+    def _close(self):
+        if self._chan is not None:
+            self._chan.close()
+        if self._tmp:
+            import shutil
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _join(listener: socket.socket, chan: paramiko.Channel) -> None:
+    """Carry bytes both ways between libvirt's local socket and the node's helper until
+    either side closes."""
+    try:
+        local, _ = listener.accept()
+    except OSError:
+        return
+    finally:
+        listener.close()
+    try:
+        while True:
+            ready, _, _ = select.select([local, chan], [], [], 1.0)
+            if local in ready:
+                data = local.recv(1 << 16)
+                if not data:
+                    break
+                chan.sendall(data)
+            if chan in ready:
+                data = chan.recv(1 << 16)
+                if not data:
+                    break
+                local.sendall(data)
+            if chan.closed:
+                break
+    except OSError:
+        pass
+    finally:
+        local.close()
+        chan.close()

@@ -33,7 +33,9 @@ class CephWorld:
         self.profiles: dict = {}
         self.fs: dict = {}
         self.health_checks: dict = {}
-        self.unclean_probes = 0  # `pg dump` answers with a degraded PG this many times
+        self.unclean_probes = 0
+        self.monmap_fsid = ""    # the fsid monmaptool --create was given
+        self.store_fsid: dict = {}  # mon -> the fsid in its store's monmap  # `pg dump` answers with a degraded PG this many times
         self.next_pool_id = 1
         self.layouts: dict = {}
 
@@ -174,6 +176,7 @@ def answer(node: FakeCephNode, argv: list, stdin):
     if cmd == "ceph-mon":
         name = argv[argv.index("-i") + 1]
         w.mkfs[name] = w.mkfs.get(name, 0) + 1
+        w.store_fsid[name] = w.monmap_fsid
         members = set(node.files[argv[argv.index("--monmap") + 1]].split()[1:])
         w.made_from[name] = members
         w.monmap = w.monmap or members  # the first mon made sets the cluster's monmap
@@ -252,7 +255,12 @@ def _script(node: FakeCephNode, script: str, stdin):
         node.files[path] = stdin
         node.modes[path] = (mode.lstrip("0"), owner)
         return "", 0
+    if "--extract-monmap" in script:  # the fsid in a mon store's own monmap
+        name = shlex.split(script)[shlex.split(script).index("-i") + 1]
+        fsid = node.world.store_fsid.get(name)
+        return (f"epoch 1\nfsid {fsid}\n", 0) if fsid else ("", 0)
     if "monmaptool" in script:
+        node.world.monmap_fsid = re.search(r"--fsid (\S+)", script).group(1)
         members = re.findall(r"--addv (\S+)", script)
         node.files[re.search(r"(\S+)\.new &&", script).group(1)] = " ".join(
             ["MONMAP", *members])

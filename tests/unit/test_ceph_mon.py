@@ -199,6 +199,17 @@ def test_a_mon_store_of_another_cluster_is_refused_not_adopted(world):
     node1.files["/var/lib/ceph/mon/ceph-node1/keyring"] = "[mon.]\n"  # left by another cluster
     node1.dirs.add("/var/lib/ceph/mon/ceph-node1")
     world.log.clear()
-    with pytest.raises(Exception, match="not made by cephkvm.*remove /var/lib/ceph/mon/ceph-node1"):
+    with pytest.raises(Exception, match="not this cluster.s.*remove /var/lib/ceph/mon/ceph-node1"):
         CephMonProvider().create(mon_props(world, outs["fsid"], "node1"))
     assert world.changes == [] and world.running("mon") == []
+
+
+def test_identity_files_deleted_do_not_make_the_mons_foreign(world):
+    """The store's owner is kept in the store's own directory."""
+    outs = bring_up(world)
+    for node in world.nodes.values():
+        for path in [p for p in node.files if p.startswith("/var/lib/ceph/cephkvm/")]:
+            node.files.pop(path)
+    for name in NAMES:
+        read = CephMonProvider().read(name, mon_props(world, outs["fsid"], name))
+        assert read.id == name and read.outs["ensure"] == "up"
