@@ -11,8 +11,8 @@ export PULUMI_PYTHON_CMD := $(PY)
 export PULUMI_BACKEND_URL ?= file://$(ROOT)/.state
 export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
-# The lab and example stacks are test stacks; real stacks bring their own passphrase.
-export PULUMI_CONFIG_PASSPHRASE ?= cephkvm-lab
+# No passphrase here: scripts/stack.sh gives the lab stack its test one, and a real stack
+# made from this environment must bring its own (PULUMI_CONFIG_PASSPHRASE).
 
 .PHONY: setup debian venv tools guest-image lab lab-down lab-status test bench recover
 setup: debian venv tools guest-image

@@ -7,6 +7,9 @@ cd "${CEPHKVM_PROJECT:-$(dirname "$0")/..}"
 action=${1:-} stack=${2:-}
 [ -n "$stack" ] || { echo "usage: stack.sh up|preview|destroy|recover|forget STACK" >&2; exit 2; }
 mkdir -p .state
+# The lab stack's secrets are a test's (its salt in stacks/Pulumi.lab.yaml is for this
+# passphrase); every other stack needs the operator's own.
+if [ "$stack" = lab ]; then export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE:-cephkvm-lab}"; fi
 use_stack() { pulumi stack select "$stack" --create --non-interactive >/dev/null; }
 case "$action" in
   up)      use_stack; pulumi up --yes --skip-preview --non-interactive --stack "$stack" ;;
