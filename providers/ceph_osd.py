@@ -243,7 +243,11 @@ def _drain(props: dict, node, osd_id: int, tree: dict) -> None:
         raise Exception(f"refusing to remove osd.{osd_id} ({props['node']}:{props['device']})"
                         f": {short}. Add an OSD on another host or lower the pools' size "
                         "first.")
-    if tree[osd_id]["in"]:
+    # CRUSH weight 0 first: its PGs move while it still serves them (misplaced, never
+    # degraded); `out` alone drops it from acting sets at once (measured: degraded objects).
+    if tree[osd_id]["up"]:
+        ceph(node, c, "osd", "crush", "reweight", f"osd.{osd_id}", "0", change=True)
+    elif tree[osd_id]["in"]:
         ceph(node, c, "osd", "out", osd_id, change=True)
     if may_lose and (short or not tree[osd_id]["up"]) and not _drained(node, c, osd_id):
         pulumi.log.warn(f"osd.{osd_id} cannot drain ({short or 'it is down'}); purging it "
@@ -252,6 +256,8 @@ def _drain(props: dict, node, osd_id: int, tree: dict) -> None:
     base.wait_until(lambda: _drained(node, c, osd_id), timeout=props.get("timeout", 180) * 5,
                     interval=DRAIN_POLL, what=f"osd.{osd_id}'s placement groups to be "
                     "active+clean elsewhere", report=lambda: _drain_report(node, c, osd_id))
+    if ceph_facts.osds(ceph_json(node, c, "osd", "tree"))[osd_id]["in"]:
+        ceph(node, c, "osd", "out", osd_id, change=True)
 
 
 def _no_room(props: dict, node, osd_id: int, tree: dict) -> str:

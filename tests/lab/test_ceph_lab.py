@@ -2,6 +2,7 @@
 extra data pool, an rbd pool, no opt-in to destroy): outcomes are read from the nodes."""
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -268,7 +269,7 @@ def test_destroy_without_opt_in_is_refused_before_any_host_is_touched(stack):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "protect" in out and "destroy-needs-ceph.allow_data_loss" in out, out[-3000:]
-    deleting = [line for line in out.splitlines() if "deleting" in line or "deleted" in line]
+    deleting = [line for line in out.splitlines() if re.search(r" (deleting|deleted) \(", line)]
     assert all("DestroyGuard" in line for line in deleting), deleting
     assert {n: node_snapshot(n) for n in NODES} == before
     assert ceph("status")["health"]["status"] in ("HEALTH_OK", "HEALTH_WARN")

@@ -389,6 +389,9 @@ def _ceph(node: FakeCephNode, args: list, stdin):
     if args[:2] == ["osd", "out"]:
         w.osds[int(args[2])]["in"] = False
         return "", 0
+    if args[:3] == ["osd", "crush", "reweight"]:
+        w.osds[int(args[3].split(".")[1])]["weight"] = float(args[4])
+        return "", 0
     if args[:2] == ["osd", "safe-to-destroy"]:
         return "", 0
     if args[:2] == ["osd", "purge"]:

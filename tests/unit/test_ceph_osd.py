@@ -157,7 +157,8 @@ def test_delete_drains_then_purges_and_zaps(world):
     CephOsdProvider().delete("node1:/dev/sdb", outs[0])
     lines = [line for _, kind, line in world.log if kind == "change"]
     order = [next(i for i, l in enumerate(lines) if w in l)
-             for w in ("osd out 0", "osd purge 0", "dd if=/dev/zero")]
+             for w in ("osd crush reweight osd.0 0", "osd out 0", "osd purge 0",
+                       "dd if=/dev/zero")]
     assert order == sorted(order)
     assert 0 not in world.osds and world.nodes["node1"].devices["/dev/sdb"]["osd"] is None
 
