@@ -43,7 +43,8 @@ if stack.kvm and (stack.kvm.bridges or stack.kvm.vms):
 if stack.ceph:
     # Deleted first by a destroy, and protected unless data may be lost: a destroy stops
     # before any VM, mount or bridge is removed (providers/destroy_guard.py).
-    every = [ceph] + ([kvm] if stack.kvm and (stack.kvm.bridges or stack.kvm.vms) else [])
+    every = ceph.resources() + (kvm.resources() if stack.kvm and (stack.kvm.bridges or
+                                                                  stack.kvm.vms) else [])
     DestroyGuard({"allow": stack.ceph.allow_data_loss,
                   "guards": f"Ceph cluster {stack.ceph.cluster_name} and everything on it"},
                  pulumi.ResourceOptions(depends_on=every, protect=not stack.ceph.allow_data_loss))

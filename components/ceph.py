@@ -133,6 +133,13 @@ class CephStack(pulumi.ComponentResource):
                                           additional_secret_outputs=secret))))
         self.register_outputs({"fsid": self.cluster.fsid})
 
+    def resources(self) -> list:
+        """Every resource it made (the DestroyGuard depends on each by name: depending on
+        the component does not reach the mounts, its grandchildren)."""
+        return [self.cluster, *self.confs.values(), *self.mons, self.config, *self.mgrs,
+                *self.mdss, *self.osds, *self.pools.values(), *self.filesystems.values(),
+                *[mount for _, mount in self.mounts]]
+
     def outputs(self) -> dict:
         """What other infrastructure consumes (also through a StackReference)."""
         mounts: dict = {}

@@ -39,6 +39,11 @@ class Kvm(pulumi.ComponentResource):
                                          every_bridge + self.migration + list(storage or []))
         self.register_outputs({})
 
+    def resources(self) -> list:
+        """Every resource it made (the DestroyGuard depends on each by name)."""
+        return ([b for per_node in self.bridges.values() for b in per_node.values()]
+                + list(self.migration) + list(self.vms.values()))
+
     def _bridge_chain(self, bridge: BridgeConfig, nodes: dict) -> None:
         previous = None
         for name in bridge.nodes:
