@@ -341,7 +341,11 @@ def test_osd_removal_drains_with_no_degraded_object_and_nothing_lost(stack):
             states = pg_summary(ceph("pg stat"))["num_pg_by_state"]
             return [s["name"] for s in states] == ["active+clean"]
         assert poll(clean, timeout=180)
-        objects = {p["name"]: p["stats"]["objects"] for p in ceph("df")["pools"]}
+        def objects():
+            return {p["name"]: p["stats"]["objects"] for p in ceph("df")["pools"]}
+        # `ceph df` counts what the OSDs last reported: wait until the 40 files show.
+        assert poll(lambda: objects()["cephfs_data"] >= 40, timeout=120), objects()
+        before = objects()
         _set_disks(stack, "node1", own)
         stop, seen = threading.Event(), []
         watcher = threading.Thread(target=_pg_watch, args=(stop, seen))
@@ -364,7 +368,8 @@ def test_osd_removal_drains_with_no_degraded_object_and_nothing_lost(stack):
         assert [s["name"] for s in after["num_pg_by_state"]] == ["active+clean"], after
         assert not after.get("degraded_objects"), after
         assert len(osds()) == 3, "back to 3 OSDs"
-        assert {p["name"]: p["stats"]["objects"] for p in ceph("df")["pools"]} == objects
+        assert poll(lambda: objects()["cephfs_data"] == before["cephfs_data"], timeout=120), \
+            (objects(), before)
         assert sh("node3", f"cd {MNT} && sha256sum drain-*.bin") == sums
     finally:
         _set_disks(stack, "node1", own)
