@@ -148,7 +148,7 @@ def _store_fsid(props: dict, node) -> str:
     """The fsid in the store's own monmap, for a store without our marker (a run killed
     between mkfs and the marker); '' when it cannot be read (a mon running on it)."""
     c, name = props["cluster_name"], props["node"]
-    tmp = f"/run/cephkvm-monmap-{name}"
+    tmp = shlex.quote(f"/run/cephkvm-monmap-{name}")
     got = node.run(["sh", "-c", f"ceph-mon --cluster {shlex.quote(c)} -i {shlex.quote(name)} "
                                 f"--extract-monmap {tmp} >/dev/null 2>&1 && monmaptool --print "
                                 f"{tmp}; rm -f {tmp}"], check=False)

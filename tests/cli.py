@@ -116,17 +116,21 @@ class Project:
         with open(self.stack_file, "w") as f:
             yaml.safe_dump(doc, f, sort_keys=False)
 
-    def preview_changes(self, change) -> dict:
-        """{resource name: step} for each step that is not `same` in a preview with
-        change(config) applied; the stack file is put back afterwards."""
+    def preview_with(self, change, *args, check=True):
+        """`pulumi preview ARGS` with change(config) applied; the stack file is put back."""
         with open(self.stack_file) as f:
             original = f.read()
         try:
             self.edit_config(change)
-            preview = self.preview_json()
+            return self.run("preview", *args, check=check)
         finally:
             with open(self.stack_file, "w") as f:
                 f.write(original)
+
+    def preview_changes(self, change) -> dict:
+        """{resource name: step} for each step that is not `same` in a preview with
+        change(config) applied."""
+        preview = json.loads(self.preview_with(change, "--json").stdout)
         return {s["urn"].rsplit("::", 1)[1]: s for s in preview["steps"] if s["op"] != "same"}
 
     def set_config(self, key: str, value: str, *extra):

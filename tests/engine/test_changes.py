@@ -100,14 +100,7 @@ def test_pinning_the_current_fsid_changes_nothing_and_another_is_refused(example
 
 def refused(example, change) -> str:
     """The output of a preview with change(config) that must fail; no host reached."""
-    with open(example.stack_file) as f:
-        original = f.read()
-    try:
-        example.edit_config(change)
-        proc = example.run("preview", check=False)
-    finally:
-        with open(example.stack_file, "w") as f:
-            f.write(original)
+    proc = example.preview_with(change, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, out
     assert not [line for line in example.ssh_log_lines() if line.startswith("connect")]

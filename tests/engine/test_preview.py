@@ -56,14 +56,7 @@ def example_once(tmp_path_factory):
 @pytest.mark.parametrize("what, change, where", BAD, ids=[row[0] for row in BAD])
 def test_bad_input_fails_preview_naming_the_key_and_touches_no_host(example_once, what,
                                                                     change, where):
-    with open(example_once.stack_file) as f:
-        original = f.read()
-    try:
-        example_once.edit_config(change)
-        proc = example_once.run("preview", check=False)
-    finally:
-        with open(example_once.stack_file, "w") as f:
-            f.write(original)
+    proc = example_once.preview_with(change, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, what
     assert f"cephkvm:{where}" in out and "Traceback" not in out, (what, out[-2000:])
