@@ -18,14 +18,16 @@ class PreparedNode(pulumi.ComponentResource):
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("cephkvm:index:PreparedNode", node.name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.connection = node.connection(stack.ssh)
-        # Every per-node resource takes these two inputs; the key stays a secret.
-        self.access = {"connection": self.connection}
-        if private_key is not None:
-            self.access["ssh_private_key"] = private_key
+        secret = {} if private_key is None else {"ssh_private_key": private_key}
         self.node = Node(f"{node.name}-facts", {
-            "node": node.name, **self.access, "virt_type": stack.virt_type,
+            "node": node.name, "connection": node.connection(stack.ssh), **secret,
+            "virt_type": stack.virt_type,
         }, child)
+        self.connection = node.connection(stack.ssh)
+        if not node.host_key:  # trust on first use happens once: then the key from state
+            self.connection["state_host_key"] = self.node.host_key
+        # Every per-node resource takes these inputs; the key stays a secret.
+        self.access = {"connection": self.connection, **secret}
         self.prep = NodePrep(f"{node.name}-prep", {
             "node": node.name, **self.access,
             "packages": list(stack.packages), "daemons": DAEMONS, "groups": ["libvirt"],

@@ -31,9 +31,22 @@ def normalize(value: Any) -> Any:
     return value
 
 
+# Connection fields that are state only wherever they appear (admin and peer lists too):
+# learning a node's host key changes nothing on any host.
+STATE_ONLY = ("state_host_key",)
+
+
+def _for_diff(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _for_diff(v) for k, v in value.items() if k not in STATE_ONLY}
+    if isinstance(value, list):
+        return [_for_diff(v) for v in value]
+    return value
+
+
 def delta(old: dict, new: dict, fields: tuple) -> list[str]:
     """Names of the fields whose value differs between old outputs and new inputs."""
-    old, new = normalize(old), normalize(new)
+    old, new = _for_diff(normalize(old)), _for_diff(normalize(new))
     return [f for f in fields if old.get(f) != new.get(f)]
 
 
@@ -48,11 +61,19 @@ def diff_result(old: dict, new: dict, *, replaces: tuple, updates: tuple,
     )
 
 
-def session(props: dict) -> Session:
-    """A Session for the node described by props['connection'] (+ optional secret key)."""
+def session(props: dict, state_host_key: str | None = None) -> Session:
+    """A Session for the node described by props['connection'] (+ optional secret key),
+    trusting the host key the stack's state recorded for it (`connection.state_host_key`,
+    from its Node resource) when the config pins none."""
     conn = normalize(props["connection"])
-    host = Host(**{k: conn[k] for k in CONNECTION_FIELDS if conn.get(k) is not None})
+    host = Host(**{k: conn[k] for k in CONNECTION_FIELDS if conn.get(k) is not None},
+                state_host_key=state_host_key or _known(conn.get("state_host_key")))
     return Session(host, private_key=props.get("ssh_private_key") or None)
+
+
+def _known(value: Any) -> str | None:
+    """A recorded key, or None while the engine does not know it yet (preview)."""
+    return value if isinstance(value, str) and value.startswith(("ssh-", "ecdsa-")) else None
 
 
 def check_connection(conn: Any, path: str = "connection") -> list[CheckFailure]:

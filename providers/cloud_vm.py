@@ -30,6 +30,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 
 from providers import base
 from providers import guest_agent
+from providers import passwords
 from providers import libvirt_domain as dx
 from providers.transport import known_hosts_line, libvirt_uri, open_libvirt
 
@@ -55,7 +56,7 @@ from providers.transport import known_hosts_line, libvirt_uri, open_libvirt
 # nics                 list  {bridge: br0} or {network: name}; mac?, model? (virtio)
 # cloud_init           dict  hostname, users, ssh_authorized_keys, packages, runcmd,
 #                            user_data (dict merged into #cloud-config), network_config (v2)
-# password             str?  secret; set with chpasswd for the default user (and root)
+# password             str?  secret; the default user's, in the seed as a SHA-512 crypt hash
 # autostart            bool
 # on_restart_needed    str   restart | fail: what a change that needs a reboot does
 # on_cloud_init_change str   next-boot | replace
@@ -357,7 +358,7 @@ def _make_overlay(node, paths: dict, disk_gib: int) -> None:
 
 
 def cloud_config(p: dict) -> dict:
-    """The #cloud-config document from the structured inputs (password included)."""
+    """The #cloud-config document from the structured inputs (password hashed)."""
     ci = p.get("cloud_init") or {}
     doc: dict = {}
     if ci.get("hostname"):
@@ -366,8 +367,8 @@ def cloud_config(p: dict) -> dict:
         doc["users"] = ["default"] + list(ci["users"])
     if ci.get("ssh_authorized_keys"):
         doc["ssh_authorized_keys"] = list(ci["ssh_authorized_keys"])
-    if p.get("password"):
-        doc["password"] = p["password"]
+    if p.get("password"):  # hashed: the seed is readable by anyone who can read the disk
+        doc["password"] = passwords.hashed(p["password"])
         doc["chpasswd"] = {"expire": False}
         doc["ssh_pwauth"] = True
     if ci.get("packages"):

@@ -2,7 +2,9 @@
 
 Creating a Node changes nothing on the host: it verifies the host key, and reports facts
 (hostname, init system, whether KVM acceleration is available, the virt type to use).
-Its `host_key` output is what other resources (pulumi_command) pin.
+Its `host_key` output is what other resources (pulumi_command) pin, and what every per-node
+resource trusts as `state_host_key` when the config pins no key (trust on first use happens
+once per stack, not once per controller).
 """
 from __future__ import annotations
 
@@ -44,18 +46,19 @@ class NodeProvider(ResourceProvider):
 
     def read(self, id_, props):
         props = base.normalize(props)
-        return ReadResult(id_, {**props, **_observe(props)})
+        return ReadResult(id_, {**props, **_observe(props, props.get("host_key"))})
 
-    def update(self, _id, _olds, news):
+    def update(self, _id, olds, news):
         news = base.normalize(news)
-        return UpdateResult({**news, **_observe(news)})
+        return UpdateResult({**news, **_observe(news, base.normalize(olds).get("host_key"))})
 
     def delete(self, _id, _props):
         """Nothing on the host belongs to a Node."""
 
 
-def _observe(props: dict) -> dict:
-    node = base.session(props)
+def _observe(props: dict, recorded: str | None = None) -> dict:
+    """Facts and the host key; a key recorded in state is trusted over a fresh first use."""
+    node = base.session(props, state_host_key=recorded)
     found = facts.parse_node_facts(node.run(facts.node_facts_argv()).stdout)
     wanted = props.get("virt_type", "auto")
     if wanted == "auto":

@@ -8,6 +8,7 @@ every error text.
 from __future__ import annotations
 
 import base64
+import fcntl
 import io
 import os
 import select
@@ -67,6 +68,9 @@ class Host:
     host_key: str | None = None  # pinned "ssh-ed25519 AAAA..."
     known_hosts: str | None = None  # file checked, and written on first contact
     trust_on_first_use: bool = False
+    # The key the stack's state recorded when it first met the node: a fresh controller with
+    # an empty known_hosts trusts it, not whatever answers.
+    state_host_key: str | None = None
 
     @property
     def key_name(self) -> str:
@@ -119,37 +123,64 @@ class _VerifyPolicy(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client, hostname, key):
         host = self.host
-        if host.host_key or not host.trust_on_first_use or not host.known_hosts:
+        if host.host_key or host.state_host_key or not host.trust_on_first_use \
+                or not host.known_hosts:
             raise HostKeyError(
                 f"{host.name} ({host.key_name}) offered an unknown {key.get_name()} host key "
                 f"{fingerprint(key)}. Verify it out of band, then pin it as the node's host_key "
                 f"in the stack config (or allow trust_on_first_use with a known_hosts file)."
             )
         with self._lock:
-            os.makedirs(os.path.dirname(os.path.abspath(host.known_hosts)), exist_ok=True)
-            with open(host.known_hosts, "a") as f:
-                f.write(f"{host.key_name} {key.get_name()} {key.get_base64()}\n")
+            _remember(host, key)
+
+
+def _remember(host: Host, key: paramiko.PKey) -> None:
+    """Append the key to known_hosts (0600), under a file lock so two provider processes
+    meeting the node at once write one line."""
+    path = os.path.abspath(host.known_hosts)
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    line = f"{host.key_name} {key.get_name()} {key.get_base64()}\n"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "r+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        os.fchmod(f.fileno(), 0o600)
+        f.seek(0)
+        if line not in f.readlines():
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _trusted_keys(client: paramiko.SSHClient, host: Host) -> None:
     keys = client.get_host_keys()
-    if host.host_key:
+    pin = host.host_key or host.state_host_key
+    if pin:
         try:
-            key = parse_host_key(host.host_key)
+            key = parse_host_key(pin)
         except (ValueError, paramiko.SSHException) as err:
-            raise HostKeyError(f"{host.name}: the pinned host_key cannot be parsed ({err}); "
+            raise HostKeyError(f"{host.name}: the {_key_source(host)} cannot be parsed ({err}); "
                                "copy it from `ssh-keyscan` without the host name") from None
         keys.add(host.key_name, key.get_name(), key)
     elif host.known_hosts and os.path.exists(host.known_hosts):
         keys.load(host.known_hosts)
 
 
+def _key_source(host: Host) -> str:
+    if host.host_key:
+        return "pinned host_key in the stack config"
+    if host.state_host_key:
+        return "host key the stack's state recorded on first contact"
+    return host.known_hosts or "known_hosts"
+
+
 def _bad_key_message(host: Host, err: paramiko.BadHostKeyException) -> str:
-    where = "its pinned host_key in the stack config" if host.host_key else host.known_hosts
+    where = _key_source(host)
+    fix = (f"update {where}" if host.host_key or not host.state_host_key else
+           "pin the new key as the node's host_key in the stack config")
     return (
         f"{host.name} ({host.key_name}) presented host key {fingerprint(err.key)} but "
         f"{fingerprint(err.expected_key)} is trusted ({where}). Refusing to connect. If the "
-        f"node was reinstalled, verify the new key out of band and update {where}."
+        f"node was reinstalled, verify the new key out of band and {fix}."
     )
 
 
@@ -443,9 +474,10 @@ def libvirt_uri(host: Host, key_file: str, known_hosts: str) -> str:
 
 def known_hosts_line(host: Host) -> str | None:
     """The known_hosts line that pins host's key, for libvirt's libssh transport."""
-    if host.host_key:
-        parse_host_key(host.host_key)  # refuse a pin that cannot be parsed, as above
-        return f"{host.key_name} {' '.join(host.host_key.split()[:2])}\n"
+    pin = host.host_key or host.state_host_key
+    if pin:
+        parse_host_key(pin)  # refuse a pin that cannot be parsed, as above
+        return f"{host.key_name} {' '.join(pin.split()[:2])}\n"
     if host.known_hosts and os.path.exists(host.known_hosts):
         with open(host.known_hosts) as f:
             lines = [l for l in f if l.split(" ", 1)[0] in (host.key_name, host.address)]

@@ -46,8 +46,11 @@ class Project:
             shutil.copy(inventory, os.path.join(self.dir, lab_dir))
 
     def _env(self) -> dict:
+        # A test that wants the other nodes' work to go on past a failure says so
+        # (--continue-on-error); the rest see the engine's default, whatever make exports.
+        inherited = {k: v for k, v in os.environ.items() if k != "PULUMI_CONTINUE_ON_ERROR"}
         return {
-            **os.environ,
+            **inherited,
             "PATH": os.pathsep.join([os.path.join(ROOT, ".tools", "bin"),
                              os.path.join(ROOT, ".venv", "bin"), os.environ["PATH"]]),
             "PULUMI_HOME": os.path.join(ROOT, ".tools", "pulumi-home"),

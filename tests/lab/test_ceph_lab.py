@@ -376,3 +376,56 @@ def test_osd_removal_drains_with_no_degraded_object_and_nothing_lost(stack):
         lab_run_host(["losetup", "--detach", dev], check=False)
         image.unlink(missing_ok=True)
         sh("node1", f"rm -f {MNT}/drain-*.bin")
+
+
+def _client_addr(node: str) -> str:
+    """The address node's ceph-fuse client has in the MDS's session list."""
+    for s in ceph("tell mds.cephfs:0 session ls"):
+        if s.get("client_metadata", {}).get("hostname") == node:
+            return s["inst"].split()[-1].split(":", 1)[-1]  # "client.N v1:ADDR:0/NONCE"
+    raise AssertionError(f"no CephFS session from {node}")
+
+
+def _blocklisted(addr: str) -> bool:
+    proc = lab.run("node1", "ceph osd blocklist ls -f json", timeout=60)
+    return proc.returncode == 0 and any(
+        e["addr"].split(":", 1)[-1] == addr or e["addr"] == addr
+        for e in json.loads(proc.stdout or "[]"))
+
+
+def _link(node: str, state: str) -> None:
+    lab_run_host(["ip", "link", "set", lab_const.veth(node), state])
+
+
+def test_a_partition_longer_than_the_mds_session_converges_with_one_up(stack):
+    """node3 cut off during an `up` that changes every node's mount: node1 and node2 are
+    done and node3 is reported by name; the MDS evicts node3's client while the link is
+    down; once it is back, one plain `up` heals the dead mount."""
+    sh("node1", "ceph fs set cephfs session_timeout 10 && "
+                "ceph fs set cephfs session_autoclose 20")  # evict in seconds, not minutes
+    addr = _client_addr("node3")
+    try:
+        _link("node3", "down")
+        stack.edit_config(lambda c: c["cephkvm:mounts"][0].update(options=["noatime"]))
+        run = stack.run("up", "--yes", "--skip-preview", "--continue-on-error", check=False)
+        text = run.stdout + run.stderr
+        assert run.returncode != 0 and "node3: cannot reach" in text, text[-3000:]
+        assert "Traceback" not in text, text[-3000:]
+        for node in ("node1", "node2"):
+            assert "noatime" in sh(node, f"grep ' {MNT} ' /etc/fstab"), node
+        assert poll(lambda: _blocklisted(addr), timeout=240), "node3's client was not evicted"
+    finally:
+        _link("node3", "up")
+    assert poll(lambda: lab.run("node3", "true", timeout=10).returncode == 0, timeout=60)
+    stack.run("up", "--yes", "--skip-preview")
+    token = f"after the partition {time.time()}"
+    sh("node3", f"echo '{token}' > {MNT}/after-partition.txt")
+    assert sh("node1", f"cat {MNT}/after-partition.txt").strip() == token
+    assert "noatime" in sh("node3", f"grep ' {MNT} ' /etc/fstab")
+    assert poll(lambda: sorted(ceph("quorum_status")["quorum_names"]) == NODES, timeout=120)
+    assert poll(lambda: ceph("status")["health"]["status"] == "HEALTH_OK", timeout=300), \
+        ceph("health detail")
+    steps = stack.preview_json()["steps"]
+    assert [s["op"] for s in steps if s["op"] != "same"] == [], "converged: nothing left to do"
+    sh("node1", "ceph fs set cephfs session_timeout 60 && "
+                "ceph fs set cephfs session_autoclose 300")

@@ -12,7 +12,7 @@ import libvirt
 import pytest
 import yaml
 
-from providers import base, cloud_vm, guest_agent
+from providers import base, cloud_vm, guest_agent, passwords
 from providers import libvirt_domain as dx
 from providers.cloud_vm import CloudVMProvider
 from providers.transport import Host, Result, Session, command_line
@@ -227,12 +227,28 @@ def test_password_never_appears_in_commands(node):
     CloudVMProvider().create(checked())
     assert not [line for _, line in node.log if PASSWORD in line]
     user_data = next(s for s in node.stdin if s.startswith("#cloud-config"))
-    assert PASSWORD in user_data  # it went to the node on stdin only
+    assert PASSWORD not in user_data, "the seed holds the password's hash only"
+    doc = yaml.safe_load(user_data)
+    assert crypt_matches(PASSWORD, doc["password"])
+
+
+def crypt_matches(password: str, digest: str) -> bool:
+    salt = digest.split("$")[2]
+    return passwords.hashed(password, salt) == digest
+
+
+def test_password_hash_is_the_systems_sha512_crypt():
+    crypt = pytest.importorskip("crypt")  # gone in Python 3.13
+    for pw in ("hunter2", "x" * 100, "pässwörd"):
+        digest = passwords.hashed(pw)
+        assert crypt.crypt(pw, digest) == digest
+    already = crypt.crypt("pw", crypt.mksalt(crypt.METHOD_SHA512))
+    assert passwords.hashed(already) == already
 
 
 def test_cloud_config_from_structured_inputs_merges_user_data():
     doc = cloud_vm.cloud_config(PROPS)
-    assert doc["hostname"] == "vm-unit" and doc["password"] == PASSWORD
+    assert doc["hostname"] == "vm-unit" and doc["password"].startswith("$6$")
     assert doc["chpasswd"] == {"expire": False} and doc["ssh_pwauth"] is True
     assert doc["runcmd"] == ["echo extra"] and doc["timezone"] == "UTC"
 

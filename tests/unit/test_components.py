@@ -22,5 +22,9 @@ def test_example_registers_facts_and_prep_per_node(mocks):
         assert prep["connection"]["user"] == "cephsvc"
         assert prep["connection"]["trust_on_first_use"] is True
         assert prep["daemons"] == ["virtlogd", "libvirtd"]
+        # Trust on first use once per stack: what the Node met is what the rest trusts.
+        assert prep["connection"]["state_host_key"] == "ssh-ed25519 AAAAosd2-facts"
+        facts = next(i for t, n, i in mocks.registered if n == "osd2-facts")
+        assert "state_host_key" not in facts["connection"]
 
     return pulumi.Output.all(*[n.prep.id for n in nodes]).apply(check)

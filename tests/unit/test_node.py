@@ -13,7 +13,7 @@ PROPS = {"node": "node1", "virt_type": "auto",
 @pytest.fixture
 def host(monkeypatch):
     fake = FakeHost()
-    monkeypatch.setattr(base, "session", lambda props: fake.session())
+    monkeypatch.setattr(base, "session", lambda props, **_: fake.session())
     return fake
 
 

@@ -103,6 +103,42 @@ def test_first_contact_is_recorded_and_enforced_after(server, client_key, tmp_pa
         impostor.close()
 
 
+def test_first_contact_writes_known_hosts_0600_once(server, client_key, tmp_path):
+    known = str(tmp_path / "cfg" / "known_hosts")
+    nodes = [session(server, client_key, host_key=None, known_hosts=known,
+                     trust_on_first_use=True) for _ in range(4)]
+    threads = [threading.Thread(target=n.run, args=(["true"],)) for n in nodes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert oct(os.stat(known).st_mode & 0o777) == "0o600"
+    assert len(open(known).read().splitlines()) == 1
+
+
+def test_a_fresh_controller_trusts_the_key_in_state_not_whatever_answers(server, client_key,
+                                                                          tmp_path):
+    """known_hosts is empty (a new laptop), the state recorded the real node's key: an
+    impostor at the node's address is refused, the real node is accepted."""
+    impostor = SshServer(client_key)
+    try:
+        fresh = dict(host_key=None, known_hosts=str(tmp_path / "empty"), trust_on_first_use=True,
+                     state_host_key=server.public_key)
+        with pytest.raises(HostKeyError, match="recorded on first contact") as err:
+            session(impostor, client_key, **fresh).run(["true"])
+        assert "pin the new key as the node's host_key" in str(err.value)
+        assert not os.path.exists(tmp_path / "empty"), "nothing learned from the impostor"
+        assert session(server, client_key, **fresh).run(["echo", "ok"]).stdout == "ok\n"
+    finally:
+        impostor.close()
+
+
+def test_a_pin_in_config_wins_over_the_key_in_state(server, client_key):
+    other = paramiko.ECDSAKey.generate()
+    node = session(server, client_key, state_host_key=f"{other.get_name()} {other.get_base64()}")
+    assert node.run(["true"]).exit_code == 0
+
+
 def test_put_writes_atomically_with_mode(server, client_key, tmp_path):
     node = session(server, client_key)
     owner = f"{os.getuid()}:{os.getgid()}"
@@ -116,7 +152,7 @@ def test_put_writes_atomically_with_mode(server, client_key, tmp_path):
 
 def test_unparsable_pinned_key_is_reported_by_node(client_key, server):
     node = session(server, client_key, host_key="ssh-ed25519 AA")
-    with pytest.raises(HostKeyError, match="node1: the pinned host_key cannot be parsed"):
+    with pytest.raises(HostKeyError, match="node1: the pinned host_key in the stack config cannot be parsed"):
         node.run(["true"])
 
 
@@ -197,16 +233,18 @@ def test_a_new_run_waits_for_a_step_left_in_flight_by_another_run(server, client
         step.wait()
 
 
-def test_a_daemon_a_step_started_does_not_hold_the_lock(server, client_key, steps_lock):
+def test_a_daemon_a_step_started_does_not_hold_the_lock(server, client_key, steps_lock,
+                                                       tmp_path):
     """ceph-mon, ceph-fuse: started by a changing command, running long after it."""
     node = session(server, client_key)
-    node.run(["sh", "-c", "sleep 30 >/dev/null 2>&1 </dev/null & echo $! > daemon.pid"],
+    pid_file = str(tmp_path / "daemon.pid")
+    node.run(["sh", "-c", f"sleep 30 >/dev/null 2>&1 </dev/null & echo $! > {pid_file}"],
              change=True)
     try:
         free = node.run(["flock", "-n", "-x", steps_lock, "true"], check=False)
         assert free.exit_code == 0, "the daemon kept the node's steps lock"
     finally:
-        node.run(["sh", "-c", "kill $(cat daemon.pid)"])
+        node.run(["sh", "-c", f"kill $(cat {pid_file})"])
 
 
 def test_a_step_that_never_ends_is_reported_by_name(server, client_key, steps_lock,
@@ -260,3 +298,16 @@ def test_an_unreachable_node_is_reported_within_15s_and_once(server, silent_port
     with pytest.raises(transport.TransportError, match="node9: not contacted.*first error"):
         Session(node.host, pool=pool).run(["true"])
     assert time.monotonic() - start < 1, "the next resource on node9 does not wait again"
+
+
+def test_a_learned_host_key_is_state_only_and_reaches_the_session():
+    from providers import base
+    conn = {"name": "n1", "address": "192.0.2.1", "known_hosts": "/k", "trust_on_first_use": True}
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBv"
+    old = {"connection": conn, "admin": [{"connection": conn}]}
+    new = {"connection": {**conn, "state_host_key": key},
+           "admin": [{"connection": {**conn, "state_host_key": key}}]}
+    assert base.delta(old, new, ("connection", "admin")) == []
+    assert base.session(new).host.state_host_key == key
+    unknown = {"connection": {**conn, "state_host_key": "04da6b54-80e4-46f7-96ec-b56ff0331ba9"}}
+    assert base.session(unknown).host.state_host_key is None  # preview: not known yet
