@@ -11,8 +11,6 @@ export PULUMI_PYTHON_CMD := $(PY)
 export PULUMI_BACKEND_URL ?= file://$(ROOT)/.state
 export PULUMI_SKIP_UPDATE_CHECK := true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION := true
-# One unreachable node fails its own resources; the other nodes' work still finishes.
-export PULUMI_CONTINUE_ON_ERROR ?= true
 # No passphrase here: scripts/stack.sh gives the lab stack its test one, and a real stack
 # made from this environment must bring its own (PULUMI_CONFIG_PASSPHRASE).
 

@@ -15,7 +15,8 @@ import lab  # noqa: E402
 from tests.cli import Project  # noqa: E402
 
 PHASES = {"Node": "facts", "NodePrep": "node prep", "CephCluster": "identity",
-          "CephMon": "mons", "CephConfig": "quorum + options", "CephMgr": "mgrs", "CephMds": "MDS",
+          "CephConf": "identity", "CephMon": "mons", "CephConfig": "quorum + options",
+          "CephMgr": "mgrs", "CephMds": "MDS",
           "CephOsd": "OSDs", "CephPool": "pools", "CephFilesystem": "CephFS",
           "CephFSMount": "mounts", "KvmBridge": "bridges", "CloudVM": "VM"}
 

@@ -43,7 +43,8 @@ def main() -> None:
                 project.run("preview")
                 times.append(time.monotonic() - start)
             print(f"{'preview (unchanged)':20s} {statistics.median(times):6.1f} s median of 3"
-                  f"  ssh connections {sum(1 for l in project.ssh_log_lines() if l.startswith('connect'))}"
+                  f"  ssh connections "
+                  f"{sum(1 for ln in project.ssh_log_lines() if ln.startswith('connect'))}"
                   " (must be 0)")
         finally:
             project.run("destroy", "--yes", "--skip-preview", check=False)

@@ -248,7 +248,8 @@ def _node(item, path: str, ssh: SshConfig, problems: list) -> NodeConfig | None:
                             "path such as /dev/sdb")
     if len(problems) > before:
         return None
-    return NodeConfig(name=name, address=address, ceph_address=ceph_address, port=port, user=str(item.get("user", "root")),
+    return NodeConfig(name=name, address=address, ceph_address=ceph_address, port=port,
+                      user=str(item.get("user", "root")),
                       key_file=item.get("key_file"), host_key=host_key and host_key.strip(),
                       roles=roles, disks=disks)
 

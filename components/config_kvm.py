@@ -224,7 +224,8 @@ def _bridge(item, path: str, names: list, kvm_nodes: list, problems: list):
                             f"{', '.join(BOND_MODES)}")
     if len(problems) > before:
         return None
-    return BridgeConfig(vlan=vlan, bond=dict(bond) if bond else None,name=name, interfaces=interfaces, nodes=nodes,
+    return BridgeConfig(vlan=vlan, bond=dict(bond) if bond else None, name=name,
+                        interfaces=interfaces, nodes=nodes,
                         addresses={n: tuple(v) for n, v in addresses.items()},
                         gateway=gateway, nameservers=nameservers, search=search, mode=mode,
                         network=item.get("network") or name, confirm_timeout=timeout)

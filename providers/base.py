@@ -50,11 +50,17 @@ def delta(old: dict, new: dict, fields: tuple) -> list[str]:
     return [f for f in fields if old.get(f) != new.get(f)]
 
 
-def diff_result(old: dict, new: dict, *, replaces: tuple, updates: tuple,
+# Fields that every resource's changes record without host work: a rotated SSH key must
+# reach the state, or a later delete would still try the old one.
+STATE = ("ssh_private_key",)
+
+
+def diff_result(old: dict, new: dict, *, replaces: tuple, updates: tuple, state: tuple = (),
                 delete_before_replace: bool = False) -> DiffResult:
-    """The one place a provider's replace table turns into a DiffResult."""
+    """The one place a provider's change table turns into a DiffResult: `replaces` need a new
+    resource, `updates` host work in place, `state` (timeouts, opt-ins) only a new state."""
     replaced = delta(old, new, replaces)
-    changed = replaced + delta(old, new, updates)
+    changed = replaced + delta(old, new, updates + state + STATE)
     return DiffResult(
         changes=bool(changed), replaces=replaced, stables=[],
         delete_before_replace=delete_before_replace and bool(replaced),

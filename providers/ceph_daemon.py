@@ -1,8 +1,9 @@
 """What CephMgr and CephMds share (their provider, DaemonProvider, lives here): a stateless
-Ceph daemon on one node whose key comes from the running cluster. The key is made by `ceph auth get-or-create` (which keeps an existing
-one, so a re-run after a crash gets the same key) and written by ceph itself into the
-daemon's directory; the daemon is started through providers.services and counts as up
-once the cluster lists it (`registered`, a fact each resource module supplies).
+Ceph daemon on one node whose key comes from the running cluster. The key is made by
+`ceph auth get-or-create` (which keeps an existing one, so a re-run after a crash gets the
+same key) and written by ceph itself into the daemon's directory; the daemon is started
+through providers.services and counts as up once the cluster lists it (`registered`, a fact
+each resource module supplies).
 """
 from __future__ import annotations
 

@@ -160,10 +160,10 @@ def _converge(props: dict, node) -> None:
 
     report = lambda: "Health: " + ceph_facts.health_report(  # noqa: E731
         ceph_facts.health(ceph_json(node, c, "health", "detail")))
-    base.wait_until(active, timeout=props["timeout"], what=f"{props['max_mds']} active MDS for {name}",
-             report=report)
-    base.wait_until(healthy, timeout=props["timeout"], what=f"{name}'s MDS, fs and PG health checks to clear",
-             report=report)
+    base.wait_until(active, timeout=props["timeout"],
+                    what=f"{props['max_mds']} active MDS for {name}", report=report)
+    base.wait_until(healthy, timeout=props["timeout"],
+                    what=f"{name}'s MDS, fs and PG health checks to clear", report=report)
 
 
 def _layouts(props: dict, node) -> None:

@@ -25,7 +25,7 @@ from typing import Optional
 
 import pulumi
 import yaml
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ReadResult, \
+from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
     ResourceProvider, UpdateResult
 
 from providers import base
@@ -70,10 +70,13 @@ from providers.transport import known_hosts_line, libvirt_uri, open_libvirt
 #          instance_id, seed_generation, ready, cloud_init_errors
 
 REPLACES = ("name", "storage", "template")
-UPDATES = ("node", "connection", "peers", "migration_key", "shared_storage", "disk_gib", "memory_mib",
-           "max_memory_mib", "vcpus", "max_vcpus", "virt_type", "nics", "cloud_init",
+UPDATES = ("node", "connection", "peers", "migration_key", "shared_storage", "disk_gib",
+           "memory_mib", "max_memory_mib", "vcpus", "max_vcpus", "virt_type", "nics", "cloud_init",
            "password", "autostart", "on_restart_needed", "on_cloud_init_change", "keep_disk",
            "shutdown_timeout", "wait_for", "ready_timeout")
+# The tag is written when the domain is defined; a renamed project or stack finds no domain
+# of its own and refuses the one of that name (see _own).
+STATE = ("owner",)
 CLOUD_INIT_FIELDS = ("cloud_init", "password")
 # Fields that only a shutdown + redefine can change.
 RESTART_FIELDS = ("max_memory_mib", "max_vcpus", "virt_type")
@@ -107,11 +110,9 @@ class CloudVMProvider(ResourceProvider):
         olds, news = base.normalize(olds), base.normalize(news)
         replaces = REPLACES + (CLOUD_INIT_FIELDS if news.get("on_cloud_init_change") ==
                                "replace" else ())
-        replaced = base.delta(olds, news, replaces)
-        changed = replaced + base.delta(olds, news, UPDATES)
         # Two domains of one name cannot coexist on a node: the old one goes first.
-        return DiffResult(changes=bool(changed), replaces=replaced, stables=[],
-                          delete_before_replace=bool(replaced))
+        return base.diff_result(olds, news, replaces=replaces, updates=UPDATES, state=STATE,
+                                delete_before_replace=True)
 
     def create(self, props):
         props = base.normalize(props)

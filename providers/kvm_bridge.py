@@ -49,6 +49,7 @@ from providers.transport import Pool, Session, TransportError, open_libvirt
 REPLACES = ("node", "name")
 UPDATES = ("connection", "interfaces", "addresses", "gateway", "nameservers", "search",
            "mode", "network", "vlan", "bond")
+STATE = ("confirm_timeout", "ceph_timeout")  # used by the next change; nothing to do now
 BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
               "balance-tlb", "balance-alb")
 DEFAULTS = {"addresses": [], "gateway": None, "nameservers": [], "search": [], "mode": "auto",
@@ -80,7 +81,7 @@ class KvmBridgeProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def diff(self, _id, olds, news):
-        result = base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES,
+        result = base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES, state=STATE,
                                   delete_before_replace=True)
         # A refresh that found the libvirt network gone or stopped: update recreates it.
         if base.normalize(olds).get("network_active") is False:
@@ -129,6 +130,8 @@ class KvmBridgeProvider(ResourceProvider):
 
     def update(self, _id, olds, news):
         olds, news = base.normalize(olds), base.normalize(news)
+        if not base.delta(olds, news, UPDATES) and olds.get("network_active") is not False:
+            return UpdateResult({**olds, **news})  # a timeout or the key: state only
         node = base.session(news)
         previous = olds.get("previous") or _previous(news, observe(node))
         wanted = _wanted(news, previous)
@@ -272,7 +275,8 @@ def _links_script(props: dict) -> list[str]:
             # A NIC joins a bond only while down.
             lines.append(f"[ \"$(cat /sys/class/net/{q(m)}/master/ifindex 2>/dev/null)\" = "
                          f"\"$(cat /sys/class/net/{q(name)}/ifindex)\" ] || "
-                         f"{{ ip link set dev {q(m)} down; ip link set dev {q(m)} master {q(name)}; }}")
+                         f"{{ ip link set dev {q(m)} down; "
+                         f"ip link set dev {q(m)} master {q(name)}; }}")
             lines.append(f"ip link set dev {q(m)} up")
         lines.append(f"ip link set dev {q(name)} up")
     if vlan:

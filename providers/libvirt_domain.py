@@ -54,9 +54,10 @@ def domain_xml(p: dict) -> str:
     nics = "".join(interface_xml(n, m) for n, m in zip(p["nics"], p["macs"]))
     uuid = f"<uuid>{_text(p['uuid'])}</uuid>" if p.get("uuid") else ""
     log = f"<log file={quoteattr(p['serial_log'])} append='on'/>" if p.get("serial_log") else ""
+    owner = f"<cephkvm:owner>{_text(p.get('owner') or '')}</cephkvm:owner>"
     return f"""<domain type={quoteattr(p['virt_type'])}>
   <name>{_text(p['name'])}</name>{uuid}
-  <metadata><cephkvm:vm xmlns:cephkvm={quoteattr(OWNER_NS)}><cephkvm:owner>{_text(p.get('owner') or '')}</cephkvm:owner></cephkvm:vm></metadata>
+  <metadata><cephkvm:vm xmlns:cephkvm={quoteattr(OWNER_NS)}>{owner}</cephkvm:vm></metadata>
   <memory unit='MiB'>{int(p['max_memory_mib'])}</memory>
   <currentMemory unit='MiB'>{int(p['memory_mib'])}</currentMemory>
   <vcpu placement='static' current='{int(p['vcpus'])}'>{int(p['max_vcpus'])}</vcpu>

@@ -167,5 +167,6 @@ class NodePrep(pulumi.dynamic.Resource, module="cephkvm", name="NodePrep"):
 
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(NodePrepProvider(), name,
-                         {"installed": None, "started": None, "adopted": None, "joined": None, "running": None,
+                         {"installed": None, "started": None, "adopted": None, "joined": None,
+                          "running": None,
                           **props}, opts)

@@ -480,7 +480,7 @@ def known_hosts_line(host: Host) -> str | None:
         return f"{host.key_name} {' '.join(pin.split()[:2])}\n"
     if host.known_hosts and os.path.exists(host.known_hosts):
         with open(host.known_hosts) as f:
-            lines = [l for l in f if l.split(" ", 1)[0] in (host.key_name, host.address)]
+            lines = [ln for ln in f if ln.split(" ", 1)[0] in (host.key_name, host.address)]
         return "".join(lines) or None
     return None
 

@@ -19,6 +19,14 @@ tier() {  # tier NAME PYTEST-ARGS...
     if [ "$rc" = 0 ]; then status[$name]="ok ($counts)"; else status[$name]="FAILED ($counts)"; fi
 }
 
+echo "=== lint"
+if .venv/bin/ruff check --config scripts/ruff.toml providers components lab tests bench scripts \
+        __main__.py; then
+    status[lint]="ok"
+else
+    status[lint]="FAILED (ruff check --config scripts/ruff.toml)"
+fi
+
 tier unit tests/unit
 
 engine_reason=""
@@ -47,7 +55,7 @@ else
     fi
 fi
 
-summary="unit: ${status[unit]}; engine: ${status[engine]}; lab: ${status[lab]:-NOT RUN}"
+summary="lint: ${status[lint]}; unit: ${status[unit]}; engine: ${status[engine]}; lab: ${status[lab]:-NOT RUN}"
 summary+="; lab down/up cycle: ${status[lab-cycle]:-NOT RUN}"
 bad=0
 case "$summary" in *FAILED*|*"NOT RUN"*) bad=1 ;; esac

@@ -46,8 +46,7 @@ class Project:
             shutil.copy(inventory, os.path.join(self.dir, lab_dir))
 
     def _env(self) -> dict:
-        # A test that wants the other nodes' work to go on past a failure says so
-        # (--continue-on-error); the rest see the engine's default, whatever make exports.
+        # The engine's default on a failure, whatever the caller's shell exports.
         inherited = {k: v for k, v in os.environ.items() if k != "PULUMI_CONTINUE_ON_ERROR"}
         return {
             **inherited,

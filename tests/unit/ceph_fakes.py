@@ -33,9 +33,9 @@ class CephWorld:
         self.profiles: dict = {}
         self.fs: dict = {}
         self.health_checks: dict = {}
-        self.unclean_probes = 0
+        self.unclean_probes = 0  # `pg dump` answers with a degraded PG this many times
         self.monmap_fsid = ""    # the fsid monmaptool --create was given
-        self.store_fsid: dict = {}  # mon -> the fsid in its store's monmap  # `pg dump` answers with a degraded PG this many times
+        self.store_fsid: dict = {}  # mon -> the fsid in its store's monmap
         self.next_pool_id = 1
         self.layouts: dict = {}
 
@@ -224,8 +224,8 @@ def answer(node: FakeCephNode, argv: list, stdin):
         w.layouts[argv[3]] = argv[4]
         return "", 0
     if cmd == "mount":
-        line = next(l for l in node.files["/etc/fstab"].splitlines()
-                    if len(l.split()) > 1 and l.split()[1] == argv[-1])
+        line = next(ln for ln in node.files["/etc/fstab"].splitlines()
+                    if len(ln.split()) > 1 and ln.split()[1] == argv[-1])
         node.mounts[argv[-1]] = "fuse.ceph-fuse" if line.split()[2] == "fuse.ceph" else "ceph"
         return "", 0
     if cmd == "umount":

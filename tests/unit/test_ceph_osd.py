@@ -113,8 +113,8 @@ def test_delete_waits_until_every_pg_is_clean_before_the_purge(world):
     world.unclean_probes = 3
     CephOsdProvider().delete("node1:/dev/sdb", outs[0])
     lines = [line for _, _, line in world.log]
-    purge = next(i for i, l in enumerate(lines) if "osd purge 0" in l)
-    dumps = [i for i, l in enumerate(lines) if "pg dump pgs_brief" in l]
+    purge = next(i for i, ln in enumerate(lines) if "osd purge 0" in ln)
+    dumps = [i for i, ln in enumerate(lines) if "pg dump pgs_brief" in ln]
     assert len([i for i in dumps if i < purge]) == 4, "three degraded answers, then clean"
     assert 0 not in world.osds
 
@@ -138,7 +138,7 @@ def test_a_device_that_no_longer_holds_the_osd_is_not_zapped(world):
     dev["osd"] = {**dev["osd"], "osd_uuid": "another-osd"}  # /dev/sdb is another disk now
     CephOsdProvider().delete("node1:/dev/sdb", outs[0])
     assert 0 not in world.osds
-    assert not [l for _, _, l in world.log if "dd if=/dev/zero" in l]
+    assert not [ln for _, _, ln in world.log if "dd if=/dev/zero" in ln]
     assert dev["osd"]["osd_uuid"] == "another-osd"
 
 
@@ -148,7 +148,7 @@ def test_a_device_with_a_mounted_partition_is_never_written(world):
     world.nodes["node1"].devices["/dev/sdb"]["busy"] = "mounted\n"
     with pytest.raises(Exception, match="mounted.*refusing to write"):
         CephOsdProvider().delete("node1:/dev/sdb", outs[0])
-    assert not [l for _, _, l in world.log if "dd if=/dev/zero" in l]
+    assert not [ln for _, _, ln in world.log if "dd if=/dev/zero" in ln]
 
 
 def test_delete_drains_then_purges_and_zaps(world):
@@ -156,7 +156,7 @@ def test_delete_drains_then_purges_and_zaps(world):
     world.pools["data"] = {"pool_id": 1, "type": 1, "size": 2, "min_size": 1, "pg_num": 8}
     CephOsdProvider().delete("node1:/dev/sdb", outs[0])
     lines = [line for _, kind, line in world.log if kind == "change"]
-    order = [next(i for i, l in enumerate(lines) if w in l)
+    order = [next(i for i, ln in enumerate(lines) if w in ln)
              for w in ("osd crush reweight osd.0 0", "osd out 0", "osd purge 0",
                        "dd if=/dev/zero")]
     assert order == sorted(order)

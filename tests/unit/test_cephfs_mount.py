@@ -55,7 +55,7 @@ def test_crash_then_rerun_leaves_exactly_one_fstab_line(world, step):
     with pytest.raises(Crash):
         CephFSMountProvider().create(props(world))
     CephFSMountProvider().create(props(world))
-    assert [l for l in fstab(world).splitlines() if "/mnt/cephfs" in l] == [LINE]
+    assert [ln for ln in fstab(world).splitlines() if "/mnt/cephfs" in ln] == [LINE]
 
 
 def test_a_stale_line_for_the_mountpoint_is_replaced_not_duplicated():

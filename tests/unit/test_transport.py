@@ -152,7 +152,8 @@ def test_put_writes_atomically_with_mode(server, client_key, tmp_path):
 
 def test_unparsable_pinned_key_is_reported_by_node(client_key, server):
     node = session(server, client_key, host_key="ssh-ed25519 AA")
-    with pytest.raises(HostKeyError, match="node1: the pinned host_key in the stack config cannot be parsed"):
+    with pytest.raises(HostKeyError,
+                       match="node1: the pinned host_key in the stack config cannot be parsed"):
         node.run(["true"])
 
 

@@ -1,0 +1,37 @@
+"""The benchmarks cannot rot: each module imports (their phase tables are checked at import)
+and every resource kind the providers define is in a bring-up phase or said to be in none."""
+import importlib
+import os
+import re
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH = os.path.join(ROOT, "bench")
+sys.path.insert(0, BENCH)
+
+pytestmark = pytest.mark.unit
+NOT_A_PHASE = {"MigrationKey", "MigrationAccess", "DestroyGuard"}  # instant, no host work
+
+
+@pytest.mark.parametrize("name", sorted(f[:-3] for f in os.listdir(BENCH) if f.endswith(".py")))
+def test_bench_module_imports(name):
+    importlib.import_module(name)
+
+
+def test_every_resource_kind_is_in_a_phase():
+    from bringup_phases import PHASES
+    kinds = set()
+    for f in os.listdir(os.path.join(ROOT, "providers")):
+        if f.endswith(".py"):
+            text = open(os.path.join(ROOT, "providers", f)).read()
+            kinds |= set(re.findall(r'module="cephkvm", name="(\w+)"', text))
+    assert kinds, "no resource kinds found"
+    assert kinds - NOT_A_PHASE <= set(PHASES), sorted(kinds - NOT_A_PHASE - set(PHASES))
+
+
+def test_serial_comparison_folds_the_daemon_phases():
+    from bringup_vs_serial import grouped
+    spans = {"mons": (1.0, 5.0), "mgrs": (4.0, 9.0), "OSDs": (9.0, 12.0)}
+    assert grouped(spans) == {"mons/mgrs/MDS": (1.0, 9.0), "OSDs": (9.0, 12.0)}
