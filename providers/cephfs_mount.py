@@ -8,6 +8,7 @@ forced) and removes the fstab line and the key.
 """
 from __future__ import annotations
 
+import json
 import shlex
 import threading
 from typing import Optional
@@ -82,7 +83,7 @@ class CephFSMountProvider(ResourceProvider):
             return ReadResult("", {})
         # Listed is not enough: an evicted client or a dead FUSE daemon stays in the mount
         # table while every access fails. That is drift `up` heals.
-        usable = mounted == MOUNT_TYPES[props["client"]] and _usable(node, props["mountpoint"])
+        usable = mounted == MOUNT_TYPES[props["client"]] and _usable(node, props)
         return ReadResult(id_, {**props, "fstab_line": "\n".join(lines),
                                 "ensure": "mounted" if usable else "unmounted"})
 
@@ -192,9 +193,33 @@ def _fstab_lock(node_name: str) -> threading.Lock:
         return _FSTAB_LOCKS.setdefault(node_name, threading.Lock())
 
 
-def _usable(node, mountpoint: str) -> bool:
-    """The mount answers: stat succeeds within a bound (a hung mount never returns)."""
-    return node.ok(["timeout", "15", "stat", "--", mountpoint])
+def _usable(node, props: dict) -> bool:
+    """The mount answers (stat within a bound: a hung mount never returns) and no ceph-fuse
+    of its client is fenced: an evicted client still answers stat and even writes from its
+    cache, but nothing reaches the cluster any more."""
+    return (node.ok(["timeout", "15", "stat", "--", props["mountpoint"]])
+            and not _fenced(node, props))
+
+
+def _fenced(node, props: dict) -> list[int]:
+    """pids of this client's ceph-fuse processes that the cluster blocklisted (evicted), from
+    their admin sockets (`status`: read only)."""
+    if props["client"] != "fuse":
+        return []
+    prefix = f"/var/run/ceph/{props['cluster_name']}-client.{props['client_id']}"
+    script = (f'for a in {shlex.quote(prefix)}.*.asok; do [ -S "$a" ] || continue; '
+              's=$(timeout 10 ceph --admin-daemon "$a" status 2>/dev/null) || continue; '
+              'printf "%s " "$a"; echo "$s" | tr -d "\n"; echo; done')
+    pids = []
+    for line in node.run(["sh", "-c", script], check=False, timeout=60).stdout.splitlines():
+        path, _, doc = line.partition(" ")
+        try:
+            status = json.loads(doc)
+        except ValueError:
+            continue
+        if status.get("blocklisted", status.get("blacklisted")):
+            pids.append(int(path[len(prefix) + 1:].split(".")[0]))
+    return pids
 
 
 def _mounted_type(node, mountpoint: str) -> str:
@@ -236,10 +261,14 @@ def _converge(props: dict, node, remount: bool) -> dict:
         raise Exception(f"{props['node']}: {mp} is already a {found} mount, which cephkvm did "
                         "not make; refusing to unmount or cover it. Choose another mountpoint "
                         "for CephFS. Nothing was changed.")
-    if found and not _usable(node, mp):
+    if found and not _usable(node, props):
         # Dead (evicted, transport not connected): nothing can use it; detach it so the
-        # mountpoint is a directory again and the mount below starts afresh.
+        # mountpoint is a directory again and the mount below starts afresh, and end its
+        # fenced client, which would otherwise linger and be taken for the new one.
+        fenced = _fenced(node, props)
         node.run(["umount", "-l", mp], change=True)
+        if fenced:
+            node.run(["kill", "-9", *map(str, fenced)], change=True, check=False)
     key, caps = _client_key(props, node)
     put_if_changed(node, _keyring_path(props), keyring(f"client.{props['client_id']}", key,
                                                        caps), mode="0600", secret=True)

@@ -25,6 +25,20 @@ def daemons(node: str) -> list:
     return sorted(c for c in sh(node, OWN_PROCESSES).split() if c in DAEMONS)
 
 
+def running(node: str, command: str) -> bool:
+    proc = lab.run(node, OWN_PROCESSES, timeout=30)
+    return proc.returncode == 0 and command in proc.stdout.split()
+
+
+# When to kill the run: a probe that turns true at that moment of the bring-up.
+MOMENTS = {
+    "first mon made": lambda: lab.run(
+        "node1", "test -e /var/lib/ceph/mon/ceph-node1/done").returncode == 0,
+    # ceph-volume prepare writes the OSD's label and mkfs's BlueStore for seconds.
+    "inside OSD prepare": lambda: any(running(n, "ceph-volume") for n in NODES),
+}
+
+
 def fsid_on(node: str) -> str:
     return lab.run(node, "cat /var/lib/ceph/cephkvm/ceph.fsid").stdout.strip()
 
@@ -81,19 +95,18 @@ def project(tmp_path):
         assert daemons(node) == [], f"{node}: {daemons(node)}"
 
 
-@pytest.mark.parametrize("moment", ["first mon made"])
+@pytest.mark.parametrize("moment", list(MOMENTS))
 def test_killed_up_during_bootstrap_converges_on_rerun(project, moment):
     proc = subprocess.Popen(["pulumi", "up", "--yes", "--skip-preview", "--non-interactive",
                              "--stack", "lab"], cwd=project.dir, env=project.env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
-        made = wait_for(lambda: lab.run("node1", "test -e /var/lib/ceph/mon/ceph-node1/done")
-                        .returncode == 0, timeout=180)
+        made = wait_for(MOMENTS[moment], timeout=300)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert made, "the bootstrap never reached the first mon"
+    assert made, f"the bring-up never reached the moment: {moment}"
     first_fsid = fsid_on("node1")
     # The killed run's provider process ends by itself once its engine is gone.
     assert wait_for(lambda: not provider_processes(project), timeout=30), \
@@ -105,4 +118,6 @@ def test_killed_up_during_bootstrap_converges_on_rerun(project, moment):
     assert status["fsid"] == first_fsid and status["health"]["status"] == "HEALTH_OK"
     for node in NODES:
         assert daemons(node) == sorted(DAEMONS), f"{node}: {daemons(node)}"
+    osds = [n for n in ceph("osd tree")["nodes"] if n["type"] == "osd"]
+    assert len(osds) == len(NODES) and all(o["status"] == "up" for o in osds), osds
     project.run("preview", "--expect-no-changes")

@@ -387,10 +387,17 @@ def _client_addr(node: str) -> str:
 
 
 def _blocklisted(addr: str) -> bool:
-    proc = lab.run("node1", "ceph osd blocklist ls -f json", timeout=60)
-    return proc.returncode == 0 and any(
-        e["addr"].split(":", 1)[-1] == addr or e["addr"] == addr
-        for e in json.loads(proc.stdout or "[]"))
+    """Pacific's `-f json` prints two arrays; the plain listing is one entry a line."""
+    proc = lab.run("node1", "ceph osd blocklist ls", timeout=60)
+    return proc.returncode == 0 and any(line.split()[0].endswith(addr)
+                                        for line in proc.stdout.splitlines() if line.strip())
+
+
+def _mount_report(node: str) -> str:
+    """What node's CephFS client looks like, for a failure message."""
+    return lab.run(node, f"grep ' {MNT} ' /proc/self/mounts; pgrep -a ceph-fuse; "
+                         "for a in /var/run/ceph/*client*.asok; do echo $a; "
+                         "timeout 10 ceph --admin-daemon $a status; done", timeout=60).stdout
 
 
 def _link(node: str, state: str) -> None:
@@ -419,8 +426,9 @@ def test_a_partition_longer_than_the_mds_session_converges_with_one_up(stack):
     assert poll(lambda: lab.run("node3", "true", timeout=10).returncode == 0, timeout=60)
     stack.run("up", "--yes", "--skip-preview")
     token = f"after the partition {time.time()}"
-    sh("node3", f"echo '{token}' > {MNT}/after-partition.txt")
-    assert sh("node1", f"cat {MNT}/after-partition.txt").strip() == token
+    sh("node3", f"echo '{token}' > {MNT}/after-partition.txt && sync {MNT}/after-partition.txt")
+    seen = lab.run("node1", f"cat {MNT}/after-partition.txt", timeout=60)
+    assert seen.stdout.strip() == token, (seen.stderr, _mount_report("node3"))
     assert "noatime" in sh("node3", f"grep ' {MNT} ' /etc/fstab")
     assert poll(lambda: sorted(ceph("quorum_status")["quorum_names"]) == NODES, timeout=120)
     assert poll(lambda: ceph("status")["health"]["status"] == "HEALTH_OK", timeout=300), \

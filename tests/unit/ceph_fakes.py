@@ -81,6 +81,7 @@ class FakeCephNode:
         self.unreachable: set = set()  # node names this node cannot reach
         self.unreadable: set = set()  # files that exist but cannot be read
         self.dead: set = set()  # mountpoints listed in the mount table whose access fails
+        self.fenced: dict = {}  # ceph-fuse pid -> admin socket, of clients the cluster evicted
 
     def session(self):
         return FakeCephSession(self)
@@ -228,6 +229,10 @@ def answer(node: FakeCephNode, argv: list, stdin):
                     if len(ln.split()) > 1 and ln.split()[1] == argv[-1])
         node.mounts[argv[-1]] = "fuse.ceph-fuse" if line.split()[2] == "fuse.ceph" else "ceph"
         return "", 0
+    if cmd == "kill":
+        for pid in argv[2:]:
+            node.fenced.pop(int(pid), None)
+        return "", 0
     if cmd == "umount":
         mp = argv[-1]
         if mp in node.busy and "-l" not in argv:
@@ -287,6 +292,10 @@ def _script(node: FakeCephNode, script: str, stdin):
     if "lsblk -nro MOUNTPOINT" in script:
         dev = shlex.split(script.split("readlink -f ", 1)[1].split(")", 1)[0])[0]
         return node.devices.get(dev, {}).get("busy", ""), 0
+    if script.startswith("for a in ") and ".asok" in script:  # ceph-fuse `status`
+        prefix = shlex.split(script.split("for a in ", 1)[1].split(".*.asok", 1)[0])[0]
+        return "".join(f'{a} {{"blocklisted": true}}\n' for a in node.fenced.values()
+                       if a.startswith(prefix + ".")), 0
     if script.startswith("echo ok > "):
         mp = shlex.split(script)[3].rsplit("/", 1)[0]
         return ("", 0) if mp in node.mounts else ("not mounted", 1)

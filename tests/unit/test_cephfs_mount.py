@@ -117,6 +117,22 @@ def test_a_dead_mount_still_listed_is_drift_and_up_remounts_it(world):
     assert provider.read("x", outs).outs["ensure"] == "mounted"
 
 
+def test_an_evicted_client_that_still_answers_is_drift_and_up_ends_it(world):
+    """Blocklisted by the cluster after a partition, ceph-fuse serves stat and even writes
+    from its cache: its admin socket says it is fenced."""
+    provider = CephFSMountProvider()
+    outs = provider.create(props(world)).outs
+    node = world.nodes["node1"]
+    node.fenced[4242] = "/var/run/ceph/ceph-client.cephfs-node1.4242.9412.asok"
+    node.fenced[77] = "/var/run/ceph/ceph-client.other-node1.77.1.asok"  # not this mount's
+    read = provider.read("x", outs).outs
+    assert read["ensure"] == "unmounted" and provider.diff("x", read, props(world)).changes
+    provider.update("x", read, props(world))
+    lines = [line for n, kind, line in world.log if n == "node1" and kind == "change"]
+    assert "umount -l /mnt/cephfs" in lines and "kill -9 4242" in lines
+    assert list(node.fenced) == [77] and provider.read("x", outs).outs["ensure"] == "mounted"
+
+
 def test_delete_refuses_while_busy_unless_forced(world):
     provider = CephFSMountProvider()
     outs = provider.create(props(world)).outs
