@@ -1,11 +1,14 @@
 """KVM on the lab through the real engine: bridges over eth0, a VM from the lab guest image
 with cloud-init, a live memory change, a live migration, and a broken bridge that rolls
 itself back. Guests are always torn down (QEMU sits outside the session's memory limits)."""
+import copy
 import ipaddress
 import json
 import os
 import re
 import shlex
+import signal
+import subprocess
 import time
 
 import pytest
@@ -13,6 +16,7 @@ import pytest
 import lab
 from providers import base
 from tests.cli import Project
+from tests.lab.test_ceph_crash_lab import stop_language_hosts
 
 pytestmark = pytest.mark.lab
 if os.geteuid() != 0 or not lab.inventory():
@@ -262,6 +266,54 @@ def test_refresh_shows_a_stopped_bridge_network_and_up_restarts_it(stack):
     stack.run("up", "--yes", "--skip-preview")
     assert re.search(r"Active:\s+yes", lab.run("node3", ["virsh", "net-info", "br0"]).stdout)
     assert_kvm_unchanged(stack)
+
+
+VM2 = "lab-vm2"
+
+
+def _with_vm2(config) -> None:
+    second = copy.deepcopy(vm_config(config))
+    second.update(name=VM2, node="node2")
+    second["cloud_init"]["hostname"] = VM2
+    second["cloud_init"]["network_config"]["ethernets"]["eth0"]["addresses"] = \
+        [f"{SUBNET.network_address + 101}/{SUBNET.prefixlen}"]
+    config["cephkvm:vms"].append(second)
+
+
+def _without_vm2(config) -> None:
+    config["cephkvm:vms"] = [v for v in config["cephkvm:vms"] if v["name"] != VM2]
+
+
+def test_a_run_killed_right_after_a_vm_is_defined_converges_after_recover(stack):
+    stack.edit_config(_with_vm2)
+    proc = subprocess.Popen(["pulumi", "up", "--yes", "--skip-preview", "--non-interactive",
+                             "--stack", stack.stack], cwd=stack.dir, env=stack.env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline, defined = time.monotonic() + 600, False
+        while not defined and time.monotonic() < deadline and proc.poll() is None:
+            defined = VM2 in defined_on("node2")
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    try:
+        assert defined, "the run never defined the second VM"
+        stop_language_hosts(stack)
+        stack.recover()
+        stack.run("up", "--yes", "--skip-preview")
+        assert [n for n in NODES if VM2 in defined_on(n)] == ["node2"], "one domain, adopted"
+        export = json.loads(stack.run("stack", "export", "--stack", stack.stack).stdout)
+        outs = next(r["outputs"] for r in export["deployment"]["resources"]
+                    if r["urn"].endswith(f"::{VM2}"))
+        assert outs["ready"] is True and not outs.get("cloud_init_errors"), outs
+        assert steps(stack).get(VM2) == "same"
+    finally:
+        stack.edit_config(_without_vm2)
+        stack.run("up", "--yes", "--skip-preview", check=False)
+        lab.run("node2", f"virsh destroy {VM2}; virsh undefine {VM2}", timeout=30)
+    assert VM2 not in defined_on("node2")
 
 
 def test_destroy_gives_eth0_its_address_back_and_removes_the_guest(stack):
