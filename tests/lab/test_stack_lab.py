@@ -5,6 +5,7 @@ import subprocess
 
 import paramiko
 import pytest
+import yaml
 
 import lab
 from tests.cli import Project
@@ -155,6 +156,45 @@ def test_outputs_are_usable_through_a_stack_reference(stack):
     assert sorted(keys) == [f"{n}:/mnt/cephfs" for n in NODES]
     assert all(len(k) == 40 for k in keys.values())  # a Ceph key, readable only this way
     consumer.run("destroy", "--yes", "--skip-preview")
+
+
+def test_trust_on_first_use_happens_once_per_stack_not_once_per_controller(tmp_path):
+    """No pinned key: the first `up` learns node1's key; a controller with an empty
+    known_hosts then trusts the key in the state, and refuses another machine answering at
+    node1's address (node2 stands in for an impostor)."""
+    inv = lab.inventory()
+    known = tmp_path / "known_hosts"
+    tofu = Project(str(tmp_path), "tofu")
+    node1 = next(n for n in inv["nodes"] if n["name"] == "node1")
+    node2 = next(n for n in inv["nodes"] if n["name"] == "node2")
+    def config(address: str) -> dict:
+        return {"cephkvm:nodes": [{"name": "node1", "address": address, "roles": ["kvm"]}],
+                "cephkvm:ssh": {"key_file": inv["ssh_key"], "known_hosts": str(known),
+                                "trust_on_first_use": True},
+                "cephkvm:kvm": {"virt_type": "qemu"}}
+    def write(cfg: dict) -> None:
+        doc = {}
+        if os.path.exists(tofu.stack_file):
+            with open(tofu.stack_file) as f:
+                doc = yaml.safe_load(f) or {}
+        doc["config"] = cfg
+        with open(tofu.stack_file, "w") as f:
+            yaml.safe_dump(doc, f, sort_keys=False)
+    write(config(node1["address"]))
+    try:
+        tofu.run("up", "--yes", "--skip-preview")
+        assert oct(known.stat().st_mode & 0o777) == "0o600"
+        assert known.read_text().startswith(f"{node1['address']} ")
+        known.unlink()  # a fresh controller
+        tofu.run("up", "--yes", "--skip-preview", "--refresh")
+        assert not known.exists(), "trusted the state's key: nothing learned anew"
+        write(config(node2["address"]))
+        proc = tofu.run("up", "--yes", "--skip-preview", "--refresh", check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "recorded on first contact" in out, out[-3000:]
+        assert "Traceback" not in out and not known.exists()
+    finally:  # state only: NodePrep's delete would stop what the lab stack relies on
+        tofu.run("stack", "rm", "--yes", "--force", "--stack", "tofu", check=False)
 
 
 def test_destroy_leaves_the_nodes_as_they_were(stack):
