@@ -20,6 +20,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, 
 from providers import base, ceph_facts
 from providers.ceph_cli import admin_session, ceph, keyring, node_session, put_if_changed, \
     settled
+from providers.transport import TransportError
 
 CLIENTS = ("fuse", "kernel")
 FSTAB = "/etc/fstab"
@@ -202,23 +203,29 @@ def _usable(node, props: dict) -> bool:
 
 
 def _fenced(node, props: dict) -> list[int]:
-    """pids of this client's ceph-fuse processes that the cluster blocklisted (evicted), from
-    their admin sockets (`status`: read only)."""
+    """pids of this client's live ceph-fuse processes that the cluster blocklisted (evicted),
+    from their admin sockets (`status`: read only). A socket that does not answer in 5 s
+    says nothing either way (a hung mount fails the stat above)."""
     if props["client"] != "fuse":
         return []
     prefix = f"/var/run/ceph/{props['cluster_name']}-client.{props['client_id']}"
-    script = (f'for a in {shlex.quote(prefix)}.*.asok; do [ -S "$a" ] || continue; '
-              's=$(timeout 10 ceph --admin-daemon "$a" status 2>/dev/null) || continue; '
-              'printf "%s " "$a"; echo "$s" | tr -d "\n"; echo; done')
+    script = (f'pre={shlex.quote(prefix)}; for a in "$pre".*.asok; do [ -S "$a" ] || continue; '
+              'p=${a#"$pre".}; p=${p%%.*}; [ -d "/proc/$p" ] || continue; '
+              's=$(timeout 5 ceph --admin-daemon "$a" status 2>/dev/null) || continue; '
+              'printf "%s " "$p"; echo "$s" | tr -d "\n"; echo; done')
+    try:
+        out = node.run(["sh", "-c", script], check=False, timeout=120).stdout
+    except TransportError:
+        return []
     pids = []
-    for line in node.run(["sh", "-c", script], check=False, timeout=60).stdout.splitlines():
-        path, _, doc = line.partition(" ")
+    for line in out.splitlines():
+        pid, _, doc = line.partition(" ")
         try:
             status = json.loads(doc)
         except ValueError:
             continue
-        if status.get("blocklisted", status.get("blacklisted")):
-            pids.append(int(path[len(prefix) + 1:].split(".")[0]))
+        if pid.isdigit() and status.get("blocklisted", status.get("blacklisted")):
+            pids.append(int(pid))
     return pids
 
 

@@ -292,9 +292,9 @@ def _script(node: FakeCephNode, script: str, stdin):
     if "lsblk -nro MOUNTPOINT" in script:
         dev = shlex.split(script.split("readlink -f ", 1)[1].split(")", 1)[0])[0]
         return node.devices.get(dev, {}).get("busy", ""), 0
-    if script.startswith("for a in ") and ".asok" in script:  # ceph-fuse `status`
-        prefix = shlex.split(script.split("for a in ", 1)[1].split(".*.asok", 1)[0])[0]
-        return "".join(f'{a} {{"blocklisted": true}}\n' for a in node.fenced.values()
+    if script.startswith("pre=") and ".asok" in script:  # ceph-fuse `status`
+        prefix = shlex.split(script.split(";", 1)[0][len("pre="):])[0]
+        return "".join(f'{pid} {{"blocklisted": true}}\n' for pid, a in node.fenced.items()
                        if a.startswith(prefix + ".")), 0
     if script.startswith("echo ok > "):
         mp = shlex.split(script)[3].rsplit("/", 1)[0]
