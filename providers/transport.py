@@ -235,6 +235,10 @@ class Pool:
         with self._lock:
             return self._slots.setdefault(_ident(host), threading.BoundedSemaphore(MAX_CHANNELS))
 
+    def busy(self, host: Host) -> bool:
+        """Other channels than the caller's are open on host's connection."""
+        return self.slots(host)._value < MAX_CHANNELS - 1
+
     def drop(self, host: Host, client: paramiko.SSHClient) -> None:
         """Forget a connection that stopped answering; the next command reconnects."""
         with self._node_lock(host):
@@ -387,7 +391,10 @@ class Session:
                 return client.get_transport().open_session(timeout=CONNECT_TIMEOUT)
             except (OSError, EOFError, paramiko.SSHException) as exc:
                 last = exc
-                if "Timeout" in str(exc):  # no answer at all: the connection is dead
+                # No answer at all: the connection is dead, unless other commands are still
+                # running on it (a busy node is slow to open one more channel; dropping the
+                # connection would cut theirs: "Channel closed" seen on the lab).
+                if "Timeout" in str(exc) and not self.pool.busy(self.host):
                     self.pool.drop(self.host, client)
                 time.sleep(0.5 * 2**attempt)
         raise TransportError(
