@@ -198,8 +198,11 @@ def _usable(node, props: dict) -> bool:
     """The mount answers (stat within a bound: a hung mount never returns) and no ceph-fuse
     of its client is fenced: an evicted client still answers stat and even writes from its
     cache, but nothing reaches the cluster any more."""
-    return (node.ok(["timeout", "15", "stat", "--", props["mountpoint"]])
-            and not _fenced(node, props))
+    return _answers(node, props["mountpoint"]) and not _fenced(node, props)
+
+
+def _answers(node, mountpoint: str) -> bool:
+    return node.ok(["timeout", "15", "stat", "--", mountpoint])
 
 
 def _fenced(node, props: dict) -> list[int]:
@@ -268,11 +271,11 @@ def _converge(props: dict, node, remount: bool) -> dict:
         raise Exception(f"{props['node']}: {mp} is already a {found} mount, which cephkvm did "
                         "not make; refusing to unmount or cover it. Choose another mountpoint "
                         "for CephFS. Nothing was changed.")
-    if found and not _usable(node, props):
+    fenced = _fenced(node, props) if found else []
+    if found and (fenced or not _answers(node, mp)):
         # Dead (evicted, transport not connected): nothing can use it; detach it so the
         # mountpoint is a directory again and the mount below starts afresh, and end its
         # fenced client, which would otherwise linger and be taken for the new one.
-        fenced = _fenced(node, props)
         node.run(["umount", "-l", mp], change=True)
         if fenced:
             node.run(["kill", "-9", *map(str, fenced)], change=True, check=False)
