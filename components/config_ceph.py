@@ -1,47 +1,18 @@
-"""The Ceph part of the stack config: `cephkvm:ceph`, `cephkvm:pools`, `cephkvm:filesystems`,
-`cephkvm:mounts`. Validated against the nodes (roles, disks) at preview; every problem names
-its key path and the fix. Pure: reads only the lab inventory file for the lab's subnet.
-
-    cephkvm:ceph:         {cluster_name, fsid, public_network, cluster_network, osd_method,
-                           options: {section: {option: value}}, allow_data_loss,
-                           allow_osd_removal, wipe_devices, health_timeout}
-    cephkvm:pools:        [{name, key (its first name: a rename in place), type:
-                            replicated|erasure, size, min_size, pg_num, autoscale,
-                            application, quota_max_bytes, quota_max_objects, allow_delete,
-                            erasure: {k, m, failure_domain, allow_ec_overwrites}}]
-    cephkvm:filesystems:  [{name, metadata_pool, data_pool, extra_data_pools, max_mds,
-                            standby_count, layouts: {directory: pool}, allow_delete}]
-    cephkvm:mounts:       [{filesystem, mountpoint, nodes (default: all), client: fuse|kernel,
-                            options, client_id, force_unmount}]
+"""The rules of the Ceph part of the stack config that span values or sections: mons and
+their addresses, OSDs from the nodes' disks, pool size against the hosts holding OSDs, each
+filesystem's own pools, mounts on known nodes. The shape of `cephkvm:ceph`, `pools`,
+`filesystems` and `mounts` is providers/schema/ceph.py. Pure: reads only the lab inventory
+file for the lab's subnet.
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from components.config_types import boolean, in_network, is_cidr, unknown_keys
 from providers.ceph_pool import check_pool
-
-KEYS = ("ceph", "pools", "filesystems", "mounts")
-CLUSTER_NAME = re.compile(r"^[a-z][a-z0-9]{0,15}$")
-POOL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
-CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-OSD_METHODS = ("raw", "lvm")
-FAILURE_DOMAINS = ("host", "osd")
-CEPH_FIELDS = ("cluster_name", "fsid", "public_network", "cluster_network", "osd_method",
-               "options", "allow_data_loss", "allow_osd_removal", "wipe_devices",
-               "health_timeout")
-POOL_FIELDS = ("name", "key", "type", "size", "min_size", "pg_num", "autoscale",
-               "application", "quota_max_bytes", "quota_max_objects", "allow_delete",
-               "erasure")
-ERASURE_FIELDS = ("k", "m", "failure_domain", "allow_ec_overwrites")
-FILESYSTEM_FIELDS = ("name", "metadata_pool", "data_pool", "extra_data_pools", "max_mds",
-                     "standby_count", "layouts", "allow_delete")
-MOUNT_FIELDS = ("filesystem", "mountpoint", "nodes", "client", "options", "client_id",
-                "force_unmount")
+from providers.schema.ceph import Ceph
+from providers.schema.types import in_network, is_cidr
 
 
 def key(path: str) -> str:
@@ -50,16 +21,9 @@ def key(path: str) -> str:
 
 @dataclass(frozen=True)
 class CephConfig:
-    cluster_name: str = "ceph"
-    fsid: str | None = None
-    public_network: str = ""
-    cluster_network: str | None = None
-    osd_method: str = "lvm"
-    options: dict = field(default_factory=dict)
-    allow_data_loss: bool = False
-    allow_osd_removal: bool = False  # drained OSDs may go (removing a disk or the osd role)
-    wipe_devices: bool = False
-    health_timeout: int = 120
+    """`settings` is the cephkvm:ceph section with its defaults resolved; its fields read as
+    this object's own (`cfg.cluster_name`)."""
+    settings: Ceph
     mons: tuple = ()
     mgrs: tuple = ()
     mdss: tuple = ()
@@ -69,100 +33,46 @@ class CephConfig:
     mounts: tuple = ()        # dicts: node, filesystem, mountpoint, client, options, ...
     warnings: tuple = ()
 
+    def __getattr__(self, name):
+        return getattr(self.settings, name)
 
-def load(raw: dict, nodes: tuple, lab: bool, project_dir: str, problems: list):
-    """The CephConfig, or None when the stack has no `cephkvm:ceph` section."""
-    section = raw.get("ceph")
-    if section is None:
+
+def load(values: dict, raw: dict, nodes: tuple, paths: dict, lab: bool, project_dir: str,
+         problems: list):
+    """The CephConfig, or None when the stack has no (valid) `cephkvm:ceph` section."""
+    if "ceph" not in raw:
         for name in ("pools", "filesystems", "mounts"):
             if raw.get(name):
                 problems.append(f"{key(name)}: needs a cephkvm:ceph section (public_network "
                                 "at least)")
         return None
-    if not isinstance(section, dict):
-        problems.append(f"{key('ceph')}: must be a mapping (public_network, options, ...)")
-        return None
+    if "ceph" not in values:
+        return None  # its problems are listed
     before = len(problems)
     warnings: list = []
-    cluster = _cluster(section, lab, project_dir, problems)
-    by_name = {n.name: n for n in nodes}
+    settings = _settings(values["ceph"], lab, project_dir, problems)
     roles = {r: tuple(n.name for n in nodes if r in n.roles) for r in ("mon", "mgr", "mds")}
     _check_mons(roles["mon"], warnings, problems)
-    _check_mon_addresses(nodes, cluster["public_network"], problems)
-    osds = _osds(nodes, problems)
-    pools = _pools(raw.get("pools") or [], osds, problems)
-    filesystems = _filesystems(raw.get("filesystems") or [], pools, roles["mds"], problems)
-    mounts = _mounts(raw.get("mounts") or [], filesystems, by_name, problems)
+    _check_mon_addresses(nodes, paths, settings.public_network, problems)
+    osds = _osds(nodes, paths, problems)
+    pools = _pools(values.get("pools", ()), osds, problems)
+    filesystems = _filesystems(values.get("filesystems", ()), pools, roles["mds"], problems)
+    mounts = _mounts(values.get("mounts", ()), filesystems, [n.name for n in nodes], problems)
     if len(problems) > before:
         return None
-    return CephConfig(**cluster, mons=roles["mon"], mgrs=roles["mgr"], mdss=roles["mds"],
-                      osds=tuple(osds), pools=tuple(pools.values()),
+    return CephConfig(settings=settings, mons=roles["mon"], mgrs=roles["mgr"],
+                      mdss=roles["mds"], osds=tuple(osds), pools=tuple(pools.values()),
                       filesystems=tuple(filesystems.values()), mounts=tuple(mounts),
                       warnings=tuple(warnings))
 
 
-def _cluster(s: dict, lab: bool, project_dir: str, problems: list) -> dict:
-    unknown_keys(s, CEPH_FIELDS, "ceph", problems)
-    name = str(s.get("cluster_name", "ceph"))
-    if not CLUSTER_NAME.fullmatch(name):
-        problems.append(f"{key('ceph.cluster_name')}: {name!r} must be a short lower-case name "
-                        "starting with a letter (usually `ceph`)")
-    public = s.get("public_network") or (lab_subnet(project_dir) if lab else None)
+def _settings(ceph: Ceph, lab: bool, project_dir: str, problems: list) -> Ceph:
+    public = ceph.public_network or (lab_subnet(project_dir) if lab else None)
     if not public:
         problems.append(f"{key('ceph.public_network')}: set the CIDR the mons listen on, "
                         "e.g. 10.204.10.0/24")
-    for field_name, value in (("public_network", public),
-                              ("cluster_network", s.get("cluster_network"))):
-        if value is not None and not is_cidr(value):
-            problems.append(f"{key('ceph.' + field_name)}: {value!r} is not a network in CIDR "
-                            "form such as 10.204.10.0/24")
-    method = s.get("osd_method", "raw" if lab else "lvm")
-    if method not in OSD_METHODS:
-        problems.append(f"{key('ceph.osd_method')}: {method!r} is not one of "
-                        f"{', '.join(OSD_METHODS)} (lvm on real hosts, raw where device-mapper"
-                        " is missing)")
-    options = s.get("options") or {}
-    if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
-        problems.append(f"{key('ceph.options')}: must map a section (global, mon, osd, ...) to "
-                        "{option: value}")
-        options = {}
-    _check_options(options, problems)
-    timeout = s.get("health_timeout", 120)
-    if not isinstance(timeout, int) or isinstance(timeout, bool) or not 10 <= timeout <= 86400:
-        problems.append(f"{key('ceph.health_timeout')}: must be seconds from 10 to 86400")
-    fsid = s.get("fsid")
-    if fsid is not None and not re.fullmatch(r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$",
-                                         str(fsid)):
-        problems.append(f"{key('ceph.fsid')}: {fsid!r} is not a UUID; leave it out to let "
-                        "cephkvm generate one")
-    return {"cluster_name": name, "fsid": fsid, "public_network": public or "",
-            "cluster_network": s.get("cluster_network"), "osd_method": method,
-            "options": {sec: {k: v for k, v in o.items()} for sec, o in options.items()},
-            "allow_data_loss": boolean(s, "allow_data_loss", "ceph.allow_data_loss", problems),
-            "allow_osd_removal": boolean(s, "allow_osd_removal", "ceph.allow_osd_removal",
-                                         problems),
-            "wipe_devices": boolean(s, "wipe_devices", "ceph.wipe_devices", problems),
-            "health_timeout": timeout if isinstance(timeout, int) else 120}
-
-
-SYSTEM_DIRS = ("", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/mnt", "/opt",
-               "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
-               "/var/lib", "/var/lib/ceph", "/var/lib/libvirt", "/var/log")
-SECTION = re.compile(r"(global|mon|mgr|osd|mds|client)(\.[A-Za-z0-9_.-]+)?")
-OPTION = re.compile(r"[a-z][a-z0-9_]*")
-
-
-def _check_options(options: dict, problems: list) -> None:
-    for section, values in options.items():
-        if not SECTION.fullmatch(str(section)):
-            problems.append(f"{key(f'ceph.options.{section}')}: not a Ceph section (global, "
-                            "mon, mgr, osd, mds, client, or one of them .ID)")
-        for name, value in values.items():
-            where = key(f"ceph.options.{section}.{name}")
-            if not OPTION.fullmatch(str(name)):
-                problems.append(f"{where}: not a Ceph option name (lower case, digits, _)")
-            if isinstance(value, (dict, list)) or value is None:
-                problems.append(f"{where}: give one value (a number, a word, true/false)")
+    return ceph.model_copy(update={"public_network": public or "",
+                                   "osd_method": ceph.osd_method or ("raw" if lab else "lvm")})
 
 
 def lab_subnet(project_dir: str) -> str | None:
@@ -175,8 +85,6 @@ def lab_subnet(project_dir: str) -> str | None:
         return None  # config.py already reports a missing lab inventory
 
 
-
-
 def _check_mons(mons: tuple, warnings: list, problems: list) -> None:
     if not mons:
         problems.append(f"{key('nodes')}: no node has the mon role; give it to 1, 3 or 5 "
@@ -186,36 +94,34 @@ def _check_mons(mons: tuple, warnings: list, problems: list) -> None:
                         f"outvote a split; use {len(mons) + 1} or {len(mons) - 1}")
 
 
-def _check_mon_addresses(nodes: tuple, public: str, problems: list) -> None:
+def _check_mon_addresses(nodes: tuple, paths: dict, public: str, problems: list) -> None:
     """A mon binds to its address in the monmap: it must lie in public_network."""
-    for i, node in enumerate(nodes):
+    for node in nodes:
         if "mon" not in node.roles or not is_cidr(public):
             continue
+        at = paths[node.name]
         field = "ceph_address" if node.ceph_address else "address"
         inside = in_network(node.public_address, public)
         if inside is None:
-            problems.append(f"{key(f'nodes[{i}].{field}')}: {node.name} is a mon, so Ceph needs "
-                            "its IP address; set nodes[{i}].ceph_address to its address in "
-                            f"{public}".replace("{i}", str(i)))
+            problems.append(f"{key(f'{at}.{field}')}: {node.name} is a mon, so Ceph needs "
+                            f"its IP address; set {at}.ceph_address to its address in "
+                            f"{public}")
         elif not inside:
-            problems.append(f"{key(f'nodes[{i}].{field}')}: {node.public_address} is outside "
+            problems.append(f"{key(f'{at}.{field}')}: {node.public_address} is outside "
                             f"cephkvm:ceph.public_network {public}, so its mon could not bind; "
-                            f"set nodes[{i}].ceph_address to {node.name}'s address in {public}")
+                            f"set {at}.ceph_address to {node.name}'s address in {public}")
 
 
-def _osds(nodes: tuple, problems: list) -> list:
+def _osds(nodes: tuple, paths: dict, problems: list) -> list:
     osds = []
-    for i, node in enumerate(nodes):
+    for node in nodes:
         if "osd" not in node.roles:
             continue
         seen = set()
         for device in node.disks:
-            if not device.startswith("/dev/"):
-                problems.append(f"{key(f'nodes[{i}].disks')}: {device!r} must be an absolute "
-                                "device path such as /dev/sdb")
             if device in seen:
-                problems.append(f"{key(f'nodes[{i}].disks')}: {device} is listed twice; one "
-                                "OSD per device")
+                problems.append(f"{key(paths[node.name] + '.disks')}: {device} is listed "
+                                "twice; one OSD per device")
             seen.add(device)
             osds.append((node.name, device))
     return osds
@@ -225,164 +131,104 @@ def _domains(osds: list, domain: str) -> int:
     return len({n for n, _ in osds}) if domain == "host" else len(osds)
 
 
-def _pools(raw, osds: list, problems: list) -> dict:
-    if not isinstance(raw, list):
-        problems.append(f"{key('pools')}: must be a list of pools (name, size, ...)")
-        return {}
-    pools = {}
-    for i, item in enumerate(raw):
-        path = f"pools[{i}]"
-        if not isinstance(item, dict):
-            problems.append(f"{key(path)}: must be a mapping with at least a name")
+def _pools(pools: tuple, osds: list, problems: list) -> dict:
+    found = {}
+    for i, pool in enumerate(pools):
+        if pool is None:
             continue
-        unknown_keys(item, POOL_FIELDS, path, problems)
-        unknown_keys(item.get("erasure"), ERASURE_FIELDS, path + ".erasure", problems)
-        name = str(item.get("name", ""))
-        if not POOL_NAME.fullmatch(name):
-            problems.append(f"{key(path + '.name')}: {name!r} is not a pool name (letters, "
-                            "digits, _ . -)")
-        if "key" in item and not POOL_NAME.fullmatch(str(item["key"])):
-            problems.append(f"{key(path + '.key')}: {item['key']!r} must look like a pool "
-                            "name: the pool's first name, kept when it is renamed")
-        if name in pools:
-            problems.append(f"{key(path + '.name')}: pool {name!r} is listed twice")
-        props = {k: v for k, v in item.items() if k != "erasure"}
-        props["allow_delete"] = boolean(item, "allow_delete", path + ".allow_delete", problems)
-        props.setdefault("type", "erasure" if "erasure" in item else "replicated")
-        ec = item.get("erasure") or {}
-        if props["type"] == "erasure":
-            props.update({"ec_k": ec.get("k"), "ec_m": ec.get("m"),
-                          "ec_failure_domain": ec.get("failure_domain", "host"),
-                          "ec_overwrites": boolean(ec, "allow_ec_overwrites",
-                                                   path + ".erasure.allow_ec_overwrites",
-                                                   problems)})
-        for failure in check_pool(copy.deepcopy(props)):
+        path = f"pools[{i}]"
+        if pool.name in found:
+            problems.append(f"{key(path + '.name')}: pool {pool.name!r} is listed twice")
+        props = pool.inputs()
+        for failure in check_pool(dict(props)):
             problems.append(f"{key(path + '.' + _config_field(failure.property))}: "
                             f"{failure.reason}")
-        if props["type"] == "erasure" and isinstance(ec.get("k"), int) and \
-                isinstance(ec.get("m"), int):
-            domain = props["ec_failure_domain"]
-            if domain not in FAILURE_DOMAINS:
-                problems.append(f"{key(path + '.erasure.failure_domain')}: use one of "
-                                f"{', '.join(FAILURE_DOMAINS)}")
-            elif ec["k"] + ec["m"] > _domains(osds, domain):
+        if props["type"] == "erasure" and pool.erasure:
+            k_m, domain = pool.erasure.k + pool.erasure.m, pool.erasure.failure_domain
+            if k_m > _domains(osds, domain):
                 problems.append(
-                    f"{key(path + '.erasure')}: k+m = {ec['k'] + ec['m']} but only "
+                    f"{key(path + '.erasure')}: k+m = {k_m} but only "
                     f"{_domains(osds, domain)} {domain}(s) hold OSDs; lower k or m, add "
                     "OSDs, or use failure_domain: osd")
-        elif isinstance(props.get("size"), int) and props["size"] > _domains(osds, "host") \
-                and osds:
-            problems.append(f"{key(path + '.size')}: {props['size']} copies but only "
+        elif isinstance(pool.size, int) and pool.size > _domains(osds, "host") and osds:
+            problems.append(f"{key(path + '.size')}: {pool.size} copies but only "
                             f"{_domains(osds, 'host')} host(s) hold OSDs; lower size or add "
                             "OSDs on more hosts")
-        pools[name] = props
-    return pools
+        found[pool.name] = props
+    return found
 
 
 def _config_field(provider_field: str) -> str:
     return {"ec_k": "erasure.k", "ec_m": "erasure.m"}.get(provider_field, provider_field)
 
 
-def _filesystems(raw, pools: dict, mdss: tuple, problems: list) -> dict:
-    if not isinstance(raw, list):
-        problems.append(f"{key('filesystems')}: must be a list (name, metadata_pool, "
-                        "data_pool)")
-        return {}
+def _filesystems(filesystems: tuple, pools: dict, mdss: tuple, problems: list) -> dict:
     found, used = {}, {}
-    for i, item in enumerate(raw):
-        path = f"filesystems[{i}]"
-        if not isinstance(item, dict):
-            problems.append(f"{key(path)}: must be a mapping (name, metadata_pool, data_pool)")
+    for i, fs in enumerate(filesystems):
+        if fs is None:
             continue
-        unknown_keys(item, FILESYSTEM_FIELDS, path, problems)
-        name = str(item.get("name", ""))
-        if not POOL_NAME.fullmatch(name):
-            problems.append(f"{key(path + '.name')}: {name!r} is not a valid name")
-        if name in found:
-            problems.append(f"{key(path + '.name')}: filesystem {name!r} is listed twice")
-        extra = item.get("extra_data_pools") or []
-        for field_name, pool in ([("metadata_pool", item.get("metadata_pool")),
-                                  ("data_pool", item.get("data_pool"))]
-                                 + [(f"extra_data_pools[{j}]", p) for j, p in enumerate(extra)]):
-            where = key(f"{path}.{field_name}")
-            if pool not in pools:
-                problems.append(f"{where}: {pool!r} is not a pool in cephkvm:pools")
-                continue
-            if pool in used and used[pool] != name:
-                problems.append(f"{where}: pool {pool!r} is already used by filesystem "
-                                f"{used[pool]!r}; each filesystem needs its own pools")
-            used[pool] = name
-            erasure = pools[pool].get("type") == "erasure"
-            if erasure and field_name in ("metadata_pool", "data_pool"):
-                problems.append(f"{where}: {pool!r} is erasure-coded; CephFS wants a "
-                                "replicated pool here and the EC pool under extra_data_pools")
-            if erasure and not pools[pool].get("ec_overwrites"):
-                problems.append(f"{key('pools')}: {pool!r} serves CephFS; set erasure."
-                                "allow_ec_overwrites: true")
+        path = f"filesystems[{i}]"
+        if fs.name in found:
+            problems.append(f"{key(path + '.name')}: filesystem {fs.name!r} is listed twice")
+        named = [("metadata_pool", fs.metadata_pool), ("data_pool", fs.data_pool)] + \
+            [(f"extra_data_pools[{j}]", p) for j, p in enumerate(fs.extra_data_pools)]
+        for field_name, pool in named:
+            _check_fs_pool(fs.name, f"{path}.{field_name}", pool, pools, used, problems,
+                           extra=field_name.startswith("extra"))
         if not mdss:
             problems.append(f"{key(path)}: no node has the mds role; CephFS needs one")
-        layouts = item.get("layouts") or {}
-        for directory, pool in (layouts.items() if isinstance(layouts, dict) else []):
-            if not str(directory).startswith("/") or pool not in [item.get("data_pool"),
-                                                                   *extra]:
+        for directory, pool in fs.layouts.items():
+            if not directory.startswith("/") or pool not in (fs.data_pool,
+                                                             *fs.extra_data_pools):
                 problems.append(f"{key(path + '.layouts')}: {directory}: {pool} must be an "
                                 "absolute directory mapped to one of this filesystem's data "
                                 "pools")
-        found[name] = {"name": name, "metadata_pool": item.get("metadata_pool"),
-                       "data_pool": item.get("data_pool"), "extra_data_pools": list(extra),
-                       "max_mds": item.get("max_mds", 1),
-                       "standby_count": item.get("standby_count",
-                                                 min(1, max(len(mdss) - 1, 0))),
-                       "layouts": dict(layouts) if isinstance(layouts, dict) else {},
-                       "allow_delete": boolean(item, "allow_delete", path + ".allow_delete",
-                                               problems)}
+        standby = fs.standby_count if fs.standby_count is not None else \
+            min(1, max(len(mdss) - 1, 0))
+        found[fs.name] = {**fs.model_dump(mode="json"), "standby_count": standby}
     return found
 
 
-def _mounts(raw, filesystems: dict, nodes: dict, problems: list) -> list:
-    if not isinstance(raw, list):
-        problems.append(f"{key('mounts')}: must be a list (filesystem, mountpoint, nodes)")
-        return []
-    mounts, seen = [], set()
-    for i, item in enumerate(raw):
-        path = f"mounts[{i}]"
-        if not isinstance(item, dict):
-            problems.append(f"{key(path)}: must be a mapping (filesystem, mountpoint)")
+def _check_fs_pool(fs: str, path: str, pool: str, pools: dict, used: dict,
+                   problems: list, extra: bool) -> None:
+    where = key(path)
+    if pool not in pools:
+        problems.append(f"{where}: {pool!r} is not a pool in cephkvm:pools")
+        return
+    if pool in used and used[pool] != fs:
+        problems.append(f"{where}: pool {pool!r} is already used by filesystem "
+                        f"{used[pool]!r}; each filesystem needs its own pools")
+    used[pool] = fs
+    erasure = pools[pool].get("type") == "erasure"
+    if erasure and not extra:
+        problems.append(f"{where}: {pool!r} is erasure-coded; CephFS wants a "
+                        "replicated pool here and the EC pool under extra_data_pools")
+    if erasure and not pools[pool].get("ec_overwrites"):
+        problems.append(f"{key('pools')}: {pool!r} serves CephFS; set erasure."
+                        "allow_ec_overwrites: true")
+
+
+def _mounts(mounts: tuple, filesystems: dict, names: list, problems: list) -> list:
+    out, seen = [], set()
+    for i, mount in enumerate(mounts):
+        if mount is None:
             continue
-        unknown_keys(item, MOUNT_FIELDS, path, problems)
-        fs, mp = item.get("filesystem"), str(item.get("mountpoint", ""))
-        if fs not in filesystems:
-            problems.append(f"{key(path + '.filesystem')}: {fs!r} is not in "
+        path = f"mounts[{i}]"
+        if mount.filesystem not in filesystems:
+            problems.append(f"{key(path + '.filesystem')}: {mount.filesystem!r} is not in "
                             "cephkvm:filesystems")
-        if not mp.startswith("/") or " " in mp:
-            problems.append(f"{key(path + '.mountpoint')}: {mp!r} must be an absolute path "
-                            "without spaces")
-        elif mp.rstrip("/") in SYSTEM_DIRS or ".." in mp.split("/"):
-            problems.append(f"{key(path + '.mountpoint')}: {mp!r} is a system directory; "
-                            "mount CephFS on a directory of its own, such as /mnt/cephfs")
-        client = item.get("client", "fuse")
-        if client not in ("fuse", "kernel"):
-            problems.append(f"{key(path + '.client')}: {client!r} is not fuse or kernel")
-        client_id = item.get("client_id")
-        if client_id is not None and (not CLIENT_ID.fullmatch(str(client_id))
-                                      or client_id == "admin"):
-            problems.append(f"{key(path + '.client_id')}: {client_id!r} must be a plain name "
-                            "(not admin: mounts get keys for their filesystem only)")
-        targets = item.get("nodes", list(nodes))
-        for node in targets:
-            if node not in nodes:
+        for node in mount.nodes if mount.nodes is not None else names:
+            if node not in names:
                 problems.append(f"{key(path + '.nodes')}: unknown node {node!r}; nodes are "
-                                f"{', '.join(nodes)}")
+                                f"{', '.join(names)}")
                 continue
-            if (node, mp) in seen:
+            if (node, mount.mountpoint) in seen:
                 problems.append(f"{key(path + '.mountpoint')}: {node} already mounts "
-                                f"something at {mp}")
-            seen.add((node, mp))
-            mount = {"node": node, "fs_name": fs, "mountpoint": mp, "client": client,
-                     "options": list(item.get("options") or []),
-                     "force_unmount": boolean(item, "force_unmount", path + ".force_unmount",
-                                              problems)}
-            if client_id:
-                mount["client_id"] = f"{client_id}-{node}"
-            mounts.append(mount)
-    return mounts
+                                f"something at {mount.mountpoint}")
+            seen.add((node, mount.mountpoint))
+            out.append({"node": node, "fs_name": mount.filesystem,
+                        "mountpoint": mount.mountpoint, "client": mount.client,
+                        "options": list(mount.options), "force_unmount": mount.force_unmount,
+                        **({"client_id": f"{mount.client_id}-{node}"}
+                           if mount.client_id else {})})
+    return out

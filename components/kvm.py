@@ -14,9 +14,9 @@ from typing import Optional
 import pulumi
 
 from components.config import StackConfig
-from components.config_kvm import BridgeConfig, VmConfig
 from providers.cloud_vm import CloudVM
 from providers.kvm_bridge import KvmBridge
+from providers.schema.kvm import Bridge, Vm
 from providers.migration_access import KEY_PATH, MigrationAccess
 from providers.migration_key import MigrationKey
 
@@ -44,7 +44,7 @@ class Kvm(pulumi.ComponentResource):
         return ([b for per_node in self.bridges.values() for b in per_node.values()]
                 + list(self.migration) + list(self.vms.values()))
 
-    def _bridge_chain(self, bridge: BridgeConfig, nodes: dict) -> None:
+    def _bridge_chain(self, bridge: Bridge, nodes: dict) -> None:
         previous = None
         for name in bridge.nodes:
             prepared = nodes[name]
@@ -57,7 +57,7 @@ class Kvm(pulumi.ComponentResource):
                 "search": list(bridge.search), "mode": bridge.mode,
                 "network": bridge.network, "confirm_timeout": bridge.confirm_timeout,
                 **({"vlan": bridge.vlan} if bridge.vlan else {}),
-                **({"bond": bridge.bond} if bridge.bond else {}),
+                **({"bond": bridge.bond.model_dump(exclude_none=True)} if bridge.bond else {}),
             }, pulumi.ResourceOptions(parent=self, depends_on=after))
             self.bridges.setdefault(name, {})[bridge.name] = previous
 
@@ -72,29 +72,24 @@ class Kvm(pulumi.ComponentResource):
         }, pulumi.ResourceOptions(parent=self, depends_on=[nodes[n.name].prep]))
             for n in kvm_nodes]
 
-    def _vm(self, vm: VmConfig, cfg, nodes: dict, kvm_nodes: list, before: list) -> CloudVM:
+    def _vm(self, vm: Vm, cfg, nodes: dict, kvm_nodes: list, before: list) -> CloudVM:
+        """CloudVM's inputs (providers/schema/kvm.py VmInputs): the VM as configured, plus
+        what only the stack knows."""
         prepared = nodes[vm.node]
-        virt_type = (prepared.node.virt_type_effective if vm.virt_type == "auto"
-                     else vm.virt_type)
         props = {
-            "name": vm.name, "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}",
-            "node": vm.node, **prepared.access,
+            **vm.model_dump(mode="json", exclude_none=True),
+            "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}", **prepared.access,
+            "virt_type": (prepared.node.virt_type_effective if vm.virt_type == "auto"
+                          else vm.virt_type),
+            "max_memory_mib": vm.max_memory_mib or vm.memory_mib,
+            "max_vcpus": vm.max_vcpus or vm.vcpus,
             # Every KVM node, so that read finds it wherever it was moved by hand.
             "peers": [nodes[n].connection for n in kvm_nodes],
             **({"migration_key": KEY_PATH} if len(kvm_nodes) > 1 else {}),
             "storage": cfg.storage, "shared_storage": cfg.storage_shared,
-            "template": dict(vm.template), "disk_gib": vm.disk_gib,
-            "memory_mib": vm.memory_mib, "vcpus": vm.vcpus,
-            "max_memory_mib": vm.max_memory_mib or vm.memory_mib,
-            "max_vcpus": vm.max_vcpus or vm.vcpus, "virt_type": virt_type,
-            "nics": [dict(n) for n in vm.nics], "cloud_init": dict(vm.cloud_init),
-            "autostart": vm.autostart, "on_restart_needed": vm.on_restart_needed,
-            "on_cloud_init_change": vm.on_cloud_init_change, "keep_disk": vm.keep_disk,
-            "shutdown_timeout": vm.shutdown_timeout, "wait_for": vm.wait_for,
-            "ready_timeout": vm.ready_timeout,
         }
-        if vm.password:
-            props["password"] = pulumi.Output.secret(vm.password)
+        if cfg.passwords.get(vm.name):
+            props["password"] = pulumi.Output.secret(cfg.passwords[vm.name])
         after = [nodes[n].prep for n in kvm_nodes] + before
         return CloudVM(vm.name, props, pulumi.ResourceOptions(parent=self, depends_on=after))
 

@@ -93,5 +93,5 @@ def test_lab_guest_addresses_follow_the_lab_instance(tmp_path, monkeypatch):
     vm = {"name": "vm1", "node": "node1", "template": "/t.qcow2",
           "cloud_init": {"network_config": net}}
     stack = load({"lab": True, "vms": [vm]}, str(tmp_path))
-    config = stack.kvm.vms[0].cloud_init["network_config"]
+    config = stack.kvm.vms[0].cloud_init.network_config
     assert config["ethernets"]["eth0"]["addresses"] == ["10.233.0.100/24"]

@@ -29,44 +29,51 @@ def test_example_stack_has_the_runbook_bridge_and_vm():
     vm = kvm.vms[0]
     assert (vm.name, vm.node, vm.memory_mib, vm.vcpus, vm.virt_type) == \
         ("virt-01", "osd1", 512, 1, "kvm")
-    assert vm.template == {"source": "/home/cephsvc/bionic-server-cloudimg-amd64.img"}
+    assert vm.template.model_dump(exclude_none=True) == \
+        {"source": "/home/cephsvc/bionic-server-cloudimg-amd64.img"}
 
 
 def test_defaults():
     kvm = load(raw(vms=[VM]), ROOT).kvm
     assert kvm.storage == "/mnt/cephfs" and kvm.bridges == ()
     vm = kvm.vms[0]
-    assert vm.virt_type == "auto" and vm.disk_gib == 10 and vm.password is None
+    assert vm.virt_type == "auto" and vm.disk_gib == 10 and kvm.passwords == {}
 
 
 def test_errors_name_the_key_path_and_the_fix():
     found = problems(raw(
         vm_storage="relative/dir",
-        bridges=[{**BRIDGE, "addresses": {"node1": ["10.0.0.5"]}, "gateway": "nope",
-                  "nodes": ["node1", "node9"]}],
-        vms=[{**VM, "node": "node7", "password": "x", "memory_mib": 16,
+        bridges=[{**BRIDGE, "addresses": {"node1": ["10.0.0.5"]}, "gateway": "nope"}],
+        vms=[{**VM, "password": "x", "memory_mib": 16,
               "nics": [{"bridge": "br0", "network": "default"}],
               "cloud_init": {"hostnam": "x"}}],
         vm_passwords={"nobody": "x"}))
     text = "\n".join(found)
     for expected in ("cephkvm:vm_storage: 'relative/dir' must be an absolute directory",
-                     "cephkvm:bridges[0].addresses.node1: '10.0.0.5' must be an address "
+                     "cephkvm:bridges[0].addresses.node1[0]: '10.0.0.5' must be an address "
                      "with prefix",
                      "cephkvm:bridges[0].gateway: 'nope' is not an IP address",
-                     "cephkvm:bridges[0].nodes: no node named 'node9'",
-                     "cephkvm:vms[0].node: 'node7' is not a node",
                      "cephkvm:vms[0].password: a password goes in cephkvm:vm_passwords",
                      "goes in cephkvm:vm_passwords, as a secret",
                      "cephkvm:vms[0].memory_mib: 16 must be a whole number from 64 to",
-                     "cephkvm:vms[0].nics[0]: name exactly one of bridge or network",
+                     "cephkvm:vms[0].nics[0].network: name exactly one of bridge or network",
                      "cephkvm:vms[0].cloud_init.hostnam: unknown key",
                      "cephkvm:vm_passwords.nobody: no VM of that name"):
         assert expected in text, text
 
 
+def test_rules_across_sections_name_the_key_path_and_the_fix():
+    """Checked once each section's own shape is valid."""
+    text = "\n".join(problems(raw(bridges=[{**BRIDGE, "nodes": ["node1", "node9"]}],
+                                  vms=[{**VM, "node": "node7"}])))
+    for expected in ("cephkvm:bridges[0].nodes: no node named 'node9'",
+                     "cephkvm:vms[0].node: 'node7' is not a node"):
+        assert expected in text, text
+
+
 def test_password_comes_from_the_secret_map():
     kvm = load(raw(vms=[VM], vm_passwords={"virt-01": "s3cret"}), ROOT).kvm
-    assert kvm.vms[0].password == "s3cret"
+    assert kvm.passwords == {"virt-01": "s3cret"}
 
 
 def test_duplicate_vm_names_are_refused():
@@ -101,11 +108,11 @@ def test_component_rolls_bridges_node_by_node_and_vms_after_them(mocks):
 def test_bridge_vlan_and_bond_are_checked():
     kvm = load(raw(bridges=[{**BRIDGE, "interfaces": ["ens33", "ens34"], "vlan": 10,
                               "bond": {"name": "bond0", "mode": "802.3ad"}}]), ROOT).kvm
-    assert kvm.bridges[0].vlan == 10 and kvm.bridges[0].bond == {"name": "bond0",
-                                                                 "mode": "802.3ad"}
+    assert kvm.bridges[0].vlan == 10
+    assert kvm.bridges[0].bond.model_dump() == {"name": "bond0", "mode": "802.3ad"}
     found = "\n".join(problems(raw(bridges=[{**BRIDGE, "vlan": 9999,
                                              "bond": {"name": "bond0", "mode": "fast"}}])))
-    assert "cephkvm:bridges[0].vlan: 9999 must be a VLAN ID" in found
+    assert "cephkvm:bridges[0].vlan: 9999 must be a whole number from 1 to 4094" in found
     assert "cephkvm:bridges[0].bond.mode: 'fast' is not one of" in found
 
 

@@ -1,0 +1,146 @@
+"""The KVM part of the stack config: `cephkvm:bridges[]` and `cephkvm:vms[]`. A VM's fields
+are CloudVM's inputs too (`VmInputs` adds what the component derives), so each field's type,
+default, bounds and change class are written here only. NICs on bridges the stack makes and
+nodes that exist are components/config_kvm.py's rules."""
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
+from typing_extensions import Annotated
+
+from providers.schema.types import IP, Bool, IfName, Interface, Section, Spec, fail, hint, \
+    replace, state, text, update, whole
+
+BOND_MODES = Literal["balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
+                     "balance-tlb", "balance-alb"]
+VmName = text(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", "must be letters, digits, '.', '_' or '-' "
+              "(at most 63)")
+HostName = text(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}", "must be a host name (letters, digits, "
+                "'.', '-')")
+Domain = text(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", "must be a DNS domain such as "
+              "intranet.example.com")
+Mac = text(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", "must look like 52:54:00:12:34:56 (lower case)")
+Sha256 = text(r"[0-9a-f]{64}", "must be the image's 64 hex digit SHA-256 (`sha256sum IMAGE`)")
+AbsPath = text(r"/[^\x00-\x1f]*", "must be an absolute directory (CephFS, e.g. /mnt/cephfs)")
+# The lab's placeholder for its own client key (components/config_kvm.py puts the key in).
+LAB_KEY = "lab-client-key"
+AuthorizedKey = text(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|"
+                     r"sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) "
+                     r"[A-Za-z0-9+/=]+( [^\x00-\x1f]*)?|" + LAB_KEY,
+                     "must be one public key line, such as 'ssh-ed25519 AAAA... you@host'")
+
+
+class Bond(Section):
+    name: IfName
+    mode: BOND_MODES | None = None  # the provider's default: active-backup
+
+
+class Bridge(Section):
+    name: IfName
+    interfaces: tuple[IfName, ...] = hint(fix="list the NICs the bridge goes over, such as "
+                                          "[ens33]", min_length=1)
+    nodes: tuple[str, ...] | None = None
+    addresses: dict[str, tuple[Interface, ...]] = hint(
+        {}, fix="map each node to its addresses, such as {osd1: [10.20.10.31/24]}")
+    gateway: IP | None = None
+    nameservers: tuple[IP, ...] = ()
+    search: tuple[Domain, ...] = ()
+    mode: Literal["auto", "netplan", "iproute2"] = hint(
+        "auto", fix="auto is netplan where it exists, else iproute2")
+    network: str | None = None
+    confirm_timeout: whole(5, 600, " seconds") = 30
+    vlan: whole(1, 4094) | None = hint(None, fix="a VLAN ID")
+    bond: Bond | None = hint(None, fix="give the bond a name, such as {name: bond0, mode: "
+                             "active-backup}")
+
+
+class Template(Section):
+    source: text(r".+", "is empty") = hint(fix="the cloud image's path on the node, or an "
+                                           "https URL")
+    sha256: Sha256 | None = Field(None, validate_default=True)
+
+    @field_validator("sha256")
+    @classmethod
+    def _http_needs_a_checksum(cls, value, info: ValidationInfo):
+        if not value and str(info.data.get("source", "")).startswith("http://"):
+            fail("an http:// image can be changed on the way: give its sha256, or an "
+                 "https:// URL")
+        return value
+
+
+class Nic(Section):
+    bridge: IfName | None = None
+    network: str | None = Field(None, validate_default=True)
+    mac: Mac | None = None
+    model: Literal["virtio", "e1000", "rtl8139"] | None = None
+
+    @field_validator("network")
+    @classmethod
+    def _one_source(cls, value, info: ValidationInfo):
+        if bool(value) == bool(info.data.get("bridge")):
+            fail("name exactly one of bridge or network, such as {bridge: br0}")
+        return value
+
+
+class CloudInit(Section):
+    unknown_hint: ClassVar[str] = " (anything else goes in user_data)"
+    hostname: HostName | None = None
+    users: tuple[Any, ...] | None = None
+    ssh_authorized_keys: tuple[AuthorizedKey, ...] | None = None
+    packages: tuple[str, ...] | None = None
+    runcmd: tuple[Any, ...] | None = None
+    user_data: dict[str, Any] | None = None   # merged into #cloud-config
+    network_config: dict[str, Any] | None = None  # netplan v2
+
+
+def _template(value):
+    return {"source": value} if isinstance(value, str) else value
+
+
+class Vm(Spec):
+    renamed: ClassVar[dict] = {
+        "ip_timeout": "renamed to ready_timeout (up now waits until cloud-init has finished, "
+                      "see wait_for)",
+        "password": "a password goes in cephkvm:vm_passwords, as a secret"}
+    name: VmName = replace()
+    node: str = update(fix="a node of cephkvm:nodes; a change is a live migration")
+    template: Annotated[Template, BeforeValidator(_template)] = replace(
+        fix="give the cloud image's path on the node, or {source: PATH, sha256: HEX}")
+    memory_mib: whole(64, 4 << 20) = update(512)
+    max_memory_mib: whole(64, 4 << 20) | None = update(None, fix="live changes go up to it")
+    vcpus: whole(1, 512) = update(1)
+    max_vcpus: whole(1, 512) | None = update(None, fix="live changes go up to it")
+    disk_gib: whole(1, 1 << 16) = update(10, fix="disks only grow")
+    virt_type: Literal["auto", "kvm", "qemu"] = update("auto")
+    nics: tuple[Nic, ...] = update((), fix="a list such as [{bridge: br0}]")
+    cloud_init: CloudInit = update(CloudInit())
+    autostart: Bool = update(True)
+    on_restart_needed: Literal["restart", "fail"] = update("restart")
+    on_cloud_init_change: Literal["next-boot", "replace"] = update("next-boot")
+    keep_disk: Bool = update(True)  # deleting a VM's disk needs keep_disk: false
+    shutdown_timeout: whole(0, 3600, " seconds") = update(60)
+    wait_for: Literal["cloud-init", "address", "none"] = update(
+        "cloud-init", fix="what makes the VM ready (providers/cloud_vm.py)")
+    ready_timeout: whole(0, 86400, " seconds") = update(300)
+
+    @field_validator("max_memory_mib", "max_vcpus")
+    @classmethod
+    def _at_least_current(cls, value, info: ValidationInfo):
+        current = {"max_memory_mib": "memory_mib", "max_vcpus": "vcpus"}[info.field_name]
+        if value is not None and info.data.get(current, 0) > value:
+            fail(f"must be at least {current} ({info.data[current]})")
+        return value
+
+
+class VmInputs(Vm):
+    """CloudVM's inputs: the VM as configured plus what the component derives."""
+    # A domain of this name that does not carry the owner tag is not ours (cloud_vm._own).
+    owner: str | None = state(None)
+    virt_type: Literal["kvm", "qemu"] = update("kvm", fix="qemu where KVM acceleration fails")
+    connection: dict[str, Any] = update(fix="the node's connection")
+    peers: tuple[dict[str, Any], ...] = update(())  # where read looks for a VM moved by hand
+    migration_key: str | None = update(None)
+    storage: AbsPath = replace(fix="where templates/, virtualmachines/ and config/ live")
+    shared_storage: Bool = update(False)
+    password: str | None = update(None)  # secret; hashed into the seed

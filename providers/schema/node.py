@@ -1,0 +1,55 @@
+"""A node of the stack (`cephkvm:nodes[]`), how cephkvm reaches it (`cephkvm:ssh`), and the
+node-wide KVM setting (`cephkvm:kvm`)."""
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from providers.schema.types import IP, Address, Bool, DevicePath, NodeName, Section, hint, \
+    text, whole
+
+ROLES = ("mon", "mgr", "mds", "osd", "kvm")
+Role = Literal["mon", "mgr", "mds", "osd", "kvm"]
+VirtType = Literal["auto", "kvm", "qemu"]
+HostKey = text(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+",
+               "must look like 'ssh-ed25519 AAAA...' (a line of `ssh-keyscan`, without the "
+               "host name)")
+User = text(r"[a-z_][a-z0-9_-]{0,31}", "must be a user name on the node (root, or a service "
+            "account with passwordless sudo)")
+Path = text(r"[^\x00-\x1f]+", "must be a file path")
+
+
+class Node(Section):
+    name: NodeName = hint(fix="node names are used in resource names and host names")
+    address: Address = hint(fix="where cephkvm reaches the node over SSH")
+    ceph_address: IP | None = hint(None, fix="the node's IP address on Ceph's public network")
+    port: whole(1, 65535) = hint(22, fix="a TCP port")
+    user: User = "root"
+    key_file: Path | None = None
+    host_key: HostKey | None = hint(None, fix="pin it, or set cephkvm:ssh.trust_on_first_use: "
+                                    "true to record it on first contact")
+    roles: tuple[Role, ...] = hint(ROLES, fix="roles are " + ", ".join(ROLES))
+    disks: tuple[DevicePath, ...] = ()
+
+    @property
+    def public_address(self) -> str:
+        """Where its mon listens and its daemons talk to the cluster."""
+        return self.ceph_address or self.address
+
+    def connection(self, ssh: "Ssh") -> dict:
+        """The `connection` input every per-node provider takes."""
+        conn = {"name": self.name, "address": self.address, "port": self.port,
+                "user": self.user, "key_file": self.key_file or ssh.key_file,
+                "host_key": self.host_key, "known_hosts": ssh.known_hosts,
+                "trust_on_first_use": ssh.trust_on_first_use}
+        return {k: v for k, v in conn.items() if v is not None}
+
+
+class Ssh(Section):
+    key_file: Path | None = None
+    known_hosts: Path = os.path.expanduser("~/.config/cephkvm/known_hosts")
+    trust_on_first_use: Bool = False
+
+
+class Kvm(Section):
+    virt_type: VirtType = hint("auto", fix="use qemu where KVM acceleration fails")
