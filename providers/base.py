@@ -2,12 +2,17 @@
 delta, building a node Session from props, and waiting."""
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Callable
 
 from pulumi.dynamic import CheckFailure, DiffResult
+from pulumi.output import Unknown
+from pulumi.runtime import rpc
+from pydantic import ValidationError
 
 from providers import errors, lifeline
+from providers.schema import types as schema
 from providers.transport import Host, Session
 
 # Every provider imports this module: inside the provider server, failures read as one
@@ -95,6 +100,40 @@ def check_connection(conn: Any, path: str = "connection") -> list[CheckFailure]:
             f"{path}.host_key", "pin the node's SSH host key, or set trust_on_first_use with a "
             "known_hosts file"))
     return failures
+
+
+def check_schema(model, props: dict) -> list[CheckFailure]:
+    """props against the resource's schema (providers/schema/): one failure per problem,
+    named by field path. Values the engine does not know yet (preview) are not checked."""
+    known, skipped = {}, set()
+    for name, value in props.items():
+        value = _plain(value)
+        if name in model.model_fields and value is not None:
+            (skipped.add(name) if _has_unknown(value) else known.update({name: value}))
+    try:
+        schema.validate(model, known)
+        return []
+    except ValidationError as err:
+        return [CheckFailure(path, message) for path, message in schema.messages(err, model)
+                if re.split(r"[.\[]", path, maxsplit=1)[0] not in skipped]
+
+
+def _plain(value: Any) -> Any:
+    if rpc.is_rpc_secret(value):
+        value = rpc.unwrap_rpc_secret(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _has_unknown(value: Any) -> bool:
+    if isinstance(value, dict):
+        return any(_has_unknown(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_unknown(v) for v in value)
+    return value == rpc.UNKNOWN or isinstance(value, Unknown)
 
 
 def check_node_fields(news: dict) -> list[CheckFailure]:

@@ -29,72 +29,31 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, 
     ResourceProvider, UpdateResult
 
 from providers import base
+from providers.schema import types as schema
+from providers.schema.kvm import VmInputs
 from providers import guest_agent
 from providers import passwords
 from providers import libvirt_domain as dx
 from providers.transport import known_hosts_line, libvirt_uri, open_libvirt
 
 # --- input schema -----------------------------------------------------------------------
-# name                 str   libvirt domain name
-# owner                str   "project/stack", in the domain's metadata: a domain of this
-#                            name that does not carry it is not ours and is refused
-# node                 str   the node it runs on; a change is a live migration
-# connection           dict  that node's connection (base.CONNECTION_FIELDS)
-# peers                list  connections of the other KVM nodes: where `read` looks for a VM
-#                            that was migrated by hand
-# ssh_private_key      str?  secret; otherwise connection.key_file
-# migration_key        str?  path of the stack's MigrationKey on every KVM node (put there by
-#                            MigrationAccess): what a source node migrates with
-# storage              str   directory holding templates/, virtualmachines/, config/
-# shared_storage       bool  storage is shared by all nodes although it is not CephFS (the
-#                            lab's shared directory); CephFS is recognised by itself
-# template             dict  source: image path on the node (or http(s) URL), sha256?: hex
-# disk_gib             int   overlay size; grows only
-# memory_mib, vcpus    int   current size
-# max_memory_mib, max_vcpus  int  live changes go up to these (default: the current size)
-# virt_type            str   kvm | qemu (TCG)
-# nics                 list  {bridge: br0} or {network: name}; mac?, model? (virtio)
-# cloud_init           dict  hostname, users, ssh_authorized_keys, packages, runcmd,
-#                            user_data (dict merged into #cloud-config), network_config (v2)
-# password             str?  secret; the default user's, in the seed as a SHA-512 crypt hash
-# autostart            bool
-# on_restart_needed    str   restart | fail: what a change that needs a reboot does
-# on_cloud_init_change str   next-boot | replace
-# keep_disk            bool  delete keeps overlay and seed (the default: disks are data)
-# shutdown_timeout     int   seconds a graceful shutdown may take before destroy
-# wait_for             str   cloud-init | address | none: what create (and an update that
-#                            restarts the guest) waits for before calling the VM ready
-#                            (cloud-init: finished, through the guest agent, guest_agent.py)
-# ready_timeout        int   seconds that wait may take
+# providers/schema/kvm.py, VmInputs: each field's type, default, bounds and change class.
+# Besides: ssh_private_key (secret; otherwise connection.key_file).
 # outputs: uuid, host, state, macs, addresses, disk_path, seed_path, template_path,
 #          instance_id, seed_generation, ready, cloud_init_errors
-
-REPLACES = ("name", "storage", "template")
-UPDATES = ("node", "connection", "peers", "migration_key", "shared_storage", "disk_gib",
-           "memory_mib", "max_memory_mib", "vcpus", "max_vcpus", "virt_type", "nics", "cloud_init",
-           "password", "autostart", "on_restart_needed", "on_cloud_init_change", "keep_disk",
-           "shutdown_timeout", "wait_for", "ready_timeout")
-# The tag is written when the domain is defined; a renamed project or stack finds no domain
-# of its own and refuses the one of that name (see _own).
-STATE = ("owner",)
+INPUTS = VmInputs
+# The owner tag is written when the domain is defined; a renamed project or stack finds no
+# domain of its own and refuses the one of that name (see _own).
+REPLACES = schema.classes(VmInputs, "replace")
+UPDATES = schema.classes(VmInputs, "update")
+STATE = schema.classes(VmInputs, "state")
+DEFAULTS = schema.defaults(VmInputs)
 CLOUD_INIT_FIELDS = ("cloud_init", "password")
 # Fields that only a shutdown + redefine can change.
 RESTART_FIELDS = ("max_memory_mib", "max_vcpus", "virt_type")
-
-DEFAULTS = {"peers": [], "shared_storage": False, "disk_gib": 10, "memory_mib": 512,
-            "vcpus": 1, "virt_type": "kvm", "nics": [], "cloud_init": {}, "autostart": True,
-            "on_restart_needed": "restart", "on_cloud_init_change": "next-boot",
-            "keep_disk": True, "shutdown_timeout": 60, "wait_for": "cloud-init",
-            "ready_timeout": 300}
-WAIT_FOR = ("cloud-init", "address", "none")
 READY_POLL = 2  # seconds between looks at a booting guest
-DOMAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-MAC = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
-SHA256 = re.compile(r"^[0-9a-f]{64}$")
 SHARED_FS = ("ceph", "fuse.ceph", "fuse.ceph-fuse", "nfs", "nfs4", "glusterfs",
              "fuse.glusterfs", "gfs2", "ocfs2")
-CLOUD_INIT_KEYS = ("hostname", "users", "ssh_authorized_keys", "packages", "runcmd",
-                   "user_data", "network_config")
 
 
 class CloudVMProvider(ResourceProvider):
@@ -103,7 +62,8 @@ class CloudVMProvider(ResourceProvider):
         news.setdefault("max_memory_mib", news["memory_mib"])
         news.setdefault("max_vcpus", news["vcpus"])
         failures = base.check_connection(news.get("connection"))
-        failures += _check_fields(news, base.normalize(olds or {}))
+        failures += base.check_schema(VmInputs, news)
+        failures += _check_growth(news, base.normalize(olds or {}))
         return CheckResult(news, failures)
 
     def diff(self, _id, olds, news):
@@ -213,54 +173,12 @@ class CloudVMProvider(ResourceProvider):
 # --- check ------------------------------------------------------------------------------
 
 
-def _check_fields(p: dict, olds: dict) -> list[CheckFailure]:
-    f = []
-
-    def fail(field, reason):
-        f.append(CheckFailure(field, reason))
-
-    if not DOMAIN_NAME.fullmatch(str(p.get("name", ""))):
-        fail("name", "a VM name is letters, digits, '.', '_', '-' (at most 63)")
-    if not str(p.get("storage", "")).startswith("/"):
-        fail("storage", "storage must be an absolute directory (CephFS, e.g. /mnt/cephfs)")
-    template = p.get("template")
-    if not isinstance(template, dict) or not template.get("source"):
-        fail("template.source", "give the cloud image's path on the node (or an http(s) URL)")
-    elif template.get("sha256") and not SHA256.fullmatch(str(template["sha256"]).lower()):
-        fail("template.sha256", "must be the image's 64 hex digit SHA-256 (`sha256sum IMAGE`)")
-    elif str(template["source"]).startswith("http://") and not template.get("sha256"):
-        fail("template.sha256", "an http:// image can be changed on the way: give its "
-             "sha256, or an https:// URL")
-    for field, low in (("disk_gib", 1), ("memory_mib", 64), ("vcpus", 1), ("ready_timeout", 0)):
-        if not isinstance(p.get(field), int) or p[field] < low:
-            fail(field, f"{field} must be a whole number >= {low}")
-    for field, cur in (("max_memory_mib", "memory_mib"), ("max_vcpus", "vcpus")):
-        if isinstance(p.get(field), int) and isinstance(p.get(cur), int) and p[field] < p[cur]:
-            fail(field, f"{field} must be at least {cur} ({p[cur]})")
-    if isinstance(olds.get("disk_gib"), int) and isinstance(p.get("disk_gib"), int) \
-            and p["disk_gib"] < olds["disk_gib"]:
-        fail("disk_gib", f"disks only grow: it is {olds['disk_gib']} GiB; shrinking would "
-             "lose data (make a new VM instead)")
-    if p.get("virt_type") not in ("kvm", "qemu"):
-        fail("virt_type", "virt_type must be kvm or qemu (qemu where KVM acceleration fails)")
-    for field, allowed in (("on_restart_needed", ("restart", "fail")),
-                           ("on_cloud_init_change", ("next-boot", "replace")),
-                           ("wait_for", WAIT_FOR)):
-        if p.get(field) not in allowed:
-            fail(field, f"{field} must be one of {', '.join(allowed)}")
-    for i, nic in enumerate(p.get("nics") or []):
-        if not isinstance(nic, dict) or bool(nic.get("bridge")) == bool(nic.get("network")):
-            fail(f"nics[{i}]", "a NIC names exactly one of bridge or network")
-        elif nic.get("mac") and not MAC.fullmatch(str(nic["mac"]).lower()):
-            fail(f"nics[{i}].mac", "a MAC looks like 52:54:00:12:34:56")
-    ci = p.get("cloud_init") or {}
-    for k in ci:
-        if k not in CLOUD_INIT_KEYS:
-            fail(f"cloud_init.{k}", f"unknown key; known: {', '.join(CLOUD_INIT_KEYS)}")
-    if ci.get("hostname") and not re.fullmatch(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}$",
-                                           str(ci["hostname"])):
-        fail("cloud_init.hostname", "a host name is letters, digits, '.', '-'")
-    return f
+def _check_growth(p: dict, olds: dict) -> list[CheckFailure]:
+    old, new = olds.get("disk_gib"), p.get("disk_gib")
+    if isinstance(old, int) and isinstance(new, int) and new < old:
+        return [CheckFailure("disk_gib", f"disks only grow: it is {old} GiB; shrinking would "
+                             "lose data (make a new VM instead)")]
+    return []
 
 
 # --- storage: template, overlay, seed ---------------------------------------------------

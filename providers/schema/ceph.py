@@ -43,17 +43,19 @@ Mountpoint = checked(str, _mountpoint, {"type": "string", "pattern": "^/"})
 
 class Ceph(Section):
     cluster_name: ClusterName = "ceph"
-    fsid: Fsid | None = None
+    fsid: Fsid | None = hint(None, fix="the cluster's identity: generated once and kept in "
+                             "state; give the current one to adopt a cluster")
     public_network: Cidr | None = hint(None, fix="the CIDR the mons listen on")
-    cluster_network: Cidr | None = None
+    cluster_network: Cidr | None = hint(None, fix="OSD replication traffic, if apart")
     osd_method: Literal["raw", "lvm"] | None = hint(
         None, fix="lvm on real hosts (the default), raw where device-mapper is missing")
     options: dict[CephSection, dict[OptionName, OptionValue]] = hint(
         {}, fix="map a section (global, mon, osd, ...) to {option: value}")
-    allow_data_loss: Bool = False
-    allow_osd_removal: Bool = False
-    wipe_devices: Bool = False
-    health_timeout: whole(10, 86400, " seconds") = 120
+    allow_data_loss: Bool = hint(False, fix="lets destroy remove the cluster, its mons and OSDs")
+    allow_osd_removal: Bool = hint(False, fix="lets a drained OSD go when its disk or the osd "
+                                   "role is removed")
+    wipe_devices: Bool = hint(False, fix="lets an OSD be made on a device that holds data")
+    health_timeout: whole(10, 86400, " seconds") = hint(120, fix="seconds to wait for health")
 
 
 class Erasure(Section):
@@ -67,15 +69,16 @@ class Pool(Section):
     name: PoolName
     key: PoolName | None = hint(None, fix="the pool's first name, kept when it is renamed")
     type: Literal["replicated", "erasure"] | None = None
-    size: int | None = None
-    min_size: int | None = None
-    pg_num: int | None = None
-    autoscale: Literal["on", "off", "warn"] | None = None
-    application: Word | None = None
-    quota_max_bytes: whole(0) | None = None
-    quota_max_objects: whole(0) | None = None
-    allow_delete: Bool = False
-    erasure: Erasure | None = None
+    size: int | None = hint(None, fix="replicas (default 3; erasure: k+m)")
+    min_size: int | None = hint(None, fix="replicas needed for I/O (default 2; erasure: k+1)")
+    pg_num: int | None = hint(None, fix="placement groups; unset: the autoscaler decides")
+    autoscale: Literal["on", "off", "warn"] | None = hint(None, fix="default: off with "
+                                                          "pg_num, else on")
+    application: Word | None = hint(None, fix="cephfs, rbd, rgw, ...")
+    quota_max_bytes: whole(0) | None = hint(None, fix="0: no quota")
+    quota_max_objects: whole(0) | None = hint(None, fix="0: no quota")
+    allow_delete: Bool = hint(False, fix="lets the pool and its data be deleted")
+    erasure: Erasure | None = hint(None, fix="makes it an erasure-coded pool")
 
     def inputs(self) -> dict:
         """The pool in CephPool's input shape (erasure settings flattened)."""
@@ -92,19 +95,19 @@ class Filesystem(Section):
     name: PoolName = hint(fix="the filesystem's name")
     metadata_pool: str = hint(fix="a replicated pool of cephkvm:pools")
     data_pool: str = hint(fix="a replicated pool of cephkvm:pools")
-    extra_data_pools: tuple[str, ...] = ()
-    max_mds: whole(1, 16) = 1
-    standby_count: whole(0, 16) | None = None
+    extra_data_pools: tuple[str, ...] = hint((), fix="more data pools (EC pools go here)")
+    max_mds: whole(1, 16) = hint(1, fix="active MDS daemons")
+    standby_count: whole(0, 16) | None = hint(None, fix="default: 1 when there is a second MDS")
     layouts: dict[str, str] = hint({}, fix="map a directory to one of the filesystem's data "
                                    "pools")
-    allow_delete: Bool = False
+    allow_delete: Bool = hint(False, fix="lets the filesystem (and data pool removals) go")
 
 
 class Mount(Section):
     filesystem: str = hint(fix="a filesystem of cephkvm:filesystems")
     mountpoint: Mountpoint
-    nodes: tuple[str, ...] | None = None
-    client: Literal["fuse", "kernel"] = "fuse"
-    options: tuple[MountOption, ...] = ()
-    client_id: ClientId | None = None
-    force_unmount: Bool = False
+    nodes: tuple[str, ...] | None = hint(None, fix="default: every node")
+    client: Literal["fuse", "kernel"] = hint("fuse", fix="ceph-fuse, or the kernel client")
+    options: tuple[MountOption, ...] = hint((), fix="mount options, one per item")
+    client_id: ClientId | None = hint(None, fix="the cephx client (ID-NODE on each node)")
+    force_unmount: Bool = hint(False, fix="lets a busy mount be unmounted lazily")

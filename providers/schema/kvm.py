@@ -20,8 +20,8 @@ HostName = text(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}", "must be a host name (letter
                 "'.', '-')")
 Domain = text(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", "must be a DNS domain such as "
               "intranet.example.com")
-Mac = text(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", "must look like 52:54:00:12:34:56 (lower case)")
-Sha256 = text(r"[0-9a-f]{64}", "must be the image's 64 hex digit SHA-256 (`sha256sum IMAGE`)")
+Mac = text(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", "must look like 52:54:00:12:34:56")
+Sha256 = text(r"[0-9a-fA-F]{64}", "must be the image's 64 hex digit SHA-256 (`sha256sum IMAGE`)")
 AbsPath = text(r"/[^\x00-\x1f]*", "must be an absolute directory (CephFS, e.g. /mnt/cephfs)")
 # The lab's placeholder for its own client key (components/config_kvm.py puts the key in).
 LAB_KEY = "lab-client-key"
@@ -40,7 +40,7 @@ class Bridge(Section):
     name: IfName
     interfaces: tuple[IfName, ...] = hint(fix="list the NICs the bridge goes over, such as "
                                           "[ens33]", min_length=1)
-    nodes: tuple[str, ...] | None = None
+    nodes: tuple[str, ...] | None = hint(None, fix="default: every node with the kvm role")
     addresses: dict[str, tuple[Interface, ...]] = hint(
         {}, fix="map each node to its addresses, such as {osd1: [10.20.10.31/24]}")
     gateway: IP | None = None
@@ -48,8 +48,9 @@ class Bridge(Section):
     search: tuple[Domain, ...] = ()
     mode: Literal["auto", "netplan", "iproute2"] = hint(
         "auto", fix="auto is netplan where it exists, else iproute2")
-    network: str | None = None
-    confirm_timeout: whole(5, 600, " seconds") = 30
+    network: str | None = hint(None, fix="its libvirt network (default: the bridge's name)")
+    confirm_timeout: whole(5, 600, " seconds") = hint(30, fix="rolled back unless SSH answers "
+                                                      "again in time")
     vlan: whole(1, 4094) | None = hint(None, fix="a VLAN ID")
     bond: Bond | None = hint(None, fix="give the bond a name, such as {name: bond0, mode: "
                              "active-backup}")
@@ -112,17 +113,21 @@ class Vm(Spec):
     vcpus: whole(1, 512) = update(1)
     max_vcpus: whole(1, 512) | None = update(None, fix="live changes go up to it")
     disk_gib: whole(1, 1 << 16) = update(10, fix="disks only grow")
-    virt_type: Literal["auto", "kvm", "qemu"] = update("auto")
+    virt_type: Literal["auto", "kvm", "qemu"] = update("auto", fix="auto: the node's own (kvm "
+                                                       "where /dev/kvm works)")
     nics: tuple[Nic, ...] = update((), fix="a list such as [{bridge: br0}]")
     cloud_init: CloudInit = update(CloudInit())
     autostart: Bool = update(True)
-    on_restart_needed: Literal["restart", "fail"] = update("restart")
-    on_cloud_init_change: Literal["next-boot", "replace"] = update("next-boot")
-    keep_disk: Bool = update(True)  # deleting a VM's disk needs keep_disk: false
-    shutdown_timeout: whole(0, 3600, " seconds") = update(60)
+    on_restart_needed: Literal["restart", "fail"] = update(
+        "restart", fix="what a change that needs a reboot does")
+    on_cloud_init_change: Literal["next-boot", "replace"] = update(
+        "next-boot", fix="a new seed applied on the next boot, or a new VM")
+    keep_disk: Bool = update(True, fix="false lets delete remove the overlay and seed")
+    shutdown_timeout: whole(0, 3600, " seconds") = update(
+        60, fix="seconds a graceful shutdown may take")
     wait_for: Literal["cloud-init", "address", "none"] = update(
         "cloud-init", fix="what makes the VM ready (providers/cloud_vm.py)")
-    ready_timeout: whole(0, 86400, " seconds") = update(300)
+    ready_timeout: whole(0, 86400, " seconds") = update(300, fix="seconds up waits for wait_for")
 
     @field_validator("max_memory_mib", "max_vcpus")
     @classmethod

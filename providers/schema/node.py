@@ -2,7 +2,6 @@
 node-wide KVM setting (`cephkvm:kvm`)."""
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 from providers.schema.types import IP, Address, Bool, DevicePath, NodeName, Section, hint, \
@@ -24,12 +23,13 @@ class Node(Section):
     address: Address = hint(fix="where cephkvm reaches the node over SSH")
     ceph_address: IP | None = hint(None, fix="the node's IP address on Ceph's public network")
     port: whole(1, 65535) = hint(22, fix="a TCP port")
-    user: User = "root"
-    key_file: Path | None = None
+    user: User = hint("root", fix="root, or a service account with passwordless sudo")
+    key_file: Path | None = hint(None, fix="this node's SSH key, else cephkvm:ssh.key_file")
     host_key: HostKey | None = hint(None, fix="pin it, or set cephkvm:ssh.trust_on_first_use: "
                                     "true to record it on first contact")
     roles: tuple[Role, ...] = hint(ROLES, fix="roles are " + ", ".join(ROLES))
-    disks: tuple[DevicePath, ...] = ()
+    disks: tuple[DevicePath, ...] = hint((), fix="one OSD per device (with the osd role); use "
+                                          "/dev/disk/by-id/ paths")
 
     @property
     def public_address(self) -> str:
@@ -46,9 +46,12 @@ class Node(Section):
 
 
 class Ssh(Section):
-    key_file: Path | None = None
-    known_hosts: Path = os.path.expanduser("~/.config/cephkvm/known_hosts")
-    trust_on_first_use: Bool = False
+    key_file: Path | None = hint(None, fix="the SSH private key (else cephkvm:ssh_private_key, "
+                                 "a secret)")
+    known_hosts: Path = hint("~/.config/cephkvm/known_hosts",
+                             fix="host keys learnt on first contact (written 0600)")
+    trust_on_first_use: Bool = hint(False, fix="record an unpinned host key on first contact; "
+                                    "later runs trust the key in the stack's state")
 
 
 class Kvm(Section):

@@ -35,6 +35,8 @@ PROVIDERS = [m.name for m in pkgutil.iter_modules(providers.__path__)
 @pytest.mark.parametrize("name", PROVIDERS)
 def test_every_schema_field_has_a_change_class(name):
     mod = importlib.import_module(f"providers.{name}")
+    if hasattr(mod, "INPUTS"):  # a pydantic schema: its classes are the tables
+        return check_model_tables(mod)
     source = open(mod.__file__).read()
     if re.search(r"# --- input schema -*\n# see providers/", source):
         shared = source.split("# see ", 1)[1].split(":", 1)[0]  # a schema shared with it
@@ -47,6 +49,19 @@ def test_every_schema_field_has_a_change_class(name):
     assert not missing, f"{name}: no replace/update/state class for {missing}"
     twice = [f for f in fields if sum(f in c for c in classes) > 1]
     assert not twice, f"{name}: {twice} in more than one class"
+
+
+def check_model_tables(mod):
+    fields = set(mod.INPUTS.model_fields)
+    tables = [set(mod.REPLACES), set(mod.UPDATES), set(mod.STATE)]
+    assert set().union(*tables) == fields
+    assert sum(len(t) for t in tables) == len(fields), "a field in more than one class"
+
+
+def test_a_schema_field_without_a_change_class_is_refused_when_it_is_written():
+    from providers.schema.types import Spec
+    with pytest.raises(TypeError, match="give size a change class"):
+        type("Broken", (Spec,), {"__annotations__": {"size": int}, "size": 1})
 
 
 def test_a_bridge_timeout_change_is_an_update_of_the_state_alone():
