@@ -177,12 +177,6 @@ def _filesystems(filesystems: tuple, pools: dict, mdss: tuple, problems: list) -
                            extra=field_name.startswith("extra"))
         if not mdss:
             problems.append(f"{key(path)}: no node has the mds role; CephFS needs one")
-        for directory, pool in fs.layouts.items():
-            if not directory.startswith("/") or pool not in (fs.data_pool,
-                                                             *fs.extra_data_pools):
-                problems.append(f"{key(path + '.layouts')}: {directory}: {pool} must be an "
-                                "absolute directory mapped to one of this filesystem's data "
-                                "pools")
         standby = fs.standby_count if fs.standby_count is not None else \
             min(1, max(len(mdss) - 1, 0))
         found[fs.name] = {**fs.model_dump(mode="json"), "standby_count": standby}

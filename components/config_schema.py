@@ -13,7 +13,7 @@ import sys
 
 from providers.schema.ceph import Ceph, Filesystem, Mount, Pool
 from providers.schema.kvm import AbsPath, Bridge, Vm
-from providers.schema.node import Kvm, Node, Path, Ssh
+from providers.schema.node import Kvm, Node, Package, Path, Ssh
 from providers.schema.types import Bool, Section, hint
 
 BASE_PACKAGES = ("openssh-server", "iproute2", "qemu-system-x86", "qemu-utils",
@@ -30,7 +30,7 @@ class Stack(Section):
     # A secret (`pulumi config set --secret`); __main__ reads it as one.
     ssh_private_key: str | None = hint(None, fix="a secret: the SSH key as text")
     kvm: Kvm = Kvm()
-    packages: tuple[str, ...] = hint(BASE_PACKAGES, fix="Debian packages every node gets")
+    packages: tuple[Package, ...] = hint(BASE_PACKAGES, fix="Debian packages every node gets")
     # A YAML list of VMs in a file, for fleets too large for stack config (the engine hands
     # the program its whole config in one environment variable, capped at 128 KiB).
     vms_file: Path | None = hint(None, fix="a YAML list of VMs, added to cephkvm:vms")

@@ -6,7 +6,7 @@ import re
 import time
 from typing import Any, Callable
 
-from pulumi.dynamic import CheckFailure, DiffResult
+from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvider
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
 from pydantic import ValidationError
@@ -100,6 +100,51 @@ def check_connection(conn: Any, path: str = "connection") -> list[CheckFailure]:
             f"{path}.host_key", "pin the node's SSH host key, or set trust_on_first_use with a "
             "known_hosts file"))
     return failures
+
+
+class Provider(ResourceProvider):
+    """A dynamic provider whose inputs are the schema INPUTS (providers/schema/): check fills
+    in its defaults and validates with it, diff applies its change classes. A provider adds
+    `fill` (defaults computed from other inputs) and `rules` (checks across fields)."""
+    INPUTS: Any
+    # The old resource goes first when a replace needs what it holds (a name, a mountpoint).
+    DELETE_BEFORE_REPLACE = False
+    # Values not computed yet (a cluster's outputs in a preview) count as unchanged.
+    SETTLE = False
+
+    def check(self, olds, news):
+        olds = normalize(olds or {})
+        news = self.fill({**schema.defaults(self.INPUTS), **normalize(news)})
+        failures = check_schema(self.INPUTS, news)
+        if "connection" in self.INPUTS.model_fields:
+            failures += check_connection(news.get("connection"))
+        return CheckResult(news, failures + self.rules(news, olds))
+
+    def fill(self, news: dict) -> dict:
+        return news
+
+    def rules(self, news: dict, olds: dict) -> list[CheckFailure]:
+        return []
+
+    def diff(self, _id, olds, news):
+        olds, news = normalize(olds), normalize(news)
+        replaces, updates, state = tables(self.INPUTS)
+        return diff_result(olds, settled(olds, news) if self.SETTLE else news,
+                           replaces=replaces, updates=updates, state=state,
+                           delete_before_replace=self.DELETE_BEFORE_REPLACE)
+
+
+def tables(model) -> tuple[tuple, tuple, tuple]:
+    """The schema's (replace, update, state) fields."""
+    return tuple(schema.classes(model, change) for change in schema.CHANGES)
+
+
+def settled(olds: dict, news: dict) -> dict:
+    """news with values not computed yet (the cluster's outputs while the cluster itself is
+    being updated in a preview) taken as unchanged. Without this, a cluster update previews
+    as a replacement of every OSD, pool and mount; `up` diffs again with the real values."""
+    return {k: olds.get(k) if isinstance(v, Unknown) or v == rpc.UNKNOWN else v
+            for k, v in news.items()}
 
 
 def check_schema(model, props: dict) -> list[CheckFailure]:

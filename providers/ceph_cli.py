@@ -8,8 +8,6 @@ import re
 import struct
 import time
 
-from pulumi.output import Unknown
-from pulumi.runtime.rpc import UNKNOWN
 
 from providers import base, ceph_facts
 from providers.transport import Session, TransportError
@@ -111,9 +109,4 @@ def wait_for_quorum(node: Session, cluster: str, timeout: float, mons=()) -> lis
         "mons (CephMon resources) and their logs in /var/log/ceph."))
 
 
-def settled(olds: dict, news: dict) -> dict:
-    """news with values not computed yet (the cluster's outputs while the cluster itself is
-    being updated in a preview) taken as unchanged. Without this, a cluster update previews
-    as a replacement of every OSD, pool and mount; `up` diffs again with the real values."""
-    return {k: olds.get(k) if isinstance(v, Unknown) or v == UNKNOWN else v
-            for k, v in news.items()}
+settled = base.settled  # where the Ceph providers import it from

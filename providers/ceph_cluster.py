@@ -19,28 +19,18 @@ import uuid
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from providers import base
 from providers.ceph_cli import gen_key, keyring, keyring_keys, node_session, put_if_changed
+from providers.schema.ceph import ClusterInputs
 
 # --- input schema -----------------------------------------------------------------------
-# cluster_name     str        "ceph"
-# pin_fsid         str?       use this fsid instead of generating one
-# public_network   str        CIDR the mons and clients use
-# cluster_network  str?       CIDR for OSD replication
-# owner            str        "project/stack": whose identity files these are
-# nodes            list[dict] {name, address, connection, ssh_private_key?}: every node
-# mons             list[str]  node names running a mon (mon id = node name): ceph.conf's
-#                             mon_host, and the initial monmap when the cluster is created
-# allow_data_loss  bool       delete is refused unless true
+# providers/schema/ceph.py ClusterInputs
 # outputs: fsid, mon_addresses ([v2:..,v1:..] per mon), mon_hosts (ip:6789), conf (the
 #          ceph.conf text CephConf writes), admin_key, mon_key, bootstrap_osd_key (secrets)
-
-REPLACES = ("cluster_name",)
-UPDATES = ("public_network", "cluster_network", "nodes", "mons", "allow_data_loss",
-           "pin_fsid", "owner")
+INPUTS = ClusterInputs
+REPLACES, UPDATES, STATE = base.tables(INPUTS)
 SECRET_OUTPUTS = ("admin_key", "mon_key", "bootstrap_osd_key")
 OUTPUTS = ("fsid", "mon_addresses", "mon_hosts", "conf", *SECRET_OUTPUTS)
 ENTITIES = {"mon.": "mon_key", "client.admin": "admin_key",
@@ -52,9 +42,10 @@ MAX_CLOCK_SKEW = 0.05  # seconds: Ceph's mon_clock_drift_allowed
 ADMIN_CAPS = {"mon": "allow *", "osd": "allow *", "mds": "allow *", "mgr": "allow *"}
 
 
-class CephClusterProvider(ResourceProvider):
-    def check(self, olds, news):
-        news, olds = base.normalize(news), base.normalize(olds or {})
+class CephClusterProvider(base.Provider):
+    INPUTS = INPUTS
+
+    def rules(self, news, olds):
         failures = []
         names = {n.get("name") for n in news.get("nodes") or []}
         for i, node in enumerate(news.get("nodes") or []):
@@ -63,23 +54,14 @@ class CephClusterProvider(ResourceProvider):
             if name not in names:
                 failures.append(CheckFailure("mons", f"{name!r} is not one of the nodes "
                                                      f"({', '.join(sorted(names))})"))
-        if not news.get("mons"):
-            failures.append(CheckFailure("mons", "at least one node needs the mon role"))
-        if not news.get("public_network"):
-            failures.append(CheckFailure("public_network", "set the CIDR mons listen on"))
-        failures += _mon_removal_failures(olds, news)
-        if not news.get("owner"):
-            failures.append(CheckFailure("owner", "name the stack (project/stack) that owns "
-                                                  "the cluster"))
-        news.setdefault("cluster_name", "ceph")
-        return CheckResult(news, failures)
+        return failures + _mon_removal_failures(olds, news)
 
     def diff(self, _id, olds, news):
         """Pinning the fsid the cluster has is state only; pinning another one is another
         cluster: a replace (protected unless data may be lost), the old one deleted first
         so its delete cannot remove the new one's files."""
+        result = super().diff(_id, olds, news)
         olds, news = base.normalize(olds), base.normalize(news)
-        result = base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES)
         pin = news.get("pin_fsid")
         if pin and olds.get("fsid") and pin != olds["fsid"]:
             result.replaces = [*result.replaces, "pin_fsid"]

@@ -11,38 +11,28 @@ from __future__ import annotations
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from providers import base
-from providers.ceph_cli import keyring, keyring_keys, node_session, put_if_changed, settled
+from providers.ceph_cli import keyring, keyring_keys, node_session, put_if_changed
 from providers.ceph_cluster import ADMIN_CAPS
+from providers.schema.ceph import ConfInputs
 
 # --- input schema -----------------------------------------------------------------------
-# cluster_name  str
-# node          str   node name
-# connection    dict  see base.CONNECTION_FIELDS (+ ssh_private_key?)
-# conf          str   ceph.conf's text (CephCluster's `conf` output)
-# admin         bool  the node gets the admin keyring
-# admin_key     str?  secret: client.admin's key (when admin)
+# providers/schema/ceph.py ConfInputs (+ ssh_private_key?)
 # outputs: none beyond the inputs; read reports what the node holds
+INPUTS = ConfInputs
+REPLACES, UPDATES, STATE = base.tables(INPUTS)
 
-REPLACES = ("cluster_name", "node")
-UPDATES = ("connection", "conf", "admin", "admin_key")
 
+class CephConfProvider(base.Provider):
+    INPUTS = INPUTS
+    SETTLE = True
 
-class CephConfProvider(ResourceProvider):
-    def check(self, _olds, news):
-        news = base.normalize(news)
-        failures = base.check_node_fields(news)
-        news.setdefault("cluster_name", "ceph")
-        news.setdefault("admin", False)
+    def rules(self, news, _olds):
         if news["admin"] is True and not news.get("admin_key"):
-            failures.append(CheckFailure("admin_key", "an admin node needs the admin key"))
-        return CheckResult(news, failures)
-
-    def diff(self, _id, olds, news):
-        return base.diff_result(olds, settled(olds, news), replaces=REPLACES, updates=UPDATES)
+            return [CheckFailure("admin_key", "an admin node needs the admin key")]
+        return []
 
     def create(self, props):
         props = base.normalize(props)

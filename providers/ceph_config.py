@@ -11,26 +11,17 @@ from __future__ import annotations
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, ceph_json, quorum, settled, \
-    wait_for_quorum
+from providers.ceph_cli import admin_session, ceph, ceph_json, quorum, wait_for_quorum
+from providers.schema.ceph import ConfigInputs
 
 # --- input schema -----------------------------------------------------------------------
-# cluster_name, fsid  str
-# admin               list[dict]  connections of nodes holding the admin keyring
-# mons                list[str]   mons that must be in quorum before anything is set
-# options             dict        {section: {option: value}}, set with `ceph config set`;
-#                                 an option no longer listed is removed (`ceph config rm`)
-# timeout             int         seconds to wait for the quorum and for health
-# allow_data_loss     bool        delete is refused unless true: it is the guard in front of
-#                                 the mons, which a destroy would remove next
+# providers/schema/ceph.py ConfigInputs
 # outputs: options (as the cluster has them), version, health, health_checks
-
-REPLACES = ("cluster_name", "fsid")
-UPDATES = ("admin", "mons", "options", "timeout", "allow_data_loss")
+INPUTS = ConfigInputs
+REPLACES, UPDATES, STATE = base.tables(INPUTS)
 OUTPUTS = ("version", "health", "health_checks")
 
 # Options every cluster gets: Pacific warns until insecure global_id reclaim is turned off.
@@ -41,25 +32,9 @@ LATER_CHECKS = ("MGR_", "OSD_", "PG_", "POOL_", "TOO_FEW_", "MDS_", "FS_", "OBJE
                 "SLOW_OPS")
 
 
-class CephConfigProvider(ResourceProvider):
-    def check(self, _olds, news):
-        news = base.normalize(news)
-        failures = []
-        if not news.get("admin"):
-            failures.append(CheckFailure("admin", "list at least one node with the admin "
-                                                  "keyring"))
-        options = news.setdefault("options", {})
-        if not isinstance(options, dict) or not all(isinstance(o, dict)
-                                                    for o in options.values()):
-            failures.append(CheckFailure("options", "map a section (global, mon, osd, ...) "
-                                                    "to {option: value}"))
-        news.setdefault("cluster_name", "ceph")
-        news.setdefault("mons", [])
-        news.setdefault("timeout", 120)
-        return CheckResult(news, failures)
-
-    def diff(self, _id, olds, news):
-        return base.diff_result(olds, settled(olds, news), replaces=REPLACES, updates=UPDATES)
+class CephConfigProvider(base.Provider):
+    INPUTS = INPUTS
+    SETTLE = True
 
     def create(self, props):
         props = base.normalize(props)

@@ -9,22 +9,16 @@ from __future__ import annotations
 
 from typing import Callable
 
-from pulumi.dynamic import CheckResult, CreateResult, ReadResult, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, services
-from providers.ceph_cli import ceph, node_session, settled, wait_for_quorum
+from providers.ceph_cli import ceph, node_session, wait_for_quorum
+from providers.schema.ceph import DaemonInputs
 
 # --- input schema (both kinds) ----------------------------------------------------------
-# cluster_name  str
-# fsid          str   the cluster's (an output of CephCluster)
-# node          str   node name = daemon id
-# connection    dict  see base.CONNECTION_FIELDS (+ ssh_private_key?)
-# ensure        str   "up": read reports "down" when it is not running or not registered
-# timeout       int   seconds to wait for a quorum and for the daemon to register
-
-REPLACES = ("cluster_name", "fsid", "node")
-UPDATES = ("connection", "ensure", "timeout")
+# providers/schema/ceph.py DaemonInputs (+ ssh_private_key?)
+INPUTS = DaemonInputs
+REPLACES, UPDATES, STATE = base.tables(INPUTS)
 
 DAEMON_CAPS = {
     "mgr": ["mon", "allow profile mgr", "osd", "allow *", "mds", "allow *"],
@@ -34,22 +28,12 @@ DAEMON_CAPS = {
 Registered = Callable[[object, str], list]  # (admin node, cluster) -> daemon names
 
 
-class DaemonProvider(ResourceProvider):
+class DaemonProvider(base.Provider):
     """A subclass names its `kind` and the `registered` fact for that kind."""
-
+    INPUTS = INPUTS
+    SETTLE = True
     kind: str
     registered: Registered
-
-    def check(self, _olds, news):
-        news = base.normalize(news)
-        failures = base.check_node_fields(news)
-        news.setdefault("cluster_name", "ceph")
-        news.setdefault("ensure", "up")
-        news.setdefault("timeout", 120)
-        return CheckResult(news, failures)
-
-    def diff(self, _id, olds, news):
-        return base.diff_result(olds, settled(olds, news), replaces=REPLACES, updates=UPDATES)
 
     def create(self, props):
         props = base.normalize(props)

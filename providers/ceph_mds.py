@@ -12,11 +12,11 @@ from providers import ceph_daemon, ceph_facts
 from providers.ceph_cli import ceph_json
 
 # --- input schema -----------------------------------------------------------------------
-# see providers/ceph_daemon.py: cluster_name, fsid, node, connection, ensure, timeout
+# providers/schema/ceph.py DaemonInputs, through providers/ceph_daemon.py
 
 KIND = "mds"
-REPLACES = ceph_daemon.REPLACES  # check, diff, create, read, update, delete: DaemonProvider
-UPDATES = ceph_daemon.UPDATES
+INPUTS = ceph_daemon.INPUTS  # check, diff, create, read, update, delete: DaemonProvider
+REPLACES, UPDATES, STATE = ceph_daemon.REPLACES, ceph_daemon.UPDATES, ceph_daemon.STATE
 
 
 def registered(node, cluster: str) -> list[str]:

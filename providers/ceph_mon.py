@@ -18,48 +18,28 @@ import threading
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, ceph_json, node_session, quorum, settled, \
-    wait_for_quorum
+from providers.ceph_cli import ceph, ceph_json, node_session, quorum, wait_for_quorum
 from providers.ceph_cluster import IDENTITY_DIR, bootstrap_keyring_path, identity_files, \
     initial_monmap_path, mon_addrv
+from providers.schema.ceph import MonInputs
 
 # --- input schema -----------------------------------------------------------------------
-# cluster_name     str
-# fsid             str   the cluster's (an output of CephCluster)
-# node             str   node name = mon id
-# address          str   the node's public address (the mon's, in the initial monmap)
-# connection       dict  see base.CONNECTION_FIELDS (+ ssh_private_key?)
-# allow_data_loss  bool  the last mon, or one whose removal loses quorum, may be removed
-# ensure           str   "up": read reports "down" when the mon is not running in quorum
-# timeout          int   seconds to wait for the mon (and, to join, for a quorum)
+# providers/schema/ceph.py MonInputs (+ ssh_private_key?)
 # outputs: mon_addr ([v2:..,v1:..])
-
-REPLACES = ("cluster_name", "fsid", "node", "address")
-UPDATES = ("connection", "allow_data_loss", "ensure", "timeout")
+INPUTS = MonInputs
+REPLACES, UPDATES, STATE = base.tables(INPUTS)
 OUTPUTS = ("mon_addr",)
 
 _MONMAP_CHANGES = threading.Lock()
 
 
-class CephMonProvider(ResourceProvider):
-    def check(self, _olds, news):
-        news = base.normalize(news)
-        failures = base.check_connection(news.get("connection"))
-        for field in ("node", "address"):
-            if not news.get(field):
-                failures.append(CheckFailure(field, f"{field} is required"))
-        news.setdefault("cluster_name", "ceph")
-        news.setdefault("ensure", "up")
-        news.setdefault("timeout", 120)
-        return CheckResult(news, failures)
-
-    def diff(self, _id, olds, news):
-        return base.diff_result(olds, settled(olds, news), replaces=REPLACES, updates=UPDATES,
-                                delete_before_replace=True)
+class CephMonProvider(base.Provider):
+    INPUTS = INPUTS
+    SETTLE = True
+    DELETE_BEFORE_REPLACE = True
 
     def create(self, props):
         props = base.normalize(props)

@@ -19,56 +19,27 @@ import threading
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, ceph_json, keyring, node_session, put_if_changed, settled
-
-METHODS = ("raw", "lvm")
+from providers.ceph_cli import ceph, ceph_json, keyring, node_session, put_if_changed
+from providers.schema.ceph import OsdInputs
 
 # --- input schema -----------------------------------------------------------------------
-# cluster_name     str
-# fsid             str         the cluster's (an output of CephCluster)
-# node             str         node name (= CRUSH host)
-# connection       dict        see base.CONNECTION_FIELDS
-# device           str         absolute path, e.g. /dev/sdb
-# method           str         raw | lvm
-# wipe             bool        a device holding data may be wiped
-# allow_removal    bool        delete (drain, purge, zap) is allowed
-# allow_data_loss  bool        a dead OSD that cannot drain may be purged
-# ensure           str         "up": read reports "down" when the OSD is not up+in (drift)
-# timeout          int         seconds to wait for up+in, and for the drain on delete
+# providers/schema/ceph.py OsdInputs (+ ssh_private_key?)
 # outputs: osd_id, osd_uuid, host
-
-REPLACES = ("cluster_name", "fsid", "node", "device", "method")
-UPDATES = ("connection", "wipe", "allow_removal", "allow_data_loss", "ensure", "timeout")
+INPUTS = OsdInputs
+REPLACES, UPDATES, STATE = base.tables(INPUTS)
 OUTPUTS = ("osd_id", "osd_uuid", "host")
 
 DRAIN_POLL = 3  # seconds between looks at a draining OSD
 _REMOVALS = threading.Lock()  # one provider process serves the stack: one drain at a time
 
 
-class CephOsdProvider(ResourceProvider):
-    def check(self, _olds, news):
-        news = base.normalize(news)
-        failures = base.check_connection(news.get("connection"))
-        device = news.get("device") or ""
-        if not device.startswith("/dev/"):
-            failures.append(CheckFailure("device", f"{device!r} must be an absolute device "
-                                                   "path such as /dev/sdb"))
-        if news.get("method", "raw") not in METHODS:
-            failures.append(CheckFailure("method", f"method must be one of {', '.join(METHODS)}"
-                                                   " (raw without systemd/device-mapper)"))
-        news.setdefault("method", "raw")
-        news.setdefault("cluster_name", "ceph")
-        news.setdefault("ensure", "up")
-        news.setdefault("timeout", 180)
-        return CheckResult(news, failures)
-
-    def diff(self, _id, olds, news):
-        return base.diff_result(olds, settled(olds, news), replaces=REPLACES, updates=UPDATES,
-                                delete_before_replace=True)
+class CephOsdProvider(base.Provider):
+    INPUTS = INPUTS
+    SETTLE = True
+    DELETE_BEFORE_REPLACE = True
 
     def create(self, props):
         props = base.normalize(props)

@@ -10,59 +10,40 @@ from __future__ import annotations
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, ceph_json, settled
-
-TYPES = ("replicated", "erasure")
-AUTOSCALE = ("on", "off", "warn")
+from providers.ceph_cli import admin_session, ceph, ceph_json
+from providers.schema.ceph import PoolInputs
 
 # --- input schema -----------------------------------------------------------------------
-# cluster_name, fsid   str        the cluster (fsid is an output of CephCluster)
-# admin                list[dict] connections of nodes holding the admin keyring
-# name                 str        pool name (rename in place)
-# key                  str        stable identity in the stack (defaults to the first name)
-# type                 str        replicated | erasure
-# size, min_size       int        replicas (erasure: size = k+m, min_size defaults to k+1)
-# ec_k, ec_m           int        erasure only
-# ec_failure_domain    str        erasure only (host, osd, ...)
-# ec_overwrites        bool       erasure only; needed for CephFS/RBD data
-# pg_num               int?       fixed placement groups; unset = the autoscaler decides
-# autoscale            str        on | off | warn
-# application          str        cephfs | rbd | rgw | ...
-# quota_max_bytes, quota_max_objects  int (0 = none)
-# allow_delete         bool
-# timeout              int        seconds to wait for the pool's PGs to be active+clean
-# outputs: pool_id
-
-REPLACES = ("cluster_name", "fsid", "key", "type", "ec_k", "ec_m", "ec_failure_domain")
-UPDATES = ("name", "size", "min_size", "pg_num", "autoscale", "application", "quota_max_bytes",
-           "quota_max_objects", "ec_overwrites", "allow_delete", "admin", "timeout")
+# providers/schema/ceph.py PoolInputs; check_pool below holds the rules across fields
+# (also the stack config's). outputs: pool_id
+INPUTS = PoolInputs
+REPLACES, UPDATES, STATE = base.tables(INPUTS)
 
 
-class CephPoolProvider(ResourceProvider):
-    def check(self, _olds, news):
-        news = base.normalize(news)
+class CephPoolProvider(base.Provider):
+    INPUTS = INPUTS
+    SETTLE = True
+    DELETE_BEFORE_REPLACE = True  # the name is taken until then
+
+    def fill(self, news):
         news.setdefault("key", news.get("name"))
-        news.setdefault("type", "replicated")
-        news.setdefault("cluster_name", "ceph")
-        news.setdefault("timeout", 300)
-        failures = check_pool(news)
-        if news["type"] == "erasure" and not failures:
-            news["size"] = news["ec_k"] + news["ec_m"]
-            news.setdefault("min_size", news["ec_k"] + 1)
+        if news["type"] == "erasure":
+            if isinstance(news.get("ec_k"), int) and isinstance(news.get("ec_m"), int):
+                news["size"] = news["ec_k"] + news["ec_m"]
+                news.setdefault("min_size", news["ec_k"] + 1)
             news.setdefault("ec_failure_domain", "host")
             news.setdefault("ec_overwrites", False)
+        else:
+            news.setdefault("size", 3)
+            news.setdefault("min_size", 2)
         news.setdefault("autoscale", "off" if news.get("pg_num") else "on")
-        for field in ("quota_max_bytes", "quota_max_objects"):
-            news.setdefault(field, 0)
-        return CheckResult(news, failures)
+        return news
 
-    def diff(self, _id, olds, news):
-        return base.diff_result(olds, settled(olds, news), replaces=REPLACES, updates=UPDATES,
-                                delete_before_replace=True)  # the name is taken until then
+    def rules(self, news, _olds):
+        return check_pool(news)
 
     def create(self, props):
         props = base.normalize(props)
@@ -122,18 +103,15 @@ class CephPoolProvider(ResourceProvider):
 
 
 def check_pool(p: dict) -> list:
-    """Failures naming the field and the fix (also used by components/config_ceph.py)."""
+    """Failures across fields, naming the field and the fix (also the stack config's rules,
+    components/config_ceph.py). Types and enums are the schema's."""
     fail = []
-    if p.get("type") not in TYPES:
-        fail.append(CheckFailure("type", f"type must be one of {', '.join(TYPES)}"))
     if p.get("type") == "erasure":
         for f in ("ec_k", "ec_m"):
             if not isinstance(p.get(f), int) or p[f] < 1:
                 fail.append(CheckFailure(f, f"{f} must be a positive integer"))
     else:
         size, min_size = p.get("size", 3), p.get("min_size", 2)
-        p.setdefault("size", size)
-        p.setdefault("min_size", min_size)
         if not isinstance(min_size, int) or min_size < 1:
             fail.append(CheckFailure("min_size", "min_size must be at least 1"))
         elif not isinstance(size, int) or size < min_size:
@@ -142,8 +120,6 @@ def check_pool(p: dict) -> list:
     if p.get("pg_num") is not None and (not isinstance(p["pg_num"], int) or p["pg_num"] < 1):
         fail.append(CheckFailure("pg_num", "pg_num must be a positive integer (or unset for "
                                            "the autoscaler)"))
-    if p.get("autoscale", "on") not in AUTOSCALE:
-        fail.append(CheckFailure("autoscale", f"autoscale must be one of {', '.join(AUTOSCALE)}"))
     return fail
 
 

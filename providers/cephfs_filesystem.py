@@ -7,63 +7,32 @@ import json
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, ceph_json, settled
+from providers.ceph_cli import admin_session, ceph, ceph_json
+from providers.schema.ceph import FilesystemInputs
 
 # --- input schema -----------------------------------------------------------------------
-# cluster_name, fsid  str
-# admin               list[dict]  connections of nodes holding the admin keyring
-# name                str         filesystem name
-# metadata_pool       str         replicated pool
-# data_pool           str         default data pool (replicated: Ceph keeps backtraces there)
-# extra_data_pools    list[str]   more data pools (erasure-coded ones go here)
-# max_mds             int         active MDS ranks
-# standby_count       int         standbys wanted (health warns when fewer)
-# layouts             dict        {directory: pool}: files under the directory go to that
-#                                 data pool (how an EC extra pool gets used)
-# allow_delete        bool
-# timeout             int         seconds to wait for an active MDS and health
-
+# providers/schema/ceph.py FilesystemInputs
+INPUTS = FilesystemInputs
+REPLACES, UPDATES, STATE = base.tables(INPUTS)
 OWN_CHECKS = ("MDS_", "FS_", "PG_", "TOO_FEW_PGS")
-REPLACES = ("cluster_name", "fsid", "name", "metadata_pool", "data_pool")
-UPDATES = ("extra_data_pools", "max_mds", "standby_count", "layouts", "allow_delete", "admin",
-           "timeout")
 
 
-class CephFilesystemProvider(ResourceProvider):
-    def check(self, olds, news):
-        news = base.normalize(news)
-        failures = []
-        for field in ("name", "metadata_pool", "data_pool"):
-            if not news.get(field):
-                failures.append(CheckFailure(field, f"{field} is required"))
-        for field, low in (("max_mds", 1), ("standby_count", 0)):
-            value = news.setdefault(field, low)
-            if not isinstance(value, int) or value < low:
-                failures.append(CheckFailure(field, f"{field} must be an integer >= {low}"))
-        news.setdefault("extra_data_pools", [])
-        pools = [news.get("data_pool")] + list(news["extra_data_pools"])
-        for directory, pool in (news.setdefault("layouts", {}) or {}).items():
-            if not directory.startswith("/") or pool not in pools:
-                failures.append(CheckFailure("layouts", f"{directory}: {pool} must be an "
-                                             "absolute directory mapped to one of the data "
-                                             f"pools ({', '.join(map(str, pools))})"))
-        news.setdefault("cluster_name", "ceph")
-        news.setdefault("timeout", 180)
-        dropped = [p for p in base.normalize(olds or {}).get("extra_data_pools") or []
+class CephFilesystemProvider(base.Provider):
+    INPUTS = INPUTS
+    SETTLE = True
+    DELETE_BEFORE_REPLACE = True
+
+    def rules(self, news, olds):
+        dropped = [p for p in olds.get("extra_data_pools") or []
                    if p not in news["extra_data_pools"]]
         if dropped and news.get("allow_delete") is not True:
-            failures.append(CheckFailure("extra_data_pools", f"taking {', '.join(dropped)} "
-                                         "out of the filesystem loses the files stored there; "
-                                         "set allow_delete: true on the filesystem first"))
-        return CheckResult(news, failures)
-
-    def diff(self, _id, olds, news):
-        return base.diff_result(olds, settled(olds, news), replaces=REPLACES, updates=UPDATES,
-                                delete_before_replace=True)
+            return [CheckFailure("extra_data_pools", f"taking {', '.join(dropped)} out of the "
+                                 "filesystem loses the files stored there; set allow_delete: "
+                                 "true on the filesystem first")]
+        return []
 
     def create(self, props):
         props = base.normalize(props)

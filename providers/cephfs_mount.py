@@ -14,60 +14,31 @@ import threading
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, keyring, node_session, put_if_changed, \
-    settled
+from providers.ceph_cli import admin_session, ceph, keyring, node_session, put_if_changed
+from providers.schema.ceph import MountInputs
 from providers.transport import TransportError
 
-CLIENTS = ("fuse", "kernel")
 FSTAB = "/etc/fstab"
 
 # --- input schema -----------------------------------------------------------------------
-# cluster_name, fsid  str
-# node                str         node name
-# connection          dict        see base.CONNECTION_FIELDS
-# admin               list[dict]  connections of nodes holding the admin key: the client
-#                                 key is made there (this node may hold none)
-# fs_name             str         filesystem to mount
-# client_id           str         cephx id (client.<id>), caps only for fs_name
-# mountpoint          str         absolute path
-# client              str         fuse | kernel
-# options             list[str]   extra mount options
-# mon_hosts           list[str]   ip:port of the mons (kernel client)
-# force_unmount       bool        delete unmounts lazily even when busy
-# ensure              str         "mounted": read reports "unmounted" (drift) when it is not
+# providers/schema/ceph.py MountInputs (+ ssh_private_key?)
 # outputs: client_key (secret), fstab_line
-
-REPLACES = ("cluster_name", "fsid", "node", "fs_name", "client_id", "mountpoint")
-UPDATES = ("client", "options", "mon_hosts", "connection", "admin", "force_unmount", "ensure")
+INPUTS = MountInputs
+REPLACES, UPDATES, STATE = base.tables(INPUTS)
 MOUNT_TYPES = {"fuse": "fuse.ceph-fuse", "kernel": "ceph"}
 
 
-class CephFSMountProvider(ResourceProvider):
-    def check(self, _olds, news):
-        news = base.normalize(news)
-        failures = base.check_connection(news.get("connection"))
-        if not str(news.get("mountpoint", "")).startswith("/"):
-            failures.append(CheckFailure("mountpoint", "mountpoint must be an absolute path"))
-        if news.setdefault("client", "fuse") not in CLIENTS:
-            failures.append(CheckFailure("client", f"client must be one of {', '.join(CLIENTS)}"
-                                                   " (fuse works everywhere)"))
-        for i, opt in enumerate(news.setdefault("options", [])):
-            if not opt or any(ch in str(opt) for ch in " ,\t\n#"):
-                failures.append(CheckFailure(f"options[{i}]", f"{opt!r} is not one mount option"
-                                             " (no spaces, commas or #)"))
-        news.setdefault("cluster_name", "ceph")
-        news.setdefault("client_id", f"{news.get('fs_name')}-{news.get('node')}")
-        news.setdefault("ensure", "mounted")
-        news.setdefault("force_unmount", False)
-        return CheckResult(news, failures)
+class CephFSMountProvider(base.Provider):
+    INPUTS = INPUTS
+    SETTLE = True
+    DELETE_BEFORE_REPLACE = True  # one fstab line per mountpoint
 
-    def diff(self, _id, olds, news):
-        return base.diff_result(olds, settled(olds, news), replaces=REPLACES, updates=UPDATES,
-                                delete_before_replace=True)  # one fstab line per mountpoint
+    def fill(self, news):
+        news.setdefault("client_id", f"{news.get('fs_name')}-{news.get('node')}")
+        return news
 
     def create(self, props):
         props = base.normalize(props)

@@ -25,11 +25,10 @@ from typing import Optional
 
 import pulumi
 import yaml
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, \
+    UpdateResult
 
 from providers import base
-from providers.schema import types as schema
 from providers.schema.kvm import VmInputs
 from providers import guest_agent
 from providers import passwords
@@ -44,10 +43,7 @@ from providers.transport import known_hosts_line, libvirt_uri, open_libvirt
 INPUTS = VmInputs
 # The owner tag is written when the domain is defined; a renamed project or stack finds no
 # domain of its own and refuses the one of that name (see _own).
-REPLACES = schema.classes(VmInputs, "replace")
-UPDATES = schema.classes(VmInputs, "update")
-STATE = schema.classes(VmInputs, "state")
-DEFAULTS = schema.defaults(VmInputs)
+REPLACES, UPDATES, STATE = base.tables(INPUTS)
 CLOUD_INIT_FIELDS = ("cloud_init", "password")
 # Fields that only a shutdown + redefine can change.
 RESTART_FIELDS = ("max_memory_mib", "max_vcpus", "virt_type")
@@ -56,15 +52,20 @@ SHARED_FS = ("ceph", "fuse.ceph", "fuse.ceph-fuse", "nfs", "nfs4", "glusterfs",
              "fuse.glusterfs", "gfs2", "ocfs2")
 
 
-class CloudVMProvider(ResourceProvider):
-    def check(self, olds, news):
-        news = {**DEFAULTS, **base.normalize(news)}
+class CloudVMProvider(base.Provider):
+    INPUTS = INPUTS
+
+    def fill(self, news):
         news.setdefault("max_memory_mib", news["memory_mib"])
         news.setdefault("max_vcpus", news["vcpus"])
-        failures = base.check_connection(news.get("connection"))
-        failures += base.check_schema(VmInputs, news)
-        failures += _check_growth(news, base.normalize(olds or {}))
-        return CheckResult(news, failures)
+        return news
+
+    def rules(self, news, olds):
+        old, new = olds.get("disk_gib"), news.get("disk_gib")
+        if isinstance(old, int) and isinstance(new, int) and new < old:
+            return [CheckFailure("disk_gib", f"disks only grow: it is {old} GiB; shrinking "
+                                 "would lose data (make a new VM instead)")]
+        return []
 
     def diff(self, _id, olds, news):
         olds, news = base.normalize(olds), base.normalize(news)
@@ -171,14 +172,6 @@ class CloudVMProvider(ResourceProvider):
 
 
 # --- check ------------------------------------------------------------------------------
-
-
-def _check_growth(p: dict, olds: dict) -> list[CheckFailure]:
-    old, new = olds.get("disk_gib"), p.get("disk_gib")
-    if isinstance(old, int) and isinstance(new, int) and new < old:
-        return [CheckFailure("disk_gib", f"disks only grow: it is {old} GiB; shrinking would "
-                             "lose data (make a new VM instead)")]
-    return []
 
 
 # --- storage: template, overlay, seed ---------------------------------------------------

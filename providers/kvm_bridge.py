@@ -21,68 +21,32 @@ from typing import Optional
 
 import pulumi
 import yaml
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, services
+from providers.schema.kvm import BridgeInputs
 from providers.transport import Pool, Session, TransportError, open_libvirt
 
 # --- input schema -----------------------------------------------------------------------
-# node             str        the node's name
-# connection       dict       see base.CONNECTION_FIELDS
-# ssh_private_key  str?       secret
-# name             str        bridge name (br0)
-# interfaces       list[str]  member NICs; the first one's MAC becomes the bridge's
-# addresses        list[str]  CIDRs on the bridge; empty: the members' addresses move over
-# gateway          str?       default route via; empty: a default route on a member moves over
-# nameservers      list[str]  DNS servers (netplan only: iproute2 nodes keep their resolver)
-# search           list[str]  DNS search domains (netplan only)
-# mode             str        auto | netplan | iproute2
-# network          str        libvirt network name (mode bridge) over this bridge
-# vlan             int?       the bridge goes over VLAN ID on the NICs (or on the bond)
-# bond             dict?      {name: bond0, mode: active-backup}: the NICs are bonded first
-# confirm_timeout  int        seconds before an unconfirmed change is rolled back
-# ceph_timeout     int        seconds to wait for Ceph to recover after a change (Ceph nodes)
+# providers/schema/kvm.py BridgeInputs (+ ssh_private_key?)
 # outputs: applied_mode, mac, previous (the members' addressing before), effective
 #          (addresses, gateway as applied), network_active
-
-REPLACES = ("node", "name")
-UPDATES = ("connection", "interfaces", "addresses", "gateway", "nameservers", "search",
-           "mode", "network", "vlan", "bond")
-STATE = ("confirm_timeout", "ceph_timeout")  # used by the next change; nothing to do now
-BOND_MODES = ("balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
-              "balance-tlb", "balance-alb")
-DEFAULTS = {"addresses": [], "gateway": None, "nameservers": [], "search": [], "mode": "auto",
-            "confirm_timeout": 30}
+INPUTS = BridgeInputs
+REPLACES, UPDATES, STATE = base.tables(INPUTS)
 RUN_DIR = "/run/cephkvm"
 NETPLAN_DIR = "/etc/netplan"
 
 
-class KvmBridgeProvider(ResourceProvider):
-    def check(self, _olds, news):
-        news = {**DEFAULTS, **base.normalize(news)}
+class KvmBridgeProvider(base.Provider):
+    INPUTS = INPUTS
+    DELETE_BEFORE_REPLACE = True
+
+    def fill(self, news):
         news.setdefault("network", news.get("name"))
-        failures = base.check_connection(news.get("connection"))
-        if not news.get("name"):
-            failures.append(CheckFailure("name", "name the bridge, such as br0"))
-        if not news.get("interfaces"):
-            failures.append(CheckFailure("interfaces", "list the NICs it goes over, such as "
-                                         "[ens33]"))
-        if news["mode"] not in ("auto", "netplan", "iproute2"):
-            failures.append(CheckFailure("mode", "mode is auto, netplan or iproute2"))
-        vlan = news.get("vlan")
-        if vlan is not None and (not isinstance(vlan, int) or not 1 <= vlan <= 4094):
-            failures.append(CheckFailure("vlan", "a VLAN ID is a whole number 1-4094"))
-        bond = news.get("bond")
-        if bond is not None and (not isinstance(bond, dict) or not bond.get("name")
-                                 or bond.get("mode", "active-backup") not in BOND_MODES):
-            failures.append(CheckFailure("bond", "bond is {name: bond0, mode: MODE} with mode "
-                                         f"one of {', '.join(BOND_MODES)}"))
-        return CheckResult(news, failures)
+        return news
 
     def diff(self, _id, olds, news):
-        result = base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES, state=STATE,
-                                  delete_before_replace=True)
+        result = super().diff(_id, olds, news)
         # A refresh that found the libvirt network gone or stopped: update recreates it.
         if base.normalize(olds).get("network_active") is False:
             result.changes = True

@@ -12,39 +12,22 @@ import hashlib
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base
+from providers.schema.kvm import MigrationAccessInputs
 
 KEY_PATH = "/root/.ssh/cephkvm_migration"  # read by libvirtd, which runs as root
 
 # --- input schema -----------------------------------------------------------------------
-# node             str        the node's name
-# connection       dict       see base.CONNECTION_FIELDS
-# ssh_private_key  str?       secret; otherwise connection.key_file
-# public_key       str        MigrationKey.public_key ("ssh-ed25519 AAAA... comment")
-# private_key      str        secret; MigrationKey.private_key
-# peers            list[str]  addresses the key may log in from (the KVM nodes)
+# providers/schema/kvm.py MigrationAccessInputs (+ ssh_private_key?)
 # outputs: key_path
+INPUTS = MigrationAccessInputs
+REPLACES, UPDATES, STATE = base.tables(INPUTS)
 
-REPLACES = ("node",)
-UPDATES = ("connection", "public_key", "private_key", "peers")
 
-
-class MigrationAccessProvider(ResourceProvider):
-    def check(self, _olds, news):
-        news = base.normalize(news)
-        failures = base.check_connection(news.get("connection"))
-        key = news.get("public_key")
-        if isinstance(key, str) and len(key.split()) != 3:  # not known yet in a preview
-            failures.append(CheckFailure("public_key", "expected 'TYPE BASE64 COMMENT'"))
-        if not news.get("peers"):
-            failures.append(CheckFailure("peers", "list the KVM nodes' addresses"))
-        return CheckResult(news, failures)
-
-    def diff(self, _id, olds, news):
-        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES)
+class MigrationAccessProvider(base.Provider):
+    INPUTS = INPUTS
 
     def create(self, props):
         props = base.normalize(props)

@@ -13,29 +13,20 @@ from typing import Optional
 import pulumi
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
-    ResourceProvider
+from pulumi.dynamic import CreateResult, ReadResult
 
 from providers import base
+from providers.schema.kvm import MigrationKeyInputs
 
 # --- input schema -----------------------------------------------------------------------
-# comment   str   the key's comment; it also marks the key's lines in authorized_keys
+# providers/schema/kvm.py MigrationKeyInputs
 # outputs: public_key ("ssh-ed25519 AAAA... comment"), private_key (secret, OpenSSH PEM)
+INPUTS = MigrationKeyInputs
+REPLACES, UPDATES, STATE = base.tables(INPUTS)
 
-REPLACES = ("comment",)
-UPDATES = ()
 
-
-class MigrationKeyProvider(ResourceProvider):
-    def check(self, _olds, news):
-        news = base.normalize(news)
-        comment = str(news.get("comment") or "")
-        failures = [] if comment and comment.isprintable() and " " not in comment else [
-            CheckFailure("comment", "one word, e.g. cephkvm-migration@prod")]
-        return CheckResult(news, failures)
-
-    def diff(self, _id, olds, news):
-        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES)
+class MigrationKeyProvider(base.Provider):
+    INPUTS = INPUTS
 
     def create(self, props):
         props = base.normalize(props)

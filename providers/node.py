@@ -11,34 +11,19 @@ from __future__ import annotations
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CheckResult, CreateResult, ReadResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, facts
-
-VIRT_TYPES = ("auto", "kvm", "qemu")
+from providers.schema.node import NodeInputs
 
 # --- input schema -----------------------------------------------------------------------
-# node            str   the node's name in the stack
-# connection      dict  see base.CONNECTION_FIELDS
-# ssh_private_key str?  secret; otherwise connection.key_file is used
-# virt_type       str   auto | kvm | qemu
-
-REPLACES = ("node",)
-UPDATES = ("connection", "virt_type")
+# providers/schema/node.py NodeInputs (+ ssh_private_key?; otherwise connection.key_file)
+INPUTS = NodeInputs
+REPLACES, UPDATES, STATE = base.tables(INPUTS)
 
 
-class NodeProvider(ResourceProvider):
-    def check(self, _olds, news):
-        news = base.normalize(news)
-        failures = base.check_connection(news.get("connection"))
-        if news.get("virt_type", "auto") not in VIRT_TYPES:
-            failures.append(pulumi.dynamic.CheckFailure(
-                "virt_type", f"virt_type must be one of {', '.join(VIRT_TYPES)}"))
-        news.setdefault("virt_type", "auto")
-        return CheckResult(news, failures)
-
-    def diff(self, _id, olds, news):
-        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES)
+class NodeProvider(base.Provider):
+    INPUTS = INPUTS
 
     def create(self, props):
         props = base.normalize(props)

@@ -7,48 +7,27 @@ relies on.
 """
 from __future__ import annotations
 
-import re
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, ReadResult, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, facts, services
+from providers.schema.node import NodePrepInputs
 
 KNOWN = {"virtlogd": services.VIRTLOGD, "libvirtd": services.LIBVIRTD}
 
 # --- input schema -----------------------------------------------------------------------
-# node        str         the node's name
-# connection  dict        see base.CONNECTION_FIELDS
-# packages    list[str]   Debian packages that must be installed
-# daemons     list[str]   names from KNOWN, started in this order
-# groups      list[str]   groups the SSH user joins when it is not root (libvirt: virsh
-#                         without sudo, as the runbook's `adduser USER libvirt`)
+# providers/schema/node.py NodePrepInputs
 # outputs: installed (packages this resource installed), started (daemons it started),
 #          adopted (daemons already running when it came), joined (groups it added the
 #          user to), running
-
-REPLACES = ("node",)
-UPDATES = ("packages", "daemons", "groups", "connection")
-PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+INPUTS = NodePrepInputs
+REPLACES, UPDATES, STATE = base.tables(INPUTS)
 
 
-class NodePrepProvider(ResourceProvider):
-    def check(self, _olds, news):
-        news = base.normalize(news)
-        failures = base.check_connection(news.get("connection"))
-        for i, name in enumerate(news.get("daemons") or []):
-            if name not in KNOWN:
-                failures.append(CheckFailure(
-                    f"daemons[{i}]", f"unknown daemon {name!r}; known: {', '.join(KNOWN)}"))
-        for i, name in enumerate(news.get("packages") or []):
-            if not PACKAGE_NAME.fullmatch(str(name)):
-                failures.append(CheckFailure(f"packages[{i}]", f"{name!r} is not a package name"))
-        return CheckResult(news, failures)
-
-    def diff(self, _id, olds, news):
-        return base.diff_result(olds, news, replaces=REPLACES, updates=UPDATES)
+class NodePrepProvider(base.Provider):
+    INPUTS = INPUTS
 
     def create(self, props):
         props = base.normalize(props)

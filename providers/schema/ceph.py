@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from providers.schema.types import Bool, Cidr, PoolName, Section, checked, hint, text, whole
+from pydantic import ValidationInfo, field_validator
+
+from providers.schema.types import Bool, Cidr, DevicePath, PoolName, Section, Spec, checked, \
+    fail, hint, replace, text, update, whole
 
 CEPH_SECTION = r"(global|mon|mgr|osd|mds|client)(\.[A-Za-z0-9_.-]+)?"
 SYSTEM_DIRS = ("", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/mnt", "/opt",
@@ -22,7 +25,7 @@ OptionName = text(r"[a-z][a-z0-9_]*", "is not a Ceph option name (lower case, di
 OptionValue = checked(Any, lambda v: "give one value (a number, a word, true/false)"
                       if isinstance(v, (dict, list)) or v is None else None,
                       {"type": ["string", "number", "boolean"]})
-ClientId = text(r"(?!admin$)[A-Za-z0-9_-]{1,64}", "must be a plain name (not admin: mounts "
+ClientId = text(r"(?!admin$)[A-Za-z0-9_.-]{1,64}", "must be a plain name (not admin: mounts "
                 "get keys for their filesystem only)")
 Word = text(r"[A-Za-z0-9_.-]{1,64}", "must be one word (letters, digits, _ . -)")
 MountOption = text(r"[A-Za-z0-9_.=:/+-]+", "must be one mount option such as noatime (no "
@@ -91,16 +94,29 @@ class Pool(Section):
         return props
 
 
-class Filesystem(Section):
-    name: PoolName = hint(fix="the filesystem's name")
-    metadata_pool: str = hint(fix="a replicated pool of cephkvm:pools")
-    data_pool: str = hint(fix="a replicated pool of cephkvm:pools")
-    extra_data_pools: tuple[str, ...] = hint((), fix="more data pools (EC pools go here)")
-    max_mds: whole(1, 16) = hint(1, fix="active MDS daemons")
-    standby_count: whole(0, 16) | None = hint(None, fix="default: 1 when there is a second MDS")
-    layouts: dict[str, str] = hint({}, fix="map a directory to one of the filesystem's data "
-                                   "pools")
-    allow_delete: Bool = hint(False, fix="lets the filesystem (and data pool removals) go")
+class Filesystem(Spec):
+    name: PoolName = replace(fix="the filesystem's name")
+    metadata_pool: str = replace(fix="a replicated pool of cephkvm:pools")
+    # replicated: Ceph keeps the backtraces there
+    data_pool: str = replace(fix="a replicated pool of cephkvm:pools")
+    extra_data_pools: tuple[str, ...] = update((), fix="more data pools (EC pools go here)")
+    max_mds: whole(1, 16) = update(1, fix="active MDS daemons")
+    standby_count: whole(0, 16) | None = update(None, fix="default: 1 when there is a second "
+                                                "MDS")
+    # {directory: pool}: files under the directory go to that data pool (an EC extra pool)
+    layouts: dict[str, str] = update({}, fix="map a directory to one of the filesystem's data "
+                                     "pools")
+    allow_delete: Bool = update(False, fix="lets the filesystem (and data pool removals) go")
+
+    @field_validator("layouts")
+    @classmethod
+    def _layouts_on_own_pools(cls, layouts, info: ValidationInfo):
+        pools = (info.data.get("data_pool"), *info.data.get("extra_data_pools", ()))
+        for directory, pool in layouts.items():
+            if not directory.startswith("/") or pool not in pools:
+                fail(f"{directory}: {pool} must be an absolute directory mapped to one of "
+                     f"this filesystem's data pools ({', '.join(map(str, pools))})")
+        return layouts
 
 
 class Mount(Section):
@@ -111,3 +127,130 @@ class Mount(Section):
     options: tuple[MountOption, ...] = hint((), fix="mount options, one per item")
     client_id: ClientId | None = hint(None, fix="the cephx client (ID-NODE on each node)")
     force_unmount: Bool = hint(False, fix="lets a busy mount be unmounted lazily")
+
+
+# --- the Ceph resources' inputs ------------------------------------------------------------
+# A resource's connection: {name, address, port, user, key_file, host_key, known_hosts,
+# trust_on_first_use, state_host_key} (providers/base.py CONNECTION_FIELDS); admin: the
+# connections of nodes holding the admin keyring.
+Connection = dict[str, Any]
+Ensure = Literal["up"]
+
+
+class ClusterInputs(Spec):
+    """CephCluster: the cluster's identity (fsid, keys) and ceph.conf."""
+    cluster_name: ClusterName = replace("ceph")
+    pin_fsid: Fsid | None = update(None, fix="the fsid the cluster has, to adopt it")
+    public_network: Cidr = update(fix="set the CIDR mons listen on")
+    cluster_network: Cidr | None = update(None)
+    owner: str = update(fix="name the stack (project/stack) that owns the cluster")
+    # {name, address, connection, ssh_private_key?}: every node
+    nodes: tuple[dict[str, Any], ...] = update()
+    # node names running a mon: ceph.conf's mon_host, and the initial monmap
+    mons: tuple[str, ...] = update(fix="at least one node needs the mon role", min_length=1)
+    allow_data_loss: Bool | None = update(None)  # delete is refused unless true
+
+
+class ConfInputs(Spec):
+    """CephConf: ceph.conf and (admin nodes) the admin keyring on one node."""
+    cluster_name: ClusterName = replace("ceph")
+    node: str = replace()
+    connection: Connection = update()
+    conf: str = update(fix="ceph.conf's text (CephCluster's conf output)")
+    admin: Bool = update(False)
+    admin_key: str | None = update(None)  # secret: client.admin's key (when admin)
+
+
+class ConfigInputs(Spec):
+    """CephConfig: the cluster's central options (`ceph config set`)."""
+    cluster_name: ClusterName = replace("ceph")
+    fsid: str = replace()
+    admin: tuple[Connection, ...] = update(fix="list at least one node with the admin keyring",
+                                           min_length=1)
+    mons: tuple[str, ...] = update(())  # in quorum before anything is set
+    # an option no longer listed is removed (`ceph config rm`)
+    options: dict[str, dict[str, Any]] = update({}, fix="map a section (global, mon, osd, ...) "
+                                                "to {option: value}")
+    timeout: whole(0) = update(120)
+    allow_data_loss: Bool | None = update(None)  # the guard in front of the mons
+
+
+class DaemonInputs(Spec):
+    """CephMgr, CephMds: a stateless daemon on one node (id = node name)."""
+    cluster_name: ClusterName = replace("ceph")
+    fsid: str = replace()
+    node: str = replace()
+    connection: Connection = update()
+    ensure: Ensure = update("up")  # read reports "down" when it is not running/registered
+    timeout: whole(0) = update(120)
+
+
+class MonInputs(DaemonInputs):
+    """CephMon: a mon on one node (id = node name), at its public address."""
+    address: str = replace(fix="the node's public address (the mon's, in the monmap)")
+    # the last mon, or one whose removal loses quorum, may be removed
+    allow_data_loss: Bool | None = update(None)
+
+
+class OsdInputs(Spec):
+    """CephOSD: one OSD on one device."""
+    cluster_name: ClusterName = replace("ceph")
+    fsid: str = replace()
+    node: str = replace()  # = its CRUSH host
+    connection: Connection = update()
+    device: DevicePath = replace()
+    method: Literal["raw", "lvm"] = replace("raw", fix="raw without systemd/device-mapper")
+    wipe: Bool | None = update(None)  # a device holding data may be wiped
+    allow_removal: Bool | None = update(None)  # delete (drain, purge, zap) is allowed
+    allow_data_loss: Bool | None = update(None)  # a dead OSD that cannot drain may be purged
+    ensure: Ensure = update("up")  # read reports "down" when it is not up+in
+    timeout: whole(0) = update(180)  # for up+in, and for the drain on delete
+
+
+class PoolInputs(Spec):
+    """CephPool: a replicated or erasure-coded pool (size = k+m for erasure)."""
+    cluster_name: ClusterName = replace("ceph")
+    fsid: str = replace()
+    admin: tuple[Connection, ...] = update(())
+    name: PoolName = update()  # a rename is in place
+    key: PoolName | None = replace(None)  # its identity in the stack: its first name
+    type: Literal["replicated", "erasure"] = replace("replicated")
+    size: int | None = update(None)
+    min_size: int | None = update(None)
+    ec_k: int | None = replace(None)
+    ec_m: int | None = replace(None)
+    ec_failure_domain: Literal["host", "osd"] | None = replace(None)
+    ec_overwrites: Bool | None = update(None)  # needed for CephFS and RBD data
+    pg_num: int | None = update(None)  # unset: the autoscaler decides
+    autoscale: Literal["on", "off", "warn"] | None = update(None)
+    application: Word | None = update(None)
+    quota_max_bytes: whole(0) = update(0)  # 0: none
+    quota_max_objects: whole(0) = update(0)
+    allow_delete: Bool | None = update(None)
+    timeout: whole(0) = update(300)  # for the pool's PGs to be active+clean
+
+
+class FilesystemInputs(Filesystem):
+    """CephFilesystem: the filesystem as configured, on the stack's cluster."""
+    cluster_name: ClusterName = replace("ceph")
+    fsid: str = replace()
+    admin: tuple[Connection, ...] = update(())
+    standby_count: whole(0, 16) = update(0)
+    timeout: whole(0) = update(180)  # for an active MDS and health
+
+
+class MountInputs(Spec):
+    """CephFSMount: one CephFS mount on one node, in fstab."""
+    cluster_name: ClusterName = replace("ceph")
+    fsid: str = replace()
+    node: str = replace()
+    connection: Connection = update()
+    admin: tuple[Connection, ...] = update(())  # the client key is made there
+    fs_name: str = replace()
+    client_id: ClientId | None = replace(None)  # default: FS-NODE; caps for fs_name only
+    mountpoint: Mountpoint = replace()
+    client: Literal["fuse", "kernel"] = update("fuse", fix="fuse works everywhere")
+    options: tuple[MountOption, ...] = update(())
+    mon_hosts: tuple[str, ...] | None = update(None)  # ip:port of the mons (kernel client)
+    force_unmount: Bool = update(False)  # delete unmounts lazily even when busy
+    ensure: Literal["mounted"] = update("mounted")  # read reports "unmounted" when it is not

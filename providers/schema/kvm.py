@@ -149,3 +149,41 @@ class VmInputs(Vm):
     storage: AbsPath = replace(fix="where templates/, virtualmachines/ and config/ live")
     shared_storage: Bool = update(False)
     password: str | None = update(None)  # secret; hashed into the seed
+
+
+class MigrationKeyInputs(Spec):
+    """MigrationKey: the stack's own SSH key pair for live migration."""
+    # it also marks the key's lines in authorized_keys
+    comment: text(r"[^\s\x00-\x1f]+", "must be one word, e.g. cephkvm-migration@prod") = \
+        replace()
+
+
+class MigrationAccessInputs(Spec):
+    """MigrationAccess: one KVM node accepts the migration key from its peers."""
+    node: str = replace()
+    connection: dict[str, Any] = update()
+    public_key: text(r"\S+ \S+ \S+", "expected 'TYPE BASE64 COMMENT'") = update()
+    private_key: str = update()  # secret
+    # addresses the key may log in from (the KVM nodes)
+    peers: tuple[str, ...] = update(fix="list the KVM nodes' addresses", min_length=1)
+
+
+class BridgeInputs(Spec):
+    """KvmBridge: one bridge on one node, and a libvirt network over it."""
+    node: str = replace()
+    name: IfName = replace(fix="name the bridge, such as br0")
+    connection: dict[str, Any] = update()
+    # member NICs; the first one's MAC becomes the bridge's
+    interfaces: tuple[IfName, ...] = update(fix="list the NICs it goes over, such as [ens33]",
+                                            min_length=1)
+    addresses: tuple[Interface, ...] = update(())  # empty: the members' addresses move over
+    gateway: IP | None = update(None)  # empty: a default route on a member moves over
+    nameservers: tuple[IP, ...] = update(())  # netplan only: iproute2 keeps its resolver
+    search: tuple[Domain, ...] = update(())  # netplan only
+    mode: Literal["auto", "netplan", "iproute2"] = update("auto")
+    network: str | None = update(None)  # its libvirt network (mode bridge); default: name
+    vlan: whole(1, 4094) | None = update(None)  # over VLAN ID on the NICs (or on the bond)
+    bond: Bond | None = update(None)  # the NICs are bonded first
+    # used by the next change; nothing to do now
+    confirm_timeout: whole(5, 600, " seconds") = state(30)  # then an unconfirmed change is undone
+    ceph_timeout: whole(0) | None = state(None)  # for Ceph to recover after a change

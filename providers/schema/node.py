@@ -2,10 +2,10 @@
 node-wide KVM setting (`cephkvm:kvm`)."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from providers.schema.types import IP, Address, Bool, DevicePath, NodeName, Section, hint, \
-    text, whole
+from providers.schema.types import IP, Address, Bool, DevicePath, NodeName, Section, Spec, \
+    hint, replace, text, update, whole
 
 ROLES = ("mon", "mgr", "mds", "osd", "kvm")
 Role = Literal["mon", "mgr", "mds", "osd", "kvm"]
@@ -56,3 +56,25 @@ class Ssh(Section):
 
 class Kvm(Section):
     virt_type: VirtType = hint("auto", fix="use qemu where KVM acceleration fails")
+
+
+# --- the node resources' inputs ------------------------------------------------------------
+Package = text(r"[a-z0-9][a-z0-9+.-]+", "is not a Debian package name")
+Connection = dict[str, Any]  # providers/base.py CONNECTION_FIELDS
+
+
+class NodeInputs(Spec):
+    """Node: the facts of one server (hostname, init, KVM, the virt type to use)."""
+    node: str = replace()
+    connection: Connection = update()
+    virt_type: VirtType = update("auto")
+
+
+class NodePrepInputs(Spec):
+    """NodePrep: the packages, daemons and groups one node needs."""
+    node: str = replace()
+    connection: Connection = update()
+    packages: tuple[Package, ...] | None = update(None)  # installed when missing
+    daemons: tuple[Literal["virtlogd", "libvirtd"], ...] | None = update(None)  # in order
+    # groups the SSH user joins when it is not root (libvirt: virsh without sudo)
+    groups: tuple[str, ...] | None = update(None)

@@ -129,4 +129,4 @@ def test_diff_table(world, change, replaces):
 def test_check_names_the_field(world):
     failures = {f.property for f in CephConfigProvider().check(
         {}, {"fsid": "f", "admin": [], "options": {"global": 3}}).failures}
-    assert failures == {"admin", "options"}
+    assert failures == {"admin", "options.global"}

@@ -183,7 +183,7 @@ def test_vlan_and_bond_topology():
     assert kb.ports(checked(interfaces=["ens33"], vlan=20)) == ["ens33.20"]
     failures = KvmBridgeProvider().check({}, {**PROPS, "vlan": 5000,
                                               "bond": {"name": "b", "mode": "fast"}}).failures
-    assert sorted(f.property for f in failures) == ["bond", "vlan"]
+    assert sorted(f.property for f in failures) == ["bond.mode", "vlan"]
 
 
 @pytest.mark.skipif(not shutil.which("netplan"), reason="netplan is not installed")

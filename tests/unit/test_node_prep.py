@@ -80,7 +80,7 @@ def test_check_names_the_field_and_the_fix():
     failures = NodePrepProvider().check({}, bad).failures
     props = {f.property: f.reason for f in failures}
     assert "packages[1]" in props and "daemons[0]" in props
-    assert "known: virtlogd, libvirtd" in props["daemons[0]"]
+    assert "not one of 'virtlogd' or 'libvirtd'" in props["daemons[0]"]
 
 
 @pytest.mark.parametrize("change, replaces, changes", [
