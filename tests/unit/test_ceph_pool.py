@@ -161,8 +161,8 @@ def test_filesystem_over_pools_with_extra_ec_pool_and_standbys(world):
 
 def test_a_layout_must_name_one_of_the_data_pools():
     failures = CephFilesystemProvider().check({}, {
-        "name": "fs", "fsid": "f", "metadata_pool": "m", "data_pool": "d", "extra_data_pools": ["ec"],
-        "layouts": {"/a": "m"}}).failures
+        "name": "fs", "fsid": "f", "metadata_pool": "m", "data_pool": "d",
+        "extra_data_pools": ["ec"], "layouts": {"/a": "m"}}).failures
     assert [f.property for f in failures] == ["layouts"]
 
 
