@@ -18,7 +18,7 @@ import yaml
 from components import config_ceph, config_kvm
 from components.config_schema import BASE_PACKAGES as PACKAGES, Stack
 from providers.schema.node import Node, Ssh
-from providers.schema.types import CONTROL, render_key, sections, validate
+from providers.schema.types import CONTROL, render_key, sections, unique, validate
 
 NAMESPACE = "cephkvm"
 BASE_PACKAGES = list(PACKAGES)
@@ -158,16 +158,11 @@ def _nodes(nodes: tuple, ssh: Ssh, problems: list) -> tuple:
     if not nodes:
         problems.append(f"{key('nodes')}: list at least one node (name, address, host_key)")
         return ()
-    seen = set()
-    for i, node in enumerate(nodes):
-        if node is None:
-            continue
-        if node.name in seen:
-            problems.append(f"{key(f'nodes[{i}].name')}: {node.name!r} is listed twice; "
-                            "node names must be unique")
-        seen.add(node.name)
+    valid = []
+    for i, node in unique(nodes, "nodes", problems, "node names must be unique"):
+        valid.append(node)
         if node.host_key is None and not ssh.trust_on_first_use:
             problems.append(f"{key(f'nodes[{i}].host_key')}: pin the node's SSH host key, "
                             f"or set {key('ssh.trust_on_first_use')}: true to record it on "
                             "first contact")
-    return tuple(n for n in nodes if n is not None)
+    return tuple(valid)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from providers.ceph_pool import check_pool
 from providers.schema.ceph import Ceph
-from providers.schema.types import in_network, is_cidr
+from providers.schema.types import in_network, is_cidr, unique
 
 
 def key(path: str) -> str:
@@ -133,12 +133,8 @@ def _domains(osds: list, domain: str) -> int:
 
 def _pools(pools: tuple, osds: list, problems: list) -> dict:
     found = {}
-    for i, pool in enumerate(pools):
-        if pool is None:
-            continue
+    for i, pool in unique(pools, "pools", problems):
         path = f"pools[{i}]"
-        if pool.name in found:
-            problems.append(f"{key(path + '.name')}: pool {pool.name!r} is listed twice")
         props = pool.inputs()
         for failure in check_pool(dict(props)):
             problems.append(f"{key(path + '.' + _config_field(failure.property))}: "
@@ -164,12 +160,8 @@ def _config_field(provider_field: str) -> str:
 
 def _filesystems(filesystems: tuple, pools: dict, mdss: tuple, problems: list) -> dict:
     found, used = {}, {}
-    for i, fs in enumerate(filesystems):
-        if fs is None:
-            continue
+    for i, fs in unique(filesystems, "filesystems", problems):
         path = f"filesystems[{i}]"
-        if fs.name in found:
-            problems.append(f"{key(path + '.name')}: filesystem {fs.name!r} is listed twice")
         named = [("metadata_pool", fs.metadata_pool), ("data_pool", fs.data_pool)] + \
             [(f"extra_data_pools[{j}]", p) for j, p in enumerate(fs.extra_data_pools)]
         for field_name, pool in named:

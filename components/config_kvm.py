@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from providers.schema.kvm import LAB_KEY, Vm
+from providers.schema.types import unique
 
 
 @dataclass(frozen=True)
@@ -52,15 +53,9 @@ def load(values: dict, nodes: tuple, problems: list, ssh=None, lab_subnet: str |
 
 
 def _bridges(bridges: tuple, names: list, kvm_nodes: list, problems: list) -> tuple:
-    out, seen = [], set()
-    for i, bridge in enumerate(bridges):
-        if bridge is None:
-            continue
+    out = []
+    for i, bridge in unique(bridges, "bridges", problems):
         path = f"bridges[{i}]"
-        if bridge.name in seen:
-            problems.append(f"{key(path + '.name')}: {bridge.name!r} is listed twice")
-            continue
-        seen.add(bridge.name)
         nodes = bridge.nodes if bridge.nodes is not None else tuple(kvm_nodes)
         for n in nodes:
             if n not in names:
@@ -79,19 +74,13 @@ def _bridges(bridges: tuple, names: list, kvm_nodes: list, problems: list) -> tu
 
 
 def _vms(vms: tuple, names: list, bridges: tuple, problems: list) -> tuple:
-    out, seen = [], set()
-    for i, vm in enumerate(vms):
-        if vm is None:
-            continue
+    out = []
+    why = "VM names are unique in the cluster (they migrate between nodes)"
+    for i, vm in unique(vms, "vms", problems, why):
         path = f"vms[{i}]"
         if vm.node not in names:
             problems.append(f"{key(path + '.node')}: {vm.node!r} is not a node in "
                             f"{key('nodes')} (nodes: {', '.join(names)})")
-        if vm.name in seen:
-            problems.append(f"{key(path + '.name')}: {vm.name!r} is listed twice; VM names "
-                            "are unique in the cluster (they migrate between nodes)")
-            continue
-        seen.add(vm.name)
         _check_nics(vm, path, bridges, problems)
         out.append(vm)
     return tuple(out)

@@ -149,6 +149,21 @@ def messages(err: ValidationError, root: type[BaseModel], at: tuple = ()) -> lis
     return out
 
 
+def unique(items: tuple, section: str, problems: list, why: str = ""):
+    """(index, item) of a validated section's list, skipping invalid (None) items and
+    repeated names, each repeat one problem: `cephkvm:vms[1].name: 'a' is listed twice`."""
+    seen = set()
+    for i, item in enumerate(items):
+        if item is None:
+            continue
+        if item.name in seen:
+            problems.append(f"cephkvm:{section}[{i}].name: {item.name!r} is listed twice"
+                            f"{'; ' + why if why else ''}")
+            continue
+        seen.add(item.name)
+        yield i, item
+
+
 def unknown_key(name, known: tuple, hint: str = "") -> str:
     close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
     return "unknown key; " + (f"did you mean {close[0]}?" if close
