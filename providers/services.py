@@ -29,7 +29,8 @@ SAME_NODE = '[ "$(readlink /proc/$pid/ns/mnt)" = "$(readlink /proc/self/ns/mnt)"
 
 
 def has_systemd(node: Session) -> bool:
-    return node.ok(["test", "-d", "/run/systemd/system"])
+    """Asked once per node and run: every daemon helper needs it."""
+    return node.fact("systemd", lambda: node.ok(["test", "-d", "/run/systemd/system"]))
 
 
 def is_running(node: Session, daemon: Daemon, systemd: bool) -> bool:

@@ -8,6 +8,7 @@ every error text.
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import io
 import os
@@ -197,6 +198,8 @@ class Pool:
         self._node_locks: dict[tuple, threading.Lock] = {}
         self._slots: dict[tuple, threading.BoundedSemaphore] = {}
         self._refused: dict[tuple, tuple[float, TransportError]] = {}
+        self._open: dict[tuple, int] = {}  # channels in use per connection
+        self._facts: dict[tuple, dict] = {}
 
     def client(self, host: Host, private_key: str | None = None) -> paramiko.SSHClient:
         with self._node_lock(host):
@@ -230,14 +233,39 @@ class Pool:
                                  f"about {host.name})")
         del self._refused[_ident(host)]
 
-    def slots(self, host: Host) -> threading.BoundedSemaphore:
+    @contextlib.contextmanager
+    def slot(self, host: Host):
         """Held while a session channel is open, so no node sees more than MAX_CHANNELS."""
         with self._lock:
-            return self._slots.setdefault(_ident(host), threading.BoundedSemaphore(MAX_CHANNELS))
+            slots = self._slots.setdefault(_ident(host),
+                                           threading.BoundedSemaphore(MAX_CHANNELS))
+        with slots:
+            self._count(host, 1)
+            try:
+                yield
+            finally:
+                self._count(host, -1)
+
+    def _count(self, host: Host, step: int) -> None:
+        with self._lock:
+            self._open[_ident(host)] = self._open.get(_ident(host), 0) + step
 
     def busy(self, host: Host) -> bool:
         """Other channels than the caller's are open on host's connection."""
-        return self.slots(host)._value < MAX_CHANNELS - 1
+        with self._lock:
+            return self._open.get(_ident(host), 0) > 1
+
+    def fact(self, host: Host, name: str, probe):
+        """A fact of the node that does not change while a run lasts (its init system),
+        asked once per provider process: probe() the first time, remembered after."""
+        with self._lock:
+            known = self._facts.setdefault(_ident(host), {})
+            if name in known:
+                return known[name]
+        value = probe()
+        with self._lock:
+            known[name] = value
+        return value
 
     def drop(self, host: Host, client: paramiko.SSHClient) -> None:
         """Forget a connection that stopped answering; the next command reconnects."""
@@ -367,7 +395,7 @@ class Session:
         all_secrets = tuple(self.secrets) + tuple(secrets)
         shown = mask(command_line(self.host, argv), all_secrets)
         _log(f"{'change' if change else 'read'} {self.host.name} {shown}")
-        with self.pool.slots(self.host):
+        with self.pool.slot(self.host):
             chan = self._channel()
             try:
                 out, err, rc = _exec(chan, line, stdin, timeout)
@@ -405,6 +433,10 @@ class Session:
         """The key the node presented (already verified when the connection opened)."""
         key = self.pool.client(self.host, self.private_key).get_transport().get_remote_server_key()
         return f"{key.get_name()} {key.get_base64()}"
+
+    def fact(self, name: str, probe):
+        """probe(), asked once per node and provider process (Pool.fact)."""
+        return self.pool.fact(self.host, name, probe)
 
     def ok(self, argv: list, **kw) -> bool:
         """True when argv exits 0: how facts ask yes/no questions."""

@@ -16,9 +16,11 @@ PROJECT_DIRS = ("providers", "components", "stacks")
 
 
 class Project:
-    def __init__(self, workdir: str, stack: str, source: str | None = None):
+    def __init__(self, workdir: str, stack: str, source: str | None = None,
+                 code: str = ROOT):
         """A copy of the project (or of examples/<source>) in workdir, with a backend in
-        workdir/state shared by every Project made in the same workdir."""
+        workdir/state shared by every Project made in the same workdir. `code`: the tree
+        the project's code is copied from (an older commit's, for an upgrade test)."""
         self.dir = os.path.join(workdir, source or "project")
         self.stack = stack
         self.state = os.path.join(workdir, "state")
@@ -27,16 +29,16 @@ class Project:
         if source:
             shutil.copytree(os.path.join(ROOT, "examples", source), self.dir)
         else:
-            self._copy_project()
+            self._copy_project(code)
         self.env = self._env()
         self.run("stack", "init", stack)
 
-    def _copy_project(self) -> None:
+    def _copy_project(self, code: str) -> None:
         os.makedirs(self.dir)
         for name in PROJECT_FILES:
-            shutil.copy(os.path.join(ROOT, name), self.dir)
+            shutil.copy(os.path.join(code, name), self.dir)
         for name in PROJECT_DIRS:
-            shutil.copytree(os.path.join(ROOT, name), os.path.join(self.dir, name),
+            shutil.copytree(os.path.join(code, name), os.path.join(self.dir, name),
                             ignore=shutil.ignore_patterns("__pycache__"))
         self._use_venv(os.path.join(ROOT, ".venv"))
         lab_dir = ".lab" + os.environ.get("CEPHKVM_LAB", "")  # see lab/const.py
@@ -44,6 +46,15 @@ class Project:
         if os.path.exists(inventory):  # a copy, so a test may doctor it
             os.makedirs(os.path.join(self.dir, lab_dir))
             shutil.copy(inventory, os.path.join(self.dir, lab_dir))
+
+    def upgrade_code(self) -> None:
+        """Put this checkout's code in place of the project's; its stack files and state
+        stay (what an operator's `git pull` does)."""
+        shutil.copy(os.path.join(ROOT, "__main__.py"), self.dir)
+        for name in ("providers", "components"):
+            shutil.rmtree(os.path.join(self.dir, name))
+            shutil.copytree(os.path.join(ROOT, name), os.path.join(self.dir, name),
+                            ignore=shutil.ignore_patterns("__pycache__"))
 
     def _env(self) -> dict:
         # The engine's default on a failure, whatever the caller's shell exports.

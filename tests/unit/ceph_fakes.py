@@ -11,7 +11,7 @@ import shlex
 import time
 
 from providers import base
-from providers.transport import CommandError, Host, Result, Session, command_line
+from providers.transport import CommandError, Host, Pool, Result, Session, command_line
 from tests.unit.fakes import Crash
 
 KEY = "AQBFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAA=="
@@ -89,7 +89,8 @@ class FakeCephNode:
 
 class FakeCephSession(Session):
     def __init__(self, node: FakeCephNode):
-        super().__init__(Host(name=node.name, address="192.0.2.1"))
+        super().__init__(Host(name=node.name, address="192.0.2.1"),
+                         pool=node.__dict__.setdefault("pool", Pool()))  # facts per node
         self.fake = node
 
     def host_key(self):

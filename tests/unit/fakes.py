@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from providers.transport import CommandError, Result, Session, command_line, Host
+from providers.transport import CommandError, Host, Pool, Result, Session, command_line
 
 
 class Crash(Exception):
@@ -38,7 +38,9 @@ class FakeHost:
 
 class FakeSession(Session):
     def __init__(self, host: FakeHost):
-        super().__init__(Host(name=host.name, address="192.0.2.1"))
+        # A pool per fake node: facts (Pool.fact) are remembered per node, as on a real one.
+        super().__init__(Host(name=host.name, address="192.0.2.1"),
+                         pool=host.__dict__.setdefault("pool", Pool()))
         self.fake = host
 
     def host_key(self):

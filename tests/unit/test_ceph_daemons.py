@@ -87,6 +87,7 @@ def test_delete_stops_it_and_removes_its_key_without_opt_in(world, kind, provide
 @pytest.mark.parametrize("kind, provider", KINDS)
 def test_systemd_nodes_use_the_ceph_unit(world, kind, provider):
     world.nodes["node3"].systemd = True
+    world.nodes["node3"].__dict__.pop("pool")  # a new provider process: facts asked again
     provider().create(daemon_props(world, world.fsid, "node3"))
     lines = [line for _, _, line in world.log]
     assert f"systemctl enable --now ceph-{kind}@node3" in lines

@@ -136,3 +136,12 @@ def test_root_needs_no_group(host):
     host.running = {"virtlogd", "libvirtd"}
     NodePrepProvider().create({**PROPS, "groups": ["libvirt"]})
     assert host.changes == [] and host.groups == {}
+
+
+def test_the_init_system_is_asked_once_per_node_and_run():
+    from providers import services
+    from tests.unit.fakes import FakeHost
+    host = FakeHost(systemd=True)
+    assert all(services.has_systemd(host.session()) for _ in range(3))
+    asked = [line for _, line in host.log if "/run/systemd/system" in line]
+    assert asked == ["test -d /run/systemd/system"]
