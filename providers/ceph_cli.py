@@ -84,6 +84,13 @@ def _mode_owner(node: Session, path: str) -> tuple:
     return (out[0], out[1]) if len(out) == 2 else ("", "")
 
 
+def local_clusters(node: Session) -> list[str]:
+    """The clusters the node holds a config of (/etc/ceph/NAME.conf)."""
+    out = node.run(["find", "/etc/ceph", "-maxdepth", "1", "-name", "*.conf"],
+                   check=False).stdout
+    return sorted(os.path.basename(p)[:-len(".conf")] for p in out.split())
+
+
 def health(node: Session, cluster: str) -> dict:
     return ceph_facts.health(ceph_json(node, cluster, "health", "detail"))
 

@@ -69,6 +69,18 @@ def health(text: str) -> dict:
     return {"status": doc.get("status", "HEALTH_UNKNOWN"), "checks": checks}
 
 
+# Checks that say the cluster has not recovered from a node's blip (a bridge change).
+UNSETTLED = ("MON_DOWN", "OSD_DOWN", "OSD_HOST_DOWN", "PG_DEGRADED", "PG_AVAILABILITY",
+             "SLOW_OPS")
+
+
+def unsettled(text: str) -> list[str]:
+    """`ceph health -f json` -> the checks that say it has not recovered (and any error)."""
+    checks = _load(text).get("checks", {})
+    return sorted(name for name in checks if name in UNSETTLED or
+                  checks[name].get("severity") == "HEALTH_ERR")
+
+
 def health_report(h: dict) -> str:
     if not h["checks"]:
         return h["status"]

@@ -23,7 +23,8 @@ import pulumi
 import yaml
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
-from providers import base, services
+from providers import base, ceph_facts, services
+from providers.ceph_cli import ceph, local_clusters
 from providers.schema.kvm import BridgeInputs
 from providers.transport import Pool, Session, TransportError, open_libvirt
 
@@ -442,30 +443,19 @@ def _probe_fresh(node: Session, argv: list, change: bool = False) -> Optional[st
 # --- Ceph between nodes -----------------------------------------------------------------
 
 # Health checks that mean the cluster has not got over a node's network blip yet.
-CEPH_UNSETTLED = ("MON_DOWN", "OSD_DOWN", "OSD_HOST_DOWN", "PG_DEGRADED", "PG_AVAILABILITY",
-                  "SLOW_OPS")
-
-
-def ceph_unsettled(health_json: str) -> list[str]:
-    """The names of the checks in `ceph health -f json` that say it has not recovered."""
-    checks = json.loads(health_json or "{}").get("checks", {})
-    return sorted(name for name in checks if name in CEPH_UNSETTLED or
-                  checks[name].get("severity") == "HEALTH_ERR")
-
-
 def _wait_ceph_settled(node: Session, props: dict) -> None:
-    """On a Ceph node, wait until the cluster has recovered from this node's network change
-    before the next node's bridge is touched (the runbook: one node blipping at a time).
-    Nodes without a Ceph config (no cluster yet) have nothing to wait for."""
-    if not node.ok(["test", "-r", "/etc/ceph/ceph.conf"]):
-        return
+    """On a Ceph node, wait until each cluster it holds a config of has recovered from this
+    node's network change before the next node's bridge is touched (the runbook: one node
+    blipping at a time). Nodes without a Ceph config (no cluster yet) have nothing to wait
+    for."""
     timeout = int(props.get("ceph_timeout", 300))
-
-    def settled():
-        res = node.run(["timeout", "20", "ceph", "health", "-f", "json"], check=False)
-        return res.exit_code == 0 and not ceph_unsettled(res.stdout)
-    base.wait_until(settled, timeout=timeout, interval=3,
-                    what=f"Ceph to recover after the bridge change on {props['node']}")
+    for cluster in local_clusters(node):
+        def settled():
+            res = ceph(node, cluster, "health", "-f", "json", check=False, timeout=30)
+            return res.exit_code == 0 and not ceph_facts.unsettled(res.stdout)
+        base.wait_until(settled, timeout=timeout, interval=3,
+                        what=f"Ceph ({cluster}) to recover after the bridge change on "
+                             f"{props['node']}")
 
 
 # --- libvirt network --------------------------------------------------------------------

@@ -159,13 +159,14 @@ def test_a_stopped_libvirt_network_found_by_refresh_is_a_change():
 
 
 def test_ceph_unsettled_from_captured_health():
+    from providers import ceph_facts
     ok = '{"status":"HEALTH_WARN","checks":{"MON_DISK_LOW":{"severity":"HEALTH_WARN"}}}'
-    assert kb.ceph_unsettled(ok) == []
+    assert ceph_facts.unsettled(ok) == []
     blip = ('{"status":"HEALTH_WARN","checks":{"MON_DOWN":{"severity":"HEALTH_WARN"},'
             '"PG_DEGRADED":{"severity":"HEALTH_WARN"}}}')
-    assert kb.ceph_unsettled(blip) == ["MON_DOWN", "PG_DEGRADED"]
-    assert kb.ceph_unsettled('{"status":"HEALTH_ERR","checks":{"X":{"severity":"HEALTH_ERR"}}}'
-                             ) == ["X"]
+    assert ceph_facts.unsettled(blip) == ["MON_DOWN", "PG_DEGRADED"]
+    assert ceph_facts.unsettled('{"status":"HEALTH_ERR","checks":{"X":{"severity":"HEALTH_ERR"}}}'
+                                ) == ["X"]
 
 
 def test_vlan_and_bond_topology():
@@ -288,3 +289,22 @@ def test_netplan_mode_stages_validates_and_applies_with_netplan_try_semantics(mo
     assert "setsid -f sh /run/cephkvm/br0.guard" in host.log
     assert ["mkdir", "/run/cephkvm/br0.decided"] in probes, "confirmed over a new connection"
     assert not [line for line in host.log if line.startswith("ip ")], "netplan owns the NICs"
+
+
+def test_the_ceph_wait_asks_every_cluster_the_node_holds_a_config_of(monkeypatch):
+    """Not only one named `ceph`: the health of each /etc/ceph/NAME.conf's cluster."""
+    from providers.transport import Result
+    asked = []
+
+    class Node:
+        name = "node1"
+
+        def run(self, argv, check=True, timeout=0, **_):
+            asked.append(argv)
+            if argv[0] == "find":
+                return Result("/etc/ceph/prod.conf\n/etc/ceph/ceph.conf\n", "", 0)
+            return Result('{"status":"HEALTH_OK","checks":{}}', "", 0)
+
+    kb._wait_ceph_settled(Node(), {"node": "node1", "ceph_timeout": 5})
+    clusters = [a[a.index("--cluster") + 1] for a in asked if a[0] == "ceph"]
+    assert clusters == ["ceph", "prod"]
