@@ -11,7 +11,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from providers import cloud_vm  # noqa: E402
+from providers import vm_storage  # noqa: E402
 from providers.transport import Host, Result, Session  # noqa: E402
 
 RUNS = 5
@@ -41,22 +41,22 @@ def main() -> None:
     node = LocalSession()
     with tempfile.TemporaryDirectory(prefix="cephkvm-bench-") as tmp:
         storage = os.path.join(tmp, "storage")
-        cloud_vm._make_dirs(node, storage)
+        vm_storage.make_dirs(node, storage)
         print(f"{'template':>8} {'data':>9} {'import (once)':>14} {'clone median':>13} "
               f"{'clone max':>10}")
         for label, mib in TEMPLATES.items():
             source = os.path.join(tmp, f"{label}.qcow2")
             make_image(source, mib)
             props = {"name": "x", "storage": storage, "template": {"source": source}}
-            paths = cloud_vm._paths(props)
             start = time.monotonic()
-            cloud_vm._import_template(node, props["template"], paths["template"])
+            template = vm_storage.import_template(node, props)
             imported = time.monotonic() - start
             times = []
             for i in range(RUNS):
-                vm_paths = cloud_vm._paths({**props, "name": f"{label}-{i}"})
+                vm_paths = vm_storage.paths({**props, "name": f"{label}-{i}",
+                                             "template_path": template})
                 start = time.monotonic()
-                cloud_vm._make_overlay(node, vm_paths, 20)
+                vm_storage.make_overlay(node, vm_paths, 20)
                 times.append(time.monotonic() - start)
             print(f"{label:>8} {mib:>5} MiB {imported:>13.2f}s {statistics.median(times):>12.3f}s"
                   f" {max(times):>9.3f}s")

@@ -12,7 +12,7 @@ import libvirt
 import pytest
 import yaml
 
-from providers import base, cloud_vm, guest_agent, passwords
+from providers import base, cloud_vm, guest_agent, passwords, vm_storage
 from providers import libvirt_domain as dx
 from providers.cloud_vm import CloudVMProvider
 from providers.transport import Host, Result, Session, command_line
@@ -247,7 +247,7 @@ def test_password_hash_is_the_systems_sha512_crypt():
 
 
 def test_cloud_config_from_structured_inputs_merges_user_data():
-    doc = cloud_vm.cloud_config(PROPS)
+    doc = vm_storage.cloud_config(PROPS)
     assert doc["hostname"] == "vm-unit" and doc["password"].startswith("$6$")
     assert doc["chpasswd"] == {"expire": False} and doc["ssh_pwauth"] is True
     assert doc["runcmd"] == ["echo extra"] and doc["timezone"] == "UTC"

@@ -1,0 +1,169 @@
+"""A VM's files on shared storage (CephFS in production), for CloudVM: the template
+imported once into templates/ under its content hash, the qcow2 overlay in virtualmachines/,
+and the NoCloud seed in config/ made from the cloud-init inputs."""
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+import re
+import shlex
+
+import yaml
+
+from providers import passwords
+
+
+def paths(p: dict) -> dict:
+    """The VM's files; the template's is the one create imported (kept in state)."""
+    root, name = p["storage"], p["name"]
+    return {"template": p.get("template_path") or "",
+            "disk": posixpath.join(root, "virtualmachines", name + ".qcow2"),
+            "seed": posixpath.join(root, "config", name + "-seed.iso")}
+
+
+def template_path(p: dict, digest: str) -> str:
+    """templates/<name>-<sha256 prefix>.qcow2: two images of one file name never share a
+    template, and an image changed at its source becomes a new template."""
+    src = p["template"]["source"]
+    stem = posixpath.basename(src.split("?", 1)[0])
+    stem = re.sub(r"\.(qcow2|img|raw)$", "", stem) or "template"
+    return posixpath.join(p["storage"], "templates", f"{stem}-{digest[:16]}.qcow2")
+
+
+def paths_out(paths: dict) -> dict:
+    return {"template_path": paths["template"], "disk_path": paths["disk"],
+            "seed_path": paths["seed"]}
+
+
+def make_dirs(node, storage: str) -> None:
+    dirs = [posixpath.join(storage, d) for d in ("templates", "virtualmachines", "config")]
+    if not node.ok(["test", "-d", dirs[0], "-a", "-d", dirs[1], "-a", "-d", dirs[2]]):
+        node.run(["mkdir", "-p", *dirs], change=True)
+
+
+def import_template(node, p: dict) -> str:
+    """The image, converted to qcow2 into templates/ under its content hash, once: a
+    template present is never rewritten (VMs' overlays depend on it byte for byte). An
+    image that names a backing or data file is refused: it would pull that file of the
+    node into every VM made from it. Returns the template's path."""
+    template, storage = p["template"], p["storage"]
+    src, fetched = template["source"], None
+    if src.startswith(("http://", "https://")):
+        fetched = _temp(node, posixpath.join(storage, "templates", ".download"))
+        node.run(["curl", "-fsSL", "--proto", "=https,http", "-o", fetched, src], change=True,
+                 timeout=3600)
+        src = fetched
+    try:
+        digest = _digest(node, src, template)
+        dest = template_path(p, digest)
+        if not node.ok(["test", "-s", dest]):
+            fmt = _image_format(node, src, template["source"])
+            tmp = _temp(node, dest)
+            node.run(["qemu-img", "convert", "-f", fmt, "-O", "qcow2", src, tmp], change=True,
+                     timeout=3600)
+            node.run(["mv", "-f", tmp, dest], change=True)
+        return dest
+    finally:
+        if fetched:
+            node.run(["rm", "-f", "--", fetched], change=True)
+
+
+def _temp(node, prefix: str) -> str:
+    """A new file prefix.NODE.XXXXXX.part (mktemp: never a name another writer has); what
+    a killed run of this node left under that prefix goes first."""
+    mine = f"{prefix}.{node.name}"
+    node.run(["sh", "-c", f"rm -f -- {shlex.quote(mine)}.*.part"], change=True)
+    return node.run(["mktemp", f"{mine}.XXXXXX.part"], change=True).stdout.strip()
+
+
+def _digest(node, src: str, template: dict) -> str:
+    out = node.run(["sha256sum", "--", src], timeout=3600).stdout.split()
+    digest = out[0] if out else ""
+    if template.get("sha256") and digest != template["sha256"].lower():
+        raise RuntimeError(f"template {template['source']}: its SHA-256 is {digest or '?'}, "
+                           f"the stack expects {template['sha256']}; not importing it")
+    return digest
+
+
+def _image_format(node, src: str, source: str) -> str:
+    info = json.loads(node.run(["qemu-img", "info", "-U", "--output=json", "--", src]).stdout)
+    data_file = (info.get("format-specific") or {}).get("data", {}).get("data-file")
+    if info.get("backing-filename") or data_file:
+        raise RuntimeError(f"template {source}: the image refers to another file "
+                           f"({info.get('backing-filename') or data_file}); a cloud image "
+                           "must stand alone. Flatten it (qemu-img convert) first.")
+    return info.get("format") or "raw"
+
+
+def make_overlay(node, paths: dict, disk_gib: int) -> None:
+    if node.ok(["test", "-e", paths["disk"]]):
+        return
+    tmp = paths["disk"] + ".part"
+    # Current qemu-img refuses a backing file without its format (-F).
+    node.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", paths["template"],
+              tmp, f"{disk_gib}G"], change=True)
+    node.run(["mv", "-f", tmp, paths["disk"]], change=True)
+
+
+def cloud_config(p: dict) -> dict:
+    """The #cloud-config document from the structured inputs (password hashed)."""
+    ci = p.get("cloud_init") or {}
+    doc: dict = {}
+    if ci.get("hostname"):
+        doc.update(hostname=ci["hostname"], preserve_hostname=False)
+    if ci.get("users"):
+        doc["users"] = ["default"] + list(ci["users"])
+    if ci.get("ssh_authorized_keys"):
+        doc["ssh_authorized_keys"] = list(ci["ssh_authorized_keys"])
+    if p.get("password"):  # hashed: the seed is readable by anyone who can read the disk
+        doc["password"] = passwords.hashed(p["password"])
+        doc["chpasswd"] = {"expire": False}
+        doc["ssh_pwauth"] = True
+    if ci.get("packages"):
+        doc["packages"] = list(ci["packages"])
+    if ci.get("runcmd"):
+        doc["runcmd"] = list(ci["runcmd"])
+    return _merge(doc, ci.get("user_data") or {})
+
+
+def _merge(doc: dict, extra: dict) -> dict:
+    """extra wins for scalars; lists are appended, mappings merged."""
+    out = dict(doc)
+    for k, v in extra.items():
+        if isinstance(v, list) and isinstance(out.get(k), list):
+            out[k] = out[k] + v
+        elif isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def instance_id(p: dict, generation: int) -> str:
+    """New whenever the seed is rewritten, so cloud-init runs again on the next boot. The
+    password is not hashed into it: the id is a plain output."""
+    digest = hashlib.sha256(json.dumps(p.get("cloud_init") or {}, sort_keys=True).encode())
+    return f"{p['name']}-{generation}-{digest.hexdigest()[:8]}"
+
+
+def write_seed(node, p: dict, seed_path: str, generation: int) -> dict:
+    iid = instance_id(p, generation)
+    ci = p.get("cloud_init") or {}
+    meta = {"instance-id": iid, "local-hostname": ci.get("hostname") or p["name"]}
+    user = "#cloud-config\n" + yaml.safe_dump(cloud_config(p), sort_keys=False)
+    tmp = node.run(["mktemp", "-d"], change=True).stdout.strip()
+    try:
+        node.put(f"{tmp}/user-data", user, mode="0600", secret=bool(p.get("password")))
+        node.put(f"{tmp}/meta-data", yaml.safe_dump(meta), mode="0600")
+        argv = ["cloud-localds"]
+        if ci.get("network_config"):
+            node.put(f"{tmp}/network-config", yaml.safe_dump(ci["network_config"]), mode="0600")
+            argv += ["-N", f"{tmp}/network-config"]
+        part = seed_path + ".part"
+        node.run(argv + [part, f"{tmp}/user-data", f"{tmp}/meta-data"], change=True)
+        node.run(["chmod", "0600", part], change=True)  # it may hold the password
+        node.run(["mv", "-f", part, seed_path], change=True)
+    finally:
+        node.run(["rm", "-rf", "--", tmp], change=True)
+    return {"instance_id": iid, "seed_generation": generation}
