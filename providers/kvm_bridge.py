@@ -14,7 +14,6 @@ NEW SSH connection within confirm_timeout seconds. Delete gives the NICs their a
 from __future__ import annotations
 
 import json
-import shlex
 import socket
 import time
 from typing import Optional
@@ -24,6 +23,8 @@ import yaml
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
+from providers.bridge_scripts import RUN_DIR, apply, apply_script, guard_script, \
+    member_master, netplan_doc, netplan_path, netplan_restore, ports, q, restore_script
 from providers.ceph_cli import ceph, local_clusters
 from providers.schema.kvm import BridgeInputs
 from providers.transport import Pool, Session, TransportError, open_libvirt
@@ -34,8 +35,6 @@ from providers.transport import Pool, Session, TransportError, open_libvirt
 #          (addresses, gateway as applied), network_active
 INPUTS = BridgeInputs
 REPLACES, UPDATES, STATE = base.tables(INPUTS)
-RUN_DIR = "/run/cephkvm"
-NETPLAN_DIR = "/etc/netplan"
 
 
 class KvmBridgeProvider(base.Provider):
@@ -62,9 +61,9 @@ class KvmBridgeProvider(base.Provider):
         mode = _mode(node, props)
         _validate_netplan(node, props, wanted)
         if not _matches(snap, props, wanted):
-            rollback = (_netplan_restore(props) if mode == "netplan"
+            rollback = (netplan_restore(props) if mode == "netplan"
                         else restore_script(props, previous))
-            _apply_guarded(props, _apply(props, wanted, mode), rollback)
+            _apply_guarded(props, apply(props, wanted, mode), rollback)
             _wait_ceph_settled(node, props)
         active = _ensure_network(props)
         return CreateResult(f"{props['node']}/{props['name']}", {
@@ -79,7 +78,7 @@ class KvmBridgeProvider(base.Provider):
             return ReadResult("", {})
         found = {
             "interfaces": [m for m in props.get("interfaces", [])
-                           if snap["links"].get(m, {}).get("master") == _member_master(props)],
+                           if snap["links"].get(m, {}).get("master") == member_master(props)],
             "gateway": _gateway_on(snap, props["name"]),
         }
         effective = props.get("effective") or {}
@@ -105,9 +104,9 @@ class KvmBridgeProvider(base.Provider):
         snap = observe(node)
         if not _matches(snap, news, wanted):
             old_wanted = olds.get("effective") or _wanted(olds, previous)
-            rollback = (_netplan_restore(news) if mode == "netplan"
+            rollback = (netplan_restore(news) if mode == "netplan"
                         else apply_script(olds, old_wanted))
-            _apply_guarded(news, _apply(news, wanted, mode), rollback)
+            _apply_guarded(news, apply(news, wanted, mode), rollback)
             _wait_ceph_settled(node, news)
         if olds.get("network") != news["network"]:
             _remove_network(olds)
@@ -126,7 +125,7 @@ class KvmBridgeProvider(base.Provider):
         wanted = props.get("effective") or _wanted(props, props.get("previous") or {})
         if props.get("applied_mode") == "netplan":
             # netplan owns the interfaces there: drop our file and let it re-render the rest.
-            path, kept = q(_netplan_path(props)), q(f"{RUN_DIR}/{props['name']}.netplan-deleted")
+            path, kept = q(netplan_path(props)), q(f"{RUN_DIR}/{props['name']}.netplan-deleted")
             _apply_guarded(props, f"set -e\ncp {path} {kept}\nrm -f {path}\nnetplan apply\n",
                            f"cp {kept} {path}\nnetplan apply\n")
         else:
@@ -195,7 +194,7 @@ def _matches(snap: dict, props: dict, wanted: dict) -> bool:
     bridge = snap["links"].get(props["name"])
     if not bridge:
         return False
-    members_ok = all(snap["links"].get(m, {}).get("master") == _member_master(props)
+    members_ok = all(snap["links"].get(m, {}).get("master") == member_master(props)
                      for m in props["interfaces"]) and \
         all(snap["links"].get(p, {}).get("master") == props["name"] for p in ports(props))
     return (members_ok and sorted(bridge["addrs"]) == sorted(wanted["addresses"])
@@ -207,143 +206,6 @@ def _mode(node: Session, props: dict) -> str:
         return props["mode"]
     netplan = node.ok(["sh", "-c", "command -v netplan"])
     return "netplan" if netplan and services.has_systemd(node) else "iproute2"
-
-
-# --- scripts (pure: built from data, every value quoted) --------------------------------
-
-q = shlex.quote
-
-
-def ports(props: dict) -> list[str]:
-    """The links that join the bridge: the NICs, or the bond, or their VLAN interfaces."""
-    uppers = [props["bond"]["name"]] if props.get("bond") else list(props["interfaces"])
-    vlan = props.get("vlan")
-    return [f"{u}.{vlan}" for u in uppers] if vlan else uppers
-
-
-def _member_master(props: dict) -> str:
-    """What the NICs are enslaved to: the bond, or with a VLAN nothing (the VLAN interface
-    sits on top of them), or the bridge itself."""
-    if props.get("bond"):
-        return props["bond"]["name"]
-    return None if props.get("vlan") else props["name"]
-
-
-def _links_script(props: dict) -> list[str]:
-    """iproute2 lines that make the bond and VLAN interfaces, when asked for."""
-    lines, bond, vlan = [], props.get("bond"), props.get("vlan")
-    if bond:
-        name = bond["name"]
-        lines.append(f"ip link show dev {q(name)} >/dev/null 2>&1 || ip link add name {q(name)}"
-                     f" type bond mode {q(bond.get('mode', 'active-backup'))}")
-        for m in props["interfaces"]:
-            # A NIC joins a bond only while down.
-            lines.append(f"[ \"$(cat /sys/class/net/{q(m)}/master/ifindex 2>/dev/null)\" = "
-                         f"\"$(cat /sys/class/net/{q(name)}/ifindex)\" ] || "
-                         f"{{ ip link set dev {q(m)} down; "
-                         f"ip link set dev {q(m)} master {q(name)}; }}")
-            lines.append(f"ip link set dev {q(m)} up")
-        lines.append(f"ip link set dev {q(name)} up")
-    if vlan:
-        uppers = [bond["name"]] if bond else props["interfaces"]
-        for u in uppers:
-            lines.append(f"ip link show dev {q(f'{u}.{vlan}')} >/dev/null 2>&1 || ip link add "
-                         f"link {q(u)} name {q(f'{u}.{vlan}')} type vlan id {int(vlan)}")
-            lines.append(f"ip link set dev {q(u)} up")
-    return lines
-
-
-def apply_script(props: dict, wanted: dict) -> str:
-    """iproute2: from whatever is there to the bridge with wanted addressing."""
-    br, members = props["name"], props["interfaces"]
-    lines = ["set -e",
-             f"ip link show dev {q(br)} >/dev/null 2>&1 || "
-             f"ip link add name {q(br)} type bridge stp_state 0"]
-    if wanted.get("mac"):
-        lines.append(f"ip link set dev {q(br)} address {q(wanted['mac'])}")
-    lines.append(f"ip link set dev {q(br)} up")
-    lines += _links_script(props)
-    for port in ports(props):
-        lines.append(f"ip link set dev {q(port)} master {q(br)} up")
-    # New addresses first, then the others go: the node keeps an address throughout.
-    for a in wanted["addresses"]:
-        lines.append(f"ip addr replace {q(a)} dev {q(br)}")
-    keep = q(" " + " ".join(wanted["addresses"]) + " ")
-    lines.append(f"for a in $(ip -o addr show dev {q(br)} scope global | awk '{{print $4}}'); "
-                 f"do case {keep} in *\" $a \"*) ;; *) ip addr del \"$a\" dev {q(br)};; esac; "
-                 "done")
-    for m in members:
-        lines.append(f"ip addr flush dev {q(m)} scope global")
-    lines.append(f"ip route del default dev {q(br)} 2>/dev/null || true")
-    if wanted.get("gateway"):
-        lines.append(f"ip route replace default via {q(wanted['gateway'])} dev {q(br)}")
-    return "\n".join(lines) + "\n"
-
-
-def restore_script(props: dict, previous: dict) -> str:
-    """iproute2: remove the bridge and give the members back their addresses and routes."""
-    br = props["name"]
-    lines = []
-    for port in ports(props):
-        lines.append(f"ip link set dev {q(port)} nomaster 2>/dev/null")
-    lines.append(f"ip link del dev {q(br)} 2>/dev/null")
-    if props.get("vlan"):
-        lines += [f"ip link del dev {q(port)} 2>/dev/null" for port in ports(props)]
-    if props.get("bond"):
-        lines.append(f"ip link del dev {q(props['bond']['name'])} 2>/dev/null")
-    for m in props["interfaces"]:
-        lines.append(f"ip link set dev {q(m)} nomaster 2>/dev/null")
-    for m in props["interfaces"]:
-        lines.append(f"ip link set dev {q(m)} up")
-        for a in previous.get("addresses", {}).get(m, []):
-            lines.append(f"ip addr replace {q(a)} dev {q(m)}")
-    for r in previous.get("routes", []):
-        if r.get("via"):
-            lines.append(f"ip route replace default via {q(r['via'])} dev {q(r['dev'])}")
-    return "\n".join(lines) + "\ntrue\n"
-
-
-def netplan_doc(props: dict, wanted: dict) -> dict:
-    bridge: dict = {"interfaces": ports(props), "addresses": wanted["addresses"],
-                    "parameters": {"stp": False}, "dhcp4": False, "dhcp6": False}
-    if wanted.get("mac"):
-        bridge["macaddress"] = wanted["mac"]
-    if wanted.get("gateway"):
-        bridge["routes"] = [{"to": "default", "via": wanted["gateway"]}]
-    if props.get("nameservers") or props.get("search"):
-        bridge["nameservers"] = {"addresses": list(props.get("nameservers") or []),
-                                 "search": list(props.get("search") or [])}
-    net: dict = {"version": 2,
-                 "ethernets": {m: {"dhcp4": False, "dhcp6": False} for m in props["interfaces"]}}
-    bond, vlan = props.get("bond"), props.get("vlan")
-    if bond:
-        net["bonds"] = {bond["name"]: {
-            "interfaces": list(props["interfaces"]), "dhcp4": False, "dhcp6": False,
-            "parameters": {"mode": bond.get("mode", "active-backup")}}}
-    if vlan:
-        uppers = [bond["name"]] if bond else props["interfaces"]
-        net["vlans"] = {f"{u}.{vlan}": {"id": int(vlan), "link": u, "dhcp4": False}
-                        for u in uppers}
-    net["bridges"] = {props["name"]: bridge}
-    return {"network": net}
-
-
-def _netplan_path(props: dict) -> str:
-    return f"{NETPLAN_DIR}/60-cephkvm-{props['name']}.yaml"
-
-
-def _apply(props: dict, wanted: dict, mode: str) -> str:
-    if mode == "netplan":
-        staged = f"{RUN_DIR}/{props['name']}.netplan"
-        return (f"set -e\ncp {q(staged)} {q(_netplan_path(props))}\n"
-                f"chmod 600 {q(_netplan_path(props))}\nnetplan apply\n")
-    return apply_script(props, wanted)
-
-
-def _netplan_restore(props: dict) -> str:
-    backup = f"{RUN_DIR}/{props['name']}.netplan-before"
-    return (f"if [ -e {q(backup)} ]; then cp {q(backup)} {q(_netplan_path(props))}; "
-            f"else rm -f {q(_netplan_path(props))}; fi\nnetplan apply\n")
 
 
 def _validate_netplan(node: Session, props: dict, wanted: dict) -> None:
@@ -365,26 +227,12 @@ def _validate_netplan(node: Session, props: dict, wanted: dict) -> None:
     if _mode(node, props) == "netplan":
         node.run(["mkdir", "-p", RUN_DIR], change=True)
         node.put(f"{RUN_DIR}/{props['name']}.netplan", text, mode="0600")
-        node.run(["sh", "-c", f"[ -e {q(_netplan_path(props))} ] && cp "
-                 f"{q(_netplan_path(props))} {q(RUN_DIR + '/' + props['name'])}.netplan-before"
+        node.run(["sh", "-c", f"[ -e {q(netplan_path(props))} ] && cp "
+                 f"{q(netplan_path(props))} {q(RUN_DIR + '/' + props['name'])}.netplan-before"
                  " || true"], change=True)
 
 
-# --- apply with automatic rollback ------------------------------------------------------
-
-
-def guard_script(timeout: int, name: str) -> str:
-    """Detached on the node: apply, then wait for the controller's confirmation; without it
-    restore the previous state (the controller could not reach the node any more). Whoever
-    creates the `.decided` directory first (mkdir is atomic) decides: the controller to keep
-    the change, the guard to roll it back; never both."""
-    d = f"{RUN_DIR}/{name}"
-    return (f"sh {q(d)}.apply > {q(d)}.log 2>&1; echo $? > {q(d)}.rc\n"
-            f"i=0; while [ $i -lt {int(timeout)} ]; do\n"
-            f"  [ -d {q(d)}.decided ] && exit 0; sleep 1; i=$((i+1)); done\n"
-            f"mkdir {q(d)}.decided 2>/dev/null || exit 0\n"
-            f"echo rolling-back > {q(d)}.state\n"
-            f"sh {q(d)}.rollback >> {q(d)}.log 2>&1; echo rolled-back > {q(d)}.state\n")
+# --- apply with automatic rollback (guard_script: providers/bridge_scripts.py) ----------
 
 
 def _apply_guarded(props: dict, apply: str, rollback: str) -> None:

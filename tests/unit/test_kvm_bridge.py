@@ -11,6 +11,7 @@ import libvirt
 import pytest
 import yaml
 
+from providers import bridge_scripts as bs
 from providers import kvm_bridge as kb
 from providers.kvm_bridge import KvmBridgeProvider
 from providers.transport import Host, Result, Session
@@ -76,15 +77,15 @@ def test_diff_table(change, replaces):
 
 def test_scripts_quote_every_value():
     evil = {**checked(), "name": "br0; reboot", "interfaces": ["eth0 && halt"]}
-    script = kb.apply_script(evil, {"addresses": ["10.0.0.1/24"], "gateway": None,
+    script = bs.apply_script(evil, {"addresses": ["10.0.0.1/24"], "gateway": None,
                                     "mac": None})
     assert "'br0; reboot'" in script and "'eth0 && halt'" in script
-    restore = kb.restore_script(evil, {"addresses": {"eth0 && halt": ["10.0.0.1/24"]}})
+    restore = bs.restore_script(evil, {"addresses": {"eth0 && halt": ["10.0.0.1/24"]}})
     assert "dev 'eth0 && halt'" in restore
 
 
 def test_guard_rolls_back_unless_confirmed():
-    text = kb.guard_script(30, "br0")
+    text = bs.guard_script(30, "br0")
     assert "mkdir /run/cephkvm/br0.decided 2>/dev/null || exit 0" in text
     assert text.index("br0.decided ] && exit 0") < text.index("sh /run/cephkvm/br0.rollback")
 
@@ -107,10 +108,10 @@ def test_apply_then_restore_scripts_in_a_real_namespace():
     previous = {"addresses": {"dummy0": ["192.0.2.10/24"]},
                 "routes": [{"via": "192.0.2.1", "dev": "dummy0"}]}
     script = (f"set -e; {setup}; ip route add default via 192.0.2.1 dev dummy0\n"
-              + kb.apply_script(props, wanted).replace("set -e\n", "")
+              + bs.apply_script(props, wanted).replace("set -e\n", "")
               + "echo BRIDGED; ip -o addr show dev br0 scope global; ip route show default; "
               "ip -o link show dev dummy0\n"
-              + kb.restore_script(props, previous)
+              + bs.restore_script(props, previous)
               + "echo RESTORED; ip -o addr show dev dummy0 scope global; ip route show default;"
               " ip link show br0 2>&1 | head -1\n")
     out = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True,
@@ -127,7 +128,7 @@ def test_apply_then_restore_scripts_in_a_real_namespace():
 def test_netplan_doc_is_valid_for_netplan_generate(tmp_path):
     props = checked(interfaces=["ens33"], nameservers=["10.20.10.11", "10.20.10.12"],
                     search=["intranet.mycooldomain.com"])
-    doc = kb.netplan_doc(props, {"addresses": ["10.20.10.31/24"], "gateway": "10.20.10.2",
+    doc = bs.netplan_doc(props, {"addresses": ["10.20.10.31/24"], "gateway": "10.20.10.2",
                                  "mac": "52:54:00:00:00:01"})
     (tmp_path / "etc" / "netplan").mkdir(parents=True)
     (tmp_path / "etc" / "netplan" / "60-cephkvm-br0.yaml").write_text(yaml.safe_dump(doc))
@@ -172,16 +173,16 @@ def test_ceph_unsettled_from_captured_health():
 def test_vlan_and_bond_topology():
     props = checked(interfaces=["ens33", "ens34"], vlan=10,
                     bond={"name": "bond0", "mode": "active-backup"})
-    assert kb.ports(props) == ["bond0.10"]
-    script = kb.apply_script(props, {"addresses": ["10.0.0.1/24"], "gateway": None,
+    assert bs.ports(props) == ["bond0.10"]
+    script = bs.apply_script(props, {"addresses": ["10.0.0.1/24"], "gateway": None,
                                      "mac": None})
     assert "ip link add name bond0 type bond mode active-backup" in script
     assert "ip link set dev ens34 master bond0" in script
     assert "ip link add link bond0 name bond0.10 type vlan id 10" in script
     assert "ip link set dev bond0.10 master br0 up" in script
-    restore = kb.restore_script(props, {"addresses": {"ens33": ["10.0.0.1/24"]}})
+    restore = bs.restore_script(props, {"addresses": {"ens33": ["10.0.0.1/24"]}})
     assert "ip link del dev bond0.10" in restore and "ip link del dev bond0" in restore
-    assert kb.ports(checked(interfaces=["ens33"], vlan=20)) == ["ens33.20"]
+    assert bs.ports(checked(interfaces=["ens33"], vlan=20)) == ["ens33.20"]
     failures = KvmBridgeProvider().check({}, {**PROPS, "vlan": 5000,
                                               "bond": {"name": "b", "mode": "fast"}}).failures
     assert sorted(f.property for f in failures) == ["bond.mode", "vlan"]
@@ -190,7 +191,7 @@ def test_vlan_and_bond_topology():
 @pytest.mark.skipif(not shutil.which("netplan"), reason="netplan is not installed")
 def test_netplan_accepts_the_vlan_and_bond_doc(tmp_path):
     props = checked(interfaces=["ens33", "ens34"], vlan=10, bond={"name": "bond0"})
-    doc = kb.netplan_doc(props, {"addresses": ["10.20.10.31/24"], "gateway": None,
+    doc = bs.netplan_doc(props, {"addresses": ["10.20.10.31/24"], "gateway": None,
                                  "mac": None})
     (tmp_path / "etc" / "netplan").mkdir(parents=True)
     path = tmp_path / "etc" / "netplan" / "60-cephkvm-br0.yaml"
@@ -208,10 +209,10 @@ def test_vlan_script_in_a_real_namespace():
     setup = ("ip link add nic0 type veth peer name peer0 && ip link set peer0 up && "
              "ip link set nic0 up && ip addr add 192.0.2.10/24 dev nic0")
     script = (f"set -e; {setup}\n"
-              + kb.apply_script(props, {"addresses": ["192.0.2.10/24"], "gateway": None,
+              + bs.apply_script(props, {"addresses": ["192.0.2.10/24"], "gateway": None,
                                         "mac": None}).replace("set -e\n", "")
               + "echo BRIDGED; ip -o link show master br0; ip -o addr show dev br0\n"
-              + kb.restore_script(props, {"addresses": {"nic0": ["192.0.2.10/24"]}})
+              + bs.restore_script(props, {"addresses": {"nic0": ["192.0.2.10/24"]}})
               + "echo RESTORED; ip -o addr show dev nic0 scope global; ip -o link\n")
     out = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True,
                          text=True, timeout=30)
