@@ -126,6 +126,11 @@ class Provider(ResourceProvider):
     def rules(self, news: dict, olds: dict) -> list[CheckFailure]:
         return []
 
+    def state_only(self, olds: dict, news: dict) -> bool:
+        """No field that needs host work changed (a timeout, an opt-in, a rotated key): an
+        update then only records the new values, and opens no connection."""
+        return not delta(olds, news, tables(self.INPUTS)[1])
+
     def diff(self, _id, olds, news):
         olds, news = normalize(olds), normalize(news)
         replaces, updates, state = tables(self.INPUTS)

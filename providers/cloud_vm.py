@@ -105,6 +105,8 @@ class CloudVMProvider(base.Provider):
 
     def update(self, _id, olds, news):
         olds, news = base.normalize(olds), base.normalize(news)
+        if self.state_only(olds, news):
+            return UpdateResult({**olds, **news})
         changed = set(base.delta(olds, news, UPDATES))
         restart = bool(changed & set(RESTART_FIELDS))
         if restart and news["on_restart_needed"] == "fail":
@@ -119,7 +121,7 @@ class CloudVMProvider(base.Provider):
         seed = {k: olds.get(k) for k in ("instance_id", "seed_generation")}
         if changed & set(CLOUD_INIT_FIELDS):
             seed = vm_storage.write_seed(node, news, paths["seed"],
-                               generation=int(olds.get("seed_generation") or 1) + 1)
+                                         generation=int(olds.get("seed_generation") or 1) + 1)
         with _libvirt(news) as conn:
             dom = _lookup(conn, news["name"])
             if dom is None:
@@ -342,8 +344,10 @@ def _migrate(olds: dict, news: dict) -> None:
         flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
                  libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE |
                  libvirt.VIR_MIGRATE_UNSAFE)
+        params = ({libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: news["migration_bandwidth_mib"]}
+                  if news.get("migration_bandwidth_mib") else {})
         with _peer_uri(source, base.session(news), news) as uri:
-            dom.migrateToURI3(uri, {}, flags)
+            dom.migrateToURI3(uri, params, flags)
 
 
 @contextlib.contextmanager

@@ -94,8 +94,8 @@ class KvmBridgeProvider(base.Provider):
 
     def update(self, _id, olds, news):
         olds, news = base.normalize(olds), base.normalize(news)
-        if not base.delta(olds, news, UPDATES) and olds.get("network_active") is not False:
-            return UpdateResult({**olds, **news})  # a timeout or the key: state only
+        if self.state_only(olds, news) and olds.get("network_active") is not False:
+            return UpdateResult({**olds, **news})
         node = base.session(news)
         previous = olds.get("previous") or _previous(news, observe(node))
         wanted = _wanted(news, previous)

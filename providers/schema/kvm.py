@@ -128,6 +128,8 @@ class Vm(Spec):
     wait_for: Literal["cloud-init", "address", "none"] = update(
         "cloud-init", fix="what makes the VM ready (providers/cloud_vm.py)")
     ready_timeout: whole(0, 86400, " seconds") = update(300, fix="seconds up waits for wait_for")
+    migration_bandwidth_mib: whole(1, 1 << 20) | None = state(
+        None, fix="MiB/s a live migration may use (default: as fast as the network)")
 
     @field_validator("max_memory_mib", "max_vcpus")
     @classmethod

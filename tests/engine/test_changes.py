@@ -48,6 +48,8 @@ CHANGES = [
     ("mountpoint", lambda c: c["cephkvm:mounts"][0].update(mountpoint="/srv/cephfs"),
      {**_each("mount-{}-mnt-cephfs", "delete"), **_each("mount-{}-srv-cephfs", "create")}),
     ("VM memory", lambda c: _vm(c).update(memory_mib=1024), {"virt-01": "update"}),
+    ("VM migration bandwidth (a field the schema alone added)",
+     lambda c: _vm(c).update(migration_bandwidth_mib=100), {"virt-01": "update"}),
     ("VM disk grows", lambda c: _vm(c).update(disk_gib=20), {"virt-01": "update"}),
     ("VM vCPUs", lambda c: _vm(c).update(vcpus=2), {"virt-01": "update"}),
     ("VM cloud-init", lambda c: _vm(c)["cloud_init"].update(hostname="virt-01b"),

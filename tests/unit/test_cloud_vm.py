@@ -410,6 +410,21 @@ def test_migration_is_peer_to_peer_with_unsafe_only_for_shared_storage(node, mon
     assert not dom.migrateToURI3.called
     cloud_vm._migrate(olds, {**news, "shared_storage": True})  # the operator says it is shared
     assert dom.migrateToURI3.called
+    assert dom.migrateToURI3.call_args.args[1] == {}  # as fast as the network: no limit
+    cloud_vm._migrate(olds, {**news, "shared_storage": True, "migration_bandwidth_mib": 200})
+    assert dom.migrateToURI3.call_args.args[1] == {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 200}
+
+
+def test_a_migration_setting_is_a_change_of_the_state_alone(node):
+    """A setting used by the next migration: preview says update, up touches no host."""
+    olds = {**checked(), "uuid": "u", "state": "running"}
+    news = checked({**PROPS, "migration_bandwidth_mib": 200})
+    diff = CloudVMProvider().diff("vm-unit", olds, news)
+    assert diff.changes and not diff.replaces
+    before = len(node.log)
+    outs = CloudVMProvider().update("vm-unit", olds, news).outs
+    assert outs["migration_bandwidth_mib"] == 200 and outs["uuid"] == "u"
+    assert len(node.log) == before, "no command on the node"
 
 
 def test_domain_xml_tcg_cache_and_kvm_cpu():
