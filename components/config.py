@@ -17,8 +17,10 @@ import yaml
 
 from components import config_ceph, config_kvm
 from components.config_schema import BASE_PACKAGES as PACKAGES, Stack
-from providers.schema.node import Node, Ssh
-from providers.schema.types import CONTROL, render_key, sections, unique, validate
+from pydantic import ValidationError
+
+from providers.schema.node import Inventory, Node, Ssh
+from providers.schema.types import CONTROL, messages, render_key, sections, unique, validate
 
 NAMESPACE = "cephkvm"
 BASE_PACKAGES = list(PACKAGES)
@@ -40,7 +42,6 @@ class StackConfig:
     ssh: Ssh
     virt_type: str = "auto"
     packages: tuple = tuple(BASE_PACKAGES)
-    lab: bool = False
     ceph: object = None  # components/config_ceph.py
     kvm: object = None  # components/config_kvm.py
 
@@ -52,6 +53,9 @@ def key(path: str) -> str:
 def load(raw: dict, project_dir: str) -> StackConfig:
     raw = {k: _decode(v) for k, v in raw.items()}
     problems: list[str] = []
+    inventory = _inventory(raw, project_dir, problems)
+    if inventory is not None:
+        raw = {k: _fill(v, inventory.vars, k, problems) for k, v in raw.items()}
     control_characters(raw, problems, FREE_TEXT)
     if isinstance(raw.get("vms_file"), str):
         raw["vms"] = list(raw.get("vms") or []) + _vms_file(raw["vms_file"], project_dir,
@@ -61,22 +65,66 @@ def load(raw: dict, project_dir: str) -> StackConfig:
     control = {p.split(": ", 1)[0] for p in problems}
     problems += [f"{key(path)}: {message}" for path, message in found
                  if key(path) not in control]
-    lab = values.get("lab", False)
-    ssh = _ssh(values.get("ssh", Ssh()), project_dir)
-    nodes = values.get("nodes", ())
-    if lab:
-        nodes, ssh = _lab_inventory(project_dir, ssh, problems)
-    paths = {n.name: f"nodes[{i}]" for i, n in enumerate(nodes) if n is not None}
-    nodes = _nodes(nodes, ssh, problems)
-    ceph = config_ceph.load(values, raw, nodes, paths, lab, project_dir, problems)
-    kvm = config_kvm.load(values, nodes, problems, ssh,
-                          config_ceph.lab_subnet(project_dir) if lab else None, lab)
+    ssh = _ssh(values.get("ssh", Ssh()), inventory, project_dir)
+    nodes = inventory.nodes if inventory is not None else values.get("nodes", ())
+    paths = {n.name: f"{'inventory.' if inventory else ''}nodes[{i}]"
+             for i, n in enumerate(nodes) if n is not None}
+    nodes = _nodes(nodes, ssh, paths, problems, "inventory.nodes" if inventory else "nodes")
+    public = inventory.public_network if inventory is not None else None
+    ceph = config_ceph.load(values, raw, nodes, paths, public, problems)
+    kvm = config_kvm.load(values, nodes, problems)
     if problems:
         raise ConfigError(problems)
     return StackConfig(nodes=nodes, ssh=ssh, virt_type=values.get("kvm").virt_type
                        if "kvm" in values else "auto",
-                       packages=values.get("packages", tuple(BASE_PACKAGES)), lab=lab,
+                       packages=values.get("packages", tuple(BASE_PACKAGES)),
                        ceph=ceph, kvm=kvm)
+
+
+# --- the inventory ----------------------------------------------------------------------
+
+
+def _inventory(raw: dict, project_dir: str, problems: list) -> Inventory | None:
+    """`cephkvm:inventory`: the nodes (and ssh, public_network, vars) from a file."""
+    if not isinstance(raw.get("inventory"), str):
+        return None  # absent, or its type is the schema's problem
+    if raw.get("nodes"):
+        problems.append(f"{key('nodes')}: the nodes come from {key('inventory')}; list them "
+                        "in one place")
+    path = _path(ENV_VAR.sub(lambda m: os.environ.get(m.group(1) or m.group(2), ""),
+                             raw["inventory"]), project_dir)
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)  # JSON is YAML too
+    except (OSError, yaml.YAMLError) as err:
+        problems.append(f"{key('inventory')}: cannot read {path} ({err}); for the lab, run "
+                        "`make lab` or `python -m lab up` first")
+        return None
+    try:
+        return validate(Inventory, data)
+    except ValidationError as err:
+        problems += [f"{key(p)}: {m} (in {path})" for p, m in
+                     messages(err, Stack, ("inventory",))]
+        return None
+
+
+ENV_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")  # an unset one is empty (.lab${CEPHKVM_LAB})
+INVENTORY_VAR = re.compile(r"\{inventory:([A-Za-z0-9_]+)\}")
+
+
+def _fill(value, known: dict, path: str, problems: list):
+    """value with each `{inventory:NAME}` replaced by the inventory's vars[NAME]."""
+    if isinstance(value, dict):
+        return {k: _fill(v, known, f"{path}.{k}", problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, known, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+    for name in INVENTORY_VAR.findall(value):
+        if name not in known:
+            problems.append(f"{key(path)}: {{inventory:{name}}} is not in the inventory's "
+                            f"vars ({', '.join(sorted(known)) or 'none'})")
+    return INVENTORY_VAR.sub(lambda m: known.get(m.group(1), m.group(0)), value)
 
 
 def control_characters(raw, problems: list, free=(), path: str = "") -> None:
@@ -125,7 +173,10 @@ def _decode(value):
     return value
 
 
-def _ssh(ssh: Ssh, project_dir: str) -> Ssh:
+def _ssh(ssh: Ssh, inventory: Inventory | None, project_dir: str) -> Ssh:
+    """cephkvm:ssh, with what the inventory sets taking its place."""
+    if inventory is not None and inventory.ssh is not None:
+        ssh = ssh.model_copy(update=inventory.ssh.model_dump(exclude_unset=True))
     return ssh.model_copy(update={"key_file": _path(ssh.key_file, project_dir),
                                   "known_hosts": _path(ssh.known_hosts, project_dir)})
 
@@ -136,33 +187,19 @@ def _path(value, project_dir: str) -> str | None:
     return os.path.normpath(os.path.join(project_dir, os.path.expanduser(str(value))))
 
 
-def _lab_inventory(project_dir: str, ssh: Ssh, problems: list):
-    lab_dir = ".lab" + os.environ.get("CEPHKVM_LAB", "")  # see lab/const.py
-    path = os.path.join(project_dir, lab_dir, "inventory.json")
-    try:
-        with open(path) as f:
-            inv = json.load(f)
-    except FileNotFoundError:
-        problems.append(f"{key('lab')}: the lab is not up ({path} is missing). "
-                        "Run `make lab` or `python -m lab up` first.")
-        return (), ssh
-    ssh = Ssh(key_file=inv["ssh_key"], known_hosts=inv["known_hosts"])
-    # roles: every role unless the inventory says otherwise (a test may take one away).
-    fields = ("name", "address", "port", "user", "host_key", "disks", "roles")
-    return tuple(validate(Node, {k: n[k] for k in fields if k in n})
-                 for n in inv["nodes"]), ssh
-
-
-def _nodes(nodes: tuple, ssh: Ssh, problems: list) -> tuple:
+def _nodes(nodes: tuple, ssh: Ssh, paths: dict, problems: list, section: str) -> tuple:
     """The valid nodes; an invalid one is None in `nodes` (its problems are listed)."""
     if not nodes:
-        problems.append(f"{key('nodes')}: list at least one node (name, address, host_key)")
+        if not any(p.startswith(key("inventory")) for p in problems):
+            problems.append(f"{key('nodes')}: list at least one node (name, address, "
+                            "host_key), or give a cephkvm:inventory file")
         return ()
     valid = []
-    for i, node in unique(nodes, "nodes", problems, "node names must be unique"):
+    for _, node in unique(nodes, section, problems, "node names must be unique"):
         valid.append(node)
         if node.host_key is None and not ssh.trust_on_first_use:
-            problems.append(f"{key(f'nodes[{i}].host_key')}: pin the node's SSH host key, "
+            problems.append(f"{key(paths[node.name] + '.host_key')}: pin the node's SSH host "
+                            "key, "
                             f"or set {key('ssh.trust_on_first_use')}: true to record it on "
                             "first contact")
     return tuple(valid)

@@ -1,13 +1,10 @@
 """The rules of the Ceph part of the stack config that span values or sections: mons and
 their addresses, OSDs from the nodes' disks, pool size against the hosts holding OSDs, each
 filesystem's own pools, mounts on known nodes. The shape of `cephkvm:ceph`, `pools`,
-`filesystems` and `mounts` is providers/schema/ceph.py. Pure: reads only the lab inventory
-file for the lab's subnet.
+`filesystems` and `mounts` is providers/schema/ceph.py. Pure: reads nothing.
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass
 
 from providers.ceph_pool import check_pool
@@ -37,9 +34,10 @@ class CephConfig:
         return getattr(self.settings, name)
 
 
-def load(values: dict, raw: dict, nodes: tuple, paths: dict, lab: bool, project_dir: str,
+def load(values: dict, raw: dict, nodes: tuple, paths: dict, public: str | None,
          problems: list):
-    """The CephConfig, or None when the stack has no (valid) `cephkvm:ceph` section."""
+    """The CephConfig, or None when the stack has no (valid) `cephkvm:ceph` section.
+    `public`: the inventory's public_network, the default of ceph.public_network."""
     if "ceph" not in raw:
         for name in ("pools", "filesystems", "mounts"):
             if raw.get(name):
@@ -50,7 +48,7 @@ def load(values: dict, raw: dict, nodes: tuple, paths: dict, lab: bool, project_
         return None  # its problems are listed
     before = len(problems)
     warnings: list = []
-    settings = _settings(values["ceph"], lab, project_dir, problems)
+    settings = _settings(values["ceph"], public, problems)
     roles = {r: tuple(n.name for n in nodes if r in n.roles) for r in ("mon", "mgr", "mds")}
     _check_mons(roles["mon"], warnings, problems)
     _check_mon_addresses(nodes, paths, settings.public_network, problems)
@@ -66,23 +64,13 @@ def load(values: dict, raw: dict, nodes: tuple, paths: dict, lab: bool, project_
                       warnings=tuple(warnings))
 
 
-def _settings(ceph: Ceph, lab: bool, project_dir: str, problems: list) -> Ceph:
-    public = ceph.public_network or (lab_subnet(project_dir) if lab else None)
+def _settings(ceph: Ceph, default_public: str | None, problems: list) -> Ceph:
+    public = ceph.public_network or default_public
     if not public:
         problems.append(f"{key('ceph.public_network')}: set the CIDR the mons listen on, "
                         "e.g. 10.204.10.0/24")
     return ceph.model_copy(update={"public_network": public or "",
-                                   "osd_method": ceph.osd_method or ("raw" if lab else "lvm")})
-
-
-def lab_subnet(project_dir: str) -> str | None:
-    path = os.path.join(project_dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""),
-                        "inventory.json")
-    try:
-        with open(path) as f:
-            return json.load(f).get("subnet")
-    except (OSError, ValueError):
-        return None  # config.py already reports a missing lab inventory
+                                   "osd_method": ceph.osd_method or "lvm"})
 
 
 def _check_mons(mons: tuple, warnings: list, problems: list) -> None:

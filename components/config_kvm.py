@@ -1,17 +1,14 @@
 """The rules of the KVM part of the stack config that span values or sections: bridges and
-VMs on known nodes, NICs on bridges the stack makes there, passwords for known VMs, and the
-lab's placeholders. The shape of `cephkvm:bridges`, `vms`, `vm_storage` is
-providers/schema/kvm.py; `cephkvm:vm_passwords` holds secrets (`pulumi config set --secret
---path 'cephkvm:vm_passwords.virt-01' PASSWORD`).
+VMs on known nodes, NICs on bridges the stack makes there, passwords for known VMs. The
+shape of `cephkvm:bridges`, `vms`, `vm_storage` is providers/schema/kvm.py;
+`cephkvm:vm_passwords` holds secrets (`pulumi config set --secret --path
+'cephkvm:vm_passwords.virt-01' PASSWORD`).
 """
 from __future__ import annotations
 
-import ipaddress
-import os
-import re
 from dataclasses import dataclass, field
 
-from providers.schema.kvm import LAB_KEY, Vm
+from providers.schema.kvm import Vm
 from providers.schema.types import unique
 
 
@@ -28,19 +25,13 @@ def key(path: str) -> str:
     return f"cephkvm:{path}"
 
 
-def load(values: dict, nodes: tuple, problems: list, ssh=None, lab_subnet: str | None = None,
-         lab: bool = False) -> KvmConfig:
+def load(values: dict, nodes: tuple, problems: list) -> KvmConfig:
     names = [n.name for n in nodes]
     kvm_nodes = [n.name for n in nodes if "kvm" in n.roles]
     storage = values.get("vm_storage", KvmConfig.storage)
-    if lab:
-        # Lab instances side by side (CEPHKVM_LAB, see lab/const.py) keep their VMs apart.
-        storage = storage.replace("{lab}", os.environ.get("CEPHKVM_LAB", ""))
     bridges = _bridges(values.get("bridges", ()), names, kvm_nodes, problems)
     passwords = values.get("vm_passwords", {})
     vms = _vms(values.get("vms", ()), names, bridges, problems)
-    if lab:
-        vms = tuple(_lab_vm(vm, ssh, lab_subnet, problems) for vm in vms)
     for name in passwords:
         if name not in [vm.name for vm in vms]:
             problems.append(f"{key(f'vm_passwords.{name}')}: no VM of that name in "
@@ -100,49 +91,3 @@ def _check_nics(vm: Vm, path: str, bridges: tuple, problems: list) -> None:
         elif vm.node not in found[0].nodes:
             problems.append(f"{where}: bridge {found[0].name} is not made on {vm.node} "
                             f"(its nodes: {', '.join(found[0].nodes)})")
-
-
-# --- the lab's placeholders ---------------------------------------------------------------
-
-
-def _lab_vm(vm: Vm, ssh, subnet: str | None, problems: list) -> Vm:
-    """Lab nodes share the controller's file system: a template path may use ~ and a link
-    (lab-guest.qcow2), resolved here so a rebuilt image is a new template. `lab-client-key`
-    stands for the lab's own client key, `{lab_host:N}` for host N of the lab's subnet."""
-    source = os.path.realpath(os.path.expanduser(vm.template.source))
-    cloud_init = vm.cloud_init
-    if LAB_KEY in (cloud_init.ssh_authorized_keys or ()):
-        cloud_init = _lab_client_key(vm.name, cloud_init, ssh, problems)
-    if subnet and cloud_init.network_config:
-        cloud_init = cloud_init.model_copy(update={
-            "network_config": _lab_addresses(cloud_init.network_config, subnet)})
-    return vm.model_copy(update={"template": vm.template.model_copy(update={"source": source}),
-                                 "cloud_init": cloud_init})
-
-
-def _lab_client_key(name: str, cloud_init, ssh, problems: list):
-    try:
-        with open(f"{ssh.key_file}.pub") as f:
-            pub = f.read().strip()
-    except (OSError, TypeError, AttributeError):
-        problems.append(f"{key('vms')}: {name} asks for the {LAB_KEY}, but the lab has "
-                        "no client key yet; run `python -m lab up`")
-        return cloud_init
-    keys = tuple(pub if k == LAB_KEY else k for k in cloud_init.ssh_authorized_keys)
-    return cloud_init.model_copy(update={"ssh_authorized_keys": keys})
-
-
-LAB_HOST = re.compile(r"\{lab_host:(\d+)\}")
-
-
-def _lab_addresses(value, subnet: str):
-    """`{lab_host:N}` is host N of this lab instance's subnet in CIDR form, so side-by-side
-    labs (CEPHKVM_LAB) give their guests their own address."""
-    net = ipaddress.ip_network(subnet)
-    if isinstance(value, dict):
-        return {k: _lab_addresses(v, subnet) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_lab_addresses(v, subnet) for v in value]
-    if isinstance(value, str):
-        return LAB_HOST.sub(lambda m: f"{net[int(m.group(1))]}/{net.prefixlen}", value)
-    return value

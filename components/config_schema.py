@@ -24,7 +24,10 @@ SCHEMA_FILE = "docs/config.schema.json"
 
 class Stack(Section):
     """`cephkvm:*` of one stack."""
-    lab: Bool = hint(False, fix="true only for the local lab (python -m lab up)")
+    # A file listing the nodes instead of `nodes` (the lab's: .lab/inventory.json); ~ and
+    # $VARS are expanded, a relative path is the project directory's.
+    inventory: Path | None = hint(None, fix="a JSON or YAML file with nodes (and ssh, "
+                                  "public_network, vars)")
     nodes: tuple[Node, ...] = hint((), fix="list at least one node (name, address, host_key)")
     ssh: Ssh = Ssh()
     # A secret (`pulumi config set --secret`); __main__ reads it as one.

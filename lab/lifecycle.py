@@ -1,5 +1,6 @@
 """lab up / down / status."""
 import fcntl
+import ipaddress
 import json
 import os
 import shutil
@@ -80,11 +81,25 @@ def _build(count, disks_per_node, size):
     parallel(_wait_ready, nodes)
     node.save_caps_cache(names[0])
     inv = {"subnet": const.SUBNET, "ssh_key": str(const.CLIENT_KEY),
-           "known_hosts": str(const.KNOWN_HOSTS), "nodes": nodes}
+           "known_hosts": str(const.KNOWN_HOSTS), "nodes": nodes,
+           # What a stack's cephkvm:inventory reads (providers/schema/node.py Inventory).
+           "ssh": {"key_file": str(const.CLIENT_KEY), "known_hosts": str(const.KNOWN_HOSTS)},
+           "public_network": const.SUBNET, "vars": stack_vars(client_pub)}
     tmp = const.INVENTORY.with_suffix(".tmp")
     tmp.write_text(json.dumps(inv, indent=2) + "\n")
     tmp.replace(const.INVENTORY)   # atomic: the inventory exists only for a complete lab
     return inv
+
+
+def stack_vars(client_pub: str) -> dict:
+    """`{inventory:NAME}` in the lab's stack config: the lab's own client key, its guest
+    image (the build `lab-guest.qcow2` links to: a rebuilt image is a new template) and the
+    guest's address (host 100 of this lab instance's subnet)."""
+    from lab import guest_image
+    net = ipaddress.ip_network(const.SUBNET)
+    image = guest_image.cache_dir() / guest_image.LATEST
+    return {"client_key": client_pub, "guest_address": f"{net[100]}/{net.prefixlen}",
+            **({"guest_image": str(image.resolve())} if image.exists() else {})}
 
 
 def _start_all(names):

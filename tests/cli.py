@@ -48,9 +48,10 @@ class Project:
             shutil.copy(inventory, os.path.join(self.dir, lab_dir))
 
     def upgrade_code(self) -> None:
-        """Put this checkout's code in place of the project's; its stack files and state
-        stay (what an operator's `git pull` does)."""
+        """Put this checkout's code and stack file in place of the project's, as a `git
+        pull` of the project does; the state stays."""
         shutil.copy(os.path.join(ROOT, "__main__.py"), self.dir)
+        shutil.copy(os.path.join(ROOT, "stacks", f"Pulumi.{self.stack}.yaml"), self.stack_file)
         for name in ("providers", "components"):
             shutil.rmtree(os.path.join(self.dir, name))
             shutil.copytree(os.path.join(ROOT, name), os.path.join(self.dir, name),

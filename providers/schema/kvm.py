@@ -23,11 +23,9 @@ Domain = text(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", "must be a DNS domain such a
 Mac = text(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", "must look like 52:54:00:12:34:56")
 Sha256 = text(r"[0-9a-fA-F]{64}", "must be the image's 64 hex digit SHA-256 (`sha256sum IMAGE`)")
 AbsPath = text(r"/[^\x00-\x1f]*", "must be an absolute directory (CephFS, e.g. /mnt/cephfs)")
-# The lab's placeholder for its own client key (components/config_kvm.py puts the key in).
-LAB_KEY = "lab-client-key"
 AuthorizedKey = text(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|"
                      r"sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) "
-                     r"[A-Za-z0-9+/=]+( [^\x00-\x1f]*)?|" + LAB_KEY,
+                     r"[A-Za-z0-9+/=]+( [^\x00-\x1f]*)?",
                      "must be one public key line, such as 'ssh-ed25519 AAAA... you@host'")
 
 

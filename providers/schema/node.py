@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from providers.schema.types import IP, Address, Bool, DevicePath, NodeName, Section, Spec, \
-    hint, replace, text, update, whole
+from pydantic import ConfigDict
+
+from providers.schema.types import IP, Address, Bool, Cidr, DevicePath, NodeName, Section, \
+    Spec, hint, replace, text, update, whole
 
 ROLES = ("mon", "mgr", "mds", "osd", "kvm")
 Role = Literal["mon", "mgr", "mds", "osd", "kvm"]
@@ -52,6 +54,17 @@ class Ssh(Section):
                              fix="host keys learnt on first contact (written 0600)")
     trust_on_first_use: Bool = hint(False, fix="record an unpinned host key on first contact; "
                                     "later runs trust the key in the stack's state")
+
+
+class Inventory(Section):
+    """`cephkvm:inventory`: a JSON or YAML file listing the nodes, made by another tool
+    (the lab writes one). Keys of the tool's own may sit beside these."""
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+    nodes: tuple[Node, ...] = hint(fix="list at least one node", min_length=1)
+    ssh: Ssh | None = None
+    public_network: Cidr | None = hint(None, fix="the default of cephkvm:ceph.public_network")
+    # `{inventory:NAME}` in any string of the stack config is vars[NAME]
+    vars: dict[str, str] = {}
 
 
 class Kvm(Section):

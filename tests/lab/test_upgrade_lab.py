@@ -1,7 +1,10 @@
 """An existing stack keeps working after an upgrade: the lab stack brought up by the code
 as it was before the one-schema change (BEFORE, from git) is previewed, refreshed, updated
-and destroyed by this checkout's code. The state pickles each provider by its module path,
-and every input's shape must come out the same, or the first preview would want changes."""
+and destroyed by this checkout's code and stack file. The state pickles each provider by its
+module path, and every input's shape must come out the same, or the first preview would want
+changes (the old stack file said `cephkvm:lab`; the new one reads the same nodes and values
+through `cephkvm:inventory`)."""
+import json
 import os
 import subprocess
 
@@ -48,6 +51,7 @@ def upgraded(tmp_path_factory):
     try:
         project.run("up", "--yes", "--skip-preview")  # the code as it was
         project.upgrade_code()
+        project.edit_config(configure)  # the test's own edit, on the new stack file
         yield project
     finally:
         project.run("destroy", "--yes", "--skip-preview", check=False)
@@ -70,8 +74,8 @@ def test_an_update_after_the_upgrade_reaches_the_hosts(upgraded):
     upgraded.edit_config(quota)
     assert changes(upgraded) == {"pool-cephfs_data": "update"}
     upgraded.run("up", "--yes", "--skip-preview")
-    got = lab.run("node1", ["ceph", "osd", "pool", "get-quota", "cephfs_data"]).stdout
-    assert "12345" in got
+    got = lab.run("node1", ["ceph", "osd", "pool", "get-quota", "cephfs_data", "-f", "json"])
+    assert json.loads(got.stdout)["quota_max_objects"] == 12345
     assert changes(upgraded) == {}
 
 

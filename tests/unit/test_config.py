@@ -65,33 +65,52 @@ def test_bad_virt_type_suggests_qemu():
     assert "use qemu" in found[0]
 
 
-def test_lab_without_inventory_says_how_to_start_it(tmp_path):
-    found = problems({"lab": True}, str(tmp_path))
-    assert "make lab" in found[0]
+def test_a_missing_inventory_says_how_to_start_the_lab(tmp_path):
+    found = problems({"inventory": ".lab/inventory.json"}, str(tmp_path))
+    assert found[0].startswith("cephkvm:inventory: cannot read") and "make lab" in found[0]
 
 
-def test_lab_nodes_come_from_the_inventory(tmp_path):
-    (tmp_path / ".lab").mkdir()
-    inv = {"subnet": "10.231.0.0/24", "ssh_key": "/k", "known_hosts": "/kh",
+def inventory(tmp_path, lab_dir=".lab", **extra):
+    (tmp_path / lab_dir).mkdir()
+    inv = {"ssh": {"key_file": "/k", "known_hosts": "/kh"}, "public_network": "10.231.0.0/24",
            "nodes": [{"name": "node1", "address": "10.231.0.11", "port": 22, "user": "root",
-                      "host_key": KEY, "disks": ["/dev/loop3"]}]}
-    (tmp_path / ".lab" / "inventory.json").write_text(json.dumps(inv))
-    stack = load({"lab": True}, str(tmp_path))
+                      "host_key": KEY, "disks": ["/dev/loop3"]}],
+           "subnet": "a key of the tool that wrote it", **extra}
+    (tmp_path / lab_dir / "inventory.json").write_text(json.dumps(inv))
+
+
+def test_nodes_and_ssh_come_from_the_inventory(tmp_path):
+    inventory(tmp_path)
+    stack = load({"inventory": ".lab/inventory.json"}, str(tmp_path))
     conn = stack.nodes[0].connection(stack.ssh)
     assert conn["host_key"] == KEY and conn["key_file"] == "/k"
     assert stack.nodes[0].disks == ("/dev/loop3",)
 
 
-def test_lab_guest_addresses_follow_the_lab_instance(tmp_path, monkeypatch):
+def test_nodes_in_the_inventory_and_the_config_are_refused(tmp_path):
+    inventory(tmp_path)
+    found = problems({"inventory": ".lab/inventory.json", "nodes": [node()]}, str(tmp_path))
+    assert any(p.startswith("cephkvm:nodes: the nodes come from cephkvm:inventory")
+               for p in found)
+
+
+def test_a_bad_inventory_node_is_named_by_its_path(tmp_path):
+    (tmp_path / "inv.yaml").write_text(yaml.safe_dump({"nodes": [node(name="Node_1")]}))
+    found = problems({"inventory": "inv.yaml"}, str(tmp_path))
+    assert found[0].startswith("cephkvm:inventory.nodes[0].name: 'Node_1' must be")
+
+
+def test_inventory_vars_fill_placeholders_and_the_path_takes_env_vars(tmp_path, monkeypatch):
     monkeypatch.setenv("CEPHKVM_LAB", "2")
-    (tmp_path / ".lab2").mkdir()
-    inv = {"subnet": "10.233.0.0/24", "ssh_key": "/k", "known_hosts": "/kh",
-           "nodes": [{"name": "node1", "address": "10.233.0.11", "port": 22, "user": "root",
-                      "host_key": KEY, "disks": []}]}
-    (tmp_path / ".lab2" / "inventory.json").write_text(json.dumps(inv))
-    net = {"version": 2, "ethernets": {"eth0": {"addresses": ["{lab_host:100}"]}}}
+    inventory(tmp_path, ".lab2", vars={"guest_address": "10.233.0.100/24"})
+    net = {"version": 2, "ethernets": {"eth0": {"addresses": ["{inventory:guest_address}"]}}}
     vm = {"name": "vm1", "node": "node1", "template": "/t.qcow2",
           "cloud_init": {"network_config": net}}
-    stack = load({"lab": True, "vms": [vm]}, str(tmp_path))
+    stack = load({"inventory": ".lab${CEPHKVM_LAB}/inventory.json", "vms": [vm]},
+                 str(tmp_path))
     config = stack.kvm.vms[0].cloud_init.network_config
     assert config["ethernets"]["eth0"]["addresses"] == ["10.233.0.100/24"]
+    vm["template"] = "{inventory:guest_image}"
+    found = problems({"inventory": ".lab2/inventory.json", "vms": [vm]}, str(tmp_path))
+    assert found == ["cephkvm:vms[0].template: {inventory:guest_image} is not in the "
+                     "inventory's vars (guest_address)"]
