@@ -37,14 +37,14 @@ def make_image(path: str, mib: int) -> None:
     os.unlink(raw)
 
 
-def main() -> None:
+def main(templates: dict = TEMPLATES, runs: int = RUNS) -> None:
     node = LocalSession()
     with tempfile.TemporaryDirectory(prefix="cephkvm-bench-") as tmp:
         storage = os.path.join(tmp, "storage")
         vm_storage.make_dirs(node, storage)
         print(f"{'template':>8} {'data':>9} {'import (once)':>14} {'clone median':>13} "
               f"{'clone max':>10}")
-        for label, mib in TEMPLATES.items():
+        for label, mib in templates.items():
             source = os.path.join(tmp, f"{label}.qcow2")
             make_image(source, mib)
             props = {"name": "x", "storage": storage, "template": {"source": source}}
@@ -52,7 +52,7 @@ def main() -> None:
             template = vm_storage.import_template(node, props)
             imported = time.monotonic() - start
             times = []
-            for i in range(RUNS):
+            for i in range(runs):
                 vm_paths = vm_storage.paths({**props, "name": f"{label}-{i}",
                                              "template_path": template})
                 start = time.monotonic()
