@@ -53,13 +53,13 @@ def key(path: str) -> str:
 def load(raw: dict, project_dir: str) -> StackConfig:
     raw = {k: _decode(v) for k, v in raw.items()}
     problems: list[str] = []
+    if isinstance(raw.get("vms_file"), str):
+        raw["vms"] = list(raw.get("vms") or []) + _vms_file(raw["vms_file"], project_dir,
+                                                             problems)
     inventory = _inventory(raw, project_dir, problems)
     if inventory is not None:
         raw = {k: _fill(v, inventory.vars, k, problems) for k, v in raw.items()}
     control_characters(raw, problems, FREE_TEXT)
-    if isinstance(raw.get("vms_file"), str):
-        raw["vms"] = list(raw.get("vms") or []) + _vms_file(raw["vms_file"], project_dir,
-                                                             problems)
     values, found = sections(Stack, raw)
     # A value with a control character is named once, by that rule.
     control = {p.split(": ", 1)[0] for p in problems}
