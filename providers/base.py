@@ -1,5 +1,6 @@
-"""What every dynamic provider shares: normalising engine values, the replace/update
-delta, building a node Session from props, and waiting."""
+"""What every dynamic provider shares: the Provider base (check and diff from the resource's
+schema), normalising engine values, the replace/update delta, building a node Session from
+props, and waiting."""
 from __future__ import annotations
 
 import re
@@ -158,8 +159,12 @@ def check_schema(model, props: dict) -> list[CheckFailure]:
     known, skipped = {}, set()
     for name, value in props.items():
         value = _plain(value)
-        if name in model.model_fields and value is not None:
-            (skipped.add(name) if _has_unknown(value) else known.update({name: value}))
+        if name not in model.model_fields or value is None:
+            continue
+        if _has_unknown(value):
+            skipped.add(name)
+        else:
+            known[name] = value
     try:
         schema.validate(model, known)
         return []
@@ -184,14 +189,6 @@ def _has_unknown(value: Any) -> bool:
     if isinstance(value, list):
         return any(_has_unknown(v) for v in value)
     return value == rpc.UNKNOWN or isinstance(value, Unknown)
-
-
-def check_node_fields(news: dict) -> list[CheckFailure]:
-    """What every per-node resource needs: its node's name and a connection to it."""
-    failures = check_connection(news.get("connection"))
-    if not news.get("node"):
-        failures.append(CheckFailure("node", "node is required"))
-    return failures
 
 
 def wait_until(probe: Callable[[], Any], *, timeout: float, interval: float = 1.0,
