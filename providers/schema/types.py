@@ -200,7 +200,7 @@ def _message(e: dict, model, loc: tuple) -> str:
     what = {
         "missing": "is required",
         "literal_error": f"{value!r} is not one of {e.get('ctx', {}).get('expected')}",
-        "string_type": f"{value!r} must be text",
+        "string_type": "must be text (quote it in YAML)",  # not echoed: it may be a secret
         "int_type": f"{value!r} must be a whole number",
         "int_from_float": f"{value!r} must be a whole number",
         "bool_type": f"{value!r} is not a boolean; write true or false",

@@ -114,3 +114,9 @@ def test_inventory_vars_fill_placeholders_and_the_path_takes_env_vars(tmp_path, 
     found = problems({"inventory": ".lab2/inventory.json", "vms": [vm]}, str(tmp_path))
     assert found == ["cephkvm:vms[0].template: {inventory:guest_image} is not in the "
                      "inventory's vars (guest_address)"]
+
+
+def test_a_secret_of_the_wrong_type_is_not_echoed():
+    found = problems({"nodes": [node()], "vm_passwords": {"vm1": 918273645}})
+    assert any(p.startswith("cephkvm:vm_passwords.vm1: must be text") for p in found), found
+    assert not [p for p in found if "918273645" in p]
