@@ -57,8 +57,8 @@ def load(raw: dict, project_dir: str) -> StackConfig:
         raw["vms"] = list(raw.get("vms") or []) + _vms_file(raw["vms_file"], project_dir,
                                                              problems)
     inventory = _inventory(raw, project_dir, problems)
-    if inventory is not None:
-        raw = {k: _fill(v, inventory.vars, k, problems) for k, v in raw.items()}
+    known = inventory.vars if inventory is not None else None
+    raw = {k: _fill(v, known, k, problems) for k, v in raw.items()}
     control_characters(raw, problems, FREE_TEXT)
     values, found = sections(Stack, raw)
     # A value with a control character is named once, by that rule.
@@ -112,8 +112,9 @@ ENV_VAR = re.compile(r"\$\{(\w+)\}|\$(\w+)")  # an unset one is empty (.lab${CEP
 INVENTORY_VAR = re.compile(r"\{inventory:([A-Za-z0-9_]+)\}")
 
 
-def _fill(value, known: dict, path: str, problems: list):
-    """value with each `{inventory:NAME}` replaced by the inventory's vars[NAME]."""
+def _fill(value, known: dict | None, path: str, problems: list):
+    """value with each `{inventory:NAME}` replaced by the inventory's vars[NAME] (known is
+    None without an inventory)."""
     if isinstance(value, dict):
         return {k: _fill(v, known, f"{path}.{k}", problems) for k, v in value.items()}
     if isinstance(value, list):
@@ -121,10 +122,13 @@ def _fill(value, known: dict, path: str, problems: list):
     if not isinstance(value, str):
         return value
     for name in INVENTORY_VAR.findall(value):
-        if name not in known:
+        if known is None:
+            problems.append(f"{key(path)}: {{inventory:{name}}} needs a {key('inventory')} "
+                            "file whose vars give it")
+        elif name not in known:
             problems.append(f"{key(path)}: {{inventory:{name}}} is not in the inventory's "
                             f"vars ({', '.join(sorted(known)) or 'none'})")
-    return INVENTORY_VAR.sub(lambda m: known.get(m.group(1), m.group(0)), value)
+    return INVENTORY_VAR.sub(lambda m: (known or {}).get(m.group(1), m.group(0)), value)
 
 
 def control_characters(raw, problems: list, free=(), path: str = "") -> None:

@@ -120,3 +120,10 @@ def test_a_secret_of_the_wrong_type_is_not_echoed():
     found = problems({"nodes": [node()], "vm_passwords": {"vm1": 918273645}})
     assert any(p.startswith("cephkvm:vm_passwords.vm1: must be text") for p in found), found
     assert not [p for p in found if "918273645" in p]
+
+
+def test_an_inventory_placeholder_without_an_inventory_is_refused():
+    vm = {"name": "vm1", "node": "node1", "template": "{inventory:guest_image}"}
+    found = problems({"nodes": [node()], "vms": [vm]})
+    assert found == ["cephkvm:vms[0].template: {inventory:guest_image} needs a "
+                     "cephkvm:inventory file whose vars give it"]
