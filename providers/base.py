@@ -202,6 +202,6 @@ def wait_until(probe: Callable[[], Any], *, timeout: float, interval: float = 1.
             return last
         if time.monotonic() > deadline:
             detail = report() if report else f"(last: {last!r})"
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}. "
+            raise errors.Timeout(f"timed out after {timeout:.0f}s waiting for {what}. "
                                f"{detail}".strip())
         time.sleep(interval)

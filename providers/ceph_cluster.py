@@ -23,6 +23,7 @@ from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from providers import base
 from providers.ceph_cli import gen_key, keyring, keyring_keys, node_session, put_if_changed
+from providers.errors import Failure
 from providers.schema.ceph import ClusterInputs
 
 # --- input schema -----------------------------------------------------------------------
@@ -100,7 +101,7 @@ class CephClusterProvider(base.Provider):
     def delete(self, _id, props):
         props = base.normalize(props)
         if not props.get("allow_data_loss"):
-            raise Exception(
+            raise Failure(
                 f"refusing to delete Ceph cluster {props.get('fsid')}: that destroys every "
                 "pool and file in it. To really delete it, set cephkvm:ceph.allow_data_loss "
                 "to true, run `pulumi up`, then destroy again.")
@@ -174,7 +175,7 @@ def _preflight(props: dict, nodes: dict) -> None:
     and every node reaches every other at the address its mon will use."""
     problems = _clock_problems(nodes) + _reach_problems(props, nodes)
     if problems:
-        raise Exception("Ceph preflight failed, nothing was changed:\n  " +
+        raise Failure("Ceph preflight failed, nothing was changed:\n  " +
                         "\n  ".join(problems))
 
 
@@ -233,15 +234,15 @@ def _new_or_unfinished(props: dict, nodes: dict) -> tuple[str, dict]:
     fsid = fsids.pop()
     where = ", ".join(sorted(held))
     if fsids:
-        raise Exception(f"the mon nodes hold different Ceph clusters ({where}: "
+        raise Failure(f"the mon nodes hold different Ceph clusters ({where}: "
                         f"{', '.join(sorted(set(held.values())))}) in {IDENTITY_DIR}; remove "
                         "the files of the ones that are left over, then run `pulumi up` again")
     owners = {_held(nodes[m], owner_path(c)) for m in held}
     if pin and pin != fsid:
-        raise Exception(f"{where} already hold Ceph cluster {fsid}, not the pinned fsid "
+        raise Failure(f"{where} already hold Ceph cluster {fsid}, not the pinned fsid "
                         f"{pin}; remove cephkvm:ceph.fsid, or clean {IDENTITY_DIR} on them")
     if owners != {props["owner"]} and pin != fsid:
-        raise Exception(f"{where} hold Ceph cluster {fsid}, made by "
+        raise Failure(f"{where} hold Ceph cluster {fsid}, made by "
                         f"{', '.join(sorted(o or 'something else' for o in owners))}, not by "
                         f"this stack ({props['owner']}). If it is left over, remove "
                         f"{IDENTITY_DIR} and /var/lib/ceph/mon on those nodes; to take it "
@@ -265,7 +266,7 @@ def _keys_on_mons(props: dict, nodes: dict, fsid: str) -> dict:
             keys = keyring_keys(nodes[m].get(bootstrap_keyring_path(c)))
             if set(keys) == set(ENTITIES):
                 return keys
-    raise Exception(f"the state of Ceph cluster {fsid} holds no keys and no mon node has "
+    raise Failure(f"the state of Ceph cluster {fsid} holds no keys and no mon node has "
                     "them; restore /var/lib/ceph/cephkvm from a backup of a mon node")
 
 
@@ -273,7 +274,7 @@ def _check_fsid(props: dict, node, fsid: str) -> str:
     """The fsid on node ('' when it holds none); another cluster's is refused."""
     held = _held(node, fsid_path(props["cluster_name"]))
     if held and held != fsid:
-        raise Exception(f"{node.name} holds Ceph cluster {held} in {IDENTITY_DIR}, but this "
+        raise Failure(f"{node.name} holds Ceph cluster {held} in {IDENTITY_DIR}, but this "
                         f"stack's cluster is {fsid}. If {node.name} was reinstalled or "
                         "belongs to another cluster, take it out of this stack's mons, or "
                         f"remove {IDENTITY_DIR} there so it gets this cluster's identity.")

@@ -15,6 +15,7 @@ from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
 from providers.ceph_cli import admin_session, ceph, ceph_json, quorum, wait_for_quorum
+from providers.errors import Failure
 from providers.schema.ceph import ConfigInputs
 
 # --- input schema -----------------------------------------------------------------------
@@ -53,7 +54,7 @@ class CephConfigProvider(base.Provider):
         change (the cluster is being taken down)."""
         props = base.normalize(props)
         if not props.get("allow_data_loss"):
-            raise Exception(
+            raise Failure(
                 f"refusing to take down the configuration of Ceph cluster {props.get('fsid')}:"
                 " the mons would be removed next, and the cluster with them. To really delete"
                 " it, set cephkvm:ceph.allow_data_loss to true, run `pulumi up`, then destroy"

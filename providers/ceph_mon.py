@@ -24,6 +24,7 @@ from providers import base, ceph_facts, services
 from providers.ceph_cli import ceph, ceph_json, node_session, quorum, wait_for_quorum
 from providers.ceph_cluster import IDENTITY_DIR, bootstrap_keyring_path, identity_files, \
     initial_monmap_path, mon_addrv
+from providers.errors import Failure
 from providers.schema.ceph import MonInputs
 
 # --- input schema -----------------------------------------------------------------------
@@ -116,7 +117,7 @@ def _made(props: dict, node) -> bool:
         return False
     owner = (node.get(_marker(props)) or "").strip() or _store_fsid(props, node)
     if owner != props["fsid"]:
-        raise Exception(
+        raise Failure(
             f"{props['node']}: {data} holds a mon store that is not this cluster's "
             f"({'of cluster ' + owner if owner else 'of a cluster it does not say'}; this "
             f"cluster is {props['fsid']}). If it is left over, stop that mon and remove "
@@ -151,7 +152,7 @@ def _monmap_for(props: dict, node) -> str:
     try:
         wait_for_quorum(node, c, props["timeout"])
     except TimeoutError as err:
-        raise Exception(f"{name}: mon.{name} is not one of the cluster's first mons, so it "
+        raise Failure(f"{name}: mon.{name} is not one of the cluster's first mons, so it "
                         "joins the running cluster, but no quorum answers. Start the "
                         "cluster's mons (`pulumi up --refresh` restarts stopped ones), then "
                         f"run `pulumi up` again. {err}") from None
@@ -211,7 +212,7 @@ def _leave_monmap(props: dict, node) -> None:
     if not names:
         if allowed:
             return  # no cluster answers: there is no monmap to leave
-        raise Exception(f"refusing to remove mon.{name} on {name}: no mon quorum answers, so "
+        raise Failure(f"refusing to remove mon.{name} on {name}: no mon quorum answers, so "
                         "it cannot be taken out of the monmap. Start the mons (`pulumi up "
                         "--refresh` restarts stopped ones) and try again, or set "
                         "cephkvm:ceph.allow_data_loss: true to stop it anyway.")
@@ -221,7 +222,7 @@ def _leave_monmap(props: dict, node) -> None:
     rest = [m for m in members if m != name]
     problem = removal_problem(name, rest, [m for m in names if m in rest])
     if problem and not allowed:
-        raise Exception(f"refusing to remove mon.{name} on {name}: {problem}.")
+        raise Failure(f"refusing to remove mon.{name} on {name}: {problem}.")
     if not rest:
         return  # the last mon: the cluster goes with it (allowed)
     ceph(node, c, "mon", "remove", name, change=True)

@@ -23,6 +23,7 @@ from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
 from providers.ceph_cli import ceph, ceph_json, keyring, node_session, put_if_changed
+from providers.errors import Failure
 from providers.schema.ceph import OsdInputs
 
 # --- input schema -----------------------------------------------------------------------
@@ -64,7 +65,7 @@ class CephOsdProvider(base.Provider):
         props = base.normalize(props)
         osd_id = props.get("osd_id")
         if not (props.get("allow_removal") or props.get("allow_data_loss")):
-            raise Exception(
+            raise Failure(
                 f"refusing to remove osd.{osd_id} ({props['node']}:{props['device']}): set "
                 "cephkvm:ceph.allow_osd_removal: true, run `pulumi up`, then remove it again "
                 "(it is drained first; nothing is lost)")
@@ -97,7 +98,7 @@ def _converge(props: dict) -> dict:
         _prepare(props, node)
         osd = _existing(props, node)
         if osd is None:
-            raise Exception(f"{props['node']}: ceph-volume prepared {props['device']} but "
+            raise Failure(f"{props['node']}: ceph-volume prepared {props['device']} but "
                             "lists no OSD on it")
     systemd = services.has_systemd(node)
     if props["method"] == "raw":
@@ -157,7 +158,7 @@ def _preflight(props: dict, node) -> None:
     """The device exists and holds nothing, or the stack allows wiping it."""
     dev, where = props["device"], f"{props['node']}:{props['device']}"
     if not node.ok(["test", "-b", dev]):
-        raise Exception(f"{where} is not a block device on the node; fix the node's disks "
+        raise Failure(f"{where} is not a block device on the node; fix the node's disks "
                         "list in the stack config")
     held = []
     signatures = node.run(["wipefs", "-n", "-p", dev], check=False).stdout
@@ -171,7 +172,7 @@ def _preflight(props: dict, node) -> None:
     if not held:
         return
     if not props.get("wipe"):
-        raise Exception(f"{where} is not empty ({', '.join(held)}); refusing to overwrite "
+        raise Failure(f"{where} is not empty ({', '.join(held)}); refusing to overwrite "
                         "it. Wipe it by hand, or allow it with cephkvm:ceph.wipe_devices: true")
     _refuse_busy(props, node)
     node.run(["wipefs", "-a", dev], change=True)
@@ -211,7 +212,7 @@ def _drain(props: dict, node, osd_id: int, tree: dict) -> None:
     may_lose = bool(props.get("allow_data_loss"))
     short = _no_room(props, node, osd_id, tree)
     if short and not may_lose:
-        raise Exception(f"refusing to remove osd.{osd_id} ({props['node']}:{props['device']})"
+        raise Failure(f"refusing to remove osd.{osd_id} ({props['node']}:{props['device']})"
                         f": {short}. Add an OSD on another host or lower the pools' size "
                         "first.")
     # CRUSH weight 0 first: its PGs move while it still serves them (misplaced, never
@@ -285,7 +286,7 @@ def _refuse_busy(props: dict, node) -> None:
               "| grep -q . && echo held; true")
     busy = node.run(["sh", "-c", script]).stdout.split()
     if props["method"] == "raw" and busy:  # lvm: the OSD's own LV holds it; zap removes it
-        raise Exception(f"{props['node']}:{props['device']}: a partition on it is mounted "
+        raise Failure(f"{props['node']}:{props['device']}: a partition on it is mounted "
                         f"or held by another device ({', '.join(busy)}); refusing to write to "
                         "it. Free it first (see lsblk and /sys/class/block/*/holders).")
 

@@ -14,6 +14,7 @@ from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
 from providers.ceph_cli import admin_session, ceph, ceph_json
+from providers.errors import Failure
 from providers.schema.ceph import PoolInputs
 
 # --- input schema -----------------------------------------------------------------------
@@ -53,7 +54,7 @@ class CephPoolProvider(base.Provider):
             _create(props, node)
             found = _observe(props, node, props["name"])
         elif found["type"] != props["type"]:
-            raise Exception(f"pool {props['name']} already exists as a {found['type']} pool; "
+            raise Failure(f"pool {props['name']} already exists as a {found['type']} pool; "
                             f"it cannot become {props['type']} in place")
         _apply(props, node, delta(found, props))
         _wait_clean(props, node)
@@ -75,7 +76,7 @@ class CephPoolProvider(base.Provider):
         node = admin_session(news)
         found = _observe(news, node, olds["name"])
         if found is None:
-            raise Exception(f"pool {olds['name']} (id {id_}) is gone; run `pulumi refresh`")
+            raise Failure(f"pool {olds['name']} (id {id_}) is gone; run `pulumi refresh`")
         _apply(news, node, delta(found, news))
         _wait_clean(news, node)
         return UpdateResult({**news, "pool_id": found["pool_id"]})
@@ -83,7 +84,7 @@ class CephPoolProvider(base.Provider):
     def delete(self, _id, props):
         props = base.normalize(props)
         if not props.get("allow_delete"):
-            raise Exception(
+            raise Failure(
                 f"refusing to delete pool {props['name']}: its data would be lost. Set "
                 "allow_delete: true on the pool in cephkvm:pools, run `pulumi up`, then try "
                 "again.")

@@ -11,6 +11,7 @@ from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
 from providers.ceph_cli import admin_session, ceph, ceph_json
+from providers.errors import Failure
 from providers.schema.ceph import FilesystemInputs
 
 # --- input schema -----------------------------------------------------------------------
@@ -70,7 +71,7 @@ class CephFilesystemProvider(base.Provider):
     def delete(self, _id, props):
         props = base.normalize(props)
         if not props.get("allow_delete"):
-            raise Exception(
+            raise Failure(
                 f"refusing to delete CephFS {props['name']}: every file in it would be lost. "
                 "Set allow_delete: true on it in cephkvm:filesystems, run `pulumi up`, then "
                 "try again.")
@@ -97,7 +98,7 @@ def _refuse_if_used(props: dict, node, pool: str) -> None:
     objects = next((p["stats"].get("objects", 0) for p in doc.get("pools", [])
                     if p.get("name") == pool), 0)
     if objects:
-        raise Exception(f"refusing to take pool {pool} out of CephFS {props['name']}: it still "
+        raise Failure(f"refusing to take pool {pool} out of CephFS {props['name']}: it still "
                         f"holds {objects} objects, which would become unreachable. Move or "
                         "delete the files stored there (layouts) first.")
 

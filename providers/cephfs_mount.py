@@ -18,6 +18,7 @@ from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
 from providers.ceph_cli import admin_session, ceph, keyring, node_session, put_if_changed
+from providers.errors import Failure
 from providers.schema.ceph import MountInputs
 from providers.transport import TransportError
 
@@ -147,7 +148,7 @@ def _fstab_edit(props: dict, node, edit) -> None:
         foreign = [line for line in _fstab_lines(text, props["mountpoint"])
                    if line.split()[2:3] not in (["fuse.ceph"], ["ceph"])]
         if foreign:
-            raise Exception(f"{props['node']}: /etc/fstab already has a line for "
+            raise Failure(f"{props['node']}: /etc/fstab already has a line for "
                             f"{props['mountpoint']} that cephkvm did not write ({foreign[0]!r}); "
                             "refusing to touch it. Choose another mountpoint, or remove that "
                             "line by hand.")
@@ -226,7 +227,7 @@ def _client_key(props: dict, node) -> str:
     found = ceph_facts.auth_entity(got.stdout) if got.exit_code == 0 else {}
     if found and f"fsname={props['fs_name']}" not in found["caps"].get("mds", "") + \
             found["caps"].get("osd", ""):
-        raise Exception(f"{entity} exists with caps for another filesystem; choose another "
+        raise Failure(f"{entity} exists with caps for another filesystem; choose another "
                         "client_id or remove that key")
     if not found:
         ceph(node, c, "fs", "authorize", props["fs_name"], entity, "/", "rw", change=True)
@@ -239,7 +240,7 @@ def _converge(props: dict, node, remount: bool) -> dict:
     mp = props["mountpoint"]
     found = _mounted_type(node, mp)
     if found and found not in MOUNT_TYPES.values():
-        raise Exception(f"{props['node']}: {mp} is already a {found} mount, which cephkvm did "
+        raise Failure(f"{props['node']}: {mp} is already a {found} mount, which cephkvm did "
                         "not make; refusing to unmount or cover it. Choose another mountpoint "
                         "for CephFS. Nothing was changed.")
     fenced = _fenced(node, props) if found else []
@@ -275,7 +276,7 @@ def _probe(props: dict, node) -> None:
     script = f"echo ok > {probe} && test \"$(cat {probe})\" = ok && rm -f {probe}"
     result = node.run(["sh", "-c", script], change=True, check=False, timeout=60)
     if result.exit_code:
-        raise Exception(f"{props['node']}: {props['mountpoint']} is mounted but a test file "
+        raise Failure(f"{props['node']}: {props['mountpoint']} is mounted but a test file "
                         f"could not be written and read back: {result.stderr.strip()}")
 
 
@@ -285,7 +286,7 @@ def _unmount(props: dict, node) -> None:
     if result.exit_code == 0:
         return
     if not props.get("force_unmount"):
-        raise Exception(f"{props['node']}: {mp} is busy ({result.stderr.strip()}); stop what "
+        raise Failure(f"{props['node']}: {mp} is busy ({result.stderr.strip()}); stop what "
                         "uses it (fuser -vm), or set force_unmount on the mount to detach it "
                         "lazily")
     node.run(["umount", "-l", mp], change=True)

@@ -23,6 +23,7 @@ from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from providers import base, guest_agent, vm_storage
 from providers import libvirt_domain as dx
+from providers.errors import Failure
 from providers.schema.kvm import VmInputs
 from providers.transport import known_hosts_line, libvirt_uri, open_libvirt
 
@@ -110,7 +111,7 @@ class CloudVMProvider(base.Provider):
         changed = set(base.delta(olds, news, UPDATES))
         restart = bool(changed & set(RESTART_FIELDS))
         if restart and news["on_restart_needed"] == "fail":
-            raise RuntimeError(
+            raise Failure(
                 f"{news['name']}: changing {', '.join(sorted(changed & set(RESTART_FIELDS)))} "
                 "needs the VM restarted, and on_restart_needed is 'fail'. Set it to 'restart' "
                 "or raise max_memory_mib/max_vcpus ahead of time.")
@@ -125,7 +126,7 @@ class CloudVMProvider(base.Provider):
         with _libvirt(news) as conn:
             dom = _lookup(conn, news["name"])
             if dom is None:
-                raise RuntimeError(f"{news['name']}: not defined on {news['node']}; run "
+                raise Failure(f"{news['name']}: not defined on {news['node']}; run "
                                    "`pulumi refresh` to see where it is")
             if "disk_gib" in changed:
                 _grow_disk(node, dom, paths["disk"], news["disk_gib"])
@@ -200,7 +201,7 @@ def _own(conn, props: dict, refuse: bool = False):
     if owner == props.get("owner", ""):
         return dom
     if refuse:
-        raise RuntimeError(
+        raise Failure(
             f"{props['name']}: {props['node']} already has a domain of that name that "
             f"{'stack ' + owner + ' made' if owner else 'cephkvm did not make'}; it is left "
             "alone. Give the VM another name, or remove that domain if it is left over.")
@@ -324,10 +325,10 @@ def _migrate(olds: dict, news: dict) -> None:
         if dom is None:
             if _lookup(dconn, news["name"]) is not None:
                 return  # already there (an earlier run was killed after migrating)
-            raise RuntimeError(f"{news['name']}: on neither {olds['node']} nor "
+            raise Failure(f"{news['name']}: on neither {olds['node']} nor "
                                f"{news['node']}; run `pulumi refresh`")
         if _lookup(dconn, news["name"]) is not None:
-            raise RuntimeError(f"{news['name']}: defined on both {olds['node']} and "
+            raise Failure(f"{news['name']}: defined on both {olds['node']} and "
                                f"{news['node']}; undefine the stale copy by hand")
         if not dom.isActive():
             dconn.defineXML(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE |
@@ -336,7 +337,7 @@ def _migrate(olds: dict, news: dict) -> None:
             return
         source = base.session(src_props)
         if not storage_is_shared(source, news):
-            raise RuntimeError(
+            raise Failure(
                 f"{news['name']}: {news['storage']} on {olds['node']} is not CephFS or other "
                 "shared storage, so a live migration would lose the disk. Mount CephFS there, "
                 "or set shared_storage if every node sees the same directory.")
@@ -358,7 +359,7 @@ def _peer_uri(source, dest, news: dict):
     only for the migration."""
     pin = known_hosts_line(dest.host)
     if not news.get("migration_key") or not pin:
-        raise RuntimeError(
+        raise Failure(
             f"{news['name']}: moving it to {dest.name} needs the stack's migration key on "
             f"the KVM nodes and {dest.name}'s host key (pinned or recorded); run `pulumi up` "
             "with both nodes listed with the kvm role")

@@ -16,6 +16,7 @@ from pulumi.dynamic import CheckResult, CreateResult, ReadResult, \
     ResourceProvider, UpdateResult
 
 from providers import base
+from providers.errors import Failure
 
 # --- input schema -----------------------------------------------------------------------
 # allow    bool  destroy may go ahead (cephkvm:ceph.allow_data_loss)
@@ -43,7 +44,7 @@ class DestroyGuardProvider(ResourceProvider):
     def delete(self, _id, props):
         # Only reached without `protect`, i.e. with the opt-in (or a hand `state unprotect`).
         if not base.normalize(props).get("allow"):
-            raise Exception(f"refusing to destroy {props.get('guards')}: set "
+            raise Failure(f"refusing to destroy {props.get('guards')}: set "
                             "cephkvm:ceph.allow_data_loss: true, run `pulumi up`, then destroy "
                             "again. Nothing was removed.")
 

@@ -13,6 +13,15 @@ import os
 import sys
 import traceback
 
+class Failure(RuntimeError):
+    """What every provider raises for an operator: a refusal, a node's failure, a timeout.
+    Its text is the whole message (node, step, command, exit code, stderr, what to do)."""
+
+
+class Timeout(Failure, TimeoutError):
+    """A wait ran out (base.wait_until)."""
+
+
 BUGS = (AttributeError, AssertionError, IndexError, KeyError, NameError, TypeError,
         UnboundLocalError, ZeroDivisionError)
 

@@ -26,6 +26,7 @@ from providers import base, ceph_facts, services
 from providers.bridge_scripts import RUN_DIR, apply, apply_script, guard_script, \
     member_master, netplan_doc, netplan_path, netplan_restore, ports, q, restore_script
 from providers.ceph_cli import ceph, local_clusters
+from providers.errors import Failure
 from providers.schema.kvm import BridgeInputs
 from providers.transport import Pool, Session, TransportError, open_libvirt
 
@@ -169,7 +170,7 @@ def _previous(props: dict, snap: dict) -> dict:
     members = {m: snap["links"].get(m, {}).get("addrs", []) for m in props["interfaces"]}
     missing = [m for m in props["interfaces"] if m not in snap["links"]]
     if missing:
-        raise RuntimeError(f"{props['node']}: no interface {', '.join(missing)} for bridge "
+        raise Failure(f"{props['node']}: no interface {', '.join(missing)} for bridge "
                            f"{props['name']}; interfaces there: {', '.join(snap['links'])}")
     routes = [r for r in snap["routes"] if r["dev"] in props["interfaces"]]
     bridge = snap["links"].get(props["name"])
@@ -220,7 +221,7 @@ def _validate_netplan(node: Session, props: dict, wanted: dict) -> None:
         node.put(f"{tmp}/etc/netplan/60-cephkvm.yaml", text, mode="0600")
         result = node.run(["netplan", "generate", "--root-dir", tmp], check=False)
         if result.exit_code != 0:
-            raise RuntimeError(f"{props['node']}: netplan rejects the bridge {props['name']}: "
+            raise Failure(f"{props['node']}: netplan rejects the bridge {props['name']}: "
                                f"{result.stderr.strip()}")
     finally:
         node.run(["rm", "-rf", "--", tmp])
@@ -258,11 +259,11 @@ def _apply_guarded(props: dict, apply: str, rollback: str) -> None:
         _probe_fresh(node, ["sh", "-c", f"mkdir {q(d)}.decided && sh {q(d)}.rollback >> "
                                         f"{q(d)}.log 2>&1"], change=True)
         log = _probe_fresh(node, ["cat", f"{d}.log"]) or ""
-        raise RuntimeError(f"{props['node']}: applying bridge {name} failed (exit {rc}); "
+        raise Failure(f"{props['node']}: applying bridge {name} failed (exit {rc}); "
                            f"the previous network config is back. Log:\n{log[-1500:]}")
     time.sleep(max(0.0, deadline + 2 - time.monotonic()) + 3)
     back = _probe_fresh(node, ["cat", f"{d}.state"])
-    raise RuntimeError(
+    raise Failure(
         f"{props['node']}: after applying bridge {name} the controller could not open a new "
         f"SSH connection to {node.host.address} within {timeout}s, so the node restored its "
         f"previous network config (node reachable again: {'yes, ' + back if back else 'no'})."

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import paramiko
 
+from providers.errors import Failure
+
 # An unreachable node is reported within 15 s: two TCP connects of 5 s, 0.5 s apart. Once
 # the node answers, the SSH handshake may take longer (a loaded sshd).
 CONNECT_TIMEOUT = 5.0
@@ -39,7 +41,7 @@ STEPS_LOCK = "/run/cephkvm.steps.lock"
 STEPS_WAIT = 600  # seconds a new run waits for such a step
 
 
-class TransportError(Exception):
+class TransportError(Failure):
     """A node could not be reached or authenticated."""
 
 
@@ -47,7 +49,7 @@ class HostKeyError(TransportError):
     """A node presented a key that is not the one we trust."""
 
 
-class CommandError(Exception):
+class CommandError(Failure):
     """A remote command failed; the text carries command, exit code and stderr (masked)."""
 
     def __init__(self, node: str, command: str, exit_code: int, stderr: str):

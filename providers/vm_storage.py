@@ -12,6 +12,7 @@ import shlex
 import yaml
 
 from providers import passwords
+from providers.errors import Failure
 
 
 def paths(p: dict) -> dict:
@@ -81,7 +82,7 @@ def _digest(node, src: str, template: dict) -> str:
     out = node.run(["sha256sum", "--", src], timeout=3600).stdout.split()
     digest = out[0] if out else ""
     if template.get("sha256") and digest != template["sha256"].lower():
-        raise RuntimeError(f"template {template['source']}: its SHA-256 is {digest or '?'}, "
+        raise Failure(f"template {template['source']}: its SHA-256 is {digest or '?'}, "
                            f"the stack expects {template['sha256']}; not importing it")
     return digest
 
@@ -90,7 +91,7 @@ def _image_format(node, src: str, source: str) -> str:
     info = json.loads(node.run(["qemu-img", "info", "-U", "--output=json", "--", src]).stdout)
     data_file = (info.get("format-specific") or {}).get("data", {}).get("data-file")
     if info.get("backing-filename") or data_file:
-        raise RuntimeError(f"template {source}: the image refers to another file "
+        raise Failure(f"template {source}: the image refers to another file "
                            f"({info.get('backing-filename') or data_file}); a cloud image "
                            "must stand alone. Flatten it (qemu-img convert) first.")
     return info.get("format") or "raw"

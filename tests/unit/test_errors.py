@@ -1,4 +1,5 @@
 """Provider failures read as one paragraph; bugs keep their traceback."""
+import os
 import sys
 import types
 
@@ -45,3 +46,17 @@ def test_the_provider_servers_format_exc_gives_the_message(monkeypatch):
     except TimeoutError:
         assert server.traceback.format_exc() == \
             "timed out after 300s waiting for lab-vm1 to finish booting\n"
+
+
+def test_every_failure_the_providers_raise_is_the_one_type():
+    """Refusals, node failures and timeouts are errors.Failure (whose text is the whole
+    message); nothing in providers/ raises a bare RuntimeError or Exception."""
+    import glob
+    import re
+    from providers import errors, transport
+    assert issubclass(transport.TransportError, errors.Failure)
+    assert issubclass(transport.CommandError, errors.Failure)
+    assert issubclass(errors.Timeout, TimeoutError)
+    for path in glob.glob(os.path.join(os.path.dirname(errors.__file__), "*.py")):
+        text = open(path).read()
+        assert not re.search(r"raise (RuntimeError|Exception|TimeoutError)\(", text), path
