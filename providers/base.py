@@ -127,10 +127,14 @@ class Provider(ResourceProvider):
     def rules(self, news: dict, olds: dict) -> list[CheckFailure]:
         return []
 
+    def changed(self, olds: dict, news: dict) -> set:
+        """The fields of an update that need host work."""
+        return set(delta(olds, news, tables(self.INPUTS)[1]))
+
     def state_only(self, olds: dict, news: dict) -> bool:
         """No field that needs host work changed (a timeout, an opt-in, a rotated key): an
         update then only records the new values, and opens no connection."""
-        return not delta(olds, news, tables(self.INPUTS)[1])
+        return not self.changed(olds, news)
 
     def diff(self, _id, olds, news):
         olds, news = normalize(olds), normalize(news)

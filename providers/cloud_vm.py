@@ -108,7 +108,7 @@ class CloudVMProvider(base.Provider):
         olds, news = base.normalize(olds), base.normalize(news)
         if self.state_only(olds, news):
             return UpdateResult({**olds, **news})
-        changed = set(base.delta(olds, news, UPDATES))
+        changed = self.changed(olds, news)
         restart = bool(changed & set(RESTART_FIELDS))
         if restart and news["on_restart_needed"] == "fail":
             raise Failure(
