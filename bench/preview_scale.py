@@ -21,8 +21,8 @@ def stack_config(count: int, inv: dict) -> dict:
     nodes = [{"name": f"n{i}", "address": real[i % len(real)]["address"],
               "host_key": real[i % len(real)]["host_key"]} for i in range(count)]
     return {"config": {"cephkvm:nodes": nodes, "cephkvm:kvm": {"virt_type": "qemu"},
-                       "cephkvm:ssh": {"key_file": inv["ssh_key"],
-                                       "known_hosts": inv["known_hosts"]}}}
+                       "cephkvm:ssh": {"key_file": inv["ssh"]["key_file"],
+                                       "known_hosts": inv["ssh"]["known_hosts"]}}}
 
 
 def timed(project: Project, *args) -> tuple[float, int, int]:

@@ -103,8 +103,8 @@ def _inventory(raw: dict, project_dir: str, problems: list) -> Inventory | None:
     try:
         return validate(Inventory, data)
     except ValidationError as err:
-        problems += [f"{key(p)}: {m} (in {path})" for p, m in
-                     messages(err, Stack, ("inventory",))]
+        problems += [f"{key('inventory.' + p)}: {m} (in {path})" for p, m in
+                     messages(err, Inventory)]
         return None
 
 

@@ -80,9 +80,9 @@ def _build(count, disks_per_node, size):
     _start_all(names)
     parallel(_wait_ready, nodes)
     node.save_caps_cache(names[0])
-    inv = {"subnet": const.SUBNET, "ssh_key": str(const.CLIENT_KEY),
-           "known_hosts": str(const.KNOWN_HOSTS), "nodes": nodes,
-           # What a stack's cephkvm:inventory reads (providers/schema/node.py Inventory).
+    # What a stack's cephkvm:inventory reads (providers/schema/node.py Inventory), and
+    # nothing else: the lab's tests and benches read it too.
+    inv = {"nodes": nodes,
            "ssh": {"key_file": str(const.CLIENT_KEY), "known_hosts": str(const.KNOWN_HOSTS)},
            "public_network": const.SUBNET, "vars": stack_vars(client_pub)}
     tmp = const.INVENTORY.with_suffix(".tmp")

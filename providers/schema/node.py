@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import ConfigDict
-
 from providers.schema.types import IP, Address, Bool, Cidr, DevicePath, NodeName, Section, \
     Spec, hint, replace, text, update, whole
 
@@ -58,8 +56,7 @@ class Ssh(Section):
 
 class Inventory(Section):
     """`cephkvm:inventory`: a JSON or YAML file listing the nodes, made by another tool
-    (the lab writes one). Keys of the tool's own may sit beside these."""
-    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+    (the lab writes one)."""
     nodes: tuple[Node, ...] = hint(fix="list at least one node", min_length=1)
     ssh: Ssh | None = None
     public_network: Cidr | None = hint(None, fix="the default of cephkvm:ceph.public_network")

@@ -28,9 +28,9 @@ if not os.path.exists(GUEST_IMAGE):
 
 VM = "lab-vm1"
 NODES = [n["name"] for n in lab.inventory()["nodes"]]
-SUBNET = ipaddress.ip_network(lab.inventory()["subnet"])
+SUBNET = ipaddress.ip_network(lab.inventory()["public_network"])
 GUEST = str(SUBNET.network_address + 100)
-CLIENT_KEY = lab.inventory()["ssh_key"]
+CLIENT_KEY = lab.inventory()["ssh"]["key_file"]
 
 
 def vm_config(config) -> dict:

@@ -51,8 +51,10 @@ def out(node, cmd):
 
 
 def test_inventory_format(inv):
-    assert inv["subnet"] == const.SUBNET
-    assert Path(inv["ssh_key"]).is_file() and Path(inv["known_hosts"]).is_file()
+    assert set(inv) == {"nodes", "ssh", "public_network", "vars"}
+    assert inv["public_network"] == const.SUBNET
+    assert Path(inv["ssh"]["key_file"]).is_file() and Path(inv["ssh"]["known_hosts"]).is_file()
+    assert set(inv["vars"]) <= {"client_key", "guest_address", "guest_image"}
     for i, n in enumerate(inv["nodes"], 1):
         assert set(n) == {"name", "address", "port", "user", "host_key", "disks"}
         assert (n["name"], n["address"], n["port"], n["user"]) == \

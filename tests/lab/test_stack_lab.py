@@ -129,7 +129,7 @@ def test_changed_host_key_is_refused(stack):
 
 
 def test_a_private_key_in_secret_config_stays_encrypted_in_state(stack):
-    with open(lab.inventory()["ssh_key"]) as f:
+    with open(lab.inventory()["ssh"]["key_file"]) as f:
         key = f.read()
     subprocess.run(["pulumi", "config", "set", "--secret", "--stack", stack.stack,
                     "cephkvm:ssh_private_key"], input=key, text=True, cwd=stack.dir,
@@ -169,7 +169,7 @@ def test_trust_on_first_use_happens_once_per_stack_not_once_per_controller(tmp_p
     node2 = next(n for n in inv["nodes"] if n["name"] == "node2")
     def config(address: str) -> dict:
         return {"cephkvm:nodes": [{"name": "node1", "address": address, "roles": ["kvm"]}],
-                "cephkvm:ssh": {"key_file": inv["ssh_key"], "known_hosts": str(known),
+                "cephkvm:ssh": {"key_file": inv["ssh"]["key_file"], "known_hosts": str(known),
                                 "trust_on_first_use": True},
                 "cephkvm:kvm": {"virt_type": "qemu"}}
     def write(cfg: dict) -> None:

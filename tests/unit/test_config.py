@@ -75,7 +75,7 @@ def inventory(tmp_path, lab_dir=".lab", **extra):
     inv = {"ssh": {"key_file": "/k", "known_hosts": "/kh"}, "public_network": "10.231.0.0/24",
            "nodes": [{"name": "node1", "address": "10.231.0.11", "port": 22, "user": "root",
                       "host_key": KEY, "disks": ["/dev/loop3"]}],
-           "subnet": "a key of the tool that wrote it", **extra}
+           **extra}
     (tmp_path / lab_dir / "inventory.json").write_text(json.dumps(inv))
 
 
@@ -127,3 +127,9 @@ def test_an_inventory_placeholder_without_an_inventory_is_refused():
     found = problems({"nodes": [node()], "vms": [vm]})
     assert found == ["cephkvm:vms[0].template: {inventory:guest_image} needs a "
                      "cephkvm:inventory file whose vars give it"]
+
+
+def test_an_unknown_inventory_key_is_refused(tmp_path):
+    inventory(tmp_path, subnett="10.0.0.0/24")
+    found = problems({"inventory": ".lab/inventory.json"}, str(tmp_path))
+    assert found[0].startswith("cephkvm:inventory.subnett: unknown key; known keys: nodes")
