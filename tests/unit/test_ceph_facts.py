@@ -6,7 +6,7 @@ import pytest
 from providers import ceph_facts as f
 
 pytestmark = pytest.mark.unit
-DIR = os.path.join(os.path.dirname(__file__), "ceph_fixtures")
+DIR = os.path.join(os.path.dirname(__file__), "captured")
 
 
 def fixture(name):

@@ -21,13 +21,10 @@ pytestmark = pytest.mark.unit
 CONN = {"name": "node1", "address": "192.0.2.1", "host_key": "ssh-ed25519 AAAA"}
 PROPS = {"node": "node1", "connection": CONN, "name": "br0", "interfaces": ["eth0"]}
 
-IP_ADDR = """[{"ifindex":1,"ifname":"lo","address":"00:00:00:00:00:00","addr_info":[
-{"family":"inet","local":"127.0.0.1","prefixlen":8,"scope":"host"}]},
-{"ifindex":2,"ifname":"eth0","master":"br0","address":"72:4a:2a:ff:63:a9","addr_info":[
-{"family":"inet6","local":"fe80::1","prefixlen":64,"scope":"link"}]},
-{"ifindex":3,"ifname":"br0","address":"72:4a:2a:ff:63:a9","addr_info":[
-{"family":"inet","local":"10.20.10.31","prefixlen":24,"scope":"global"}]}]"""
-IP_ROUTE = '[{"dst":"default","gateway":"10.20.10.2","dev":"br0"}]'
+# Captured on a lab node with br0 over eth0 (`ip -j addr`, `ip -j route`).
+CAPTURED = os.path.join(os.path.dirname(__file__), "captured")
+IP_ADDR = open(os.path.join(CAPTURED, "ip_addr_bridged.json")).read().strip()
+IP_ROUTE = open(os.path.join(CAPTURED, "ip_route_bridged.json")).read().strip()
 
 
 def checked(**change):
