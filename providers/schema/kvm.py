@@ -116,16 +116,17 @@ class Vm(Spec):
     nics: tuple[Nic, ...] = update((), fix="a list such as [{bridge: br0}]")
     cloud_init: CloudInit = update(CloudInit())
     autostart: Bool = update(True)
-    on_restart_needed: Literal["restart", "fail"] = update(
+    # Settings for the next change or delete: a new value changes nothing on the node.
+    on_restart_needed: Literal["restart", "fail"] = state(
         "restart", fix="what a change that needs a reboot does")
-    on_cloud_init_change: Literal["next-boot", "replace"] = update(
+    on_cloud_init_change: Literal["next-boot", "replace"] = state(
         "next-boot", fix="a new seed applied on the next boot, or a new VM")
-    keep_disk: Bool = update(True, fix="false lets delete remove the overlay and seed")
-    shutdown_timeout: whole(0, 3600, " seconds") = update(
+    keep_disk: Bool = state(True, fix="false lets delete remove the overlay and seed")
+    shutdown_timeout: whole(0, 3600, " seconds") = state(
         60, fix="seconds a graceful shutdown may take")
-    wait_for: Literal["cloud-init", "address", "none"] = update(
+    wait_for: Literal["cloud-init", "address", "none"] = state(
         "cloud-init", fix="what makes the VM ready (providers/cloud_vm.py)")
-    ready_timeout: whole(0, 86400, " seconds") = update(300, fix="seconds up waits for wait_for")
+    ready_timeout: whole(0, 86400, " seconds") = state(300, fix="seconds up waits for wait_for")
     migration_bandwidth_mib: whole(1, 1 << 20) | None = state(
         None, fix="MiB/s a live migration may use (default: as fast as the network)")
 

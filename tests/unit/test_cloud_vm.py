@@ -620,3 +620,15 @@ def test_domains_carry_the_stacks_tag():
     xml = dx.domain_xml({**PROPS, "disk_path": "/d", "seed_path": "/s", "macs": ["m"],
                          "nics": [{"bridge": "br0"}]})
     assert dx.owner(xml) == "cephkvm/unit"
+
+
+@pytest.mark.parametrize("setting", [{"keep_disk": False}, {"shutdown_timeout": 5},
+                                     {"ready_timeout": 60}, {"wait_for": "address"},
+                                     {"on_restart_needed": "fail"}])
+def test_a_setting_for_the_next_change_needs_no_host_work(node, setting):
+    olds = {**checked(), "uuid": "u", "state": "running"}
+    news = checked({**PROPS, **setting})
+    assert CloudVMProvider().diff("vm-unit", olds, news).changes
+    before = len(node.log)
+    CloudVMProvider().update("vm-unit", olds, news)
+    assert len(node.log) == before
