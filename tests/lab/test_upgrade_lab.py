@@ -6,6 +6,7 @@ changes (the old stack file said `cephkvm:lab`; the new one reads the same nodes
 through `cephkvm:inventory`)."""
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -34,6 +35,22 @@ def old_tree(dest: str) -> str:
     return dest
 
 
+def inventory_path(project: Project) -> str:
+    return os.path.join(project.dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""),
+                        "inventory.json")
+
+
+def with_legacy_keys(project: Project) -> None:
+    """The project's copy of the inventory as the lab of BEFORE wrote it too (its code
+    reads subnet, ssh_key and known_hosts); the upgraded lab writes the strict format."""
+    with open(inventory_path(project)) as f:
+        inv = json.load(f)
+    inv.update(subnet=inv["public_network"], ssh_key=inv["ssh"]["key_file"],
+               known_hosts=inv["ssh"]["known_hosts"])
+    with open(inventory_path(project), "w") as f:
+        json.dump(inv, f)
+
+
 def changes(project: Project) -> dict:
     preview = project.preview_json()
     return {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
@@ -48,10 +65,12 @@ def upgraded(tmp_path_factory):
         vm_config(config)["cloud_init"]["network_config"]["ethernets"]["eth0"]["addresses"] = \
             [f"{GUEST}/{SUBNET.prefixlen}"]
     project.edit_config(configure)
+    with_legacy_keys(project)
     try:
         project.run("up", "--yes", "--skip-preview")  # the code as it was
         project.upgrade_code()
         project.edit_config(configure)  # the test's own edit, on the new stack file
+        shutil.copy(lab.const.INVENTORY, inventory_path(project))  # the lab's, as it is now
         yield project
     finally:
         project.run("destroy", "--yes", "--skip-preview", check=False)
