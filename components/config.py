@@ -19,15 +19,15 @@ from components import config_ceph, config_kvm
 from components.config_schema import BASE_PACKAGES as PACKAGES, Stack
 from pydantic import ValidationError
 
-from providers.schema.node import Inventory, Node, Ssh
-from providers.schema.types import CONTROL, messages, render_key, sections, unique, validate
+from providers.schema.node import Inventory, Ssh
+from providers.schema.types import CONTROL, key, messages, render_key, sections, unique, \
+    validate
 
 NAMESPACE = "cephkvm"
 BASE_PACKAGES = list(PACKAGES)
 # Where a newline is content, not an injected line: cloud-init user data and commands, and
 # the SSH private key (a PEM block).
 FREE_TEXT = (r"ssh_private_key", r"vms\[\d+\]\.cloud_init\.(user_data|runcmd)([.\[].*)?")
-NodeConfig = Node  # the name components use
 
 
 class ConfigError(Exception):
@@ -44,10 +44,6 @@ class StackConfig:
     packages: tuple = tuple(BASE_PACKAGES)
     ceph: object = None  # components/config_ceph.py
     kvm: object = None  # components/config_kvm.py
-
-
-def key(path: str) -> str:
-    return f"{NAMESPACE}:{path}"
 
 
 def load(raw: dict, project_dir: str) -> StackConfig:

@@ -9,11 +9,7 @@ from dataclasses import dataclass
 
 from providers.ceph_pool import check_pool
 from providers.schema.ceph import Ceph
-from providers.schema.types import in_network, is_cidr, unique
-
-
-def key(path: str) -> str:
-    return f"cephkvm:{path}"
+from providers.schema.types import in_network, is_cidr, key, unique
 
 
 @dataclass(frozen=True)

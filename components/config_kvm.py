@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from providers.schema.kvm import Vm
-from providers.schema.types import unique
+from providers.schema.types import key, unique
 
 
 @dataclass(frozen=True)
@@ -19,10 +19,6 @@ class KvmConfig:
     bridges: tuple = ()   # Bridge, with nodes and network filled in
     vms: tuple = ()       # Vm
     passwords: dict = field(default_factory=dict)  # VM name -> password (secret)
-
-
-def key(path: str) -> str:
-    return f"cephkvm:{path}"
 
 
 def load(values: dict, nodes: tuple, problems: list) -> KvmConfig:

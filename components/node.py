@@ -5,15 +5,16 @@ from typing import Optional
 
 import pulumi
 
-from components.config import NodeConfig, StackConfig
+from components.config import StackConfig
 from providers.node import Node
 from providers.node_prep import NodePrep
+from providers.schema import node as spec
 
 DAEMONS = ["virtlogd", "libvirtd"]
 
 
 class PreparedNode(pulumi.ComponentResource):
-    def __init__(self, node: NodeConfig, stack: StackConfig,
+    def __init__(self, node: spec.Node, stack: StackConfig,
                  private_key: Optional[pulumi.Output] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("cephkvm:index:PreparedNode", node.name, None, opts)

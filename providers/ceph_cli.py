@@ -114,6 +114,3 @@ def wait_for_quorum(node: Session, cluster: str, timeout: float, mons=()) -> lis
     return base.wait_until(probe, timeout=timeout, what=what, report=lambda: (
         f"In quorum, asked from {node.name}: {quorum(node, cluster) or 'none'}. Check the "
         "mons (CephMon resources) and their logs in /var/log/ceph."))
-
-
-settled = base.settled  # where the Ceph providers import it from

@@ -16,10 +16,9 @@ BOND_MODES = Literal["balance-rr", "active-backup", "balance-xor", "broadcast", 
                      "balance-tlb", "balance-alb"]
 VmName = text(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", "must be letters, digits, '.', '_' or '-' "
               "(at most 63)")
-HostName = text(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}", "must be a host name (letters, digits, "
-                "'.', '-')")
-Domain = text(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", "must be a DNS domain such as "
-              "intranet.example.com")
+DNS_NAME = r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}"
+HostName = text(DNS_NAME, "must be a host name (letters, digits, '.', '-')")
+Domain = text(DNS_NAME, "must be a DNS domain such as intranet.example.com")
 Mac = text(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", "must look like 52:54:00:12:34:56")
 Sha256 = text(r"[0-9a-fA-F]{64}", "must be the image's 64 hex digit SHA-256 (`sha256sum IMAGE`)")
 AbsPath = text(r"/[^\x00-\x1f]*", "must be an absolute directory (CephFS, e.g. /mnt/cephfs)")

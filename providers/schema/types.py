@@ -149,6 +149,11 @@ def messages(err: ValidationError, root: type[BaseModel], at: tuple = ()) -> lis
     return out
 
 
+def key(path: str) -> str:
+    """A config key path as operators write it: `cephkvm:pools[1].size`."""
+    return f"cephkvm:{path}"
+
+
 def unique(items: tuple, section: str, problems: list, why: str = ""):
     """(index, item) of a validated section's list, skipping invalid (None) items and
     repeated names, each repeat one problem: `cephkvm:vms[1].name: 'a' is listed twice`."""
@@ -157,7 +162,7 @@ def unique(items: tuple, section: str, problems: list, why: str = ""):
         if item is None:
             continue
         if item.name in seen:
-            problems.append(f"cephkvm:{section}[{i}].name: {item.name!r} is listed twice"
+            problems.append(f"{key(f'{section}[{i}].name')}: {item.name!r} is listed twice"
                             f"{'; ' + why if why else ''}")
             continue
         seen.add(item.name)
