@@ -80,7 +80,7 @@ class Project:
         with open(path, "w") as f:
             f.write(text.replace("virtualenv: .venv", f"virtualenv: {venv}"))
 
-    def run(self, *args, check=True, netns_isolated=False, timeout=900):
+    def run(self, *args, check=True, netns_isolated=False, timeout=900, env=None):
         argv = ["pulumi", *args, "--non-interactive"]
         if args[0] not in ("stack",):
             argv += ["--stack", self.stack]
@@ -88,8 +88,8 @@ class Project:
             # A fresh network namespace with only loopback: nothing outside is reachable.
             argv = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
                     *argv]
-        proc = subprocess.run(argv, cwd=self.dir, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(argv, cwd=self.dir, env={**self.env, **(env or {})},
+                              capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(args)} exited {proc.returncode}\n"
                                  f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")

@@ -396,8 +396,20 @@ def _blocklisted(addr: str) -> bool:
 def _mount_report(node: str) -> str:
     """What node's CephFS client looks like, for a failure message."""
     return lab.run(node, f"grep ' {MNT} ' /proc/self/mounts; pgrep -a ceph-fuse; "
-                         "for a in /var/run/ceph/*client*.asok; do echo $a; "
+                         f"ls -la {MNT}; for a in /var/run/ceph/*client*.asok; do echo $a; "
                          "timeout 10 ceph --admin-daemon $a status; done", timeout=60).stdout
+
+
+def _node_lines(log: str, node: str) -> str:
+    with open(log) as f:
+        return "".join(line for line in f if f" {node} " in line)
+
+
+def _sessions() -> str:
+    """The MDS's client sessions, a line each, for a failure message."""
+    return "\n".join(f"{s.get('client_metadata', {}).get('hostname')} {s.get('id')} "
+                     f"{s.get('state')} {s.get('inst')}"
+                     for s in ceph("tell mds.cephfs:0 session ls"))
 
 
 def _link(node: str, state: str) -> None:
@@ -424,11 +436,18 @@ def test_a_partition_longer_than_the_mds_session_converges_with_one_up(stack):
     finally:
         _link("node3", "up")
     assert poll(lambda: lab.run("node3", "true", timeout=10).returncode == 0, timeout=60)
-    stack.run("up", "--yes", "--skip-preview")
+    log = os.path.join(stack.dir, "heal-ssh.log")
+    healed = stack.run("up", "--yes", "--skip-preview", env={"CEPHKVM_SSH_LOG": log})
     token = f"after the partition {time.time()}"
     sh("node3", f"echo '{token}' > {MNT}/after-partition.txt && sync {MNT}/after-partition.txt")
     seen = lab.run("node1", f"cat {MNT}/after-partition.txt", timeout=60)
-    assert seen.stdout.strip() == token, (seen.stderr, _mount_report("node3"))
+    if seen.stdout.strip() != token:
+        pytest.fail(f"node1 does not see node3's file: {seen.stderr}\n"
+                    f"--- up after the partition:\n{healed.stdout[-3000:]}\n"
+                    f"--- its commands on node3:\n{_node_lines(log, 'node3')}\n"
+                    + "".join(f"--- {n}:\n{_mount_report(n)}\n" for n in ("node3", "node1"))
+                    + f"--- sessions:\n{_sessions()}\n--- blocklist:\n"
+                    + lab.run("node1", "ceph osd blocklist ls", timeout=60).stdout)
     assert "noatime" in sh("node3", f"grep ' {MNT} ' /etc/fstab")
     assert poll(lambda: sorted(ceph("quorum_status")["quorum_names"]) == NODES, timeout=120)
     assert poll(lambda: ceph("status")["health"]["status"] == "HEALTH_OK", timeout=300), \
