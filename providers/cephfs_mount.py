@@ -178,11 +178,24 @@ def _answers(node, mountpoint: str) -> bool:
 
 
 def _fenced(node, props: dict) -> list[int]:
-    """pids of this client's live ceph-fuse processes that the cluster blocklisted (evicted),
-    from their admin sockets (`status`: read only). A socket that does not answer in 5 s
-    says nothing either way (a hung mount fails the stat above)."""
+    """pids of this client's live ceph-fuse processes that the cluster fenced (evicted and
+    blocklisted). A client learns it was blocklisted only from a newer OSD map, which it may
+    not have yet right after a partition heals: the cluster's blocklist decides, the client's
+    own `status` (admin socket, read only) only speaks first. A socket that does not answer
+    in 5 s says nothing either way (a hung mount fails the stat above)."""
+    clients = _fuse_clients(node, props)
+    fenced = [pid for pid, status in clients.items() if status.get("blocklisted")]
+    rest = {pid: _addr(status) for pid, status in clients.items() if pid not in fenced}
+    if any(rest.values()):
+        listed = _blocklist(_admin(props, node), props["cluster_name"])
+        fenced += [pid for pid, addr in rest.items() if addr and addr in listed]
+    return sorted(fenced)
+
+
+def _fuse_clients(node, props: dict) -> dict[int, dict]:
+    """This client's live ceph-fuse processes and what each says of itself (`status`)."""
     if props["client"] != "fuse":
-        return []
+        return {}
     prefix = f"/var/run/ceph/{props['cluster_name']}-client.{props['client_id']}"
     script = (f'pre={shlex.quote(prefix)}; for a in "$pre".*.asok; do [ -S "$a" ] || continue; '
               'p=${a#"$pre".}; p=${p%%.*}; [ -d "/proc/$p" ] || continue; '
@@ -191,17 +204,33 @@ def _fenced(node, props: dict) -> list[int]:
     try:
         out = node.run(["sh", "-c", script], check=False, timeout=120).stdout
     except TransportError:
-        return []
-    pids = []
+        return {}
+    clients = {}
     for line in out.splitlines():
         pid, _, doc = line.partition(" ")
         try:
             status = json.loads(doc)
         except ValueError:
             continue
-        if pid.isdigit() and status.get("blocklisted", status.get("blacklisted")):
-            pids.append(int(pid))
-    return pids
+        if pid.isdigit() and isinstance(status, dict):
+            status["blocklisted"] = status.get("blocklisted", status.get("blacklisted"))
+            clients[int(pid)] = status
+    return clients
+
+
+def _addr(status: dict) -> str:
+    """A client's address as the blocklist writes it ("v1:IP:0/NONCE" -> "IP:0/NONCE")."""
+    addr = str(status.get("addr_str") or status.get("inst_str", "").split(" ")[-1])
+    return addr.split(":", 1)[1] if addr.startswith(("v1:", "v2:", "any:")) else addr
+
+
+def _blocklist(node, cluster: str) -> set[str]:
+    """The cluster's blocklisted addresses; none when the cluster does not answer (then no
+    client can be told fenced, and a hung one fails the stat)."""
+    result = ceph(node, cluster, "osd", "blocklist", "ls", check=False, timeout=60)
+    if result.exit_code:
+        return set()
+    return {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
 
 
 def _mounted_type(node, mountpoint: str) -> str:

@@ -82,6 +82,7 @@ class FakeCephNode:
         self.unreadable: set = set()  # files that exist but cannot be read
         self.dead: set = set()  # mountpoints listed in the mount table whose access fails
         self.fenced: dict = {}  # ceph-fuse pid -> admin socket, of clients the cluster evicted
+        self.unaware: set = set()  # fenced pids whose client has not seen the new OSD map yet
 
     def session(self):
         return FakeCephSession(self)
@@ -295,8 +296,9 @@ def _script(node: FakeCephNode, script: str, stdin):
         return node.devices.get(dev, {}).get("busy", ""), 0
     if script.startswith("pre=") and ".asok" in script:  # ceph-fuse `status`
         prefix = shlex.split(script.split(";", 1)[0][len("pre="):])[0]
-        return "".join(f'{pid} {{"blocklisted": true}}\n' for pid, a in node.fenced.items()
-                       if a.startswith(prefix + ".")), 0
+        return "".join(f'{pid} {{"blocklisted": {json.dumps(pid not in node.unaware)}, '
+                       f'"addr_str": "v1:{node.name}:0/{pid}"}}\n'
+                       for pid, a in node.fenced.items() if a.startswith(prefix + ".")), 0
     if script.startswith("echo ok > "):
         mp = shlex.split(script)[3].rsplit("/", 1)[0]
         return ("", 0) if mp in node.mounts else ("not mounted", 1)
@@ -393,6 +395,9 @@ def _ceph(node: FakeCephNode, args: list, stdin):
                    w.nodes[o["host"]].running else "down",
                    "reweight": 1.0 if o["in"] else 0.0} for i, o in w.osds.items()]
         return json.dumps({"nodes": nodes, "stray": []}), 0
+    if args[:3] == ["osd", "blocklist", "ls"]:
+        return "".join(f"{n.name}:0/{pid} 2026-12-02T15:00:00.000000+0000\n"
+                       for n in w.nodes.values() for pid in n.fenced), 0
     if args[:2] == ["osd", "in"]:
         w.osds[int(args[2])]["in"] = True
         return "", 0

@@ -117,14 +117,18 @@ def test_a_dead_mount_still_listed_is_drift_and_up_remounts_it(world):
     assert provider.read("x", outs).outs["ensure"] == "mounted"
 
 
-def test_an_evicted_client_that_still_answers_is_drift_and_up_ends_it(world):
+@pytest.mark.parametrize("knows", [True, False], ids=["client-knows", "client-unaware"])
+def test_an_evicted_client_that_still_answers_is_drift_and_up_ends_it(world, knows):
     """Blocklisted by the cluster after a partition, ceph-fuse serves stat and even writes
-    from its cache: its admin socket says it is fenced."""
+    from its cache. Right after the link heals the client may not have seen the OSD map that
+    blocklists it (its own status says it is fine): the cluster's blocklist decides."""
     provider = CephFSMountProvider()
     outs = provider.create(props(world)).outs
     node = world.nodes["node1"]
     node.fenced[4242] = "/var/run/ceph/ceph-client.cephfs-node1.4242.9412.asok"
     node.fenced[77] = "/var/run/ceph/ceph-client.other-node1.77.1.asok"  # not this mount's
+    if not knows:
+        node.unaware |= {4242, 77}
     read = provider.read("x", outs).outs
     assert read["ensure"] == "unmounted" and provider.diff("x", read, props(world)).changes
     provider.update("x", read, props(world))
