@@ -66,6 +66,8 @@ def ssh_argv(node: dict, known_hosts=None, timeout=5) -> list:
         "-o", "UpdateHostKeys=no",
         "-o", "BatchMode=yes",
         "-o", f"ConnectTimeout={timeout}",
+        # A master whose peer vanished (a partition) must end, not hang every command.
+        "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2",
         "-o", "LogLevel=ERROR",
         *_mux_opts(node, known_hosts),
         "-p", str(node.get("port", 22)),

@@ -30,6 +30,7 @@ FSTAB = "/etc/fstab"
 INPUTS = MountInputs
 REPLACES, UPDATES, STATE = base.tables(INPUTS)
 MOUNT_TYPES = {"fuse": "fuse.ceph-fuse", "kernel": "ceph"}
+EXIT_TIMEOUT = 120  # for an unmounted ceph-fuse to flush, close its session and exit
 
 
 class CephFSMountProvider(base.Provider):
@@ -196,8 +197,8 @@ def _fuse_clients(node, props: dict) -> dict[int, dict]:
     """This client's live ceph-fuse processes and what each says of itself (`status`)."""
     if props["client"] != "fuse":
         return {}
-    prefix = f"/var/run/ceph/{props['cluster_name']}-client.{props['client_id']}"
-    script = (f'pre={shlex.quote(prefix)}; for a in "$pre".*.asok; do [ -S "$a" ] || continue; '
+    script = (f'pre={shlex.quote(_asok_prefix(props))}; '
+              'for a in "$pre".*.asok; do [ -S "$a" ] || continue; '
               'p=${a#"$pre".}; p=${p%%.*}; [ -d "/proc/$p" ] || continue; '
               's=$(timeout 5 ceph --admin-daemon "$a" status 2>/dev/null) || continue; '
               'printf "%s " "$p"; echo "$s" | tr -d "\n"; echo; done')
@@ -216,6 +217,11 @@ def _fuse_clients(node, props: dict) -> dict[int, dict]:
             status["blocklisted"] = status.get("blocklisted", status.get("blacklisted"))
             clients[int(pid)] = status
     return clients
+
+
+def _asok_prefix(props: dict) -> str:
+    """ceph-fuse's admin sockets are PREFIX.PID.CCTID.asok."""
+    return f"/var/run/ceph/{props['cluster_name']}-client.{props['client_id']}"
 
 
 def _addr(status: dict) -> str:
@@ -280,6 +286,7 @@ def _converge(props: dict, node, remount: bool) -> dict:
         node.run(["umount", "-l", mp], change=True)
         if fenced:
             node.run(["kill", "-9", *map(str, fenced)], change=True, check=False)
+        _wait_gone(props, node, fenced)
     key, caps = _client_key(props, node)
     put_if_changed(node, _keyring_path(props), keyring(f"client.{props['client_id']}", key,
                                                        caps), mode="0600", secret=True)
@@ -291,12 +298,57 @@ def _converge(props: dict, node, remount: bool) -> dict:
     _fstab_edit(props, node, lambda text: with_line(text, line, mp))
     mounted = _mounted_type(node, mp)
     if mounted and (remount or mounted != MOUNT_TYPES[props["client"]]):
+        before = _fuse_pids(node, props)
         _unmount(props, node)
+        _wait_gone(props, node, before)
         mounted = ""
     if not mounted:
-        node.run(["mount", mp], change=True, timeout=120)
+        _mount(props, node)
     _probe(props, node)
     return {"client_key": key, "fstab_line": line, "ensure": "mounted"}
+
+
+def _mount(props: dict, node) -> None:
+    """mount, then the mount table must list it: ceph-fuse may exit after its parent said
+    all is well (a pidfile another ceph-fuse of this client holds), and a probe would then
+    write into the bare mountpoint directory and pass."""
+    mp = props["mountpoint"]
+    result = node.run(["mount", mp], change=True, timeout=120)
+    if _mounted_type(node, mp) == MOUNT_TYPES[props["client"]]:
+        return
+    log = f"/var/log/ceph/{props['cluster_name']}-client.{props['client_id']}.log"
+    tail = node.run(["tail", "-n", "5", log], check=False).stdout.strip()
+    raise Failure(f"{props['node']}: `mount {mp}` exited 0 but nothing is mounted there "
+                  f"({(result.stderr.strip() or tail or 'no message')[-600:]}). See {log}; "
+                  "run `pulumi up` again once the cause is gone.")
+
+
+def _fuse_pids(node, props: dict) -> list[int]:
+    """pids of this client's live ceph-fuse processes, from their admin sockets' names."""
+    if props["client"] != "fuse":
+        return []
+    script = (f'pre={shlex.quote(_asok_prefix(props))}; '
+              'for a in "$pre".*.asok; do [ -S "$a" ] || continue; '
+              'p=${a#"$pre".}; p=${p%%.*}; [ -d "/proc/$p" ] && echo "$p"; done; true')
+    out = node.run(["sh", "-c", script], check=False).stdout
+    return sorted(int(p) for p in out.split() if p.isdigit())
+
+
+def _wait_gone(props: dict, node, pids: list[int]) -> None:
+    """An unmounted ceph-fuse flushes what it holds and closes its session before it exits,
+    and a new one of the same client cannot start while it runs (it holds the pidfile)."""
+    if not pids:
+        return
+    def gone():
+        return not set(pids) & set(_fuse_pids(node, props))
+    try:
+        base.wait_until(gone, timeout=EXIT_TIMEOUT, interval=1, what="the unmounted ceph-fuse "
+                        f"(pid {', '.join(map(str, pids))}) to exit")
+    except Failure as e:
+        raise Failure(f"{props['node']}: {props['mountpoint']}: {e} It still flushes to the "
+                      "cluster or serves files opened before a lazy unmount; a new mount of "
+                      "this client cannot start while it runs. Run `pulumi up` again once it "
+                      "has exited (fuser -vm shows who holds it).") from None
 
 
 def _probe(props: dict, node) -> None:

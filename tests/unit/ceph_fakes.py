@@ -83,6 +83,8 @@ class FakeCephNode:
         self.dead: set = set()  # mountpoints listed in the mount table whose access fails
         self.fenced: dict = {}  # ceph-fuse pid -> admin socket, of clients the cluster evicted
         self.unaware: set = set()  # fenced pids whose client has not seen the new OSD map yet
+        self.lingering: dict = {}  # pid -> [asok, lookups it survives (None: forever)]
+        self.mount_exits_quietly = False  # `mount` says 0, but ceph-fuse exits at once
 
     def session(self):
         return FakeCephSession(self)
@@ -229,12 +231,17 @@ def answer(node: FakeCephNode, argv: list, stdin):
     if cmd == "mount":
         line = next(ln for ln in node.files["/etc/fstab"].splitlines()
                     if len(ln.split()) > 1 and ln.split()[1] == argv[-1])
-        node.mounts[argv[-1]] = "fuse.ceph-fuse" if line.split()[2] == "fuse.ceph" else "ceph"
+        holder = any(f"client.{_fstab_id(line)}." in a for a, _ in node.lingering.values())
+        if not (node.mount_exits_quietly or holder):  # a live one holds the pidfile
+            node.mounts[argv[-1]] = "fuse.ceph-fuse" if line.split()[2] == "fuse.ceph" \
+                else "ceph"
         return "", 0
     if cmd == "kill":
         for pid in argv[2:]:
             node.fenced.pop(int(pid), None)
         return "", 0
+    if cmd == "tail":
+        return "open: failed to lock pidfile because another process locked it", 0
     if cmd == "umount":
         mp = argv[-1]
         if mp in node.busy and "-l" not in argv:
@@ -294,6 +301,18 @@ def _script(node: FakeCephNode, script: str, stdin):
     if "lsblk -nro MOUNTPOINT" in script:
         dev = shlex.split(script.split("readlink -f ", 1)[1].split(")", 1)[0])[0]
         return node.devices.get(dev, {}).get("busy", ""), 0
+    if script.startswith("pre=") and ".asok" in script and "status" not in script:
+        prefix = shlex.split(script.split(";", 1)[0][len("pre="):])[0]
+        live = [pid for pid, a in {**node.fenced, **{p: a for p, (a, _) in
+                                                     node.lingering.items()}}.items()
+                if a.startswith(prefix + ".")]
+        for pid in list(node.lingering):
+            left = node.lingering[pid][1]
+            if left is not None:
+                node.lingering[pid][1] = left - 1
+                if left <= 0:
+                    del node.lingering[pid]
+        return "".join(f"{pid}\n" for pid in live), 0
     if script.startswith("pre=") and ".asok" in script:  # ceph-fuse `status`
         prefix = shlex.split(script.split(";", 1)[0][len("pre="):])[0]
         return "".join(f'{pid} {{"blocklisted": {json.dumps(pid not in node.unaware)}, '
@@ -303,6 +322,11 @@ def _script(node: FakeCephNode, script: str, stdin):
         mp = shlex.split(script)[3].rsplit("/", 1)[0]
         return ("", 0) if mp in node.mounts else ("not mounted", 1)
     raise AssertionError(f"fake ceph node does not know the script {script!r}")
+
+
+def _fstab_id(line: str) -> str:
+    return next((o.split("=", 1)[1] for o in line.split()[3].split(",")
+                 if o.startswith(("ceph.id=", "name="))), "")
 
 
 def _arg(args, flag, default=None):

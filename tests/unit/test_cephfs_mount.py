@@ -76,6 +76,37 @@ def test_option_change_remounts(world):
     assert fstab(world).splitlines()[-1].endswith(",_netdev,defaults,noatime 0 0")
 
 
+ASOK = "/var/run/ceph/ceph-client.cephfs-node1.{}.1.asok"
+
+
+def test_a_remount_waits_for_the_unmounted_ceph_fuse_to_exit(world):
+    """Unmounted, ceph-fuse still flushes and closes its session, holding the client's
+    pidfile: a new one started meanwhile exits at once. The mount waits for it."""
+    provider = CephFSMountProvider()
+    outs = provider.create(props(world)).outs
+    node = world.nodes["node1"]
+    node.lingering[900] = [ASOK.format(900), 3]  # gone after three more looks
+    provider.update("x", outs, props(world, options=["noatime"]))
+    assert node.mounts == {"/mnt/cephfs": "fuse.ceph-fuse"}
+
+
+def test_a_ceph_fuse_that_never_exits_fails_the_remount_by_name(world, monkeypatch):
+    monkeypatch.setattr("providers.cephfs_mount.EXIT_TIMEOUT", 0)
+    provider = CephFSMountProvider()
+    outs = provider.create(props(world)).outs
+    world.nodes["node1"].lingering[900] = [ASOK.format(900), None]
+    with pytest.raises(Exception, match=r"node1: /mnt/cephfs: .*pid 900.* to exit.*up` again"):
+        provider.update("x", outs, props(world, options=["noatime"]))
+    assert "mount /mnt/cephfs" not in [line for _, line in world.changes][-1:]
+
+
+def test_mount_that_exits_zero_without_a_mount_is_a_failure_not_a_probe_in_the_directory(
+        world):
+    world.nodes["node1"].mount_exits_quietly = True
+    with pytest.raises(Exception, match="exited 0 but nothing is mounted.*pidfile"):
+        CephFSMountProvider().create(props(world))
+
+
 def test_kernel_client_line_uses_a_secret_file_and_the_mons():
     line = fstab_line({"cluster_name": "ceph", "client_id": "cephfs-node1", "fs_name": "cephfs",
                        "mountpoint": "/mnt/cephfs", "client": "kernel",
