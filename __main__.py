@@ -25,14 +25,16 @@ private_key = pulumi.Config(NAMESPACE).get_secret("ssh_private_key")
 nodes = {node.name: PreparedNode(node, stack, private_key) for node in stack.nodes}
 pulumi.export("nodes", {name: prepared.summary() for name, prepared in nodes.items()})
 
-mounts = []
+mounts: dict = {}  # node -> its CephFS mounts
 if stack.ceph:
     ceph = CephStack(stack, nodes)
     outputs = ceph.outputs()
     # Apart, so that a StackReference reads the rest of `ceph` as plain values.
     pulumi.export("ceph_client_keys", outputs.pop("client_keys"))
     pulumi.export("ceph", outputs)
-    mounts = [resource for _, resource in ceph.mounts]
+    mounts = {}
+    for mount, resource in ceph.mounts:
+        mounts.setdefault(mount["node"], []).append(resource)
 
 if stack.kvm and (stack.kvm.bridges or stack.kvm.vms):
     # VM disks live on CephFS: the VMs come after the mounts (and go before them).

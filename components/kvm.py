@@ -24,25 +24,28 @@ from providers.migration_key import MigrationKey
 class Kvm(pulumi.ComponentResource):
     def __init__(self, stack: StackConfig, nodes: dict, storage: Optional[list] = None,
                  opts: Optional[pulumi.ResourceOptions] = None):
-        """storage: resources the VM disks' directory needs (the CephFS mounts)."""
+        """storage: per node, the resources its VM disks' directory needs (CephFS mounts)."""
         super().__init__("cephkvm:index:Kvm", "kvm", None, opts)
         self.bridges: dict = {}  # node -> bridge name -> KvmBridge
         self.vms: dict = {}
         cfg = stack.kvm
         for bridge in cfg.bridges:
             self._bridge_chain(bridge, nodes)
-        every_bridge = [b for per_node in self.bridges.values() for b in per_node.values()]
         kvm_nodes = [n for n in stack.nodes if "kvm" in n.roles]
-        self.migration = self._migration_access(kvm_nodes, nodes) if len(kvm_nodes) > 1 else []
+        self.migration = self._migration_access(kvm_nodes, nodes) if len(kvm_nodes) > 1 else {}
         for vm in cfg.vms:
-            self.vms[vm.name] = self._vm(vm, cfg, nodes, [n.name for n in kvm_nodes],
-                                         every_bridge + self.migration + list(storage or []))
+            # What the VM needs is on its own node (a migration's target): depending on every
+            # node's resources made the state grow with VMs times nodes.
+            own = [nodes[vm.node].prep, *self.bridges.get(vm.node, {}).values(),
+                   *([self.migration[vm.node]] if vm.node in self.migration else []),
+                   *(storage or {}).get(vm.node, [])]
+            self.vms[vm.name] = self._vm(vm, cfg, nodes, [n.name for n in kvm_nodes], own)
         self.register_outputs({})
 
     def resources(self) -> list:
         """Every resource it made (the DestroyGuard depends on each by name)."""
         return ([b for per_node in self.bridges.values() for b in per_node.values()]
-                + list(self.migration) + list(self.vms.values()))
+                + list(self.migration.values()) + list(self.vms.values()))
 
     def _bridge_chain(self, bridge: Bridge, nodes: dict) -> None:
         previous = None
@@ -61,18 +64,18 @@ class Kvm(pulumi.ComponentResource):
             }, pulumi.ResourceOptions(parent=self, depends_on=after))
             self.bridges.setdefault(name, {})[bridge.name] = previous
 
-    def _migration_access(self, kvm_nodes: list, nodes: dict) -> list:
+    def _migration_access(self, kvm_nodes: list, nodes: dict) -> dict:
         key = MigrationKey("migration-key", {
             "comment": f"cephkvm-migration@{pulumi.get_project()}-{pulumi.get_stack()}",
         }, pulumi.ResourceOptions(parent=self))
         peers = [n.address for n in kvm_nodes]
-        return [MigrationAccess(f"{n.name}-migration", {
+        return {n.name: MigrationAccess(f"{n.name}-migration", {
             "node": n.name, **nodes[n.name].access, "peers": peers,
             "public_key": key.public_key, "private_key": key.private_key,
         }, pulumi.ResourceOptions(parent=self, depends_on=[nodes[n.name].prep]))
-            for n in kvm_nodes]
+            for n in kvm_nodes}
 
-    def _vm(self, vm: Vm, cfg, nodes: dict, kvm_nodes: list, before: list) -> CloudVM:
+    def _vm(self, vm: Vm, cfg, nodes: dict, kvm_nodes: list, after: list) -> CloudVM:
         """CloudVM's inputs (providers/schema/kvm.py VmInputs): the VM as configured, plus
         what only the stack knows."""
         prepared = nodes[vm.node]
@@ -90,7 +93,6 @@ class Kvm(pulumi.ComponentResource):
         }
         if cfg.passwords.get(vm.name):
             props["password"] = pulumi.Output.secret(cfg.passwords[vm.name])
-        after = [nodes[n].prep for n in kvm_nodes] + before
         return CloudVM(vm.name, props, pulumi.ResourceOptions(parent=self, depends_on=after))
 
     def bridge_outputs(self) -> dict:
