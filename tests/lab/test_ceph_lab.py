@@ -76,8 +76,10 @@ def stack(tmp_path_factory):
         for p in cfg["cephkvm:pools"] + cfg["cephkvm:filesystems"]:
             p["allow_delete"] = True
     project.edit_config(opt_in)
-    project.run("up", "--yes", "--skip-preview", check=False)
-    project.run("destroy", "--yes", "--skip-preview")
+    opted = project.run("up", "--yes", "--skip-preview", check=False)
+    gone = project.run("destroy", "--yes", "--skip-preview", check=False)
+    assert gone.returncode == 0, (f"destroy: {gone.stdout[-3000:]}\n"
+                                  f"the opt-in up before it: {opted.stdout[-3000:]}")
     for node in NODES:
         left = sh(node, "find /var/lib/ceph/mon /var/lib/ceph/mgr /var/lib/ceph/mds "
                         "/var/lib/ceph/osd -mindepth 1 -maxdepth 1")
