@@ -3,11 +3,12 @@ schema), normalising engine values, the replace/update delta, building a node Se
 props, and waiting."""
 from __future__ import annotations
 
+import functools
 import re
 import time
 from typing import Any, Callable
 
-from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvider
+from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvider, UpdateResult
 from pulumi.output import Unknown
 from pulumi.runtime import rpc
 from pydantic import ValidationError
@@ -105,13 +106,26 @@ def check_connection(conn: Any, path: str = "connection") -> list[CheckFailure]:
 
 class Provider(ResourceProvider):
     """A dynamic provider whose inputs are the schema INPUTS (providers/schema/): check fills
-    in its defaults and validates with it, diff applies its change classes. A provider adds
-    `fill` (defaults computed from other inputs) and `rules` (checks across fields)."""
+    in its defaults and validates with it, diff applies its change classes, and an update
+    that changes only state fields (a timeout, an opt-in) is recorded without calling the
+    provider's own `update` (no connection). A provider adds `fill` (defaults computed from
+    other inputs) and `rules` (checks across fields)."""
     INPUTS: Any
     # The old resource goes first when a replace needs what it holds (a name, a mountpoint).
     DELETE_BEFORE_REPLACE = False
     # Values not computed yet (a cluster's outputs in a preview) count as unchanged.
     SETTLE = False
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        own = cls.__dict__.get("update")
+        if own is not None:
+            @functools.wraps(own)
+            def update(self, id_, olds, news):
+                if self.state_only(normalize(olds), normalize(news)):
+                    return UpdateResult({**normalize(olds), **normalize(news)})
+                return own(self, id_, olds, news)
+            cls.update = update
 
     def check(self, olds, news):
         olds = normalize(olds or {})

@@ -106,8 +106,6 @@ class CloudVMProvider(base.Provider):
 
     def update(self, _id, olds, news):
         olds, news = base.normalize(olds), base.normalize(news)
-        if self.state_only(olds, news):
-            return UpdateResult({**olds, **news})
         changed = self.changed(olds, news)
         restart = bool(changed & set(RESTART_FIELDS))
         if restart and news["on_restart_needed"] == "fail":

@@ -93,10 +93,12 @@ class KvmBridgeProvider(base.Provider):
             found["network_active"] = active
         return ReadResult(id_, {**props, **found})
 
+    def state_only(self, olds: dict, news: dict) -> bool:
+        # A libvirt network found inactive (read) is restarted even when nothing else changed.
+        return super().state_only(olds, news) and olds.get("network_active") is not False
+
     def update(self, _id, olds, news):
         olds, news = base.normalize(olds), base.normalize(news)
-        if self.state_only(olds, news) and olds.get("network_active") is not False:
-            return UpdateResult({**olds, **news})
         node = base.session(news)
         previous = olds.get("previous") or _previous(news, observe(node))
         wanted = _wanted(news, previous)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import ValidationInfo, field_validator
 
 from providers.schema.types import Bool, Cidr, DevicePath, PoolName, Section, Spec, checked, \
-    fail, hint, replace, text, update, whole
+    fail, hint, replace, state, text, update, whole
 
 CEPH_SECTION = r"(global|mon|mgr|osd|mds|client)(\.[A-Za-z0-9_.-]+)?"
 SYSTEM_DIRS = ("", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/mnt", "/opt",
@@ -106,7 +106,7 @@ class Filesystem(Spec):
     # {directory: pool}: files under the directory go to that data pool (an EC extra pool)
     layouts: dict[str, str] = update({}, fix="map a directory to one of the filesystem's data "
                                      "pools")
-    allow_delete: Bool = update(False, fix="lets the filesystem (and data pool removals) go")
+    allow_delete: Bool = state(False, fix="lets the filesystem (and data pool removals) go")
 
     @field_validator("layouts")
     @classmethod
@@ -148,7 +148,7 @@ class ClusterInputs(Spec):
     nodes: tuple[dict[str, Any], ...] = update()
     # node names running a mon: ceph.conf's mon_host, and the initial monmap
     mons: tuple[str, ...] = update(fix="at least one node needs the mon role", min_length=1)
-    allow_data_loss: Bool | None = update(None)  # delete is refused unless true
+    allow_data_loss: Bool | None = state(None)  # delete is refused unless true
 
 
 class ConfInputs(Spec):
@@ -171,8 +171,8 @@ class ConfigInputs(Spec):
     # an option no longer listed is removed (`ceph config rm`)
     options: dict[str, dict[str, Any]] = update({}, fix="map a section (global, mon, osd, ...) "
                                                 "to {option: value}")
-    timeout: whole(0) = update(120)
-    allow_data_loss: Bool | None = update(None)  # the guard in front of the mons
+    timeout: whole(0) = state(120)
+    allow_data_loss: Bool | None = state(None)  # the guard in front of the mons
 
 
 class DaemonInputs(Spec):
@@ -182,14 +182,14 @@ class DaemonInputs(Spec):
     node: str = replace()
     connection: Connection = update()
     ensure: Ensure = update("up")  # read reports "down" when it is not running/registered
-    timeout: whole(0) = update(120)
+    timeout: whole(0) = state(120)
 
 
 class MonInputs(DaemonInputs):
     """CephMon: a mon on one node (id = node name), at its public address."""
     address: str = replace(fix="the node's public address (the mon's, in the monmap)")
     # the last mon, or one whose removal loses quorum, may be removed
-    allow_data_loss: Bool | None = update(None)
+    allow_data_loss: Bool | None = state(None)
 
 
 class OsdInputs(Spec):
@@ -200,11 +200,11 @@ class OsdInputs(Spec):
     connection: Connection = update()
     device: DevicePath = replace()
     method: Literal["raw", "lvm"] = replace("raw", fix="raw without systemd/device-mapper")
-    wipe: Bool | None = update(None)  # a device holding data may be wiped
-    allow_removal: Bool | None = update(None)  # delete (drain, purge, zap) is allowed
-    allow_data_loss: Bool | None = update(None)  # a dead OSD that cannot drain may be purged
+    wipe: Bool | None = state(None)  # a device holding data may be wiped
+    allow_removal: Bool | None = state(None)  # delete (drain, purge, zap) is allowed
+    allow_data_loss: Bool | None = state(None)  # a dead OSD that cannot drain may be purged
     ensure: Ensure = update("up")  # read reports "down" when it is not up+in
-    timeout: whole(0) = update(180)  # for up+in, and for the drain on delete
+    timeout: whole(0) = state(180)  # for up+in, and for the drain on delete
 
 
 class PoolInputs(Spec):
@@ -226,8 +226,8 @@ class PoolInputs(Spec):
     application: Word | None = update(None)
     quota_max_bytes: whole(0) = update(0)  # 0: none
     quota_max_objects: whole(0) = update(0)
-    allow_delete: Bool | None = update(None)
-    timeout: whole(0) = update(300)  # for the pool's PGs to be active+clean
+    allow_delete: Bool | None = state(None)
+    timeout: whole(0) = state(300)  # for the pool's PGs to be active+clean
 
 
 class FilesystemInputs(Filesystem):
@@ -236,7 +236,7 @@ class FilesystemInputs(Filesystem):
     fsid: str = replace()
     admin: tuple[Connection, ...] = update(())
     standby_count: whole(0, 16) = update(0)
-    timeout: whole(0) = update(180)  # for an active MDS and health
+    timeout: whole(0) = state(180)  # for an active MDS and health
 
 
 class MountInputs(Spec):
@@ -252,5 +252,5 @@ class MountInputs(Spec):
     client: Literal["fuse", "kernel"] = update("fuse", fix="fuse works everywhere")
     options: tuple[MountOption, ...] = update(())
     mon_hosts: tuple[str, ...] | None = update(None)  # ip:port of the mons (kernel client)
-    force_unmount: Bool = update(False)  # delete unmounts lazily even when busy
+    force_unmount: Bool = state(False)  # delete unmounts lazily even when busy
     ensure: Literal["mounted"] = update("mounted")  # read reports "unmounted" when it is not

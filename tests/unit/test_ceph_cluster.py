@@ -143,8 +143,9 @@ def test_a_mon_node_holding_another_cluster_is_refused_by_name(world):
     with pytest.raises(Exception, match="node2 holds Ceph cluster 0b8a3e2c-other"):
         provider.read(outs["fsid"], outs)
     world.log.clear()
+    stale = {**outs, "mons": [m for m in outs["mons"] if m != "node2"]}  # as a refresh finds it
     with pytest.raises(Exception, match="node2 holds Ceph cluster 0b8a3e2c-other"):
-        provider.update(outs["fsid"], outs, props(world))
+        provider.update(outs["fsid"], stale, props(world))
     assert world.nodes["node2"].files["/var/lib/ceph/cephkvm/ceph.fsid"] == "0b8a3e2c-other\n"
 
 

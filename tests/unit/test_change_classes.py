@@ -41,3 +41,26 @@ def test_a_bridge_timeout_change_is_an_update_of_the_state_alone():
     assert diff.changes and not diff.replaces
     result = kvm_bridge.KvmBridgeProvider().update("id", olds, news)  # no session: no host
     assert result.outs["confirm_timeout"] == 60 and result.outs["effective"] == {"addresses": []}
+
+
+def _provider(mod):
+    return next(v for v in vars(mod).values() if isinstance(v, type)
+                and issubclass(v, base.Provider) and v is not base.Provider
+                and v.__module__ == mod.__name__)
+
+
+@pytest.mark.parametrize("name", [n for n in PROVIDERS
+                                  if importlib.import_module(f"providers.{n}").STATE])
+def test_a_change_of_state_fields_alone_touches_no_host(name, monkeypatch):
+    """A timeout or an opt-in changed: up records it and opens no connection (the provider's
+    own update is not called; it would need a session for the missing inputs)."""
+    mod = importlib.import_module(f"providers.{name}")
+    def no_host(*a, **kw):
+        raise AssertionError("a session was opened")
+    monkeypatch.setattr(base, "session", no_host)
+    olds = {"connection": {"name": "n1"}, "kept": "output", "network_active": True}
+    news = {"connection": {"name": "n1"}}
+    for field in mod.STATE:
+        olds[field], news[field] = "old", "new"
+    result = _provider(mod)().update("id", olds, news)
+    assert result.outs == {**olds, **news}
