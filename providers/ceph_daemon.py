@@ -11,8 +11,8 @@ from typing import Callable
 
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
-from providers import base, services
-from providers.ceph_cli import ceph, node_session, wait_for_quorum
+from providers import base, ceph_facts, services
+from providers.ceph_cli import ceph, keyring_keys, node_session, wait_for_quorum
 from providers.schema.ceph import DaemonInputs
 
 # --- input schema (both kinds) ----------------------------------------------------------
@@ -66,10 +66,10 @@ def converge(props: dict, kind: str, registered: Registered) -> dict:
     node = node_session(props)
     c, name = props["cluster_name"], props["node"]
     wait_for_quorum(node, c, props["timeout"])
-    data = data_dir(props, kind)
-    if not node.ok(["test", "-s", data + "/keyring"]):
+    data, entity = data_dir(props, kind), f"{kind}.{name}"
+    if not _holds_cluster_key(node, c, entity, data + "/keyring"):
         node.run(["install", "-d", "-o", "ceph", "-g", "ceph", "-m", "0750", data], change=True)
-        ceph(node, c, "auth", "get-or-create", f"{kind}.{name}", *DAEMON_CAPS[kind],
+        ceph(node, c, "auth", "get-or-create", entity, *DAEMON_CAPS[kind],
              "-o", data + "/keyring", change=True)
         node.run(["chown", "-R", "ceph:ceph", data], change=True)
     services.ensure_running(node, daemon(props, kind), services.has_systemd(node))
@@ -78,6 +78,17 @@ def converge(props: dict, kind: str, registered: Registered) -> dict:
                     report=lambda: f"Registered: {', '.join(registered(node, c)) or 'none'}. "
                                    f"See /var/log/ceph/{c}-{kind}.{name}.log on {name}.")
     return {"ensure": "up"}
+
+
+def _holds_cluster_key(node, cluster: str, entity: str, path: str) -> bool:
+    """The keyring holds the key the cluster has for entity. A keyring left by an earlier
+    cluster on this node (a killed run, a destroy that did not finish) holds another key:
+    the daemon would fail cephx, so it is written again, not adopted."""
+    own = keyring_keys(node.get(path)).get(entity)
+    if not own:
+        return False
+    got = ceph(node, cluster, "auth", "get", entity, "-f", "json", check=False)
+    return got.exit_code == 0 and ceph_facts.auth_entity(got.stdout).get("key") == own
 
 
 def observe(props: dict, kind: str, registered: Registered) -> dict | None:

@@ -52,6 +52,16 @@ def test_second_run_changes_nothing(world, kind, provider):
 
 
 @pytest.mark.parametrize("kind, provider", KINDS)
+def test_a_keyring_another_cluster_left_is_written_again_not_adopted(world, kind, provider):
+    """A daemon started with a leftover key fails cephx ("handle_auth_bad_method")."""
+    path = f"/var/lib/ceph/{kind}/ceph-node1/keyring"
+    world.nodes["node1"].files[path] = f"[{kind}.node1]\n\tkey = AQBleftoverkey==\n"
+    provider().create(daemon_props(world, world.fsid, "node1"))
+    assert "leftover" not in world.nodes["node1"].files[path]
+    assert world.auth[f"{kind}.node1"]["key"] in world.nodes["node1"].files[path]
+
+
+@pytest.mark.parametrize("kind, provider", KINDS)
 @pytest.mark.parametrize("step", range(1, 5))  # 4 changes for one daemon
 def test_crash_at_step_n_then_rerun_starts_it_once(world, kind, provider, step):
     world.crash_at = step
