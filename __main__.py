@@ -4,11 +4,14 @@ import os
 import pulumi
 from pulumi.runtime.config import CONFIG
 
+from components import sdk_drain
 from components.ceph import CephStack
 from components.config import NAMESPACE, ConfigError, load
 from components.kvm import Kvm
 from components.node import PreparedNode
 from providers.destroy_guard import DestroyGuard
+
+sdk_drain.install()
 
 
 def raw_config() -> dict:

@@ -3,7 +3,7 @@ VMs), with no host reachable (an empty network namespace when run as root): the 
 first `up` (a new stack) and, with --unchanged, the preview of a stack whose resources all
 exist (a state made by tests/engine/synthetic.py). Either must open no SSH connection.
 Prints figures; asserts nothing. Usage: bench/preview_offline_scale.py [--unchanged]
-[NODES:VMS ...]"""
+[--ab-drain] [NODES:VMS ...]"""
 import os
 import sys
 import tempfile
@@ -37,7 +37,7 @@ def stack_config(nodes: int, vms: int) -> dict:
     return {"config": config}, fleet
 
 
-def measure(nodes: int, vms: int, unchanged: bool) -> None:
+def measure(nodes: int, vms: int, unchanged: bool, ab_drain: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         project = Project(tmp, "scale")
         config, fleet = stack_config(nodes, vms)
@@ -47,25 +47,33 @@ def measure(nodes: int, vms: int, unchanged: bool) -> None:
             yaml.safe_dump(fleet, f)
         if unchanged:
             synthetic.settle(project)
-        start = time.monotonic()
-        proc = project.run("preview", netns_isolated=os.geteuid() == 0, check=False)
-        elapsed = time.monotonic() - start
-        if proc.returncode:
-            reason = [line.strip() for line in proc.stdout.splitlines() if "error:" in line]
-            print(f"{nodes:3d} nodes {vms:4d} VMs  preview FAILED: {reason[-1:]}")
-            return
-        connects = sum(line.startswith("connect ") for line in project.ssh_log_lines())
         kind = "unchanged" if unchanged else "new"
-        print(f"{nodes:3d} nodes {vms:4d} VMs  {kind} preview {elapsed:6.1f} s  "
-              f"ssh connections {connects}")
+        # --ab-drain: the SDK's own Output drain (A) against components/sdk_drain.py (B).
+        for label in ("A", "B", "A", "B") if ab_drain else ("",):
+            if label:
+                project.env["CEPHKVM_SDK_DRAIN"] = "stock" if label == "A" else ""
+            elapsed, proc = _preview(project)
+            if proc.returncode:
+                reason = [line.strip() for line in proc.stdout.splitlines() if "error:" in line]
+                print(f"{nodes:3d} nodes {vms:4d} VMs  preview FAILED: {reason[-1:]}")
+                return
+            connects = sum(line.startswith("connect ") for line in project.ssh_log_lines())
+            print(f"{nodes:3d} nodes {vms:4d} VMs  {kind} preview {label} {elapsed:6.1f} s  "
+                  f"ssh connections {connects}", flush=True)
+
+
+def _preview(project: Project):
+    start = time.monotonic()
+    proc = project.run("preview", netns_isolated=os.geteuid() == 0, check=False)
+    return time.monotonic() - start, proc
 
 
 def main() -> None:
     args = sys.argv[1:]
-    unchanged = "--unchanged" in args
-    sizes = [tuple(map(int, a.split(":"))) for a in args if a != "--unchanged"] or SIZES
+    flags = {a for a in args if a.startswith("--")}
+    sizes = [tuple(map(int, a.split(":"))) for a in args if a not in flags] or SIZES
     for nodes, vms in sizes:
-        measure(nodes, vms, unchanged)
+        measure(nodes, vms, "--unchanged" in flags, "--ab-drain" in flags)
 
 
 if __name__ == "__main__":
