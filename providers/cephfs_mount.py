@@ -231,9 +231,12 @@ def _addr(status: dict) -> str:
 
 
 def _blocklist(node, cluster: str) -> set[str]:
-    """The cluster's blocklisted addresses; none when the cluster does not answer (then no
-    client can be told fenced, and a hung one fails the stat)."""
-    result = ceph(node, cluster, "osd", "blocklist", "ls", check=False, timeout=60)
+    """The cluster's blocklisted addresses; none when the cluster (or the admin node) does
+    not answer: then no client can be told fenced, and a hung one fails the stat."""
+    try:
+        result = ceph(node, cluster, "osd", "blocklist", "ls", check=False, timeout=60)
+    except TransportError:
+        return set()
     if result.exit_code:
         return set()
     return {line.split()[0] for line in result.stdout.splitlines() if line.strip()}
