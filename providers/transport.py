@@ -34,6 +34,7 @@ REFUSED_MEMORY = 30.0
 COMMAND_TIMEOUT = 600.0
 # Sessions open at once on one connection: OpenSSH refuses more than MaxSessions (default 10).
 MAX_CHANNELS = 8
+NO_EXIT_STATUS = -1  # what paramiko reports when a channel closes without one
 # Every changing command runs holding this lock shared (`flock -s`); a run's first connection
 # to a node waits until it can hold it exclusively: a step a killed run left in flight on the
 # node (an OSD prepare, an image import) finishes before the next run starts there.
@@ -252,10 +253,10 @@ class Pool:
         with self._lock:
             self._open[_ident(host)] = self._open.get(_ident(host), 0) + step
 
-    def busy(self, host: Host) -> bool:
-        """Other channels than the caller's are open on host's connection."""
+    def busy(self, host: Host, own: int = 1) -> bool:
+        """Other channels than the caller's own are open on host's connection."""
         with self._lock:
-            return self._open.get(_ident(host), 0) > 1
+            return self._open.get(_ident(host), 0) > own
 
     def fact(self, host: Host, name: str, probe):
         """A fact of the node that does not change while a run lasts (its init system),
@@ -397,23 +398,32 @@ class Session:
         all_secrets = tuple(self.secrets) + tuple(secrets)
         shown = mask(command_line(self.host, argv), all_secrets)
         _log(f"{'change' if change else 'read'} {self.host.name} {shown}")
-        with self.pool.slot(self.host):
-            chan = self._channel()
-            try:
-                out, err, rc = _exec(chan, line, stdin, timeout)
-            except (OSError, EOFError, paramiko.SSHException, socket.timeout) as exc:
-                hint = (" It may have run before the connection broke; run `pulumi up` again "
-                        "(every step checks the node first)." if change else "")
-                raise TransportError(f"{self.host.name}: `{shown}` failed: {exc}.{hint}") \
-                    from None
+        for attempt in (1, 2):
+            with self.pool.slot(self.host):
+                chan = self._channel()
+                try:
+                    out, err, rc = _exec(chan, line, stdin, timeout)
+                except (OSError, EOFError, paramiko.SSHException, socket.timeout) as exc:
+                    hint = (" It may have run before the connection broke; run `pulumi up` "
+                            "again (every step checks the node first)." if change else "")
+                    raise TransportError(f"{self.host.name}: `{shown}` failed: {exc}.{hint}") \
+                        from None
+            # No exit status: the channel closed under the command (its connection dropped,
+            # or a signal ended it). A read is asked again; a change may have run.
+            if rc != NO_EXIT_STATUS or change or attempt == 2:
+                break
+        if rc == NO_EXIT_STATUS:
+            err = err or "the command ended without an exit status (killed by a signal, or " \
+                         "its SSH channel closed)"
         result = Result(out, mask(err, all_secrets), rc)
         if check and rc != 0:
             raise CommandError(self.host.name, shown, rc, result.stderr)
         return result
 
-    def _channel(self) -> paramiko.Channel:
+    def _channel(self, own: int = 1) -> paramiko.Channel:
         """A new session channel. Nothing has run on it yet, so when the connection died or
-        the node refused the channel, trying again (on a new connection if needed) is safe."""
+        the node refused the channel, trying again (on a new connection if needed) is safe.
+        own: the channels the caller counts itself (a command holds its slot; libvirt not)."""
         last: Exception | None = None
         for attempt in range(CONNECT_ATTEMPTS):
             client = self.pool.client(self.host, self.private_key)
@@ -424,7 +434,7 @@ class Session:
                 # No answer at all: the connection is dead, unless other commands are still
                 # running on it (a busy node is slow to open one more channel; dropping the
                 # connection would cut theirs: "Channel closed" seen on the lab).
-                if "Timeout" in str(exc) and not self.pool.busy(self.host):
+                if "Timeout" in str(exc) and not self.pool.busy(self.host, own):
                     self.pool.drop(self.host, client)
                 time.sleep(0.5 * 2**attempt)
         raise TransportError(
@@ -551,7 +561,8 @@ class open_libvirt:
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(path)
         listener.listen(1)
-        self._chan = node._channel()
+        self._chan = node._channel(own=0)
+        node.pool._count(node.host, 1)  # open for the whole block: a drop would cut it
         self._chan.exec_command(command_line(node.host, ["virt-ssh-helper", "qemu:///system"]))
         threading.Thread(target=_join, args=(listener, self._chan), daemon=True,
                          name=f"libvirt-{node.name}").start()
@@ -576,6 +587,8 @@ class open_libvirt:
     def _close(self):
         if self._chan is not None:
             self._chan.close()
+            self.session.pool._count(self.session.host, -1)
+            self._chan = None
         if self._tmp:
             import shutil
             shutil.rmtree(self._tmp, ignore_errors=True)

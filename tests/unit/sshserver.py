@@ -70,7 +70,8 @@ def _execute(channel, command: bytes):
                           capture_output=True)
     channel.sendall(proc.stdout)
     channel.sendall_stderr(proc.stderr)
-    channel.send_exit_status(proc.returncode)
+    if proc.returncode >= 0:  # killed by a signal: OpenSSH sends no exit status then
+        channel.send_exit_status(proc.returncode)
     channel.close()
 
 

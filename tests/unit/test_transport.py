@@ -207,6 +207,20 @@ def test_a_dropped_connection_is_reopened_for_the_next_command(server, client_ke
     assert server.connections == 2
 
 
+def test_a_read_that_ends_without_an_exit_status_is_asked_again(server, client_key, tmp_path):
+    """A channel closed under a command (a signal, a dropped connection) leaves no answer:
+    a read is run once more, and said so plainly when that happens twice."""
+    node = session(server, client_key)
+    mark = tmp_path / "killed-once"
+    once = f'if [ -e {mark} ]; then echo answered; else touch {mark}; kill -9 $PPID; fi'
+    assert node.run(["sh", "-c", once]).stdout == "answered\n"
+    tries = tmp_path / "tries"
+    always = f"echo x >> {tries}; kill -9 $PPID"
+    with pytest.raises(Exception, match="ended without an exit status"):
+        node.run(["sh", "-c", always])
+    assert tries.read_text() == "x\nx\n"
+
+
 def test_changing_commands_hold_the_nodes_steps_lock_shared(server, client_key, steps_lock):
     node = session(server, client_key)
     out = node.run(["sh", "-c", f"flock -n -x {steps_lock} true && echo free || echo held"],
