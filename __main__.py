@@ -35,7 +35,6 @@ if stack.ceph:
     # Apart, so that a StackReference reads the rest of `ceph` as plain values.
     pulumi.export("ceph_client_keys", outputs.pop("client_keys"))
     pulumi.export("ceph", outputs)
-    mounts = {}
     for mount, resource in ceph.mounts:
         mounts.setdefault(mount["node"], []).append(resource)
 

@@ -18,7 +18,7 @@ from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
 from providers.ceph_cli import admin_session, ceph, keyring, node_session, put_if_changed
-from providers.errors import Failure
+from providers.errors import Failure, Timeout
 from providers.schema.ceph import MountInputs
 from providers.transport import TransportError
 
@@ -197,11 +197,9 @@ def _fuse_clients(node, props: dict) -> dict[int, dict]:
     """This client's live ceph-fuse processes and what each says of itself (`status`)."""
     if props["client"] != "fuse":
         return {}
-    script = (f'pre={shlex.quote(_asok_prefix(props))}; '
-              'for a in "$pre".*.asok; do [ -S "$a" ] || continue; '
-              'p=${a#"$pre".}; p=${p%%.*}; [ -d "/proc/$p" ] || continue; '
-              's=$(timeout 5 ceph --admin-daemon "$a" status 2>/dev/null) || continue; '
-              'printf "%s " "$p"; echo "$s" | tr -d "\n"; echo; done')
+    script = _each_live_asok(props, 's=$(timeout 5 ceph --admin-daemon "$a" status '
+                                    '2>/dev/null) || continue; '
+                                    'printf "%s " "$p"; echo "$s" | tr -d "\n"; echo')
     try:
         out = node.run(["sh", "-c", script], check=False, timeout=120).stdout
     except TransportError:
@@ -219,9 +217,12 @@ def _fuse_clients(node, props: dict) -> dict[int, dict]:
     return clients
 
 
-def _asok_prefix(props: dict) -> str:
-    """ceph-fuse's admin sockets are PREFIX.PID.CCTID.asok."""
-    return f"/var/run/ceph/{props['cluster_name']}-client.{props['client_id']}"
+def _each_live_asok(props: dict, body: str) -> str:
+    """A script running body for each admin socket of this client whose process lives ($a the
+    socket, $p its pid): ceph-fuse's sockets are PREFIX.PID.CCTID.asok."""
+    prefix = f"/var/run/ceph/{props['cluster_name']}-client.{props['client_id']}"
+    return (f'pre={shlex.quote(prefix)}; for a in "$pre".*.asok; do [ -S "$a" ] || continue; '
+            f'p=${{a#"$pre".}}; p=${{p%%.*}}; [ -d "/proc/$p" ] || continue; {body}; done; true')
 
 
 def _addr(status: dict) -> str:
@@ -330,10 +331,7 @@ def _fuse_pids(node, props: dict) -> list[int]:
     """pids of this client's live ceph-fuse processes, from their admin sockets' names."""
     if props["client"] != "fuse":
         return []
-    script = (f'pre={shlex.quote(_asok_prefix(props))}; '
-              'for a in "$pre".*.asok; do [ -S "$a" ] || continue; '
-              'p=${a#"$pre".}; p=${p%%.*}; [ -d "/proc/$p" ] && echo "$p"; done; true')
-    out = node.run(["sh", "-c", script], check=False).stdout
+    out = node.run(["sh", "-c", _each_live_asok(props, 'echo "$p"')], check=False).stdout
     return sorted(int(p) for p in out.split() if p.isdigit())
 
 
@@ -347,7 +345,7 @@ def _wait_gone(props: dict, node, pids: list[int]) -> None:
     try:
         base.wait_until(gone, timeout=EXIT_TIMEOUT, interval=1, what="the unmounted ceph-fuse "
                         f"(pid {', '.join(map(str, pids))}) to exit")
-    except Failure as e:
+    except Timeout as e:
         raise Failure(f"{props['node']}: {props['mountpoint']}: {e} It still flushes to the "
                       "cluster or serves files opened before a lazy unmount; a new mount of "
                       "this client cannot start while it runs. Run `pulumi up` again once it "
