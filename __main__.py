@@ -27,8 +27,10 @@ except ConfigError as err:
 private_key = pulumi.Config(NAMESPACE).get_secret("ssh_private_key")
 nodes = {node.name: PreparedNode(node, stack, private_key) for node in stack.nodes}
 pulumi.export("nodes", {name: prepared.summary() for name, prepared in nodes.items()})
+pulumi.export("maintenance", list(stack.maintenance.nodes))
 
 mounts: dict = {}  # node -> its CephFS mounts
+gate = None  # the Maintenance resource, while a node is in maintenance
 if stack.ceph:
     ceph = CephStack(stack, nodes)
     outputs = ceph.outputs()
@@ -37,12 +39,13 @@ if stack.ceph:
     pulumi.export("ceph", outputs)
     for mount, resource in ceph.mounts:
         mounts.setdefault(mount["node"], []).append(resource)
+    gate = ceph.gate
 
 if stack.kvm and (stack.kvm.bridges or stack.kvm.vms):
     # VM disks live on CephFS: the VMs come after the mounts (and go before them).
-    kvm = Kvm(stack, nodes, storage=mounts)
+    kvm = Kvm(stack, nodes, storage=mounts, gate=gate)
     pulumi.export("bridges", kvm.bridge_outputs())
-    pulumi.export("vms", kvm.vm_outputs())
+    pulumi.export("vms", kvm.vm_outputs(stack))
 
 if stack.ceph:
     # Deleted first by a destroy, and protected unless data may be lost: a destroy stops

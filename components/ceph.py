@@ -17,6 +17,7 @@ from typing import Optional
 
 import pulumi
 
+from components import maintenance
 from components.config import StackConfig
 from providers.ceph_cluster import CephCluster
 from providers.ceph_conf import CephConf
@@ -74,18 +75,28 @@ class CephStack(pulumi.ComponentResource):
         admin = [access[n] for n in admin_names]
         admin_confs = [self.confs[n] for n in admin_names]
         timeout = {"timeout": cfg.health_timeout}
+        down = stack.maintenance
+        self.gate = maintenance.gate(stack, nodes, [access[n] for n in sorted(
+            admin_names, key=lambda n: n in down)], [self.cluster, *admin_confs])
+
+        def held(n):
+            """A node in maintenance: its daemons stop once the gate let them."""
+            return ({"ensure": "maintenance"}, [self.gate]) if n in down else ({}, [])
 
         def per_node(cls, prefix, names, after, extra=lambda n: {}):
             return [cls(f"{prefix}-{n}", {**common, "node": n, **access[n], **timeout,
-                                          **extra(n)},
-                        pulumi.ResourceOptions(parent=self, depends_on=[*after, self.confs[n]],
+                                          **extra(n), **held(n)[0]},
+                        pulumi.ResourceOptions(parent=self,
+                                               depends_on=[*after, self.confs[n], *held(n)[1]],
                                                additional_secret_outputs=secret))
                     for n in names]
 
         self.mons = per_node(CephMon, "mon", cfg.mons, [self.cluster], lambda n: {
             "address": by_name[n].public_address, "allow_data_loss": cfg.allow_data_loss})
         self.config = CephConfig("ceph-config", {
-            **common, "admin": admin, "mons": list(cfg.mons), "options": cfg.options,
+            # The mons in maintenance are stopped: the quorum it waits for is the others'.
+            **common, "admin": admin, "mons": [m for m in cfg.mons if m not in down],
+            "options": cfg.options,
             "allow_data_loss": cfg.allow_data_loss, **timeout,
         }, pulumi.ResourceOptions(parent=self, depends_on=[*self.mons, *admin_confs],
                                   protect=keep, additional_secret_outputs=secret))
@@ -96,8 +107,9 @@ class CephStack(pulumi.ComponentResource):
             **common, "node": node, **access[node], "device": device,
             "method": cfg.osd_method, "wipe": cfg.wipe_devices,
             "allow_removal": cfg.allow_osd_removal, "allow_data_loss": cfg.allow_data_loss,
+            **held(node)[0],
         }, pulumi.ResourceOptions(parent=self, depends_on=[self.config, *self.mgrs,
-                                                           self.confs[node]],
+                                                           self.confs[node], *held(node)[1]],
                                   protect=keep and not cfg.allow_osd_removal,
                                   additional_secret_outputs=secret))
             for node, device in cfg.osds]
@@ -136,7 +148,8 @@ class CephStack(pulumi.ComponentResource):
     def resources(self) -> list:
         """Every resource it made (the DestroyGuard depends on each by name: depending on
         the component does not reach the mounts, its grandchildren)."""
-        return [self.cluster, *self.confs.values(), *self.mons, self.config, *self.mgrs,
+        return [self.cluster, *self.confs.values(), *([self.gate] if self.gate else []),
+                *self.mons, self.config, *self.mgrs,
                 *self.mdss, *self.osds, *self.pools.values(), *self.filesystems.values(),
                 *[mount for _, mount in self.mounts]]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from components import config_ceph, config_kvm
+from components import config_ceph, config_kvm, config_maintenance
 from components.config_schema import BASE_PACKAGES as PACKAGES, Stack
 from pydantic import ValidationError
 
@@ -44,6 +44,7 @@ class StackConfig:
     packages: tuple = tuple(BASE_PACKAGES)
     ceph: object = None  # components/config_ceph.py
     kvm: object = None  # components/config_kvm.py
+    maintenance: config_maintenance.Maintenance = config_maintenance.Maintenance()
 
 
 def load(raw: dict, project_dir: str) -> StackConfig:
@@ -69,12 +70,13 @@ def load(raw: dict, project_dir: str) -> StackConfig:
     public = inventory.public_network if inventory is not None else None
     ceph = config_ceph.load(values, raw, nodes, paths, public, problems)
     kvm = config_kvm.load(values, nodes, problems)
+    maintenance = config_maintenance.load(values, nodes, ceph, kvm, problems)
     if problems:
         raise ConfigError(problems)
     return StackConfig(nodes=nodes, ssh=ssh, virt_type=values.get("kvm").virt_type
                        if "kvm" in values else "auto",
                        packages=values.get("packages", tuple(BASE_PACKAGES)),
-                       ceph=ceph, kvm=kvm)
+                       ceph=ceph, kvm=kvm, maintenance=maintenance)
 
 
 # --- the inventory ----------------------------------------------------------------------

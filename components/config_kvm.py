@@ -27,7 +27,7 @@ def load(values: dict, nodes: tuple, problems: list) -> KvmConfig:
     storage = values.get("vm_storage", KvmConfig.storage)
     bridges = _bridges(values.get("bridges", ()), names, kvm_nodes, problems)
     passwords = values.get("vm_passwords", {})
-    vms = _vms(values.get("vms", ()), names, bridges, problems)
+    vms = _vms(values.get("vms", ()), names, kvm_nodes, bridges, problems)
     for name in passwords:
         if name not in [vm.name for vm in vms]:
             problems.append(f"{key(f'vm_passwords.{name}')}: no VM of that name in "
@@ -60,7 +60,7 @@ def _bridges(bridges: tuple, names: list, kvm_nodes: list, problems: list) -> tu
 # --- VMs ----------------------------------------------------------------------------------
 
 
-def _vms(vms: tuple, names: list, bridges: tuple, problems: list) -> tuple:
+def _vms(vms: tuple, names: list, kvm_nodes: list, bridges: tuple, problems: list) -> tuple:
     out = []
     why = "VM names are unique in the cluster (they migrate between nodes)"
     for i, vm in unique(vms, "vms", problems, why):
@@ -68,6 +68,11 @@ def _vms(vms: tuple, names: list, bridges: tuple, problems: list) -> tuple:
         if vm.node not in names:
             problems.append(f"{key(path + '.node')}: {vm.node!r} is not a node in "
                             f"{key('nodes')} (nodes: {', '.join(names)})")
+        if vm.fallback_node is not None and (vm.fallback_node not in kvm_nodes
+                                             or vm.fallback_node == vm.node):
+            problems.append(f"{key(path + '.fallback_node')}: {vm.fallback_node!r} must be "
+                            f"another node with the kvm role (KVM nodes: "
+                            f"{', '.join(kvm_nodes) or 'none'})")
         _check_nics(vm, path, bridges, problems)
         out.append(vm)
     return tuple(out)

@@ -14,7 +14,7 @@ import sys
 from providers.schema.ceph import Ceph, Filesystem, Mount, Pool
 from providers.schema.kvm import AbsPath, Bridge, Vm
 from providers.schema.node import Kvm, Node, Package, Path, Ssh
-from providers.schema.types import Bool, Section, hint
+from providers.schema.types import Bool, NodeName, Section, hint
 
 BASE_PACKAGES = ("openssh-server", "iproute2", "qemu-system-x86", "qemu-utils",
                  "libvirt-daemon-system", "libvirt-clients", "cloud-image-utils",
@@ -46,6 +46,8 @@ class Stack(Section):
                                    "although it is not CephFS")
     bridges: tuple[Bridge, ...] = hint((), fix="Linux bridges for VM NICs, made node by node")
     vms: tuple[Vm, ...] = ()
+    # Nodes out of service, for nodes an inventory lists (else nodes[i].maintenance).
+    maintenance: tuple[NodeName, ...] = hint((), fix="names of nodes in maintenance")
     # Secrets: `pulumi config set --secret --path 'cephkvm:vm_passwords.NAME' PASSWORD`.
     vm_passwords: dict[str, str] = hint({}, fix="map a VM name to its password")
 

@@ -13,6 +13,7 @@ from typing import Optional
 
 import pulumi
 
+from components import maintenance
 from components.config import StackConfig
 from providers.cloud_vm import CloudVM
 from providers.kvm_bridge import KvmBridge
@@ -23,8 +24,10 @@ from providers.migration_key import MigrationKey
 
 class Kvm(pulumi.ComponentResource):
     def __init__(self, stack: StackConfig, nodes: dict, storage: Optional[list] = None,
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        """storage: per node, the resources its VM disks' directory needs (CephFS mounts)."""
+                 gate=None, opts: Optional[pulumi.ResourceOptions] = None):
+        """storage: per node, the resources its VM disks' directory needs (CephFS mounts);
+        gate: the Maintenance resource (components/maintenance.py), when a node is in
+        maintenance: every VM waits for it (one may move)."""
         super().__init__("cephkvm:index:Kvm", "kvm", None, opts)
         self.bridges: dict = {}  # node -> bridge name -> KvmBridge
         self.vms: dict = {}
@@ -33,19 +36,26 @@ class Kvm(pulumi.ComponentResource):
             self._bridge_chain(bridge, nodes)
         kvm_nodes = [n for n in stack.nodes if "kvm" in n.roles]
         self.migration = self._migration_access(kvm_nodes, nodes) if len(kvm_nodes) > 1 else {}
+        if gate is None:
+            gate = maintenance.gate(stack, nodes, [], [n.prep for n in nodes.values()])
+        self.placement = stack.maintenance.placement
         for vm in cfg.vms:
+            # Where it runs: its node, or another while its node is in maintenance.
+            vm = vm.model_copy(update={"node": self.placement.get(vm.name, vm.node)})
             # What the VM needs is on its own node (a migration's target): depending on every
             # node's resources made the state grow with VMs times nodes.
             own = [nodes[vm.node].prep, *self.bridges.get(vm.node, {}).values(),
                    *([self.migration[vm.node]] if vm.node in self.migration else []),
-                   *(storage or {}).get(vm.node, [])]
+                   *(storage or {}).get(vm.node, []), *([gate] if gate else [])]
             self.vms[vm.name] = self._vm(vm, cfg, nodes, [n.name for n in kvm_nodes], own)
+        self.gate = gate
         self.register_outputs({})
 
     def resources(self) -> list:
         """Every resource it made (the DestroyGuard depends on each by name)."""
         return ([b for per_node in self.bridges.values() for b in per_node.values()]
-                + list(self.migration.values()) + list(self.vms.values()))
+                + list(self.migration.values()) + list(self.vms.values())
+                + ([self.gate] if self.gate else []))
 
     def _bridge_chain(self, bridge: Bridge, nodes: dict) -> None:
         previous = None
@@ -102,8 +112,11 @@ class Kvm(pulumi.ComponentResource):
                        for name, b in per_node.items()}
                 for node, per_node in self.bridges.items()}
 
-    def vm_outputs(self) -> dict:
-        return {name: pulumi.Output.all(host=vm.host, addresses=vm.addresses, macs=vm.macs,
+    def vm_outputs(self, stack: StackConfig) -> dict:
+        """host: where it runs; home: its configured node (they differ in maintenance)."""
+        homes = {vm.name: vm.node for vm in stack.kvm.vms}
+        return {name: pulumi.Output.all(host=vm.host, home=homes[name], addresses=vm.addresses,
+                                        macs=vm.macs,
                                         uuid=vm.uuid, state=vm.state, disk_path=vm.disk_path,
                                         instance_id=vm.instance_id, ready=vm.ready,
                                         cloud_init_errors=vm.cloud_init_errors)

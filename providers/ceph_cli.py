@@ -101,6 +101,14 @@ def quorum(node: Session, cluster: str) -> list[str]:
     return ceph_facts.quorum_names(result.stdout) if result.exit_code == 0 else []
 
 
+def seen(wanted: str, running: bool, up: bool) -> str:
+    """A daemon's `ensure` as read finds it: up; stopped as its node's maintenance asks; or
+    down (drift: the next up starts it, or stops it again when it runs in maintenance)."""
+    if wanted == "maintenance":
+        return "up" if running else "maintenance"
+    return "up" if up else "down"
+
+
 def wait_for_quorum(node: Session, cluster: str, timeout: float, mons=()) -> list[str]:
     """Until a quorum answers that holds every mon in mons: what resources that need the
     cluster wait for (each mon's own create waits only for itself)."""

@@ -12,7 +12,7 @@ from typing import Callable
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, keyring_keys, node_session, wait_for_quorum
+from providers.ceph_cli import ceph, keyring_keys, node_session, seen, wait_for_quorum
 from providers.schema.ceph import DaemonInputs
 
 # --- input schema (both kinds) ----------------------------------------------------------
@@ -26,14 +26,17 @@ DAEMON_CAPS = {
 }
 
 Registered = Callable[[object, str], list]  # (admin node, cluster) -> daemon names
+HandOver = Callable[[object, dict], None]  # (node, props): its work moves to a standby
 
 
 class DaemonProvider(base.Provider):
-    """A subclass names its `kind` and the `registered` fact for that kind."""
+    """A subclass names its `kind`, the `registered` fact for that kind, and how it hands
+    its work to a standby before its node's maintenance stops it (`hand_over`)."""
     INPUTS = INPUTS
     SETTLE = True
     kind: str
     registered: Registered
+    hand_over: HandOver
 
     def create(self, props):
         props = base.normalize(props)
@@ -47,6 +50,9 @@ class DaemonProvider(base.Provider):
 
     def update(self, _id, _olds, news):
         news = base.normalize(news)
+        if news["ensure"] == "maintenance":
+            return UpdateResult({**news, **stop_for_maintenance(news, self.kind,
+                                                                self.hand_over)})
         return UpdateResult({**news, **converge(news, self.kind, self.registered)})
 
     def delete(self, _id, props):
@@ -98,7 +104,16 @@ def observe(props: dict, kind: str, registered: Registered) -> dict | None:
         return None
     running = services.is_running(node, daemon(props, kind), services.has_systemd(node))
     up = running and props["node"] in registered(node, props["cluster_name"])
-    return {"ensure": "up" if up else "down"}
+    return {"ensure": seen(props["ensure"], running, up)}
+
+
+def stop_for_maintenance(props: dict, kind: str, hand_over: HandOver) -> dict:
+    node = node_session(props)
+    systemd = services.has_systemd(node)
+    if services.is_running(node, daemon(props, kind), systemd):
+        hand_over(node, props)
+    services.stop(node, daemon(props, kind), systemd)
+    return {"ensure": "maintenance"}
 
 
 def remove(props: dict, kind: str) -> None:

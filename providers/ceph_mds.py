@@ -8,8 +8,8 @@ from typing import Optional
 
 import pulumi
 
-from providers import ceph_daemon, ceph_facts
-from providers.ceph_cli import ceph_json
+from providers import base, ceph_daemon, ceph_facts
+from providers.ceph_cli import ceph, ceph_json
 
 # --- input schema -----------------------------------------------------------------------
 # providers/schema/ceph.py DaemonInputs, through providers/ceph_daemon.py
@@ -24,9 +24,26 @@ def registered(node, cluster: str) -> list[str]:
     return sorted(ceph_facts.mds_daemons(ceph_json(node, cluster, "fs", "dump")))
 
 
+def hand_over(node, props: dict) -> None:
+    """An active MDS fails over to a standby, which takes its rank before it stops."""
+    c, name = props["cluster_name"], props["node"]
+
+    def actives():
+        return [fs["active"] for fs in ceph_facts.filesystems(
+            ceph_json(node, c, "fs", "dump")).values()]
+
+    if not any(name in active for active in actives()):
+        return
+    ceph(node, c, "mds", "fail", name, change=True)
+    base.wait_until(lambda: all(active and name not in active for active in actives()),
+                    timeout=props["timeout"],
+                    what=f"a standby MDS to take over from mds.{name}")
+
+
 class CephMdsProvider(ceph_daemon.DaemonProvider):
     kind = KIND
     registered = staticmethod(registered)
+    hand_over = staticmethod(hand_over)
 
 
 class CephMds(pulumi.dynamic.Resource, module="cephkvm", name="CephMds"):

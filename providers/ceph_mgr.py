@@ -7,8 +7,8 @@ from typing import Optional
 
 import pulumi
 
-from providers import ceph_daemon, ceph_facts
-from providers.ceph_cli import ceph_json
+from providers import base, ceph_daemon, ceph_facts
+from providers.ceph_cli import ceph, ceph_json
 
 # --- input schema -----------------------------------------------------------------------
 # providers/schema/ceph.py DaemonInputs, through providers/ceph_daemon.py
@@ -24,9 +24,21 @@ def registered(node, cluster: str) -> list[str]:
     return [m for m in [mgr["active"], *mgr["standbys"]] if m] if mgr["available"] else []
 
 
+def hand_over(node, props: dict) -> None:
+    """The active mgr fails over to a standby at once (not after its beacon grace)."""
+    c, name = props["cluster_name"], props["node"]
+    if ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump"))["active"] != name:
+        return
+    ceph(node, c, "mgr", "fail", name, change=True)
+    base.wait_until(lambda: (m := ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump")))
+                    ["available"] and m["active"] != name, timeout=props["timeout"],
+                    what=f"a standby mgr to take over from mgr.{name}")
+
+
 class CephMgrProvider(ceph_daemon.DaemonProvider):
     kind = KIND
     registered = staticmethod(registered)
+    hand_over = staticmethod(hand_over)
 
 
 class CephMgr(pulumi.dynamic.Resource, module="cephkvm", name="CephMgr"):

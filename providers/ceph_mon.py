@@ -21,7 +21,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, ceph_json, node_session, quorum, wait_for_quorum
+from providers.ceph_cli import ceph, ceph_json, node_session, quorum, seen, wait_for_quorum
 from providers.ceph_cluster import IDENTITY_DIR, bootstrap_keyring_path, identity_files, \
     initial_monmap_path, mon_addrv
 from providers.errors import Failure
@@ -53,10 +53,12 @@ class CephMonProvider(base.Provider):
             return ReadResult("", {})
         running = services.is_running(node, _daemon(props), services.has_systemd(node))
         up = running and props["node"] in quorum(node, props["cluster_name"])
-        return ReadResult(id_, {**props, "ensure": "up" if up else "down"})
+        return ReadResult(id_, {**props, "ensure": seen(props["ensure"], running, up)})
 
     def update(self, _id, _olds, news):
         news = base.normalize(news)
+        if news["ensure"] == "maintenance":
+            return UpdateResult({**news, **_stop_for_maintenance(news)})
         return UpdateResult({**news, **_converge(news)})
 
     def delete(self, _id, props):
@@ -105,6 +107,16 @@ def _converge(props: dict) -> dict:
                     report=lambda: f"Its state: {_own_state(props, node)}. See "
                                    f"/var/log/ceph/{props['cluster_name']}-mon.{name}.log.")
     return {"ensure": "up", "mon_addr": mon_addrv(props["address"])}
+
+
+def _stop_for_maintenance(props: dict) -> dict:
+    """Stop it (its node is in maintenance; providers/maintenance.py checked that the others
+    keep a quorum) and wait until the quorum stands without it."""
+    node, name = node_session(props), props["node"]
+    services.stop(node, _daemon(props), services.has_systemd(node))
+    base.wait_until(lambda: (names := quorum(node, props["cluster_name"])) and name not in names,
+                    timeout=props["timeout"], what=f"a mon quorum without mon.{name}")
+    return {"ensure": "maintenance", "mon_addr": mon_addrv(props["address"])}
 
 
 def _made(props: dict, node) -> bool:

@@ -22,7 +22,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, ceph_json, keyring, node_session, put_if_changed
+from providers.ceph_cli import ceph, ceph_json, keyring, node_session, put_if_changed, seen
 from providers.errors import Failure
 from providers.schema.ceph import OsdInputs
 
@@ -54,12 +54,18 @@ class CephOsdProvider(base.Provider):
         osd = tree.get(props.get("osd_id"))
         if osd is None:
             return ReadResult("", {})
-        ensure = "up" if osd["up"] and osd["in"] else "down"
+        ensure = seen(props["ensure"], osd["up"], osd["up"] and osd["in"])
         return ReadResult(id_, {**props, "host": osd["host"], "ensure": ensure})
 
-    def update(self, _id, _olds, news):
-        news = base.normalize(news)
-        return UpdateResult({**news, **_converge(news)})
+    def update(self, _id, olds, news):
+        olds, news = base.normalize(olds), base.normalize(news)
+        if news["ensure"] == "maintenance":
+            outs = {k: olds.get(k) for k in OUTPUTS}
+            return UpdateResult({**news, **outs, **_stop_for_maintenance(news, outs["osd_id"])})
+        outs = _converge(news)
+        if olds.get("ensure") == "maintenance":
+            _back_from_maintenance(news, outs["osd_id"])
+        return UpdateResult({**news, **outs})
 
     def delete(self, _id, props):
         props = base.normalize(props)
@@ -200,6 +206,36 @@ def _prepare(props: dict, node) -> None:
                   dev], change=True, timeout=600)
 
 
+# --- update: maintenance ----------------------------------------------------------------
+
+
+def _stop_for_maintenance(props: dict, osd_id: int) -> dict:
+    """noout for this OSD only (its PGs wait for it instead of moving), then stop it."""
+    node, c = node_session(props), props["cluster_name"]
+    ceph(node, c, "osd", "add-noout", f"osd.{osd_id}", change=True)
+    services.stop(node, _daemon(props, osd_id), services.has_systemd(node))
+    base.wait_until(lambda: not ceph_facts.osds(ceph_json(node, c, "osd", "tree"))
+                    .get(osd_id, {}).get("up"), timeout=props["timeout"],
+                    what=f"osd.{osd_id} to be marked down")
+    return {"ensure": "maintenance"}
+
+
+def _back_from_maintenance(props: dict, osd_id: int) -> None:
+    """It runs again: lift its noout and wait until every PG is active+clean, so the next
+    node's maintenance (or the VMs moving home) starts from a healthy cluster."""
+    node, c = node_session(props), props["cluster_name"]
+    ceph(node, c, "osd", "rm-noout", f"osd.{osd_id}", change=True)
+    base.wait_until(lambda: ceph_facts.all_clean(_pg_states(node, c)),
+                    timeout=props["timeout"] * 5, interval=DRAIN_POLL,
+                    what="every placement group to be active+clean",
+                    report=lambda: f"PG states: {_pg_states(node, c)}. Recovery goes on; run "
+                                   "`pulumi up` again once it has finished.")
+
+
+def _pg_states(node, cluster: str) -> dict:
+    return ceph_facts.pg_states(ceph_json(node, cluster, "pg", "dump", "pgs_brief"))
+
+
 # --- delete -----------------------------------------------------------------------------
 
 
@@ -247,15 +283,13 @@ def _no_room(props: dict, node, osd_id: int, tree: dict) -> str:
 
 def _drained(node, cluster: str, osd_id: int) -> bool:
     """Every PG active+clean (none degraded, none still on the OSD) and safe-to-destroy."""
-    states = ceph_facts.pg_states(ceph_json(node, cluster, "pg", "dump", "pgs_brief"))
-    return ceph_facts.all_clean(states) and ceph(
+    return ceph_facts.all_clean(_pg_states(node, cluster)) and ceph(
         node, cluster, "osd", "safe-to-destroy", osd_id, check=False).exit_code == 0
 
 
 def _drain_report(node, cluster: str, osd_id: int) -> str:
-    states = ceph_facts.pg_states(ceph_json(node, cluster, "pg", "dump", "pgs_brief"))
     safe = ceph(node, cluster, "osd", "safe-to-destroy", osd_id, check=False)
-    return (f"PG states: {states}; safe-to-destroy: "
+    return (f"PG states: {_pg_states(node, cluster)}; safe-to-destroy: "
             f"{(safe.stderr or safe.stdout).strip() or 'yes'}. The OSD stays out; run "
             "`pulumi up` again once recovery has finished.")
 

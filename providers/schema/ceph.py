@@ -134,7 +134,8 @@ class Mount(Section):
 # trust_on_first_use, state_host_key} (providers/base.py CONNECTION_FIELDS); admin: the
 # connections of nodes holding the admin keyring.
 Connection = dict[str, Any]
-Ensure = Literal["up"]
+# maintenance: stopped, its node is in maintenance (components/config_maintenance.py)
+Ensure = Literal["up", "maintenance"]
 
 
 class ClusterInputs(Spec):

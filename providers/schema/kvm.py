@@ -9,8 +9,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 from typing_extensions import Annotated
 
-from providers.schema.types import IP, Bool, IfName, Interface, Section, Spec, fail, hint, \
-    replace, state, text, update, whole
+from providers.schema.types import IP, Bool, IfName, Interface, NodeName, Section, Spec, fail, \
+    hint, replace, state, text, update, whole
 
 BOND_MODES = Literal["balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
                      "balance-tlb", "balance-alb"]
@@ -128,6 +128,9 @@ class Vm(Spec):
     ready_timeout: whole(0, 86400, " seconds") = state(300, fix="seconds up waits for wait_for")
     migration_bandwidth_mib: whole(1, 1 << 20) | None = state(
         None, fix="MiB/s a live migration may use (default: as fast as the network)")
+    fallback_node: NodeName | None = state(
+        None, fix="where it runs while its node is in maintenance (default: the KVM node "
+        "with the least VM memory)")
 
     @field_validator("max_memory_mib", "max_vcpus")
     @classmethod

@@ -30,6 +30,8 @@ class Node(Section):
     roles: tuple[Role, ...] = hint(ROLES, fix="roles are " + ", ".join(ROLES))
     disks: tuple[DevicePath, ...] = hint((), fix="one OSD per device (with the osd role); use "
                                           "/dev/disk/by-id/ paths")
+    maintenance: Bool = hint(False, fix="true: its VMs move away and its Ceph daemons stop "
+                             "(components/config_maintenance.py); false brings it back")
 
     @property
     def public_address(self) -> str:
@@ -88,3 +90,16 @@ class NodePrepInputs(Spec):
     daemons: tuple[Literal["virtlogd", "libvirtd"], ...] | None = update(None)  # in order
     # groups the SSH user joins when it is not root (libvirt: virsh without sudo)
     groups: tuple[str, ...] | None = update(None)
+
+
+class MaintenanceInputs(Spec):
+    """Maintenance: what must hold before the nodes in maintenance stop (one per stack,
+    while any node is in maintenance; providers/maintenance.py)."""
+    cluster_name: str = update("ceph")
+    admin: tuple[Connection, ...] = update(())  # admin nodes of the cluster (none: no Ceph)
+    # {name, mon, mgr, mds, osd: bools}: each node in maintenance and its Ceph roles
+    nodes: tuple[dict[str, Any], ...] = update(fix="the nodes in maintenance", min_length=1)
+    # {vm, memory_mib, to}: the VMs that leave those nodes, and where they go
+    moves: tuple[dict[str, Any], ...] = update(())
+    # {connection, ssh_private_key?}: the nodes the VMs move to
+    targets: tuple[dict[str, Any], ...] = update(())

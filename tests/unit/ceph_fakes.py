@@ -38,6 +38,8 @@ class CephWorld:
         self.store_fsid: dict = {}  # mon -> the fsid in its store's monmap
         self.next_pool_id = 1
         self.layouts: dict = {}
+        self.failed: list = []  # mgr/mds names failed over (`ceph mgr|mds fail`), last last
+        self.noout: set = set()  # OSD ids with their own noout flag
 
     @property
     def changes(self):
@@ -51,6 +53,11 @@ class CephWorld:
 
     def running(self, kind):
         return sorted(i for node in self.nodes.values() for k, i in node.running if k == kind)
+
+    def preferred(self, kind):
+        """Running mgrs/MDS in the order the mons pick an active one: failed ones last."""
+        return sorted(self.running(kind), key=lambda n: self.failed.index(n)
+                      if n in self.failed else -1)
 
     def quorum(self):
         up = [m for m in self.running("mon") if m in self.monmap]
@@ -85,6 +92,8 @@ class FakeCephNode:
         self.unaware: set = set()  # fenced pids whose client has not seen the new OSD map yet
         self.lingering: dict = {}  # pid -> [asok, lookups it survives (None: forever)]
         self.mount_exits_quietly = False  # `mount` says 0, but ceph-fuse exits at once
+        self.domains: set = set()  # libvirt domains running here
+        self.mem_available_kib = 8 << 20
 
     def session(self):
         return FakeCephSession(self)
@@ -140,8 +149,12 @@ def answer(node: FakeCephNode, argv: list, stdin):
         if flag == "-s":
             return "", 0 if node.files.get(path) else 1
         return "", 0 if path in node.files or path in node.dirs else 1
+    if cmd == "virsh" and argv[-2:] == ["list", "--name"]:
+        return "".join(f"{d}\n" for d in sorted(node.domains)) + "\n", 0
     if cmd == "cat":
         path = argv[-1]
+        if path == "/proc/meminfo":
+            return f"MemTotal: 16384000 kB\nMemAvailable: {node.mem_available_kib} kB\n", 0
         if path == "/proc/self/mounts":
             return "".join(f"ceph-fuse {mp} {t} rw 0 0\n" for mp, t in node.mounts.items()), 0
         if path in node.unreadable:
@@ -390,11 +403,11 @@ def _ceph(node: FakeCephNode, args: list, stdin):
                                                 "osd": f"allow rw tag cephfs data={args[2]}"}}
         return "", 0
     if args[:2] == ["mgr", "dump"]:
-        mgrs = w.running("mgr")
+        mgrs = w.preferred("mgr")
         return json.dumps({"active_name": mgrs[0] if mgrs else "", "available": bool(mgrs),
                            "standbys": [{"name": m} for m in mgrs[1:]]}), 0
     if args[:2] == ["fs", "dump"]:
-        mds = w.running("mds")
+        mds = w.preferred("mds")
         fss = []
         for name, fs in w.fs.items():
             info = {"gid_1": {"name": mds.pop(0), "state": "up:active"}} if mds else {}
@@ -430,6 +443,22 @@ def _ceph(node: FakeCephNode, args: list, stdin):
         return "", 0
     if args[:3] == ["osd", "crush", "reweight"]:
         w.osds[int(args[3].split(".")[1])]["weight"] = float(args[4])
+        return "", 0
+    if args[:2] in (["mgr", "fail"], ["mds", "fail"]):
+        w.failed = [n for n in w.failed if n != args[2]] + [args[2]]
+        return "", 0
+    if args[:2] == ["mon", "ok-to-stop"]:
+        left = [m for m in quorum if m not in args[2:]]
+        return ("", 0) if len(left) > len(w.monmap) // 2 else (
+            f"Error EBUSY: stopping {' '.join(args[2:])} would leave {left}, not a quorum", 16)
+    if args[:2] == ["osd", "ok-to-stop"]:
+        hosts = {o["host"] for i, o in w.osds.items() if str(i) not in args[2:] and
+                 ("osd", str(i)) in w.nodes[o["host"]].running}
+        need = max([p["min_size"] for p in w.pools.values()] or [1])
+        return ("", 0) if len(hosts) >= need else (
+            f"Error EBUSY: {len(w.pools)} pools would become inactive", 16)
+    if args[:2] in (["osd", "add-noout"], ["osd", "rm-noout"]):
+        (w.noout.add if args[1] == "add-noout" else w.noout.discard)(int(args[2][4:]))
         return "", 0
     if args[:2] == ["osd", "safe-to-destroy"]:
         return "", 0

@@ -13,7 +13,8 @@ BENCH = os.path.join(ROOT, "bench")
 sys.path.insert(0, BENCH)
 
 pytestmark = pytest.mark.unit
-NOT_A_PHASE = {"MigrationKey", "MigrationAccess", "DestroyGuard"}  # instant, no host work
+NOT_A_PHASE = {"MigrationKey", "MigrationAccess", "DestroyGuard",
+               "Maintenance"}  # instant or not part of a bring-up
 
 
 @pytest.mark.parametrize("name", sorted(f[:-3] for f in os.listdir(BENCH) if f.endswith(".py")))

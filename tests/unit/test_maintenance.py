@@ -1,0 +1,247 @@
+"""Node maintenance: the config's placement and refusals, the Maintenance gate against the
+fake cluster, and each Ceph daemon stopping for maintenance and coming back."""
+import pytest
+
+from components.config import load
+from providers import ceph_osd
+from providers.ceph_mds import CephMdsProvider
+from providers.ceph_mgr import CephMgrProvider
+from providers.ceph_mon import CephMonProvider
+from providers.ceph_osd import CephOsdProvider
+from providers.errors import Failure
+from providers.maintenance import MaintenanceProvider
+from tests.unit.ceph_fakes import CephWorld, bring_up, daemon_props, mon_props
+from tests.unit.fakes import Crash
+from tests.unit.test_config import ROOT, node, problems
+
+pytestmark = pytest.mark.unit
+NAMES = ["node1", "node2", "node3"]
+
+
+# --- the config --------------------------------------------------------------------------
+
+
+def raw(**kw):
+    nodes = [node(name=n, address=f"10.0.0.{i + 1}", disks=["/dev/vdb"])
+             for i, n in enumerate(NAMES)]
+    vms = [{"name": "vm-a", "node": "node1", "template": "/t.img", "memory_mib": 1024},
+           {"name": "vm-b", "node": "node1", "template": "/t.img", "memory_mib": 512},
+           {"name": "vm-c", "node": "node2", "template": "/t.img", "memory_mib": 2048}]
+    return {"nodes": nodes, "ceph": {"public_network": "10.0.0.0/24"},
+            "pools": [{"name": "meta", "size": 3}, {"name": "data", "size": 3}],
+            "filesystems": [{"name": "fs", "metadata_pool": "meta", "data_pool": "data"}],
+            "vms": vms, **kw}
+
+
+def test_no_node_in_maintenance_places_every_vm_at_home():
+    m = load(raw(), ROOT).maintenance
+    assert m.nodes == () and m.placement == {"vm-a": "node1", "vm-b": "node1", "vm-c": "node2"}
+
+
+def test_vms_of_a_node_in_maintenance_fill_the_emptiest_node_first():
+    m = load(raw(maintenance=["node1"]), ROOT).maintenance
+    # node3 holds nothing, node2 holds vm-c (2048): vm-a goes to node3, then vm-b too
+    # (1024 on node3 is still less than 2048 on node2)
+    assert m.nodes == ("node1",)
+    assert m.placement == {"vm-a": "node3", "vm-b": "node3", "vm-c": "node2"}
+
+
+def test_the_same_config_always_gives_the_same_placement():
+    assert len({tuple(load(raw(maintenance=["node1"]), ROOT).maintenance.placement.items())
+                for _ in range(5)}) == 1
+
+
+def test_a_fallback_node_wins_and_a_node_can_say_maintenance_itself():
+    config = raw()
+    config["nodes"][0]["maintenance"] = True
+    config["vms"][0]["fallback_node"] = "node2"
+    m = load(config, ROOT).maintenance
+    assert m.nodes == ("node1",) and m.placement["vm-a"] == "node2"
+
+
+def test_two_of_three_mon_nodes_are_refused_at_preview():
+    found = "\n".join(problems(raw(maintenance=["node1", "node2"])))
+    assert "cephkvm:maintenance: node1, node2 would stop 2 of the 3 mons; a quorum needs 2" \
+        in found
+    assert "pool meta 1 failure domain(s) with OSDs but it needs 2 (min_size)" in found
+
+
+def test_an_unknown_node_and_a_vm_with_nowhere_to_go_are_named():
+    config = raw(maintenance=["node9"])
+    config["nodes"] = config["nodes"][:1]
+    config["ceph"] = {"public_network": "10.0.0.0/24"}
+    config.pop("pools"), config.pop("filesystems")
+    config["vms"] = config["vms"][:1]
+    config["maintenance"] = ["node1", "node9"]
+    found = "\n".join(problems(config))
+    assert "cephkvm:maintenance[1]: no node named 'node9'" in found
+    assert "cephkvm:vms[0].node: node1 is in maintenance and no other KVM node can run VM " \
+        "vm-a" in found
+
+
+def test_a_fallback_node_must_be_another_kvm_node():
+    config = raw()
+    config["vms"][0]["fallback_node"] = "node1"
+    assert any(p.startswith("cephkvm:vms[0].fallback_node: 'node1' must be another node "
+                            "with the kvm role") for p in problems(config))
+
+
+# --- the gate ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def world(monkeypatch):
+    monkeypatch.setattr(ceph_osd, "DRAIN_POLL", 0.01)
+    w = CephWorld().serve(monkeypatch)
+    w.fsid = bring_up(w)["fsid"]
+    w.pools["data"] = {"pool_id": 1, "size": 3, "min_size": 2}
+    w.fs["fs"] = {"meta": "data", "data": ["data"], "max_mds": 1, "standby": 1}
+    for name in NAMES:
+        w.nodes[name].devices["/dev/sdb"] = {"signature": None, "osd": None}
+        w.osd_outs = getattr(w, "osd_outs", {})
+        w.osd_outs[name] = CephOsdProvider().create(osd_props(w, name)).outs
+    w.log.clear()
+    return w
+
+
+def access(name):
+    return {"connection": {"name": name, "address": "192.0.2.1", "host_key": "ssh-ed25519 A"}}
+
+
+def gate_props(nodes, moves=(), **kw):
+    props = {"admin": [access(n) for n in NAMES],
+             "nodes": [{"name": n, "mon": True, "mgr": True, "mds": True, "osd": True}
+                       for n in nodes],
+             "moves": list(moves), "targets": [access(t) for t in {m["to"] for m in moves}],
+             **kw}
+    result = MaintenanceProvider().check({}, props)
+    assert not result.failures, result.failures
+    return result.inputs
+
+
+def test_the_gate_lets_one_node_go_and_changes_nothing(world):
+    MaintenanceProvider().create(gate_props(["node1"], [{"vm": "a", "memory_mib": 512,
+                                                         "to": "node2"}]))
+    assert world.changes == []
+
+
+def test_the_gate_refuses_what_ceph_says_is_not_ok_to_stop(world):
+    world.nodes["node3"].running.discard(("mon", "node3"))  # already down by itself
+    with pytest.raises(Failure) as err:
+        MaintenanceProvider().create(gate_props(["node1"]))
+    text = str(err.value)
+    assert text.startswith("refusing maintenance of node1: `ceph mon ok-to-stop node1` says: "
+                           "Error EBUSY")
+    assert "Nothing was stopped or moved" in text and world.changes == []
+
+
+def test_the_gate_refuses_osds_whose_pgs_would_go_inactive(world):
+    world.nodes["node3"].running.discard(("osd", "2"))
+    with pytest.raises(Failure, match=r"`ceph osd ok-to-stop 0` says: Error EBUSY"):
+        MaintenanceProvider().create(gate_props(["node1"]))
+
+
+def test_the_gate_refuses_when_no_mds_or_mgr_is_left_elsewhere(world):
+    for name in ("node2", "node3"):
+        world.nodes[name].running -= {("mds", name), ("mgr", name)}
+    with pytest.raises(Failure) as err:
+        MaintenanceProvider().create(gate_props(["node1"]))
+    assert "no mgr would be left running" in str(err.value)
+    assert "0 MDS would be left for 1 active rank(s)" in str(err.value)
+
+
+def test_the_gate_refuses_a_target_without_room_and_counts_vms_already_there(world):
+    world.nodes["node2"].mem_available_kib = 600 * 1024
+    moves = [{"vm": "a", "memory_mib": 512, "to": "node2"},
+             {"vm": "b", "memory_mib": 512, "to": "node2"}]
+    with pytest.raises(Failure, match="node2 has 600 MiB available but a, b need 1024 MiB"):
+        MaintenanceProvider().create(gate_props(["node1"], moves))
+    world.nodes["node2"].domains.add("a")  # a re-run after a killed up: a moved already
+    MaintenanceProvider().create(gate_props(["node1"], moves))
+
+
+def test_leaving_maintenance_needs_no_check(world):
+    olds = gate_props(["node1", "node2"])
+    world.nodes["node3"].running.clear()  # even with the cluster in trouble
+    MaintenanceProvider().update("maintenance", olds, gate_props(["node1"]))
+
+
+# --- the daemons ----------------------------------------------------------------------------
+
+
+def osd_props(world, name, **kw):
+    result = CephOsdProvider().check({}, {"fsid": world.fsid, "node": name,
+                                          "connection": access(name)["connection"],
+                                          "device": "/dev/sdb", "timeout": 2, **kw})
+    assert not result.failures, result.failures
+    return result.inputs
+
+
+def cycle(provider, olds, maintained):
+    """Into maintenance and out again: (outputs in maintenance, outputs back)."""
+    down = provider.update("x", olds, {**olds, "ensure": "maintenance"}).outs
+    assert down["ensure"] == "maintenance"
+    assert provider.read("x", down).outs["ensure"] == "maintenance"
+    maintained()
+    back = provider.update("x", down, {**down, "ensure": "up"}).outs
+    assert back["ensure"] == "up" and provider.read("x", back).outs["ensure"] == "up"
+    return down, back
+
+
+def test_a_mon_stops_for_maintenance_and_the_quorum_stands_without_it(world):
+    props = mon_props(world, world.fsid, "node1")
+
+    def stopped():
+        assert ("mon", "node1") not in world.nodes["node1"].running
+        assert world.quorum() == ["node2", "node3"]
+    cycle(CephMonProvider(), props, stopped)
+    assert world.quorum() == NAMES
+
+
+def test_the_active_mgr_hands_over_before_it_stops(world):
+    assert world.preferred("mgr")[0] == "node1"
+    props = daemon_props(world, world.fsid, "node1")
+
+    def stopped():
+        assert "mgr fail node1" in " ".join(line for _, line in world.changes)
+        assert "node1" not in world.running("mgr") and world.preferred("mgr")[0] != "node1"
+    cycle(CephMgrProvider(), props, stopped)
+
+
+def test_the_active_mds_hands_its_rank_to_a_standby_before_it_stops(world):
+    props = daemon_props(world, world.fsid, "node1")
+
+    def stopped():
+        lines = [line for _, line in world.changes]
+        fail = next(i for i, line in enumerate(lines) if "mds fail node1" in line)
+        assert fail < len(lines) - 1  # the stop came after the hand-over
+        assert "node1" not in world.running("mds")
+    cycle(CephMdsProvider(), props, stopped)
+
+
+def test_an_osd_gets_its_own_noout_stops_and_comes_back_clean(world):
+    olds = world.osd_outs["node1"]
+
+    def stopped():
+        assert world.noout == {0} and ("osd", "0") not in world.nodes["node1"].running
+        assert world.osds[0]["in"]  # noout: it stays in, its PGs wait for it
+    world.unclean_probes = 2  # recovery after it is back: up waits for clean PGs
+    cycle(CephOsdProvider(), olds, stopped)
+    assert world.noout == set() and world.unclean_probes < 0
+
+
+def test_a_daemon_started_by_hand_in_maintenance_is_drift_and_stopped_again(world):
+    props = mon_props(world, world.fsid, "node1")
+    down = CephMonProvider().update("x", props, {**props, "ensure": "maintenance"}).outs
+    world.nodes["node1"].running.add(("mon", "node1"))
+    assert CephMonProvider().read("x", down).outs["ensure"] == "up"  # differs: up stops it
+
+
+@pytest.mark.parametrize("step", range(1, 3))  # noout, stop
+def test_an_osd_killed_while_entering_maintenance_converges_on_rerun(world, step):
+    olds = world.osd_outs["node1"]
+    world.crash_at = len(world.changes) + step
+    with pytest.raises(Crash):
+        CephOsdProvider().update("x", olds, {**olds, "ensure": "maintenance"})
+    CephOsdProvider().update("x", olds, {**olds, "ensure": "maintenance"})
+    assert world.noout == {0} and ("osd", "0") not in world.nodes["node1"].running
