@@ -94,9 +94,7 @@ class CephStack(pulumi.ComponentResource):
         self.mons = per_node(CephMon, "mon", cfg.mons, [self.cluster], lambda n: {
             "address": by_name[n].public_address, "allow_data_loss": cfg.allow_data_loss})
         self.config = CephConfig("ceph-config", {
-            # The mons in maintenance are stopped: the quorum it waits for is the others'.
-            **common, "admin": admin, "mons": [m for m in cfg.mons if m not in down],
-            "options": cfg.options,
+            **common, "admin": admin, "mons": list(cfg.mons), "options": cfg.options,
             "allow_data_loss": cfg.allow_data_loss, **timeout,
         }, pulumi.ResourceOptions(parent=self, depends_on=[*self.mons, *admin_confs],
                                   protect=keep, additional_secret_outputs=secret))
