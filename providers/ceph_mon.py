@@ -55,11 +55,15 @@ class CephMonProvider(base.Provider):
         up = running and props["node"] in quorum(node, props["cluster_name"])
         return ReadResult(id_, {**props, "ensure": seen(props["ensure"], running, up)})
 
-    def update(self, _id, _olds, news):
-        news = base.normalize(news)
+    def update(self, _id, olds, news):
+        olds, news = base.normalize(olds), base.normalize(news)
         if news["ensure"] == "maintenance":
             return UpdateResult({**news, **_stop_for_maintenance(news)})
-        return UpdateResult({**news, **_converge(news)})
+        outs = _converge(news)
+        if olds.get("ensure") == "maintenance":  # back in the quorum before anything goes on
+            wait_for_quorum(node_session(news), news["cluster_name"], news["timeout"],
+                            mons=[news["node"]])
+        return UpdateResult({**news, **outs})
 
     def delete(self, _id, props):
         props = base.normalize(props)

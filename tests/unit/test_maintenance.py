@@ -245,3 +245,11 @@ def test_an_osd_killed_while_entering_maintenance_converges_on_rerun(world, step
         CephOsdProvider().update("x", olds, {**olds, "ensure": "maintenance"})
     CephOsdProvider().update("x", olds, {**olds, "ensure": "maintenance"})
     assert world.noout == {0} and ("osd", "0") not in world.nodes["node1"].running
+
+
+def test_a_mon_back_from_maintenance_waits_until_it_is_in_the_quorum(world, monkeypatch):
+    props = mon_props(world, world.fsid, "node1")
+    down = CephMonProvider().update("x", props, {**props, "ensure": "maintenance"}).outs
+    monkeypatch.setattr(world, "quorum", lambda: ["node2", "node3"])  # it does not rejoin
+    with pytest.raises(Exception, match="mons node1 in quorum"):
+        CephMonProvider().update("x", down, {**down, "ensure": "up"})
