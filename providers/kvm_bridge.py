@@ -22,13 +22,13 @@ import pulumi
 import yaml
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
-from providers import base, ceph_facts, services
+from providers import base, ceph_facts, libvirt_conn, services
 from providers.bridge_scripts import RUN_DIR, apply, apply_script, guard_script, \
     member_master, netplan_doc, netplan_path, netplan_restore, ports, q, restore_script
 from providers.ceph_cli import ceph, local_clusters
 from providers.errors import Failure
 from providers.schema.kvm import BridgeInputs
-from providers.transport import Pool, Session, TransportError, open_libvirt
+from providers.transport import Pool, Session, TransportError
 
 # --- input schema -----------------------------------------------------------------------
 # providers/schema/kvm.py BridgeInputs (+ ssh_private_key?)
@@ -319,12 +319,9 @@ def network_xml(props: dict) -> str:
 
 
 def _ensure_network(props: dict) -> bool:
-    import libvirt
-    node = base.session(props)
-    with open_libvirt(node.host, node.private_key) as conn:
-        try:
-            net = conn.networkLookupByName(props["network"])
-        except libvirt.libvirtError:
+    with libvirt_conn.connect(base.session(props)) as conn:
+        net = libvirt_conn.network(conn, props["network"])
+        if net is None:
             net = conn.networkDefineXML(network_xml(props))
         if not net.isActive():
             net.create()
@@ -334,27 +331,20 @@ def _ensure_network(props: dict) -> bool:
 
 def _network_active(props: dict):
     """True/False for the libvirt network, None when libvirtd cannot be asked."""
-    import libvirt
-    node = base.session(props)
     try:
-        with open_libvirt(node.host, node.private_key) as conn:
-            try:
-                return bool(conn.networkLookupByName(props["network"]).isActive())
-            except libvirt.libvirtError:
-                return False
+        with libvirt_conn.connect(base.session(props)) as conn:
+            net = libvirt_conn.network(conn, props["network"])
+            return bool(net.isActive()) if net is not None else False
     except TransportError:
         return None
 
 
 def _remove_network(props: dict) -> None:
-    import libvirt
     if not props.get("network"):
         return
-    node = base.session(props)
-    with open_libvirt(node.host, node.private_key) as conn:
-        try:
-            net = conn.networkLookupByName(props["network"])
-        except libvirt.libvirtError:
+    with libvirt_conn.connect(base.session(props)) as conn:
+        net = libvirt_conn.network(conn, props["network"])
+        if net is None:
             return
         if net.isActive():
             net.destroy()
