@@ -21,7 +21,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, ceph_json, node_session, quorum, wait_for_quorum
+from providers.ceph_cli import ceph, ceph_json, quorum, wait_for_quorum
 from providers.ceph_cluster import IDENTITY_DIR, bootstrap_keyring_path, identity_files, \
     initial_monmap_path, mon_addrv
 from providers.errors import Failure
@@ -43,12 +43,10 @@ class CephMonProvider(base.Provider):
     DELETE_BEFORE_REPLACE = True
 
     def create(self, props):
-        props = base.normalize(props)
-        return CreateResult(props["node"], {**props, **_converge(props)})
+        return CreateResult(props["node"], {**props, **_converge(props, self.node)})
 
     def read(self, id_, props):
-        props = base.normalize(props)
-        node = node_session(props)
+        node = self.node
         if not _made(props, node):
             return ReadResult("", {})
         running = services.is_running(node, _daemon(props), services.has_systemd(node))
@@ -56,12 +54,10 @@ class CephMonProvider(base.Provider):
         return ReadResult(id_, {**props, "ensure": "up" if up else "down"})
 
     def update(self, _id, _olds, news):
-        news = base.normalize(news)
-        return UpdateResult({**news, **_converge(news)})
+        return UpdateResult({**news, **_converge(news, self.node)})
 
     def delete(self, _id, props):
-        props = base.normalize(props)
-        node = node_session(props)
+        node = self.node
         with _MONMAP_CHANGES:
             _leave_monmap(props, node)
             services.stop(node, _daemon(props), services.has_systemd(node))
@@ -92,8 +88,7 @@ def _marker(props: dict) -> str:
     return f"{_mon_dir(props)}/cephkvm_fsid"
 
 
-def _converge(props: dict) -> dict:
-    node = node_session(props)
+def _converge(props: dict, node) -> dict:
     if not _made(props, node):
         _mkfs(props, node, _monmap_for(props, node))
     elif not node.ok(["test", "-e", _mon_dir(props) + "/done"]):

@@ -22,7 +22,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, ceph_json, keyring, node_session, put_if_changed
+from providers.ceph_cli import ceph, ceph_json, keyring, put_if_changed
 from providers.errors import Failure
 from providers.schema.ceph import OsdInputs
 
@@ -43,13 +43,11 @@ class CephOsdProvider(base.Provider):
     DELETE_BEFORE_REPLACE = True
 
     def create(self, props):
-        props = base.normalize(props)
-        outs = _converge(props)
+        outs = _converge(props, self.node)
         return CreateResult(f"{props['node']}:{props['device']}", {**props, **outs})
 
     def read(self, id_, props):
-        props = base.normalize(props)
-        node = node_session(props)
+        node = self.node
         tree = ceph_facts.osds(ceph_json(node, props["cluster_name"], "osd", "tree"))
         osd = tree.get(props.get("osd_id"))
         if osd is None:
@@ -58,18 +56,16 @@ class CephOsdProvider(base.Provider):
         return ReadResult(id_, {**props, "host": osd["host"], "ensure": ensure})
 
     def update(self, _id, _olds, news):
-        news = base.normalize(news)
-        return UpdateResult({**news, **_converge(news)})
+        return UpdateResult({**news, **_converge(news, self.node)})
 
     def delete(self, _id, props):
-        props = base.normalize(props)
         osd_id = props.get("osd_id")
         if not (props.get("allow_removal") or props.get("allow_data_loss")):
             raise Failure(
                 f"refusing to remove osd.{osd_id} ({props['node']}:{props['device']}): set "
                 "cephkvm:ceph.allow_osd_removal: true, run `pulumi up`, then remove it again "
                 "(it is drained first; nothing is lost)")
-        node = node_session(props)
+        node = self.node
         with _REMOVALS:
             tree = ceph_facts.osds(ceph_json(node, props["cluster_name"], "osd", "tree"))
             if osd_id in tree:
@@ -87,8 +83,7 @@ def _daemon(props: dict, osd_id: int) -> services.Daemon:
     return services.ceph_daemon("osd", str(osd_id), props["cluster_name"])
 
 
-def _converge(props: dict) -> dict:
-    node = node_session(props)
+def _converge(props: dict, node) -> dict:
     c = props["cluster_name"]
     osd = _existing(props, node)
     if osd is None:
