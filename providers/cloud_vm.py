@@ -58,7 +58,6 @@ class CloudVMProvider(base.Provider):
         return []
 
     def diff(self, _id, olds, news):
-        olds, news = base.normalize(olds), base.normalize(news)
         replaces = REPLACES + (CLOUD_INIT_FIELDS if news.get("on_cloud_init_change") ==
                                "replace" else ())
         # Two domains of one name cannot coexist on a node: the old one goes first.
@@ -66,8 +65,7 @@ class CloudVMProvider(base.Provider):
                                 delete_before_replace=True)
 
     def create(self, props):
-        props = base.normalize(props)
-        node = base.session(props)
+        node = self.node
         vm_storage.make_dirs(node, props["storage"])
         template = vm_storage.import_template(node, props)
         paths = vm_storage.paths({**props, "template_path": template})
@@ -85,8 +83,7 @@ class CloudVMProvider(base.Provider):
                             {**props, **vm_storage.paths_out(paths), **seed, **outs})
 
     def read(self, id_, props):
-        props = base.normalize(props)
-        for where, node in _candidates(props, base.session(props)):
+        for where, node in _candidates(props, self.node):
             with libvirt_conn.connect(node) as conn:
                 dom = libvirt_conn.own(conn, where)
                 if dom is None:
@@ -102,7 +99,6 @@ class CloudVMProvider(base.Provider):
         return ReadResult("", {})
 
     def update(self, _id, olds, news):
-        olds, news = base.normalize(olds), base.normalize(news)
         changed = self.changed(olds, news)
         restart = bool(changed & set(RESTART_FIELDS))
         if restart and news["on_restart_needed"] == "fail":
@@ -110,7 +106,7 @@ class CloudVMProvider(base.Provider):
                 f"{news['name']}: changing {', '.join(sorted(changed & set(RESTART_FIELDS)))} "
                 "needs the VM restarted, and on_restart_needed is 'fail'. Set it to 'restart' "
                 "or raise max_memory_mib/max_vcpus ahead of time.")
-        node = base.session(news)
+        node = self.node
         if olds["node"] != news["node"]:
             vm_migrate.migrate(olds, news, node)
         paths = vm_storage.paths({**news, "template_path": olds.get("template_path")})
@@ -143,8 +139,7 @@ class CloudVMProvider(base.Provider):
         return UpdateResult({**news, **vm_storage.paths_out(paths), **seed, **outs})
 
     def delete(self, _id, props):
-        props = base.normalize(props)
-        node = base.session(props)
+        node = self.node
         found = False
         for where, there in _candidates(props, node):  # it may have been migrated by hand
             with libvirt_conn.connect(there) as conn:

@@ -49,13 +49,12 @@ class KvmBridgeProvider(base.Provider):
     def diff(self, _id, olds, news):
         result = super().diff(_id, olds, news)
         # A refresh that found the libvirt network gone or stopped: update recreates it.
-        if base.normalize(olds).get("network_active") is False:
+        if olds.get("network_active") is False:
             result.changes = True
         return result
 
     def create(self, props):
-        props = base.normalize(props)
-        node = base.session(props)
+        node = self.node
         snap = observe(node)
         previous = _previous(props, snap)
         wanted = _wanted(props, previous)
@@ -64,16 +63,15 @@ class KvmBridgeProvider(base.Provider):
         if not _matches(snap, props, wanted):
             rollback = (netplan_restore(props) if mode == "netplan"
                         else restore_script(props, previous))
-            _apply_guarded(props, apply(props, wanted, mode), rollback)
+            _apply_guarded(node, props, apply(props, wanted, mode), rollback)
             _wait_ceph_settled(node, props)
-        active = _ensure_network(props)
+        active = _ensure_network(node, props)
         return CreateResult(f"{props['node']}/{props['name']}", {
             **props, "applied_mode": mode, "mac": wanted["mac"], "previous": previous,
             "effective": wanted, "network_active": active})
 
     def read(self, id_, props):
-        props = base.normalize(props)
-        snap = observe(base.session(props))
+        snap = observe(self.node)
         link = snap["links"].get(props["name"])
         if link is None:
             return ReadResult("", {})
@@ -88,7 +86,7 @@ class KvmBridgeProvider(base.Provider):
             found["addresses"] = link["addrs"]
         if not props.get("gateway") and found["gateway"] == effective.get("gateway"):
             found["gateway"] = props.get("gateway")
-        active = _network_active(props)
+        active = _network_active(self.node, props)
         if active is not None:  # None: libvirtd does not answer; NodePrep reports that
             found["network_active"] = active
         return ReadResult(id_, {**props, **found})
@@ -98,8 +96,7 @@ class KvmBridgeProvider(base.Provider):
         return super().state_only(olds, news) and olds.get("network_active") is not False
 
     def update(self, _id, olds, news):
-        olds, news = base.normalize(olds), base.normalize(news)
-        node = base.session(news)
+        node = self.node
         previous = olds.get("previous") or _previous(news, observe(node))
         wanted = _wanted(news, previous)
         mode = _mode(node, news)
@@ -109,19 +106,18 @@ class KvmBridgeProvider(base.Provider):
             old_wanted = olds.get("effective") or _wanted(olds, previous)
             rollback = (netplan_restore(news) if mode == "netplan"
                         else apply_script(olds, old_wanted))
-            _apply_guarded(news, apply(news, wanted, mode), rollback)
+            _apply_guarded(node, news, apply(news, wanted, mode), rollback)
             _wait_ceph_settled(node, news)
         if olds.get("network") != news["network"]:
-            _remove_network(olds)
-        active = _ensure_network(news)
+            _remove_network(base.session(olds), olds)  # through the connection that made it
+        active = _ensure_network(node, news)
         return UpdateResult({**news, "applied_mode": mode, "mac": wanted["mac"],
                              "previous": previous, "effective": wanted,
                              "network_active": active})
 
     def delete(self, _id, props):
-        props = base.normalize(props)
-        node = base.session(props)
-        _remove_network(props)
+        node = self.node
+        _remove_network(node, props)
         snap = observe(node)
         if props["name"] not in snap["links"]:
             return
@@ -129,10 +125,11 @@ class KvmBridgeProvider(base.Provider):
         if props.get("applied_mode") == "netplan":
             # netplan owns the interfaces there: drop our file and let it re-render the rest.
             path, kept = q(netplan_path(props)), q(f"{RUN_DIR}/{props['name']}.netplan-deleted")
-            _apply_guarded(props, f"set -e\ncp {path} {kept}\nrm -f {path}\nnetplan apply\n",
+            _apply_guarded(node, props,
+                           f"set -e\ncp {path} {kept}\nrm -f {path}\nnetplan apply\n",
                            f"cp {kept} {path}\nnetplan apply\n")
         else:
-            _apply_guarded(props, restore_script(props, props.get("previous") or {}),
+            _apply_guarded(node, props, restore_script(props, props.get("previous") or {}),
                            apply_script(props, wanted))
 
 
@@ -238,8 +235,7 @@ def _validate_netplan(node: Session, props: dict, wanted: dict) -> None:
 # --- apply with automatic rollback (guard_script: providers/bridge_scripts.py) ----------
 
 
-def _apply_guarded(props: dict, apply: str, rollback: str) -> None:
-    node = base.session(props)
+def _apply_guarded(node: Session, props: dict, apply: str, rollback: str) -> None:
     name, timeout = props["name"], int(props.get("confirm_timeout", 30))
     d = f"{RUN_DIR}/{name}"
     node.run(["mkdir", "-p", RUN_DIR], change=True)
@@ -318,8 +314,8 @@ def network_xml(props: dict) -> str:
             f"<bridge name={quoteattr(props['name'])}/></network>")
 
 
-def _ensure_network(props: dict) -> bool:
-    with libvirt_conn.connect(base.session(props)) as conn:
+def _ensure_network(node: Session, props: dict) -> bool:
+    with libvirt_conn.connect(node) as conn:
         net = libvirt_conn.network(conn, props["network"])
         if net is None:
             net = conn.networkDefineXML(network_xml(props))
@@ -329,20 +325,20 @@ def _ensure_network(props: dict) -> bool:
         return bool(net.isActive())
 
 
-def _network_active(props: dict):
+def _network_active(node: Session, props: dict):
     """True/False for the libvirt network, None when libvirtd cannot be asked."""
     try:
-        with libvirt_conn.connect(base.session(props)) as conn:
+        with libvirt_conn.connect(node) as conn:
             net = libvirt_conn.network(conn, props["network"])
             return bool(net.isActive()) if net is not None else False
     except TransportError:
         return None
 
 
-def _remove_network(props: dict) -> None:
+def _remove_network(node: Session, props: dict) -> None:
     if not props.get("network"):
         return
-    with libvirt_conn.connect(base.session(props)) as conn:
+    with libvirt_conn.connect(node) as conn:
         net = libvirt_conn.network(conn, props["network"])
         if net is None:
             return
