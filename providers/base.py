@@ -1,8 +1,9 @@
 """What every dynamic provider shares: the Provider base (check and diff from the resource's
-schema), normalising engine values, the replace/update delta, building a node Session from
-props, and waiting."""
+schema; each engine call's values normalised and its node's Session at hand), the
+replace/update delta, building a node Session from props, and waiting."""
 from __future__ import annotations
 
+import contextvars
 import functools
 import re
 import time
@@ -104,12 +105,55 @@ def check_connection(conn: Any, path: str = "connection") -> list[CheckFailure]:
     return failures
 
 
+# --- one engine call -------------------------------------------------------------------
+
+CALLS = ("create", "read", "update", "delete")  # the engine's calls that may reach a host
+
+
+class _Call:
+    """One create/read/update/delete: its props, and its node's Session once asked for."""
+
+    def __init__(self, props: dict):
+        self.props, self._node = props, None
+
+    def node(self) -> Session:
+        if self._node is None:
+            self._node = session(self.props)
+        return self._node
+
+
+_CALL: contextvars.ContextVar[_Call] = contextvars.ContextVar("cephkvm_call")
+
+
+def _engine_call(method: Callable, name: str) -> Callable:
+    """A provider's method as the engine calls it: its values normalised; create, read,
+    update and delete with their node at hand (Provider.node), an update that changes only
+    state fields recorded without calling it. One provider object serves the engine's
+    concurrent calls (one thread each), so the call's node lives in a context variable."""
+    @functools.wraps(method)
+    def call(self, *args):
+        args = tuple(normalize(a) for a in args)  # (id,) olds?, props: the last is the call's
+        if name not in CALLS:
+            return method(self, *args)
+        if name == "update" and self.state_only(args[1], args[2]):
+            return UpdateResult({**args[1], **args[2]})
+        token = _CALL.set(_Call(args[-1]))
+        try:
+            return method(self, *args)
+        finally:
+            _CALL.reset(token)
+    return call
+
+
 class Provider(ResourceProvider):
     """A dynamic provider whose inputs are the schema INPUTS (providers/schema/): check fills
     in its defaults and validates with it, diff applies its change classes, and an update
     that changes only state fields (a timeout, an opt-in) is recorded without calling the
     provider's own `update` (no connection). A provider adds `fill` (defaults computed from
-    other inputs) and `rules` (checks across fields)."""
+    other inputs) and `rules` (checks across fields).
+
+    A provider's own diff, create, read, update and delete get their values normalised;
+    create, read, update and delete reach their node as `self.node`."""
     INPUTS: Any
     # The old resource goes first when a replace needs what it holds (a name, a mountpoint).
     DELETE_BEFORE_REPLACE = False
@@ -118,14 +162,22 @@ class Provider(ResourceProvider):
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
-        own = cls.__dict__.get("update")
-        if own is not None:
-            @functools.wraps(own)
-            def update(self, id_, olds, news):
-                if self.state_only(normalize(olds), normalize(news)):
-                    return UpdateResult({**normalize(olds), **normalize(news)})
-                return own(self, id_, olds, news)
-            cls.update = update
+        for name in ("diff", *CALLS):
+            own = cls.__dict__.get(name)
+            if own is not None:
+                setattr(cls, name, _engine_call(own, name))
+
+    @property
+    def node(self) -> Session:
+        """The node of the create/read/update/delete under way (its props' `connection`; an
+        update's new one), made when first asked for and the same for the rest of the call:
+        a call that needs no host opens none. Other nodes (an admin node, a migration's
+        source, a cluster's mons) are the provider's own to name."""
+        call = _CALL.get(None)
+        if call is None:
+            raise errors.Failure("a provider's node exists only in create, read, update "
+                                 "and delete (check and diff never open a connection)")
+        return call.node()
 
     def check(self, olds, news):
         olds = normalize(olds or {})

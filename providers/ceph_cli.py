@@ -28,17 +28,12 @@ def ceph_json(node: Session, cluster: str, *args) -> str:
     return ceph(node, cluster, *args, "-f", "json").stdout
 
 
-def node_session(access: dict) -> Session:
-    """A node's Session from {connection, ssh_private_key?} (or props holding both)."""
-    return base.session(access)
-
-
 def admin_session(props: dict) -> Session:
     """The first reachable node holding the admin keyring: any of them can talk to the
     mons, so one node down does not stop pools or filesystems from being managed."""
     last = None
-    for access in base.normalize(props["admin"]):
-        node = node_session(access)
+    for access in props["admin"]:
+        node = base.session(access)
         try:
             node.run(["true"])
             return node

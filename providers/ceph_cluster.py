@@ -22,7 +22,7 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from providers import base
-from providers.ceph_cli import gen_key, keyring, keyring_keys, node_session, put_if_changed
+from providers.ceph_cli import gen_key, keyring, keyring_keys, put_if_changed
 from providers.errors import Failure
 from providers.schema.ceph import ClusterInputs
 
@@ -62,7 +62,6 @@ class CephClusterProvider(base.Provider):
         cluster: a replace (protected unless data may be lost), the old one deleted first
         so its delete cannot remove the new one's files."""
         result = super().diff(_id, olds, news)
-        olds, news = base.normalize(olds), base.normalize(news)
         pin = news.get("pin_fsid")
         if pin and olds.get("fsid") and pin != olds["fsid"]:
             result.replaces = [*result.replaces, "pin_fsid"]
@@ -71,7 +70,6 @@ class CephClusterProvider(base.Provider):
         return result
 
     def create(self, props):
-        props = base.normalize(props)
         nodes = _sessions(props)
         _preflight(props, nodes)
         fsid, keys = _new_or_unfinished(props, nodes)
@@ -82,7 +80,6 @@ class CephClusterProvider(base.Provider):
     def read(self, id_, props):
         """Identity from state; a mon node whose files are missing or stale is left out of
         `mons`, so the diff shows an update that writes them back."""
-        props = base.normalize(props)
         nodes = _sessions(props)
         fsid = props["fsid"]
         keys = _state_keys(props) or _keys_on_mons(props, nodes, fsid)
@@ -92,14 +89,12 @@ class CephClusterProvider(base.Provider):
     def update(self, _id, olds, news):
         # A mon added later gets the identity files but no initial monmap: it joins the
         # running cluster with the current monmap (CephMon).
-        olds, news = base.normalize(olds), base.normalize(news)
         nodes = _sessions(news)
         fsid, keys = olds["fsid"], _state_keys(olds) or _keys_on_mons(news, nodes, olds["fsid"])
         _write_identity(news, nodes, fsid, keys)
         return UpdateResult({**news, **_outputs(news, fsid, keys)})
 
     def delete(self, _id, props):
-        props = base.normalize(props)
         if not props.get("allow_data_loss"):
             raise Failure(
                 f"refusing to delete Ceph cluster {props.get('fsid')}: that destroys every "
@@ -128,7 +123,7 @@ def _mon_removal_failures(olds: dict, news: dict) -> list:
 
 
 def _sessions(props: dict) -> dict:
-    return {n["name"]: node_session(n) for n in props["nodes"]}
+    return {n["name"]: base.session(n) for n in props["nodes"]}
 
 
 def _address(props: dict, name: str) -> str:

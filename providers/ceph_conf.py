@@ -14,7 +14,7 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from providers import base
-from providers.ceph_cli import keyring, keyring_keys, node_session, put_if_changed
+from providers.ceph_cli import keyring, keyring_keys, put_if_changed
 from providers.ceph_cluster import ADMIN_CAPS
 from providers.schema.ceph import ConfInputs
 
@@ -35,29 +35,25 @@ class CephConfProvider(base.Provider):
         return []
 
     def create(self, props):
-        props = base.normalize(props)
-        _converge(props, node_session(props))
+        _converge(props, self.node)
         return CreateResult(props["node"], props)
 
     def read(self, id_, props):
         """What the node holds: a missing or edited file shows as a change of conf or
         admin_key, which update writes back."""
-        props = base.normalize(props)
-        node = node_session(props)
+        node = self.node
         key = keyring_keys(node.get(_admin_keyring(props))).get("client.admin")
         return ReadResult(id_, {**props, "conf": node.get(_conf(props)) or "",
                                 "admin": bool(key), "admin_key": key})
 
     def update(self, _id, _olds, news):
-        news = base.normalize(news)
-        _converge(news, node_session(news))
+        _converge(news, self.node)
         return UpdateResult(news)
 
     def delete(self, _id, props):
-        props = base.normalize(props)
         c = props["cluster_name"]
-        node_session(props).run(["rm", "-f", _conf(props), _admin_keyring(props),
-                                 f"/var/lib/ceph/bootstrap-osd/{c}.keyring"], change=True)
+        self.node.run(["rm", "-f", _conf(props), _admin_keyring(props),
+                       f"/var/lib/ceph/bootstrap-osd/{c}.keyring"], change=True)
 
 
 # --- converging -------------------------------------------------------------------------

@@ -38,21 +38,17 @@ class CephConfigProvider(base.Provider):
     SETTLE = True
 
     def create(self, props):
-        props = base.normalize(props)
         return CreateResult(props["fsid"], {**props, **_converge(props, {})})
 
     def read(self, id_, props):
-        props = base.normalize(props)
         return ReadResult(id_, {**props, **_observe(props, admin_session(props))})
 
     def update(self, _id, olds, news):
-        olds, news = base.normalize(olds), base.normalize(news)
         return UpdateResult({**news, **_converge(news, olds.get("options") or {})})
 
     def delete(self, _id, props):
         """The options go from the mons' store; with no quorum there is no store to
         change (the cluster is being taken down)."""
-        props = base.normalize(props)
         if not props.get("allow_data_loss"):
             raise Failure(
                 f"refusing to take down the configuration of Ceph cluster {props.get('fsid')}:"

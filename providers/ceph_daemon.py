@@ -12,7 +12,7 @@ from typing import Callable
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, keyring_keys, node_session, seen, wait_for_quorum
+from providers.ceph_cli import ceph, keyring_keys, seen, wait_for_quorum
 from providers.schema.ceph import DaemonInputs
 
 # --- input schema (both kinds) ----------------------------------------------------------
@@ -39,24 +39,21 @@ class DaemonProvider(base.Provider):
     hand_over: HandOver
 
     def create(self, props):
-        props = base.normalize(props)
-        outs = converge(props, self.kind, self.registered)
+        outs = converge(props, self.node, self.kind, self.registered)
         return CreateResult(props["node"], {**props, **outs})
 
     def read(self, id_, props):
-        props = base.normalize(props)
-        found = observe(props, self.kind, self.registered)
+        found = observe(props, self.node, self.kind, self.registered)
         return ReadResult(id_ if found else "", {**props, **found} if found else {})
 
     def update(self, _id, _olds, news):
-        news = base.normalize(news)
         if news["ensure"] == "maintenance":
-            return UpdateResult({**news, **stop_for_maintenance(news, self.kind,
+            return UpdateResult({**news, **stop_for_maintenance(news, self.node, self.kind,
                                                                 self.hand_over)})
-        return UpdateResult({**news, **converge(news, self.kind, self.registered)})
+        return UpdateResult({**news, **converge(news, self.node, self.kind, self.registered)})
 
     def delete(self, _id, props):
-        remove(base.normalize(props), self.kind)
+        remove(props, self.node, self.kind)
 
 
 def daemon(props: dict, kind: str) -> services.Daemon:
@@ -67,9 +64,8 @@ def data_dir(props: dict, kind: str) -> str:
     return f"/var/lib/ceph/{kind}/{props['cluster_name']}-{props['node']}"
 
 
-def converge(props: dict, kind: str, registered: Registered) -> dict:
+def converge(props: dict, node, kind: str, registered: Registered) -> dict:
     """Key, daemon, then wait until the cluster lists it."""
-    node = node_session(props)
     c, name = props["cluster_name"], props["node"]
     wait_for_quorum(node, c, props["timeout"])
     data, entity = data_dir(props, kind), f"{kind}.{name}"
@@ -97,9 +93,8 @@ def _holds_cluster_key(node, cluster: str, entity: str, path: str) -> bool:
     return got.exit_code == 0 and ceph_facts.auth_entity(got.stdout).get("key") == own
 
 
-def observe(props: dict, kind: str, registered: Registered) -> dict | None:
+def observe(props: dict, node, kind: str, registered: Registered) -> dict | None:
     """None when the daemon's key is gone (it must be made again), else its ensure."""
-    node = node_session(props)
     if not node.ok(["test", "-s", data_dir(props, kind) + "/keyring"]):
         return None
     running = services.is_running(node, daemon(props, kind), services.has_systemd(node))
@@ -107,8 +102,7 @@ def observe(props: dict, kind: str, registered: Registered) -> dict | None:
     return {"ensure": seen(props["ensure"], running, up)}
 
 
-def stop_for_maintenance(props: dict, kind: str, hand_over: HandOver) -> dict:
-    node = node_session(props)
+def stop_for_maintenance(props: dict, node, kind: str, hand_over: HandOver) -> dict:
     systemd = services.has_systemd(node)
     if services.is_running(node, daemon(props, kind), systemd):
         hand_over(node, props)
@@ -116,10 +110,9 @@ def stop_for_maintenance(props: dict, kind: str, hand_over: HandOver) -> dict:
     return {"ensure": "maintenance"}
 
 
-def remove(props: dict, kind: str) -> None:
+def remove(props: dict, node, kind: str) -> None:
     """Stop it, drop its key from the cluster, remove its directory. The key may already
     be gone (a crashed delete); a cluster that no longer answers has no key to drop."""
-    node = node_session(props)
     services.stop(node, daemon(props, kind), services.has_systemd(node))
     ceph(node, props["cluster_name"], "auth", "rm", f"{kind}.{props['node']}", change=True,
          check=False, timeout=60)

@@ -21,7 +21,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, ceph_json, node_session, quorum, seen, wait_for_quorum
+from providers.ceph_cli import ceph, ceph_json, quorum, seen, wait_for_quorum
 from providers.ceph_cluster import IDENTITY_DIR, bootstrap_keyring_path, identity_files, \
     initial_monmap_path, mon_addrv
 from providers.errors import Failure
@@ -43,12 +43,10 @@ class CephMonProvider(base.Provider):
     DELETE_BEFORE_REPLACE = True
 
     def create(self, props):
-        props = base.normalize(props)
-        return CreateResult(props["node"], {**props, **_converge(props)})
+        return CreateResult(props["node"], {**props, **_converge(props, self.node)})
 
     def read(self, id_, props):
-        props = base.normalize(props)
-        node = node_session(props)
+        node = self.node
         if not _made(props, node):
             return ReadResult("", {})
         running = services.is_running(node, _daemon(props), services.has_systemd(node))
@@ -56,18 +54,16 @@ class CephMonProvider(base.Provider):
         return ReadResult(id_, {**props, "ensure": seen(props["ensure"], running, up)})
 
     def update(self, _id, olds, news):
-        olds, news = base.normalize(olds), base.normalize(news)
         if news["ensure"] == "maintenance":
-            return UpdateResult({**news, **_stop_for_maintenance(news)})
-        outs = _converge(news)
+            return UpdateResult({**news, **_stop_for_maintenance(news, self.node)})
+        outs = _converge(news, self.node)
         if olds.get("ensure") == "maintenance":  # back in the quorum before anything goes on
-            wait_for_quorum(node_session(news), news["cluster_name"], news["timeout"],
+            wait_for_quorum(self.node, news["cluster_name"], news["timeout"],
                             mons=[news["node"]])
         return UpdateResult({**news, **outs})
 
     def delete(self, _id, props):
-        props = base.normalize(props)
-        node = node_session(props)
+        node = self.node
         with _MONMAP_CHANGES:
             _leave_monmap(props, node)
             services.stop(node, _daemon(props), services.has_systemd(node))
@@ -98,8 +94,7 @@ def _marker(props: dict) -> str:
     return f"{_mon_dir(props)}/cephkvm_fsid"
 
 
-def _converge(props: dict) -> dict:
-    node = node_session(props)
+def _converge(props: dict, node) -> dict:
     if not _made(props, node):
         _mkfs(props, node, _monmap_for(props, node))
     elif not node.ok(["test", "-e", _mon_dir(props) + "/done"]):
@@ -113,10 +108,10 @@ def _converge(props: dict) -> dict:
     return {"ensure": "up", "mon_addr": mon_addrv(props["address"])}
 
 
-def _stop_for_maintenance(props: dict) -> dict:
+def _stop_for_maintenance(props: dict, node) -> dict:
     """Stop it (its node is in maintenance; providers/maintenance.py checked that the others
     keep a quorum) and wait until the quorum stands without it."""
-    node, name = node_session(props), props["node"]
+    name = props["node"]
     services.stop(node, _daemon(props), services.has_systemd(node))
     base.wait_until(lambda: (names := quorum(node, props["cluster_name"])) and name not in names,
                     timeout=props["timeout"], what=f"a mon quorum without mon.{name}")

@@ -22,7 +22,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, ceph_json, keyring, node_session, put_if_changed, seen
+from providers.ceph_cli import ceph, ceph_json, keyring, put_if_changed, seen
 from providers.errors import Failure
 from providers.schema.ceph import OsdInputs
 
@@ -43,13 +43,11 @@ class CephOsdProvider(base.Provider):
     DELETE_BEFORE_REPLACE = True
 
     def create(self, props):
-        props = base.normalize(props)
-        outs = _converge(props)
+        outs = _converge(props, self.node)
         return CreateResult(f"{props['node']}:{props['device']}", {**props, **outs})
 
     def read(self, id_, props):
-        props = base.normalize(props)
-        node = node_session(props)
+        node = self.node
         tree = ceph_facts.osds(ceph_json(node, props["cluster_name"], "osd", "tree"))
         osd = tree.get(props.get("osd_id"))
         if osd is None:
@@ -58,24 +56,23 @@ class CephOsdProvider(base.Provider):
         return ReadResult(id_, {**props, "host": osd["host"], "ensure": ensure})
 
     def update(self, _id, olds, news):
-        olds, news = base.normalize(olds), base.normalize(news)
         if news["ensure"] == "maintenance":
             outs = {k: olds.get(k) for k in OUTPUTS}
-            return UpdateResult({**news, **outs, **_stop_for_maintenance(news, outs["osd_id"])})
-        outs = _converge(news)
+            return UpdateResult({**news, **outs, **_stop_for_maintenance(news, self.node,
+                                                                         outs["osd_id"])})
+        outs = _converge(news, self.node)
         if olds.get("ensure") == "maintenance":
-            _back_from_maintenance(news, outs["osd_id"])
+            _back_from_maintenance(news, self.node, outs["osd_id"])
         return UpdateResult({**news, **outs})
 
     def delete(self, _id, props):
-        props = base.normalize(props)
         osd_id = props.get("osd_id")
         if not (props.get("allow_removal") or props.get("allow_data_loss")):
             raise Failure(
                 f"refusing to remove osd.{osd_id} ({props['node']}:{props['device']}): set "
                 "cephkvm:ceph.allow_osd_removal: true, run `pulumi up`, then remove it again "
                 "(it is drained first; nothing is lost)")
-        node = node_session(props)
+        node = self.node
         with _REMOVALS:
             tree = ceph_facts.osds(ceph_json(node, props["cluster_name"], "osd", "tree"))
             if osd_id in tree:
@@ -93,8 +90,7 @@ def _daemon(props: dict, osd_id: int) -> services.Daemon:
     return services.ceph_daemon("osd", str(osd_id), props["cluster_name"])
 
 
-def _converge(props: dict) -> dict:
-    node = node_session(props)
+def _converge(props: dict, node) -> dict:
     c = props["cluster_name"]
     osd = _existing(props, node)
     if osd is None:
@@ -209,9 +205,9 @@ def _prepare(props: dict, node) -> None:
 # --- update: maintenance ----------------------------------------------------------------
 
 
-def _stop_for_maintenance(props: dict, osd_id: int) -> dict:
+def _stop_for_maintenance(props: dict, node, osd_id: int) -> dict:
     """noout for this OSD only (its PGs wait for it instead of moving), then stop it."""
-    node, c = node_session(props), props["cluster_name"]
+    c = props["cluster_name"]
     ceph(node, c, "osd", "add-noout", f"osd.{osd_id}", change=True)
     services.stop(node, _daemon(props, osd_id), services.has_systemd(node))
     base.wait_until(lambda: not ceph_facts.osds(ceph_json(node, c, "osd", "tree"))
@@ -220,10 +216,10 @@ def _stop_for_maintenance(props: dict, osd_id: int) -> dict:
     return {"ensure": "maintenance"}
 
 
-def _back_from_maintenance(props: dict, osd_id: int) -> None:
+def _back_from_maintenance(props: dict, node, osd_id: int) -> None:
     """It runs again: lift its noout and wait until every PG is active+clean, so the next
     node's maintenance (or the VMs moving home) starts from a healthy cluster."""
-    node, c = node_session(props), props["cluster_name"]
+    c = props["cluster_name"]
     ceph(node, c, "osd", "rm-noout", f"osd.{osd_id}", change=True)
     base.wait_until(lambda: ceph_facts.all_clean(_pg_states(node, c)),
                     timeout=props["timeout"] * 5, interval=DRAIN_POLL,

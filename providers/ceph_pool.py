@@ -47,7 +47,6 @@ class CephPoolProvider(base.Provider):
         return check_pool(news)
 
     def create(self, props):
-        props = base.normalize(props)
         node = admin_session(props)
         found = _observe(props, node, props["name"])
         if found is None:
@@ -61,7 +60,6 @@ class CephPoolProvider(base.Provider):
         return CreateResult(str(found["pool_id"]), {**props, "pool_id": found["pool_id"]})
 
     def read(self, id_, props):
-        props = base.normalize(props)
         node = admin_session(props)
         pools = ceph_facts.pools(ceph_json(node, props["cluster_name"], "osd", "pool", "ls",
                                            "detail"))
@@ -72,7 +70,6 @@ class CephPoolProvider(base.Provider):
         return ReadResult(id_, {**props, **observed_props(found, props)})
 
     def update(self, id_, olds, news):
-        olds, news = base.normalize(olds), base.normalize(news)
         node = admin_session(news)
         found = _observe(news, node, olds["name"])
         if found is None:
@@ -82,7 +79,6 @@ class CephPoolProvider(base.Provider):
         return UpdateResult({**news, "pool_id": found["pool_id"]})
 
     def delete(self, _id, props):
-        props = base.normalize(props)
         if not props.get("allow_delete"):
             raise Failure(
                 f"refusing to delete pool {props['name']}: its data would be lost. Set "

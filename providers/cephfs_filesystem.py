@@ -36,7 +36,6 @@ class CephFilesystemProvider(base.Provider):
         return []
 
     def create(self, props):
-        props = base.normalize(props)
         node = admin_session(props)
         c, name = props["cluster_name"], props["name"]
         if name not in _filesystems(props, node):
@@ -47,7 +46,6 @@ class CephFilesystemProvider(base.Provider):
         return CreateResult(name, {**props})
 
     def read(self, id_, props):
-        props = base.normalize(props)
         node = admin_session(props)
         fs = _filesystems(props, node).get(id_)
         if fs is None:
@@ -61,7 +59,6 @@ class CephFilesystemProvider(base.Provider):
             "active_mds": fs["active"]})
 
     def update(self, _id, olds, news):
-        olds, news = base.normalize(olds), base.normalize(news)
         node = admin_session(news)
         _converge(news, node)
         if olds.get("layouts") != news.get("layouts"):
@@ -69,7 +66,6 @@ class CephFilesystemProvider(base.Provider):
         return UpdateResult({**news})
 
     def delete(self, _id, props):
-        props = base.normalize(props)
         if not props.get("allow_delete"):
             raise Failure(
                 f"refusing to delete CephFS {props['name']}: every file in it would be lost. "

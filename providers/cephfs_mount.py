@@ -17,7 +17,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, keyring, node_session, put_if_changed
+from providers.ceph_cli import admin_session, ceph, keyring, put_if_changed
 from providers.errors import Failure, Timeout
 from providers.schema.ceph import MountInputs
 from providers.transport import TransportError
@@ -43,14 +43,11 @@ class CephFSMountProvider(base.Provider):
         return news
 
     def create(self, props):
-        props = base.normalize(props)
-        node = node_session(props)
-        outs = _converge(props, node, remount=False)
+        outs = _converge(props, self.node, remount=False)
         return CreateResult(f"{props['node']}:{props['mountpoint']}", {**props, **outs})
 
     def read(self, id_, props):
-        props = base.normalize(props)
-        node = node_session(props)
+        node = self.node
         lines = _fstab_lines(node.get(FSTAB) or "", props["mountpoint"])
         mounted = _mounted_type(node, props["mountpoint"])
         if not lines and not mounted:
@@ -62,14 +59,11 @@ class CephFSMountProvider(base.Provider):
                                 "ensure": "mounted" if usable else "unmounted"})
 
     def update(self, _id, olds, news):
-        olds, news = base.normalize(olds), base.normalize(news)
-        node = node_session(news)
         remount = fstab_line(olds) != fstab_line(news)
-        return UpdateResult({**news, **_converge(news, node, remount=remount)})
+        return UpdateResult({**news, **_converge(news, self.node, remount=remount)})
 
     def delete(self, _id, props):
-        props = base.normalize(props)
-        node = node_session(props)
+        node = self.node
         mp = props["mountpoint"]
         if _mounted_type(node, mp):
             _unmount(props, node)

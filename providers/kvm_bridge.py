@@ -22,13 +22,13 @@ import pulumi
 import yaml
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
-from providers import base, ceph_facts, services
+from providers import base, ceph_facts, libvirt_conn, services
 from providers.bridge_scripts import RUN_DIR, apply, apply_script, guard_script, \
     member_master, netplan_doc, netplan_path, netplan_restore, ports, q, restore_script
 from providers.ceph_cli import ceph, local_clusters
 from providers.errors import Failure
 from providers.schema.kvm import BridgeInputs
-from providers.transport import Pool, Session, TransportError, open_libvirt
+from providers.transport import Pool, Session, TransportError
 
 # --- input schema -----------------------------------------------------------------------
 # providers/schema/kvm.py BridgeInputs (+ ssh_private_key?)
@@ -49,13 +49,12 @@ class KvmBridgeProvider(base.Provider):
     def diff(self, _id, olds, news):
         result = super().diff(_id, olds, news)
         # A refresh that found the libvirt network gone or stopped: update recreates it.
-        if base.normalize(olds).get("network_active") is False:
+        if olds.get("network_active") is False:
             result.changes = True
         return result
 
     def create(self, props):
-        props = base.normalize(props)
-        node = base.session(props)
+        node = self.node
         snap = observe(node)
         previous = _previous(props, snap)
         wanted = _wanted(props, previous)
@@ -64,16 +63,15 @@ class KvmBridgeProvider(base.Provider):
         if not _matches(snap, props, wanted):
             rollback = (netplan_restore(props) if mode == "netplan"
                         else restore_script(props, previous))
-            _apply_guarded(props, apply(props, wanted, mode), rollback)
+            _apply_guarded(node, props, apply(props, wanted, mode), rollback)
             _wait_ceph_settled(node, props)
-        active = _ensure_network(props)
+        active = _ensure_network(node, props)
         return CreateResult(f"{props['node']}/{props['name']}", {
             **props, "applied_mode": mode, "mac": wanted["mac"], "previous": previous,
             "effective": wanted, "network_active": active})
 
     def read(self, id_, props):
-        props = base.normalize(props)
-        snap = observe(base.session(props))
+        snap = observe(self.node)
         link = snap["links"].get(props["name"])
         if link is None:
             return ReadResult("", {})
@@ -88,7 +86,7 @@ class KvmBridgeProvider(base.Provider):
             found["addresses"] = link["addrs"]
         if not props.get("gateway") and found["gateway"] == effective.get("gateway"):
             found["gateway"] = props.get("gateway")
-        active = _network_active(props)
+        active = _network_active(self.node, props)
         if active is not None:  # None: libvirtd does not answer; NodePrep reports that
             found["network_active"] = active
         return ReadResult(id_, {**props, **found})
@@ -98,8 +96,7 @@ class KvmBridgeProvider(base.Provider):
         return super().state_only(olds, news) and olds.get("network_active") is not False
 
     def update(self, _id, olds, news):
-        olds, news = base.normalize(olds), base.normalize(news)
-        node = base.session(news)
+        node = self.node
         previous = olds.get("previous") or _previous(news, observe(node))
         wanted = _wanted(news, previous)
         mode = _mode(node, news)
@@ -109,19 +106,18 @@ class KvmBridgeProvider(base.Provider):
             old_wanted = olds.get("effective") or _wanted(olds, previous)
             rollback = (netplan_restore(news) if mode == "netplan"
                         else apply_script(olds, old_wanted))
-            _apply_guarded(news, apply(news, wanted, mode), rollback)
+            _apply_guarded(node, news, apply(news, wanted, mode), rollback)
             _wait_ceph_settled(node, news)
         if olds.get("network") != news["network"]:
-            _remove_network(olds)
-        active = _ensure_network(news)
+            _remove_network(base.session(olds), olds)  # through the connection that made it
+        active = _ensure_network(node, news)
         return UpdateResult({**news, "applied_mode": mode, "mac": wanted["mac"],
                              "previous": previous, "effective": wanted,
                              "network_active": active})
 
     def delete(self, _id, props):
-        props = base.normalize(props)
-        node = base.session(props)
-        _remove_network(props)
+        node = self.node
+        _remove_network(node, props)
         snap = observe(node)
         if props["name"] not in snap["links"]:
             return
@@ -129,10 +125,11 @@ class KvmBridgeProvider(base.Provider):
         if props.get("applied_mode") == "netplan":
             # netplan owns the interfaces there: drop our file and let it re-render the rest.
             path, kept = q(netplan_path(props)), q(f"{RUN_DIR}/{props['name']}.netplan-deleted")
-            _apply_guarded(props, f"set -e\ncp {path} {kept}\nrm -f {path}\nnetplan apply\n",
+            _apply_guarded(node, props,
+                           f"set -e\ncp {path} {kept}\nrm -f {path}\nnetplan apply\n",
                            f"cp {kept} {path}\nnetplan apply\n")
         else:
-            _apply_guarded(props, restore_script(props, props.get("previous") or {}),
+            _apply_guarded(node, props, restore_script(props, props.get("previous") or {}),
                            apply_script(props, wanted))
 
 
@@ -238,8 +235,7 @@ def _validate_netplan(node: Session, props: dict, wanted: dict) -> None:
 # --- apply with automatic rollback (guard_script: providers/bridge_scripts.py) ----------
 
 
-def _apply_guarded(props: dict, apply: str, rollback: str) -> None:
-    node = base.session(props)
+def _apply_guarded(node: Session, props: dict, apply: str, rollback: str) -> None:
     name, timeout = props["name"], int(props.get("confirm_timeout", 30))
     d = f"{RUN_DIR}/{name}"
     node.run(["mkdir", "-p", RUN_DIR], change=True)
@@ -318,13 +314,10 @@ def network_xml(props: dict) -> str:
             f"<bridge name={quoteattr(props['name'])}/></network>")
 
 
-def _ensure_network(props: dict) -> bool:
-    import libvirt
-    node = base.session(props)
-    with open_libvirt(node.host, node.private_key) as conn:
-        try:
-            net = conn.networkLookupByName(props["network"])
-        except libvirt.libvirtError:
+def _ensure_network(node: Session, props: dict) -> bool:
+    with libvirt_conn.connect(node) as conn:
+        net = libvirt_conn.network(conn, props["network"])
+        if net is None:
             net = conn.networkDefineXML(network_xml(props))
         if not net.isActive():
             net.create()
@@ -332,29 +325,22 @@ def _ensure_network(props: dict) -> bool:
         return bool(net.isActive())
 
 
-def _network_active(props: dict):
+def _network_active(node: Session, props: dict):
     """True/False for the libvirt network, None when libvirtd cannot be asked."""
-    import libvirt
-    node = base.session(props)
     try:
-        with open_libvirt(node.host, node.private_key) as conn:
-            try:
-                return bool(conn.networkLookupByName(props["network"]).isActive())
-            except libvirt.libvirtError:
-                return False
+        with libvirt_conn.connect(node) as conn:
+            net = libvirt_conn.network(conn, props["network"])
+            return bool(net.isActive()) if net is not None else False
     except TransportError:
         return None
 
 
-def _remove_network(props: dict) -> None:
-    import libvirt
+def _remove_network(node: Session, props: dict) -> None:
     if not props.get("network"):
         return
-    node = base.session(props)
-    with open_libvirt(node.host, node.private_key) as conn:
-        try:
-            net = conn.networkLookupByName(props["network"])
-        except libvirt.libvirtError:
+    with libvirt_conn.connect(node) as conn:
+        net = libvirt_conn.network(conn, props["network"])
+        if net is None:
             return
         if net.isActive():
             net.destroy()

@@ -78,6 +78,14 @@ def domain_xml(p: dict) -> str:
 </domain>"""
 
 
+def vm_xml(p: dict, paths: dict, uuid: str | None = None) -> str:
+    """A CloudVM's domain from its inputs and its files (vm_storage.paths); uuid keeps a
+    redefined domain the same one."""
+    return domain_xml({**p, "disk_path": paths["disk"], "seed_path": paths["seed"],
+                       "uuid": uuid, "macs": nic_macs(p["name"], p["nics"]),
+                       "serial_log": f"/var/log/libvirt/qemu/{p['name']}-serial.log"})
+
+
 def _text(value: str) -> str:
     return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 

@@ -17,7 +17,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, ceph_json, node_session
+from providers.ceph_cli import admin_session, ceph, ceph_json
 from providers.errors import Failure
 from providers.schema.node import MaintenanceInputs
 
@@ -31,7 +31,6 @@ class MaintenanceProvider(base.Provider):
     INPUTS = INPUTS
 
     def create(self, props):
-        props = base.normalize(props)
         _refuse_unsafe(props, entering=[n["name"] for n in props["nodes"]])
         return CreateResult("maintenance", props)
 
@@ -39,7 +38,6 @@ class MaintenanceProvider(base.Provider):
         return ReadResult(id_, props)  # nothing of its own on any host
 
     def update(self, _id, olds, news):
-        olds, news = base.normalize(olds), base.normalize(news)
         before = {n["name"] for n in olds.get("nodes", ())}
         entering = [n["name"] for n in news["nodes"] if n["name"] not in before]
         if entering:
@@ -103,7 +101,7 @@ def _ok_to_stop(node, cluster: str, kind: str, ids: list) -> list[str]:
 def _room_problems(props: dict) -> list[str]:
     problems = []
     for access in props["targets"]:
-        target, name = node_session(access), access["connection"]["name"]
+        target, name = base.session(access), access["connection"]["name"]
         there = set(target.run(["virsh", "-c", "qemu:///system", "list", "--name"]).stdout
                     .split())
         incoming = [m for m in props["moves"] if m["to"] == name and m["vm"] not in there]

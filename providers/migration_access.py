@@ -16,6 +16,7 @@ from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base
 from providers.schema.kvm import MigrationAccessInputs
+from providers.transport import Session
 
 KEY_PATH = "/root/.ssh/cephkvm_migration"  # read by libvirtd, which runs as root
 
@@ -30,13 +31,11 @@ class MigrationAccessProvider(base.Provider):
     INPUTS = INPUTS
 
     def create(self, props):
-        props = base.normalize(props)
-        _converge(props)
+        _converge(self.node, props)
         return CreateResult(props["node"], {**props, "key_path": KEY_PATH})
 
     def read(self, id_, props):
-        props = base.normalize(props)
-        node = base.session(props)
+        node = self.node
         # What is missing shows as drift, so `up` after a refresh puts it back.
         line_ok = _line(props) in _authorized(node, props)[1].splitlines()
         return ReadResult(id_, {**props,
@@ -45,21 +44,19 @@ class MigrationAccessProvider(base.Provider):
                                 else ""})
 
     def update(self, _id, olds, news):
-        olds, news = base.normalize(olds), base.normalize(news)
         if _comment(olds) != _comment(news):
-            _revoke(olds)
-        _converge(news)
+            _revoke(base.session(olds), olds)  # the old key, through the old connection
+        _converge(self.node, news)
         return UpdateResult({**news, "key_path": KEY_PATH})
 
     def delete(self, _id, props):
-        _revoke(base.normalize(props))
+        _revoke(self.node, props)
 
 
 # --- converging -------------------------------------------------------------------------
 
 
-def _converge(props: dict) -> None:
-    node = base.session(props)
+def _converge(node: Session, props: dict) -> None:
     path, text = _authorized(node, props)
     wanted = "\n".join(_others(text, props) + [_line(props)]) + "\n"
     if wanted != text:
@@ -70,8 +67,7 @@ def _converge(props: dict) -> None:
         node.put(KEY_PATH, props["private_key"], mode="0600", secret=True)
 
 
-def _revoke(props: dict) -> None:
-    node = base.session(props)
+def _revoke(node: Session, props: dict) -> None:
     path, text = _authorized(node, props)
     kept = _others(text, props)
     if len(kept) != len(text.splitlines()):

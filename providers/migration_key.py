@@ -29,7 +29,6 @@ class MigrationKeyProvider(base.Provider):
     INPUTS = INPUTS
 
     def create(self, props):
-        props = base.normalize(props)
         public, private = generate(props["comment"])
         fingerprint = hashlib.sha256(public.encode()).hexdigest()[:16]
         return CreateResult(fingerprint, {**props, "public_key": public,

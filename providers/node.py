@@ -26,23 +26,21 @@ class NodeProvider(base.Provider):
     INPUTS = INPUTS
 
     def create(self, props):
-        props = base.normalize(props)
         return CreateResult(props["node"], {**props, **_observe(props)})
 
     def read(self, id_, props):
-        props = base.normalize(props)
         return ReadResult(id_, {**props, **_observe(props, props.get("host_key"))})
 
     def update(self, _id, olds, news):
-        news = base.normalize(news)
-        return UpdateResult({**news, **_observe(news, base.normalize(olds).get("host_key"))})
+        return UpdateResult({**news, **_observe(news, olds.get("host_key"))})
 
     def delete(self, _id, _props):
         """Nothing on the host belongs to a Node."""
 
 
 def _observe(props: dict, recorded: str | None = None) -> dict:
-    """Facts and the host key; a key recorded in state is trusted over a fresh first use."""
+    """Facts and the host key; a key recorded in state is trusted over a fresh first use
+    (so not through Provider.node: the session trusts what this resource recorded)."""
     node = base.session(props, state_host_key=recorded)
     found = facts.parse_node_facts(node.run(facts.node_facts_argv()).stdout)
     wanted = props.get("virt_type", "auto")

@@ -30,18 +30,17 @@ class NodePrepProvider(base.Provider):
     INPUTS = INPUTS
 
     def create(self, props):
-        props = base.normalize(props)
-        installed = _install(props)
-        started = _ensure(props, props["daemons"])
+        node = self.node
+        installed = _install(node, props)
+        started = _ensure(node, props["daemons"])
         adopted = [d for d in props["daemons"] if d not in started]
-        joined = _join(props)
+        joined = _join(node, props)
         return CreateResult(props["node"], {**props, "installed": installed, "started": started,
                                             "adopted": adopted, "joined": joined,
                                             "running": props["daemons"]})
 
     def read(self, id_, props):
-        props = base.normalize(props)
-        node = base.session(props)
+        node = self.node
         systemd = services.has_systemd(node)
         running = [d for d in props.get("daemons", [])
                    if services.is_running(node, KNOWN[d], systemd)]
@@ -54,24 +53,23 @@ class NodePrepProvider(base.Provider):
                                 "groups": groups, "running": running})
 
     def update(self, _id, olds, news):
-        olds, news = base.normalize(olds), base.normalize(news)
-        installed = olds.get("installed", []) + _install(news)
+        node = self.node
+        installed = olds.get("installed", []) + _install(node, news)
         adopted = olds.get("adopted", [])
         started = [d for d in olds.get("started", []) if d in news["daemons"]]
         # A daemon restarted after drift keeps its origin: adopted ones are never stopped.
-        started += [d for d in _ensure(news, news["daemons"])
+        started += [d for d in _ensure(node, news["daemons"])
                     if d not in started and d not in adopted]
         dropped = [d for d in olds.get("started", []) if d not in news["daemons"]]
-        _stop(news, dropped)
+        _stop(node, dropped)
         joined = olds.get("joined", [])
-        joined += [g for g in _join(news) if g not in joined]
+        joined += [g for g in _join(node, news) if g not in joined]
         return UpdateResult({**news, "installed": installed, "started": started,
                              "adopted": adopted, "joined": joined, "running": news["daemons"]})
 
     def delete(self, _id, props):
-        props = base.normalize(props)
-        _stop(props, props.get("started", []))
-        _leave(props, props.get("joined", []))
+        _stop(self.node, props.get("started", []))
+        _leave(self.node, props, props.get("joined", []))
 
 
 def _missing(node, packages: list[str]) -> list[str]:
@@ -80,9 +78,8 @@ def _missing(node, packages: list[str]) -> list[str]:
     return facts.parse_lines(node.run(facts.missing_packages_argv(packages)).stdout)
 
 
-def _install(props: dict) -> list[str]:
+def _install(node, props: dict) -> list[str]:
     """apt-get install the missing packages; return them."""
-    node = base.session(props)
     missing = _missing(node, props.get("packages", []))
     if missing:
         node.run(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y",
@@ -102,26 +99,23 @@ def _missing_groups(node, props: dict) -> list[str]:
     return [g for g in wanted if g not in have]
 
 
-def _join(props: dict) -> list[str]:
+def _join(node, props: dict) -> list[str]:
     """Add the SSH user to the missing groups; return them."""
-    node = base.session(props)
     missing = _missing_groups(node, props)
     for group in missing:
         node.run(["usermod", "-aG", group, _user(props)], change=True)
     return missing
 
 
-def _leave(props: dict, groups: list[str]) -> None:
+def _leave(node, props: dict, groups: list[str]) -> None:
     """Take the user out of the groups this resource added it to, where it still is."""
-    node = base.session(props)
     gone = set(_missing_groups(node, {**props, "groups": groups}))
     for group in [g for g in groups if g not in gone]:
         node.run(["gpasswd", "-d", _user(props), group], change=True)
 
 
-def _ensure(props: dict, daemons: list[str]) -> list[str]:
+def _ensure(node, daemons: list[str]) -> list[str]:
     """Start each daemon that is not running; return the ones started."""
-    node = base.session(props)
     systemd = services.has_systemd(node)
     started = []
     for name in daemons:
@@ -130,10 +124,9 @@ def _ensure(props: dict, daemons: list[str]) -> list[str]:
     return started
 
 
-def _stop(props: dict, daemons: list[str]) -> None:
+def _stop(node, daemons: list[str]) -> None:
     if not daemons:
-        return
-    node = base.session(props)
+        return  # asks the node nothing (not even its init system)
     systemd = services.has_systemd(node)
     for name in reversed(daemons):
         services.stop(node, KNOWN[name], systemd)

@@ -124,7 +124,7 @@ class Vm(Spec):
     shutdown_timeout: whole(0, 3600, " seconds") = state(
         60, fix="seconds a graceful shutdown may take")
     wait_for: Literal["cloud-init", "address", "none"] = state(
-        "cloud-init", fix="what makes the VM ready (providers/cloud_vm.py)")
+        "cloud-init", fix="what makes the VM ready (providers/vm_ready.py)")
     ready_timeout: whole(0, 86400, " seconds") = state(300, fix="seconds up waits for wait_for")
     migration_bandwidth_mib: whole(1, 1 << 20) | None = state(
         None, fix="MiB/s a live migration may use (default: as fast as the network)")
@@ -143,7 +143,7 @@ class Vm(Spec):
 
 class VmInputs(Vm):
     """CloudVM's inputs: the VM as configured plus what the component derives."""
-    # A domain of this name that does not carry the owner tag is not ours (cloud_vm._own).
+    # A domain of this name that does not carry the owner tag is not ours (libvirt_conn.own).
     owner: str | None = state(None)
     virt_type: Literal["kvm", "qemu"] = update("kvm", fix="qemu where KVM acceleration fails")
     connection: dict[str, Any] = update(fix="the node's connection")

@@ -12,7 +12,8 @@ import libvirt
 import pytest
 import yaml
 
-from providers import base, cloud_vm, guest_agent, passwords, vm_storage
+from providers import base, guest_agent, libvirt_conn, passwords, vm_change, vm_migrate, \
+    vm_ready, vm_storage
 from providers import libvirt_domain as dx
 from providers.cloud_vm import CloudVMProvider
 from providers.transport import Host, Result, Session, command_line
@@ -179,15 +180,15 @@ def node(monkeypatch):
     monkeypatch.setattr(base, "session", lambda props: fake)
     fake.guest = FakeGuest(fake)
     monkeypatch.setattr(guest_agent, "command", fake.guest)
-    monkeypatch.setattr(cloud_vm, "READY_POLL", 0.01)
+    monkeypatch.setattr(vm_ready, "POLL", 0.01)
     monkeypatch.setattr(guest_agent, "EXEC_POLL", 0)
     conn = libvirt.open("test:///default")
 
     @contextlib.contextmanager
-    def fake_libvirt(_props):
+    def fake_libvirt(_node):
         yield conn
 
-    monkeypatch.setattr(cloud_vm, "_libvirt", fake_libvirt)
+    monkeypatch.setattr(libvirt_conn, "connect", fake_libvirt)
     fake.conn = conn
     yield fake
     with contextlib.suppress(libvirt.libvirtError):
@@ -376,22 +377,26 @@ def test_migration_is_peer_to_peer_with_unsafe_only_for_shared_storage(node, mon
     conns = {"node1": src, "node2": dst}
 
     @contextlib.contextmanager
-    def by_node(props):
-        yield conns[props["connection"]["name"]]
+    def by_node(session):
+        yield conns[session.name]
 
-    monkeypatch.setattr(cloud_vm, "_libvirt", by_node)
+    monkeypatch.setattr(libvirt_conn, "connect", by_node)
     monkeypatch.setattr(base, "session", node.for_props)
-    monkeypatch.setattr(cloud_vm, "_lookup",
+    monkeypatch.setattr(libvirt_conn, "domain",
                         lambda conn, name: dom if conn is src else None)
+
+    def migrate(olds, news):  # to the call's node: news'
+        vm_migrate.migrate(olds, news, base.session(news))
+
     key = "-----BEGIN OPENSSH PRIVATE KEY-----\nsecretbits\n"
     olds = {**checked(), "ssh_private_key": key, "migration_key": "/root/.ssh/m"}
     news = {**checked({**PROPS, "node": "node2", "connection": {
         **CONN, "name": "node2", "address": "192.0.2.2"}}), "ssh_private_key": key}
     with pytest.raises(RuntimeError, match="migration key"):
-        cloud_vm._migrate(olds, news)  # no migration key on the nodes: refuse, say why
+        migrate(olds, news)  # no migration key on the nodes: refuse, say why
     assert not dom.migrateToURI3.called
     news["migration_key"] = "/root/.ssh/m"
-    cloud_vm._migrate(olds, news)
+    migrate(olds, news)
     uri, _params, flags = dom.migrateToURI3.call_args.args
     assert flags & libvirt.VIR_MIGRATE_LIVE and flags & libvirt.VIR_MIGRATE_UNSAFE
     assert flags & libvirt.VIR_MIGRATE_PEER2PEER
@@ -406,12 +411,12 @@ def test_migration_is_peer_to_peer_with_unsafe_only_for_shared_storage(node, mon
     node.fstype = "ext4"  # a node-local disk: refuse rather than lose it
     dom.migrateToURI3.reset_mock()
     with pytest.raises(RuntimeError, match="not CephFS"):
-        cloud_vm._migrate(olds, news)
+        migrate(olds, news)
     assert not dom.migrateToURI3.called
-    cloud_vm._migrate(olds, {**news, "shared_storage": True})  # the operator says it is shared
+    migrate(olds, {**news, "shared_storage": True})  # the operator says it is shared
     assert dom.migrateToURI3.called
     assert dom.migrateToURI3.call_args.args[1] == {}  # as fast as the network: no limit
-    cloud_vm._migrate(olds, {**news, "shared_storage": True, "migration_bandwidth_mib": 200})
+    migrate(olds, {**news, "shared_storage": True, "migration_bandwidth_mib": 200})
     assert dom.migrateToURI3.call_args.args[1] == {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 200}
 
 
@@ -486,13 +491,13 @@ def test_nics_are_attached_and_detached_by_mac():
     dom.isActive.return_value = True
     olds = checked()
     news = checked({**PROPS, "nics": [{"bridge": "br0"}, {"network": "default"}]})
-    cloud_vm._update_nics(dom, olds, news)
+    vm_change.update_nics(dom, olds, news)
     assert not dom.detachDeviceFlags.called
     xml, flags = dom.attachDeviceFlags.call_args.args
     assert dx.stable_mac("vm-unit", 1) in xml and 'network="default"' in xml
     assert flags == libvirt.VIR_DOMAIN_AFFECT_CONFIG | libvirt.VIR_DOMAIN_AFFECT_LIVE
     dom.reset_mock()
-    cloud_vm._update_nics(dom, news, olds)
+    vm_change.update_nics(dom, news, olds)
     assert dx.stable_mac("vm-unit", 1) in dom.detachDeviceFlags.call_args.args[0]
     assert not dom.attachDeviceFlags.called
 
@@ -504,15 +509,16 @@ def test_read_and_delete_find_a_vm_moved_by_hand_to_a_peer(node, monkeypatch):
     seen = []
 
     @contextlib.contextmanager
-    def by_node(props):
-        seen.append(props["connection"]["name"])
-        if props["connection"]["name"] == "node2":
+    def by_node(session):
+        seen.append(session.name)
+        if session.name == "node2":
             yield node.conn  # the domain is there now
         else:
             yield mock.Mock(lookupByName=mock.Mock(side_effect=libvirt.libvirtError("gone")))
 
-    monkeypatch.setattr(cloud_vm, "_libvirt", by_node)
-    monkeypatch.setattr(cloud_vm, "_lookup", lambda conn, name: None if isinstance(
+    monkeypatch.setattr(libvirt_conn, "connect", by_node)
+    monkeypatch.setattr(base, "session", node.for_props)
+    monkeypatch.setattr(libvirt_conn, "domain", lambda conn, name: None if isinstance(
         conn, mock.Mock) else conn.lookupByName(name))
     read = provider.read("vm-unit", outs).outs
     assert read["node"] == "node2" and read["host"] == "node2"
@@ -555,8 +561,8 @@ def test_a_guest_running_another_instance_is_not_ready(node):
     CloudVMProvider().create(checked())
     node.files["/mnt/cephfs/config/vm-unit-seed.iso"] = "iso:\n---\ninstance-id: other-1\n"
     with pytest.raises(TimeoutError, match="runs instance other-1"):
-        cloud_vm._wait_ready(node.conn.lookupByName("vm-unit"),
-                             {**checked(), "ready_timeout": 0}, "vm-unit-1-00000000")
+        vm_ready.wait(node.conn.lookupByName("vm-unit"),
+                      {**checked(), "ready_timeout": 0}, "vm-unit-1-00000000")
 
 
 def test_cloud_init_errors_are_reported_in_outputs(node):

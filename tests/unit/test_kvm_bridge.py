@@ -260,9 +260,9 @@ def test_netplan_mode_stages_validates_and_applies_with_netplan_try_semantics(mo
     conn = libvirt.open("test:///default")
 
     @contextlib.contextmanager
-    def fake_libvirt(_host, _key):
+    def fake_libvirt(_node):
         yield conn
-    monkeypatch.setattr(kb, "open_libvirt", fake_libvirt)
+    monkeypatch.setattr(kb.libvirt_conn, "connect", fake_libvirt)
     props = checked(node="osd1", interfaces=["ens33"], nameservers=["10.20.10.11"],
                     search=["intranet.mycooldomain.com"])
     try:
