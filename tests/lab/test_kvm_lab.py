@@ -9,6 +9,7 @@ import re
 import shlex
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -266,6 +267,170 @@ def test_refresh_shows_a_stopped_bridge_network_and_up_restarts_it(stack):
     stack.run("up", "--yes", "--skip-preview")
     assert re.search(r"Active:\s+yes", lab.run("node3", ["virsh", "net-info", "br0"]).stdout)
     assert_kvm_unchanged(stack)
+
+
+# --- maintenance ------------------------------------------------------------------------
+
+CEPHFS_PROBE = """
+import os, sys, time
+path, stop, worst, n = '/mnt/cephfs/maintenance-probe', '/tmp/cephkvm-probe.stop', 0.0, 0
+while not os.path.exists(stop):
+    t0 = time.monotonic()
+    with open(path, 'w') as f:
+        f.write(str(n)); f.flush(); os.fsync(f.fileno())
+    with open(path) as f:
+        assert f.read() == str(n)
+    worst, n = max(worst, time.monotonic() - t0), n + 1
+    time.sleep(0.2)
+print(worst, n)
+"""
+
+
+def ceph_json(*args):
+    """A ceph question asked on node3, which stays in service throughout."""
+    return json.loads(lab.run("node3", ["ceph", *args, "-f", "json"], check=True,
+                              timeout=60).stdout)
+
+
+class PgPoller:
+    """`ceph pg dump pgs_brief` every 0.5 s in a thread: every state seen, and the longest
+    run of samples in which some PG was not active."""
+
+    def __init__(self):
+        self.states, self.samples, self.run, self.longest = set(), 0, 0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self):
+        while not self._stop.wait(0.5):
+            got = lab.run("node3", ["ceph", "pg", "dump", "pgs_brief", "-f", "json"], timeout=30)
+            if got.returncode != 0:
+                continue
+            doc = json.loads(got.stdout)
+            states = {row["state"] for row in doc.get("pg_stats", doc)}
+            self.states |= states
+            self.samples += 1
+            self.run = self.run + 1 if any(not s.startswith("active") for s in states) else 0
+            self.longest = max(self.longest, self.run)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(60)
+
+
+def _active_mds_on(node: str) -> None:
+    """Fail the active MDS over until node's holds the rank."""
+    def active():
+        fs = ceph_json("fs", "dump")["filesystems"][0]["mdsmap"]["info"].values()
+        names = [i["name"] for i in fs if i["state"] == "up:active"]
+        if names and names != [node]:
+            lab.run("node3", ["ceph", "mds", "fail", names[0]], check=True)
+        return names == [node]
+    base.wait_until(active, timeout=180, interval=5, what=f"mds.{node} to be active")
+
+
+def _in_service(stack) -> None:
+    stack.edit_config(lambda c: c.pop("cephkvm:maintenance", None))
+    stack.run("up", "--yes", "--skip-preview", check=False)
+
+
+def test_two_of_three_mon_nodes_in_maintenance_are_refused_before_anything_moves(stack):
+    host = stack.outputs()["vms"][VM]["host"]
+    stack.edit_config(lambda c: c.update({"cephkvm:maintenance": ["node1", "node2"]}))
+    try:
+        proc = stack.run("up", "--yes", "--skip-preview", check=False)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "would stop 2 of the 3 mons" in out, out[-2000:]
+        assert "Traceback" not in out
+    finally:
+        stack.edit_config(lambda c: c.pop("cephkvm:maintenance", None))
+    assert ceph_json("quorum_status")["quorum_names"] == NODES
+    assert defined_on(host) == [VM]
+
+
+def test_maintenance_moves_the_vm_stops_the_nodes_daemons_and_brings_them_back(stack):
+    """The node hosting the VM, a mon, an OSD and the active MDS goes into maintenance and
+    back, while the guest writes to its disk and node3 reads and writes CephFS."""
+    home = stack.outputs()["vms"][VM]["host"]
+    osd = next(i for i, o in base_osds().items() if o == home)
+    _active_mds_on(home)
+    assert guest(home, "nohup sh -c 'while :; do date +%s.%N >> /var/tmp/ticks; sync; "
+                       "sleep 0.5; done' >/dev/null 2>&1 &").returncode == 0
+    uptime = float(guest(home, "cat /proc/uptime").stdout.split()[0])
+    lab.run("node3", ["rm", "-f", "/tmp/cephkvm-probe.stop"])
+    probe = subprocess.Popen(lab.ssh_argv("node3") + ["python3", "-c",
+                                                      shlex.quote(CEPHFS_PROBE)],
+                             stdout=subprocess.PIPE, text=True)
+    pgs = PgPoller()
+    try:
+        stack.edit_config(lambda c: c.update({"cephkvm:maintenance": [home]}))
+        planned = {n: op for n, op in steps(stack).items() if op != "same"}
+        assert planned == {"maintenance": "create", f"mon-{home}": "update",
+                           f"mgr-{home}": "update", f"mds-{home}": "update",
+                           f"osd-{home}-loop0": "update", VM: "update"}, planned
+        t0 = time.monotonic()
+        stack.run("up", "--yes", "--skip-preview")
+        entered = time.monotonic() - t0
+        target = stack.outputs()["vms"][VM]["host"]
+        assert target != home and defined_on(home) == [] and defined_on(target) == [VM]
+        assert stack.outputs()["maintenance"] == [home]
+        assert stack.outputs()["vms"][VM]["home"] == home
+        assert home not in ceph_json("quorum_status")["quorum_names"]
+        states = {o["osd"]: o["state"] for o in ceph_json("osd", "dump")["osds"]}
+        assert "up" not in states[osd] and "noout" in states[osd], states
+        assert not [i for i, st in states.items() if i != osd and "noout" in st], states
+        assert ceph_json("mgr", "dump")["active_name"] != home
+        mds = ceph_json("fs", "dump")["filesystems"][0]["mdsmap"]["info"].values()
+        assert [i["name"] for i in mds if i["state"] == "up:active"] != [home]
+        assert float(guest(target, "cat /proc/uptime").stdout.split()[0]) > uptime
+        assert_unchanged(stack)
+        stack.run("refresh", "--yes", "--skip-preview")
+        assert_unchanged(stack)  # stopped as asked is not drift
+
+        stack.edit_config(lambda c: c.pop("cephkvm:maintenance"))
+        t0 = time.monotonic()
+        stack.run("up", "--yes", "--skip-preview")
+        left = time.monotonic() - t0
+        assert defined_on(home) == [VM] and defined_on(target) == []
+        assert ceph_json("quorum_status")["quorum_names"] == NODES
+        states = {o["osd"]: o["state"] for o in ceph_json("osd", "dump")["osds"]}
+        assert all("up" in st and "noout" not in st for st in states.values()), states
+        assert {row["state"] for row in ceph_json("pg", "dump", "pgs_brief")["pg_stats"]} \
+            == {"active+clean"}
+        after = guest(home, "cat /proc/uptime; tail -n +1 /var/tmp/ticks")
+        lines = after.stdout.split()
+        assert float(lines[0]) > uptime, "the guest kept running through both moves"
+        ticks = [float(t) for t in lines[2:]]
+        assert_unchanged(stack)
+    except BaseException:
+        _in_service(stack)
+        raise
+    finally:
+        lab.run("node3", ["touch", "/tmp/cephkvm-probe.stop"])
+        pgs.stop()
+        out, _ = probe.communicate(timeout=60)
+    assert out.strip(), "the CephFS probe on node3 failed (see its stderr above)"
+    worst, count = out.split()
+    gap = max(b - a for a, b in zip(ticks, ticks[1:]))
+    print(f"maintenance of {home}: enter {entered:.0f}s, leave {left:.0f}s; CephFS probe on "
+          f"node3: {count} writes, longest {float(worst):.2f}s; guest writes: longest gap "
+          f"{gap:.2f}s; PG states seen: {sorted(pgs.states)} in {pgs.samples} samples, "
+          f"longest run with a PG not active: {pgs.longest} sample(s)")
+    assert not [s for s in pgs.states if re.search(r"down|incomplete|stale|peered|unknown", s)]
+    assert pgs.longest <= 1, "a PG was not active for more than one sample (peering only)"
+
+
+def base_osds() -> dict:
+    """osd id -> its host, from the cluster."""
+    tree = ceph_json("osd", "tree")["nodes"]
+    hosts = {c: n["name"] for n in tree if n["type"] == "host" for c in n["children"]}
+    return {n["id"]: hosts[n["id"]] for n in tree if n["type"] == "osd"}
+
+
+def assert_unchanged(stack) -> None:
+    changed = {name: op for name, op in steps(stack).items() if op != "same"}
+    assert changed == {}, changed
 
 
 VM2 = "lab-vm2"
