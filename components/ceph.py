@@ -79,17 +79,26 @@ class CephStack(pulumi.ComponentResource):
         self.gate = maintenance.gate(stack, nodes, [access[n] for n in sorted(
             admin_names, key=lambda n: n in down)], [self.cluster, *admin_confs])
 
-        def held(n):
-            """A node in maintenance: its daemons stop once the gate let them."""
-            return ({"ensure": "maintenance"}, [self.gate]) if n in down else ({}, [])
+        restart = cfg.restart
+
+        def wanted(n):
+            """What a node's daemons are asked beyond running: maintenance, a restart."""
+            return {**({"ensure": "maintenance"} if n in down else {}),
+                    **({"restart": restart} if restart else {})}
+
+        def waits(n, previous):
+            """In maintenance: the gate first. A rolling restart: one node at a time."""
+            return [*([self.gate] if n in down else []), *(previous if restart else [])]
 
         def per_node(cls, prefix, names, after, extra=lambda n: {}):
-            return [cls(f"{prefix}-{n}", {**common, "node": n, **access[n], **timeout,
-                                          **extra(n), **held(n)[0]},
-                        pulumi.ResourceOptions(parent=self,
-                                               depends_on=[*after, self.confs[n], *held(n)[1]],
-                                               additional_secret_outputs=secret))
-                    for n in names]
+            made: list = []
+            for n in names:
+                made.append(cls(f"{prefix}-{n}", {
+                    **common, "node": n, **access[n], **timeout, **extra(n), **wanted(n),
+                }, pulumi.ResourceOptions(parent=self, depends_on=[
+                    *after, self.confs[n], *waits(n, made[-1:])],
+                    additional_secret_outputs=secret)))
+            return made
 
         self.mons = per_node(CephMon, "mon", cfg.mons, [self.cluster], lambda n: {
             "address": by_name[n].public_address, "allow_data_loss": cfg.allow_data_loss})
@@ -99,18 +108,24 @@ class CephStack(pulumi.ComponentResource):
         }, pulumi.ResourceOptions(parent=self, depends_on=[*self.mons, *admin_confs],
                                   protect=keep, additional_secret_outputs=secret))
         self.mgrs = per_node(CephMgr, "mgr", cfg.mgrs, [self.config])
-        self.mdss = per_node(CephMds, "mds", cfg.mdss, [self.config])
 
-        self.osds = [CephOsd(f"osd-{node}-{_slug(device)}", {
-            **common, "node": node, **access[node], "device": device,
-            "method": cfg.osd_method, "wipe": cfg.wipe_devices,
-            "allow_removal": cfg.allow_osd_removal, "allow_data_loss": cfg.allow_data_loss,
-            **held(node)[0],
-        }, pulumi.ResourceOptions(parent=self, depends_on=[self.config, *self.mgrs,
-                                                           self.confs[node], *held(node)[1]],
-                                  protect=keep and not cfg.allow_osd_removal,
-                                  additional_secret_outputs=secret))
-            for node, device in cfg.osds]
+        self.osds, hosts = [], {}
+        for node, device in cfg.osds:
+            earlier = [h for h in hosts if h != node]
+            osd = CephOsd(f"osd-{node}-{_slug(device)}", {
+                **common, "node": node, **access[node], "device": device,
+                "method": cfg.osd_method, "wipe": cfg.wipe_devices,
+                "allow_removal": cfg.allow_osd_removal, "allow_data_loss": cfg.allow_data_loss,
+                **wanted(node),
+            }, pulumi.ResourceOptions(parent=self, depends_on=[
+                self.config, *self.mgrs, self.confs[node],
+                *waits(node, hosts[earlier[-1]] if earlier else [])],
+                protect=keep and not cfg.allow_osd_removal, additional_secret_outputs=secret))
+            self.osds.append(osd)
+            hosts.setdefault(node, []).append(osd)
+        # cephadm's restart order: mons, mgrs, OSDs, then MDS.
+        self.mdss = per_node(CephMds, "mds", cfg.mdss, [self.config,
+                                                        *(self.osds if restart else [])])
 
         self.pools = {p["name"]: CephPool(f"pool-{p.get('key') or p['name']}", {
             **common, "admin": admin, **p,

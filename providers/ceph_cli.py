@@ -104,6 +104,30 @@ def seen(wanted: str, running: bool, up: bool) -> str:
     return "up" if up else "down"
 
 
+def restart_asked(olds: dict, news: dict) -> bool:
+    """A new `restart` value (cephkvm:ceph.restart) on a daemon that runs."""
+    return bool(news.get("restart")) and olds.get("restart") != news.get("restart") \
+        and olds.get("ensure") != "maintenance"
+
+
+def ok_to_stop(node: Session, cluster: str, kind: str, ids: list) -> str:
+    """'' when `ceph KIND ok-to-stop IDS` agrees (the quorum stays, every PG stays active),
+    else what it says."""
+    got = ceph(node, cluster, kind, "ok-to-stop", *ids, check=False)
+    if got.exit_code == 0:
+        return ""
+    said = (got.stderr or got.stdout).strip().splitlines()
+    return f"`ceph {kind} ok-to-stop {' '.join(map(str, ids))}` says: " + (
+        said[-1] if said else f"exit {got.exit_code}")
+
+
+def wait_ok_to_stop(node: Session, cluster: str, kind: str, ids: list, timeout: float):
+    """Until Ceph agrees: a restart waits for the previous node's daemons to be back."""
+    base.wait_until(lambda: not ok_to_stop(node, cluster, kind, ids), timeout=timeout,
+                    interval=2, what=f"{kind} {' '.join(map(str, ids))} to be ok to stop",
+                    report=lambda: ok_to_stop(node, cluster, kind, ids))
+
+
 def wait_for_quorum(node: Session, cluster: str, timeout: float, mons=()) -> list[str]:
     """Until a quorum answers that holds every mon in mons: what resources that need the
     cluster wait for (each mon's own create waits only for itself)."""

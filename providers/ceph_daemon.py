@@ -12,7 +12,7 @@ from typing import Callable
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, keyring_keys, seen, wait_for_quorum
+from providers.ceph_cli import ceph, keyring_keys, restart_asked, seen, wait_for_quorum
 from providers.schema.ceph import DaemonInputs
 
 # --- input schema (both kinds) ----------------------------------------------------------
@@ -46,10 +46,11 @@ class DaemonProvider(base.Provider):
         found = observe(props, self.node, self.kind, self.registered)
         return ReadResult(id_ if found else "", {**props, **found} if found else {})
 
-    def update(self, _id, _olds, news):
-        if news["ensure"] == "maintenance":
-            return UpdateResult({**news, **stop_for_maintenance(news, self.node, self.kind,
-                                                                self.hand_over)})
+    def update(self, _id, olds, news):
+        if news["ensure"] == "maintenance" or restart_asked(olds, news):
+            outs = stop_for_maintenance(news, self.node, self.kind, self.hand_over)
+            if news["ensure"] == "maintenance":
+                return UpdateResult({**news, **outs})
         return UpdateResult({**news, **converge(news, self.node, self.kind, self.registered)})
 
     def delete(self, _id, props):
@@ -103,6 +104,7 @@ def observe(props: dict, node, kind: str, registered: Registered) -> dict | None
 
 
 def stop_for_maintenance(props: dict, node, kind: str, hand_over: HandOver) -> dict:
+    """Stopped for its node's maintenance, or for a restart: a standby takes over first."""
     systemd = services.has_systemd(node)
     if services.is_running(node, daemon(props, kind), systemd):
         hand_over(node, props)

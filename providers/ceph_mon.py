@@ -21,7 +21,8 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, ceph_json, quorum, seen, wait_for_quorum
+from providers.ceph_cli import ceph, ceph_json, quorum, restart_asked, seen, \
+    wait_for_quorum, wait_ok_to_stop
 from providers.ceph_cluster import IDENTITY_DIR, bootstrap_keyring_path, identity_files, \
     initial_monmap_path, mon_addrv
 from providers.errors import Failure
@@ -56,8 +57,13 @@ class CephMonProvider(base.Provider):
     def update(self, _id, olds, news):
         if news["ensure"] == "maintenance":
             return UpdateResult({**news, **_stop_for_maintenance(news, self.node)})
+        restart = restart_asked(olds, news)
+        if restart:  # one mon at a time: the previous one is back in the quorum first
+            wait_ok_to_stop(self.node, news["cluster_name"], "mon", [news["node"]],
+                            news["timeout"])
+            _stop_for_maintenance(news, self.node)
         outs = _converge(news, self.node)
-        if olds.get("ensure") == "maintenance":  # back in the quorum before anything goes on
+        if restart or olds.get("ensure") == "maintenance":  # back in the quorum, then on
             wait_for_quorum(self.node, news["cluster_name"], news["timeout"],
                             mons=[news["node"]])
         return UpdateResult({**news, **outs})

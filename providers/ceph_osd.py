@@ -22,7 +22,8 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, ceph_json, keyring, put_if_changed, seen
+from providers.ceph_cli import ceph, ceph_json, keyring, put_if_changed, restart_asked, \
+    seen, wait_ok_to_stop
 from providers.errors import Failure
 from providers.schema.ceph import OsdInputs
 
@@ -60,8 +61,13 @@ class CephOsdProvider(base.Provider):
             outs = {k: olds.get(k) for k in OUTPUTS}
             return UpdateResult({**news, **outs, **_stop_for_maintenance(news, self.node,
                                                                          outs["osd_id"])})
+        restart = restart_asked(olds, news)
+        if restart:  # one OSD host at a time: the previous one's PGs are active again first
+            wait_ok_to_stop(self.node, news["cluster_name"], "osd", [olds["osd_id"]],
+                            news["timeout"])
+            _stop_for_maintenance(news, self.node, olds["osd_id"])
         outs = _converge(news, self.node)
-        if olds.get("ensure") == "maintenance":
+        if restart or olds.get("ensure") == "maintenance":
             _back_from_maintenance(news, self.node, outs["osd_id"])
         return UpdateResult({**news, **outs})
 

@@ -17,7 +17,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, ceph_json
+from providers.ceph_cli import admin_session, ceph_json, ok_to_stop
 from providers.errors import Failure
 from providers.schema.node import MaintenanceInputs
 
@@ -67,11 +67,11 @@ def _ceph_problems(props: dict) -> list[str]:
     problems = []
     mons = [n["name"] for n in down if n["mon"]]
     if mons:
-        problems += _ok_to_stop(node, c, "mon", mons)
+        problems.append(ok_to_stop(node, c, "mon", mons))
     tree = ceph_facts.osds(ceph_json(node, c, "osd", "tree"))
     osds = [i for i, osd in sorted(tree.items()) if osd["host"] in names]
     if osds:
-        problems += _ok_to_stop(node, c, "osd", osds)
+        problems.append(ok_to_stop(node, c, "osd", osds))
     mgr = ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump"))
     if any(n["mgr"] for n in down) and not [m for m in [mgr["active"], *mgr["standbys"]]
                                             if m and m not in names]:
@@ -82,17 +82,7 @@ def _ceph_problems(props: dict) -> list[str]:
     if any(n["mds"] for n in down) and len(left) < ranks:
         problems.append(f"{len(left)} MDS would be left for {ranks} active rank(s) (no "
                         "standby to take over)")
-    return problems
-
-
-def _ok_to_stop(node, cluster: str, kind: str, ids: list) -> list[str]:
-    """`ceph KIND ok-to-stop IDS`: whether stopping them all keeps quorum / every PG active."""
-    got = ceph(node, cluster, kind, "ok-to-stop", *ids, check=False)
-    if got.exit_code == 0:
-        return []
-    said = (got.stderr or got.stdout).strip().splitlines()
-    return [f"`ceph {kind} ok-to-stop {' '.join(map(str, ids))}` says: "
-            f"{said[-1] if said else f'exit {got.exit_code}'}"]
+    return [p for p in problems if p]
 
 
 # --- room for the VMs -------------------------------------------------------------------------

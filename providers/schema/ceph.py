@@ -58,6 +58,8 @@ class Ceph(Section):
     allow_osd_removal: Bool = hint(False, fix="lets a drained OSD go when its disk or the osd "
                                    "role is removed")
     wipe_devices: Bool = hint(False, fix="lets an OSD be made on a device that holds data")
+    restart: Word | None = hint(None, fix="a new value restarts every Ceph daemon, one node at "
+                                "a time: mons, mgrs, OSDs, MDS (e.g. the date)")
     health_timeout: whole(10, 86400, " seconds") = hint(120, fix="seconds to wait for health")
 
 
@@ -183,6 +185,7 @@ class DaemonInputs(Spec):
     node: str = replace()
     connection: Connection = update()
     ensure: Ensure = update("up")  # read reports "down" when it is not running/registered
+    restart: Word | None = update(None)  # a new value: one gated restart (cephkvm:ceph.restart)
     timeout: whole(0) = state(120)
 
 
@@ -205,6 +208,7 @@ class OsdInputs(Spec):
     allow_removal: Bool | None = state(None)  # delete (drain, purge, zap) is allowed
     allow_data_loss: Bool | None = state(None)  # a dead OSD that cannot drain may be purged
     ensure: Ensure = update("up")  # read reports "down" when it is not up+in
+    restart: Word | None = update(None)  # a new value: one gated restart (cephkvm:ceph.restart)
     timeout: whole(0) = state(180)  # for up+in, and for the drain on delete
 
 

@@ -60,6 +60,9 @@ CHANGES = [
      {"osd2-br0": "update"}),
     ("bridge DNS", lambda c: _bridge(c).update(nameservers=["10.20.10.13"]),
      _each("{}-br0", "update")),
+    ("rolling restart", lambda c: c["cephkvm:ceph"].update(restart="2026-12-02"),
+     {**_each("mon-{}", "update"), **_each("mgr-{}", "update"), **_each("mds-{}", "update"),
+      **_each("osd-{}-sdb", "update")}),
     ("node virt type", lambda c: c["cephkvm:kvm"].update(virt_type="auto"),
      _each("{}-facts", "update")),
     ("extra package", lambda c: c.update({"cephkvm:packages": ["htop"]}),
@@ -168,3 +171,17 @@ def test_maintenance_of_two_of_three_mon_nodes_is_refused_at_preview(example):
     out = refused(example, lambda c: c.update({"cephkvm:maintenance": ["osd1", "osd2"]}))
     assert "cephkvm:maintenance: osd1, osd2 would stop 2 of the 3 mons" in out
     assert "Traceback" not in out
+
+
+def test_a_rolling_restart_goes_one_node_at_a_time_in_cephadms_order(example):
+    """mons, mgrs, OSDs, MDS; within a kind each node waits for the one before."""
+    steps = example.preview_changes(lambda c: c["cephkvm:ceph"].update(restart="r1"))
+
+    def needs(name):
+        return {urn.rsplit("::", 1)[1] for urn in steps[name]["newState"]["dependencies"]}
+    for kind in ("mon", "mgr", "mds"):
+        assert f"{kind}-osd1" in needs(f"{kind}-osd2") and f"{kind}-osd2" in needs(f"{kind}-osd3")
+    assert "osd-osd1-sdb" in needs("osd-osd2-sdb") and "osd-osd2-sdb" in needs("osd-osd3-sdb")
+    assert {"osd-osd1-sdb", "osd-osd2-sdb", "osd-osd3-sdb"} <= needs("mds-osd1")
+    assert {"mgr-osd3", "ceph-config"} <= needs("osd-osd1-sdb")
+    assert steps["mon-osd1"]["newState"]["inputs"]["restart"] == "r1"

@@ -349,20 +349,51 @@ def test_two_of_three_mon_nodes_in_maintenance_are_refused_before_anything_moves
     assert defined_on(host) == [VM]
 
 
+class Watch:
+    """While a cluster-wide change runs: the guest appends a timestamp to its disk every
+    0.5 s, node3 writes and reads back a CephFS file every 0.2 s, and PgPoller samples the
+    PG states. report() says the longest stalls; check() asserts what must hold."""
+
+    def __init__(self, host: str):
+        assert guest(host, "nohup sh -c 'echo $$ > /var/tmp/ticker; while :; do "
+                           "date +%s.%N >> /var/tmp/ticks; sync; sleep 0.5; done' "
+                           ">/dev/null 2>&1 &").returncode == 0
+        self.uptime = float(guest(host, "cat /proc/uptime").stdout.split()[0])
+        lab.run("node3", ["rm", "-f", "/tmp/cephkvm-probe.stop"])
+        self.probe = subprocess.Popen(lab.ssh_argv("node3") + [
+            "python3", "-c", shlex.quote(CEPHFS_PROBE)], stdout=subprocess.PIPE, text=True)
+        self.pgs = PgPoller()
+
+    def stop(self, host: str) -> str:
+        """Stop the probes; the guest is asked on host (where it runs now)."""
+        lab.run("node3", ["touch", "/tmp/cephkvm-probe.stop"])
+        self.pgs.stop()
+        out, _ = self.probe.communicate(timeout=60)
+        assert out.strip(), "the CephFS probe on node3 failed (see its stderr above)"
+        worst, count = out.split()
+        lines = guest(host, "kill $(cat /var/tmp/ticker); cat /proc/uptime /var/tmp/ticks; "
+                            "rm -f /var/tmp/ticks").stdout.split()
+        assert float(lines[0]) > self.uptime, "the guest kept running"
+        ticks = [float(t) for t in lines[2:]]
+        gap = max(b - a for a, b in zip(ticks, ticks[1:]))
+        return (f"CephFS probe on node3: {count} writes, longest {float(worst):.2f}s; guest "
+                f"disk writes: longest gap {gap:.2f}s; PG states seen: {sorted(self.pgs.states)}"
+                f" in {self.pgs.samples} samples, longest run with a PG not active: "
+                f"{self.pgs.longest} sample(s)")
+
+    def check(self) -> None:
+        bad = [s for s in self.pgs.states if re.search(r"down|incomplete|stale|peered|unknown", s)]
+        assert not bad, bad
+        assert self.pgs.longest <= 1, "a PG was not active for more than one sample"
+
+
 def test_maintenance_moves_the_vm_stops_the_nodes_daemons_and_brings_them_back(stack):
     """The node hosting the VM, a mon, an OSD and the active MDS goes into maintenance and
     back, while the guest writes to its disk and node3 reads and writes CephFS."""
     home = stack.outputs()["vms"][VM]["host"]
     osd = next(i for i, o in base_osds().items() if o == home)
     _active_mds_on(home)
-    assert guest(home, "nohup sh -c 'while :; do date +%s.%N >> /var/tmp/ticks; sync; "
-                       "sleep 0.5; done' >/dev/null 2>&1 &").returncode == 0
-    uptime = float(guest(home, "cat /proc/uptime").stdout.split()[0])
-    lab.run("node3", ["rm", "-f", "/tmp/cephkvm-probe.stop"])
-    probe = subprocess.Popen(lab.ssh_argv("node3") + ["python3", "-c",
-                                                      shlex.quote(CEPHFS_PROBE)],
-                             stdout=subprocess.PIPE, text=True)
-    pgs = PgPoller()
+    watch = Watch(home)
     try:
         stack.edit_config(lambda c: c.update({"cephkvm:maintenance": [home]}))
         planned = {n: op for n, op in steps(stack).items() if op != "same"}
@@ -383,7 +414,7 @@ def test_maintenance_moves_the_vm_stops_the_nodes_daemons_and_brings_them_back(s
         assert ceph_json("mgr", "dump")["active_name"] != home
         mds = ceph_json("fs", "dump")["filesystems"][0]["mdsmap"]["info"].values()
         assert [i["name"] for i in mds if i["state"] == "up:active"] != [home]
-        assert float(guest(target, "cat /proc/uptime").stdout.split()[0]) > uptime
+        assert float(guest(target, "cat /proc/uptime").stdout.split()[0]) > watch.uptime
         assert_unchanged(stack)
         stack.run("refresh", "--yes", "--skip-preview")
         assert_unchanged(stack)  # stopped as asked is not drift
@@ -398,27 +429,50 @@ def test_maintenance_moves_the_vm_stops_the_nodes_daemons_and_brings_them_back(s
         assert all("up" in st and "noout" not in st for st in states.values()), states
         assert {row["state"] for row in ceph_json("pg", "dump", "pgs_brief")["pg_stats"]} \
             == {"active+clean"}
-        after = guest(home, "cat /proc/uptime; tail -n +1 /var/tmp/ticks")
-        lines = after.stdout.split()
-        assert float(lines[0]) > uptime, "the guest kept running through both moves"
-        ticks = [float(t) for t in lines[2:]]
         assert_unchanged(stack)
     except BaseException:
         _in_service(stack)
         raise
     finally:
-        lab.run("node3", ["touch", "/tmp/cephkvm-probe.stop"])
-        pgs.stop()
-        out, _ = probe.communicate(timeout=60)
-    assert out.strip(), "the CephFS probe on node3 failed (see its stderr above)"
-    worst, count = out.split()
-    gap = max(b - a for a, b in zip(ticks, ticks[1:]))
-    print(f"maintenance of {home}: enter {entered:.0f}s, leave {left:.0f}s; CephFS probe on "
-          f"node3: {count} writes, longest {float(worst):.2f}s; guest writes: longest gap "
-          f"{gap:.2f}s; PG states seen: {sorted(pgs.states)} in {pgs.samples} samples, "
-          f"longest run with a PG not active: {pgs.longest} sample(s)")
-    assert not [s for s in pgs.states if re.search(r"down|incomplete|stale|peered|unknown", s)]
-    assert pgs.longest <= 1, "a PG was not active for more than one sample (peering only)"
+        said = watch.stop(stack.outputs()["vms"][VM]["host"])
+    print(f"maintenance of {home}: enter {entered:.0f}s, leave {left:.0f}s; {said}")
+    watch.check()
+
+
+def test_a_rolling_restart_restarts_every_daemon_one_node_at_a_time(stack):
+    host = stack.outputs()["vms"][VM]["host"]
+    pids = _daemon_pids()
+    watch = Watch(host)
+    try:
+        stack.edit_config(lambda c: c["cephkvm:ceph"].update(restart="lab-1"))
+        planned = {n: op for n, op in steps(stack).items() if op != "same"}
+        assert planned == {f"{k}-{n}{'-loop0' if k == 'osd' else ''}": "update"
+                           for k in ("mon", "mgr", "mds", "osd") for n in NODES}, planned
+        t0 = time.monotonic()
+        stack.run("up", "--yes", "--skip-preview")
+        took = time.monotonic() - t0
+        after = _daemon_pids()
+        assert set(after) == set(pids) and not [d for d in pids if after[d] == pids[d]], \
+            (pids, after)
+        assert ceph_json("quorum_status")["quorum_names"] == NODES
+        assert {row["state"] for row in ceph_json("pg", "dump", "pgs_brief")["pg_stats"]} \
+            == {"active+clean"}
+        assert_unchanged(stack)
+    finally:
+        said = watch.stop(host)
+    print(f"rolling restart of {len(pids)} daemons: {took:.0f}s; {said}")
+    watch.check()
+
+
+def _daemon_pids() -> dict:
+    """Each Ceph daemon of the lab (kind.id) -> its pid, from its node's pid file."""
+    found = {}
+    for n in NODES:
+        out = lab.run(n, "for f in /run/ceph/ceph-*.pid; do echo $f $(cat $f); done").stdout
+        for line in out.splitlines():
+            path, pid = line.split()
+            found[path.rsplit("/ceph-", 1)[1][:-4]] = pid
+    return found
 
 
 def base_osds() -> dict:

@@ -253,3 +253,45 @@ def test_a_mon_back_from_maintenance_waits_until_it_is_in_the_quorum(world, monk
     monkeypatch.setattr(world, "quorum", lambda: ["node2", "node3"])  # it does not rejoin
     with pytest.raises(Exception, match="mons node1 in quorum"):
         CephMonProvider().update("x", down, {**down, "ensure": "up"})
+
+
+# --- rolling restarts ---------------------------------------------------------------------
+
+
+def restarted(world, provider, olds, kind, ident, node="node1"):
+    starts = world.starts.get(f"{kind}.{ident}", 0)
+    outs = provider.update("x", olds, {**olds, "restart": "r1"}).outs
+    assert world.starts[f"{kind}.{ident}"] == starts + 1, "stopped and started once"
+    assert (kind, str(ident)) in world.nodes[node].running and outs["ensure"] == "up"
+    return outs
+
+
+def test_a_mon_restart_waits_until_ceph_says_ok_to_stop_and_for_its_quorum(world, monkeypatch):
+    props = mon_props(world, world.fsid, "node1")
+    world.nodes["node3"].running.discard(("mon", "node3"))  # the previous one not back yet
+    with pytest.raises(Exception, match="mon node1 to be ok to stop"):
+        CephMonProvider().update("x", props, {**props, "restart": "r1"})
+    assert ("mon", "node1") in world.nodes["node1"].running, "not touched while unsafe"
+    world.nodes["node3"].running.add(("mon", "node3"))
+    restarted(world, CephMonProvider(), props, "mon", "node1")
+    assert world.quorum() == NAMES
+
+
+def test_an_osd_restart_sets_its_noout_and_waits_for_clean_pgs(world):
+    world.unclean_probes = 2
+    restarted(world, CephOsdProvider(), world.osd_outs["node1"], "osd", 0)
+    assert world.noout == set() and world.unclean_probes < 0
+    assert "osd add-noout osd.0" in " ".join(line for _, line in world.changes)
+
+
+def test_the_active_mgr_hands_over_before_its_restart(world):
+    restarted(world, CephMgrProvider(), daemon_props(world, world.fsid, "node1"), "mgr", "node1")
+    assert world.preferred("mgr")[0] != "node1"
+
+
+def test_the_same_restart_value_again_restarts_nothing(world):
+    props = {**mon_props(world, world.fsid, "node1"), "restart": "r1"}
+    starts = dict(world.starts)
+    CephMonProvider().update("x", props, {**props, "connection": {**props["connection"],
+                                                                   "port": 2222}})
+    assert world.starts == starts
