@@ -2,6 +2,8 @@
 import pulumi
 import pytest
 
+from tests.unit import fakes
+
 
 class Mocks(pulumi.runtime.Mocks):
     """Pulumi's mocks, recording every registered resource as (type, name, inputs)."""
@@ -25,3 +27,13 @@ def mocks():
     m = Mocks()
     pulumi.runtime.set_mocks(m, preview=True)
     return m
+
+
+@pytest.fixture(autouse=True)
+def every_command_claimed():
+    """A command no fake handler answers fails its test, also where the provider caught
+    the error (or a pytest.raises matched its text)."""
+    fakes.UNCLAIMED.clear()
+    yield
+    assert not fakes.UNCLAIMED, "commands no fake handler answers: " + \
+        "; ".join(c.line for c in fakes.UNCLAIMED)

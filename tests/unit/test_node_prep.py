@@ -37,7 +37,7 @@ def test_create_on_a_ready_node_changes_nothing(host):
 
 @pytest.mark.parametrize("step", [1, 2, 3])
 def test_crash_at_step_n_then_rerun_converges(host, step):
-    host.crash_at = step
+    host.log.crash_at = step
     with pytest.raises(Crash):
         NodePrepProvider().create(dict(PROPS))
     NodePrepProvider().create(dict(PROPS))
@@ -143,5 +143,5 @@ def test_the_init_system_is_asked_once_per_node_and_run():
     from tests.unit.fakes import FakeHost
     host = FakeHost(systemd=True)
     assert all(services.has_systemd(host.session()) for _ in range(3))
-    asked = [line for _, line in host.log if "/run/systemd/system" in line]
+    asked = [line for line in host.log.lines if "/run/systemd/system" in line]
     assert asked == ["test -d /run/systemd/system"]
