@@ -80,12 +80,12 @@ def test_second_run_changes_nothing_and_keeps_the_fsid(world):
 
 def test_the_admin_key_never_appears_in_a_command_line(world):
     outs = bring_up(world)
-    assert not [line for _, _, line in world.log if outs["admin_key"] in line]
+    assert not [line for line in world.log.lines if outs["admin_key"] in line]
 
 
 @pytest.mark.parametrize("step", range(1, 16))  # 15 changes in all
 def test_crash_at_step_n_then_rerun_converges_with_one_fsid(world, step):
-    world.crash_at = step
+    world.log.crash_at = step
     with pytest.raises(Crash):
         CephClusterProvider().create(props(world))
     fsids = {n.files.get("/var/lib/ceph/cephkvm/ceph.fsid") for n in world.nodes.values()} - {None}

@@ -43,7 +43,7 @@ def test_second_run_changes_nothing(world):
 
 @pytest.mark.parametrize("step", range(1, 3))  # 2 changes in all
 def test_crash_at_step_n_then_rerun_sets_each_option(world, step):
-    world.crash_at = step
+    world.log.crash_at = step
     with pytest.raises(Crash):
         CephConfigProvider().create(props(world))
     CephConfigProvider().create(props(world))

@@ -56,7 +56,7 @@ def test_update_applies_only_the_delta(world):
     new = pool(world, size=2, min_size=1, pg_num=32, application="rbd")
     assert provider.diff("1", outs, new).replaces == []
     provider.update("1", outs, new)
-    changes = [line.split("--connect-timeout 15 ")[1] for _, line in world.changes]
+    changes = [line.split("--connect-timeout 15 ")[1] for line in world.changes]
     assert changes == ["osd pool set data size 2", "osd pool set data min_size 1",
                        "osd pool set data pg_num 32"]
 
