@@ -12,7 +12,8 @@ import shlex
 import time
 
 from providers import base
-from tests.unit.fakes import Command, FakeNode, Handlers, Journal, put_target, stat_mode
+from tests.unit.fakes import Command, FakeNode, Handlers, Journal, connection, put_target, \
+    stat_mode
 
 KEY = "AQBFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAA=="
 
@@ -57,12 +58,8 @@ class CephWorld:
 
     def props_nodes(self):
         return [{"name": n, "address": f"192.0.2.{i + 11}",
-                 "connection": conn(n, f"192.0.2.{i + 11}")}
+                 "connection": connection(n, f"192.0.2.{i + 11}")}
                 for i, n in enumerate(self.nodes)]
-
-
-def conn(name, address="192.0.2.1"):
-    return {"name": name, "address": address, "host_key": "ssh-ed25519 AAAA"}
 
 
 class FakeCephNode(FakeNode):

@@ -23,6 +23,11 @@ from providers.transport import CommandError, Host, Pool, Result, Session
 HOST_KEY = "ssh-ed25519 AAAAFAKE"
 
 
+def connection(name: str, address: str = "192.0.2.1") -> dict:
+    """A node's `connection` input as the stack config gives it, its host key pinned."""
+    return {"name": name, "address": address, "host_key": "ssh-ed25519 AAAA"}
+
+
 class Crash(Exception):
     """Stands for the provider process being killed."""
 
@@ -184,6 +189,16 @@ def put_target(command: Command) -> tuple[str, str, str] | None:
 def stat_mode(mode: str) -> str:
     """A mode as `stat -c %a` prints it: 0600 -> 600."""
     return mode.lstrip("0") or "0"
+
+
+# Session.put on a fake that keeps only what its files hold (`fake.files`), not their modes.
+CONTENT_WRITES = Handlers()
+
+
+@CONTENT_WRITES.script("umask 077 && cat > ")
+def _write_content(fake, command: Command):
+    fake.files[put_target(command)[0]] = command.stdin
+    return "", 0
 
 
 # --- a plain node -----------------------------------------------------------------------

@@ -2,19 +2,13 @@ import pytest
 
 from providers.ceph_cluster import CephClusterProvider, render_conf
 from providers.ceph_conf import CephConfProvider
-from tests.unit.ceph_fakes import CephWorld, bring_up, cluster_props, conf_props
+from tests.unit.ceph_fakes import bring_up, cluster_props, conf_props
 from tests.unit.fakes import Crash
 
 pytestmark = pytest.mark.unit
 NAMES = ["node1", "node2", "node3"]
 IDENTITY = ("/var/lib/ceph/cephkvm/ceph.fsid", "/var/lib/ceph/cephkvm/ceph.bootstrap.keyring",
             "/var/lib/ceph/cephkvm/ceph.monmap")
-
-
-@pytest.fixture
-def world(monkeypatch):
-    w = CephWorld().serve(monkeypatch)
-    return w
 
 
 def props(world, **kw):

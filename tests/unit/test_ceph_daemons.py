@@ -1,14 +1,11 @@
 """CephMgr and CephMds against the fake cluster: what runs, what the cluster lists."""
 import pytest
 
-from providers.ceph_cluster import CephClusterProvider
 from providers.ceph_config import CephConfigProvider
 from providers.ceph_mds import CephMdsProvider
 from providers.ceph_mgr import CephMgrProvider
-from providers.ceph_mon import CephMonProvider
 from providers.transport import Pool
-from tests.unit.ceph_fakes import CephWorld, cluster_props, config_props, daemon_props, \
-    mon_props
+from tests.unit.ceph_fakes import config_props, daemon_props
 from tests.unit.fakes import Crash
 
 pytestmark = pytest.mark.unit
@@ -16,15 +13,11 @@ NAMES = ["node1", "node2", "node3"]
 KINDS = [("mgr", CephMgrProvider), ("mds", CephMdsProvider)]
 
 
-@pytest.fixture
-def world(monkeypatch):
-    w = CephWorld().serve(monkeypatch)
-    w.fsid = CephClusterProvider().create(cluster_props(w)).outs["fsid"]
-    for name in NAMES:
-        CephMonProvider().create(mon_props(w, w.fsid, name))
-    CephConfigProvider().create(config_props(w, w.fsid))
-    w.log.clear()
-    return w
+@pytest.fixture(autouse=True)
+def config(world, mons_up):
+    """The cluster's mons in quorum and its options set: where a mgr or MDS starts."""
+    CephConfigProvider().create(config_props(world, world.fsid))
+    world.log.clear()
 
 
 @pytest.mark.parametrize("kind, provider", KINDS)

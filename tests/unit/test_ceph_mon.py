@@ -10,12 +10,6 @@ NAMES = ["node1", "node2", "node3"]
 MON_DIR = "/var/lib/ceph/mon/ceph-{}/done"
 
 
-@pytest.fixture
-def world(monkeypatch):
-    w = CephWorld().serve(monkeypatch)
-    return w
-
-
 def cluster(world, **kw):
     return CephClusterProvider().create(cluster_props(world, **kw)).outs["fsid"]
 

@@ -2,22 +2,18 @@ import pytest
 
 from providers import ceph_osd
 from providers.ceph_osd import CephOsdProvider
-from tests.unit.ceph_fakes import CephWorld, bring_up
 from tests.unit.fakes import Crash
 
 pytestmark = pytest.mark.unit
 NAMES = ["node1", "node2", "node3"]
 
 
-@pytest.fixture
-def world(monkeypatch):
+@pytest.fixture(autouse=True)
+def empty_disks(world, ceph_up, monkeypatch):
+    """Every node of a running cluster has an empty /dev/sdb."""
     monkeypatch.setattr(ceph_osd, "DRAIN_POLL", 0.01)
-    w = CephWorld().serve(monkeypatch)
-    w.fsid = bring_up(w)["fsid"]
-    for node in w.nodes.values():
+    for node in world.nodes.values():
         node.devices["/dev/sdb"] = {"signature": None, "osd": None}
-    w.log.clear()
-    return w
 
 
 def props(world, node="node1", **kw):

@@ -2,18 +2,9 @@ import pytest
 
 from providers.ceph_pool import CephPoolProvider, delta
 from providers.cephfs_filesystem import CephFilesystemProvider
-from tests.unit.ceph_fakes import CephWorld, bring_up
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("ceph_up")]
 NAMES = ["node1", "node2", "node3"]
-
-
-@pytest.fixture
-def world(monkeypatch):
-    w = CephWorld().serve(monkeypatch)
-    w.fsid = bring_up(w)["fsid"]
-    w.log.clear()
-    return w
 
 
 def pool(world, **kw):

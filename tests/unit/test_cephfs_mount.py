@@ -1,20 +1,11 @@
 import pytest
 
 from providers.cephfs_mount import CephFSMountProvider, fstab_line, with_line
-from tests.unit.ceph_fakes import CephWorld, bring_up
 from tests.unit.fakes import Crash
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("ceph_up")]
 NAMES = ["node1", "node2", "node3"]
 LINE = "none /mnt/cephfs fuse.ceph ceph.id=cephfs-node1,ceph.client_fs=cephfs,_netdev,defaults 0 0"
-
-
-@pytest.fixture
-def world(monkeypatch):
-    w = CephWorld().serve(monkeypatch)
-    w.fsid = bring_up(w)["fsid"]
-    w.log.clear()
-    return w
 
 
 def props(world, **kw):

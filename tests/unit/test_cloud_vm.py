@@ -15,7 +15,7 @@ from providers import base, cloud_vm, guest_agent, passwords, vm_storage
 from providers import libvirt_domain as dx
 from providers.cloud_vm import CloudVMProvider
 from providers.transport import Host
-from tests.unit.fakes import Crash, FakeNode, Handlers, put_target
+from tests.unit.fakes import CONTENT_WRITES, Crash, FakeNode, Handlers
 from tests.unit.test_config import KEY
 
 pytestmark = pytest.mark.unit
@@ -40,7 +40,7 @@ class VmHost(FakeNode):
     """A KVM node with its CephFS storage: the set of files that exist there (a directory
     is a path ending in /), answering the commands CloudVM sends."""
 
-    HANDLERS = Handlers()
+    HANDLERS = Handlers(CONTENT_WRITES)
 
     def __init__(self):
         super().__init__("node1")
@@ -125,12 +125,6 @@ def _remove_parts(node, command):
 @VM_HOST.program("curl")
 def _download(node, command):
     node.files[command.argv[command.argv.index("-o") + 1]] = "downloaded image"
-    return "", 0
-
-
-@VM_HOST.script("umask 077 && cat > ")
-def _put(node, command):
-    node.files[put_target(command)[0]] = command.stdin
     return "", 0
 
 

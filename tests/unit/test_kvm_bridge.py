@@ -13,11 +13,11 @@ import yaml
 from providers import bridge_scripts as bs
 from providers import kvm_bridge as kb
 from providers.kvm_bridge import KvmBridgeProvider
-from tests.unit.fakes import FakeNode, Handlers, put_target
+from tests.unit.fakes import CONTENT_WRITES, FakeNode, Handlers, connection
 
 pytestmark = pytest.mark.unit
 
-CONN = {"name": "node1", "address": "192.0.2.1", "host_key": "ssh-ed25519 AAAA"}
+CONN = connection("node1")
 PROPS = {"node": "node1", "connection": CONN, "name": "br0", "interfaces": ["eth0"]}
 
 # Captured on a lab node with br0 over eth0 (`ip -j addr`, `ip -j route`).
@@ -225,7 +225,7 @@ class NetplanHost(FakeNode):
     no Ceph config, and the files it was given. The guard's apply is taken as done (rc 0),
     the way a real node reports."""
 
-    HANDLERS = Handlers()
+    HANDLERS = Handlers(CONTENT_WRITES)
 
     def __init__(self):
         super().__init__("osd1")
@@ -262,12 +262,6 @@ def _no_ceph_conf(_host, _command):
 @NETPLAN_HOST.program("mktemp")
 def _scratch_root(_host, _command):
     return "/tmp/np\n", 0
-
-
-@NETPLAN_HOST.script("umask 077 && cat > ")
-def _put(host, command):
-    host.files[put_target(command)[0]] = command.stdin
-    return "", 0
 
 
 @NETPLAN_HOST.script("/etc/netplan/60-cephkvm-br0.yaml ] && cp ")

@@ -5,14 +5,13 @@ import io
 import paramiko
 import pytest
 
-from providers import base
 from providers.migration_access import KEY_PATH, MigrationAccessProvider
 from providers.migration_key import MigrationKeyProvider
-from tests.unit.fakes import Crash, FakeHost
+from tests.unit.fakes import Crash, connection
 
 pytestmark = pytest.mark.unit
 
-CONN = {"name": "node1", "address": "192.0.2.1", "host_key": "ssh-ed25519 AAAA"}
+CONN = connection("node1")
 AUTHORIZED = "/root/.ssh/authorized_keys"
 OPERATOR = "ssh-ed25519 AAAAoperator operator@laptop"
 
@@ -24,12 +23,11 @@ def key():
 
 
 @pytest.fixture
-def host(monkeypatch):
-    fake = FakeHost()
-    fake.dirs.add("/root/.ssh")
-    fake.files[AUTHORIZED] = OPERATOR + "\n"
-    monkeypatch.setattr(base, "session", lambda props: fake.session())
-    return fake
+def host(host):
+    """A node whose root already lets the operator in."""
+    host.dirs.add("/root/.ssh")
+    host.files[AUTHORIZED] = OPERATOR + "\n"
+    return host
 
 
 def props(key, **extra):
