@@ -389,8 +389,9 @@ def _fuse_sockets(node, command: Command):
     script = command.script
     prefix = shlex.split(script.split(";", 1)[0][len("pre="):])[0]
     if "status" in script:
+        # Client::dump_status writes the address in its legacy form, without "v1:".
         return "".join(f'{pid} {{"blocklisted": {json.dumps(pid not in node.unaware)}, '
-                       f'"addr_str": "v1:{node.name}:0/{pid}"}}\n'
+                       f'"addr_str": "{node.name}:0/{pid}"}}\n'
                        for pid, a in node.fenced.items() if a.startswith(prefix + ".")), 0
     live = [pid for pid, a in {**node.fenced, **{p: a for p, (a, _) in
                                                  node.lingering.items()}}.items()
