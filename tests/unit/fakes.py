@@ -13,6 +13,7 @@ ceph_fakes.CephWorld and test_cloud_vm's VM host are handler sets on the same ba
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shlex
 from dataclasses import dataclass, replace
@@ -21,6 +22,13 @@ from typing import Callable
 from providers.transport import CommandError, Host, Pool, Result, Session
 
 HOST_KEY = "ssh-ed25519 AAAAFAKE"
+CAPTURED = os.path.join(os.path.dirname(__file__), "captured")
+
+
+def captured(name: str) -> str:
+    """A real command's output, kept in tests/unit/captured/ under the command's name."""
+    with open(os.path.join(CAPTURED, name)) as f:
+        return f.read()
 
 
 def connection(name: str, address: str = "192.0.2.1") -> dict:

@@ -13,7 +13,7 @@ import yaml
 from providers import bridge_scripts as bs
 from providers import kvm_bridge as kb
 from providers.kvm_bridge import KvmBridgeProvider
-from tests.unit.fakes import CONTENT_WRITES, FakeNode, Handlers, connection
+from tests.unit.fakes import CONTENT_WRITES, FakeNode, Handlers, captured, connection
 
 pytestmark = pytest.mark.unit
 
@@ -21,9 +21,8 @@ CONN = connection("node1")
 PROPS = {"node": "node1", "connection": CONN, "name": "br0", "interfaces": ["eth0"]}
 
 # Captured on a lab node with br0 over eth0 (`ip -j addr`, `ip -j route`).
-CAPTURED = os.path.join(os.path.dirname(__file__), "captured")
-IP_ADDR = open(os.path.join(CAPTURED, "ip_addr_bridged.json")).read().strip()
-IP_ROUTE = open(os.path.join(CAPTURED, "ip_route_bridged.json")).read().strip()
+IP_ADDR = captured("ip_addr_bridged.json").strip()
+IP_ROUTE = captured("ip_route_bridged.json").strip()
 
 
 def checked(**change):
