@@ -1,7 +1,8 @@
 """A fake Ceph world for the unit tier: nodes with files, devices, mounts and daemons, and
-one cluster state they share, answering the commands the Ceph providers send. Tests assert
-on this state (mkfs counts, running daemons, fstab text), and can crash a provider before
-its Nth changing command across all nodes."""
+one cluster state they share, answering the commands the Ceph providers send (the handler
+set CEPH_NODE on fakes.RecordingSession). Tests assert on this state (mkfs counts, running
+daemons, fstab text), and can crash a provider before its Nth changing command across all
+nodes (world.log.crash_at)."""
 from __future__ import annotations
 
 import base64
@@ -11,17 +12,16 @@ import shlex
 import time
 
 from providers import base
-from providers.transport import CommandError, Host, Pool, Result, Session, command_line
-from tests.unit.fakes import Crash
+from tests.unit.fakes import Command, FakeNode, Handlers, Journal, connection, put_target, \
+    stat_mode
 
 KEY = "AQBFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAA=="
 
 
 class CephWorld:
     def __init__(self, names=("node1", "node2", "node3"), *, systemd=False):
+        self.log = Journal()  # every node's commands, in order
         self.nodes = {n: FakeCephNode(self, n, systemd=systemd) for n in names}
-        self.log: list[tuple[str, str, str]] = []  # (node, kind, line)
-        self.crash_at: int | None = None
         self.mkfs: dict[str, int] = {}
         self.starts: dict[str, int] = {}
         self.made_from: dict[str, set] = {}  # mon -> members of the monmap it was made from
@@ -42,8 +42,8 @@ class CephWorld:
         self.noout: set = set()  # OSD ids with their own noout flag
 
     @property
-    def changes(self):
-        return [(n, line) for n, kind, line in self.log if kind == "change"]
+    def changes(self) -> list[str]:
+        return self.log.changes
 
     def serve(self, monkeypatch) -> "CephWorld":
         """Answer every provider's session (base.session) from this world's nodes."""
@@ -65,17 +65,16 @@ class CephWorld:
 
     def props_nodes(self):
         return [{"name": n, "address": f"192.0.2.{i + 11}",
-                 "connection": conn(n, f"192.0.2.{i + 11}")}
+                 "connection": connection(n, f"192.0.2.{i + 11}")}
                 for i, n in enumerate(self.nodes)]
 
 
-def conn(name, address="192.0.2.1"):
-    return {"name": name, "address": address, "host_key": "ssh-ed25519 AAAA"}
+class FakeCephNode(FakeNode):
+    HANDLERS = Handlers()
 
-
-class FakeCephNode:
     def __init__(self, world, name, systemd=False):
-        self.world, self.name, self.systemd = world, name, systemd
+        super().__init__(name, world.log)
+        self.world, self.systemd = world, systemd
         self.files: dict[str, str] = {"/etc/fstab": "# fstab\n"}
         self.modes: dict[str, tuple] = {}
         self.dirs: set = set()
@@ -95,174 +94,233 @@ class FakeCephNode:
         self.domains: set = set()  # libvirt domains running here
         self.mem_available_kib = 8 << 20
 
-    def session(self):
-        return FakeCephSession(self)
+
+CEPH_NODE = FakeCephNode.HANDLERS
 
 
-class FakeCephSession(Session):
-    def __init__(self, node: FakeCephNode):
-        super().__init__(Host(name=node.name, address="192.0.2.1"),
-                         pool=node.__dict__.setdefault("pool", Pool()))  # facts per node
-        self.fake = node
-
-    def host_key(self):
-        return "ssh-ed25519 AAAAFAKE"
-
-    def run(self, argv, *, stdin=None, check=True, change=False, secrets=(), timeout=0):
-        world = self.fake.world
-        line = command_line(self.host, argv)
-        if change and world.crash_at is not None and len(world.changes) + 1 >= world.crash_at:
-            world.crash_at = None
-            raise Crash(line)
-        world.log.append((self.fake.name, "change" if change else "read", line))
-        out, rc = answer(self.fake, [str(a) for a in argv], stdin)
-        if check and rc:
-            raise CommandError(self.host.name, line, rc, f"fake failure: {out}")
-        return Result(out, "" if rc == 0 else out, rc)
+# --- the node's own programs ------------------------------------------------------------
 
 
-# --- answering --------------------------------------------------------------------------
+@CEPH_NODE.program("ceph")
+def _ceph_cli(node, command: Command):
+    return _ceph(node, list(command.argv[5:]), command.stdin)  # after --connect-timeout 15
 
 
-def answer(node: FakeCephNode, argv: list, stdin):
-    w = node.world
-    if argv[:2] == ["sh", "-c"]:
-        return _script(node, argv[2], stdin)
-    if argv[0] == "ceph":
-        return _ceph(node, argv[5:], stdin)
-    if argv[0] == "ceph-volume":
-        return _ceph_volume(node, argv[3:])
-    cmd = argv[0]
-    if cmd == "true":
-        return "", 0
-    if cmd == "date":
-        return f"{time.time() + node.clock_offset:.9f}\n", 0
-    if cmd == "test":
-        flag, path = argv[1], argv[2]
-        if flag == "-d":
-            return "", 0 if path in node.dirs or path.startswith("/run/systemd") and \
-                node.systemd else 1
-        if flag == "-b":
-            return "", 0 if path in node.devices else 1
-        if flag == "-x":
-            return "", 0 if node.udevadm else 1
-        if flag == "-s":
-            return "", 0 if node.files.get(path) else 1
-        return "", 0 if path in node.files or path in node.dirs else 1
-    if cmd == "virsh" and argv[-2:] == ["list", "--name"]:
-        return "".join(f"{d}\n" for d in sorted(node.domains)) + "\n", 0
-    if cmd == "cat":
-        path = argv[-1]
-        if path == "/proc/meminfo":
-            return f"MemTotal: 16384000 kB\nMemAvailable: {node.mem_available_kib} kB\n", 0
-        if path == "/proc/self/mounts":
-            return "".join(f"ceph-fuse {mp} {t} rw 0 0\n" for mp, t in node.mounts.items()), 0
-        if path in node.unreadable:
-            return f"cat: {path}: Permission denied", 1
-        return (node.files[path], 0) if path in node.files else ("", 1)
-    if cmd == "timeout":
-        return answer(node, argv[2:], stdin)
-    if cmd == "stat" and argv[1] == "--":
-        return ("stat: Transport endpoint is not connected", 1) if argv[2] in node.dead \
-            else ("", 0)
-    if cmd == "stat":
-        mode = node.modes.get(argv[-1])
-        return (f"{mode[0]} {mode[1]}\n", 0) if mode else ("", 1)
-    if cmd == "rm":
-        for path in argv[2:]:
-            for p in [p for p in node.files if p == path or p.startswith(path + "/")]:
-                del node.files[p]
-            node.dirs.discard(path)
-        return "", 0
-    if cmd == "install":
-        if argv[1] == "-d":
-            node.dirs.add(argv[-1])
-        else:
-            node.files[argv[-1]] = ""
-        return "", 0
-    if cmd in ("chown", "chmod"):
-        return "", 0
-    if cmd == "mkdir":
-        node.dirs.add(argv[-1])
-        return "", 0
-    if cmd == "rmdir":
-        node.dirs.discard(argv[-1])
-        return "", 0
-    if cmd == "base64":
-        text = node.world.nodes[node.name].files[argv[-1]]
-        return base64.b64encode(text.encode()).decode(), 0
-    if cmd == "ceph-mon":
-        name = argv[argv.index("-i") + 1]
-        w.mkfs[name] = w.mkfs.get(name, 0) + 1
-        w.store_fsid[name] = w.monmap_fsid
-        members = set(node.files[argv[argv.index("--monmap") + 1]].split()[1:])
-        w.made_from[name] = members
-        w.monmap = w.monmap or members  # the first mon made sets the cluster's monmap
-        for entity in re.findall(r"\[([^\]]+)\]", node.files[argv[argv.index("--keyring") + 1]]):
-            w.auth.setdefault(entity, {"key": KEY, "caps": {}})  # mkfs imports the keyring
-        node.files[f"/var/lib/ceph/mon/ceph-{name}/store.db"] = "store"
-        node.files[f"/var/lib/ceph/mon/ceph-{name}/keyring"] = "[mon.]\n"  # written last
-        return "", 0
-    if cmd.startswith("/usr/bin/ceph-"):
-        kind, ident = cmd.rsplit("-", 1)[1], argv[argv.index("-i") + 1]
+@CEPH_NODE.program("ceph-volume")
+def _ceph_volume_cli(node, command: Command):
+    return _ceph_volume(node, list(command.argv[3:]))  # after --cluster NAME
+
+
+@CEPH_NODE.program("true")
+def _true(_node, _command):
+    return "", 0
+
+
+@CEPH_NODE.program("date")
+def _date(node, _command):
+    return f"{time.time() + node.clock_offset:.9f}\n", 0
+
+
+@CEPH_NODE.program("test")
+def _test(node, command: Command):
+    flag, path = command.argv[1:3]
+    if flag == "-d":
+        found = path in node.dirs or path.startswith("/run/systemd") and node.systemd
+    elif flag == "-b":
+        found = path in node.devices
+    elif flag == "-x":
+        found = node.udevadm
+    elif flag == "-s":
+        found = bool(node.files.get(path))
+    else:
+        found = path in node.files or path in node.dirs
+    return "", 0 if found else 1
+
+
+@CEPH_NODE.program("cat")
+def _cat(node, command: Command):
+    path = command.argv[-1]
+    if path == "/proc/meminfo":
+        return f"MemTotal: 16384000 kB\nMemAvailable: {node.mem_available_kib} kB\n", 0
+    if path == "/proc/self/mounts":
+        return "".join(f"ceph-fuse {mp} {t} rw 0 0\n" for mp, t in node.mounts.items()), 0
+    if path in node.unreadable:
+        return f"cat: {path}: Permission denied", 1
+    return (node.files[path], 0) if path in node.files else ("", 1)
+
+
+@CEPH_NODE.program("virsh")
+def _virsh(node, command: Command):
+    if list(command.argv[-2:]) != ["list", "--name"]:
+        return None
+    return "".join(f"{d}\n" for d in sorted(node.domains)) + "\n", 0
+
+
+@CEPH_NODE.program("timeout")
+def _timeout(node, command: Command):
+    return CEPH_NODE.answer(node, command.after(2))
+
+
+@CEPH_NODE.program("stat")
+def _stat(node, command: Command):
+    if command.argv[1] == "--":  # does the mount answer
+        return ("stat: Transport endpoint is not connected", 1) \
+            if command.argv[2] in node.dead else ("", 0)
+    mode = node.modes.get(command.argv[-1])
+    return (f"{mode[0]} {mode[1]}\n", 0) if mode else ("", 1)
+
+
+@CEPH_NODE.program("rm")
+def _rm(node, command: Command):
+    for path in command.argv[2:]:
+        for p in [p for p in node.files if p == path or p.startswith(path + "/")]:
+            del node.files[p]
+        node.dirs.discard(path)
+    return "", 0
+
+
+@CEPH_NODE.program("install")
+def _install(node, command: Command):
+    if command.argv[1] == "-d":
+        node.dirs.add(command.argv[-1])
+    else:
+        node.files[command.argv[-1]] = ""
+    return "", 0
+
+
+@CEPH_NODE.program("chown", "chmod")
+def _owner_and_mode(_node, _command):
+    return "", 0
+
+
+@CEPH_NODE.program("mkdir")
+def _mkdir(node, command: Command):
+    node.dirs.add(command.argv[-1])
+    return "", 0
+
+
+@CEPH_NODE.program("rmdir")
+def _rmdir(node, command: Command):
+    node.dirs.discard(command.argv[-1])
+    return "", 0
+
+
+@CEPH_NODE.program("base64")
+def _base64(node, command: Command):
+    return base64.b64encode(node.files[command.argv[-1]].encode()).decode(), 0
+
+
+@CEPH_NODE.program("ceph-mon")
+def _mon_mkfs(node, command: Command):
+    w, argv = node.world, command.argv
+    name = _arg(argv, "-i")
+    w.mkfs[name] = w.mkfs.get(name, 0) + 1
+    w.store_fsid[name] = w.monmap_fsid
+    members = set(node.files[_arg(argv, "--monmap")].split()[1:])
+    w.made_from[name] = members
+    w.monmap = w.monmap or members  # the first mon made sets the cluster's monmap
+    for entity in re.findall(r"\[([^\]]+)\]", node.files[_arg(argv, "--keyring")]):
+        w.auth.setdefault(entity, {"key": KEY, "caps": {}})  # mkfs imports the keyring
+    node.files[f"/var/lib/ceph/mon/ceph-{name}/store.db"] = "store"
+    node.files[f"/var/lib/ceph/mon/ceph-{name}/keyring"] = "[mon.]\n"  # written last
+    return "", 0
+
+
+@CEPH_NODE.program(*(f"/usr/bin/ceph-{kind}" for kind in ("mon", "mgr", "mds", "osd")))
+def _start_direct(node, command: Command):
+    kind, ident = command.argv[0].rsplit("-", 1)[1], _arg(command.argv, "-i")
+    _start(node, kind, ident)
+    node.files[f"/run/ceph/ceph-{kind}.{ident}.pid"] = "4242\n"
+    return "", 0
+
+
+@CEPH_NODE.program("systemctl")
+def _systemctl(node, command: Command):
+    verb, unit = command.argv[1], command.argv[-1]
+    kind, ident = unit.split("@")[0].split("-", 1)[1], unit.split("@")[1]
+    if verb == "is-active":
+        return "", 0 if (kind, ident) in node.running else 3
+    if verb == "enable":
         _start(node, kind, ident)
-        w.starts[f"{kind}.{ident}"] = w.starts.get(f"{kind}.{ident}", 0) + 1
-        node.files[f"/run/ceph/ceph-{kind}.{ident}.pid"] = "4242\n"
+    else:
+        node.running.discard((kind, ident))
+    return "", 0
+
+
+@CEPH_NODE.program("wipefs")
+def _wipefs(node, command: Command):
+    dev = node.devices[command.argv[-1]]
+    if command.argv[1] == "-a":
+        dev["signature"] = None
         return "", 0
-    if cmd == "systemctl":
-        kind, ident = argv[-1].split("@")[0].split("-", 1)[1], argv[-1].split("@")[1]
-        if argv[1] == "is-active":
-            return "", 0 if (kind, ident) in node.running else 3
-        if argv[1] == "enable":
-            _start(node, kind, ident)
-            w.starts[f"{kind}.{ident}"] = w.starts.get(f"{kind}.{ident}", 0) + 1
-        else:
-            node.running.discard((kind, ident))
-        return "", 0
-    if cmd == "wipefs":
-        dev = node.devices[argv[-1]]
-        if argv[1] == "-a":
-            dev["signature"] = None
-            return "", 0
-        sig = dev["signature"]
-        return (f"# offset,uuid,label,type\n0x438,,,{sig}\n" if sig else ""), 0
-    if cmd == "blkid":
-        return "", 0 if node.devices[argv[-1]]["signature"] else 2
-    if cmd == "dd":
-        dev = node.devices[argv[2].split("=", 1)[1]]
-        dev.update(signature=None, osd=None)
-        return "", 0
-    if cmd == "env" and "apt-get" in argv:
-        node.udevadm = True
-        return "", 0
-    if cmd == "ceph-fuse":
-        node.mounts[argv[-1]] = "fuse.ceph-fuse"
-        return "", 0
-    if cmd == "/usr/bin/python3" and "ceph.dir.layout.pool" in argv[2]:
-        w.layouts[argv[3]] = argv[4]
-        return "", 0
-    if cmd == "mount":
-        line = next(ln for ln in node.files["/etc/fstab"].splitlines()
-                    if len(ln.split()) > 1 and ln.split()[1] == argv[-1])
-        holder = any(f"client.{_fstab_id(line)}." in a for a, _ in node.lingering.values())
-        if not (node.mount_exits_quietly or holder):  # a live one holds the pidfile
-            node.mounts[argv[-1]] = "fuse.ceph-fuse" if line.split()[2] == "fuse.ceph" \
-                else "ceph"
-        return "", 0
-    if cmd == "kill":
-        for pid in argv[2:]:
-            node.fenced.pop(int(pid), None)
-        return "", 0
-    if cmd == "tail":
-        return "open: failed to lock pidfile because another process locked it", 0
-    if cmd == "umount":
-        mp = argv[-1]
-        if mp in node.busy and "-l" not in argv:
-            return "umount: target is busy", 32
-        node.mounts.pop(mp, None)
-        node.dead.discard(mp)
-        return "", 0
-    raise AssertionError(f"fake ceph node does not know {argv}")
+    sig = dev["signature"]
+    return (f"# offset,uuid,label,type\n0x438,,,{sig}\n" if sig else ""), 0
+
+
+@CEPH_NODE.program("blkid")
+def _blkid(node, command: Command):
+    return "", 0 if node.devices[command.argv[-1]]["signature"] else 2
+
+
+@CEPH_NODE.program("dd")
+def _zero(node, command: Command):
+    node.devices[command.argv[2].split("=", 1)[1]].update(signature=None, osd=None)
+    return "", 0
+
+
+@CEPH_NODE.program("env")
+def _apt_get_install(node, command: Command):
+    if "apt-get" not in command.argv:
+        return None
+    node.udevadm = True
+    return "", 0
+
+
+@CEPH_NODE.program("ceph-fuse")
+def _ceph_fuse(node, command: Command):
+    node.mounts[command.argv[-1]] = "fuse.ceph-fuse"
+    return "", 0
+
+
+@CEPH_NODE.program("/usr/bin/python3")
+def _set_layout(node, command: Command):
+    if "ceph.dir.layout.pool" not in command.argv[2]:
+        return None
+    node.world.layouts[command.argv[3]] = command.argv[4]
+    return "", 0
+
+
+@CEPH_NODE.program("mount")
+def _mount(node, command: Command):
+    mp = command.argv[-1]
+    line = next(ln for ln in node.files["/etc/fstab"].splitlines()
+                if len(ln.split()) > 1 and ln.split()[1] == mp)
+    holder = any(f"client.{_fstab_id(line)}." in a for a, _ in node.lingering.values())
+    if not (node.mount_exits_quietly or holder):  # a live one holds the pidfile
+        node.mounts[mp] = "fuse.ceph-fuse" if line.split()[2] == "fuse.ceph" else "ceph"
+    return "", 0
+
+
+@CEPH_NODE.program("kill")
+def _kill(node, command: Command):
+    for pid in command.argv[2:]:
+        node.fenced.pop(int(pid), None)
+    return "", 0
+
+
+@CEPH_NODE.program("tail")
+def _client_log(_node, _command):
+    return "open: failed to lock pidfile because another process locked it", 0
+
+
+@CEPH_NODE.program("umount")
+def _umount(node, command: Command):
+    mp = command.argv[-1]
+    if mp in node.busy and "-l" not in command.argv:
+        return "umount: target is busy", 32
+    node.mounts.pop(mp, None)
+    node.dead.discard(mp)
+    return "", 0
 
 
 def _start(node: FakeCephNode, kind: str, ident: str) -> None:
@@ -271,70 +329,104 @@ def _start(node: FakeCephNode, kind: str, ident: str) -> None:
     if kind == "mon" and ident not in w.monmap and w.quorum():
         w.monmap.add(ident)
     node.running.add((kind, ident))
+    w.starts[f"{kind}.{ident}"] = w.starts.get(f"{kind}.{ident}", 0) + 1
 
 
-def _script(node: FakeCephNode, script: str, stdin):
-    stdin = stdin.decode() if isinstance(stdin, bytes) else stdin
-    if script.startswith("umask 077 && cat > "):  # Session.put
-        words = shlex.split(script.replace("&&", " "))
-        path, mode, owner = words[-1], words[words.index("chmod") + 1], \
-            words[words.index("chown") + 1]
-        node.files[path] = stdin
-        node.modes[path] = (mode.lstrip("0"), owner)
-        return "", 0
-    if "--extract-monmap" in script:  # the fsid in a mon store's own monmap
-        name = shlex.split(script)[shlex.split(script).index("-i") + 1]
-        fsid = node.world.store_fsid.get(name)
-        return (f"epoch 1\nfsid {fsid}\n", 0) if fsid else ("", 0)
-    if "monmaptool" in script:
-        node.world.monmap_fsid = re.search(r"--fsid (\S+)", script).group(1)
-        members = re.findall(r"--addv (\S+)", script)
-        node.files[re.search(r"(\S+)\.new &&", script).group(1)] = " ".join(
-            ["MONMAP", *members])
-        return "", 0
-    if "readlink /proc/$pid/exe" in script:
-        pid_file = shlex.split(script.split("pid=$(cat ", 1)[1].split(" 2>", 1)[0])[0]
-        m = re.match(r"/run/ceph/ceph-(\w+)\.(.+)\.pid", pid_file)
-        key = (m.group(1), m.group(2)) if m else None
-        if "kill" not in script:
-            return "", 0 if key in node.running else 1
-        node.running.discard(key)
-        node.files.pop(pid_file, None)
-        return "", 0
-    if "/dev/tcp/" in script:
-        return "".join(f"{n}\n" for n in sorted(node.unreachable)
-                       if f"echo {n}" in script), 0
-    if "mktemp /etc/.fstab.cephkvm." in script:  # _write_fstab: backup, then replace
-        if "/etc/fstab" in node.files:
-            node.files["/etc/fstab.cephkvm.bak"] = node.files["/etc/fstab"]
-        node.files["/etc/fstab"] = stdin
-        return "", 0
-    if "mountpoint -q" in script:
-        return "", 0
-    if "lsblk -nro MOUNTPOINT" in script:
-        dev = shlex.split(script.split("readlink -f ", 1)[1].split(")", 1)[0])[0]
-        return node.devices.get(dev, {}).get("busy", ""), 0
-    if script.startswith("pre=") and ".asok" in script and "status" not in script:
-        prefix = shlex.split(script.split(";", 1)[0][len("pre="):])[0]
-        live = [pid for pid, a in {**node.fenced, **{p: a for p, (a, _) in
-                                                     node.lingering.items()}}.items()
-                if a.startswith(prefix + ".")]
-        for pid in list(node.lingering):
-            left = node.lingering[pid][1]
-            if left is not None:
-                node.lingering[pid][1] = left - 1
-                if left <= 0:
-                    del node.lingering[pid]
-        return "".join(f"{pid}\n" for pid in live), 0
-    if script.startswith("pre=") and ".asok" in script:  # ceph-fuse `status`
-        prefix = shlex.split(script.split(";", 1)[0][len("pre="):])[0]
+# --- scripts (sh -c) --------------------------------------------------------------------
+
+
+@CEPH_NODE.script("umask 077 && cat > ")
+def _put(node, command: Command):
+    path, mode, owner = put_target(command)
+    node.files[path] = command.stdin
+    node.modes[path] = (stat_mode(mode), owner)
+    return "", 0
+
+
+@CEPH_NODE.script("--extract-monmap")
+def _store_fsid(node, command: Command):
+    """The fsid in a mon store's own monmap."""
+    fsid = node.world.store_fsid.get(_arg(shlex.split(command.script), "-i"))
+    return (f"epoch 1\nfsid {fsid}\n", 0) if fsid else ("", 0)
+
+
+@CEPH_NODE.script("monmaptool")
+def _monmaptool(node, command: Command):
+    script = command.script
+    node.world.monmap_fsid = re.search(r"--fsid (\S+)", script).group(1)
+    members = re.findall(r"--addv (\S+)", script)
+    node.files[re.search(r"(\S+)\.new &&", script).group(1)] = " ".join(["MONMAP", *members])
+    return "", 0
+
+
+@CEPH_NODE.script("readlink /proc/$pid/exe")
+def _direct_daemon(node, command: Command):
+    """services.is_running and stop for a Ceph daemon without systemd."""
+    script = command.script
+    pid_file = shlex.split(script.split("pid=$(cat ", 1)[1].split(" 2>", 1)[0])[0]
+    m = re.match(r"/run/ceph/ceph-(\w+)\.(.+)\.pid", pid_file)
+    key = (m.group(1), m.group(2)) if m else None
+    if "kill" not in script:
+        return "", 0 if key in node.running else 1
+    node.running.discard(key)
+    node.files.pop(pid_file, None)
+    return "", 0
+
+
+@CEPH_NODE.script("/dev/tcp/")
+def _unreachable_peers(node, command: Command):
+    return "".join(f"{n}\n" for n in sorted(node.unreachable)
+                   if f"echo {n}" in command.script), 0
+
+
+@CEPH_NODE.script("mktemp /etc/.fstab.cephkvm.")
+def _write_fstab(node, command: Command):
+    """cephfs_mount._write_fstab: backup, then replace."""
+    if "/etc/fstab" in node.files:
+        node.files["/etc/fstab.cephkvm.bak"] = node.files["/etc/fstab"]
+    node.files["/etc/fstab"] = command.stdin
+    return "", 0
+
+
+@CEPH_NODE.script("! mountpoint -q ")
+def _unmount_osd_data(_node, _command):
+    """ceph_osd: an OSD's data directory is unmounted before it is removed (never mounted
+    here)."""
+    return "", 0
+
+
+@CEPH_NODE.script("lsblk -nro MOUNTPOINT")
+def _device_mountpoints(node, command: Command):
+    dev = shlex.split(command.script.split("readlink -f ", 1)[1].split(")", 1)[0])[0]
+    return node.devices.get(dev, {}).get("busy", ""), 0
+
+
+@CEPH_NODE.script(".asok")
+def _fuse_sockets(node, command: Command):
+    """cephfs_mount._each_live_asok: the live pids of a client, or their `status`."""
+    script = command.script
+    prefix = shlex.split(script.split(";", 1)[0][len("pre="):])[0]
+    if "status" in script:
+        # Client::dump_status writes the address in its legacy form, without "v1:".
         return "".join(f'{pid} {{"blocklisted": {json.dumps(pid not in node.unaware)}, '
-                       f'"addr_str": "v1:{node.name}:0/{pid}"}}\n'
+                       f'"addr_str": "{node.name}:0/{pid}"}}\n'
                        for pid, a in node.fenced.items() if a.startswith(prefix + ".")), 0
-    if script.startswith("echo ok > "):
-        mp = shlex.split(script)[3].rsplit("/", 1)[0]
-        return ("", 0) if mp in node.mounts else ("not mounted", 1)
-    raise AssertionError(f"fake ceph node does not know the script {script!r}")
+    live = [pid for pid, a in {**node.fenced, **{p: a for p, (a, _) in
+                                                 node.lingering.items()}}.items()
+            if a.startswith(prefix + ".")]
+    for pid in list(node.lingering):
+        left = node.lingering[pid][1]
+        if left is not None:
+            node.lingering[pid][1] = left - 1
+            if left <= 0:
+                del node.lingering[pid]
+    return "".join(f"{pid}\n" for pid in live), 0
+
+
+@CEPH_NODE.script("echo ok > ")
+def _probe(node, command: Command):
+    mp = shlex.split(command.script)[3].rsplit("/", 1)[0]
+    return ("", 0) if mp in node.mounts else ("not mounted", 1)
 
 
 def _fstab_id(line: str) -> str:
@@ -544,7 +636,7 @@ def _ceph(node: FakeCephNode, args: list, stdin):
         if args[1] == "rm":
             w.fs.pop(args[2], None)
         return "", 0
-    raise AssertionError(f"fake ceph does not know `ceph {' '.join(args)}`")
+    return None
 
 
 def _ceph_volume(node: FakeCephNode, args: list):
@@ -575,7 +667,7 @@ def _ceph_volume(node: FakeCephNode, args: list):
         osd = node.devices[_arg(args, "--device")]["osd"]
         node.files[f"/var/lib/ceph/osd/ceph-{osd['osd_id']}/keyring"] = "k"
         return "", 0
-    raise AssertionError(f"fake ceph-volume does not know {args}")
+    return None
 
 
 # --- the Ceph core as the component builds it -------------------------------------------

@@ -2,19 +2,13 @@ import pytest
 
 from providers.ceph_cluster import CephClusterProvider, render_conf
 from providers.ceph_conf import CephConfProvider
-from tests.unit.ceph_fakes import CephWorld, bring_up, cluster_props, conf_props
+from tests.unit.ceph_fakes import bring_up, cluster_props, conf_props
 from tests.unit.fakes import Crash
 
 pytestmark = pytest.mark.unit
 NAMES = ["node1", "node2", "node3"]
 IDENTITY = ("/var/lib/ceph/cephkvm/ceph.fsid", "/var/lib/ceph/cephkvm/ceph.bootstrap.keyring",
             "/var/lib/ceph/cephkvm/ceph.monmap")
-
-
-@pytest.fixture
-def world(monkeypatch):
-    w = CephWorld().serve(monkeypatch)
-    return w
 
 
 def props(world, **kw):
@@ -80,12 +74,12 @@ def test_second_run_changes_nothing_and_keeps_the_fsid(world):
 
 def test_the_admin_key_never_appears_in_a_command_line(world):
     outs = bring_up(world)
-    assert not [line for _, _, line in world.log if outs["admin_key"] in line]
+    assert not [line for line in world.log.lines if outs["admin_key"] in line]
 
 
 @pytest.mark.parametrize("step", range(1, 16))  # 15 changes in all
 def test_crash_at_step_n_then_rerun_converges_with_one_fsid(world, step):
-    world.crash_at = step
+    world.log.crash_at = step
     with pytest.raises(Crash):
         CephClusterProvider().create(props(world))
     fsids = {n.files.get("/var/lib/ceph/cephkvm/ceph.fsid") for n in world.nodes.values()} - {None}

@@ -1,25 +1,13 @@
 """CephConfig against the fake cluster: options in the mons' store, quorum, health."""
 import pytest
 
-from providers.ceph_cluster import CephClusterProvider
 from providers.ceph_config import CephConfigProvider
-from providers.ceph_mon import CephMonProvider
-from tests.unit.ceph_fakes import CephWorld, cluster_props, config_props, mon_props
+from tests.unit.ceph_fakes import config_props
 from tests.unit.fakes import Crash
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("mons_up")]
 NAMES = ["node1", "node2", "node3"]
 OPTIONS = {"mon": {"mon_data_avail_warn": 2}}
-
-
-@pytest.fixture
-def world(monkeypatch):
-    w = CephWorld().serve(monkeypatch)
-    w.fsid = CephClusterProvider().create(cluster_props(w)).outs["fsid"]
-    for name in NAMES:
-        CephMonProvider().create(mon_props(w, w.fsid, name))
-    w.log.clear()
-    return w
 
 
 def props(world, **kw):
@@ -43,7 +31,7 @@ def test_second_run_changes_nothing(world):
 
 @pytest.mark.parametrize("step", range(1, 3))  # 2 changes in all
 def test_crash_at_step_n_then_rerun_sets_each_option(world, step):
-    world.crash_at = step
+    world.log.crash_at = step
     with pytest.raises(Crash):
         CephConfigProvider().create(props(world))
     CephConfigProvider().create(props(world))

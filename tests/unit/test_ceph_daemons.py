@@ -1,13 +1,11 @@
 """CephMgr and CephMds against the fake cluster: what runs, what the cluster lists."""
 import pytest
 
-from providers.ceph_cluster import CephClusterProvider
 from providers.ceph_config import CephConfigProvider
 from providers.ceph_mds import CephMdsProvider
 from providers.ceph_mgr import CephMgrProvider
-from providers.ceph_mon import CephMonProvider
-from tests.unit.ceph_fakes import CephWorld, cluster_props, config_props, daemon_props, \
-    mon_props
+from providers.transport import Pool
+from tests.unit.ceph_fakes import config_props, daemon_props
 from tests.unit.fakes import Crash
 
 pytestmark = pytest.mark.unit
@@ -15,15 +13,11 @@ NAMES = ["node1", "node2", "node3"]
 KINDS = [("mgr", CephMgrProvider), ("mds", CephMdsProvider)]
 
 
-@pytest.fixture
-def world(monkeypatch):
-    w = CephWorld().serve(monkeypatch)
-    w.fsid = CephClusterProvider().create(cluster_props(w)).outs["fsid"]
-    for name in NAMES:
-        CephMonProvider().create(mon_props(w, w.fsid, name))
-    CephConfigProvider().create(config_props(w, w.fsid))
-    w.log.clear()
-    return w
+@pytest.fixture(autouse=True)
+def config(world, mons_up):
+    """The cluster's mons in quorum and its options set: where a mgr or MDS starts."""
+    CephConfigProvider().create(config_props(world, world.fsid))
+    world.log.clear()
 
 
 @pytest.mark.parametrize("kind, provider", KINDS)
@@ -39,7 +33,7 @@ def test_create_gives_each_daemon_its_key_and_starts_it(world, kind, provider):
 @pytest.mark.parametrize("kind, provider", KINDS)
 def test_the_keys_caps_are_the_daemons_profile(world, kind, provider):
     provider().create(daemon_props(world, world.fsid, "node1"))
-    line = next(line for _, _, line in world.log if "get-or-create" in line)
+    line = next(line for line in world.log.lines if "get-or-create" in line)
     assert {"mgr": "'allow profile mgr'", "mds": "'profile mds'"}[kind] in line
 
 
@@ -64,7 +58,7 @@ def test_a_keyring_another_cluster_left_is_written_again_not_adopted(world, kind
 @pytest.mark.parametrize("kind, provider", KINDS)
 @pytest.mark.parametrize("step", range(1, 5))  # 4 changes for one daemon
 def test_crash_at_step_n_then_rerun_starts_it_once(world, kind, provider, step):
-    world.crash_at = step
+    world.log.crash_at = step
     with pytest.raises(Crash):
         provider().create(daemon_props(world, world.fsid, "node1"))
     provider().create(daemon_props(world, world.fsid, "node1"))
@@ -97,17 +91,17 @@ def test_delete_stops_it_and_removes_its_key_without_opt_in(world, kind, provide
 @pytest.mark.parametrize("kind, provider", KINDS)
 def test_systemd_nodes_use_the_ceph_unit(world, kind, provider):
     world.nodes["node3"].systemd = True
-    world.nodes["node3"].__dict__.pop("pool")  # a new provider process: facts asked again
+    world.nodes["node3"].pool = Pool()  # a new provider process: facts asked again
     provider().create(daemon_props(world, world.fsid, "node3"))
-    lines = [line for _, _, line in world.log]
+    lines = world.log.lines
     assert f"systemctl enable --now ceph-{kind}@node3" in lines
     assert world.running(kind) == ["node3"]
 
 
 def test_direct_daemons_are_started_with_their_pid_file_binary(world):
     CephMgrProvider().create(daemon_props(world, world.fsid, "node1"))
-    assert "/usr/bin/ceph-mgr --cluster ceph -i node1 --setuser ceph --setgroup ceph" in [
-        line for _, _, line in world.log]
+    assert "/usr/bin/ceph-mgr --cluster ceph -i node1 --setuser ceph --setgroup ceph" in \
+        world.log.lines
     assert world.nodes["node1"].files["/run/ceph/ceph-mgr.node1.pid"]
 
 

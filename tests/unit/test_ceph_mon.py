@@ -10,12 +10,6 @@ NAMES = ["node1", "node2", "node3"]
 MON_DIR = "/var/lib/ceph/mon/ceph-{}/done"
 
 
-@pytest.fixture
-def world(monkeypatch):
-    w = CephWorld().serve(monkeypatch)
-    return w
-
-
 def cluster(world, **kw):
     return CephClusterProvider().create(cluster_props(world, **kw)).outs["fsid"]
 
@@ -53,7 +47,7 @@ def _changes_of_a_bring_up() -> int:
 
 @pytest.mark.parametrize("step", range(1, _changes_of_a_bring_up() + 1))
 def test_crash_at_step_n_of_a_bring_up_then_rerun_converges(world, step):
-    world.crash_at = step
+    world.log.crash_at = step
     with pytest.raises(Crash):
         bring_up(world)
     fsids = {n.files.get("/var/lib/ceph/tmp/ceph.fsid") for n in world.nodes.values()} - {None}
@@ -173,7 +167,7 @@ def test_systemd_nodes_use_the_mon_unit(world):
     fsid = cluster(world)
     for name in NAMES:
         CephMonProvider().create(mon_props(world, fsid, name))
-    lines = [line for _, _, line in world.log]
+    lines = world.log.lines
     assert "systemctl enable --now ceph-mon@node1" in lines
     assert not [line for line in lines if line.startswith("/usr/bin/ceph-")]
     assert world.quorum() == NAMES

@@ -2,22 +2,18 @@ import pytest
 
 from providers import ceph_osd
 from providers.ceph_osd import CephOsdProvider
-from tests.unit.ceph_fakes import CephWorld, bring_up
 from tests.unit.fakes import Crash
 
 pytestmark = pytest.mark.unit
 NAMES = ["node1", "node2", "node3"]
 
 
-@pytest.fixture
-def world(monkeypatch):
+@pytest.fixture(autouse=True)
+def empty_disks(world, ceph_up, monkeypatch):
+    """Every node of a running cluster has an empty /dev/sdb."""
     monkeypatch.setattr(ceph_osd, "DRAIN_POLL", 0.01)
-    w = CephWorld().serve(monkeypatch)
-    w.fsid = bring_up(w)["fsid"]
-    for node in w.nodes.values():
+    for node in world.nodes.values():
         node.devices["/dev/sdb"] = {"signature": None, "osd": None}
-    w.log.clear()
-    return w
 
 
 def props(world, node="node1", **kw):
@@ -33,7 +29,7 @@ def test_raw_create_prepares_activates_and_starts_under_its_host(world):
     outs = CephOsdProvider().create(props(world)).outs
     assert outs["host"] == "node1" and outs["osd_id"] == 0
     assert ("osd", "0") in world.nodes["node1"].running
-    lines = [line for _, _, line in world.log]
+    lines = world.log.lines
     assert "ceph-volume --cluster ceph raw prepare --bluestore --data /dev/sdb" in lines
     assert "ceph-volume --cluster ceph raw activate --device /dev/sdb --no-systemd" in lines
     assert "/usr/bin/ceph-osd --cluster ceph -i 0 --setuser ceph --setgroup ceph" in lines
@@ -48,7 +44,7 @@ def test_second_run_changes_nothing(world):
 
 @pytest.mark.parametrize("step", range(1, 5))  # key, prepare, activate, start
 def test_crash_at_step_n_then_rerun_makes_exactly_one_osd(world, step):
-    world.crash_at = step
+    world.log.crash_at = step
     with pytest.raises(Crash):
         CephOsdProvider().create(props(world))
     CephOsdProvider().create(props(world))
@@ -58,7 +54,7 @@ def test_crash_at_step_n_then_rerun_makes_exactly_one_osd(world, step):
 def test_lvm_method_uses_ceph_volume_lvm_and_systemd(world):
     world.nodes["node2"].systemd = True
     outs = CephOsdProvider().create(props(world, node="node2", method="lvm")).outs
-    lines = [line for _, _, line in world.log]
+    lines = world.log.lines
     assert "ceph-volume --cluster ceph lvm create --bluestore --data /dev/sdb" in lines
     assert not [line for line in lines if "raw " in line]
     assert outs["host"] == "node2"
@@ -112,7 +108,7 @@ def test_delete_waits_until_every_pg_is_clean_before_the_purge(world):
     world.pools["data"] = {"pool_id": 1, "type": 1, "size": 2, "min_size": 1, "pg_num": 8}
     world.unclean_probes = 3
     CephOsdProvider().delete("node1:/dev/sdb", outs[0])
-    lines = [line for _, _, line in world.log]
+    lines = world.log.lines
     purge = next(i for i, ln in enumerate(lines) if "osd purge 0" in ln)
     dumps = [i for i, ln in enumerate(lines) if "pg dump pgs_brief" in ln]
     assert len([i for i in dumps if i < purge]) == 4, "three degraded answers, then clean"
@@ -138,7 +134,7 @@ def test_a_device_that_no_longer_holds_the_osd_is_not_zapped(world):
     dev["osd"] = {**dev["osd"], "osd_uuid": "another-osd"}  # /dev/sdb is another disk now
     CephOsdProvider().delete("node1:/dev/sdb", outs[0])
     assert 0 not in world.osds
-    assert not [ln for _, _, ln in world.log if "dd if=/dev/zero" in ln]
+    assert not [ln for ln in world.log.lines if "dd if=/dev/zero" in ln]
     assert dev["osd"]["osd_uuid"] == "another-osd"
 
 
@@ -148,14 +144,14 @@ def test_a_device_with_a_mounted_partition_is_never_written(world):
     world.nodes["node1"].devices["/dev/sdb"]["busy"] = "mounted\n"
     with pytest.raises(Exception, match="mounted.*refusing to write"):
         CephOsdProvider().delete("node1:/dev/sdb", outs[0])
-    assert not [ln for _, _, ln in world.log if "dd if=/dev/zero" in ln]
+    assert not [ln for ln in world.log.lines if "dd if=/dev/zero" in ln]
 
 
 def test_delete_drains_then_purges_and_zaps(world):
     outs = removable(world)
     world.pools["data"] = {"pool_id": 1, "type": 1, "size": 2, "min_size": 1, "pg_num": 8}
     CephOsdProvider().delete("node1:/dev/sdb", outs[0])
-    lines = [line for _, kind, line in world.log if kind == "change"]
+    lines = world.changes
     order = [next(i for i, ln in enumerate(lines) if w in ln)
              for w in ("osd crush reweight osd.0 0", "osd out 0", "osd purge 0",
                        "dd if=/dev/zero")]

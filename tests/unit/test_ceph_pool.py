@@ -2,18 +2,9 @@ import pytest
 
 from providers.ceph_pool import CephPoolProvider, delta
 from providers.cephfs_filesystem import CephFilesystemProvider
-from tests.unit.ceph_fakes import CephWorld, bring_up
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("ceph_up")]
 NAMES = ["node1", "node2", "node3"]
-
-
-@pytest.fixture
-def world(monkeypatch):
-    w = CephWorld().serve(monkeypatch)
-    w.fsid = bring_up(w)["fsid"]
-    w.log.clear()
-    return w
 
 
 def pool(world, **kw):
@@ -56,7 +47,7 @@ def test_update_applies_only_the_delta(world):
     new = pool(world, size=2, min_size=1, pg_num=32, application="rbd")
     assert provider.diff("1", outs, new).replaces == []
     provider.update("1", outs, new)
-    changes = [line.split("--connect-timeout 15 ")[1] for _, line in world.changes]
+    changes = [line.split("--connect-timeout 15 ")[1] for line in world.changes]
     assert changes == ["osd pool set data size 2", "osd pool set data min_size 1",
                        "osd pool set data pg_num 32"]
 

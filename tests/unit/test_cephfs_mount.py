@@ -1,20 +1,11 @@
 import pytest
 
 from providers.cephfs_mount import CephFSMountProvider, fstab_line, with_line
-from tests.unit.ceph_fakes import CephWorld, bring_up
 from tests.unit.fakes import Crash
 
-pytestmark = pytest.mark.unit
+pytestmark = [pytest.mark.unit, pytest.mark.usefixtures("ceph_up")]
 NAMES = ["node1", "node2", "node3"]
 LINE = "none /mnt/cephfs fuse.ceph ceph.id=cephfs-node1,ceph.client_fs=cephfs,_netdev,defaults 0 0"
-
-
-@pytest.fixture
-def world(monkeypatch):
-    w = CephWorld().serve(monkeypatch)
-    w.fsid = bring_up(w)["fsid"]
-    w.log.clear()
-    return w
 
 
 def props(world, **kw):
@@ -38,20 +29,20 @@ def test_create_keys_fstab_and_mount(world):
     assert node.modes["/etc/ceph/ceph.client.cephfs-node1.keyring"] == ("600", "root:root")
     assert world.auth["client.cephfs-node1"]["caps"]["mds"] == "allow rw fsname=cephfs"
     assert outs["client_key"] and outs["fstab_line"] == LINE
-    assert not [line for _, _, line in world.log if outs["client_key"] in line]
+    assert not [line for line in world.log.lines if outs["client_key"] in line]
 
 
 def test_second_run_changes_nothing_but_the_probe(world):
     CephFSMountProvider().create(props(world))
     world.log.clear()
     CephFSMountProvider().create(props(world))
-    assert [line for _, line in world.changes if "cephkvm-probe" not in line] == []
+    assert [line for line in world.changes if "cephkvm-probe" not in line] == []
     assert fstab(world).count("/mnt/cephfs") == 1
 
 
 @pytest.mark.parametrize("step", range(1, 6))
 def test_crash_then_rerun_leaves_exactly_one_fstab_line(world, step):
-    world.crash_at = step
+    world.log.crash_at = step
     with pytest.raises(Crash):
         CephFSMountProvider().create(props(world))
     CephFSMountProvider().create(props(world))
@@ -71,7 +62,7 @@ def test_option_change_remounts(world):
     new = props(world, options=["noatime"])
     assert provider.diff("x", outs, new).replaces == []
     provider.update("x", outs, new)
-    lines = [line for _, line in world.changes]
+    lines = world.changes
     assert "umount /mnt/cephfs" in lines and "mount /mnt/cephfs" in lines
     assert fstab(world).splitlines()[-1].endswith(",_netdev,defaults,noatime 0 0")
 
@@ -97,7 +88,7 @@ def test_a_ceph_fuse_that_never_exits_fails_the_remount_by_name(world, monkeypat
     world.nodes["node1"].lingering[900] = [ASOK.format(900), None]
     with pytest.raises(Exception, match=r"node1: /mnt/cephfs: .*pid 900.* to exit.*up` again"):
         provider.update("x", outs, props(world, options=["noatime"]))
-    assert "mount /mnt/cephfs" not in [line for _, line in world.changes][-1:]
+    assert "mount /mnt/cephfs" not in world.changes[-1:]
 
 
 def test_mount_that_exits_zero_without_a_mount_is_a_failure_not_a_probe_in_the_directory(
@@ -142,7 +133,7 @@ def test_a_dead_mount_still_listed_is_drift_and_up_remounts_it(world):
     read = provider.read("x", outs).outs
     assert read["ensure"] == "unmounted" and provider.diff("x", read, props(world)).changes
     provider.update("x", read, props(world))
-    lines = [line for n, kind, line in world.log if n == "node1" and kind == "change"]
+    lines = [c.line for c in world.log if c.node == "node1" and c.change]
     assert "umount -l /mnt/cephfs" in lines and "mount /mnt/cephfs" in lines
     assert node.mounts == {"/mnt/cephfs": "fuse.ceph-fuse"} and not node.dead
     assert provider.read("x", outs).outs["ensure"] == "mounted"
@@ -163,7 +154,7 @@ def test_an_evicted_client_that_still_answers_is_drift_and_up_ends_it(world, kno
     read = provider.read("x", outs).outs
     assert read["ensure"] == "unmounted" and provider.diff("x", read, props(world)).changes
     provider.update("x", read, props(world))
-    lines = [line for n, kind, line in world.log if n == "node1" and kind == "change"]
+    lines = [c.line for c in world.log if c.node == "node1" and c.change]
     assert "umount -l /mnt/cephfs" in lines and "kill -9 4242" in lines
     assert list(node.fenced) == [77] and provider.read("x", outs).outs["ensure"] == "mounted"
 
@@ -205,13 +196,13 @@ def test_a_mountpoint_that_is_already_another_mount_is_refused(world):
     with pytest.raises(Exception, match="already a ext4 mount.*refusing to unmount"):
         CephFSMountProvider().create(props(world))
     assert node.mounts == {"/mnt/cephfs": "ext4"}
-    assert [line for _, kind, line in world.log if kind == "change"] == []
+    assert world.changes == []
 
 
 def test_fstab_is_replaced_from_a_temp_file_of_its_own_with_a_backup(world):
     CephFSMountProvider().create(props(world))
     node = world.nodes["node1"]
-    script = next(line for _, kind, line in world.log if "mktemp /etc/.fstab" in line)
+    script = next(line for line in world.log.lines if "mktemp /etc/.fstab" in line)
     assert "mv -f" in script and "sync" in script, "atomic where it can be"
     assert node.files["/etc/fstab.cephkvm.bak"] == "# fstab\n"
 

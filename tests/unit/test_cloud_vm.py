@@ -3,7 +3,6 @@
 import base64
 import contextlib
 import hashlib
-import copy
 import json
 import shlex
 from unittest import mock
@@ -16,8 +15,8 @@ from providers import base, guest_agent, libvirt_conn, passwords, vm_change, vm_
     vm_ready, vm_storage
 from providers import libvirt_domain as dx
 from providers.cloud_vm import CloudVMProvider
-from providers.transport import Host, Result, Session, command_line
-from tests.unit.fakes import Crash
+from providers.transport import Host
+from tests.unit.fakes import CONTENT_WRITES, Crash, FakeNode, Handlers
 from tests.unit.test_config import KEY
 
 pytestmark = pytest.mark.unit
@@ -38,97 +37,119 @@ PROPS = {
 }
 
 
-class FakeNode(Session):
-    """Keeps the set of files that exist; answers the commands CloudVM sends."""
+class VmHost(FakeNode):
+    """A KVM node with its CephFS storage: the set of files that exist there (a directory
+    is a path ending in /), answering the commands CloudVM sends."""
+
+    HANDLERS = Handlers(CONTENT_WRITES)
 
     def __init__(self):
-        super().__init__(Host(name="node1", address="192.0.2.1"))
+        super().__init__("node1")
         self.files: dict[str, str] = {"/images/debian.qcow2": "image"}
-        self.log: list[tuple[str, str]] = []
-        self.stdin: list[str] = []
         self.fstype = "fuse.ceph-fuse"
-        self.crash_at = None
-
-    @property
-    def changes(self):
-        return [line for kind, line in self.log if kind == "change"]
 
     def for_props(self, props):
-        """This fake (same files and log) as the node props describe, with its key."""
-        other = copy.copy(self)
-        other.host = Host(**{k: v for k, v in props["connection"].items()
-                             if k in base.CONNECTION_FIELDS})
-        other.private_key = props.get("ssh_private_key")
-        return other
+        """A session to this fake (same files and journal) as the node props describe,
+        with its key."""
+        return self.session(Host(**{k: v for k, v in props["connection"].items()
+                                    if k in base.CONNECTION_FIELDS}),
+                            props.get("ssh_private_key"))
 
-    def run(self, argv, *, stdin=None, check=True, change=False, secrets=(), timeout=0):
-        argv = [str(a) for a in argv]
-        line = command_line(self.host, argv)
-        if change and self.crash_at is not None and len(self.changes) + 1 >= self.crash_at:
-            self.crash_at = None
-            raise Crash(line)
-        self.log.append(("change" if change else "read", line))
-        if stdin is not None:
-            self.stdin.append(stdin if isinstance(stdin, str) else stdin.decode())
-        out, rc = self._answer(argv, stdin)
-        return Result(out, "", rc)
+    def exists(self, path: str) -> bool:
+        return path in self.files or any(k.startswith(path + "/") for k in self.files)
 
-    def _answer(self, argv, stdin):
-        f = self.files
-        if argv[0] == "test":
-            paths = [a for a in argv[1:] if a.startswith("/")]
-            return "", 0 if all(p in f or any(k.startswith(p + "/") for k in f)
-                                for p in paths) else 1
-        if argv[0] == "mkdir":
-            for p in argv[2:]:
-                f[p + "/"] = "dir"
-            return "", 0
-        if argv[:2] == ["qemu-img", "convert"] or argv[:2] == ["qemu-img", "create"]:
-            target = argv[-1] if argv[1] == "convert" else argv[-2]
-            f[target] = "qcow2"
-            return "", 0
-        if argv[0] == "mv":
-            f[argv[-1]] = f.pop(argv[-2])
-            return "", 0
-        if argv[0] == "rm":
-            for p in argv:
-                for k in [k for k in f if k == p or k.startswith(p + "/")]:
-                    del f[k]
-            return "", 0
-        if argv[:2] == ["mktemp", "-d"]:
-            f["/tmp/fake/"] = "dir"
-            return "/tmp/fake\n", 0
-        if argv[0] == "mktemp":  # mktemp PREFIX.XXXXXX.part
-            path = argv[1].replace("XXXXXX", f"{len(f):06d}")
-            f[path] = ""
-            return path + "\n", 0
-        if argv[:2] == ["sh", "-c"] and argv[2].startswith("rm -f -- "):
-            prefix = shlex.split(argv[2])[-1].split("*")[0]
-            for k in [k for k in f if k.startswith(prefix) and k.endswith(".part")]:
-                del f[k]
-            return "", 0
-        if argv[:3] == ["qemu-img", "info", "-U"]:
-            content = f[argv[-1]]
-            info = {"format": "qcow2", **({"backing-filename": "/etc/shadow"}
-                                          if "backed" in content else {})}
-            return json.dumps(info), 0
-        if argv[0] == "curl":
-            f[argv[argv.index("-o") + 1]] = "downloaded image"
-            return "", 0
-        if argv[:2] == ["sh", "-c"] and "cat >" in argv[2]:
-            f[shlex.split(argv[2])[-1]] = stdin if isinstance(stdin, str) else stdin.decode()
-            return "", 0
-        if argv[0] == "cloud-localds":
-            f[argv[-3]] = "iso:" + f[argv[-2]] + "\n---\n" + f[argv[-1]]
-            return "", 0
-        if argv[0] == "chmod":
-            return "", 0
-        if argv[0] == "findmnt":
-            return self.fstype + "\n", 0
-        if argv[0] == "sha256sum":
-            digest = hashlib.sha256(f[argv[-1]].encode()).hexdigest()
-            return f"{digest}  {argv[-1]}\n", 0
-        raise AssertionError(f"fake node does not know {argv}")
+
+VM_HOST = VmHost.HANDLERS
+
+
+@VM_HOST.program("test")
+def _test(node, command):
+    paths = [a for a in command.argv[1:] if a.startswith("/")]
+    return "", 0 if all(node.exists(p) for p in paths) else 1
+
+
+@VM_HOST.program("mkdir")
+def _mkdir(node, command):
+    for p in command.argv[2:]:
+        node.files[p + "/"] = "dir"
+    return "", 0
+
+
+@VM_HOST.program("qemu-img")
+def _qemu_img(node, command):
+    argv, f = command.argv, node.files
+    if argv[1] == "convert":
+        f[argv[-1]] = "qcow2"
+    elif argv[1] == "create":
+        f[argv[-2]] = "qcow2"
+    elif argv[1:3] == ("info", "-U"):
+        info = {"format": "qcow2", **({"backing-filename": "/etc/shadow"}
+                                      if "backed" in f[argv[-1]] else {})}
+        return json.dumps(info), 0
+    else:
+        return None
+    return "", 0
+
+
+@VM_HOST.program("mv")
+def _mv(node, command):
+    node.files[command.argv[-1]] = node.files.pop(command.argv[-2])
+    return "", 0
+
+
+@VM_HOST.program("rm")
+def _rm(node, command):
+    for p in command.argv:
+        for k in [k for k in node.files if k == p or k.startswith(p + "/")]:
+            del node.files[k]
+    return "", 0
+
+
+@VM_HOST.program("mktemp")
+def _mktemp(node, command):
+    if command.argv[1] == "-d":
+        node.files["/tmp/fake/"] = "dir"
+        return "/tmp/fake\n", 0
+    path = command.argv[1].replace("XXXXXX", f"{len(node.files):06d}")  # PREFIX.XXXXXX.part
+    node.files[path] = ""
+    return path + "\n", 0
+
+
+@VM_HOST.script("rm -f -- ")
+def _remove_parts(node, command):
+    prefix = shlex.split(command.script)[-1].split("*")[0]
+    for k in [k for k in node.files if k.startswith(prefix) and k.endswith(".part")]:
+        del node.files[k]
+    return "", 0
+
+
+@VM_HOST.program("curl")
+def _download(node, command):
+    node.files[command.argv[command.argv.index("-o") + 1]] = "downloaded image"
+    return "", 0
+
+
+@VM_HOST.program("cloud-localds")
+def _seed_iso(node, command):
+    iso, user_data, meta_data = command.argv[-3:]
+    node.files[iso] = "iso:" + node.files[user_data] + "\n---\n" + node.files[meta_data]
+    return "", 0
+
+
+@VM_HOST.program("chmod")
+def _chmod(_node, _command):
+    return "", 0
+
+
+@VM_HOST.program("findmnt")
+def _storage_fstype(node, _command):
+    return node.fstype + "\n", 0
+
+
+@VM_HOST.program("sha256sum")
+def _sha256sum(node, command):
+    path = command.argv[-1]
+    return f"{hashlib.sha256(node.files[path].encode()).hexdigest()}  {path}\n", 0
 
 
 class FakeGuest:
@@ -176,8 +197,8 @@ class FakeGuest:
 
 @pytest.fixture
 def node(monkeypatch):
-    fake = FakeNode()
-    monkeypatch.setattr(base, "session", lambda props: fake)
+    fake = VmHost()
+    monkeypatch.setattr(base, "session", lambda props: fake.session())
     fake.guest = FakeGuest(fake)
     monkeypatch.setattr(guest_agent, "command", fake.guest)
     monkeypatch.setattr(vm_ready, "POLL", 0.01)
@@ -226,8 +247,8 @@ def test_create_imports_template_once_makes_overlay_seed_and_running_domain(node
 
 def test_password_never_appears_in_commands(node):
     CloudVMProvider().create(checked())
-    assert not [line for _, line in node.log if PASSWORD in line]
-    user_data = next(s for s in node.stdin if s.startswith("#cloud-config"))
+    assert not [line for line in node.log.lines if PASSWORD in line]
+    user_data = next(s for s in node.log.stdin if s.startswith("#cloud-config"))
     assert PASSWORD not in user_data, "the seed holds the password's hash only"
     doc = yaml.safe_load(user_data)
     assert crypt_matches(PASSWORD, doc["password"])
@@ -256,7 +277,7 @@ def test_cloud_config_from_structured_inputs_merges_user_data():
 
 @pytest.mark.parametrize("step", [1, 3, 5, 8])
 def test_crash_at_step_n_then_rerun_converges(node, step):
-    node.crash_at = step
+    node.log.crash_at = step
     with pytest.raises(Crash):
         CloudVMProvider().create(checked())
     CloudVMProvider().create(checked())
@@ -404,10 +425,10 @@ def test_migration_is_peer_to_peer_with_unsafe_only_for_shared_storage(node, mon
     # the node's own migration key: the controller's key never goes to a node
     assert uri.startswith("qemu+libssh://root@192.0.2.2/system?keyfile=/root/.ssh/m&")
     assert "known_hosts=/run/cephkvm/migrate-" in uri and "known_hosts_verify=normal" in uri
-    assert f"192.0.2.2 {KEY}\n" in node.stdin, "the destination's pinned key"
+    assert f"192.0.2.2 {KEY}\n" in node.log.stdin, "the destination's pinned key"
     assert not [k for k in node.files if "/run/cephkvm/migrate-" in k], "credentials removed"
-    assert not [line for _, line in node.log if "secretbits" in line]
-    assert not [data for data in node.stdin if "secretbits" in str(data)]
+    assert not [line for line in node.log.lines if "secretbits" in line]
+    assert not [data for data in node.log.stdin if "secretbits" in str(data)]
     node.fstype = "ext4"  # a node-local disk: refuse rather than lose it
     dom.migrateToURI3.reset_mock()
     with pytest.raises(RuntimeError, match="not CephFS"):

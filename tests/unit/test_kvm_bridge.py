@@ -3,7 +3,6 @@ real where they can: the scripts in a throwaway network namespace, netplan's own
 import contextlib
 import json
 import os
-import shlex
 import shutil
 import subprocess
 
@@ -14,17 +13,16 @@ import yaml
 from providers import bridge_scripts as bs
 from providers import kvm_bridge as kb
 from providers.kvm_bridge import KvmBridgeProvider
-from providers.transport import Host, Result, Session
+from tests.unit.fakes import CONTENT_WRITES, FakeNode, Handlers, captured, connection
 
 pytestmark = pytest.mark.unit
 
-CONN = {"name": "node1", "address": "192.0.2.1", "host_key": "ssh-ed25519 AAAA"}
+CONN = connection("node1")
 PROPS = {"node": "node1", "connection": CONN, "name": "br0", "interfaces": ["eth0"]}
 
 # Captured on a lab node with br0 over eth0 (`ip -j addr`, `ip -j route`).
-CAPTURED = os.path.join(os.path.dirname(__file__), "captured")
-IP_ADDR = open(os.path.join(CAPTURED, "ip_addr_bridged.json")).read().strip()
-IP_ROUTE = open(os.path.join(CAPTURED, "ip_route_bridged.json")).read().strip()
+IP_ADDR = captured("ip_addr_bridged.json").strip()
+IP_ROUTE = captured("ip_route_bridged.json").strip()
 
 
 def checked(**change):
@@ -221,36 +219,63 @@ def test_vlan_script_in_a_real_namespace():
     assert "192.0.2.10/24" in restored and "nic0.10" not in restored and "br0" not in restored
 
 
-class NetplanHost(Session):
-    """A systemd host with netplan, as KvmBridge sees it over SSH: files it was given and the
-    commands it ran. The guard's apply is taken as done (rc 0), the way a real node reports."""
+class NetplanHost(FakeNode):
+    """A systemd host with netplan, as KvmBridge sees it over SSH: ens33 not bridged yet,
+    no Ceph config, and the files it was given. The guard's apply is taken as done (rc 0),
+    the way a real node reports."""
+
+    HANDLERS = Handlers(CONTENT_WRITES)
 
     def __init__(self):
-        super().__init__(Host(name="osd1", address="192.0.2.31"))
-        self.files, self.log = {}, []
+        super().__init__("osd1")
+        self.files: dict[str, str] = {}
 
-    def run(self, argv, *, stdin=None, check=True, change=False, secrets=(), timeout=0):
-        argv = [str(a) for a in argv]
-        self.log.append(shlex.join(argv))
-        out, rc = "", 0
-        if argv[:2] == ["sh", "-c"] and argv[2] == kb.OBSERVE_SCRIPT:
-            out = IP_ADDR.replace('"master":"br0",', "").replace(
-                '"scope":"link"', '"scope":"link"},{"family":"inet","local":"10.20.10.31",'
-                '"prefixlen":24,"scope":"global"').replace("eth0", "ens33")
-            out = json.dumps([i for i in json.loads(out) if i["ifname"] != "br0"])
-            out += "#---" + '[{"dst":"default","gateway":"10.20.10.2","dev":"ens33"}]'
-        elif argv[:2] == ["sh", "-c"] and "cat >" in argv[2]:
-            self.files[shlex.split(argv[2])[-1]] = stdin
-        elif argv == ["mktemp", "-d"]:
-            out = "/tmp/np\n"
-        elif argv[:2] == ["test", "-r"]:
-            rc = 1  # no Ceph on this host yet
-        return Result(out, "", rc)
+
+NETPLAN_HOST = NetplanHost.HANDLERS
+
+
+@NETPLAN_HOST.script(kb.OBSERVE_SCRIPT)
+def _addresses_and_routes(_host, _command):
+    out = IP_ADDR.replace('"master":"br0",', "").replace(
+        '"scope":"link"', '"scope":"link"},{"family":"inet","local":"10.20.10.31",'
+        '"prefixlen":24,"scope":"global"').replace("eth0", "ens33")
+    out = json.dumps([i for i in json.loads(out) if i["ifname"] != "br0"])
+    return out + "#---" + '[{"dst":"default","gateway":"10.20.10.2","dev":"ens33"}]', 0
+
+
+@NETPLAN_HOST.script("command -v netplan")
+def _netplan_installed(_host, _command):
+    return "/usr/sbin/netplan\n", 0
+
+
+@NETPLAN_HOST.program("test")
+def _systemd_runs(_host, command):
+    return ("", 0) if command.argv[1:] == ("-d", "/run/systemd/system") else None
+
+
+@NETPLAN_HOST.program("find")
+def _no_ceph_conf(_host, _command):
+    return "", 0
+
+
+@NETPLAN_HOST.program("mktemp")
+def _scratch_root(_host, _command):
+    return "/tmp/np\n", 0
+
+
+@NETPLAN_HOST.script("/etc/netplan/60-cephkvm-br0.yaml ] && cp ")
+def _keep_previous_netplan(_host, _command):
+    return "", 0
+
+
+@NETPLAN_HOST.program("mkdir", "rm", "netplan", "setsid")
+def _done(_host, _command):
+    return "", 0
 
 
 def test_netplan_mode_stages_validates_and_applies_with_netplan_try_semantics(monkeypatch):
     host = NetplanHost()
-    monkeypatch.setattr(kb.base, "session", lambda props: host)
+    monkeypatch.setattr(kb.base, "session", lambda props: host.session())
     probes = []
 
     def probe(node, argv, change=False):
@@ -275,7 +300,7 @@ def test_netplan_mode_stages_validates_and_applies_with_netplan_try_semantics(mo
     assert outs["applied_mode"] == "netplan"
     assert outs["effective"] == {"addresses": ["10.20.10.31/24"], "gateway": "10.20.10.2",
                                  "mac": "72:4a:2a:ff:63:a9"}
-    assert "netplan generate --root-dir /tmp/np" in host.log
+    assert "netplan generate --root-dir /tmp/np" in host.log.lines
     staged = yaml.safe_load(host.files["/run/cephkvm/br0.netplan"])
     bridge = staged["network"]["bridges"]["br0"]
     assert bridge["addresses"] == ["10.20.10.31/24"] and bridge["interfaces"] == ["ens33"]
@@ -284,25 +309,30 @@ def test_netplan_mode_stages_validates_and_applies_with_netplan_try_semantics(mo
     assert "cp /run/cephkvm/br0.netplan /etc/netplan/60-cephkvm-br0.yaml" in apply
     assert apply.rstrip().endswith("netplan apply")
     assert "netplan apply" in host.files["/run/cephkvm/br0.rollback"]
-    assert "setsid -f sh /run/cephkvm/br0.guard" in host.log
+    assert "setsid -f sh /run/cephkvm/br0.guard" in host.log.lines
     assert ["mkdir", "/run/cephkvm/br0.decided"] in probes, "confirmed over a new connection"
-    assert not [line for line in host.log if line.startswith("ip ")], "netplan owns the NICs"
+    assert not [line for line in host.log.lines if line.startswith("ip ")], "netplan owns the NICs"
 
 
-def test_the_ceph_wait_asks_every_cluster_the_node_holds_a_config_of(monkeypatch):
+class TwoClusterNode(FakeNode):
+    """A node holding the configs of two healthy clusters."""
+
+    HANDLERS = Handlers()
+
+
+@TwoClusterNode.HANDLERS.program("find")
+def _two_configs(_node, _command):
+    return "/etc/ceph/prod.conf\n/etc/ceph/ceph.conf\n", 0
+
+
+@TwoClusterNode.HANDLERS.program("ceph")
+def _healthy(_node, _command):
+    return '{"status":"HEALTH_OK","checks":{}}', 0
+
+
+def test_the_ceph_wait_asks_every_cluster_the_node_holds_a_config_of():
     """Not only one named `ceph`: the health of each /etc/ceph/NAME.conf's cluster."""
-    from providers.transport import Result
-    asked = []
-
-    class Node:
-        name = "node1"
-
-        def run(self, argv, check=True, timeout=0, **_):
-            asked.append(argv)
-            if argv[0] == "find":
-                return Result("/etc/ceph/prod.conf\n/etc/ceph/ceph.conf\n", "", 0)
-            return Result('{"status":"HEALTH_OK","checks":{}}', "", 0)
-
-    kb._wait_ceph_settled(Node(), {"node": "node1", "ceph_timeout": 5})
-    clusters = [a[a.index("--cluster") + 1] for a in asked if a[0] == "ceph"]
+    node = TwoClusterNode("node1")
+    kb._wait_ceph_settled(node.session(), {"node": "node1", "ceph_timeout": 5})
+    clusters = [c.argv[c.argv.index("--cluster") + 1] for c in node.log if c.argv[0] == "ceph"]
     assert clusters == ["ceph", "prod"]

@@ -203,7 +203,7 @@ def test_the_active_mgr_hands_over_before_it_stops(world):
     props = daemon_props(world, world.fsid, "node1")
 
     def stopped():
-        assert "mgr fail node1" in " ".join(line for _, line in world.changes)
+        assert "mgr fail node1" in " ".join(world.changes)
         assert "node1" not in world.running("mgr") and world.preferred("mgr")[0] != "node1"
     cycle(CephMgrProvider(), props, stopped)
 
@@ -212,7 +212,7 @@ def test_the_active_mds_hands_its_rank_to_a_standby_before_it_stops(world):
     props = daemon_props(world, world.fsid, "node1")
 
     def stopped():
-        lines = [line for _, line in world.changes]
+        lines = list(world.changes)
         fail = next(i for i, line in enumerate(lines) if "mds fail node1" in line)
         assert fail < len(lines) - 1  # the stop came after the hand-over
         assert "node1" not in world.running("mds")
@@ -240,7 +240,7 @@ def test_a_daemon_started_by_hand_in_maintenance_is_drift_and_stopped_again(worl
 @pytest.mark.parametrize("step", range(1, 3))  # noout, stop
 def test_an_osd_killed_while_entering_maintenance_converges_on_rerun(world, step):
     olds = world.osd_outs["node1"]
-    world.crash_at = len(world.changes) + step
+    world.log.crash_at = len(world.changes) + step
     with pytest.raises(Crash):
         CephOsdProvider().update("x", olds, {**olds, "ensure": "maintenance"})
     CephOsdProvider().update("x", olds, {**olds, "ensure": "maintenance"})
@@ -281,7 +281,7 @@ def test_an_osd_restart_sets_its_noout_and_waits_for_clean_pgs(world):
     world.unclean_probes = 2
     restarted(world, CephOsdProvider(), world.osd_outs["node1"], "osd", 0)
     assert world.noout == set() and world.unclean_probes < 0
-    assert "osd add-noout osd.0" in " ".join(line for _, line in world.changes)
+    assert "osd add-noout osd.0" in " ".join(world.changes)
 
 
 def test_the_active_mgr_hands_over_before_its_restart(world):

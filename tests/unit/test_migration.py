@@ -5,14 +5,13 @@ import io
 import paramiko
 import pytest
 
-from providers import base
 from providers.migration_access import KEY_PATH, MigrationAccessProvider
 from providers.migration_key import MigrationKeyProvider
-from tests.unit.fakes import Crash, FakeHost
+from tests.unit.fakes import Crash, connection
 
 pytestmark = pytest.mark.unit
 
-CONN = {"name": "node1", "address": "192.0.2.1", "host_key": "ssh-ed25519 AAAA"}
+CONN = connection("node1")
 AUTHORIZED = "/root/.ssh/authorized_keys"
 OPERATOR = "ssh-ed25519 AAAAoperator operator@laptop"
 
@@ -24,12 +23,11 @@ def key():
 
 
 @pytest.fixture
-def host(monkeypatch):
-    fake = FakeHost()
-    fake.dirs.add("/root/.ssh")
-    fake.files[AUTHORIZED] = OPERATOR + "\n"
-    monkeypatch.setattr(base, "session", lambda props: fake.session())
-    return fake
+def host(host):
+    """A node whose root already lets the operator in."""
+    host.dirs.add("/root/.ssh")
+    host.files[AUTHORIZED] = OPERATOR + "\n"
+    return host
 
 
 def props(key, **extra):
@@ -56,8 +54,8 @@ def test_create_adds_a_restricted_line_and_the_root_only_key(host, key):
     assert lines[0] == OPERATOR, "the operator's own keys stay"
     assert lines[1] == f'from="192.0.2.1,192.0.2.2",restrict {key["public_key"]}'
     assert host.files[KEY_PATH] == key["private_key"]
-    assert host.modes[KEY_PATH] == ("0600", "root:root")
-    assert not [line for _, line in host.log if "PRIVATE" in line], "key only through stdin"
+    assert host.modes[KEY_PATH] == ("600", "root:root")
+    assert not [line for line in host.log.lines if "PRIVATE" in line], "key only through stdin"
 
 
 def test_a_second_run_changes_nothing(host, key):
@@ -69,7 +67,7 @@ def test_a_second_run_changes_nothing(host, key):
 
 @pytest.mark.parametrize("step", [1, 2])
 def test_crash_at_step_n_then_rerun_converges(host, key, step):
-    host.crash_at = step
+    host.log.crash_at = step
     with pytest.raises(Crash):
         MigrationAccessProvider().create(props(key))
     MigrationAccessProvider().create(props(key))

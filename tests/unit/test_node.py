@@ -1,20 +1,11 @@
 import pytest
 
-from providers import base
 from providers.node import NodeProvider
-from tests.unit.fakes import FakeHost
+from tests.unit.fakes import connection
 
 pytestmark = pytest.mark.unit
 
-PROPS = {"node": "node1", "virt_type": "auto",
-         "connection": {"name": "node1", "address": "192.0.2.1", "host_key": "ssh-ed25519 AA"}}
-
-
-@pytest.fixture
-def host(monkeypatch):
-    fake = FakeHost()
-    monkeypatch.setattr(base, "session", lambda props, **_: fake.session())
-    return fake
+PROPS = {"node": "node1", "virt_type": "auto", "connection": connection("node1")}
 
 
 @pytest.mark.parametrize("kvm, wanted, effective", [

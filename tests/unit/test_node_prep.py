@@ -1,21 +1,13 @@
 import pytest
 
-from providers import base
 from providers.node_prep import NodePrepProvider
-from tests.unit.fakes import Crash, FakeHost
+from tests.unit.fakes import Crash, FakeHost, connection
 
 pytestmark = pytest.mark.unit
 
-CONN = {"name": "node1", "address": "192.0.2.1", "host_key": "ssh-ed25519 AAAA"}
+CONN = connection("node1")
 PROPS = {"node": "node1", "connection": CONN, "packages": ["ceph-mon", "qemu-utils"],
          "daemons": ["virtlogd", "libvirtd"]}
-
-
-@pytest.fixture
-def host(monkeypatch):
-    fake = FakeHost()
-    monkeypatch.setattr(base, "session", lambda props: fake.session())
-    return fake
 
 
 def test_create_installs_missing_packages_and_starts_daemons(host):
@@ -37,7 +29,7 @@ def test_create_on_a_ready_node_changes_nothing(host):
 
 @pytest.mark.parametrize("step", [1, 2, 3])
 def test_crash_at_step_n_then_rerun_converges(host, step):
-    host.crash_at = step
+    host.log.crash_at = step
     with pytest.raises(Crash):
         NodePrepProvider().create(dict(PROPS))
     NodePrepProvider().create(dict(PROPS))
@@ -140,8 +132,7 @@ def test_root_needs_no_group(host):
 
 def test_the_init_system_is_asked_once_per_node_and_run():
     from providers import services
-    from tests.unit.fakes import FakeHost
     host = FakeHost(systemd=True)
     assert all(services.has_systemd(host.session()) for _ in range(3))
-    asked = [line for _, line in host.log if "/run/systemd/system" in line]
+    asked = [line for line in host.log.lines if "/run/systemd/system" in line]
     assert asked == ["test -d /run/systemd/system"]
