@@ -319,15 +319,17 @@ class PgPoller:
         self._thread.join(60)
 
 
-def _active_mds_on(node: str) -> None:
-    """Fail the active MDS over until node's holds the rank."""
+def _vm_to_the_active_mds(stack) -> str:
+    """The node whose MDS is active, with the VM moved there (a plain migration): failing
+    MDS daemons over until a chosen one wins depends on the mons' choice of standby."""
     def active():
-        fs = ceph_json("fs", "dump")["filesystems"][0]["mdsmap"]["info"].values()
-        names = [i["name"] for i in fs if i["state"] == "up:active"]
-        if names and names != [node]:
-            lab.run("node3", ["ceph", "mds", "fail", names[0]], check=True)
-        return names == [node]
-    base.wait_until(active, timeout=180, interval=5, what=f"mds.{node} to be active")
+        info = ceph_json("fs", "dump")["filesystems"][0]["mdsmap"]["info"].values()
+        return next((i["name"] for i in info if i["state"] == "up:active"), None)
+    node = base.wait_until(active, timeout=120, what="an active MDS")
+    if stack.outputs()["vms"][VM]["host"] != node:
+        stack.edit_config(lambda c: vm_config(c).update(node=node))
+        stack.run("up", "--yes", "--skip-preview")
+    return node
 
 
 def _in_service(stack) -> None:
@@ -390,9 +392,8 @@ class Watch:
 def test_maintenance_moves_the_vm_stops_the_nodes_daemons_and_brings_them_back(stack):
     """The node hosting the VM, a mon, an OSD and the active MDS goes into maintenance and
     back, while the guest writes to its disk and node3 reads and writes CephFS."""
-    home = stack.outputs()["vms"][VM]["host"]
+    home = _vm_to_the_active_mds(stack)
     osd = next(i for i, o in base_osds().items() if o == home)
-    _active_mds_on(home)
     watch = Watch(home)
     try:
         stack.edit_config(lambda c: c.update({"cephkvm:maintenance": [home]}))
