@@ -1,4 +1,5 @@
 """cephkvm: read the stack config, validate it, build the cluster, export its outputs."""
+
 import os
 
 import pulumi
@@ -16,7 +17,7 @@ sdk_drain.install()
 
 def raw_config() -> dict:
     prefix = NAMESPACE + ":"
-    return {k[len(prefix):]: v for k, v in CONFIG.get().items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in CONFIG.get().items() if k.startswith(prefix)}
 
 
 try:
@@ -50,8 +51,13 @@ if stack.kvm and (stack.kvm.bridges or stack.kvm.vms):
 if stack.ceph:
     # Deleted first by a destroy, and protected unless data may be lost: a destroy stops
     # before any VM, mount or bridge is removed (providers/destroy_guard.py).
-    every = ceph.resources() + (kvm.resources() if stack.kvm and (stack.kvm.bridges or
-                                                                  stack.kvm.vms) else [])
-    DestroyGuard({"allow": stack.ceph.allow_data_loss,
-                  "guards": f"Ceph cluster {stack.ceph.cluster_name} and everything on it"},
-                 pulumi.ResourceOptions(depends_on=every, protect=not stack.ceph.allow_data_loss))
+    every = ceph.resources() + (
+        kvm.resources() if stack.kvm and (stack.kvm.bridges or stack.kvm.vms) else []
+    )
+    DestroyGuard(
+        {
+            "allow": stack.ceph.allow_data_loss,
+            "guards": f"Ceph cluster {stack.ceph.cluster_name} and everything on it",
+        },
+        pulumi.ResourceOptions(depends_on=every, protect=not stack.ceph.allow_data_loss),
+    )

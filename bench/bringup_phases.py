@@ -2,6 +2,7 @@
 broken down by phase (from the engine's event log: when each resource started and ended).
 Prints figures; asserts nothing. Needs a running lab and `make setup`; honours CEPHKVM_LAB.
 bringup_vs_serial.py reuses measure() against bench/serial_bringup.sh."""
+
 import json
 import os
 import sys
@@ -14,11 +15,22 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import lab  # noqa: E402
 from tests.cli import Project  # noqa: E402
 
-PHASES = {"Node": "facts", "NodePrep": "node prep", "CephCluster": "identity",
-          "CephConf": "identity", "CephMon": "mons", "CephConfig": "quorum + options",
-          "CephMgr": "mgrs", "CephMds": "MDS",
-          "CephOsd": "OSDs", "CephPool": "pools", "CephFilesystem": "CephFS",
-          "CephFSMount": "mounts", "KvmBridge": "bridges", "CloudVM": "VM"}
+PHASES = {
+    "Node": "facts",
+    "NodePrep": "node prep",
+    "CephCluster": "identity",
+    "CephConf": "identity",
+    "CephMon": "mons",
+    "CephConfig": "quorum + options",
+    "CephMgr": "mgrs",
+    "CephMds": "MDS",
+    "CephOsd": "OSDs",
+    "CephPool": "pools",
+    "CephFilesystem": "CephFS",
+    "CephFSMount": "mounts",
+    "KvmBridge": "bridges",
+    "CloudVM": "VM",
+}
 
 
 def phases(event_log: str) -> dict:

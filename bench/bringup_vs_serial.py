@@ -8,6 +8,7 @@ takes the lab down (which removes everything the stack made: no `destroy` needed
 throwaway state goes with the temp dir), brings it up fresh again, runs the script, takes the
 lab down. Prints one table; asserts nothing. Needs `make setup` and the guest image.
 """
+
 import os
 import re
 import subprocess
@@ -24,8 +25,17 @@ from tests.cli import Project  # noqa: E402
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serial_bringup.sh")
 # The script's order. Its one Ceph daemon phase covers several of bringup_phases' PHASES.
-ORDER = ["facts", "node prep", "bridges", "mons/mgrs/MDS", "OSDs", "pools", "CephFS", "mounts",
-         "VM"]
+ORDER = [
+    "facts",
+    "node prep",
+    "bridges",
+    "mons/mgrs/MDS",
+    "OSDs",
+    "pools",
+    "CephFS",
+    "mounts",
+    "VM",
+]
 GROUPS = {p: "mons/mgrs/MDS" for p in ("identity", "mons", "quorum + options", "mgrs", "MDS")}
 assert {GROUPS.get(p, p) for p in PHASES.values()} == set(ORDER), "phase names drifted"
 
@@ -38,6 +48,8 @@ def grouped(spans: dict) -> dict:
         b, e = out.get(group, (begin, end))
         out[group] = (min(b, begin), max(e, end))
     return out
+
+
 LINE = re.compile(r"^(?P<name>.+?)\s+(?P<begin>[\d.]+) s ->\s+(?P<end>[\d.]+) s")
 TOTAL = re.compile(r"^total serial\s+(?P<total>[\d.]+) s")
 
@@ -55,12 +67,15 @@ def pulumi_run() -> tuple[dict, float]:
 
 def serial_run() -> tuple[dict, float]:
     start = time.monotonic()
-    proc = subprocess.run(["bash", SCRIPT], capture_output=True, text=True, timeout=1800,
-                          env=dict(os.environ))
+    proc = subprocess.run(
+        ["bash", SCRIPT], capture_output=True, text=True, timeout=1800, env=dict(os.environ)
+    )
     wall = time.monotonic() - start
     if proc.returncode != 0:
-        raise RuntimeError(f"serial_bringup.sh exited {proc.returncode}:\n"
-                           f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(
+            f"serial_bringup.sh exited {proc.returncode}:\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
     spans, total = {}, wall
     for line in proc.stdout.splitlines():
         if m := TOTAL.match(line):
@@ -79,8 +94,10 @@ def cell(span) -> str:
 
 def table(pulumi: tuple, serial: tuple) -> str:
     (p_spans, p_total), (s_spans, s_total) = pulumi, serial
-    rows = [f"{'phase':15s} | {'pulumi up (from -> to, length)':32s} | serial script",
-            "-" * 16 + "+" + "-" * 34 + "+" + "-" * 31]
+    rows = [
+        f"{'phase':15s} | {'pulumi up (from -> to, length)':32s} | serial script",
+        "-" * 16 + "+" + "-" * 34 + "+" + "-" * 31,
+    ]
     for name in ORDER:
         rows.append(f"{name:15s} | {cell(p_spans.get(name)):32s} | {cell(s_spans.get(name))}")
     rows.append(f"{'total':15s} | {p_total:5.1f} s{'':25s} | {s_total:5.1f} s")
@@ -93,17 +110,22 @@ def load() -> str:
 
 def main() -> None:
     serial_first = "--serial-first" in sys.argv[1:]  # to see what the order does
-    print(f"lab instance {lab.const.INSTANCE or '(default)'}, subnet {lab.const.SUBNET}, "
-          f"{os.cpu_count()} cores", flush=True)
+    print(
+        f"lab instance {lab.const.INSTANCE or '(default)'}, subnet {lab.const.SUBNET}, "
+        f"{os.cpu_count()} cores",
+        flush=True,
+    )
     results = {}
     try:
-        for name, run in ([("serial", serial_run), ("pulumi", pulumi_run)] if serial_first
-                          else [("pulumi", pulumi_run), ("serial", serial_run)]):
+        for name, run in (
+            [("serial", serial_run), ("pulumi", pulumi_run)]
+            if serial_first
+            else [("pulumi", pulumi_run), ("serial", serial_run)]
+        ):
             fresh_lab()
             before = load()
             results[name] = run()
-            print(f"{name}: {results[name][1]:.1f} s ({before} before, {load()} after)",
-                  flush=True)
+            print(f"{name}: {results[name][1]:.1f} s ({before} before, {load()} after)", flush=True)
             lab.down()
     finally:
         left = lab.down()

@@ -3,6 +3,7 @@ as a ratio to moving the same VMs by editing their `node` (plain live migrations
 in the same run), and the longest stall of a CephFS write+read probe on node3 meanwhile.
 Prints figures; asserts nothing. Needs a running lab (`python -m lab up`) and the lab guest
 image (`make guest-image`)."""
+
 import copy
 import ipaddress
 import os
@@ -41,7 +42,8 @@ def vms(config: dict, count: int) -> None:
         vm.update(name=f"bench-vm{i + 1}", node="node1")
         vm["cloud_init"]["hostname"] = vm["name"]
         vm["cloud_init"]["network_config"]["ethernets"]["eth0"]["addresses"] = [
-            f"{net.network_address + 110 + i}/{net.prefixlen}"]
+            f"{net.network_address + 110 + i}/{net.prefixlen}"
+        ]
         config["cephkvm:vms"].append(vm)
 
 
@@ -49,8 +51,11 @@ def timed_up(project: Project, change) -> tuple[float, float]:
     """(seconds of the `up` after change(config), the probe's longest stall meanwhile)."""
     project.edit_config(change)
     lab.run("node3", ["rm", "-f", "/tmp/cephkvm-bench.stop"])
-    probe = subprocess.Popen(lab.ssh_argv("node3") + ["python3", "-c", shlex.quote(PROBE)],
-                             stdout=subprocess.PIPE, text=True)
+    probe = subprocess.Popen(
+        lab.ssh_argv("node3") + ["python3", "-c", shlex.quote(PROBE)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     t0 = time.monotonic()
     try:
         project.run("up", "--yes", "--skip-preview")
@@ -73,17 +78,20 @@ def _on(node: str):
 def measure(project: Project, count: int) -> None:
     project.edit_config(lambda c: vms(c, count))
     project.run("up", "--yes", "--skip-preview")
-    took = {label: timed_up(project, change) for label, change in (
-        ("plain migration away", _on("node2")), ("plain migration back", _on("node1")),
-        ("enter maintenance", lambda c: c.update({"cephkvm:maintenance": ["node1"]})),
-        ("leave maintenance", lambda c: c.pop("cephkvm:maintenance")))}
+    took = {
+        label: timed_up(project, change)
+        for label, change in (
+            ("plain migration away", _on("node2")),
+            ("plain migration back", _on("node1")),
+            ("enter maintenance", lambda c: c.update({"cephkvm:maintenance": ["node1"]})),
+            ("leave maintenance", lambda c: c.pop("cephkvm:maintenance")),
+        )
+    }
     for label, (seconds, stall) in took.items():
-        print(f"{count} VM(s)  {label:22s} {seconds:6.1f} s   longest CephFS stall "
-              f"{stall:5.2f} s")
+        print(f"{count} VM(s)  {label:22s} {seconds:6.1f} s   longest CephFS stall {stall:5.2f} s")
     reference = took["plain migration away"][0] + took["plain migration back"][0]
     both = took["enter maintenance"][0] + took["leave maintenance"][0]
-    print(f"{count} VM(s)  maintenance in+out / plain migrations away+back: "
-          f"{both / reference:.2f}")
+    print(f"{count} VM(s)  maintenance in+out / plain migrations away+back: {both / reference:.2f}")
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ first `up` (a new stack) and, with --unchanged, the preview of a stack whose res
 exist (a state made by tests/engine/synthetic.py). Either must open no SSH connection.
 Prints figures; asserts nothing. Usage: bench/preview_offline_scale.py [--unchanged]
 [--ab-drain] [NODES:VMS ...]"""
+
 import os
 import sys
 import tempfile
@@ -23,17 +24,25 @@ def stack_config(nodes: int, vms: int) -> dict:
     with open(os.path.join(ROOT, "stacks", "Pulumi.example.yaml")) as f:
         config = yaml.safe_load(f)["config"]
     template = config["cephkvm:nodes"][0]
-    config["cephkvm:nodes"] = [{**template, "name": f"osd{i}", "address": f"10.20.{i // 200}."
-                                f"{i % 200 + 10}"} for i in range(1, nodes + 1)]
+    config["cephkvm:nodes"] = [
+        {**template, "name": f"osd{i}", "address": f"10.20.{i // 200}.{i % 200 + 10}"}
+        for i in range(1, nodes + 1)
+    ]
     bridge = config["cephkvm:bridges"][0]
     bridge["addresses"] = {n["name"]: [f"{n['address']}/16"] for n in config["cephkvm:nodes"]}
     bridge["gateway"] = "10.20.0.1"
     vm = config.pop("cephkvm:vms")[0]
     # The VM list goes in cephkvm:vms_file: stack config is capped at 128 KiB in all.
     config["cephkvm:vms_file"] = "vms.yaml"
-    fleet = [{**vm, "name": f"virt-{i:03d}", "node": f"osd{i % nodes + 1}",
-              "cloud_init": {**vm["cloud_init"], "hostname": f"virt-{i:03d}"}}
-             for i in range(vms)]
+    fleet = [
+        {
+            **vm,
+            "name": f"virt-{i:03d}",
+            "node": f"osd{i % nodes + 1}",
+            "cloud_init": {**vm["cloud_init"], "hostname": f"virt-{i:03d}"},
+        }
+        for i in range(vms)
+    ]
     return {"config": config}, fleet
 
 
@@ -58,8 +67,11 @@ def measure(nodes: int, vms: int, unchanged: bool, ab_drain: bool = False) -> No
                 print(f"{nodes:3d} nodes {vms:4d} VMs  preview FAILED: {reason[-1:]}")
                 return
             connects = sum(line.startswith("connect ") for line in project.ssh_log_lines())
-            print(f"{nodes:3d} nodes {vms:4d} VMs  {kind} preview {label} {elapsed:6.1f} s  "
-                  f"ssh connections {connects}", flush=True)
+            print(
+                f"{nodes:3d} nodes {vms:4d} VMs  {kind} preview {label} {elapsed:6.1f} s  "
+                f"ssh connections {connects}",
+                flush=True,
+            )
 
 
 def _preview(project: Project):

@@ -1,16 +1,17 @@
 """CephStack: the Ceph half of the runbook as one component.
 
-    CephStack
-    ├── CephCluster          fsid, keys, initial monmap (identity files on the mon nodes)
-    ├── CephConf per node    ceph.conf; the admin keyring on nodes with a Ceph role
-    ├── CephMon per mon node                after the cluster and its node's conf
-    ├── CephConfig           `ceph config set`; after every mon: waits for their quorum
-    ├── CephMgr, CephMds per node           after the quorum (CephConfig)
-    ├── CephOsd per (node, device)          after the mgrs (`osd purge` is a mgr command)
-    ├── CephPool per pool                   after every OSD (PG stats need a mgr too)
-    └── CephFilesystem per filesystem       after its pools and every MDS
-        └── CephFSMount per (node, mount)   after the filesystem
+CephStack
+├── CephCluster          fsid, keys, initial monmap (identity files on the mon nodes)
+├── CephConf per node    ceph.conf; the admin keyring on nodes with a Ceph role
+├── CephMon per mon node                after the cluster and its node's conf
+├── CephConfig           `ceph config set`; after every mon: waits for their quorum
+├── CephMgr, CephMds per node           after the quorum (CephConfig)
+├── CephOsd per (node, device)          after the mgrs (`osd purge` is a mgr command)
+├── CephPool per pool                   after every OSD (PG stats need a mgr too)
+└── CephFilesystem per filesystem       after its pools and every MDS
+    └── CephFSMount per (node, mount)   after the filesystem
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -36,16 +37,20 @@ def _slug(path: str) -> str:
 
 
 class CephStack(pulumi.ComponentResource):
-    def __init__(self, stack: StackConfig, nodes: dict,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(
+        self, stack: StackConfig, nodes: dict, opts: Optional[pulumi.ResourceOptions] = None
+    ):
         super().__init__("cephkvm:index:CephStack", "ceph", None, opts)
         cfg = stack.ceph
         for warning in cfg.warnings:
             pulumi.log.warn(warning, resource=self)
         by_name = {n.name: n for n in stack.nodes}
         access = {name: prepared.access for name, prepared in nodes.items()}
-        secret = ["nodes", "admin", "ssh_private_key"] if any(
-            "ssh_private_key" in a for a in access.values()) else []
+        secret = (
+            ["nodes", "admin", "ssh_private_key"]
+            if any("ssh_private_key" in a for a in access.values())
+            else []
+        )
         common = {"cluster_name": cfg.cluster_name}
         preps = [prepared.prep for prepared in nodes.values()]
 
@@ -53,38 +58,64 @@ class CephStack(pulumi.ComponentResource):
         # a destroy or a removal is then refused at preview, before any host is touched.
         keep = not cfg.allow_data_loss
         pulumi.log.info(_protection_note(cfg), resource=self)
-        self.cluster = CephCluster("ceph-cluster", {
-            **common, "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}",
-            "pin_fsid": cfg.fsid, "public_network": cfg.public_network,
-            "cluster_network": cfg.cluster_network,
-            "nodes": [{"name": n, "address": by_name[n].public_address, **access[n]}
-                      for n in nodes],
-            "mons": list(cfg.mons), "allow_data_loss": cfg.allow_data_loss,
-        }, pulumi.ResourceOptions(parent=self, depends_on=preps, protect=keep,
-                                  additional_secret_outputs=secret))
+        self.cluster = CephCluster(
+            "ceph-cluster",
+            {
+                **common,
+                "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}",
+                "pin_fsid": cfg.fsid,
+                "public_network": cfg.public_network,
+                "cluster_network": cfg.cluster_network,
+                "nodes": [
+                    {"name": n, "address": by_name[n].public_address, **access[n]} for n in nodes
+                ],
+                "mons": list(cfg.mons),
+                "allow_data_loss": cfg.allow_data_loss,
+            },
+            pulumi.ResourceOptions(
+                parent=self, depends_on=preps, protect=keep, additional_secret_outputs=secret
+            ),
+        )
         common["fsid"] = self.cluster.fsid
         # Nodes with a Ceph role hold the admin key; the others (KVM, CephFS clients) not.
         ceph_nodes = [n for n in nodes if set(by_name[n].roles) & {"mon", "mgr", "mds", "osd"}]
-        self.confs = {n: CephConf(f"conf-{n}", {
-            "cluster_name": cfg.cluster_name, "node": n, **access[n],
-            "conf": self.cluster.conf, "admin": n in ceph_nodes,
-            **({"admin_key": self.cluster.admin_key} if n in ceph_nodes else {}),
-        }, pulumi.ResourceOptions(parent=self, depends_on=[self.cluster],
-                                  additional_secret_outputs=secret)) for n in nodes}
+        self.confs = {
+            n: CephConf(
+                f"conf-{n}",
+                {
+                    "cluster_name": cfg.cluster_name,
+                    "node": n,
+                    **access[n],
+                    "conf": self.cluster.conf,
+                    "admin": n in ceph_nodes,
+                    **({"admin_key": self.cluster.admin_key} if n in ceph_nodes else {}),
+                },
+                pulumi.ResourceOptions(
+                    parent=self, depends_on=[self.cluster], additional_secret_outputs=secret
+                ),
+            )
+            for n in nodes
+        }
         admin_names = list(cfg.mons) + [n for n in ceph_nodes if n not in cfg.mons]
         admin = [access[n] for n in admin_names]
         admin_confs = [self.confs[n] for n in admin_names]
         timeout = {"timeout": cfg.health_timeout}
         down = stack.maintenance
-        self.gate = maintenance.gate(stack, nodes, [access[n] for n in sorted(
-            admin_names, key=lambda n: n in down)], [self.cluster, *admin_confs])
+        self.gate = maintenance.gate(
+            stack,
+            nodes,
+            [access[n] for n in sorted(admin_names, key=lambda n: n in down)],
+            [self.cluster, *admin_confs],
+        )
 
         restart = cfg.restart
 
         def wanted(n):
             """What a node's daemons are asked beyond running: maintenance, a restart."""
-            return {**({"ensure": "maintenance"} if n in down else {}),
-                    **({"restart": restart} if restart else {})}
+            return {
+                **({"ensure": "maintenance"} if n in down else {}),
+                **({"restart": restart} if restart else {}),
+            }
 
         def waits(n, previous):
             """In maintenance: the gate first. A rolling restart: one node at a time."""
@@ -93,78 +124,173 @@ class CephStack(pulumi.ComponentResource):
         def per_node(cls, prefix, names, after, extra=lambda n: {}):
             made: list = []
             for n in names:
-                made.append(cls(f"{prefix}-{n}", {
-                    **common, "node": n, **access[n], **timeout, **extra(n), **wanted(n),
-                }, pulumi.ResourceOptions(parent=self, depends_on=[
-                    *after, self.confs[n], *waits(n, made[-1:])],
-                    additional_secret_outputs=secret)))
+                made.append(
+                    cls(
+                        f"{prefix}-{n}",
+                        {
+                            **common,
+                            "node": n,
+                            **access[n],
+                            **timeout,
+                            **extra(n),
+                            **wanted(n),
+                        },
+                        pulumi.ResourceOptions(
+                            parent=self,
+                            depends_on=[*after, self.confs[n], *waits(n, made[-1:])],
+                            additional_secret_outputs=secret,
+                        ),
+                    )
+                )
             return made
 
-        self.mons = per_node(CephMon, "mon", cfg.mons, [self.cluster], lambda n: {
-            "address": by_name[n].public_address, "allow_data_loss": cfg.allow_data_loss})
-        self.config = CephConfig("ceph-config", {
-            **common, "admin": admin, "mons": list(cfg.mons), "options": cfg.options,
-            "allow_data_loss": cfg.allow_data_loss, **timeout,
-        }, pulumi.ResourceOptions(parent=self, depends_on=[*self.mons, *admin_confs],
-                                  protect=keep, additional_secret_outputs=secret))
+        self.mons = per_node(
+            CephMon,
+            "mon",
+            cfg.mons,
+            [self.cluster],
+            lambda n: {
+                "address": by_name[n].public_address,
+                "allow_data_loss": cfg.allow_data_loss,
+            },
+        )
+        self.config = CephConfig(
+            "ceph-config",
+            {
+                **common,
+                "admin": admin,
+                "mons": list(cfg.mons),
+                "options": cfg.options,
+                "allow_data_loss": cfg.allow_data_loss,
+                **timeout,
+            },
+            pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*self.mons, *admin_confs],
+                protect=keep,
+                additional_secret_outputs=secret,
+            ),
+        )
         self.mgrs = per_node(CephMgr, "mgr", cfg.mgrs, [self.config])
 
         self.osds, hosts = [], {}
         for node, device in cfg.osds:
             earlier = [h for h in hosts if h != node]
-            osd = CephOsd(f"osd-{node}-{_slug(device)}", {
-                **common, "node": node, **access[node], "device": device,
-                "method": cfg.osd_method, "wipe": cfg.wipe_devices,
-                "allow_removal": cfg.allow_osd_removal, "allow_data_loss": cfg.allow_data_loss,
-                **wanted(node),
-            }, pulumi.ResourceOptions(parent=self, depends_on=[
-                self.config, *self.mgrs, self.confs[node],
-                *waits(node, hosts[earlier[-1]] if earlier else [])],
-                protect=keep and not cfg.allow_osd_removal, additional_secret_outputs=secret))
+            osd = CephOsd(
+                f"osd-{node}-{_slug(device)}",
+                {
+                    **common,
+                    "node": node,
+                    **access[node],
+                    "device": device,
+                    "method": cfg.osd_method,
+                    "wipe": cfg.wipe_devices,
+                    "allow_removal": cfg.allow_osd_removal,
+                    "allow_data_loss": cfg.allow_data_loss,
+                    **wanted(node),
+                },
+                pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[
+                        self.config,
+                        *self.mgrs,
+                        self.confs[node],
+                        *waits(node, hosts[earlier[-1]] if earlier else []),
+                    ],
+                    protect=keep and not cfg.allow_osd_removal,
+                    additional_secret_outputs=secret,
+                ),
+            )
             self.osds.append(osd)
             hosts.setdefault(node, []).append(osd)
         # cephadm's restart order: mons, mgrs, OSDs, then MDS.
-        self.mdss = per_node(CephMds, "mds", cfg.mdss, [self.config,
-                                                        *(self.osds if restart else [])])
+        self.mdss = per_node(
+            CephMds, "mds", cfg.mdss, [self.config, *(self.osds if restart else [])]
+        )
 
-        self.pools = {p["name"]: CephPool(f"pool-{p.get('key') or p['name']}", {
-            **common, "admin": admin, **p,
-        }, pulumi.ResourceOptions(parent=self, depends_on=[self.config, *self.mgrs,
-                                                                 *self.osds],
-                                  protect=not p["allow_delete"],
-                                  additional_secret_outputs=secret))
-            for p in cfg.pools}
+        self.pools = {
+            p["name"]: CephPool(
+                f"pool-{p.get('key') or p['name']}",
+                {
+                    **common,
+                    "admin": admin,
+                    **p,
+                },
+                pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[self.config, *self.mgrs, *self.osds],
+                    protect=not p["allow_delete"],
+                    additional_secret_outputs=secret,
+                ),
+            )
+            for p in cfg.pools
+        }
 
         self.filesystems = {}
         for fs in cfg.filesystems:
-            pools = [self.pools[p] for p in [fs["metadata_pool"], fs["data_pool"],
-                                             *fs["extra_data_pools"]]]
-            self.filesystems[fs["name"]] = CephFilesystem(f"fs-{fs['name']}", {
-                **common, "admin": admin, **fs, "timeout": cfg.health_timeout,
-            }, pulumi.ResourceOptions(parent=self, depends_on=[*pools, *self.mdss],
-                                      protect=not fs["allow_delete"],
-                                      additional_secret_outputs=secret))
+            pools = [
+                self.pools[p]
+                for p in [fs["metadata_pool"], fs["data_pool"], *fs["extra_data_pools"]]
+            ]
+            self.filesystems[fs["name"]] = CephFilesystem(
+                f"fs-{fs['name']}",
+                {
+                    **common,
+                    "admin": admin,
+                    **fs,
+                    "timeout": cfg.health_timeout,
+                },
+                pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[*pools, *self.mdss],
+                    protect=not fs["allow_delete"],
+                    additional_secret_outputs=secret,
+                ),
+            )
 
         self.mounts = []
         for m in cfg.mounts:
             fs = self.filesystems[m["fs_name"]]
-            self.mounts.append((m, CephFSMount(
-                f"mount-{m['node']}-{_slug(m['mountpoint'])}", {
-                    **common, **m, **access[m["node"]], "mon_hosts": self.cluster.mon_hosts,
-                    "admin": admin,
-                # A child inherits its parent's protect: a mount holds no data itself.
-                }, pulumi.ResourceOptions(parent=fs, depends_on=[fs, self.confs[m["node"]]],
-                                          protect=False,
-                                          additional_secret_outputs=secret))))
+            self.mounts.append(
+                (
+                    m,
+                    CephFSMount(
+                        f"mount-{m['node']}-{_slug(m['mountpoint'])}",
+                        {
+                            **common,
+                            **m,
+                            **access[m["node"]],
+                            "mon_hosts": self.cluster.mon_hosts,
+                            "admin": admin,
+                            # A child inherits its parent's protect: a mount holds no data itself.
+                        },
+                        pulumi.ResourceOptions(
+                            parent=fs,
+                            depends_on=[fs, self.confs[m["node"]]],
+                            protect=False,
+                            additional_secret_outputs=secret,
+                        ),
+                    ),
+                )
+            )
         self.register_outputs({"fsid": self.cluster.fsid})
 
     def resources(self) -> list:
         """Every resource it made (the DestroyGuard depends on each by name: depending on
         the component does not reach the mounts, its grandchildren)."""
-        return [self.cluster, *self.confs.values(), *([self.gate] if self.gate else []),
-                *self.mons, self.config, *self.mgrs,
-                *self.mdss, *self.osds, *self.pools.values(), *self.filesystems.values(),
-                *[mount for _, mount in self.mounts]]
+        return [
+            self.cluster,
+            *self.confs.values(),
+            *([self.gate] if self.gate else []),
+            *self.mons,
+            self.config,
+            *self.mgrs,
+            *self.mdss,
+            *self.osds,
+            *self.pools.values(),
+            *self.filesystems.values(),
+            *[mount for _, mount in self.mounts],
+        ]
 
     def outputs(self) -> dict:
         """What other infrastructure consumes (also through a StackReference)."""
@@ -179,8 +305,11 @@ class CephStack(pulumi.ComponentResource):
             "health": self.config.health,
             "cephfs": list(self.filesystems),
             "mounts": mounts,
-            "client_keys": pulumi.Output.secret(pulumi.Output.all(
-                **{f"{m['node']}:{m['mountpoint']}": r.client_key for m, r in self.mounts})),
+            "client_keys": pulumi.Output.secret(
+                pulumi.Output.all(
+                    **{f"{m['node']}:{m['mountpoint']}": r.client_key for m, r in self.mounts}
+                )
+            ),
             "csi": {"clusterID": self.cluster.fsid, "monitors": self.cluster.mon_hosts},
         }
 
@@ -194,9 +323,14 @@ def _protection_note(cfg) -> str:
         if not cfg.allow_osd_removal:
             held.append("OSDs (cephkvm:ceph.allow_osd_removal)")
     held += [f"pool {p['name']} (its allow_delete)" for p in cfg.pools if not p["allow_delete"]]
-    held += [f"filesystem {f['name']} (its allow_delete)" for f in cfg.filesystems
-             if not f["allow_delete"]]
+    held += [
+        f"filesystem {f['name']} (its allow_delete)"
+        for f in cfg.filesystems
+        if not f["allow_delete"]
+    ]
     if not held:
         return "protected from delete: nothing (every opt-in is set)"
-    return ("protected from delete and replace: " + ", ".join(held) + ". To remove one, set "
-            "its setting to true, run `pulumi up`, then remove it.")
+    return (
+        "protected from delete and replace: " + ", ".join(held) + ". To remove one, set "
+        "its setting to true, run `pulumi up`, then remove it."
+    )

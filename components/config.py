@@ -6,6 +6,7 @@ fix. The shape of each section is its model in providers/schema/ (components/con
 is the root); this module and config_ceph / config_kvm add the rules that span sections. It
 reads nothing but local files, so preview stays offline.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,7 @@ from components.config_schema import BASE_PACKAGES as PACKAGES, Stack
 from pydantic import ValidationError
 
 from providers.schema.node import Inventory, Ssh
-from providers.schema.types import CONTROL, key, messages, render_key, sections, unique, \
-    validate
+from providers.schema.types import CONTROL, key, messages, render_key, sections, unique, validate
 
 NAMESPACE = "cephkvm"
 BASE_PACKAGES = list(PACKAGES)
@@ -51,8 +51,7 @@ def load(raw: dict, project_dir: str) -> StackConfig:
     raw = {k: _decode(v) for k, v in raw.items()}
     problems: list[str] = []
     if isinstance(raw.get("vms_file"), str):
-        raw["vms"] = list(raw.get("vms") or []) + _vms_file(raw["vms_file"], project_dir,
-                                                             problems)
+        raw["vms"] = list(raw.get("vms") or []) + _vms_file(raw["vms_file"], project_dir, problems)
     inventory = _inventory(raw, project_dir, problems)
     known = inventory.vars if inventory is not None else None
     raw = {k: _fill(v, known, k, problems) for k, v in raw.items()}
@@ -60,12 +59,14 @@ def load(raw: dict, project_dir: str) -> StackConfig:
     values, found = sections(Stack, raw)
     # A value with a control character is named once, by that rule.
     control = {p.split(": ", 1)[0] for p in problems}
-    problems += [f"{key(path)}: {message}" for path, message in found
-                 if key(path) not in control]
+    problems += [f"{key(path)}: {message}" for path, message in found if key(path) not in control]
     ssh = _ssh(values.get("ssh", Ssh()), inventory, project_dir)
     nodes = inventory.nodes if inventory is not None else values.get("nodes", ())
-    paths = {n.name: f"{'inventory.' if inventory else ''}nodes[{i}]"
-             for i, n in enumerate(nodes) if n is not None}
+    paths = {
+        n.name: f"{'inventory.' if inventory else ''}nodes[{i}]"
+        for i, n in enumerate(nodes)
+        if n is not None
+    }
     nodes = _nodes(nodes, ssh, paths, problems, "inventory.nodes" if inventory else "nodes")
     public = inventory.public_network if inventory is not None else None
     ceph = config_ceph.load(values, raw, nodes, paths, public, problems)
@@ -73,10 +74,15 @@ def load(raw: dict, project_dir: str) -> StackConfig:
     maintenance = config_maintenance.load(values, nodes, ceph, kvm, problems)
     if problems:
         raise ConfigError(problems)
-    return StackConfig(nodes=nodes, ssh=ssh, virt_type=values.get("kvm").virt_type
-                       if "kvm" in values else "auto",
-                       packages=values.get("packages", tuple(BASE_PACKAGES)),
-                       ceph=ceph, kvm=kvm, maintenance=maintenance)
+    return StackConfig(
+        nodes=nodes,
+        ssh=ssh,
+        virt_type=values.get("kvm").virt_type if "kvm" in values else "auto",
+        packages=values.get("packages", tuple(BASE_PACKAGES)),
+        ceph=ceph,
+        kvm=kvm,
+        maintenance=maintenance,
+    )
 
 
 # --- the inventory ----------------------------------------------------------------------
@@ -87,22 +93,28 @@ def _inventory(raw: dict, project_dir: str, problems: list) -> Inventory | None:
     if not isinstance(raw.get("inventory"), str):
         return None  # absent, or its type is the schema's problem
     if raw.get("nodes"):
-        problems.append(f"{key('nodes')}: the nodes come from {key('inventory')}; list them "
-                        "in one place")
-    path = _path(ENV_VAR.sub(lambda m: os.environ.get(m.group(1) or m.group(2), ""),
-                             raw["inventory"]), project_dir)
+        problems.append(
+            f"{key('nodes')}: the nodes come from {key('inventory')}; list them in one place"
+        )
+    path = _path(
+        ENV_VAR.sub(lambda m: os.environ.get(m.group(1) or m.group(2), ""), raw["inventory"]),
+        project_dir,
+    )
     try:
         with open(path) as f:
             data = yaml.safe_load(f)  # JSON is YAML too
     except (OSError, yaml.YAMLError) as err:
-        problems.append(f"{key('inventory')}: cannot read {path} ({err}); for the lab, run "
-                        "`make lab` or `python -m lab up` first")
+        problems.append(
+            f"{key('inventory')}: cannot read {path} ({err}); for the lab, run "
+            "`make lab` or `python -m lab up` first"
+        )
         return None
     try:
         return validate(Inventory, data)
     except ValidationError as err:
-        problems += [f"{key('inventory.' + p)}: {m} (in {path})" for p, m in
-                     messages(err, Inventory)]
+        problems += [
+            f"{key('inventory.' + p)}: {m} (in {path})" for p, m in messages(err, Inventory)
+        ]
         return None
 
 
@@ -121,11 +133,15 @@ def _fill(value, known: dict | None, path: str, problems: list):
         return value
     for name in INVENTORY_VAR.findall(value):
         if known is None:
-            problems.append(f"{key(path)}: {{inventory:{name}}} needs a {key('inventory')} "
-                            "file whose vars give it")
+            problems.append(
+                f"{key(path)}: {{inventory:{name}}} needs a {key('inventory')} "
+                "file whose vars give it"
+            )
         elif name not in known:
-            problems.append(f"{key(path)}: {{inventory:{name}}} is not in the inventory's "
-                            f"vars ({', '.join(sorted(known)) or 'none'})")
+            problems.append(
+                f"{key(path)}: {{inventory:{name}}} is not in the inventory's "
+                f"vars ({', '.join(sorted(known)) or 'none'})"
+            )
     return INVENTORY_VAR.sub(lambda m: (known or {}).get(m.group(1), m.group(0)), value)
 
 
@@ -140,15 +156,19 @@ def control_characters(raw, problems: list, free=(), path: str = "") -> None:
         for k, v in raw.items():
             sub = f"{path}.{render_key(k)}" if path else render_key(k)
             if isinstance(k, str) and CONTROL.search(k):
-                problems.append(f"{key(sub)}: the key holds a control character (a newline, "
-                                "a tab, ...); remove it")
+                problems.append(
+                    f"{key(sub)}: the key holds a control character (a newline, "
+                    "a tab, ...); remove it"
+                )
             control_characters(v, problems, free, sub)
     elif isinstance(raw, list):
         for i, v in enumerate(raw):
             control_characters(v, problems, free, f"{path}[{i}]")
     elif isinstance(raw, str) and CONTROL.search(raw):
-        problems.append(f"{key(path)}: holds a control character (a newline, a tab, ...); "
-                        "values that end up in files must be one line")
+        problems.append(
+            f"{key(path)}: holds a control character (a newline, a tab, ...); "
+            "values that end up in files must be one line"
+        )
 
 
 def _vms_file(value: str, project_dir: str, problems: list) -> list:
@@ -157,8 +177,10 @@ def _vms_file(value: str, project_dir: str, problems: list) -> list:
         with open(path) as f:
             vms = yaml.safe_load(f)
     except (OSError, yaml.YAMLError) as err:
-        problems.append(f"{key('vms_file')}: cannot read {path} ({err}); give a YAML file "
-                        "holding a list of VMs, relative to the project directory")
+        problems.append(
+            f"{key('vms_file')}: cannot read {path} ({err}); give a YAML file "
+            "holding a list of VMs, relative to the project directory"
+        )
         return []
     if not isinstance(vms, list):
         problems.append(f"{key('vms_file')}: {path} must hold a YAML list of VMs")
@@ -179,8 +201,12 @@ def _ssh(ssh: Ssh, inventory: Inventory | None, project_dir: str) -> Ssh:
     """cephkvm:ssh, with what the inventory sets taking its place."""
     if inventory is not None and inventory.ssh is not None:
         ssh = ssh.model_copy(update=inventory.ssh.model_dump(exclude_unset=True))
-    return ssh.model_copy(update={"key_file": _path(ssh.key_file, project_dir),
-                                  "known_hosts": _path(ssh.known_hosts, project_dir)})
+    return ssh.model_copy(
+        update={
+            "key_file": _path(ssh.key_file, project_dir),
+            "known_hosts": _path(ssh.known_hosts, project_dir),
+        }
+    )
 
 
 def _path(value, project_dir: str) -> str | None:
@@ -193,15 +219,19 @@ def _nodes(nodes: tuple, ssh: Ssh, paths: dict, problems: list, section: str) ->
     """The valid nodes; an invalid one is None in `nodes` (its problems are listed)."""
     if not nodes:
         if not any(p.startswith(key("inventory")) for p in problems):
-            problems.append(f"{key('nodes')}: list at least one node (name, address, "
-                            "host_key), or give a cephkvm:inventory file")
+            problems.append(
+                f"{key('nodes')}: list at least one node (name, address, "
+                "host_key), or give a cephkvm:inventory file"
+            )
         return ()
     valid = []
     for _, node in unique(nodes, section, problems, "node names must be unique"):
         valid.append(node)
         if node.host_key is None and not ssh.trust_on_first_use:
-            problems.append(f"{key(paths[node.name] + '.host_key')}: pin the node's SSH host "
-                            "key, "
-                            f"or set {key('ssh.trust_on_first_use')}: true to record it on "
-                            "first contact")
+            problems.append(
+                f"{key(paths[node.name] + '.host_key')}: pin the node's SSH host "
+                "key, "
+                f"or set {key('ssh.trust_on_first_use')}: true to record it on "
+                "first contact"
+            )
     return tuple(valid)

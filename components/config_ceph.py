@@ -3,6 +3,7 @@ their addresses, OSDs from the nodes' disks, pool size against the hosts holding
 filesystem's own pools, mounts on known nodes. The shape of `cephkvm:ceph`, `pools`,
 `filesystems` and `mounts` is providers/schema/ceph.py. Pure: reads nothing.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,29 +17,30 @@ from providers.schema.types import in_network, is_cidr, key, unique
 class CephConfig:
     """`settings` is the cephkvm:ceph section with its defaults resolved; its fields read as
     this object's own (`cfg.cluster_name`)."""
+
     settings: Ceph
     mons: tuple = ()
     mgrs: tuple = ()
     mdss: tuple = ()
-    osds: tuple = ()          # (node name, device)
-    pools: tuple = ()         # dicts in CephPool's input shape
-    filesystems: tuple = ()   # dicts in CephFilesystem's input shape
-    mounts: tuple = ()        # dicts: node, filesystem, mountpoint, client, options, ...
+    osds: tuple = ()  # (node name, device)
+    pools: tuple = ()  # dicts in CephPool's input shape
+    filesystems: tuple = ()  # dicts in CephFilesystem's input shape
+    mounts: tuple = ()  # dicts: node, filesystem, mountpoint, client, options, ...
     warnings: tuple = ()
 
     def __getattr__(self, name):
         return getattr(self.settings, name)
 
 
-def load(values: dict, raw: dict, nodes: tuple, paths: dict, public: str | None,
-         problems: list):
+def load(values: dict, raw: dict, nodes: tuple, paths: dict, public: str | None, problems: list):
     """The CephConfig, or None when the stack has no (valid) `cephkvm:ceph` section.
     `public`: the inventory's public_network, the default of ceph.public_network."""
     if "ceph" not in raw:
         for name in ("pools", "filesystems", "mounts"):
             if raw.get(name):
-                problems.append(f"{key(name)}: needs a cephkvm:ceph section (public_network "
-                                "at least)")
+                problems.append(
+                    f"{key(name)}: needs a cephkvm:ceph section (public_network at least)"
+                )
         return None
     if "ceph" not in values:
         return None  # its problems are listed
@@ -54,28 +56,41 @@ def load(values: dict, raw: dict, nodes: tuple, paths: dict, public: str | None,
     mounts = _mounts(values.get("mounts", ()), filesystems, [n.name for n in nodes], problems)
     if len(problems) > before:
         return None
-    return CephConfig(settings=settings, mons=roles["mon"], mgrs=roles["mgr"],
-                      mdss=roles["mds"], osds=tuple(osds), pools=tuple(pools.values()),
-                      filesystems=tuple(filesystems.values()), mounts=tuple(mounts),
-                      warnings=tuple(warnings))
+    return CephConfig(
+        settings=settings,
+        mons=roles["mon"],
+        mgrs=roles["mgr"],
+        mdss=roles["mds"],
+        osds=tuple(osds),
+        pools=tuple(pools.values()),
+        filesystems=tuple(filesystems.values()),
+        mounts=tuple(mounts),
+        warnings=tuple(warnings),
+    )
 
 
 def _settings(ceph: Ceph, default_public: str | None, problems: list) -> Ceph:
     public = ceph.public_network or default_public
     if not public:
-        problems.append(f"{key('ceph.public_network')}: set the CIDR the mons listen on, "
-                        "e.g. 10.204.10.0/24")
-    return ceph.model_copy(update={"public_network": public or "",
-                                   "osd_method": ceph.osd_method or "lvm"})
+        problems.append(
+            f"{key('ceph.public_network')}: set the CIDR the mons listen on, e.g. 10.204.10.0/24"
+        )
+    return ceph.model_copy(
+        update={"public_network": public or "", "osd_method": ceph.osd_method or "lvm"}
+    )
 
 
 def _check_mons(mons: tuple, warnings: list, problems: list) -> None:
     if not mons:
-        problems.append(f"{key('nodes')}: no node has the mon role; give it to 1, 3 or 5 "
-                        "nodes (roles: [mon, ...])")
+        problems.append(
+            f"{key('nodes')}: no node has the mon role; give it to 1, 3 or 5 "
+            "nodes (roles: [mon, ...])"
+        )
     elif len(mons) % 2 == 0:
-        warnings.append(f"{key('nodes')}: {len(mons)} mons ({', '.join(mons)}) cannot "
-                        f"outvote a split; use {len(mons) + 1} or {len(mons) - 1}")
+        warnings.append(
+            f"{key('nodes')}: {len(mons)} mons ({', '.join(mons)}) cannot "
+            f"outvote a split; use {len(mons) + 1} or {len(mons) - 1}"
+        )
 
 
 def _check_mon_addresses(nodes: tuple, paths: dict, public: str, problems: list) -> None:
@@ -87,13 +102,17 @@ def _check_mon_addresses(nodes: tuple, paths: dict, public: str, problems: list)
         field = "ceph_address" if node.ceph_address else "address"
         inside = in_network(node.public_address, public)
         if inside is None:
-            problems.append(f"{key(f'{at}.{field}')}: {node.name} is a mon, so Ceph needs "
-                            f"its IP address; set {at}.ceph_address to its address in "
-                            f"{public}")
+            problems.append(
+                f"{key(f'{at}.{field}')}: {node.name} is a mon, so Ceph needs "
+                f"its IP address; set {at}.ceph_address to its address in "
+                f"{public}"
+            )
         elif not inside:
-            problems.append(f"{key(f'{at}.{field}')}: {node.public_address} is outside "
-                            f"cephkvm:ceph.public_network {public}, so its mon could not bind; "
-                            f"set {at}.ceph_address to {node.name}'s address in {public}")
+            problems.append(
+                f"{key(f'{at}.{field}')}: {node.public_address} is outside "
+                f"cephkvm:ceph.public_network {public}, so its mon could not bind; "
+                f"set {at}.ceph_address to {node.name}'s address in {public}"
+            )
 
 
 def _osds(nodes: tuple, paths: dict, problems: list) -> list:
@@ -104,8 +123,10 @@ def _osds(nodes: tuple, paths: dict, problems: list) -> list:
         seen = set()
         for device in node.disks:
             if device in seen:
-                problems.append(f"{key(paths[node.name] + '.disks')}: {device} is listed "
-                                "twice; one OSD per device")
+                problems.append(
+                    f"{key(paths[node.name] + '.disks')}: {device} is listed "
+                    "twice; one OSD per device"
+                )
             seen.add(device)
             osds.append((node.name, device))
     return osds
@@ -121,19 +142,23 @@ def _pools(pools: tuple, osds: list, problems: list) -> dict:
         path = f"pools[{i}]"
         props = pool.inputs()
         for failure in check_pool(dict(props)):
-            problems.append(f"{key(path + '.' + _config_field(failure.property))}: "
-                            f"{failure.reason}")
+            problems.append(
+                f"{key(path + '.' + _config_field(failure.property))}: {failure.reason}"
+            )
         if props["type"] == "erasure" and pool.erasure:
             k_m, domain = pool.erasure.k + pool.erasure.m, pool.erasure.failure_domain
             if k_m > _domains(osds, domain):
                 problems.append(
                     f"{key(path + '.erasure')}: k+m = {k_m} but only "
                     f"{_domains(osds, domain)} {domain}(s) hold OSDs; lower k or m, add "
-                    "OSDs, or use failure_domain: osd")
+                    "OSDs, or use failure_domain: osd"
+                )
         elif isinstance(pool.size, int) and pool.size > _domains(osds, "host") and osds:
-            problems.append(f"{key(path + '.size')}: {pool.size} copies but only "
-                            f"{_domains(osds, 'host')} host(s) hold OSDs; lower size or add "
-                            "OSDs on more hosts")
+            problems.append(
+                f"{key(path + '.size')}: {pool.size} copies but only "
+                f"{_domains(osds, 'host')} host(s) hold OSDs; lower size or add "
+                "OSDs on more hosts"
+            )
         found[pool.name] = props
     return found
 
@@ -146,36 +171,51 @@ def _filesystems(filesystems: tuple, pools: dict, mdss: tuple, problems: list) -
     found, used = {}, {}
     for i, fs in unique(filesystems, "filesystems", problems):
         path = f"filesystems[{i}]"
-        named = [("metadata_pool", fs.metadata_pool), ("data_pool", fs.data_pool)] + \
-            [(f"extra_data_pools[{j}]", p) for j, p in enumerate(fs.extra_data_pools)]
+        named = [("metadata_pool", fs.metadata_pool), ("data_pool", fs.data_pool)] + [
+            (f"extra_data_pools[{j}]", p) for j, p in enumerate(fs.extra_data_pools)
+        ]
         for field_name, pool in named:
-            _check_fs_pool(fs.name, f"{path}.{field_name}", pool, pools, used, problems,
-                           extra=field_name.startswith("extra"))
+            _check_fs_pool(
+                fs.name,
+                f"{path}.{field_name}",
+                pool,
+                pools,
+                used,
+                problems,
+                extra=field_name.startswith("extra"),
+            )
         if not mdss:
             problems.append(f"{key(path)}: no node has the mds role; CephFS needs one")
-        standby = fs.standby_count if fs.standby_count is not None else \
-            min(1, max(len(mdss) - 1, 0))
+        standby = (
+            fs.standby_count if fs.standby_count is not None else min(1, max(len(mdss) - 1, 0))
+        )
         found[fs.name] = {**fs.model_dump(mode="json"), "standby_count": standby}
     return found
 
 
-def _check_fs_pool(fs: str, path: str, pool: str, pools: dict, used: dict,
-                   problems: list, extra: bool) -> None:
+def _check_fs_pool(
+    fs: str, path: str, pool: str, pools: dict, used: dict, problems: list, extra: bool
+) -> None:
     where = key(path)
     if pool not in pools:
         problems.append(f"{where}: {pool!r} is not a pool in cephkvm:pools")
         return
     if pool in used and used[pool] != fs:
-        problems.append(f"{where}: pool {pool!r} is already used by filesystem "
-                        f"{used[pool]!r}; each filesystem needs its own pools")
+        problems.append(
+            f"{where}: pool {pool!r} is already used by filesystem "
+            f"{used[pool]!r}; each filesystem needs its own pools"
+        )
     used[pool] = fs
     erasure = pools[pool].get("type") == "erasure"
     if erasure and not extra:
-        problems.append(f"{where}: {pool!r} is erasure-coded; CephFS wants a "
-                        "replicated pool here and the EC pool under extra_data_pools")
+        problems.append(
+            f"{where}: {pool!r} is erasure-coded; CephFS wants a "
+            "replicated pool here and the EC pool under extra_data_pools"
+        )
     if erasure and not pools[pool].get("ec_overwrites"):
-        problems.append(f"{key('pools')}: {pool!r} serves CephFS; set erasure."
-                        "allow_ec_overwrites: true")
+        problems.append(
+            f"{key('pools')}: {pool!r} serves CephFS; set erasure.allow_ec_overwrites: true"
+        )
 
 
 def _mounts(mounts: tuple, filesystems: dict, names: list, problems: list) -> list:
@@ -185,20 +225,30 @@ def _mounts(mounts: tuple, filesystems: dict, names: list, problems: list) -> li
             continue
         path = f"mounts[{i}]"
         if mount.filesystem not in filesystems:
-            problems.append(f"{key(path + '.filesystem')}: {mount.filesystem!r} is not in "
-                            "cephkvm:filesystems")
+            problems.append(
+                f"{key(path + '.filesystem')}: {mount.filesystem!r} is not in cephkvm:filesystems"
+            )
         for node in mount.nodes if mount.nodes is not None else names:
             if node not in names:
-                problems.append(f"{key(path + '.nodes')}: unknown node {node!r}; nodes are "
-                                f"{', '.join(names)}")
+                problems.append(
+                    f"{key(path + '.nodes')}: unknown node {node!r}; nodes are {', '.join(names)}"
+                )
                 continue
             if (node, mount.mountpoint) in seen:
-                problems.append(f"{key(path + '.mountpoint')}: {node} already mounts "
-                                f"something at {mount.mountpoint}")
+                problems.append(
+                    f"{key(path + '.mountpoint')}: {node} already mounts "
+                    f"something at {mount.mountpoint}"
+                )
             seen.add((node, mount.mountpoint))
-            out.append({"node": node, "fs_name": mount.filesystem,
-                        "mountpoint": mount.mountpoint, "client": mount.client,
-                        "options": list(mount.options), "force_unmount": mount.force_unmount,
-                        **({"client_id": f"{mount.client_id}-{node}"}
-                           if mount.client_id else {})})
+            out.append(
+                {
+                    "node": node,
+                    "fs_name": mount.filesystem,
+                    "mountpoint": mount.mountpoint,
+                    "client": mount.client,
+                    "options": list(mount.options),
+                    "force_unmount": mount.force_unmount,
+                    **({"client_id": f"{mount.client_id}-{node}"} if mount.client_id else {}),
+                }
+            )
     return out

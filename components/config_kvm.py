@@ -4,6 +4,7 @@ shape of `cephkvm:bridges`, `vms`, `vm_storage` is providers/schema/kvm.py;
 `cephkvm:vm_passwords` holds secrets (`pulumi config set --secret --path
 'cephkvm:vm_passwords.virt-01' PASSWORD`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -16,8 +17,8 @@ from providers.schema.types import key, unique
 class KvmConfig:
     storage: str = "/mnt/cephfs"
     storage_shared: bool = False
-    bridges: tuple = ()   # Bridge, with nodes and network filled in
-    vms: tuple = ()       # Vm
+    bridges: tuple = ()  # Bridge, with nodes and network filled in
+    vms: tuple = ()  # Vm
     passwords: dict = field(default_factory=dict)  # VM name -> password (secret)
 
 
@@ -30,10 +31,14 @@ def load(values: dict, nodes: tuple, problems: list) -> KvmConfig:
     vms = _vms(values.get("vms", ()), names, kvm_nodes, bridges, problems)
     for name in passwords:
         if name not in [vm.name for vm in vms]:
-            problems.append(f"{key(f'vm_passwords.{name}')}: no VM of that name in "
-                            f"{key('vms')}")
-    return KvmConfig(storage=storage, storage_shared=values.get("vm_storage_shared", False),
-                     bridges=bridges, vms=vms, passwords=dict(passwords))
+            problems.append(f"{key(f'vm_passwords.{name}')}: no VM of that name in {key('vms')}")
+    return KvmConfig(
+        storage=storage,
+        storage_shared=values.get("vm_storage_shared", False),
+        bridges=bridges,
+        vms=vms,
+        passwords=dict(passwords),
+    )
 
 
 # --- bridges ------------------------------------------------------------------------------
@@ -46,14 +51,15 @@ def _bridges(bridges: tuple, names: list, kvm_nodes: list, problems: list) -> tu
         nodes = bridge.nodes if bridge.nodes is not None else tuple(kvm_nodes)
         for n in nodes:
             if n not in names:
-                problems.append(f"{key(path + '.nodes')}: no node named {n!r} in "
-                                f"{key('nodes')}")
+                problems.append(f"{key(path + '.nodes')}: no node named {n!r} in {key('nodes')}")
         for n in bridge.addresses:
             if n not in nodes:
-                problems.append(f"{key(f'{path}.addresses.{n}')}: {n!r} is not one of this "
-                                "bridge's nodes")
-        out.append(bridge.model_copy(update={"nodes": nodes,
-                                             "network": bridge.network or bridge.name}))
+                problems.append(
+                    f"{key(f'{path}.addresses.{n}')}: {n!r} is not one of this bridge's nodes"
+                )
+        out.append(
+            bridge.model_copy(update={"nodes": nodes, "network": bridge.network or bridge.name})
+        )
     return tuple(out)
 
 
@@ -66,13 +72,18 @@ def _vms(vms: tuple, names: list, kvm_nodes: list, bridges: tuple, problems: lis
     for i, vm in unique(vms, "vms", problems, why):
         path = f"vms[{i}]"
         if vm.node not in names:
-            problems.append(f"{key(path + '.node')}: {vm.node!r} is not a node in "
-                            f"{key('nodes')} (nodes: {', '.join(names)})")
-        if vm.fallback_node is not None and (vm.fallback_node not in kvm_nodes
-                                             or vm.fallback_node == vm.node):
-            problems.append(f"{key(path + '.fallback_node')}: {vm.fallback_node!r} must be "
-                            f"another node with the kvm role (KVM nodes: "
-                            f"{', '.join(kvm_nodes) or 'none'})")
+            problems.append(
+                f"{key(path + '.node')}: {vm.node!r} is not a node in "
+                f"{key('nodes')} (nodes: {', '.join(names)})"
+            )
+        if vm.fallback_node is not None and (
+            vm.fallback_node not in kvm_nodes or vm.fallback_node == vm.node
+        ):
+            problems.append(
+                f"{key(path + '.fallback_node')}: {vm.fallback_node!r} must be "
+                f"another node with the kvm role (KVM nodes: "
+                f"{', '.join(kvm_nodes) or 'none'})"
+            )
         _check_nics(vm, path, bridges, problems)
         out.append(vm)
     return tuple(out)
@@ -87,8 +98,12 @@ def _check_nics(vm: Vm, path: str, bridges: tuple, problems: list) -> None:
         found = [b for b in bridges if b.name == nic.bridge or b.network == nic.network]
         if not found:
             known = ", ".join(b.name for b in bridges) or "none"
-            problems.append(f"{where}: {nic.bridge or nic.network!r} is not a bridge of "
-                            f"{key('bridges')} (bridges: {known}); define it there")
+            problems.append(
+                f"{where}: {nic.bridge or nic.network!r} is not a bridge of "
+                f"{key('bridges')} (bridges: {known}); define it there"
+            )
         elif vm.node not in found[0].nodes:
-            problems.append(f"{where}: bridge {found[0].name} is not made on {vm.node} "
-                            f"(its nodes: {', '.join(found[0].nodes)})")
+            problems.append(
+                f"{where}: bridge {found[0].name} is not made on {vm.node} "
+                f"(its nodes: {', '.join(found[0].nodes)})"
+            )

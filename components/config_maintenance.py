@@ -11,6 +11,7 @@ MDS per active rank stay up, every pool keeps min_size failure domains, every mo
 a node. What only the cluster knows (`ok-to-stop`, free memory) is checked by
 providers/maintenance.py at `up`, before anything moves. Pure: reads nothing.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -33,8 +34,10 @@ def load(values: dict, nodes: tuple, ceph, kvm, problems: list) -> Maintenance:
     listed = values.get("maintenance", ())
     for i, name in enumerate(listed):
         if name not in names:
-            problems.append(f"{key(f'maintenance[{i}]')}: no node named {name!r} in "
-                            f"{key('nodes')} (nodes: {', '.join(names)})")
+            problems.append(
+                f"{key(f'maintenance[{i}]')}: no node named {name!r} in "
+                f"{key('nodes')} (nodes: {', '.join(names)})"
+            )
     down = tuple(n.name for n in nodes if n.maintenance or n.name in listed)
     if down and ceph is not None:
         _check_ceph(down, ceph, problems)
@@ -50,23 +53,31 @@ def _check_ceph(down: tuple, ceph, problems: list) -> None:
     said = ", ".join(down)
     mons = [m for m in ceph.mons if m not in down]
     if len(mons) <= len(ceph.mons) // 2:
-        problems.append(f"{where}: {said} would stop {len(ceph.mons) - len(mons)} of the "
-                        f"{len(ceph.mons)} mons; a quorum needs {len(ceph.mons) // 2 + 1} "
-                        "running: put fewer nodes in maintenance at once")
+        problems.append(
+            f"{where}: {said} would stop {len(ceph.mons) - len(mons)} of the "
+            f"{len(ceph.mons)} mons; a quorum needs {len(ceph.mons) // 2 + 1} "
+            "running: put fewer nodes in maintenance at once"
+        )
     if ceph.mgrs and not [m for m in ceph.mgrs if m not in down]:
-        problems.append(f"{where}: {said} would stop every mgr; keep a node with the mgr "
-                        "role out of maintenance")
+        problems.append(
+            f"{where}: {said} would stop every mgr; keep a node with the mgr "
+            "role out of maintenance"
+        )
     ranks = sum(fs["max_mds"] for fs in ceph.filesystems)
     mdss = [m for m in ceph.mdss if m not in down]
     if ranks and len(mdss) < ranks:
-        problems.append(f"{where}: {said} would leave {len(mdss)} MDS for {ranks} active "
-                        "rank(s) of the filesystems; keep more MDS nodes out of maintenance")
+        problems.append(
+            f"{where}: {said} would leave {len(mdss)} MDS for {ranks} active "
+            "rank(s) of the filesystems; keep more MDS nodes out of maintenance"
+        )
     for pool in ceph.pools:
         left, needed = _domains_left(pool, ceph.osds, down), _min_size(pool)
         if ceph.osds and left < needed:
-            problems.append(f"{where}: {said} would leave pool {pool['name']} "
-                            f"{left} failure domain(s) with OSDs but it needs {needed} "
-                            "(min_size) for I/O: put fewer nodes in maintenance at once")
+            problems.append(
+                f"{where}: {said} would leave pool {pool['name']} "
+                f"{left} failure domain(s) with OSDs but it needs {needed} "
+                "(min_size) for I/O: put fewer nodes in maintenance at once"
+            )
 
 
 def _min_size(pool: dict) -> int:
@@ -102,10 +113,12 @@ def _place(down: tuple, nodes: tuple, kvm, problems: list) -> dict:
             continue
         target = _target(vm, hosts, load_mib, kvm.bridges)
         if target is None:
-            problems.append(f"{key(f'vms[{i}].node')}: {vm.node} is in maintenance and no "
-                            f"other KVM node can run VM {vm.name} (one not in maintenance, "
-                            "with its bridges); set its fallback_node or leave "
-                            f"{vm.node} in service")
+            problems.append(
+                f"{key(f'vms[{i}].node')}: {vm.node} is in maintenance and no "
+                f"other KVM node can run VM {vm.name} (one not in maintenance, "
+                "with its bridges); set its fallback_node or leave "
+                f"{vm.node} in service"
+            )
             continue
         placement[vm.name] = target
         load_mib[target] += vm.memory_mib

@@ -6,6 +6,7 @@
 Editors check `Pulumi.<env>.yaml` against the JSON Schema as it is typed;
 tests/unit/test_config_schema.py keeps both current.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,18 +17,32 @@ from providers.schema.kvm import AbsPath, Bridge, Vm
 from providers.schema.node import Kvm, Node, Package, Path, Ssh
 from providers.schema.types import Bool, NodeName, Section, hint
 
-BASE_PACKAGES = ("openssh-server", "iproute2", "qemu-system-x86", "qemu-utils",
-                 "libvirt-daemon-system", "libvirt-clients", "cloud-image-utils",
-                 "ceph-mon", "ceph-mgr", "ceph-osd", "ceph-mds", "ceph-common", "ceph-fuse")
+BASE_PACKAGES = (
+    "openssh-server",
+    "iproute2",
+    "qemu-system-x86",
+    "qemu-utils",
+    "libvirt-daemon-system",
+    "libvirt-clients",
+    "cloud-image-utils",
+    "ceph-mon",
+    "ceph-mgr",
+    "ceph-osd",
+    "ceph-mds",
+    "ceph-common",
+    "ceph-fuse",
+)
 SCHEMA_FILE = "docs/config.schema.json"
 
 
 class Stack(Section):
     """`cephkvm:*` of one stack."""
+
     # A file listing the nodes instead of `nodes` (the lab's: .lab/inventory.json); ~ and
     # $VARS are expanded, a relative path is the project directory's.
-    inventory: Path | None = hint(None, fix="a JSON or YAML file with nodes (and ssh, "
-                                  "public_network, vars)")
+    inventory: Path | None = hint(
+        None, fix="a JSON or YAML file with nodes (and ssh, public_network, vars)"
+    )
     nodes: tuple[Node, ...] = hint((), fix="list at least one node (name, address, host_key)")
     ssh: Ssh = Ssh()
     # A secret (`pulumi config set --secret`); __main__ reads it as one.
@@ -42,8 +57,9 @@ class Stack(Section):
     filesystems: tuple[Filesystem, ...] = hint((), fix="CephFS filesystems")
     mounts: tuple[Mount, ...] = hint((), fix="CephFS mounts (fstab) on the nodes")
     vm_storage: AbsPath = hint("/mnt/cephfs", fix="where CephFS is mounted, e.g. /mnt/cephfs")
-    vm_storage_shared: Bool = hint(False, fix="true: vm_storage is shared by every node "
-                                   "although it is not CephFS")
+    vm_storage_shared: Bool = hint(
+        False, fix="true: vm_storage is shared by every node although it is not CephFS"
+    )
     bridges: tuple[Bridge, ...] = hint((), fix="Linux bridges for VM NICs, made node by node")
     vms: tuple[Vm, ...] = ()
     # Nodes out of service, for nodes an inventory lists (else nodes[i].maintenance).
@@ -56,14 +72,18 @@ def json_schema() -> dict:
     """The JSON Schema of a Pulumi.<env>.yaml whose config holds these keys."""
     stack = Stack.model_json_schema()
     props = {f"cephkvm:{k}": v for k, v in stack.pop("properties").items()}
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": "cephkvm stack config (Pulumi.<env>.yaml)", "type": "object",
-            "properties": {"config": {"type": "object", "properties": props,
-                                      "additionalProperties": True},
-                           "encryptionsalt": {"type": "string"},
-                           "secretsprovider": {"type": "string"},
-                           "encryptedkey": {"type": "string"}},
-            "$defs": stack.get("$defs", {})}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "cephkvm stack config (Pulumi.<env>.yaml)",
+        "type": "object",
+        "properties": {
+            "config": {"type": "object", "properties": props, "additionalProperties": True},
+            "encryptionsalt": {"type": "string"},
+            "secretsprovider": {"type": "string"},
+            "encryptedkey": {"type": "string"},
+        },
+        "$defs": stack.get("$defs", {}),
+    }
 
 
 # --- the README's config reference -------------------------------------------------------
@@ -76,8 +96,10 @@ def reference() -> str:
     schema = json_schema()
     defs = schema["$defs"]
     out = [_table("Stack (`cephkvm:KEY`)", schema["properties"]["config"]["properties"], [])]
-    out += [_table(name, d.get("properties", {}), d.get("required", []))
-            for name, d in sorted(defs.items())]
+    out += [
+        _table(name, d.get("properties", {}), d.get("required", []))
+        for name, d in sorted(defs.items())
+    ]
     return "\n".join(out)
 
 
@@ -85,10 +107,10 @@ def _table(title: str, props: dict, required: list) -> str:
     rows = [f"**{title}**", "", "| key | type | default | notes |", "| --- | --- | --- | --- |"]
     for name, p in props.items():
         value = p.get("default")
-        empty = value in (None, [], {}) or (isinstance(value, dict) and
-                                            not any(v is not None for v in value.values()))
-        default = "required" if name in required else \
-            ("" if empty else f"`{json.dumps(value)}`")
+        empty = value in (None, [], {}) or (
+            isinstance(value, dict) and not any(v is not None for v in value.values())
+        )
+        default = "required" if name in required else ("" if empty else f"`{json.dumps(value)}`")
         rows.append(f"| `{name}` | {_type(p)} | {default} | {p.get('fix', '')} |")
     return "\n".join(rows) + "\n"
 

@@ -7,6 +7,7 @@ VMs come after every bridge (a VM may migrate to any KVM node, whose bridge must
 after the storage its disks live on (the CephFS mounts) and, with two or more KVM nodes,
 after each node holds the stack's migration key (MigrationKey + MigrationAccess per node).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -23,8 +24,14 @@ from providers.migration_key import MigrationKey
 
 
 class Kvm(pulumi.ComponentResource):
-    def __init__(self, stack: StackConfig, nodes: dict, storage: Optional[list] = None,
-                 gate=None, opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(
+        self,
+        stack: StackConfig,
+        nodes: dict,
+        storage: Optional[list] = None,
+        gate=None,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
         """storage: per node, the resources its VM disks' directory needs (CephFS mounts);
         gate: the Maintenance resource (components/maintenance.py), when a node is in
         maintenance: every VM waits for it (one may move)."""
@@ -44,46 +51,75 @@ class Kvm(pulumi.ComponentResource):
             vm = vm.model_copy(update={"node": self.placement.get(vm.name, vm.node)})
             # What the VM needs is on its own node (a migration's target): depending on every
             # node's resources made the state grow with VMs times nodes.
-            own = [nodes[vm.node].prep, *self.bridges.get(vm.node, {}).values(),
-                   *([self.migration[vm.node]] if vm.node in self.migration else []),
-                   *(storage or {}).get(vm.node, []), *([gate] if gate else [])]
+            own = [
+                nodes[vm.node].prep,
+                *self.bridges.get(vm.node, {}).values(),
+                *([self.migration[vm.node]] if vm.node in self.migration else []),
+                *(storage or {}).get(vm.node, []),
+                *([gate] if gate else []),
+            ]
             self.vms[vm.name] = self._vm(vm, cfg, nodes, [n.name for n in kvm_nodes], own)
         self.gate = gate
         self.register_outputs({})
 
     def resources(self) -> list:
         """Every resource it made (the DestroyGuard depends on each by name)."""
-        return ([b for per_node in self.bridges.values() for b in per_node.values()]
-                + list(self.migration.values()) + list(self.vms.values())
-                + ([self.gate] if self.gate else []))
+        return (
+            [b for per_node in self.bridges.values() for b in per_node.values()]
+            + list(self.migration.values())
+            + list(self.vms.values())
+            + ([self.gate] if self.gate else [])
+        )
 
     def _bridge_chain(self, bridge: Bridge, nodes: dict) -> None:
         previous = None
         for name in bridge.nodes:
             prepared = nodes[name]
             after = [prepared.prep] + ([previous] if previous else [])
-            previous = KvmBridge(f"{name}-{bridge.name}", {
-                "node": name, **prepared.access, "name": bridge.name,
-                "interfaces": list(bridge.interfaces),
-                "addresses": list(bridge.addresses.get(name, ())),
-                "gateway": bridge.gateway, "nameservers": list(bridge.nameservers),
-                "search": list(bridge.search), "mode": bridge.mode,
-                "network": bridge.network, "confirm_timeout": bridge.confirm_timeout,
-                **({"vlan": bridge.vlan} if bridge.vlan else {}),
-                **({"bond": bridge.bond.model_dump(exclude_none=True)} if bridge.bond else {}),
-            }, pulumi.ResourceOptions(parent=self, depends_on=after))
+            previous = KvmBridge(
+                f"{name}-{bridge.name}",
+                {
+                    "node": name,
+                    **prepared.access,
+                    "name": bridge.name,
+                    "interfaces": list(bridge.interfaces),
+                    "addresses": list(bridge.addresses.get(name, ())),
+                    "gateway": bridge.gateway,
+                    "nameservers": list(bridge.nameservers),
+                    "search": list(bridge.search),
+                    "mode": bridge.mode,
+                    "network": bridge.network,
+                    "confirm_timeout": bridge.confirm_timeout,
+                    **({"vlan": bridge.vlan} if bridge.vlan else {}),
+                    **({"bond": bridge.bond.model_dump(exclude_none=True)} if bridge.bond else {}),
+                },
+                pulumi.ResourceOptions(parent=self, depends_on=after),
+            )
             self.bridges.setdefault(name, {})[bridge.name] = previous
 
     def _migration_access(self, kvm_nodes: list, nodes: dict) -> dict:
-        key = MigrationKey("migration-key", {
-            "comment": f"cephkvm-migration@{pulumi.get_project()}-{pulumi.get_stack()}",
-        }, pulumi.ResourceOptions(parent=self))
+        key = MigrationKey(
+            "migration-key",
+            {
+                "comment": f"cephkvm-migration@{pulumi.get_project()}-{pulumi.get_stack()}",
+            },
+            pulumi.ResourceOptions(parent=self),
+        )
         peers = [n.address for n in kvm_nodes]
-        return {n.name: MigrationAccess(f"{n.name}-migration", {
-            "node": n.name, **nodes[n.name].access, "peers": peers,
-            "public_key": key.public_key, "private_key": key.private_key,
-        }, pulumi.ResourceOptions(parent=self, depends_on=[nodes[n.name].prep]))
-            for n in kvm_nodes}
+        return {
+            n.name: MigrationAccess(
+                f"{n.name}-migration",
+                {
+                    "node": n.name,
+                    **nodes[n.name].access,
+                    "peers": peers,
+                    "public_key": key.public_key,
+                    "private_key": key.private_key,
+                },
+                pulumi.ResourceOptions(parent=self, depends_on=[nodes[n.name].prep]),
+            )
+            for n in kvm_nodes
+        }
 
     def _vm(self, vm: Vm, cfg, nodes: dict, kvm_nodes: list, after: list) -> CloudVM:
         """CloudVM's inputs (providers/schema/kvm.py VmInputs): the VM as configured, plus
@@ -91,33 +127,52 @@ class Kvm(pulumi.ComponentResource):
         prepared = nodes[vm.node]
         props = {
             **vm.model_dump(mode="json", exclude_none=True),
-            "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}", **prepared.access,
-            "virt_type": (prepared.node.virt_type_effective if vm.virt_type == "auto"
-                          else vm.virt_type),
+            "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}",
+            **prepared.access,
+            "virt_type": (
+                prepared.node.virt_type_effective if vm.virt_type == "auto" else vm.virt_type
+            ),
             "max_memory_mib": vm.max_memory_mib or vm.memory_mib,
             "max_vcpus": vm.max_vcpus or vm.vcpus,
             # Every KVM node, so that read finds it wherever it was moved by hand.
             "peers": [nodes[n].connection for n in kvm_nodes],
             **({"migration_key": KEY_PATH} if len(kvm_nodes) > 1 else {}),
-            "storage": cfg.storage, "shared_storage": cfg.storage_shared,
+            "storage": cfg.storage,
+            "shared_storage": cfg.storage_shared,
         }
         if cfg.passwords.get(vm.name):
             props["password"] = pulumi.Output.secret(cfg.passwords[vm.name])
         return CloudVM(vm.name, props, pulumi.ResourceOptions(parent=self, depends_on=after))
 
     def bridge_outputs(self) -> dict:
-        return {node: {name: pulumi.Output.all(mode=b.applied_mode, mac=b.mac,
-                                                 effective=b.effective,
-                                                 network_active=b.network_active)
-                       for name, b in per_node.items()}
-                for node, per_node in self.bridges.items()}
+        return {
+            node: {
+                name: pulumi.Output.all(
+                    mode=b.applied_mode,
+                    mac=b.mac,
+                    effective=b.effective,
+                    network_active=b.network_active,
+                )
+                for name, b in per_node.items()
+            }
+            for node, per_node in self.bridges.items()
+        }
 
     def vm_outputs(self, stack: StackConfig) -> dict:
         """host: where it runs; home: its configured node (they differ in maintenance)."""
         homes = {vm.name: vm.node for vm in stack.kvm.vms}
-        return {name: pulumi.Output.all(host=vm.host, home=homes[name], addresses=vm.addresses,
-                                        macs=vm.macs,
-                                        uuid=vm.uuid, state=vm.state, disk_path=vm.disk_path,
-                                        instance_id=vm.instance_id, ready=vm.ready,
-                                        cloud_init_errors=vm.cloud_init_errors)
-                for name, vm in self.vms.items()}
+        return {
+            name: pulumi.Output.all(
+                host=vm.host,
+                home=homes[name],
+                addresses=vm.addresses,
+                macs=vm.macs,
+                uuid=vm.uuid,
+                state=vm.state,
+                disk_path=vm.disk_path,
+                instance_id=vm.instance_id,
+                ready=vm.ready,
+                cloud_init_errors=vm.cloud_init_errors,
+            )
+            for name, vm in self.vms.items()
+        }

@@ -4,6 +4,7 @@
 Everything that stops or moves for it depends on it: the daemons of those nodes and every
 VM. Its plan is logged once, so a preview says in one paragraph what `up` will do.
 """
+
 from __future__ import annotations
 
 import pulumi
@@ -20,35 +21,51 @@ def gate(stack: StackConfig, nodes: dict, admin: list, after: list) -> Maintenan
         return None
     moves = _moves(stack)
     pulumi.log.info(_plan(stack, moves))
-    return Maintenance({
-        "cluster_name": stack.ceph.cluster_name if stack.ceph else "ceph",
-        "admin": admin, "nodes": [_roles(stack, n) for n in down], "moves": moves,
-        "targets": [nodes[n].access for n in sorted({m["to"] for m in moves})],
-    }, pulumi.ResourceOptions(depends_on=after,
-                              additional_secret_outputs=["admin", "targets"]))
+    return Maintenance(
+        {
+            "cluster_name": stack.ceph.cluster_name if stack.ceph else "ceph",
+            "admin": admin,
+            "nodes": [_roles(stack, n) for n in down],
+            "moves": moves,
+            "targets": [nodes[n].access for n in sorted({m["to"] for m in moves})],
+        },
+        pulumi.ResourceOptions(depends_on=after, additional_secret_outputs=["admin", "targets"]),
+    )
 
 
 def _roles(stack: StackConfig, name: str) -> dict:
     cfg = stack.ceph
     if cfg is None:
         return {"name": name, "mon": False, "mgr": False, "mds": False, "osd": False}
-    return {"name": name, "mon": name in cfg.mons, "mgr": name in cfg.mgrs,
-            "mds": name in cfg.mdss, "osd": any(node == name for node, _ in cfg.osds)}
+    return {
+        "name": name,
+        "mon": name in cfg.mons,
+        "mgr": name in cfg.mgrs,
+        "mds": name in cfg.mdss,
+        "osd": any(node == name for node, _ in cfg.osds),
+    }
 
 
 def _moves(stack: StackConfig) -> list[dict]:
     placement = stack.maintenance.placement
     vms = stack.kvm.vms if stack.kvm else ()
-    return [{"vm": vm.name, "memory_mib": vm.memory_mib, "to": placement[vm.name]}
-            for vm in vms if placement.get(vm.name, vm.node) != vm.node]
+    return [
+        {"vm": vm.name, "memory_mib": vm.memory_mib, "to": placement[vm.name]}
+        for vm in vms
+        if placement.get(vm.name, vm.node) != vm.node
+    ]
 
 
 def _plan(stack: StackConfig, moves: list) -> str:
     said = []
     for name in stack.maintenance.nodes:
         roles = [r for r, on in _roles(stack, name).items() if r != "name" and on]
-        said.append(f"{name}: its {', '.join(roles)} daemons stop" if roles else
-                    f"{name}: no Ceph daemon")
+        said.append(
+            f"{name}: its {', '.join(roles)} daemons stop" if roles else f"{name}: no Ceph daemon"
+        )
     said += [f"VM {m['vm']} moves to {m['to']}" for m in moves]
-    return "maintenance: " + "; ".join(said) + (" (noout on its OSDs only)"
-                                                if any("osd" in s for s in said) else "")
+    return (
+        "maintenance: "
+        + "; ".join(said)
+        + (" (noout on its OSDs only)" if any("osd" in s for s in said) else "")
+    )

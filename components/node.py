@@ -1,4 +1,5 @@
 """PreparedNode: a node's facts plus the packages and daemons it needs."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -14,32 +15,53 @@ DAEMONS = ["virtlogd", "libvirtd"]
 
 
 class PreparedNode(pulumi.ComponentResource):
-    def __init__(self, node: spec.Node, stack: StackConfig,
-                 private_key: Optional[pulumi.Output] = None,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(
+        self,
+        node: spec.Node,
+        stack: StackConfig,
+        private_key: Optional[pulumi.Output] = None,
+        opts: Optional[pulumi.ResourceOptions] = None,
+    ):
         super().__init__("cephkvm:index:PreparedNode", node.name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         secret = {} if private_key is None else {"ssh_private_key": private_key}
-        self.node = Node(f"{node.name}-facts", {
-            "node": node.name, "connection": node.connection(stack.ssh), **secret,
-            "virt_type": stack.virt_type,
-        }, child)
+        self.node = Node(
+            f"{node.name}-facts",
+            {
+                "node": node.name,
+                "connection": node.connection(stack.ssh),
+                **secret,
+                "virt_type": stack.virt_type,
+            },
+            child,
+        )
         self.connection = node.connection(stack.ssh)
         if not node.host_key:  # trust on first use happens once: then the key from state
             self.connection["state_host_key"] = self.node.host_key
         # Every per-node resource takes these inputs; the key stays a secret.
         self.access = {"connection": self.connection, **secret}
-        self.prep = NodePrep(f"{node.name}-prep", {
-            "node": node.name, **self.access,
-            "packages": list(stack.packages), "daemons": DAEMONS, "groups": ["libvirt"],
-        }, pulumi.ResourceOptions(parent=self, depends_on=[self.node],
-                                  additional_secret_outputs=["ssh_private_key"]))
-        self.register_outputs({"hostname": self.node.hostname,
-                               "virt_type": self.node.virt_type_effective})
+        self.prep = NodePrep(
+            f"{node.name}-prep",
+            {
+                "node": node.name,
+                **self.access,
+                "packages": list(stack.packages),
+                "daemons": DAEMONS,
+                "groups": ["libvirt"],
+            },
+            pulumi.ResourceOptions(
+                parent=self, depends_on=[self.node], additional_secret_outputs=["ssh_private_key"]
+            ),
+        )
+        self.register_outputs(
+            {"hostname": self.node.hostname, "virt_type": self.node.virt_type_effective}
+        )
 
     def summary(self) -> pulumi.Output:
         return pulumi.Output.all(
-            hostname=self.node.hostname, init=self.node.init,
-            kvm_available=self.node.kvm_available, virt_type=self.node.virt_type_effective,
+            hostname=self.node.hostname,
+            init=self.node.init,
+            kvm_available=self.node.kvm_available,
+            virt_type=self.node.virt_type_effective,
             daemons=self.prep.running,
         )

@@ -10,6 +10,7 @@ because its resource failed to register is not an error of the program).
 Installed only over the SDK version it was written against; any other keeps its own, as
 does a run with CEPHKVM_SDK_DRAIN=stock (bench/preview_offline_scale.py --ab-drain).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,7 @@ async def wait_for_rpcs(await_all_outstanding_tasks: bool = True) -> None:
                 await rpcs.rpcs.pop()
             except Exception as exn:
                 if rpcs.unhandled_exception is not None:
-                    raise exn from rpcs.unhandled_exception.with_traceback(
-                        rpcs.exception_traceback)
+                    raise exn from rpcs.unhandled_exception.with_traceback(rpcs.exception_traceback)
                 raise
         if rpcs.unhandled_exception is not None:
             raise rpcs.unhandled_exception.with_traceback(rpcs.exception_traceback)
@@ -51,8 +51,9 @@ async def _drain_outputs() -> None:
             return
         done, rest = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:
-            if not task.cancelled() and isinstance(task.exception(),
-                                                   _stack.ResourceRegistrationFailed):
+            if not task.cancelled() and isinstance(
+                task.exception(), _stack.ResourceRegistrationFailed
+            ):
                 continue
             task.result()  # raises the program's failure, as the SDK's own loop does
         with SETTINGS.lock:

@@ -9,6 +9,7 @@ API for tests and tools:
     lab.ssh_argv("node1")      -> the ssh command line for that node
     lab.leftovers()            -> what a lab would leave on the machine (empty when clean)
 """
+
 from . import const
 from .lifecycle import down, leftovers, load_inventory, status, up
 from . import ssh as _ssh
@@ -35,8 +36,9 @@ def _resolve(n):
 
 
 def run(n, cmd, check=False, timeout=60, input=None, known_hosts=None):
-    return _ssh.run(_resolve(n), cmd, check=check, timeout=timeout, input=input,
-                    known_hosts=known_hosts)
+    return _ssh.run(
+        _resolve(n), cmd, check=check, timeout=timeout, input=input, known_hosts=known_hosts
+    )
 
 
 def ssh_argv(n, known_hosts=None):

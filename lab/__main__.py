@@ -1,4 +1,5 @@
 """python -m lab up|down|status|ssh|exec"""
+
 import argparse
 import os
 import shlex
@@ -29,8 +30,10 @@ def cmd_status(a):
     yn = {True: "yes", False: "NO"}
     for r in rows:
         dk = " ".join(f"{d}({'ok' if v else 'MISSING'})" for d, v in r["disks"].items())
-        print(f"{r['name']}\tnetns:{yn[r['netns']]}\tsshd:{yn[r['sshd']]}\t"
-              f"libvirtd:{yn[r['libvirtd']]}\tdisks:{dk}")
+        print(
+            f"{r['name']}\tnetns:{yn[r['netns']]}\tsshd:{yn[r['sshd']]}\t"
+            f"libvirtd:{yn[r['libvirtd']]}\tdisks:{dk}"
+        )
     print(f"route unreachable {lab.const.COVER}: {yn[net.cover_route_present()]}")
     print("lab is up" if ok else "lab is NOT fully up")
     return 0 if ok else 1
@@ -53,7 +56,7 @@ def cmd_exec(a):
     argv = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
     if not argv:
         sys.exit("usage: python -m lab exec NODE -- CMD [ARGS...]")
-    _exec_ssh(a.node, shlex.join(argv), tty=False)   # each word arrives exactly as given
+    _exec_ssh(a.node, shlex.join(argv), tty=False)  # each word arrives exactly as given
 
 
 def main(argv=None):

@@ -1,5 +1,6 @@
 """Names, addresses and paths of the lab. Everything the lab creates is derived from here,
 so `down` can find it again by prefix or by path even after a crashed `up`."""
+
 import os
 from pathlib import Path
 
@@ -11,17 +12,17 @@ if INSTANCE not in ("",) + tuple("123456789"):
 NET = 231 + int(INSTANCE or 0)
 
 REPO = Path(__file__).resolve().parent.parent
-STATE = REPO / f".lab{INSTANCE}"      # git-ignored (it holds its own .gitignore)
-NODES_DIR = STATE / "nodes"           # per-node private trees, configs, sparse disks
+STATE = REPO / f".lab{INSTANCE}"  # git-ignored (it holds its own .gitignore)
+NODES_DIR = STATE / "nodes"  # per-node private trees, configs, sparse disks
 CLIENT_KEY = STATE / "ssh" / "id_ed25519"
 KNOWN_HOSTS = STATE / "known_hosts"
 INVENTORY = STATE / "inventory.json"
 LOCK = STATE / "lock"
 
-PREFIX = f"ck{INSTANCE}lab"           # netns and veth names are PREFIX-nodeN
-BRIDGE = f"{PREFIX}0"                 # the lab switch in the root namespace
+PREFIX = f"ck{INSTANCE}lab"  # netns and veth names are PREFIX-nodeN
+BRIDGE = f"{PREFIX}0"  # the lab switch in the root namespace
 SUBNET = f"10.{NET}.0.0/24"
-COVER = f"10.{NET}.0.0/16"            # unreachable in the root namespace while the lab exists
+COVER = f"10.{NET}.0.0/16"  # unreachable in the root namespace while the lab exists
 HOST_ADDR = f"10.{NET}.0.1"
 PREFIXLEN = 24
 

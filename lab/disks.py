@@ -1,5 +1,6 @@
 """Raw OSD disks: sparse files under the state dir attached as loop devices.
 /dev is shared with the host, so a node simply uses /dev/loopK."""
+
 import json
 import os
 import re
@@ -36,8 +37,9 @@ def lab_loops() -> list:
     out = sh("losetup", "--list", "--json", "--output", "NAME,BACK-FILE", check=False).stdout
     loops = json.loads(out or "{}").get("loopdevices", [])
     prefix = str(const.STATE) + os.sep
-    return [(d["name"], d["back-file"]) for d in loops
-            if (d.get("back-file") or "").startswith(prefix)]
+    return [
+        (d["name"], d["back-file"]) for d in loops if (d.get("back-file") or "").startswith(prefix)
+    ]
 
 
 def attached(path) -> bool:

@@ -13,6 +13,7 @@ Layout: an MBR disk with one ext4 partition labelled `root` (grown by cloud-init
 first boot), extlinux in its boot sector, the kernel on ttyS0. cloud-init looks only for a
 NoCloud seed, so boot does not wait for cloud metadata services that do not exist here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,9 +32,22 @@ RECIPE = {
     "suite": "bookworm",
     "variant": "apt",
     "packages": [
-        "linux-image-cloud-amd64", "initramfs-tools", "systemd-sysv", "udev", "dbus",
-        "cloud-init", "cloud-guest-utils", "openssh-server", "ifupdown", "iproute2",
-        "netbase", "sudo", "e2fsprogs", "extlinux", "syslinux-common", "qemu-guest-agent",
+        "linux-image-cloud-amd64",
+        "initramfs-tools",
+        "systemd-sysv",
+        "udev",
+        "dbus",
+        "cloud-init",
+        "cloud-guest-utils",
+        "openssh-server",
+        "ifupdown",
+        "iproute2",
+        "netbase",
+        "sudo",
+        "e2fsprogs",
+        "extlinux",
+        "syslinux-common",
+        "qemu-guest-agent",
     ],
     "disk_mib": 2048,
     "layout": 4,  # bump when the hook or disk layout below changes
@@ -99,10 +113,16 @@ def build(dest: Path) -> Path:
     try:
         rootfs, raw = work / "root", work / "disk.raw"
         t0 = time.monotonic()
-        _run("mmdebstrap", "--quiet", f"--variant={RECIPE['variant']}",
-             "--include=" + ",".join(RECIPE["packages"]),
-             "--customize-hook=" + f"sh -c {_q(CUSTOMIZE)} sh \"$1\"",
-             RECIPE["suite"], rootfs, MIRROR)
+        _run(
+            "mmdebstrap",
+            "--quiet",
+            f"--variant={RECIPE['variant']}",
+            "--include=" + ",".join(RECIPE["packages"]),
+            "--customize-hook=" + f'sh -c {_q(CUSTOMIZE)} sh "$1"',
+            RECIPE["suite"],
+            rootfs,
+            MIRROR,
+        )
         print(f"guest image: root tree in {time.monotonic() - t0:.0f}s", file=sys.stderr)
         _make_disk(rootfs, raw)
         tmp = dest.with_suffix(".tmp")
@@ -116,6 +136,7 @@ def build(dest: Path) -> Path:
 
 def _q(text: str) -> str:
     import shlex
+
     return shlex.quote(text)
 
 
@@ -129,16 +150,41 @@ def _make_disk(rootfs: Path, raw: Path) -> None:
     _write_partition_table(raw, size)
     fs_kib = (size - PART_OFFSET) // 1024
     # syslinux 6.04 cannot read ext4's 64bit layout or checksum seeds: leave them out.
-    _run("mkfs.ext4", "-q", "-F", "-L", "root", "-O", "^64bit,^metadata_csum_seed",
-         "-E", f"offset={PART_OFFSET}", "-d", rootfs, raw, f"{fs_kib}k")
+    _run(
+        "mkfs.ext4",
+        "-q",
+        "-F",
+        "-L",
+        "root",
+        "-O",
+        "^64bit,^metadata_csum_seed",
+        "-E",
+        f"offset={PART_OFFSET}",
+        "-d",
+        rootfs,
+        raw,
+        f"{fs_kib}k",
+    )
     script = (
         'set -eu; dev=$(losetup -f --show -o "$2" --sizelimit "$3" "$1"); '
         'trap \'losetup -d "$dev"\' EXIT; mnt=$(mktemp -d); mount "$dev" "$mnt"; '
         '"$4/usr/bin/extlinux" --install "$mnt/boot/extlinux" >/dev/null; umount "$mnt"; '
         'rmdir "$mnt"'
     )
-    _run("unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", raw,
-         PART_OFFSET, size - PART_OFFSET, rootfs)
+    _run(
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        raw,
+        PART_OFFSET,
+        size - PART_OFFSET,
+        rootfs,
+    )
     mbr = rootfs / "usr/lib/syslinux/mbr/mbr.bin"
     _run("dd", f"if={mbr}", f"of={raw}", "bs=440", "count=1", "conv=notrunc", "status=none")
 
@@ -147,6 +193,7 @@ def _write_partition_table(raw: Path, size: int) -> None:
     """An MBR with one bootable Linux partition from 1 MiB to the end (what
     `sfdisk` would write; written here so the build needs no fdisk package)."""
     import struct
+
     start, count = PART_OFFSET // 512, (size - PART_OFFSET) // 512
     chs = bytes([0xFE, 0xFF, 0xFF])  # "use LBA"
     entry = bytes([0x80]) + chs + bytes([0x83]) + chs + struct.pack("<II", start, count)

@@ -1,4 +1,5 @@
 """lab up / down / status."""
+
 import fcntl
 import ipaddress
 import json
@@ -32,22 +33,27 @@ def load_inventory():
 
 # ---------------------------------------------------------------- up
 
+
 def up(nodes=3, disks_per_node=1, disk_size="10G", fresh=False):
-    size = disks.parse_size(disk_size)   # validate everything before touching the host
+    size = disks.parse_size(disk_size)  # validate everything before touching the host
     if nodes < 1 or disks_per_node < 0:
         raise ValueError("need --nodes >= 1 and --disks-per-node >= 0")
     const.address(nodes)
     with locked():
         inv = load_inventory()
-        if not fresh and inv and _shape(inv) == (nodes, disks_per_node, size) \
-                and all(r["ok"] for r in _status(inv)):
+        if (
+            not fresh
+            and inv
+            and _shape(inv) == (nodes, disks_per_node, size)
+            and all(r["ok"] for r in _status(inv))
+        ):
             log("lab already up")
             return inv
         if inv:
             log("recreating the lab (other shape, not healthy, or --fresh): node data is wiped")
         t0 = time.monotonic()
-        net.add_cover_route()      # first: from here on lab addresses never leave the host
-        _teardown()                # leftovers of an earlier or crashed lab
+        net.add_cover_route()  # first: from here on lab addresses never leave the host
+        _teardown()  # leftovers of an earlier or crashed lab
         inv = _build(nodes, disks_per_node, size)
         log(f"up: {nodes} nodes in {time.monotonic() - t0:.1f}s")
         return inv
@@ -66,8 +72,10 @@ def _shape(inv):
 def _build(count, disks_per_node, size):
     client_pub = ssh.client_key()
     names = [f"node{i}" for i in range(1, count + 1)]
-    nodes = [{"name": n, "address": const.address(i), "port": 22, "user": "root"}
-             for i, n in enumerate(names, 1)]
+    nodes = [
+        {"name": n, "address": const.address(i), "port": 22, "user": "root"}
+        for i, n in enumerate(names, 1)
+    ]
     net.make_bridge()
     for n in nodes:
         net.make_node_net(n["name"], n["address"])
@@ -82,12 +90,15 @@ def _build(count, disks_per_node, size):
     node.save_caps_cache(names[0])
     # What a stack's cephkvm:inventory reads (providers/schema/node.py Inventory), and
     # nothing else: the lab's tests and benches read it too.
-    inv = {"nodes": nodes,
-           "ssh": {"key_file": str(const.CLIENT_KEY), "known_hosts": str(const.KNOWN_HOSTS)},
-           "public_network": const.SUBNET, "vars": stack_vars(client_pub)}
+    inv = {
+        "nodes": nodes,
+        "ssh": {"key_file": str(const.CLIENT_KEY), "known_hosts": str(const.KNOWN_HOSTS)},
+        "public_network": const.SUBNET,
+        "vars": stack_vars(client_pub),
+    }
     tmp = const.INVENTORY.with_suffix(".tmp")
     tmp.write_text(json.dumps(inv, indent=2) + "\n")
-    tmp.replace(const.INVENTORY)   # atomic: the inventory exists only for a complete lab
+    tmp.replace(const.INVENTORY)  # atomic: the inventory exists only for a complete lab
     return inv
 
 
@@ -96,10 +107,14 @@ def stack_vars(client_pub: str) -> dict:
     image (the build `lab-guest.qcow2` links to: a rebuilt image is a new template) and the
     guest's address (host 100 of this lab instance's subnet)."""
     from lab import guest_image
+
     net = ipaddress.ip_network(const.SUBNET)
     image = guest_image.cache_dir() / guest_image.LATEST
-    return {"client_key": client_pub, "guest_address": f"{net[100]}/{net.prefixlen}",
-            **({"guest_image": str(image.resolve())} if image.exists() else {})}
+    return {
+        "client_key": client_pub,
+        "guest_address": f"{net[100]}/{net.prefixlen}",
+        **({"guest_image": str(image.resolve())} if image.exists() else {}),
+    }
 
 
 def _start_all(names):
@@ -122,19 +137,19 @@ def _wait_ready(n, timeout=60):
                 raise RuntimeError(f"{n['name']}: sshd not listening on {n['address']}:22")
             time.sleep(0.05)
     # `capabilities` makes libvirt probe every QEMU binary now rather than on first use.
-    res = ssh.run(n, "hostname && virsh -c qemu:///system capabilities >/dev/null",
-                  timeout=timeout)
+    res = ssh.run(n, "hostname && virsh -c qemu:///system capabilities >/dev/null", timeout=timeout)
     if res.returncode != 0 or res.stdout.strip() != n["name"]:
         raise RuntimeError(f"{n['name']}: not ready: {res.stdout.strip()} {res.stderr.strip()}")
 
 
 # ---------------------------------------------------------------- down
 
+
 def down():
     with locked():
         t0 = time.monotonic()
         killed = _teardown()
-        net.del_cover_route()      # last: nothing with a lab address is left to leak
+        net.del_cover_route()  # last: nothing with a lab address is left to leak
         _wait_reaped(killed)
         left = leftovers()
         log(f"down in {time.monotonic() - t0:.1f}s" + (f"; LEFT: {left}" if left else ""))
@@ -156,13 +171,13 @@ def _teardown():
 
 def _stop_node(ns):
     guests = _has_qemu(ns)
-    for pid in _mount_ns_leaders(ns):   # the node's own, plus any `ip netns exec` shells
+    for pid in _mount_ns_leaders(ns):  # the node's own, plus any `ip netns exec` shells
         if guests:
             _destroy_guests(pid)
         _unmount_fuse(pid)
     killed, deadline = set(), time.monotonic() + 10
     while (pids := net.netns_pids(ns)) and time.monotonic() < deadline:
-        for pid in pids:   # by namespace membership, never by name: the PID ns is shared
+        for pid in pids:  # by namespace membership, never by name: the PID ns is shared
             try:
                 os.kill(pid, signal.SIGKILL)
                 killed.add(pid)
@@ -216,8 +231,9 @@ def _has_qemu(ns):
 
 def _destroy_guests(pid):
     enter = ["nsenter", "-t", str(pid), "-m", "-u", "-n", "--"]
-    out = sh(*enter, "virsh", "-c", "qemu:///system", "list", "--name",
-             check=False, timeout=10).stdout
+    out = sh(
+        *enter, "virsh", "-c", "qemu:///system", "list", "--name", check=False, timeout=10
+    ).stdout
     for dom in out.split():
         sh(*enter, "virsh", "-c", "qemu:///system", "destroy", dom, check=False, timeout=10)
 
@@ -276,6 +292,7 @@ def _processes_using_state():
 
 # ---------------------------------------------------------------- status
 
+
 def status():
     """(rows, ok). A lab without inventory is down."""
     inv = load_inventory()
@@ -290,8 +307,15 @@ def _status(inv):
 
     def one(n):
         row = {"name": n["name"], "netns": const.netns(n["name"]) in present}
-        res = ssh.run(n, "hostname; virsh -c qemu:///system version >/dev/null && echo virt-ok",
-                      timeout=30) if row["netns"] else None
+        res = (
+            ssh.run(
+                n,
+                "hostname; virsh -c qemu:///system version >/dev/null && echo virt-ok",
+                timeout=30,
+            )
+            if row["netns"]
+            else None
+        )
         out = res.stdout.split() if res else []
         row["sshd"] = bool(out) and out[0] == n["name"]
         row["libvirtd"] = "virt-ok" in out
@@ -304,5 +328,7 @@ def _status(inv):
 
 def _loop_ok(name, dev):
     prefix = str(const.node_dir(name)) + os.sep
-    return any(d == dev and f.startswith(prefix) and not f.endswith("(deleted)")
-               for d, f in disks.lab_loops())
+    return any(
+        d == dev and f.startswith(prefix) and not f.endswith("(deleted)")
+        for d, f in disks.lab_loops()
+    )

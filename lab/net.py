@@ -6,6 +6,7 @@ everything else is gone; the bridge's connected /24 is more specific, so while t
 exists lab traffic goes to it, and at every other moment it is rejected locally.
 Nodes get no default route and nothing forwards (no ip_forward, no NAT).
 """
+
 import os
 
 from . import const

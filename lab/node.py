@@ -6,6 +6,7 @@ bind-mounts the node's private directories, sets the hostname and starts virtlog
 libvirtd and sshd as daemons. The mount namespace lives as long as those daemons do, and
 every SSH session lands in it, so an SSH client sees a separate server.
 """
+
 import os
 import pwd
 import shlex
@@ -39,8 +40,10 @@ PRIVATE_FILES = ["/etc/hosts", "/etc/fstab"]  # fstab: each node mounts its own 
 # this machine run `pyenv init`, which costs ~0.2 s per SSH command and takes a lock file in
 # the shared ~/.pyenv: a session killed by `down` while holding it made every later shell on
 # the machine wait 60 s. Covered only where the host has the file (a bind mount needs it).
-ROOT_DOTFILES = {"/root/.bashrc": "/usr/share/base-files/dot.bashrc",
-                 "/root/.profile": "/usr/share/base-files/dot.profile"}
+ROOT_DOTFILES = {
+    "/root/.bashrc": "/usr/share/base-files/dot.bashrc",
+    "/root/.profile": "/usr/share/base-files/dot.profile",
+}
 
 # Guests here cannot use KVM (see DESIGN.md 5), and /dev/kvm is root-only on this machine:
 # libvirt's probe (as root) then sees KVM while its usability check (as libvirt-qemu) does
@@ -117,8 +120,10 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 def _configure_libvirt(node, addr):
     etc = tree(node, "/etc/libvirt")
     with open(etc / "libvirtd.conf", "a") as f:
-        f.write(f'\n# lab node {node}\nhost_uuid = "{host_uuid(node)}"\n'
-                'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n')
+        f.write(
+            f'\n# lab node {node}\nhost_uuid = "{host_uuid(node)}"\n'
+            'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n'
+        )
     with open(etc / "qemu.conf", "a") as f:
         f.write(f'\n# lab node {node}\nmigration_host = "{addr}"\n')
         if os.path.exists(HIDE_KVM):
@@ -140,11 +145,11 @@ def prepare(node: str, addr: str, nodes, client_pub: str) -> str:
         _make_dir(node, path, seed, owner)
     run = tree(node, "/run")
     os.chmod(run, 0o755)
-    (run / "sshd").mkdir(mode=0o755)          # sshd's privilege separation dir
+    (run / "sshd").mkdir(mode=0o755)  # sshd's privilege separation dir
     (run / "lock").mkdir(mode=0o1777)
     os.chmod(run / "lock", 0o1777)
     (run / "ceph").mkdir()
-    os.chmod(run / "ceph", 0o770)   # as the ceph package makes it; mkdir(mode) obeys umask
+    os.chmod(run / "ceph", 0o770)  # as the ceph package makes it; mkdir(mode) obeys umask
     _chown(run / "ceph", "ceph")
     (tree(node, "/var/log/libvirt") / "qemu").mkdir(exist_ok=True)
     _seed_caps_cache(node)
@@ -181,8 +186,12 @@ def save_caps_cache(node):
 def _init_script(node: str) -> str:
     d = const.node_dir(node)
     q = shlex.quote
-    lines = ["#!/bin/sh", f"# Start of lab node {node}, run inside its own mount+UTS namespaces.",
-             "set -eu", f"hostname {q(node)}"]
+    lines = [
+        "#!/bin/sh",
+        f"# Start of lab node {node}, run inside its own mount+UTS namespaces.",
+        "set -eu",
+        f"hostname {q(node)}",
+    ]
     for path in [p for p, _, _ in PRIVATE_DIRS] + PRIVATE_FILES:
         if path not in PRIVATE_FILES:
             lines.append(f"mkdir -p {q(path)}")
@@ -203,11 +212,27 @@ def _init_script(node: str) -> str:
 def start(node: str) -> subprocess.Popen:
     d = const.node_dir(node)
     logf = open(d / "init.log", "w")
-    argv = ["ip", "netns", "exec", const.netns(node),
-            "unshare", "--mount", "--uts", "--propagation", "private",
-            "/bin/sh", str(d / "init.sh")]
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        const.netns(node),
+        "unshare",
+        "--mount",
+        "--uts",
+        "--propagation",
+        "private",
+        "/bin/sh",
+        str(d / "init.sh"),
+    ]
     # New session: a Ctrl-C of `lab up` must not reach the daemons half-started.
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                            env=CLEAN_ENV, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=logf,
+        stderr=logf,
+        env=CLEAN_ENV,
+        start_new_session=True,
+    )
     logf.close()
     return proc

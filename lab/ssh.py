@@ -1,4 +1,5 @@
 """SSH to lab nodes with the lab's own key and pinned host keys, nothing from ~/.ssh."""
+
 import shlex
 import subprocess
 
@@ -49,28 +50,54 @@ def _mux_opts(node: dict, known_hosts) -> list:
 def close_master(node_name: str):
     cp = control_path(node_name)
     if cp and cp.exists():
-        sh("ssh", "-F", "/dev/null", "-o", f"ControlPath={cp}", "-O", "exit", "lab",
-           check=False, timeout=5)
+        sh(
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-o",
+            f"ControlPath={cp}",
+            "-O",
+            "exit",
+            "lab",
+            check=False,
+            timeout=5,
+        )
 
 
 def ssh_argv(node: dict, known_hosts=None, timeout=5) -> list:
     """The ssh command line up to (not including) the remote command."""
     return [
-        "ssh", "-F", "/dev/null",            # no user/system config can change the target
-        "-i", str(const.CLIENT_KEY),
-        "-o", "IdentitiesOnly=yes",
-        "-o", "IdentityAgent=none",
-        "-o", "StrictHostKeyChecking=yes",
-        "-o", f"UserKnownHostsFile={known_hosts or const.KNOWN_HOSTS}",
-        "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", "UpdateHostKeys=no",
-        "-o", "BatchMode=yes",
-        "-o", f"ConnectTimeout={timeout}",
+        "ssh",
+        "-F",
+        "/dev/null",  # no user/system config can change the target
+        "-i",
+        str(const.CLIENT_KEY),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "IdentityAgent=none",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts or const.KNOWN_HOSTS}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "UpdateHostKeys=no",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"ConnectTimeout={timeout}",
         # A master whose peer vanished (a partition) must end, not hang every command.
-        "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2",
-        "-o", "LogLevel=ERROR",
+        "-o",
+        "ServerAliveInterval=5",
+        "-o",
+        "ServerAliveCountMax=2",
+        "-o",
+        "LogLevel=ERROR",
         *_mux_opts(node, known_hosts),
-        "-p", str(node.get("port", 22)),
+        "-p",
+        str(node.get("port", 22)),
         f"{node.get('user', 'root')}@{node['address']}",
     ]
 
@@ -82,9 +109,11 @@ def remote(cmd) -> str:
 
 def run(node: dict, cmd, check=False, timeout=60, input=None, known_hosts=None):
     argv = ssh_argv(node, known_hosts) + ["--", remote(cmd)]
-    res = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                         input=input, env=CLEAN_ENV)
+    res = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, input=input, env=CLEAN_ENV
+    )
     if check and res.returncode != 0:
-        raise RuntimeError(f"{node['name']}: {remote(cmd)!r} failed ({res.returncode}): "
-                           f"{res.stderr.strip()}")
+        raise RuntimeError(
+            f"{node['name']}: {remote(cmd)!r} failed ({res.returncode}): {res.stderr.strip()}"
+        )
     return res

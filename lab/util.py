@@ -1,4 +1,5 @@
 """Small process helpers shared by the lab modules."""
+
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -15,15 +16,22 @@ CLEAN_ENV = {
 def sh(*argv, check=True, timeout=60, input=None):
     """Run argv (no shell), capture text output; raise with stderr on failure if check."""
     try:
-        res = subprocess.run([str(a) for a in argv], capture_output=True, text=True,
-                             timeout=timeout, input=input, env=CLEAN_ENV)
+        res = subprocess.run(
+            [str(a) for a in argv],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            env=CLEAN_ENV,
+        )
     except subprocess.TimeoutExpired:
         if check:
             raise RuntimeError(f"timed out after {timeout}s: {' '.join(map(str, argv))}")
         return subprocess.CompletedProcess(argv, 124, "", "timeout")
     if check and res.returncode != 0:
-        raise RuntimeError(f"failed ({res.returncode}): {' '.join(map(str, argv))}\n"
-                           f"{res.stderr.strip()}")
+        raise RuntimeError(
+            f"failed ({res.returncode}): {' '.join(map(str, argv))}\n{res.stderr.strip()}"
+        )
     return res
 
 

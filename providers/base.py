@@ -1,6 +1,7 @@
 """What every dynamic provider shares: the Provider base (check and diff from the resource's
 schema; each engine call's values normalised and its node's Session at hand), the
 replace/update delta, building a node Session from props, and waiting."""
+
 from __future__ import annotations
 
 import contextvars
@@ -24,8 +25,16 @@ errors.install()
 lifeline.start()
 
 # Fields of a node's `connection` input (see components/config.py).
-CONNECTION_FIELDS = ("name", "address", "port", "user", "key_file", "host_key", "known_hosts",
-                     "trust_on_first_use")
+CONNECTION_FIELDS = (
+    "name",
+    "address",
+    "port",
+    "user",
+    "key_file",
+    "host_key",
+    "known_hosts",
+    "trust_on_first_use",
+)
 
 
 def normalize(value: Any) -> Any:
@@ -63,14 +72,23 @@ def delta(old: dict, new: dict, fields: tuple) -> list[str]:
 STATE = ("ssh_private_key",)
 
 
-def diff_result(old: dict, new: dict, *, replaces: tuple, updates: tuple, state: tuple = (),
-                delete_before_replace: bool = False) -> DiffResult:
+def diff_result(
+    old: dict,
+    new: dict,
+    *,
+    replaces: tuple,
+    updates: tuple,
+    state: tuple = (),
+    delete_before_replace: bool = False,
+) -> DiffResult:
     """The one place a provider's change table turns into a DiffResult: `replaces` need a new
     resource, `updates` host work in place, `state` (timeouts, opt-ins) only a new state."""
     replaced = delta(old, new, replaces)
     changed = replaced + delta(old, new, updates + state + STATE)
     return DiffResult(
-        changes=bool(changed), replaces=replaced, stables=[],
+        changes=bool(changed),
+        replaces=replaced,
+        stables=[],
         delete_before_replace=delete_before_replace and bool(replaced),
     )
 
@@ -80,8 +98,10 @@ def session(props: dict, state_host_key: str | None = None) -> Session:
     trusting the host key the stack's state recorded for it (`connection.state_host_key`,
     from its Node resource) when the config pins none."""
     conn = normalize(props["connection"])
-    host = Host(**{k: conn[k] for k in CONNECTION_FIELDS if conn.get(k) is not None},
-                state_host_key=state_host_key or _known(conn.get("state_host_key")))
+    host = Host(
+        **{k: conn[k] for k in CONNECTION_FIELDS if conn.get(k) is not None},
+        state_host_key=state_host_key or _known(conn.get("state_host_key")),
+    )
     return Session(host, private_key=props.get("ssh_private_key") or None)
 
 
@@ -97,11 +117,15 @@ def check_connection(conn: Any, path: str = "connection") -> list[CheckFailure]:
     for key in ("name", "address"):
         if not conn.get(key):
             failures.append(CheckFailure(f"{path}.{key}", f"{key} is required"))
-    if conn.get("host_key") is None and not (conn.get("trust_on_first_use")
-                                             and conn.get("known_hosts")):
-        failures.append(CheckFailure(
-            f"{path}.host_key", "pin the node's SSH host key, or set trust_on_first_use with a "
-            "known_hosts file"))
+    if conn.get("host_key") is None and not (
+        conn.get("trust_on_first_use") and conn.get("known_hosts")
+    ):
+        failures.append(
+            CheckFailure(
+                f"{path}.host_key",
+                "pin the node's SSH host key, or set trust_on_first_use with a known_hosts file",
+            )
+        )
     return failures
 
 
@@ -130,6 +154,7 @@ def _engine_call(method: Callable, name: str) -> Callable:
     update and delete with their node at hand (Provider.node), an update that changes only
     state fields recorded without calling it. One provider object serves the engine's
     concurrent calls (one thread each), so the call's node lives in a context variable."""
+
     @functools.wraps(method)
     def call(self, *args):
         args = tuple(normalize(a) for a in args)  # (id,) olds?, props: the last is the call's
@@ -142,6 +167,7 @@ def _engine_call(method: Callable, name: str) -> Callable:
             return method(self, *args)
         finally:
             _CALL.reset(token)
+
     return call
 
 
@@ -154,6 +180,7 @@ class Provider(ResourceProvider):
 
     A provider's own diff, create, read, update and delete get their values normalised;
     create, read, update and delete reach their node as `self.node`."""
+
     INPUTS: Any
     # The old resource goes first when a replace needs what it holds (a name, a mountpoint).
     DELETE_BEFORE_REPLACE = False
@@ -175,8 +202,10 @@ class Provider(ResourceProvider):
         source, a cluster's mons) are the provider's own to name."""
         call = _CALL.get(None)
         if call is None:
-            raise errors.Failure("a provider's node exists only in create, read, update "
-                                 "and delete (check and diff never open a connection)")
+            raise errors.Failure(
+                "a provider's node exists only in create, read, update "
+                "and delete (check and diff never open a connection)"
+            )
         return call.node()
 
     def check(self, olds, news):
@@ -205,9 +234,14 @@ class Provider(ResourceProvider):
     def diff(self, _id, olds, news):
         olds, news = normalize(olds), normalize(news)
         replaces, updates, state = tables(self.INPUTS)
-        return diff_result(olds, settled(olds, news) if self.SETTLE else news,
-                           replaces=replaces, updates=updates, state=state,
-                           delete_before_replace=self.DELETE_BEFORE_REPLACE)
+        return diff_result(
+            olds,
+            settled(olds, news) if self.SETTLE else news,
+            replaces=replaces,
+            updates=updates,
+            state=state,
+            delete_before_replace=self.DELETE_BEFORE_REPLACE,
+        )
 
 
 def tables(model) -> tuple[tuple, tuple, tuple]:
@@ -219,8 +253,9 @@ def settled(olds: dict, news: dict) -> dict:
     """news with values not computed yet (the cluster's outputs while the cluster itself is
     being updated in a preview) taken as unchanged. Without this, a cluster update previews
     as a replacement of every OSD, pool and mount; `up` diffs again with the real values."""
-    return {k: olds.get(k) if isinstance(v, Unknown) or v == rpc.UNKNOWN else v
-            for k, v in news.items()}
+    return {
+        k: olds.get(k) if isinstance(v, Unknown) or v == rpc.UNKNOWN else v for k, v in news.items()
+    }
 
 
 def check_schema(model, props: dict) -> list[CheckFailure]:
@@ -239,8 +274,11 @@ def check_schema(model, props: dict) -> list[CheckFailure]:
         schema.validate(model, known)
         return []
     except ValidationError as err:
-        return [CheckFailure(path, message) for path, message in schema.messages(err, model)
-                if re.split(r"[.\[]", path, maxsplit=1)[0] not in skipped]
+        return [
+            CheckFailure(path, message)
+            for path, message in schema.messages(err, model)
+            if re.split(r"[.\[]", path, maxsplit=1)[0] not in skipped
+        ]
 
 
 def _plain(value: Any) -> Any:
@@ -261,8 +299,14 @@ def _has_unknown(value: Any) -> bool:
     return value == rpc.UNKNOWN or isinstance(value, Unknown)
 
 
-def wait_until(probe: Callable[[], Any], *, timeout: float, interval: float = 1.0,
-               what: str, report: Callable[[], str] | None = None) -> Any:
+def wait_until(
+    probe: Callable[[], Any],
+    *,
+    timeout: float,
+    interval: float = 1.0,
+    what: str,
+    report: Callable[[], str] | None = None,
+) -> Any:
     """Call probe until it returns a truthy value (at least once); on timeout say what we
     waited for and, from report() or else the probe's last answer, what is still wrong."""
     deadline = time.monotonic() + timeout
@@ -272,6 +316,7 @@ def wait_until(probe: Callable[[], Any], *, timeout: float, interval: float = 1.
             return last
         if time.monotonic() > deadline:
             detail = report() if report else f"(last: {last!r})"
-            raise errors.Timeout(f"timed out after {timeout:.0f}s waiting for {what}. "
-                               f"{detail}".strip())
+            raise errors.Timeout(
+                f"timed out after {timeout:.0f}s waiting for {what}. {detail}".strip()
+            )
         time.sleep(interval)

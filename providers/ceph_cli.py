@@ -1,5 +1,6 @@
 """What the Ceph providers share: the `ceph` command line, keys, the admin node, waiting on
 cluster state. Connections and commands still go through providers.transport only."""
+
 from __future__ import annotations
 
 import base64
@@ -19,8 +20,14 @@ def ceph_argv(cluster: str, *args) -> list[str]:
     return ["ceph", "--cluster", cluster, "--connect-timeout", CONNECT_TIMEOUT, *map(str, args)]
 
 
-def ceph(node: Session, cluster: str, *args, change: bool = False, check: bool = True,
-         timeout: float = 120):
+def ceph(
+    node: Session,
+    cluster: str,
+    *args,
+    change: bool = False,
+    check: bool = True,
+    timeout: float = 120,
+):
     return node.run(ceph_argv(cluster, *args), change=change, check=check, timeout=timeout)
 
 
@@ -63,8 +70,15 @@ def keyring(entity: str, key: str, caps: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def put_if_changed(node: Session, path: str, text: str, *, mode: str = "0644",
-                   owner: str = "root:root", secret: bool = False) -> bool:
+def put_if_changed(
+    node: Session,
+    path: str,
+    text: str,
+    *,
+    mode: str = "0644",
+    owner: str = "root:root",
+    secret: bool = False,
+) -> bool:
     """Write only when the content differs, so a converged node sees no change command.
     Mode and owner are compared too, so a keyring left world-readable is repaired."""
     current = node.get(path)
@@ -81,9 +95,8 @@ def _mode_owner(node: Session, path: str) -> tuple:
 
 def local_clusters(node: Session) -> list[str]:
     """The clusters the node holds a config of (/etc/ceph/NAME.conf)."""
-    out = node.run(["find", "/etc/ceph", "-maxdepth", "1", "-name", "*.conf"],
-                   check=False).stdout
-    return sorted(os.path.basename(p)[:-len(".conf")] for p in out.split())
+    out = node.run(["find", "/etc/ceph", "-maxdepth", "1", "-name", "*.conf"], check=False).stdout
+    return sorted(os.path.basename(p)[: -len(".conf")] for p in out.split())
 
 
 def health(node: Session, cluster: str) -> dict:
@@ -106,8 +119,11 @@ def seen(wanted: str, running: bool, up: bool) -> str:
 
 def restart_asked(olds: dict, news: dict) -> bool:
     """A new `restart` value (cephkvm:ceph.restart) on a daemon that runs."""
-    return bool(news.get("restart")) and olds.get("restart") != news.get("restart") \
+    return (
+        bool(news.get("restart"))
+        and olds.get("restart") != news.get("restart")
         and olds.get("ensure") != "maintenance"
+    )
 
 
 def ok_to_stop(node: Session, cluster: str, kind: str, ids: list) -> str:
@@ -118,14 +134,19 @@ def ok_to_stop(node: Session, cluster: str, kind: str, ids: list) -> str:
         return ""
     said = (got.stderr or got.stdout).strip().splitlines()
     return f"`ceph {kind} ok-to-stop {' '.join(map(str, ids))}` says: " + (
-        said[-1] if said else f"exit {got.exit_code}")
+        said[-1] if said else f"exit {got.exit_code}"
+    )
 
 
 def wait_ok_to_stop(node: Session, cluster: str, kind: str, ids: list, timeout: float):
     """Until Ceph agrees: a restart waits for the previous node's daemons to be back."""
-    base.wait_until(lambda: not ok_to_stop(node, cluster, kind, ids), timeout=timeout,
-                    interval=2, what=f"{kind} {' '.join(map(str, ids))} to be ok to stop",
-                    report=lambda: ok_to_stop(node, cluster, kind, ids))
+    base.wait_until(
+        lambda: not ok_to_stop(node, cluster, kind, ids),
+        timeout=timeout,
+        interval=2,
+        what=f"{kind} {' '.join(map(str, ids))} to be ok to stop",
+        report=lambda: ok_to_stop(node, cluster, kind, ids),
+    )
 
 
 def wait_for_quorum(node: Session, cluster: str, timeout: float, mons=()) -> list[str]:
@@ -138,6 +159,12 @@ def wait_for_quorum(node: Session, cluster: str, timeout: float, mons=()) -> lis
         return names if names and wanted <= set(names) else None
 
     what = f"mons {', '.join(sorted(wanted))} in quorum" if wanted else "a mon quorum"
-    return base.wait_until(probe, timeout=timeout, what=what, report=lambda: (
-        f"In quorum, asked from {node.name}: {quorum(node, cluster) or 'none'}. Check the "
-        "mons (CephMon resources) and their logs in /var/log/ceph."))
+    return base.wait_until(
+        probe,
+        timeout=timeout,
+        what=what,
+        report=lambda: (
+            f"In quorum, asked from {node.name}: {quorum(node, cluster) or 'none'}. Check the "
+            "mons (CephMon resources) and their logs in /var/log/ceph."
+        ),
+    )

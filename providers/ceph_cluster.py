@@ -10,6 +10,7 @@ Once the fsid is in state, update and read take fsid and keys from state alone: 
 the nodes that went missing are drift that update writes back, never a new cluster; a node
 that cannot be read is an error, and a mon node that holds another fsid is refused.
 """
+
 from __future__ import annotations
 
 import base64
@@ -34,8 +35,11 @@ INPUTS = ClusterInputs
 REPLACES, UPDATES, STATE = base.tables(INPUTS)
 SECRET_OUTPUTS = ("admin_key", "mon_key", "bootstrap_osd_key")
 OUTPUTS = ("fsid", "mon_addresses", "mon_hosts", "conf", *SECRET_OUTPUTS)
-ENTITIES = {"mon.": "mon_key", "client.admin": "admin_key",
-            "client.bootstrap-osd": "bootstrap_osd_key"}
+ENTITIES = {
+    "mon.": "mon_key",
+    "client.admin": "admin_key",
+    "client.bootstrap-osd": "bootstrap_osd_key",
+}
 # Not a `tmp` directory: anything may clean those.
 IDENTITY_DIR = "/var/lib/ceph/cephkvm"
 
@@ -53,8 +57,11 @@ class CephClusterProvider(base.Provider):
             failures += base.check_connection(node.get("connection"), f"nodes[{i}].connection")
         for name in news.get("mons") or []:
             if name not in names:
-                failures.append(CheckFailure("mons", f"{name!r} is not one of the nodes "
-                                                     f"({', '.join(sorted(names))})"))
+                failures.append(
+                    CheckFailure(
+                        "mons", f"{name!r} is not one of the nodes ({', '.join(sorted(names))})"
+                    )
+                )
         return failures + _mon_removal_failures(olds, news)
 
     def diff(self, _id, olds, news):
@@ -99,11 +106,13 @@ class CephClusterProvider(base.Provider):
             raise Failure(
                 f"refusing to delete Ceph cluster {props.get('fsid')}: that destroys every "
                 "pool and file in it. To really delete it, set cephkvm:ceph.allow_data_loss "
-                "to true, run `pulumi up`, then destroy again.")
+                "to true, run `pulumi up`, then destroy again."
+            )
         for node in _sessions(props).values():
             node.run(["rm", "-f", *_identity_files(props)], change=True)
-            node.run(["rmdir", "--ignore-fail-on-non-empty", IDENTITY_DIR], change=True,
-                     check=False)
+            node.run(
+                ["rmdir", "--ignore-fail-on-non-empty", IDENTITY_DIR], change=True, check=False
+            )
 
 
 def _mon_removal_failures(olds: dict, news: dict) -> list:
@@ -114,9 +123,14 @@ def _mon_removal_failures(olds: dict, news: dict) -> list:
     if not old or not new or len(kept) > len(old) // 2 or news.get("allow_data_loss"):
         return []
     gone = [m for m in old if m not in new]
-    return [CheckFailure("mons", f"removing mons {', '.join(gone)} in one run leaves "
-                         f"{len(kept)} of {len(old)}, which loses quorum; take the mon role "
-                         "away from one node per `pulumi up`")]
+    return [
+        CheckFailure(
+            "mons",
+            f"removing mons {', '.join(gone)} in one run leaves "
+            f"{len(kept)} of {len(old)}, which loses quorum; take the mon role "
+            "away from one node per `pulumi up`",
+        )
+    ]
 
 
 # --- paths ------------------------------------------------------------------------------
@@ -148,14 +162,21 @@ def initial_monmap_path(cluster: str) -> str:
 
 def identity_files(cluster: str) -> list[str]:
     """What a mon node holds of the identity (CephMon's delete takes them away)."""
-    return [owner_path(cluster), fsid_path(cluster), bootstrap_keyring_path(cluster),
-            initial_monmap_path(cluster)]
+    return [
+        owner_path(cluster),
+        fsid_path(cluster),
+        bootstrap_keyring_path(cluster),
+        initial_monmap_path(cluster),
+    ]
 
 
 def _identity_files(props: dict) -> list[str]:
     c = props["cluster_name"]
-    return identity_files(c) + [f"/etc/ceph/{c}.conf", f"/etc/ceph/{c}.client.admin.keyring",
-                                f"/var/lib/ceph/bootstrap-osd/{c}.keyring"]
+    return identity_files(c) + [
+        f"/etc/ceph/{c}.conf",
+        f"/etc/ceph/{c}.client.admin.keyring",
+        f"/var/lib/ceph/bootstrap-osd/{c}.keyring",
+    ]
 
 
 def mon_addrv(address: str) -> str:
@@ -170,8 +191,7 @@ def _preflight(props: dict, nodes: dict) -> None:
     and every node reaches every other at the address its mon will use."""
     problems = _clock_problems(nodes) + _reach_problems(props, nodes)
     if problems:
-        raise Failure("Ceph preflight failed, nothing was changed:\n  " +
-                        "\n  ".join(problems))
+        raise Failure("Ceph preflight failed, nothing was changed:\n  " + "\n  ".join(problems))
 
 
 def _clock_problems(nodes: dict) -> list[str]:
@@ -185,23 +205,32 @@ def _clock_problems(nodes: dict) -> list[str]:
         for b, (off_b, err_b) in clocks.items():
             skew = abs(off_a - off_b) - err_a - err_b
             if a < b and skew > MAX_CLOCK_SKEW:
-                problems.append(f"clocks of {a} and {b} differ by {skew:.2f}s at least; "
-                                "run NTP (chrony) on every node")
+                problems.append(
+                    f"clocks of {a} and {b} differ by {skew:.2f}s at least; "
+                    "run NTP (chrony) on every node"
+                )
     return problems
 
 
 def _reach_problems(props: dict, nodes: dict) -> list[str]:
     problems = []
     for n in props["nodes"]:
-        others = [(o["name"], o["address"], o["connection"].get("port", 22))
-                  for o in props["nodes"] if o["name"] != n["name"]]
+        others = [
+            (o["name"], o["address"], o["connection"].get("port", 22))
+            for o in props["nodes"]
+            if o["name"] != n["name"]
+        ]
         script = "; ".join(
             f"timeout 3 bash -c {shlex.quote(f'</dev/tcp/{addr}/{port}')} 2>/dev/null || "
-            f"echo {shlex.quote(name)}" for name, addr, port in others)
+            f"echo {shlex.quote(name)}"
+            for name, addr, port in others
+        )
         unreachable = nodes[n["name"]].run(["sh", "-c", script or "true"]).stdout.split()
         for other in unreachable:
-            problems.append(f"{n['name']} cannot reach {other} at "
-                            f"{_address(props, other)}; fix the network or the node address")
+            problems.append(
+                f"{n['name']} cannot reach {other} at "
+                f"{_address(props, other)}; fix the network or the node address"
+            )
     return problems
 
 
@@ -210,10 +239,15 @@ def _held(node, path: str) -> str:
 
 
 def _bootstrap_keyring(keys: dict) -> str:
-    return (keyring("mon.", keys["mon."], {"mon": "allow *"})
-            + keyring("client.admin", keys["client.admin"], ADMIN_CAPS)
-            + keyring("client.bootstrap-osd", keys["client.bootstrap-osd"],
-                      {"mon": "profile bootstrap-osd", "mgr": "allow r"}))
+    return (
+        keyring("mon.", keys["mon."], {"mon": "allow *"})
+        + keyring("client.admin", keys["client.admin"], ADMIN_CAPS)
+        + keyring(
+            "client.bootstrap-osd",
+            keys["client.bootstrap-osd"],
+            {"mon": "profile bootstrap-osd", "mgr": "allow r"},
+        )
+    )
 
 
 def _new_or_unfinished(props: dict, nodes: dict) -> tuple[str, dict]:
@@ -229,19 +263,25 @@ def _new_or_unfinished(props: dict, nodes: dict) -> tuple[str, dict]:
     fsid = fsids.pop()
     where = ", ".join(sorted(held))
     if fsids:
-        raise Failure(f"the mon nodes hold different Ceph clusters ({where}: "
-                        f"{', '.join(sorted(set(held.values())))}) in {IDENTITY_DIR}; remove "
-                        "the files of the ones that are left over, then run `pulumi up` again")
+        raise Failure(
+            f"the mon nodes hold different Ceph clusters ({where}: "
+            f"{', '.join(sorted(set(held.values())))}) in {IDENTITY_DIR}; remove "
+            "the files of the ones that are left over, then run `pulumi up` again"
+        )
     owners = {_held(nodes[m], owner_path(c)) for m in held}
     if pin and pin != fsid:
-        raise Failure(f"{where} already hold Ceph cluster {fsid}, not the pinned fsid "
-                        f"{pin}; remove cephkvm:ceph.fsid, or clean {IDENTITY_DIR} on them")
+        raise Failure(
+            f"{where} already hold Ceph cluster {fsid}, not the pinned fsid "
+            f"{pin}; remove cephkvm:ceph.fsid, or clean {IDENTITY_DIR} on them"
+        )
     if owners != {props["owner"]} and pin != fsid:
-        raise Failure(f"{where} hold Ceph cluster {fsid}, made by "
-                        f"{', '.join(sorted(o or 'something else' for o in owners))}, not by "
-                        f"this stack ({props['owner']}). If it is left over, remove "
-                        f"{IDENTITY_DIR} and /var/lib/ceph/mon on those nodes; to take it "
-                        f"over, set cephkvm:ceph.fsid: {fsid}. Nothing was changed.")
+        raise Failure(
+            f"{where} hold Ceph cluster {fsid}, made by "
+            f"{', '.join(sorted(o or 'something else' for o in owners))}, not by "
+            f"this stack ({props['owner']}). If it is left over, remove "
+            f"{IDENTITY_DIR} and /var/lib/ceph/mon on those nodes; to take it "
+            f"over, set cephkvm:ceph.fsid: {fsid}. Nothing was changed."
+        )
     keys = keyring_keys(nodes[sorted(held)[0]].get(bootstrap_keyring_path(c)))
     if set(keys) != set(ENTITIES):  # killed before the keyring was written
         keys = {e: gen_key() for e in ENTITIES}
@@ -261,26 +301,32 @@ def _keys_on_mons(props: dict, nodes: dict, fsid: str) -> dict:
             keys = keyring_keys(nodes[m].get(bootstrap_keyring_path(c)))
             if set(keys) == set(ENTITIES):
                 return keys
-    raise Failure(f"the state of Ceph cluster {fsid} holds no keys and no mon node has "
-                    "them; restore /var/lib/ceph/cephkvm from a backup of a mon node")
+    raise Failure(
+        f"the state of Ceph cluster {fsid} holds no keys and no mon node has "
+        "them; restore /var/lib/ceph/cephkvm from a backup of a mon node"
+    )
 
 
 def _check_fsid(props: dict, node, fsid: str) -> str:
     """The fsid on node ('' when it holds none); another cluster's is refused."""
     held = _held(node, fsid_path(props["cluster_name"]))
     if held and held != fsid:
-        raise Failure(f"{node.name} holds Ceph cluster {held} in {IDENTITY_DIR}, but this "
-                        f"stack's cluster is {fsid}. If {node.name} was reinstalled or "
-                        "belongs to another cluster, take it out of this stack's mons, or "
-                        f"remove {IDENTITY_DIR} there so it gets this cluster's identity.")
+        raise Failure(
+            f"{node.name} holds Ceph cluster {held} in {IDENTITY_DIR}, but this "
+            f"stack's cluster is {fsid}. If {node.name} was reinstalled or "
+            "belongs to another cluster, take it out of this stack's mons, or "
+            f"remove {IDENTITY_DIR} there so it gets this cluster's identity."
+        )
     return held
 
 
 def _holds_identity(props: dict, node, fsid: str, keys: dict) -> bool:
     c, owner = props["cluster_name"], props.get("owner")
-    return (_check_fsid(props, node, fsid) == fsid
-            and (not owner or _held(node, owner_path(c)) == owner)
-            and keyring_keys(node.get(bootstrap_keyring_path(c))) == keys)
+    return (
+        _check_fsid(props, node, fsid) == fsid
+        and (not owner or _held(node, owner_path(c)) == owner)
+        and keyring_keys(node.get(bootstrap_keyring_path(c))) == keys
+    )
 
 
 def _write_identity(props: dict, nodes: dict, fsid: str, keys: dict) -> None:
@@ -294,8 +340,14 @@ def _write_identity(props: dict, nodes: dict, fsid: str, keys: dict) -> None:
             node.run(["install", "-d", "-m", "0755", IDENTITY_DIR], change=True)
         put_if_changed(node, owner_path(c), props["owner"] + "\n")
         put_if_changed(node, fsid_path(c), fsid + "\n", owner="ceph:ceph")
-        put_if_changed(node, bootstrap_keyring_path(c), _bootstrap_keyring(keys), mode="0600",
-                       owner="ceph:ceph", secret=True)
+        put_if_changed(
+            node,
+            bootstrap_keyring_path(c),
+            _bootstrap_keyring(keys),
+            mode="0600",
+            owner="ceph:ceph",
+            secret=True,
+        )
 
 
 def _initial_monmap(props: dict, nodes: dict, fsid: str) -> None:
@@ -308,8 +360,15 @@ def _initial_monmap(props: dict, nodes: dict, fsid: str) -> None:
         argv = ["monmaptool", "--create", "--fsid", fsid]
         for mon in props["mons"]:
             argv += ["--addv", mon, mon_addrv(_address(props, mon))]
-        first.run(["sh", "-c", f"{shlex.join(argv)} {shlex.quote(path)}.new && "
-                                f"mv {shlex.quote(path)}.new {shlex.quote(path)}"], change=True)
+        first.run(
+            [
+                "sh",
+                "-c",
+                f"{shlex.join(argv)} {shlex.quote(path)}.new && "
+                f"mv {shlex.quote(path)}.new {shlex.quote(path)}",
+            ],
+            change=True,
+        )
     for name in props["mons"][1:]:
         if not nodes[name].ok(["test", "-s", path]):
             data = first.run(["base64", "-w0", path]).stdout  # binary: carried as base64
@@ -357,6 +416,6 @@ class CephCluster(pulumi.dynamic.Resource, module="cephkvm", name="CephCluster")
 
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
         opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=list(SECRET_OUTPUTS)))
-        super().__init__(CephClusterProvider(), name, {**{k: None for k in OUTPUTS}, **props},
-                         opts)
+            opts, pulumi.ResourceOptions(additional_secret_outputs=list(SECRET_OUTPUTS))
+        )
+        super().__init__(CephClusterProvider(), name, {**{k: None for k in OUTPUTS}, **props}, opts)

@@ -6,6 +6,7 @@ One per node, so taking a node out of the stack takes the cluster's credentials 
 delete removes ceph.conf, the admin keyring and the bootstrap-osd keyring, after every
 daemon and mount of that node is gone (they depend on this resource).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -43,8 +44,10 @@ class CephConfProvider(base.Provider):
         admin_key, which update writes back."""
         node = self.node
         key = keyring_keys(node.get(_admin_keyring(props))).get("client.admin")
-        return ReadResult(id_, {**props, "conf": node.get(_conf(props)) or "",
-                                "admin": bool(key), "admin_key": key})
+        return ReadResult(
+            id_,
+            {**props, "conf": node.get(_conf(props)) or "", "admin": bool(key), "admin_key": key},
+        )
 
     def update(self, _id, _olds, news):
         _converge(news, self.node)
@@ -52,8 +55,16 @@ class CephConfProvider(base.Provider):
 
     def delete(self, _id, props):
         c = props["cluster_name"]
-        self.node.run(["rm", "-f", _conf(props), _admin_keyring(props),
-                       f"/var/lib/ceph/bootstrap-osd/{c}.keyring"], change=True)
+        self.node.run(
+            [
+                "rm",
+                "-f",
+                _conf(props),
+                _admin_keyring(props),
+                f"/var/lib/ceph/bootstrap-osd/{c}.keyring",
+            ],
+            change=True,
+        )
 
 
 # --- converging -------------------------------------------------------------------------
@@ -72,9 +83,13 @@ def _converge(props: dict, node) -> None:
         node.run(["install", "-d", "-m", "0755", "/etc/ceph"], change=True)
     put_if_changed(node, _conf(props), props["conf"])
     if props["admin"]:
-        put_if_changed(node, _admin_keyring(props),
-                       keyring("client.admin", props["admin_key"], ADMIN_CAPS),
-                       mode="0600", secret=True)
+        put_if_changed(
+            node,
+            _admin_keyring(props),
+            keyring("client.admin", props["admin_key"], ADMIN_CAPS),
+            mode="0600",
+            secret=True,
+        )
     elif node.ok(["test", "-e", _admin_keyring(props)]):
         node.run(["rm", "-f", _admin_keyring(props)], change=True)
 
@@ -82,5 +97,6 @@ def _converge(props: dict, node) -> None:
 class CephConf(pulumi.dynamic.Resource, module="cephkvm", name="CephConf"):
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
         opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=["admin_key"]))
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["admin_key"])
+        )
         super().__init__(CephConfProvider(), name, props, opts)

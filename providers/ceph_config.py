@@ -6,6 +6,7 @@ of them to be in quorum: that is where a fresh cluster's mons, created in parall
 Options live in the mons' store, so they cannot be set by CephCluster, which exists before
 any mon. Mgrs, MDS and OSDs come after it.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -29,8 +30,7 @@ OUTPUTS = ("version", "health", "health_checks")
 BASE_OPTIONS = {"mon": {"auth_allow_insecure_global_id_reclaim": "false"}}
 # Checks a cluster may show until mgrs, OSDs, pools and filesystems exist: they belong to
 # the resources that come later, which wait for their own part of the health.
-LATER_CHECKS = ("MGR_", "OSD_", "PG_", "POOL_", "TOO_FEW_", "MDS_", "FS_", "OBJECT_",
-                "SLOW_OPS")
+LATER_CHECKS = ("MGR_", "OSD_", "PG_", "POOL_", "TOO_FEW_", "MDS_", "FS_", "OBJECT_", "SLOW_OPS")
 
 
 class CephConfigProvider(base.Provider):
@@ -54,7 +54,8 @@ class CephConfigProvider(base.Provider):
                 f"refusing to take down the configuration of Ceph cluster {props.get('fsid')}:"
                 " the mons would be removed next, and the cluster with them. To really delete"
                 " it, set cephkvm:ceph.allow_data_loss to true, run `pulumi up`, then destroy"
-                " again.")
+                " again."
+            )
         node = admin_session(props)
         c = props["cluster_name"]
         if not quorum(node, c):
@@ -93,8 +94,9 @@ def _options(props: dict, node, old_options: dict) -> None:
 def _wanted_options(props: dict) -> dict:
     wanted = {s: dict(o) for s, o in BASE_OPTIONS.items()}
     for section, opts in (props.get("options") or {}).items():
-        wanted.setdefault(section, {}).update({k: str(v).lower() if isinstance(v, bool)
-                                               else str(v) for k, v in opts.items()})
+        wanted.setdefault(section, {}).update(
+            {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in opts.items()}
+        )
     return wanted
 
 
@@ -106,9 +108,15 @@ def _wait_settled(props: dict, node) -> None:
         checks = ceph_facts.health(ceph_json(node, c, "health", "detail"))["checks"]
         return not [k for k in checks if not k.startswith(LATER_CHECKS)]
 
-    base.wait_until(settled_now, timeout=props["timeout"], what="mon health checks to clear",
-                    report=lambda: "Health: " + ceph_facts.health_report(
-                        ceph_facts.health(ceph_json(node, c, "health", "detail"))))
+    base.wait_until(
+        settled_now,
+        timeout=props["timeout"],
+        what="mon health checks to clear",
+        report=lambda: (
+            "Health: "
+            + ceph_facts.health_report(ceph_facts.health(ceph_json(node, c, "health", "detail")))
+        ),
+    )
 
 
 def _observe(props: dict, node) -> dict:
@@ -117,8 +125,10 @@ def _observe(props: dict, node) -> dict:
     current = ceph_facts.config_dump(ceph_json(node, c, "config", "dump"))
     h = ceph_facts.health(ceph_json(node, c, "health", "detail"))
     return {
-        "options": {s: {o: _typed(current.get(s, {}).get(o), v) for o, v in opts.items()}
-                    for s, opts in (props.get("options") or {}).items()},
+        "options": {
+            s: {o: _typed(current.get(s, {}).get(o), v) for o, v in opts.items()}
+            for s, opts in (props.get("options") or {}).items()
+        },
         "version": ceph_facts.version(ceph_json(node, c, "version")),
         "health": h["status"],
         "health_checks": h["checks"],
@@ -144,5 +154,4 @@ class CephConfig(pulumi.dynamic.Resource, module="cephkvm", name="CephConfig"):
     health_checks: pulumi.Output[dict]
 
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(CephConfigProvider(), name, {**{k: None for k in OUTPUTS}, **props},
-                         opts)
+        super().__init__(CephConfigProvider(), name, {**{k: None for k in OUTPUTS}, **props}, opts)

@@ -5,6 +5,7 @@ same key) and written by ceph itself into the daemon's directory; the daemon is 
 through providers.services and counts as up once the cluster lists it (`registered`, a fact
 each resource module supplies).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -32,6 +33,7 @@ HandOver = Callable[[object, dict], None]  # (node, props): its work moves to a 
 class DaemonProvider(base.Provider):
     """A subclass names its `kind`, the `registered` fact for that kind, and how it hands
     its work to a standby before its node's maintenance stops it (`hand_over`)."""
+
     INPUTS = INPUTS
     SETTLE = True
     kind: str
@@ -72,14 +74,28 @@ def converge(props: dict, node, kind: str, registered: Registered) -> dict:
     data, entity = data_dir(props, kind), f"{kind}.{name}"
     if not _holds_cluster_key(node, c, entity, data + "/keyring"):
         node.run(["install", "-d", "-o", "ceph", "-g", "ceph", "-m", "0750", data], change=True)
-        ceph(node, c, "auth", "get-or-create", entity, *DAEMON_CAPS[kind],
-             "-o", data + "/keyring", change=True)
+        ceph(
+            node,
+            c,
+            "auth",
+            "get-or-create",
+            entity,
+            *DAEMON_CAPS[kind],
+            "-o",
+            data + "/keyring",
+            change=True,
+        )
         node.run(["chown", "-R", "ceph:ceph", data], change=True)
     services.ensure_running(node, daemon(props, kind), services.has_systemd(node))
-    base.wait_until(lambda: name in registered(node, c), timeout=props["timeout"],
-                    what=f"{kind}.{name} on {name} to register with the cluster",
-                    report=lambda: f"Registered: {', '.join(registered(node, c)) or 'none'}. "
-                                   f"See /var/log/ceph/{c}-{kind}.{name}.log on {name}.")
+    base.wait_until(
+        lambda: name in registered(node, c),
+        timeout=props["timeout"],
+        what=f"{kind}.{name} on {name} to register with the cluster",
+        report=lambda: (
+            f"Registered: {', '.join(registered(node, c)) or 'none'}. "
+            f"See /var/log/ceph/{c}-{kind}.{name}.log on {name}."
+        ),
+    )
     return {"ensure": "up"}
 
 
@@ -116,6 +132,14 @@ def remove(props: dict, node, kind: str) -> None:
     """Stop it, drop its key from the cluster, remove its directory. The key may already
     be gone (a crashed delete); a cluster that no longer answers has no key to drop."""
     services.stop(node, daemon(props, kind), services.has_systemd(node))
-    ceph(node, props["cluster_name"], "auth", "rm", f"{kind}.{props['node']}", change=True,
-         check=False, timeout=60)
+    ceph(
+        node,
+        props["cluster_name"],
+        "auth",
+        "rm",
+        f"{kind}.{props['node']}",
+        change=True,
+        check=False,
+        timeout=60,
+    )
     node.run(["rm", "-rf", data_dir(props, kind)], change=True)

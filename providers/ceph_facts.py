@@ -1,5 +1,6 @@
 """Ceph facts: the `ceph ... -f json` questions providers ask, and pure parsers for the
 answers (tested from captured JSON in tests/unit/fixtures). Nothing here changes a node."""
+
 from __future__ import annotations
 
 import json
@@ -23,15 +24,20 @@ def monmap_names(text: str) -> list[str]:
 def mon_status(text: str) -> dict:
     """`ceph daemon mon.X mon_status` (its admin socket) -> {state, monmap: names}."""
     doc = _load(text)
-    return {"state": doc.get("state", ""),
-            "monmap": sorted(m["name"] for m in doc.get("monmap", {}).get("mons", []))}
+    return {
+        "state": doc.get("state", ""),
+        "monmap": sorted(m["name"] for m in doc.get("monmap", {}).get("mons", [])),
+    }
 
 
 def mgr_state(text: str) -> dict:
     """`ceph mgr dump -f json` -> {active, available, standbys}."""
     doc = _load(text)
-    return {"active": doc.get("active_name", ""), "available": bool(doc.get("available")),
-            "standbys": sorted(s["name"] for s in doc.get("standbys", []))}
+    return {
+        "active": doc.get("active_name", ""),
+        "available": bool(doc.get("available")),
+        "standbys": sorted(s["name"] for s in doc.get("standbys", [])),
+    }
 
 
 def mds_daemons(text: str) -> dict:
@@ -53,8 +59,9 @@ def filesystems(text: str) -> dict:
         found[mdsmap["fs_name"]] = {
             "max_mds": mdsmap.get("max_mds", 1),
             "standby_count": mdsmap.get("standby_count_wanted", 0),
-            "active": sorted(i["name"] for i in mdsmap.get("info", {}).values()
-                             if i.get("state") == "up:active"),
+            "active": sorted(
+                i["name"] for i in mdsmap.get("info", {}).values() if i.get("state") == "up:active"
+            ),
             "metadata_pool_id": mdsmap.get("metadata_pool"),
             "data_pool_ids": list(mdsmap.get("data_pools", [])),
         }
@@ -64,21 +71,22 @@ def filesystems(text: str) -> dict:
 def health(text: str) -> dict:
     """`ceph health detail -f json` -> {status, checks: {CODE: summary}}."""
     doc = _load(text)
-    checks = {code: c.get("summary", {}).get("message", "")
-              for code, c in doc.get("checks", {}).items()}
+    checks = {
+        code: c.get("summary", {}).get("message", "") for code, c in doc.get("checks", {}).items()
+    }
     return {"status": doc.get("status", "HEALTH_UNKNOWN"), "checks": checks}
 
 
 # Checks that say the cluster has not recovered from a node's blip (a bridge change).
-UNSETTLED = ("MON_DOWN", "OSD_DOWN", "OSD_HOST_DOWN", "PG_DEGRADED", "PG_AVAILABILITY",
-             "SLOW_OPS")
+UNSETTLED = ("MON_DOWN", "OSD_DOWN", "OSD_HOST_DOWN", "PG_DEGRADED", "PG_AVAILABILITY", "SLOW_OPS")
 
 
 def unsettled(text: str) -> list[str]:
     """`ceph health -f json` -> the checks that say it has not recovered (and any error)."""
     checks = _load(text).get("checks", {})
-    return sorted(name for name in checks if name in UNSETTLED or
-                  checks[name].get("severity") == "HEALTH_ERR")
+    return sorted(
+        name for name in checks if name in UNSETTLED or checks[name].get("severity") == "HEALTH_ERR"
+    )
 
 
 def health_report(h: dict) -> str:
@@ -104,17 +112,25 @@ def osds(text: str) -> dict:
     found = {}
     for item in doc.get("nodes", []) + doc.get("stray", []):
         if item.get("type") == "osd":
-            found[item["id"]] = {"host": hosts.get(item["id"], ""),
-                                 "up": item.get("status") == "up",
-                                 "in": item.get("reweight", 0) > 0}
+            found[item["id"]] = {
+                "host": hosts.get(item["id"], ""),
+                "up": item.get("status") == "up",
+                "in": item.get("reweight", 0) > 0,
+            }
     return found
 
 
 def raw_devices(text: str) -> dict:
     """`ceph-volume raw list DEV --format json` -> {device: {osd_id, osd_uuid, ceph_fsid}}."""
     doc = _load(text)
-    return {v["device"]: {"osd_id": v["osd_id"], "osd_uuid": v["osd_uuid"],
-                          "ceph_fsid": v.get("ceph_fsid", "")} for v in doc.values()}
+    return {
+        v["device"]: {
+            "osd_id": v["osd_id"],
+            "osd_uuid": v["osd_uuid"],
+            "ceph_fsid": v.get("ceph_fsid", ""),
+        }
+        for v in doc.values()
+    }
 
 
 def pools(text: str) -> dict:
@@ -124,7 +140,8 @@ def pools(text: str) -> dict:
         found[p["pool_name"]] = {
             "pool_id": p["pool_id"],
             "type": "erasure" if p.get("type") == 3 else "replicated",  # pg_pool_t::TYPE_*
-            "size": p["size"], "min_size": p["min_size"],
+            "size": p["size"],
+            "min_size": p["min_size"],
             "pg_num": p.get("pg_num_target") or p.get("pg_num"),
             "autoscale": p.get("pg_autoscale_mode", "on"),
             "application": next(iter(sorted(p.get("application_metadata") or {})), ""),
@@ -162,5 +179,8 @@ def auth_entity(text: str) -> dict:
     """`ceph auth get client.X -f json` -> {entity, key, caps}."""
     doc = _load(text)
     doc = doc[0] if isinstance(doc, list) and doc else doc
-    return {"entity": doc.get("entity", ""), "key": doc.get("key", ""),
-            "caps": doc.get("caps", {})} if doc else {}
+    return (
+        {"entity": doc.get("entity", ""), "key": doc.get("key", ""), "caps": doc.get("caps", {})}
+        if doc
+        else {}
+    )

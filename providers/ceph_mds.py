@@ -2,6 +2,7 @@
 own (the filesystem's metadata lives in its pool), so deleting one needs no opt-in: a
 standby takes over. Which MDS is active is the filesystem's business (CephFilesystem); the
 mechanics are shared with CephMgr (providers/ceph_daemon.py)."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -29,15 +30,18 @@ def hand_over(node, props: dict) -> None:
     c, name = props["cluster_name"], props["node"]
 
     def actives():
-        return [fs["active"] for fs in ceph_facts.filesystems(
-            ceph_json(node, c, "fs", "dump")).values()]
+        return [
+            fs["active"] for fs in ceph_facts.filesystems(ceph_json(node, c, "fs", "dump")).values()
+        ]
 
     if not any(name in active for active in actives()):
         return
     ceph(node, c, "mds", "fail", name, change=True)
-    base.wait_until(lambda: all(active and name not in active for active in actives()),
-                    timeout=props["timeout"],
-                    what=f"a standby MDS to take over from mds.{name}")
+    base.wait_until(
+        lambda: all(active and name not in active for active in actives()),
+        timeout=props["timeout"],
+        what=f"a standby MDS to take over from mds.{name}",
+    )
 
 
 class CephMdsProvider(ceph_daemon.DaemonProvider):

@@ -1,6 +1,7 @@
 """CephMgr: one manager daemon on one node (mgr id = node name). One mgr is active, the
 others stand by; PG statistics (which pools wait on) need an active one. The mechanics are
 shared with CephMds (providers/ceph_daemon.py)."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -30,9 +31,14 @@ def hand_over(node, props: dict) -> None:
     if ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump"))["active"] != name:
         return
     ceph(node, c, "mgr", "fail", name, change=True)
-    base.wait_until(lambda: (m := ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump")))
-                    ["available"] and m["active"] != name, timeout=props["timeout"],
-                    what=f"a standby mgr to take over from mgr.{name}")
+    base.wait_until(
+        lambda: (
+            (m := ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump")))["available"]
+            and m["active"] != name
+        ),
+        timeout=props["timeout"],
+        what=f"a standby mgr to take over from mgr.{name}",
+    )
 
 
 class CephMgrProvider(ceph_daemon.DaemonProvider):

@@ -11,6 +11,7 @@ Removing a mon takes it out of the monmap first; the last mon, or one whose remo
 quorum, is refused unless the stack allows data loss. Monmap changes are made one at a
 time: the dynamic provider serves all of a stack's resources from one process.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -21,10 +22,22 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, ceph_json, quorum, restart_asked, seen, \
-    wait_for_quorum, wait_ok_to_stop
-from providers.ceph_cluster import IDENTITY_DIR, bootstrap_keyring_path, identity_files, \
-    initial_monmap_path, mon_addrv
+from providers.ceph_cli import (
+    ceph,
+    ceph_json,
+    quorum,
+    restart_asked,
+    seen,
+    wait_for_quorum,
+    wait_ok_to_stop,
+)
+from providers.ceph_cluster import (
+    IDENTITY_DIR,
+    bootstrap_keyring_path,
+    identity_files,
+    initial_monmap_path,
+    mon_addrv,
+)
 from providers.errors import Failure
 from providers.schema.ceph import MonInputs
 
@@ -59,13 +72,11 @@ class CephMonProvider(base.Provider):
             return UpdateResult({**news, **_stop_for_maintenance(news, self.node)})
         restart = restart_asked(olds, news)
         if restart:  # one mon at a time: the previous one is back in the quorum first
-            wait_ok_to_stop(self.node, news["cluster_name"], "mon", [news["node"]],
-                            news["timeout"])
+            wait_ok_to_stop(self.node, news["cluster_name"], "mon", [news["node"]], news["timeout"])
             _stop_for_maintenance(news, self.node)
         outs = _converge(news, self.node)
         if restart or olds.get("ensure") == "maintenance":  # back in the quorum, then on
-            wait_for_quorum(self.node, news["cluster_name"], news["timeout"],
-                            mons=[news["node"]])
+            wait_for_quorum(self.node, news["cluster_name"], news["timeout"], mons=[news["node"]])
         return UpdateResult({**news, **outs})
 
     def delete(self, _id, props):
@@ -75,8 +86,16 @@ class CephMonProvider(base.Provider):
             services.stop(node, _daemon(props), services.has_systemd(node))
         # Without the initial monmap, a mon made here again joins the running cluster; the
         # rest of the identity goes too: a node that is no mon holds no mon. key.
-        node.run(["rm", "-rf", _mon_dir(props), _joined_monmap(props),
-                  *identity_files(props["cluster_name"])], change=True)
+        node.run(
+            [
+                "rm",
+                "-rf",
+                _mon_dir(props),
+                _joined_monmap(props),
+                *identity_files(props["cluster_name"]),
+            ],
+            change=True,
+        )
 
 
 # --- create -----------------------------------------------------------------------------
@@ -107,10 +126,15 @@ def _converge(props: dict, node) -> dict:
         _mark_done(props, node)
     services.ensure_running(node, _daemon(props), services.has_systemd(node))
     name = props["node"]
-    base.wait_until(lambda: name in _own_monmap(props, node), timeout=props["timeout"],
-                    what=f"mon.{name} on {name} to run with itself in its monmap",
-                    report=lambda: f"Its state: {_own_state(props, node)}. See "
-                                   f"/var/log/ceph/{props['cluster_name']}-mon.{name}.log.")
+    base.wait_until(
+        lambda: name in _own_monmap(props, node),
+        timeout=props["timeout"],
+        what=f"mon.{name} on {name} to run with itself in its monmap",
+        report=lambda: (
+            f"Its state: {_own_state(props, node)}. See "
+            f"/var/log/ceph/{props['cluster_name']}-mon.{name}.log."
+        ),
+    )
     return {"ensure": "up", "mon_addr": mon_addrv(props["address"])}
 
 
@@ -119,8 +143,11 @@ def _stop_for_maintenance(props: dict, node) -> dict:
     keep a quorum) and wait until the quorum stands without it."""
     name = props["node"]
     services.stop(node, _daemon(props), services.has_systemd(node))
-    base.wait_until(lambda: (names := quorum(node, props["cluster_name"])) and name not in names,
-                    timeout=props["timeout"], what=f"a mon quorum without mon.{name}")
+    base.wait_until(
+        lambda: (names := quorum(node, props["cluster_name"])) and name not in names,
+        timeout=props["timeout"],
+        what=f"a mon quorum without mon.{name}",
+    )
     return {"ensure": "maintenance", "mon_addr": mon_addrv(props["address"])}
 
 
@@ -138,7 +165,8 @@ def _made(props: dict, node) -> bool:
             f"{props['node']}: {data} holds a mon store that is not this cluster's "
             f"({'of cluster ' + owner if owner else 'of a cluster it does not say'}; this "
             f"cluster is {props['fsid']}). If it is left over, stop that mon and remove "
-            f"{data}, then run `pulumi up` again. Nothing was changed.")
+            f"{data}, then run `pulumi up` again. Nothing was changed."
+        )
     return True
 
 
@@ -147,17 +175,37 @@ def _store_fsid(props: dict, node) -> str:
     between mkfs and the marker); '' when it cannot be read (a mon running on it)."""
     c, name = props["cluster_name"], props["node"]
     tmp = shlex.quote(f"/run/cephkvm-monmap-{name}")
-    got = node.run(["sh", "-c", f"ceph-mon --cluster {shlex.quote(c)} -i {shlex.quote(name)} "
-                                f"--extract-monmap {tmp} >/dev/null 2>&1 && monmaptool --print "
-                                f"{tmp}; rm -f {tmp}"], check=False)
-    return next((line.split()[1] for line in got.stdout.splitlines()
-                 if line.startswith("fsid ")), "")
+    got = node.run(
+        [
+            "sh",
+            "-c",
+            f"ceph-mon --cluster {shlex.quote(c)} -i {shlex.quote(name)} "
+            f"--extract-monmap {tmp} >/dev/null 2>&1 && monmaptool --print "
+            f"{tmp}; rm -f {tmp}",
+        ],
+        check=False,
+    )
+    return next(
+        (line.split()[1] for line in got.stdout.splitlines() if line.startswith("fsid ")), ""
+    )
 
 
 def _mark_done(props: dict, node) -> None:
     node.put(_marker(props), props["fsid"] + "\n", owner="ceph:ceph")
-    node.run(["install", "-o", "ceph", "-g", "ceph", "-m", "0644", "/dev/null",
-              _mon_dir(props) + "/done"], change=True)
+    node.run(
+        [
+            "install",
+            "-o",
+            "ceph",
+            "-g",
+            "ceph",
+            "-m",
+            "0644",
+            "/dev/null",
+            _mon_dir(props) + "/done",
+        ],
+        change=True,
+    )
 
 
 def _monmap_for(props: dict, node) -> str:
@@ -169,10 +217,12 @@ def _monmap_for(props: dict, node) -> str:
     try:
         wait_for_quorum(node, c, props["timeout"])
     except TimeoutError as err:
-        raise Failure(f"{name}: mon.{name} is not one of the cluster's first mons, so it "
-                        "joins the running cluster, but no quorum answers. Start the "
-                        "cluster's mons (`pulumi up --refresh` restarts stopped ones), then "
-                        f"run `pulumi up` again. {err}") from None
+        raise Failure(
+            f"{name}: mon.{name} is not one of the cluster's first mons, so it "
+            "joins the running cluster, but no quorum answers. Start the "
+            "cluster's mons (`pulumi up --refresh` restarts stopped ones), then "
+            f"run `pulumi up` again. {err}"
+        ) from None
     ceph(node, c, "mon", "getmap", "-o", _joined_monmap(props), change=True)
     return _joined_monmap(props)
 
@@ -183,16 +233,39 @@ def _mkfs(props: dict, node, monmap: str) -> None:
     node.run(["rm", "-rf", data], change=True)
     node.run(["install", "-d", "-o", "ceph", "-g", "ceph", "-m", "0750", data], change=True)
     node.run(["chown", "ceph:ceph", monmap], change=True)
-    node.run(["ceph-mon", "--cluster", c, "--mkfs", "-i", props["node"], "--monmap", monmap,
-              "--keyring", bootstrap_keyring_path(c), "--setuser", "ceph", "--setgroup",
-              "ceph"], change=True)
+    node.run(
+        [
+            "ceph-mon",
+            "--cluster",
+            c,
+            "--mkfs",
+            "-i",
+            props["node"],
+            "--monmap",
+            monmap,
+            "--keyring",
+            bootstrap_keyring_path(c),
+            "--setuser",
+            "ceph",
+            "--setgroup",
+            "ceph",
+        ],
+        change=True,
+    )
     _mark_done(props, node)
 
 
 def _own_status(props: dict, node) -> dict:
     """The mon's own view through its admin socket: answers without a quorum."""
-    result = ceph(node, props["cluster_name"], "daemon", f"mon.{props['node']}", "mon_status",
-                  check=False, timeout=30)
+    result = ceph(
+        node,
+        props["cluster_name"],
+        "daemon",
+        f"mon.{props['node']}",
+        "mon_status",
+        check=False,
+        timeout=30,
+    )
     return ceph_facts.mon_status(result.stdout) if result.exit_code == 0 else {}
 
 
@@ -211,14 +284,18 @@ def removal_problem(name: str, rest: list, in_quorum: list) -> str | None:
     """Why removing mon `name` would break the cluster, if it would: rest are the mons that
     stay in the monmap, in_quorum those of them in quorum now."""
     if not rest:
-        return (f"mon.{name} is the cluster's last mon; without it the cluster is gone. Add "
-                "another mon first, or, to destroy the cluster, set "
-                "cephkvm:ceph.allow_data_loss: true")
+        return (
+            f"mon.{name} is the cluster's last mon; without it the cluster is gone. Add "
+            "another mon first, or, to destroy the cluster, set "
+            "cephkvm:ceph.allow_data_loss: true"
+        )
     if len(in_quorum) <= len(rest) // 2:
-        return (f"only {len(in_quorum)} of the {len(rest)} mons that would remain "
-                f"({', '.join(rest)}) are in quorum, so removing mon.{name} loses quorum. "
-                "Bring the stopped mons back first (`pulumi up --refresh` restarts them), or "
-                "add a mon before removing this one")
+        return (
+            f"only {len(in_quorum)} of the {len(rest)} mons that would remain "
+            f"({', '.join(rest)}) are in quorum, so removing mon.{name} loses quorum. "
+            "Bring the stopped mons back first (`pulumi up --refresh` restarts them), or "
+            "add a mon before removing this one"
+        )
     return None
 
 
@@ -229,10 +306,12 @@ def _leave_monmap(props: dict, node) -> None:
     if not names:
         if allowed:
             return  # no cluster answers: there is no monmap to leave
-        raise Failure(f"refusing to remove mon.{name} on {name}: no mon quorum answers, so "
-                        "it cannot be taken out of the monmap. Start the mons (`pulumi up "
-                        "--refresh` restarts stopped ones) and try again, or set "
-                        "cephkvm:ceph.allow_data_loss: true to stop it anyway.")
+        raise Failure(
+            f"refusing to remove mon.{name} on {name}: no mon quorum answers, so "
+            "it cannot be taken out of the monmap. Start the mons (`pulumi up "
+            "--refresh` restarts stopped ones) and try again, or set "
+            "cephkvm:ceph.allow_data_loss: true to stop it anyway."
+        )
     members = _monmap(node, c)
     if name not in members:
         return
@@ -243,8 +322,11 @@ def _leave_monmap(props: dict, node) -> None:
     if not rest:
         return  # the last mon: the cluster goes with it (allowed)
     ceph(node, c, "mon", "remove", name, change=True)
-    base.wait_until(lambda: name not in _monmap(node, c), timeout=props["timeout"],
-                    what=f"mon.{name} to leave the monmap")
+    base.wait_until(
+        lambda: name not in _monmap(node, c),
+        timeout=props["timeout"],
+        what=f"mon.{name} to leave the monmap",
+    )
 
 
 def _monmap(node, cluster: str) -> list[str]:

@@ -11,6 +11,7 @@ at a time in the whole stack. `allow_data_loss` only lets a dead OSD that cannot
 purged. The device is zapped only when ceph-volume shows it still holds this OSD (its uuid
 and this cluster's fsid) and nothing on it is mounted or held.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,15 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, ceph_json, keyring, put_if_changed, restart_asked, \
-    seen, wait_ok_to_stop
+from providers.ceph_cli import (
+    ceph,
+    ceph_json,
+    keyring,
+    put_if_changed,
+    restart_asked,
+    seen,
+    wait_ok_to_stop,
+)
 from providers.errors import Failure
 from providers.schema.ceph import OsdInputs
 
@@ -59,12 +67,14 @@ class CephOsdProvider(base.Provider):
     def update(self, _id, olds, news):
         if news["ensure"] == "maintenance":
             outs = {k: olds.get(k) for k in OUTPUTS}
-            return UpdateResult({**news, **outs, **_stop_for_maintenance(news, self.node,
-                                                                         outs["osd_id"])})
+            return UpdateResult(
+                {**news, **outs, **_stop_for_maintenance(news, self.node, outs["osd_id"])}
+            )
         restart = restart_asked(olds, news)
         if restart:  # one OSD host at a time: the previous one's PGs are active again first
-            wait_ok_to_stop(self.node, news["cluster_name"], "osd", [olds["osd_id"]],
-                            news["timeout"])
+            wait_ok_to_stop(
+                self.node, news["cluster_name"], "osd", [olds["osd_id"]], news["timeout"]
+            )
             _stop_for_maintenance(news, self.node, olds["osd_id"])
         outs = _converge(news, self.node)
         if restart or olds.get("ensure") == "maintenance":
@@ -77,15 +87,23 @@ class CephOsdProvider(base.Provider):
             raise Failure(
                 f"refusing to remove osd.{osd_id} ({props['node']}:{props['device']}): set "
                 "cephkvm:ceph.allow_osd_removal: true, run `pulumi up`, then remove it again "
-                "(it is drained first; nothing is lost)")
+                "(it is drained first; nothing is lost)"
+            )
         node = self.node
         with _REMOVALS:
             tree = ceph_facts.osds(ceph_json(node, props["cluster_name"], "osd", "tree"))
             if osd_id in tree:
                 _drain(props, node, osd_id, tree)
                 services.stop(node, _daemon(props, osd_id), services.has_systemd(node))
-                ceph(node, props["cluster_name"], "osd", "purge", osd_id,
-                     "--yes-i-really-mean-it", change=True)
+                ceph(
+                    node,
+                    props["cluster_name"],
+                    "osd",
+                    "purge",
+                    osd_id,
+                    "--yes-i-really-mean-it",
+                    change=True,
+                )
             _clean(props, node, osd_id)
 
 
@@ -106,13 +124,26 @@ def _converge(props: dict, node) -> dict:
         _prepare(props, node)
         osd = _existing(props, node)
         if osd is None:
-            raise Failure(f"{props['node']}: ceph-volume prepared {props['device']} but "
-                            "lists no OSD on it")
+            raise Failure(
+                f"{props['node']}: ceph-volume prepared {props['device']} but lists no OSD on it"
+            )
     systemd = services.has_systemd(node)
     if props["method"] == "raw":
         if not node.ok(["test", "-e", f"/var/lib/ceph/osd/{c}-{osd['osd_id']}/keyring"]):
-            node.run(["ceph-volume", "--cluster", c, "raw", "activate", "--device",
-                      props["device"], "--no-systemd"], change=True, timeout=300)
+            node.run(
+                [
+                    "ceph-volume",
+                    "--cluster",
+                    c,
+                    "raw",
+                    "activate",
+                    "--device",
+                    props["device"],
+                    "--no-systemd",
+                ],
+                change=True,
+                timeout=300,
+            )
     services.ensure_running(node, _daemon(props, osd["osd_id"]), systemd, timeout=60)
     tree = ceph_facts.osds(ceph_json(node, c, "osd", "tree"))
     if osd["osd_id"] in tree and not tree[osd["osd_id"]]["in"]:
@@ -122,11 +153,18 @@ def _converge(props: dict, node) -> dict:
         found = ceph_facts.osds(ceph_json(node, c, "osd", "tree")).get(osd["osd_id"])
         return found if found and found["up"] and found["in"] else None
 
-    found = base.wait_until(up_in, timeout=props["timeout"], what=f"osd.{osd['osd_id']} up and in",
-                     report=lambda: f"See /var/log/ceph/{c}-osd.{osd['osd_id']}.log on "
-                                    f"{props['node']}.")
-    return {"osd_id": osd["osd_id"], "osd_uuid": osd["osd_uuid"], "host": found["host"],
-            "ensure": "up"}
+    found = base.wait_until(
+        up_in,
+        timeout=props["timeout"],
+        what=f"osd.{osd['osd_id']} up and in",
+        report=lambda: f"See /var/log/ceph/{c}-osd.{osd['osd_id']}.log on {props['node']}.",
+    )
+    return {
+        "osd_id": osd["osd_id"],
+        "osd_uuid": osd["osd_uuid"],
+        "host": found["host"],
+        "ensure": "up",
+    }
 
 
 def _existing(props: dict, node) -> dict | None:
@@ -141,16 +179,21 @@ def _existing(props: dict, node) -> dict | None:
 def _listed(props: dict, node) -> dict | None:
     c, dev = props["cluster_name"], props["device"]
     if props["method"] == "raw":
-        result = node.run(["ceph-volume", "--cluster", c, "raw", "list", dev, "--format",
-                           "json"], check=False)
+        result = node.run(
+            ["ceph-volume", "--cluster", c, "raw", "list", dev, "--format", "json"], check=False
+        )
         return ceph_facts.raw_devices(result.stdout if result.exit_code == 0 else "").get(dev)
-    result = node.run(["ceph-volume", "--cluster", c, "lvm", "list", dev, "--format", "json"],
-                      check=False)
+    result = node.run(
+        ["ceph-volume", "--cluster", c, "lvm", "list", dev, "--format", "json"], check=False
+    )
     out = result.stdout if result.exit_code == 0 else ""
     for osd_id, vols in (json.loads(out or "{}") or {}).items():
         tags = vols[0].get("tags", {})
-        return {"osd_id": int(osd_id), "osd_uuid": tags.get("ceph.osd_fsid", ""),
-                "ceph_fsid": tags.get("ceph.cluster_fsid", "")}
+        return {
+            "osd_id": int(osd_id),
+            "osd_uuid": tags.get("ceph.osd_fsid", ""),
+            "ceph_fsid": tags.get("ceph.cluster_fsid", ""),
+        }
     return None
 
 
@@ -158,20 +201,36 @@ def _ceph_volume_needs(node) -> None:
     """ceph-volume calls udevadm to inspect devices; Debian's ceph-osd does not pull in
     udev, and hosts without systemd (the lab) may lack it."""
     if not node.ok(["test", "-x", "/usr/bin/udevadm"]):
-        node.run(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y",
-                  "--no-install-recommends", "udev"], change=True, timeout=900)
+        node.run(
+            [
+                "env",
+                "DEBIAN_FRONTEND=noninteractive",
+                "apt-get",
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "udev",
+            ],
+            change=True,
+            timeout=900,
+        )
 
 
 def _preflight(props: dict, node) -> None:
     """The device exists and holds nothing, or the stack allows wiping it."""
     dev, where = props["device"], f"{props['node']}:{props['device']}"
     if not node.ok(["test", "-b", dev]):
-        raise Failure(f"{where} is not a block device on the node; fix the node's disks "
-                        "list in the stack config")
+        raise Failure(
+            f"{where} is not a block device on the node; fix the node's disks "
+            "list in the stack config"
+        )
     held = []
     signatures = node.run(["wipefs", "-n", "-p", dev], check=False).stdout
-    held += [line.split(",")[-1] for line in signatures.splitlines()
-             if line and not line.startswith("#") and "," in line]
+    held += [
+        line.split(",")[-1]
+        for line in signatures.splitlines()
+        if line and not line.startswith("#") and "," in line
+    ]
     if node.ok(["blkid", "-p", dev]):
         held.append("a blkid-visible signature")
     old = _listed(props, node)
@@ -180,12 +239,16 @@ def _preflight(props: dict, node) -> None:
     if not held:
         return
     if not props.get("wipe"):
-        raise Failure(f"{where} is not empty ({', '.join(held)}); refusing to overwrite "
-                        "it. Wipe it by hand, or allow it with cephkvm:ceph.wipe_devices: true")
+        raise Failure(
+            f"{where} is not empty ({', '.join(held)}); refusing to overwrite "
+            "it. Wipe it by hand, or allow it with cephkvm:ceph.wipe_devices: true"
+        )
     _refuse_busy(props, node)
     node.run(["wipefs", "-a", dev], change=True)
-    node.run(["dd", "if=/dev/zero", f"of={dev}", "bs=1M", "count=16", "oflag=direct",
-              "conv=fsync"], change=True)
+    node.run(
+        ["dd", "if=/dev/zero", f"of={dev}", "bs=1M", "count=16", "oflag=direct", "conv=fsync"],
+        change=True,
+    )
 
 
 def _bootstrap_key(props: dict, node) -> None:
@@ -194,18 +257,30 @@ def _bootstrap_key(props: dict, node) -> None:
     c = props["cluster_name"]
     path = f"/var/lib/ceph/bootstrap-osd/{c}.keyring"
     found = ceph_facts.auth_entity(ceph_json(node, c, "auth", "get", "client.bootstrap-osd"))
-    put_if_changed(node, path, keyring("client.bootstrap-osd", found["key"], found["caps"]),
-                   mode="0600", owner="ceph:ceph", secret=True)
+    put_if_changed(
+        node,
+        path,
+        keyring("client.bootstrap-osd", found["key"], found["caps"]),
+        mode="0600",
+        owner="ceph:ceph",
+        secret=True,
+    )
 
 
 def _prepare(props: dict, node) -> None:
     c, dev = props["cluster_name"], props["device"]
     if props["method"] == "raw":
-        node.run(["ceph-volume", "--cluster", c, "raw", "prepare", "--bluestore", "--data",
-                  dev], change=True, timeout=600)
+        node.run(
+            ["ceph-volume", "--cluster", c, "raw", "prepare", "--bluestore", "--data", dev],
+            change=True,
+            timeout=600,
+        )
     else:  # lvm create also activates and enables ceph-osd@ID under systemd
-        node.run(["ceph-volume", "--cluster", c, "lvm", "create", "--bluestore", "--data",
-                  dev], change=True, timeout=600)
+        node.run(
+            ["ceph-volume", "--cluster", c, "lvm", "create", "--bluestore", "--data", dev],
+            change=True,
+            timeout=600,
+        )
 
 
 # --- update: maintenance ----------------------------------------------------------------
@@ -216,9 +291,11 @@ def _stop_for_maintenance(props: dict, node, osd_id: int) -> dict:
     c = props["cluster_name"]
     ceph(node, c, "osd", "add-noout", f"osd.{osd_id}", change=True)
     services.stop(node, _daemon(props, osd_id), services.has_systemd(node))
-    base.wait_until(lambda: not ceph_facts.osds(ceph_json(node, c, "osd", "tree"))
-                    .get(osd_id, {}).get("up"), timeout=props["timeout"],
-                    what=f"osd.{osd_id} to be marked down")
+    base.wait_until(
+        lambda: not ceph_facts.osds(ceph_json(node, c, "osd", "tree")).get(osd_id, {}).get("up"),
+        timeout=props["timeout"],
+        what=f"osd.{osd_id} to be marked down",
+    )
     return {"ensure": "maintenance"}
 
 
@@ -227,11 +304,16 @@ def _back_from_maintenance(props: dict, node, osd_id: int) -> None:
     node's maintenance (or the VMs moving home) starts from a healthy cluster."""
     c = props["cluster_name"]
     ceph(node, c, "osd", "rm-noout", f"osd.{osd_id}", change=True)
-    base.wait_until(lambda: ceph_facts.all_clean(_pg_states(node, c)),
-                    timeout=props["timeout"] * 5, interval=DRAIN_POLL,
-                    what="every placement group to be active+clean",
-                    report=lambda: f"PG states: {_pg_states(node, c)}. Recovery goes on; run "
-                                   "`pulumi up` again once it has finished.")
+    base.wait_until(
+        lambda: ceph_facts.all_clean(_pg_states(node, c)),
+        timeout=props["timeout"] * 5,
+        interval=DRAIN_POLL,
+        what="every placement group to be active+clean",
+        report=lambda: (
+            f"PG states: {_pg_states(node, c)}. Recovery goes on; run "
+            "`pulumi up` again once it has finished."
+        ),
+    )
 
 
 def _pg_states(node, cluster: str) -> dict:
@@ -250,9 +332,11 @@ def _drain(props: dict, node, osd_id: int, tree: dict) -> None:
     may_lose = bool(props.get("allow_data_loss"))
     short = _no_room(props, node, osd_id, tree)
     if short and not may_lose:
-        raise Failure(f"refusing to remove osd.{osd_id} ({props['node']}:{props['device']})"
-                        f": {short}. Add an OSD on another host or lower the pools' size "
-                        "first.")
+        raise Failure(
+            f"refusing to remove osd.{osd_id} ({props['node']}:{props['device']})"
+            f": {short}. Add an OSD on another host or lower the pools' size "
+            "first."
+        )
     # CRUSH weight 0 first: its PGs move while it still serves them (misplaced, never
     # degraded); `out` alone drops it from acting sets at once (measured: degraded objects).
     if tree[osd_id]["up"]:
@@ -260,48 +344,61 @@ def _drain(props: dict, node, osd_id: int, tree: dict) -> None:
     elif tree[osd_id]["in"]:
         ceph(node, c, "osd", "out", osd_id, change=True)
     if may_lose and (short or not tree[osd_id]["up"]) and not _drained(node, c, osd_id):
-        pulumi.log.warn(f"osd.{osd_id} cannot drain ({short or 'it is down'}); purging it "
-                        "anyway, as allow_data_loss says")
+        pulumi.log.warn(
+            f"osd.{osd_id} cannot drain ({short or 'it is down'}); purging it "
+            "anyway, as allow_data_loss says"
+        )
         return
-    base.wait_until(lambda: _drained(node, c, osd_id), timeout=props.get("timeout", 180) * 5,
-                    interval=DRAIN_POLL, what=f"osd.{osd_id}'s placement groups to be "
-                    "active+clean elsewhere", report=lambda: _drain_report(node, c, osd_id))
+    base.wait_until(
+        lambda: _drained(node, c, osd_id),
+        timeout=props.get("timeout", 180) * 5,
+        interval=DRAIN_POLL,
+        what=f"osd.{osd_id}'s placement groups to be active+clean elsewhere",
+        report=lambda: _drain_report(node, c, osd_id),
+    )
     if ceph_facts.osds(ceph_json(node, c, "osd", "tree"))[osd_id]["in"]:
         ceph(node, c, "osd", "out", osd_id, change=True)
 
 
 def _no_room(props: dict, node, osd_id: int, tree: dict) -> str:
     """Why the other OSDs cannot hold every pool's copies ('' when they can)."""
-    pools = ceph_facts.pools(ceph_json(node, props["cluster_name"], "osd", "pool", "ls",
-                                       "detail"))
+    pools = ceph_facts.pools(ceph_json(node, props["cluster_name"], "osd", "pool", "ls", "detail"))
     hosts = {o["host"] for i, o in tree.items() if i != osd_id and o["up"] and o["in"]}
     need = max([p["size"] for p in pools.values()] or [0])
     if need <= len(hosts):
         return ""
     short = sorted(n for n, p in pools.items() if p["size"] > len(hosts))
-    return (f"the other OSDs span {len(hosts)} host(s) but pool(s) {', '.join(short)} keep "
-            f"{need} copies")
+    return (
+        f"the other OSDs span {len(hosts)} host(s) but pool(s) {', '.join(short)} keep "
+        f"{need} copies"
+    )
 
 
 def _drained(node, cluster: str, osd_id: int) -> bool:
     """Every PG active+clean (none degraded, none still on the OSD) and safe-to-destroy."""
-    return ceph_facts.all_clean(_pg_states(node, cluster)) and ceph(
-        node, cluster, "osd", "safe-to-destroy", osd_id, check=False).exit_code == 0
+    return (
+        ceph_facts.all_clean(_pg_states(node, cluster))
+        and ceph(node, cluster, "osd", "safe-to-destroy", osd_id, check=False).exit_code == 0
+    )
 
 
 def _drain_report(node, cluster: str, osd_id: int) -> str:
     safe = ceph(node, cluster, "osd", "safe-to-destroy", osd_id, check=False)
-    return (f"PG states: {_pg_states(node, cluster)}; safe-to-destroy: "
-            f"{(safe.stderr or safe.stdout).strip() or 'yes'}. The OSD stays out; run "
-            "`pulumi up` again once recovery has finished.")
+    return (
+        f"PG states: {_pg_states(node, cluster)}; safe-to-destroy: "
+        f"{(safe.stderr or safe.stdout).strip() or 'yes'}. The OSD stays out; run "
+        "`pulumi up` again once recovery has finished."
+    )
 
 
 def _clean(props: dict, node, osd_id) -> None:
     c = props["cluster_name"]
     if osd_id is not None:
         data = f"/var/lib/ceph/osd/{c}-{osd_id}"
-        node.run(["sh", "-c", f"! mountpoint -q {shlex.quote(data)} || umount {shlex.quote(data)}"],
-                 change=True)
+        node.run(
+            ["sh", "-c", f"! mountpoint -q {shlex.quote(data)} || umount {shlex.quote(data)}"],
+            change=True,
+        )
         node.run(["rm", "-rf", data], change=True)
     if _holds_this_osd(props, node):
         _refuse_busy(props, node)
@@ -311,20 +408,27 @@ def _clean(props: dict, node, osd_id) -> None:
 def _holds_this_osd(props: dict, node) -> bool:
     """Device names move between boots: zap only what ceph-volume shows is this OSD."""
     found = _listed(props, node) if node.ok(["test", "-b", props["device"]]) else None
-    return bool(found and found.get("osd_uuid") == props.get("osd_uuid")
-                and found.get("ceph_fsid") == props["fsid"])
+    return bool(
+        found
+        and found.get("osd_uuid") == props.get("osd_uuid")
+        and found.get("ceph_fsid") == props["fsid"]
+    )
 
 
 def _refuse_busy(props: dict, node) -> None:
     dev = shlex.quote(props["device"])
-    script = (f"real=$(readlink -f {dev}); lsblk -nro MOUNTPOINT \"$real\" | grep -q . && "
-              "echo mounted; ls \"/sys/class/block/$(basename \"$real\")/holders\" 2>/dev/null "
-              "| grep -q . && echo held; true")
+    script = (
+        f'real=$(readlink -f {dev}); lsblk -nro MOUNTPOINT "$real" | grep -q . && '
+        'echo mounted; ls "/sys/class/block/$(basename "$real")/holders" 2>/dev/null '
+        "| grep -q . && echo held; true"
+    )
     busy = node.run(["sh", "-c", script]).stdout.split()
     if props["method"] == "raw" and busy:  # lvm: the OSD's own LV holds it; zap removes it
-        raise Failure(f"{props['node']}:{props['device']}: a partition on it is mounted "
-                        f"or held by another device ({', '.join(busy)}); refusing to write to "
-                        "it. Free it first (see lsblk and /sys/class/block/*/holders).")
+        raise Failure(
+            f"{props['node']}:{props['device']}: a partition on it is mounted "
+            f"or held by another device ({', '.join(busy)}); refusing to write to "
+            "it. Free it first (see lsblk and /sys/class/block/*/holders)."
+        )
 
 
 def _zap(props: dict, node) -> None:
@@ -332,8 +436,10 @@ def _zap(props: dict, node) -> None:
     if props["method"] == "lvm":
         node.run(["ceph-volume", "lvm", "zap", "--destroy", dev], change=True, check=False)
     else:
-        node.run(["dd", "if=/dev/zero", f"of={dev}", "bs=1M", "count=16", "oflag=direct",
-                  "conv=fsync"], change=True)
+        node.run(
+            ["dd", "if=/dev/zero", f"of={dev}", "bs=1M", "count=16", "oflag=direct", "conv=fsync"],
+            change=True,
+        )
 
 
 class CephOsd(pulumi.dynamic.Resource, module="cephkvm", name="CephOsd"):

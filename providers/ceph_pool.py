@@ -5,6 +5,7 @@ commands a change needs; `update` applies exactly that, and `read` reports the p
 cluster has it so `pulumi refresh` shows a pool resized by hand. Delete is refused unless the
 pool's config says `allow_delete`.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -53,18 +54,20 @@ class CephPoolProvider(base.Provider):
             _create(props, node)
             found = _observe(props, node, props["name"])
         elif found["type"] != props["type"]:
-            raise Failure(f"pool {props['name']} already exists as a {found['type']} pool; "
-                            f"it cannot become {props['type']} in place")
+            raise Failure(
+                f"pool {props['name']} already exists as a {found['type']} pool; "
+                f"it cannot become {props['type']} in place"
+            )
         _apply(props, node, delta(found, props))
         _wait_clean(props, node)
         return CreateResult(str(found["pool_id"]), {**props, "pool_id": found["pool_id"]})
 
     def read(self, id_, props):
         node = admin_session(props)
-        pools = ceph_facts.pools(ceph_json(node, props["cluster_name"], "osd", "pool", "ls",
-                                           "detail"))
-        found = next((p | {"name": n} for n, p in pools.items() if str(p["pool_id"]) == id_),
-                     None)
+        pools = ceph_facts.pools(
+            ceph_json(node, props["cluster_name"], "osd", "pool", "ls", "detail")
+        )
+        found = next((p | {"name": n} for n, p in pools.items() if str(p["pool_id"]) == id_), None)
         if found is None:
             return ReadResult("", {})
         return ReadResult(id_, {**props, **observed_props(found, props)})
@@ -83,20 +86,38 @@ class CephPoolProvider(base.Provider):
             raise Failure(
                 f"refusing to delete pool {props['name']}: its data would be lost. Set "
                 "allow_delete: true on the pool in cephkvm:pools, run `pulumi up`, then try "
-                "again.")
+                "again."
+            )
         node = admin_session(props)
         c, name = props["cluster_name"], props["name"]
         if _observe(props, node, name) is None:
             return
         ceph(node, c, "config", "set", "mon", "mon_allow_pool_delete", "true", change=True)
         try:
-            ceph(node, c, "osd", "pool", "rm", name, name, "--yes-i-really-really-mean-it",
-                 change=True)
+            ceph(
+                node,
+                c,
+                "osd",
+                "pool",
+                "rm",
+                name,
+                name,
+                "--yes-i-really-really-mean-it",
+                change=True,
+            )
         finally:
             ceph(node, c, "config", "rm", "mon", "mon_allow_pool_delete", change=True)
         if props["type"] == "erasure":
-            ceph(node, c, "osd", "erasure-code-profile", "rm", _profile(props), change=True,
-                 check=False)
+            ceph(
+                node,
+                c,
+                "osd",
+                "erasure-code-profile",
+                "rm",
+                _profile(props),
+                change=True,
+                check=False,
+            )
 
 
 def check_pool(p: dict) -> list:
@@ -112,11 +133,15 @@ def check_pool(p: dict) -> list:
         if not isinstance(min_size, int) or min_size < 1:
             fail.append(CheckFailure("min_size", "min_size must be at least 1"))
         elif not isinstance(size, int) or size < min_size:
-            fail.append(CheckFailure("size", f"size ({size}) must be at least min_size "
-                                             f"({min_size})"))
+            fail.append(
+                CheckFailure("size", f"size ({size}) must be at least min_size ({min_size})")
+            )
     if p.get("pg_num") is not None and (not isinstance(p["pg_num"], int) or p["pg_num"] < 1):
-        fail.append(CheckFailure("pg_num", "pg_num must be a positive integer (or unset for "
-                                           "the autoscaler)"))
+        fail.append(
+            CheckFailure(
+                "pg_num", "pg_num must be a positive integer (or unset for the autoscaler)"
+            )
+        )
     return fail
 
 
@@ -126,10 +151,16 @@ def check_pool(p: dict) -> list:
 def observed_props(found: dict, wanted: dict) -> dict:
     """The pool as input fields. pg_num is reported only when the stack fixes it: with the
     autoscaler on, Ceph's choice is not drift."""
-    out = {"name": found["name"], "size": found["size"], "min_size": found["min_size"],
-           "autoscale": found["autoscale"], "application": found["application"] or None,
-           "quota_max_bytes": found["quota_max_bytes"],
-           "quota_max_objects": found["quota_max_objects"], "pool_id": found["pool_id"]}
+    out = {
+        "name": found["name"],
+        "size": found["size"],
+        "min_size": found["min_size"],
+        "autoscale": found["autoscale"],
+        "application": found["application"] or None,
+        "quota_max_bytes": found["quota_max_bytes"],
+        "quota_max_objects": found["quota_max_objects"],
+        "pool_id": found["pool_id"],
+    }
     if wanted.get("pg_num"):
         out["pg_num"] = found["pg_num"]
     if found["type"] == "erasure":
@@ -156,14 +187,22 @@ def delta(found: dict, wanted: dict) -> list[list]:
     app = wanted.get("application") or ""
     if found["application"] != app:
         if found["application"]:
-            cmds.append(["osd", "pool", "application", "disable", name, found["application"],
-                         "--yes-i-really-mean-it"])
+            cmds.append(
+                [
+                    "osd",
+                    "pool",
+                    "application",
+                    "disable",
+                    name,
+                    found["application"],
+                    "--yes-i-really-mean-it",
+                ]
+            )
         if app:
             cmds.append(["osd", "pool", "application", "enable", name, app])
     for quota in ("max_bytes", "max_objects"):
         if found[f"quota_{quota}"] != wanted.get(f"quota_{quota}", 0):
-            cmds.append(["osd", "pool", "set-quota", name, quota,
-                         wanted.get(f"quota_{quota}", 0)])
+            cmds.append(["osd", "pool", "set-quota", name, quota, wanted.get(f"quota_{quota}", 0)])
     return cmds
 
 
@@ -187,15 +226,23 @@ def _create(props: dict, node) -> None:
         return
     profile = _profile(props)
     if ceph(node, c, "osd", "erasure-code-profile", "get", profile, check=False).exit_code:
-        ceph(node, c, "osd", "erasure-code-profile", "set", profile, f"k={props['ec_k']}",
-             f"m={props['ec_m']}", f"crush-failure-domain={props['ec_failure_domain']}",
-             change=True)
+        ceph(
+            node,
+            c,
+            "osd",
+            "erasure-code-profile",
+            "set",
+            profile,
+            f"k={props['ec_k']}",
+            f"m={props['ec_m']}",
+            f"crush-failure-domain={props['ec_failure_domain']}",
+            change=True,
+        )
     ceph(node, c, "osd", "pool", "create", name, pg, pg, "erasure", profile, change=True)
 
 
 def _observe(props: dict, node, name: str) -> dict | None:
-    pools = ceph_facts.pools(ceph_json(node, props["cluster_name"], "osd", "pool", "ls",
-                                       "detail"))
+    pools = ceph_facts.pools(ceph_json(node, props["cluster_name"], "osd", "pool", "ls", "detail"))
     return pools[name] | {"name": name} if name in pools else None
 
 
@@ -205,10 +252,15 @@ def _wait_clean(props: dict, node) -> None:
     def states():
         return ceph_facts.pg_states(ceph_json(node, c, "pg", "ls-by-pool", name))
 
-    base.wait_until(lambda: ceph_facts.all_clean(states()), timeout=props["timeout"],
-             what=f"pool {name}'s placement groups to be active+clean",
-             report=lambda: f"PG states: {states()}; health: " + ceph_facts.health_report(
-                 ceph_facts.health(ceph_json(node, c, "health", "detail"))))
+    base.wait_until(
+        lambda: ceph_facts.all_clean(states()),
+        timeout=props["timeout"],
+        what=f"pool {name}'s placement groups to be active+clean",
+        report=lambda: (
+            f"PG states: {states()}; health: "
+            + ceph_facts.health_report(ceph_facts.health(ceph_json(node, c, "health", "detail")))
+        ),
+    )
 
 
 class CephPool(pulumi.dynamic.Resource, module="cephkvm", name="CephPool"):

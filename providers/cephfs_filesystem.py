@@ -1,6 +1,7 @@
 """CephFilesystem: `ceph fs new` over a metadata and a default data pool, extra (erasure
 coded) data pools, max_mds and the standby count. Waits until an MDS is active and the
 cluster reports no MDS, fs or PG health check; on timeout says what is unhealthy."""
+
 from __future__ import annotations
 
 import json
@@ -27,20 +28,27 @@ class CephFilesystemProvider(base.Provider):
     DELETE_BEFORE_REPLACE = True
 
     def rules(self, news, olds):
-        dropped = [p for p in olds.get("extra_data_pools") or []
-                   if p not in news["extra_data_pools"]]
+        dropped = [
+            p for p in olds.get("extra_data_pools") or [] if p not in news["extra_data_pools"]
+        ]
         if dropped and news.get("allow_delete") is not True:
-            return [CheckFailure("extra_data_pools", f"taking {', '.join(dropped)} out of the "
-                                 "filesystem loses the files stored there; set allow_delete: "
-                                 "true on the filesystem first")]
+            return [
+                CheckFailure(
+                    "extra_data_pools",
+                    f"taking {', '.join(dropped)} out of the "
+                    "filesystem loses the files stored there; set allow_delete: "
+                    "true on the filesystem first",
+                )
+            ]
         return []
 
     def create(self, props):
         node = admin_session(props)
         c, name = props["cluster_name"], props["name"]
         if name not in _filesystems(props, node):
-            ceph(node, c, "fs", "new", name, props["metadata_pool"], props["data_pool"],
-                 change=True)
+            ceph(
+                node, c, "fs", "new", name, props["metadata_pool"], props["data_pool"], change=True
+            )
         _converge(props, node)
         _layouts(props, node)
         return CreateResult(name, {**props})
@@ -52,11 +60,18 @@ class CephFilesystemProvider(base.Provider):
             return ReadResult("", {})
         names = _pool_names(props, node)
         data = [names.get(i, str(i)) for i in fs["data_pool_ids"]]
-        return ReadResult(id_, {
-            **props, "max_mds": fs["max_mds"], "standby_count": fs["standby_count"],
-            "metadata_pool": names.get(fs["metadata_pool_id"], ""),
-            "data_pool": data[0] if data else "", "extra_data_pools": data[1:],
-            "active_mds": fs["active"]})
+        return ReadResult(
+            id_,
+            {
+                **props,
+                "max_mds": fs["max_mds"],
+                "standby_count": fs["standby_count"],
+                "metadata_pool": names.get(fs["metadata_pool_id"], ""),
+                "data_pool": data[0] if data else "",
+                "extra_data_pools": data[1:],
+                "active_mds": fs["active"],
+            },
+        )
 
     def update(self, _id, olds, news):
         node = admin_session(news)
@@ -70,7 +85,8 @@ class CephFilesystemProvider(base.Provider):
             raise Failure(
                 f"refusing to delete CephFS {props['name']}: every file in it would be lost. "
                 "Set allow_delete: true on it in cephkvm:filesystems, run `pulumi up`, then "
-                "try again.")
+                "try again."
+            )
         node = admin_session(props)
         c, name = props["cluster_name"], props["name"]
         if name in _filesystems(props, node):
@@ -83,20 +99,22 @@ def _filesystems(props: dict, node) -> dict:
 
 
 def _pool_names(props: dict, node) -> dict:
-    pools = ceph_facts.pools(ceph_json(node, props["cluster_name"], "osd", "pool", "ls",
-                                       "detail"))
+    pools = ceph_facts.pools(ceph_json(node, props["cluster_name"], "osd", "pool", "ls", "detail"))
     return {p["pool_id"]: n for n, p in pools.items()}
 
 
 def _refuse_if_used(props: dict, node, pool: str) -> None:
     """A data pool that still holds objects keeps files' data: never detach it."""
     doc = json.loads(ceph_json(node, props["cluster_name"], "df", "detail") or "{}")
-    objects = next((p["stats"].get("objects", 0) for p in doc.get("pools", [])
-                    if p.get("name") == pool), 0)
+    objects = next(
+        (p["stats"].get("objects", 0) for p in doc.get("pools", []) if p.get("name") == pool), 0
+    )
     if objects:
-        raise Failure(f"refusing to take pool {pool} out of CephFS {props['name']}: it still "
-                        f"holds {objects} objects, which would become unreachable. Move or "
-                        "delete the files stored there (layouts) first.")
+        raise Failure(
+            f"refusing to take pool {pool} out of CephFS {props['name']}: it still "
+            f"holds {objects} objects, which would become unreachable. Move or "
+            "delete the files stored there (layouts) first."
+        )
 
 
 def _converge(props: dict, node) -> None:
@@ -114,8 +132,9 @@ def _converge(props: dict, node) -> None:
     if fs["max_mds"] != props["max_mds"]:
         ceph(node, c, "fs", "set", name, "max_mds", props["max_mds"], change=True)
     if fs["standby_count"] != props["standby_count"]:
-        ceph(node, c, "fs", "set", name, "standby_count_wanted", props["standby_count"],
-             change=True)
+        ceph(
+            node, c, "fs", "set", name, "standby_count_wanted", props["standby_count"], change=True
+        )
 
     def active():
         return len(_filesystems(props, node)[name]["active"]) >= props["max_mds"]
@@ -124,12 +143,23 @@ def _converge(props: dict, node) -> None:
         checks = ceph_facts.health(ceph_json(node, c, "health", "detail"))["checks"]
         return not [k for k in checks if k.startswith(OWN_CHECKS)]
 
-    report = lambda: "Health: " + ceph_facts.health_report(  # noqa: E731
-        ceph_facts.health(ceph_json(node, c, "health", "detail")))
-    base.wait_until(active, timeout=props["timeout"],
-                    what=f"{props['max_mds']} active MDS for {name}", report=report)
-    base.wait_until(healthy, timeout=props["timeout"],
-                    what=f"{name}'s MDS, fs and PG health checks to clear", report=report)
+    def report():
+        return "Health: " + ceph_facts.health_report(
+            ceph_facts.health(ceph_json(node, c, "health", "detail"))
+        )
+
+    base.wait_until(
+        active,
+        timeout=props["timeout"],
+        what=f"{props['max_mds']} active MDS for {name}",
+        report=report,
+    )
+    base.wait_until(
+        healthy,
+        timeout=props["timeout"],
+        what=f"{name}'s MDS, fs and PG health checks to clear",
+        report=report,
+    )
 
 
 def _layouts(props: dict, node) -> None:
@@ -141,8 +171,11 @@ def _layouts(props: dict, node) -> None:
     c, name = props["cluster_name"], props["name"]
     mnt = f"/run/cephkvm-layouts-{c}-{name}"
     node.run(["mkdir", "-p", mnt], change=True)
-    node.run(["ceph-fuse", "--cluster", c, "--id", "admin", f"--client_fs={name}", mnt],
-             change=True, timeout=120)
+    node.run(
+        ["ceph-fuse", "--cluster", c, "--id", "admin", f"--client_fs={name}", mnt],
+        change=True,
+        timeout=120,
+    )
     try:
         for directory, pool in sorted(layouts.items()):
             path = mnt + "/" + directory.strip("/")

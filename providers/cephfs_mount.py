@@ -6,6 +6,7 @@ often it runs, the mount (ceph-fuse by default; the kernel client as an option),
 write/read check. A change of options remounts; delete unmounts (refused while busy unless
 forced) and removes the fstab line and the key.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,8 +56,14 @@ class CephFSMountProvider(base.Provider):
         # Listed is not enough: an evicted client or a dead FUSE daemon stays in the mount
         # table while every access fails. That is drift `up` heals.
         usable = mounted == MOUNT_TYPES[props["client"]] and _usable(node, props)
-        return ReadResult(id_, {**props, "fstab_line": "\n".join(lines),
-                                "ensure": "mounted" if usable else "unmounted"})
+        return ReadResult(
+            id_,
+            {
+                **props,
+                "fstab_line": "\n".join(lines),
+                "ensure": "mounted" if usable else "unmounted",
+            },
+        )
 
     def update(self, _id, olds, news):
         remount = fstab_line(olds) != fstab_line(news)
@@ -69,8 +76,15 @@ class CephFSMountProvider(base.Provider):
             _unmount(props, node)
         _fstab_edit(props, node, lambda text: _without(text, mp))
         node.run(["rm", "-f", _keyring_path(props), _secret_path(props)], change=True)
-        ceph(_admin(props, node), props["cluster_name"], "auth", "rm",
-             f"client.{props['client_id']}", change=True, check=False)
+        ceph(
+            _admin(props, node),
+            props["cluster_name"],
+            "auth",
+            "rm",
+            f"client.{props['client_id']}",
+            change=True,
+            check=False,
+        )
         node.run(["rmdir", "--ignore-fail-on-non-empty", mp], change=True, check=False)
 
 
@@ -96,15 +110,23 @@ def fstab_line(props: dict) -> str:
         opts += ["_netdev", "defaults"] + extra
         return f"none {props['mountpoint']} fuse.ceph {','.join(opts)} 0 0"
     hosts = ",".join(h.rsplit(":", 1)[0] for h in props.get("mon_hosts") or [])
-    opts = [f"name={cid}", f"secretfile={_secret_path(props)}", f"mds_namespace={fs}",
-            "_netdev"] + extra
+    opts = [
+        f"name={cid}",
+        f"secretfile={_secret_path(props)}",
+        f"mds_namespace={fs}",
+        "_netdev",
+    ] + extra
     return f"{hosts}:/ {props['mountpoint']} ceph {','.join(opts)} 0 0"
 
 
 def _fstab_lines(text: str, mountpoint: str) -> list[str]:
-    return [line for line in text.splitlines()
-            if not line.lstrip().startswith("#") and len(line.split()) > 1
-            and line.split()[1] == mountpoint]
+    return [
+        line
+        for line in text.splitlines()
+        if not line.lstrip().startswith("#")
+        and len(line.split()) > 1
+        and line.split()[1] == mountpoint
+    ]
 
 
 def _without(text: str, mountpoint: str) -> str:
@@ -125,11 +147,12 @@ def _write_fstab(props: dict, node, text: str) -> None:
     fstab is itself a mount (a bind mount, as on the lab nodes) a rename cannot replace it:
     it is rewritten in place from the complete, fsynced copy."""
     script = (
-        'set -e; f=/etc/fstab; tmp=$(mktemp /etc/.fstab.cephkvm.XXXXXX); '
+        "set -e; f=/etc/fstab; tmp=$(mktemp /etc/.fstab.cephkvm.XXXXXX); "
         'trap \'rm -f "$tmp"\' EXIT; cat > "$tmp"; sync "$tmp"; '
         'cp -p "$f" "$f.cephkvm.bak" 2>/dev/null || true; '
         'if mountpoint -q "$f"; then cat "$tmp" > "$f"; sync "$f"; '
-        'else chmod 0644 "$tmp"; mv -f "$tmp" "$f"; fi')
+        'else chmod 0644 "$tmp"; mv -f "$tmp" "$f"; fi'
+    )
     node.run(["sh", "-c", script], stdin=text, change=True)
 
 
@@ -140,13 +163,18 @@ def _fstab_edit(props: dict, node, edit) -> None:
         text = node.get(FSTAB)
         if text is None:
             text = ""  # no fstab at all: ours is its first line
-        foreign = [line for line in _fstab_lines(text, props["mountpoint"])
-                   if line.split()[2:3] not in (["fuse.ceph"], ["ceph"])]
+        foreign = [
+            line
+            for line in _fstab_lines(text, props["mountpoint"])
+            if line.split()[2:3] not in (["fuse.ceph"], ["ceph"])
+        ]
         if foreign:
-            raise Failure(f"{props['node']}: /etc/fstab already has a line for "
-                            f"{props['mountpoint']} that cephkvm did not write ({foreign[0]!r}); "
-                            "refusing to touch it. Choose another mountpoint, or remove that "
-                            "line by hand.")
+            raise Failure(
+                f"{props['node']}: /etc/fstab already has a line for "
+                f"{props['mountpoint']} that cephkvm did not write ({foreign[0]!r}); "
+                "refusing to touch it. Choose another mountpoint, or remove that "
+                "line by hand."
+            )
         wanted = edit(text)
         if wanted != text:
             _write_fstab(props, node, wanted)
@@ -191,9 +219,12 @@ def _fuse_clients(node, props: dict) -> dict[int, dict]:
     """This client's live ceph-fuse processes and what each says of itself (`status`)."""
     if props["client"] != "fuse":
         return {}
-    script = _each_live_asok(props, 's=$(timeout 5 ceph --admin-daemon "$a" status '
-                                    '2>/dev/null) || continue; '
-                                    'printf "%s " "$p"; echo "$s" | tr -d "\n"; echo')
+    script = _each_live_asok(
+        props,
+        's=$(timeout 5 ceph --admin-daemon "$a" status '
+        "2>/dev/null) || continue; "
+        'printf "%s " "$p"; echo "$s" | tr -d "\n"; echo',
+    )
     try:
         out = node.run(["sh", "-c", script], check=False, timeout=120).stdout
     except TransportError:
@@ -215,8 +246,10 @@ def _each_live_asok(props: dict, body: str) -> str:
     """A script running body for each admin socket of this client whose process lives ($a the
     socket, $p its pid): ceph-fuse's sockets are PREFIX.PID.CCTID.asok."""
     prefix = f"/var/run/ceph/{props['cluster_name']}-client.{props['client_id']}"
-    return (f'pre={shlex.quote(prefix)}; for a in "$pre".*.asok; do [ -S "$a" ] || continue; '
-            f'p=${{a#"$pre".}}; p=${{p%%.*}}; [ -d "/proc/$p" ] || continue; {body}; done; true')
+    return (
+        f'pre={shlex.quote(prefix)}; for a in "$pre".*.asok; do [ -S "$a" ] || continue; '
+        f'p=${{a#"$pre".}}; p=${{p%%.*}}; [ -d "/proc/$p" ] || continue; {body}; done; true'
+    )
 
 
 def _addr(status: dict) -> str:
@@ -258,14 +291,16 @@ def _client_key(props: dict, node) -> str:
     node = _admin(props, node)
     got = ceph(node, c, "auth", "get", entity, "-f", "json", check=False)
     found = ceph_facts.auth_entity(got.stdout) if got.exit_code == 0 else {}
-    if found and f"fsname={props['fs_name']}" not in found["caps"].get("mds", "") + \
-            found["caps"].get("osd", ""):
-        raise Failure(f"{entity} exists with caps for another filesystem; choose another "
-                        "client_id or remove that key")
+    if found and f"fsname={props['fs_name']}" not in found["caps"].get("mds", "") + found[
+        "caps"
+    ].get("osd", ""):
+        raise Failure(
+            f"{entity} exists with caps for another filesystem; choose another "
+            "client_id or remove that key"
+        )
     if not found:
         ceph(node, c, "fs", "authorize", props["fs_name"], entity, "/", "rw", change=True)
-        found = ceph_facts.auth_entity(ceph(node, c, "auth", "get", entity, "-f",
-                                            "json").stdout)
+        found = ceph_facts.auth_entity(ceph(node, c, "auth", "get", entity, "-f", "json").stdout)
     return found["key"], found["caps"]
 
 
@@ -273,9 +308,11 @@ def _converge(props: dict, node, remount: bool) -> dict:
     mp = props["mountpoint"]
     found = _mounted_type(node, mp)
     if found and found not in MOUNT_TYPES.values():
-        raise Failure(f"{props['node']}: {mp} is already a {found} mount, which cephkvm did "
-                        "not make; refusing to unmount or cover it. Choose another mountpoint "
-                        "for CephFS. Nothing was changed.")
+        raise Failure(
+            f"{props['node']}: {mp} is already a {found} mount, which cephkvm did "
+            "not make; refusing to unmount or cover it. Choose another mountpoint "
+            "for CephFS. Nothing was changed."
+        )
     fenced = _fenced(node, props) if found else []
     if found and (fenced or not _answers(node, mp)):
         # Dead (evicted, transport not connected): nothing can use it; detach it so the
@@ -286,8 +323,13 @@ def _converge(props: dict, node, remount: bool) -> dict:
             node.run(["kill", "-9", *map(str, fenced)], change=True, check=False)
         _wait_gone(props, node, fenced)
     key, caps = _client_key(props, node)
-    put_if_changed(node, _keyring_path(props), keyring(f"client.{props['client_id']}", key,
-                                                       caps), mode="0600", secret=True)
+    put_if_changed(
+        node,
+        _keyring_path(props),
+        keyring(f"client.{props['client_id']}", key, caps),
+        mode="0600",
+        secret=True,
+    )
     if props["client"] == "kernel":
         put_if_changed(node, _secret_path(props), key + "\n", mode="0600", secret=True)
     if not node.ok(["test", "-d", mp]):
@@ -316,9 +358,11 @@ def _mount(props: dict, node) -> None:
         return
     log = f"/var/log/ceph/{props['cluster_name']}-client.{props['client_id']}.log"
     tail = node.run(["tail", "-n", "5", log], check=False).stdout.strip()
-    raise Failure(f"{props['node']}: `mount {mp}` exited 0 but nothing is mounted there "
-                  f"({(result.stderr.strip() or tail or 'no message')[-600:]}). See {log}; "
-                  "run `pulumi up` again once the cause is gone.")
+    raise Failure(
+        f"{props['node']}: `mount {mp}` exited 0 but nothing is mounted there "
+        f"({(result.stderr.strip() or tail or 'no message')[-600:]}). See {log}; "
+        "run `pulumi up` again once the cause is gone."
+    )
 
 
 def _fuse_pids(node, props: dict) -> list[int]:
@@ -334,26 +378,36 @@ def _wait_gone(props: dict, node, pids: list[int]) -> None:
     and a new one of the same client cannot start while it runs (it holds the pidfile)."""
     if not pids:
         return
+
     def gone():
         return not set(pids) & set(_fuse_pids(node, props))
+
     try:
-        base.wait_until(gone, timeout=EXIT_TIMEOUT, interval=1, what="the unmounted ceph-fuse "
-                        f"(pid {', '.join(map(str, pids))}) to exit")
+        base.wait_until(
+            gone,
+            timeout=EXIT_TIMEOUT,
+            interval=1,
+            what=f"the unmounted ceph-fuse (pid {', '.join(map(str, pids))}) to exit",
+        )
     except Timeout as e:
-        raise Failure(f"{props['node']}: {props['mountpoint']}: {e} It still flushes to the "
-                      "cluster or serves files opened before a lazy unmount; a new mount of "
-                      "this client cannot start while it runs. Run `pulumi up` again once it "
-                      "has exited (fuser -vm shows who holds it).") from None
+        raise Failure(
+            f"{props['node']}: {props['mountpoint']}: {e} It still flushes to the "
+            "cluster or serves files opened before a lazy unmount; a new mount of "
+            "this client cannot start while it runs. Run `pulumi up` again once it "
+            "has exited (fuser -vm shows who holds it)."
+        ) from None
 
 
 def _probe(props: dict, node) -> None:
     """The mount works: a file written through it reads back."""
     probe = shlex.quote(f"{props['mountpoint']}/.cephkvm-probe-{props['node']}")
-    script = f"echo ok > {probe} && test \"$(cat {probe})\" = ok && rm -f {probe}"
+    script = f'echo ok > {probe} && test "$(cat {probe})" = ok && rm -f {probe}'
     result = node.run(["sh", "-c", script], change=True, check=False, timeout=60)
     if result.exit_code:
-        raise Failure(f"{props['node']}: {props['mountpoint']} is mounted but a test file "
-                        f"could not be written and read back: {result.stderr.strip()}")
+        raise Failure(
+            f"{props['node']}: {props['mountpoint']} is mounted but a test file "
+            f"could not be written and read back: {result.stderr.strip()}"
+        )
 
 
 def _unmount(props: dict, node) -> None:
@@ -362,9 +416,11 @@ def _unmount(props: dict, node) -> None:
     if result.exit_code == 0:
         return
     if not props.get("force_unmount"):
-        raise Failure(f"{props['node']}: {mp} is busy ({result.stderr.strip()}); stop what "
-                        "uses it (fuser -vm), or set force_unmount on the mount to detach it "
-                        "lazily")
+        raise Failure(
+            f"{props['node']}: {mp} is busy ({result.stderr.strip()}); stop what "
+            "uses it (fuser -vm), or set force_unmount on the mount to detach it "
+            "lazily"
+        )
     node.run(["umount", "-l", mp], change=True)
 
 
@@ -374,6 +430,8 @@ class CephFSMount(pulumi.dynamic.Resource, module="cephkvm", name="CephFSMount")
 
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
         opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=["client_key"]))
-        super().__init__(CephFSMountProvider(), name,
-                         {"client_key": None, "fstab_line": None, **props}, opts)
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["client_key"])
+        )
+        super().__init__(
+            CephFSMountProvider(), name, {"client_key": None, "fstab_line": None, **props}, opts
+        )

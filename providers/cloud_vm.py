@@ -15,6 +15,7 @@ This module is the resource's story (schema, check, diff, create, read, update, 
 steps live beside it: vm_storage (template, overlay, seed), vm_ready (when the guest is
 usable), vm_migrate (to another node), vm_change (in place), libvirt_conn (live domains).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -53,16 +54,23 @@ class CloudVMProvider(base.Provider):
     def rules(self, news, olds):
         old, new = olds.get("disk_gib"), news.get("disk_gib")
         if isinstance(old, int) and isinstance(new, int) and new < old:
-            return [CheckFailure("disk_gib", f"disks only grow: it is {old} GiB; shrinking "
-                                 "would lose data (make a new VM instead)")]
+            return [
+                CheckFailure(
+                    "disk_gib",
+                    f"disks only grow: it is {old} GiB; shrinking "
+                    "would lose data (make a new VM instead)",
+                )
+            ]
         return []
 
     def diff(self, _id, olds, news):
-        replaces = REPLACES + (CLOUD_INIT_FIELDS if news.get("on_cloud_init_change") ==
-                               "replace" else ())
+        replaces = REPLACES + (
+            CLOUD_INIT_FIELDS if news.get("on_cloud_init_change") == "replace" else ()
+        )
         # Two domains of one name cannot coexist on a node: the old one goes first.
-        return base.diff_result(olds, news, replaces=replaces, updates=UPDATES, state=STATE,
-                                delete_before_replace=True)
+        return base.diff_result(
+            olds, news, replaces=replaces, updates=UPDATES, state=STATE, delete_before_replace=True
+        )
 
     def create(self, props):
         node = self.node
@@ -79,8 +87,7 @@ class CloudVMProvider(base.Provider):
                 dom.create()
             dom.setAutostart(1 if props["autostart"] else 0)
             outs = {**vm_ready.wait(dom, props, seed["instance_id"]), **_observe(dom, props)}
-        return CreateResult(props["name"],
-                            {**props, **vm_storage.paths_out(paths), **seed, **outs})
+        return CreateResult(props["name"], {**props, **vm_storage.paths_out(paths), **seed, **outs})
 
     def read(self, id_, props):
         for where, node in _candidates(props, self.node):
@@ -91,11 +98,19 @@ class CloudVMProvider(base.Provider):
                 found = dx.parse_domain(libvirt_conn.persistent_xml(dom))
                 outs = {**vm_ready.now(dom, props), **_observe(dom, where)}
             # Drift shows as differences from the inputs: a hand migration as a node change.
-            return ReadResult(id_, {**props, **outs, "connection": where["connection"],
-                                    "node": where["node"],
-                                    **{k: found[k] for k in ("memory_mib", "max_memory_mib",
-                                                             "vcpus", "max_vcpus",
-                                                             "virt_type")}})
+            return ReadResult(
+                id_,
+                {
+                    **props,
+                    **outs,
+                    "connection": where["connection"],
+                    "node": where["node"],
+                    **{
+                        k: found[k]
+                        for k in ("memory_mib", "max_memory_mib", "vcpus", "max_vcpus", "virt_type")
+                    },
+                },
+            )
         return ReadResult("", {})
 
     def update(self, _id, olds, news):
@@ -105,7 +120,8 @@ class CloudVMProvider(base.Provider):
             raise Failure(
                 f"{news['name']}: changing {', '.join(sorted(changed & set(RESTART_FIELDS)))} "
                 "needs the VM restarted, and on_restart_needed is 'fail'. Set it to 'restart' "
-                "or raise max_memory_mib/max_vcpus ahead of time.")
+                "or raise max_memory_mib/max_vcpus ahead of time."
+            )
         node = self.node
         if olds["node"] != news["node"]:
             vm_migrate.migrate(olds, news, node)
@@ -113,13 +129,16 @@ class CloudVMProvider(base.Provider):
         seed = {k: olds.get(k) for k in ("instance_id", "seed_generation")}
         new_seed = bool(changed & set(CLOUD_INIT_FIELDS))
         if new_seed:
-            seed = vm_storage.write_seed(node, news, paths["seed"],
-                                         generation=int(olds.get("seed_generation") or 1) + 1)
+            seed = vm_storage.write_seed(
+                node, news, paths["seed"], generation=int(olds.get("seed_generation") or 1) + 1
+            )
         with libvirt_conn.connect(node) as conn:
             dom = libvirt_conn.domain(conn, news["name"])
             if dom is None:
-                raise Failure(f"{news['name']}: not defined on {news['node']}; run "
-                              "`pulumi refresh` to see where it is")
+                raise Failure(
+                    f"{news['name']}: not defined on {news['node']}; run "
+                    "`pulumi refresh` to see where it is"
+                )
             if "disk_gib" in changed:
                 vm_change.grow_disk(node, dom, paths["disk"], news["disk_gib"])
             if "nics" in changed:
@@ -153,8 +172,10 @@ class CloudVMProvider(base.Provider):
         if props.get("keep_disk"):
             return
         if not found:  # running somewhere we cannot see, or not ours: its disk may be in use
-            pulumi.log.warn(f"{props['name']}: no domain of this stack on any KVM node, so its "
-                            f"disk {paths['disk']} is kept; remove it by hand once unused")
+            pulumi.log.warn(
+                f"{props['name']}: no domain of this stack on any KVM node, so its "
+                f"disk {paths['disk']} is kept; remove it by hand once unused"
+            )
             return
         node.run(["rm", "-f", "--", paths["disk"], paths["seed"]], change=True)
 
@@ -174,8 +195,13 @@ def _candidates(props: dict, node: Session):
 def _observe(dom, p: dict) -> dict:
     macs = dx.nic_macs(p["name"], p["nics"])
     state, _ = dom.state()
-    return {"uuid": dom.UUIDString(), "host": p["node"], "state": dx.state_name(state),
-            "macs": macs, "addresses": vm_ready.addresses(dom, macs)}
+    return {
+        "uuid": dom.UUIDString(),
+        "host": p["node"],
+        "state": dx.state_name(state),
+        "macs": macs,
+        "addresses": vm_ready.addresses(dom, macs),
+    }
 
 
 class CloudVM(pulumi.dynamic.Resource, module="cephkvm", name="CloudVM"):
@@ -192,9 +218,24 @@ class CloudVM(pulumi.dynamic.Resource, module="cephkvm", name="CloudVM"):
     cloud_init_errors: pulumi.Output[list]
 
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
-        outputs = {k: None for k in ("uuid", "host", "state", "macs", "addresses", "disk_path",
-                                     "seed_path", "template_path", "instance_id",
-                                     "seed_generation", "ready", "cloud_init_errors")}
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            additional_secret_outputs=["password", "ssh_private_key"]))
+        outputs = {
+            k: None
+            for k in (
+                "uuid",
+                "host",
+                "state",
+                "macs",
+                "addresses",
+                "disk_path",
+                "seed_path",
+                "template_path",
+                "instance_id",
+                "seed_generation",
+                "ready",
+                "cloud_init_errors",
+            )
+        }
+        opts = pulumi.ResourceOptions.merge(
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["password", "ssh_private_key"])
+        )
         super().__init__(CloudVMProvider(), name, {**outputs, **props}, opts)

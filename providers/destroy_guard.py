@@ -7,13 +7,13 @@ one a destroy deletes; it is protected unless the stack allows data loss, so the
 stops there, with nothing removed. It touches no host: create, read and update only keep
 its inputs. Its name says which setting lifts it, since Pulumi's refusal names the resource.
 """
+
 from __future__ import annotations
 
 from typing import Optional
 
 import pulumi
-from pulumi.dynamic import CheckResult, CreateResult, ReadResult, \
-    ResourceProvider, UpdateResult
+from pulumi.dynamic import CheckResult, CreateResult, ReadResult, ResourceProvider, UpdateResult
 
 from providers import base
 from providers.errors import Failure
@@ -44,9 +44,11 @@ class DestroyGuardProvider(ResourceProvider):
     def delete(self, _id, props):
         # Only reached without `protect`, i.e. with the opt-in (or a hand `state unprotect`).
         if not base.normalize(props).get("allow"):
-            raise Failure(f"refusing to destroy {props.get('guards')}: set "
-                            "cephkvm:ceph.allow_data_loss: true, run `pulumi up`, then destroy "
-                            "again. Nothing was removed.")
+            raise Failure(
+                f"refusing to destroy {props.get('guards')}: set "
+                "cephkvm:ceph.allow_data_loss: true, run `pulumi up`, then destroy "
+                "again. Nothing was removed."
+            )
 
 
 class DestroyGuard(pulumi.dynamic.Resource, module="cephkvm", name="DestroyGuard"):

@@ -7,11 +7,13 @@ is replaced by one whose format_exc gives the message alone; a programming error
 KeyError, a TypeError, ...) keeps its traceback, marked as a cephkvm bug. CEPHKVM_DEBUG=1
 keeps every traceback.
 """
+
 from __future__ import annotations
 
 import os
 import sys
 import traceback
+
 
 class Failure(RuntimeError):
     """What every provider raises for an operator: a refusal, a node's failure, a timeout.
@@ -22,14 +24,25 @@ class Timeout(Failure, TimeoutError):
     """A wait ran out (base.wait_until)."""
 
 
-BUGS = (AttributeError, AssertionError, IndexError, KeyError, NameError, TypeError,
-        UnboundLocalError, ZeroDivisionError)
+BUGS = (
+    AttributeError,
+    AssertionError,
+    IndexError,
+    KeyError,
+    NameError,
+    TypeError,
+    UnboundLocalError,
+    ZeroDivisionError,
+)
 
 
 def operator_text(exc: BaseException) -> str:
     if os.environ.get("CEPHKVM_DEBUG") or isinstance(exc, BUGS) or not str(exc):
-        note = "" if os.environ.get("CEPHKVM_DEBUG") else (
-            "This is a bug in cephkvm; please report it with the traceback above.\n")
+        note = (
+            ""
+            if os.environ.get("CEPHKVM_DEBUG")
+            else ("This is a bug in cephkvm; please report it with the traceback above.\n")
+        )
         return "".join(traceback.format_exception(exc)) + note
     return f"{exc}\n"
 
@@ -48,6 +61,8 @@ class _Traceback:
 def install() -> None:
     server = sys.modules.get("__main__")
     spec = getattr(server, "__spec__", None)
-    if getattr(spec, "name", "") == "pulumi.dynamic.__main__" and \
-            getattr(server, "traceback", None) is traceback:
+    if (
+        getattr(spec, "name", "") == "pulumi.dynamic.__main__"
+        and getattr(server, "traceback", None) is traceback
+    ):
         server.traceback = _Traceback()

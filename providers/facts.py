@@ -1,18 +1,21 @@
 """Facts: a read-only command and a parser for its output. Parsers are pure and tested from
 captured output; nothing here changes a node."""
+
 from __future__ import annotations
 
 import shlex
 
 # One round trip for what node preparation needs to know.
-NODE_FACTS_SCRIPT = "; ".join([
-    "echo hostname=$(hostname)",
-    "echo arch=$(uname -m)",
-    ". /etc/os-release 2>/dev/null; echo os=\"$PRETTY_NAME\"",
-    "[ -d /run/systemd/system ] && echo init=systemd || echo init=direct",
-    "[ -r /dev/kvm ] && [ -w /dev/kvm ] && echo kvm_device=yes || echo kvm_device=no",
-    "grep -qE '(vmx|svm)' /proc/cpuinfo && echo cpu_virt=yes || echo cpu_virt=no",
-])
+NODE_FACTS_SCRIPT = "; ".join(
+    [
+        "echo hostname=$(hostname)",
+        "echo arch=$(uname -m)",
+        '. /etc/os-release 2>/dev/null; echo os="$PRETTY_NAME"',
+        "[ -d /run/systemd/system ] && echo init=systemd || echo init=direct",
+        "[ -r /dev/kvm ] && [ -w /dev/kvm ] && echo kvm_device=yes || echo kvm_device=no",
+        "grep -qE '(vmx|svm)' /proc/cpuinfo && echo cpu_virt=yes || echo cpu_virt=no",
+    ]
+)
 
 
 def node_facts_argv() -> list[str]:
@@ -35,7 +38,7 @@ def missing_packages_argv(packages: list[str]) -> list[str]:
     script = (
         "for p in " + " ".join(shlex.quote(p) for p in packages) + "; do "
         "dpkg-query -W -f='${Status}' \"$p\" 2>/dev/null | grep -q 'install ok installed' "
-        "|| echo \"$p\"; done"
+        '|| echo "$p"; done'
     )
     return ["sh", "-c", script]
 

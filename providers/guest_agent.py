@@ -6,6 +6,7 @@ instance-id) and systemd has finished starting units, so sshd and whatever cloud
 answer: an address alone comes before either (the flake of issue 9). Only reads are sent:
 guest-file-open/read of cloud-init's own files and `systemctl is-system-running`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -36,6 +37,7 @@ def command(dom, execute: str, **arguments) -> dict:
     """One agent command; its `return` value. Tests replace this function."""
     import libvirt
     import libvirt_qemu
+
     request = {"execute": execute, **({"arguments": arguments} if arguments else {})}
     try:
         answer = libvirt_qemu.qemuAgentCommand(dom, json.dumps(request), 5, 0)
@@ -62,8 +64,9 @@ def read_file(dom, path: str, limit: int = 1 << 20) -> str | None:
 def system_state(dom) -> str | None:
     """`systemctl is-system-running` in the guest; None where guest-exec is refused."""
     try:
-        pid = command(dom, "guest-exec", path=SYSTEMCTL, arg=["is-system-running"],
-                      **{"capture-output": True})["pid"]
+        pid = command(
+            dom, "guest-exec", path=SYSTEMCTL, arg=["is-system-running"], **{"capture-output": True}
+        )["pid"]
     except NoAgent:
         return None
     deadline = time.monotonic() + EXEC_WAIT
@@ -81,8 +84,10 @@ def readiness(dom, instance_id: str) -> Readiness:
     command(dom, "guest-ping")
     running = (read_file(dom, INSTANCE_ID) or "").strip()
     if running != instance_id:
-        return Readiness(False, f"cloud-init runs instance {running or '(none yet)'}, the "
-                                f"seed says {instance_id}")
+        return Readiness(
+            False,
+            f"cloud-init runs instance {running or '(none yet)'}, the seed says {instance_id}",
+        )
     result = read_file(dom, RESULT)
     if result is None:
         return Readiness(False, "cloud-init has not finished")

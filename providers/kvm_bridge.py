@@ -11,6 +11,7 @@ Every change that can cut the node off is applied like `netplan try`: a detached
 the node applies it, then restores the previous state unless the controller confirms over a
 NEW SSH connection within confirm_timeout seconds. Delete gives the NICs their addressing back.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,19 @@ import yaml
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, libvirt_conn, services
-from providers.bridge_scripts import RUN_DIR, apply, apply_script, guard_script, \
-    member_master, netplan_doc, netplan_path, netplan_restore, ports, q, restore_script
+from providers.bridge_scripts import (
+    RUN_DIR,
+    apply,
+    apply_script,
+    guard_script,
+    member_master,
+    netplan_doc,
+    netplan_path,
+    netplan_restore,
+    ports,
+    q,
+    restore_script,
+)
 from providers.ceph_cli import ceph, local_clusters
 from providers.errors import Failure
 from providers.schema.kvm import BridgeInputs
@@ -61,14 +73,23 @@ class KvmBridgeProvider(base.Provider):
         mode = _mode(node, props)
         _validate_netplan(node, props, wanted)
         if not _matches(snap, props, wanted):
-            rollback = (netplan_restore(props) if mode == "netplan"
-                        else restore_script(props, previous))
+            rollback = (
+                netplan_restore(props) if mode == "netplan" else restore_script(props, previous)
+            )
             _apply_guarded(node, props, apply(props, wanted, mode), rollback)
             _wait_ceph_settled(node, props)
         active = _ensure_network(node, props)
-        return CreateResult(f"{props['node']}/{props['name']}", {
-            **props, "applied_mode": mode, "mac": wanted["mac"], "previous": previous,
-            "effective": wanted, "network_active": active})
+        return CreateResult(
+            f"{props['node']}/{props['name']}",
+            {
+                **props,
+                "applied_mode": mode,
+                "mac": wanted["mac"],
+                "previous": previous,
+                "effective": wanted,
+                "network_active": active,
+            },
+        )
 
     def read(self, id_, props):
         snap = observe(self.node)
@@ -76,13 +97,17 @@ class KvmBridgeProvider(base.Provider):
         if link is None:
             return ReadResult("", {})
         found = {
-            "interfaces": [m for m in props.get("interfaces", [])
-                           if snap["links"].get(m, {}).get("master") == member_master(props)],
+            "interfaces": [
+                m
+                for m in props.get("interfaces", [])
+                if snap["links"].get(m, {}).get("master") == member_master(props)
+            ],
             "gateway": _gateway_on(snap, props["name"]),
         }
         effective = props.get("effective") or {}
-        if props.get("addresses") or sorted(link["addrs"]) != sorted(effective.get("addresses",
-                                                                                      [])):
+        if props.get("addresses") or sorted(link["addrs"]) != sorted(
+            effective.get("addresses", [])
+        ):
             found["addresses"] = link["addrs"]
         if not props.get("gateway") and found["gateway"] == effective.get("gateway"):
             found["gateway"] = props.get("gateway")
@@ -104,16 +129,24 @@ class KvmBridgeProvider(base.Provider):
         snap = observe(node)
         if not _matches(snap, news, wanted):
             old_wanted = olds.get("effective") or _wanted(olds, previous)
-            rollback = (netplan_restore(news) if mode == "netplan"
-                        else apply_script(olds, old_wanted))
+            rollback = (
+                netplan_restore(news) if mode == "netplan" else apply_script(olds, old_wanted)
+            )
             _apply_guarded(node, news, apply(news, wanted, mode), rollback)
             _wait_ceph_settled(node, news)
         if olds.get("network") != news["network"]:
             _remove_network(base.session(olds), olds)  # through the connection that made it
         active = _ensure_network(node, news)
-        return UpdateResult({**news, "applied_mode": mode, "mac": wanted["mac"],
-                             "previous": previous, "effective": wanted,
-                             "network_active": active})
+        return UpdateResult(
+            {
+                **news,
+                "applied_mode": mode,
+                "mac": wanted["mac"],
+                "previous": previous,
+                "effective": wanted,
+                "network_active": active,
+            }
+        )
 
     def delete(self, _id, props):
         node = self.node
@@ -125,12 +158,19 @@ class KvmBridgeProvider(base.Provider):
         if props.get("applied_mode") == "netplan":
             # netplan owns the interfaces there: drop our file and let it re-render the rest.
             path, kept = q(netplan_path(props)), q(f"{RUN_DIR}/{props['name']}.netplan-deleted")
-            _apply_guarded(node, props,
-                           f"set -e\ncp {path} {kept}\nrm -f {path}\nnetplan apply\n",
-                           f"cp {kept} {path}\nnetplan apply\n")
+            _apply_guarded(
+                node,
+                props,
+                f"set -e\ncp {path} {kept}\nrm -f {path}\nnetplan apply\n",
+                f"cp {kept} {path}\nnetplan apply\n",
+            )
         else:
-            _apply_guarded(node, props, restore_script(props, props.get("previous") or {}),
-                           apply_script(props, wanted))
+            _apply_guarded(
+                node,
+                props,
+                restore_script(props, props.get("previous") or {}),
+                apply_script(props, wanted),
+            )
 
 
 # --- facts ------------------------------------------------------------------------------
@@ -148,12 +188,20 @@ def parse_observed(text: str) -> dict:
     addr_text, _, route_text = text.partition("#---")
     links = {}
     for link in json.loads(addr_text or "[]"):
-        addrs = [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])
-                 if a.get("scope") == "global"]
-        links[link["ifname"]] = {"mac": link.get("address"), "master": link.get("master"),
-                                 "addrs": addrs}
-    routes = [{"via": r.get("gateway"), "dev": r.get("dev")}
-              for r in json.loads(route_text.strip() or "[]")]
+        addrs = [
+            f"{a['local']}/{a['prefixlen']}"
+            for a in link.get("addr_info", [])
+            if a.get("scope") == "global"
+        ]
+        links[link["ifname"]] = {
+            "mac": link.get("address"),
+            "master": link.get("master"),
+            "addrs": addrs,
+        }
+    routes = [
+        {"via": r.get("gateway"), "dev": r.get("dev")}
+        for r in json.loads(route_text.strip() or "[]")
+    ]
     return {"links": links, "routes": routes}
 
 
@@ -169,36 +217,49 @@ def _previous(props: dict, snap: dict) -> dict:
     members = {m: snap["links"].get(m, {}).get("addrs", []) for m in props["interfaces"]}
     missing = [m for m in props["interfaces"] if m not in snap["links"]]
     if missing:
-        raise Failure(f"{props['node']}: no interface {', '.join(missing)} for bridge "
-                           f"{props['name']}; interfaces there: {', '.join(snap['links'])}")
+        raise Failure(
+            f"{props['node']}: no interface {', '.join(missing)} for bridge "
+            f"{props['name']}; interfaces there: {', '.join(snap['links'])}"
+        )
     routes = [r for r in snap["routes"] if r["dev"] in props["interfaces"]]
     bridge = snap["links"].get(props["name"])
     if bridge:  # adopted after a crash: the bridge already holds what the members had
         first = props["interfaces"][0]
         members[first] = members[first] or bridge["addrs"]
-        routes = routes or [{"via": r["via"], "dev": first} for r in snap["routes"]
-                            if r["dev"] == props["name"]]
-    return {"addresses": members, "routes": routes,
-            "mac": snap["links"][props["interfaces"][0]]["mac"]}
+        routes = routes or [
+            {"via": r["via"], "dev": first} for r in snap["routes"] if r["dev"] == props["name"]
+        ]
+    return {
+        "addresses": members,
+        "routes": routes,
+        "mac": snap["links"][props["interfaces"][0]]["mac"],
+    }
 
 
 def _wanted(props: dict, previous: dict) -> dict:
     moved = [a for m in props["interfaces"] for a in previous.get("addresses", {}).get(m, [])]
     gateway = props.get("gateway") or next(
-        (r["via"] for r in previous.get("routes", []) if r["via"]), None)
-    return {"addresses": list(props.get("addresses") or moved), "gateway": gateway,
-            "mac": previous.get("mac")}
+        (r["via"] for r in previous.get("routes", []) if r["via"]), None
+    )
+    return {
+        "addresses": list(props.get("addresses") or moved),
+        "gateway": gateway,
+        "mac": previous.get("mac"),
+    }
 
 
 def _matches(snap: dict, props: dict, wanted: dict) -> bool:
     bridge = snap["links"].get(props["name"])
     if not bridge:
         return False
-    members_ok = all(snap["links"].get(m, {}).get("master") == member_master(props)
-                     for m in props["interfaces"]) and \
-        all(snap["links"].get(p, {}).get("master") == props["name"] for p in ports(props))
-    return (members_ok and sorted(bridge["addrs"]) == sorted(wanted["addresses"])
-            and _gateway_on(snap, props["name"]) == wanted["gateway"])
+    members_ok = all(
+        snap["links"].get(m, {}).get("master") == member_master(props) for m in props["interfaces"]
+    ) and all(snap["links"].get(p, {}).get("master") == props["name"] for p in ports(props))
+    return (
+        members_ok
+        and sorted(bridge["addrs"]) == sorted(wanted["addresses"])
+        and _gateway_on(snap, props["name"]) == wanted["gateway"]
+    )
 
 
 def _mode(node: Session, props: dict) -> str:
@@ -220,16 +281,25 @@ def _validate_netplan(node: Session, props: dict, wanted: dict) -> None:
         node.put(f"{tmp}/etc/netplan/60-cephkvm.yaml", text, mode="0600")
         result = node.run(["netplan", "generate", "--root-dir", tmp], check=False)
         if result.exit_code != 0:
-            raise Failure(f"{props['node']}: netplan rejects the bridge {props['name']}: "
-                               f"{result.stderr.strip()}")
+            raise Failure(
+                f"{props['node']}: netplan rejects the bridge {props['name']}: "
+                f"{result.stderr.strip()}"
+            )
     finally:
         node.run(["rm", "-rf", "--", tmp])
     if _mode(node, props) == "netplan":
         node.run(["mkdir", "-p", RUN_DIR], change=True)
         node.put(f"{RUN_DIR}/{props['name']}.netplan", text, mode="0600")
-        node.run(["sh", "-c", f"[ -e {q(netplan_path(props))} ] && cp "
-                 f"{q(netplan_path(props))} {q(RUN_DIR + '/' + props['name'])}.netplan-before"
-                 " || true"], change=True)
+        node.run(
+            [
+                "sh",
+                "-c",
+                f"[ -e {q(netplan_path(props))} ] && cp "
+                f"{q(netplan_path(props))} {q(RUN_DIR + '/' + props['name'])}.netplan-before"
+                " || true",
+            ],
+            change=True,
+        )
 
 
 # --- apply with automatic rollback (guard_script: providers/bridge_scripts.py) ----------
@@ -254,18 +324,24 @@ def _apply_guarded(node: Session, props: dict, apply: str, rollback: str) -> Non
     if rc == "0" and _probe_fresh(node, ["mkdir", f"{d}.decided"], change=True) is not None:
         return  # confirmed over a new connection, before the guard gave up
     if rc:  # the apply script itself failed: roll back now, unless the guard already did
-        _probe_fresh(node, ["sh", "-c", f"mkdir {q(d)}.decided && sh {q(d)}.rollback >> "
-                                        f"{q(d)}.log 2>&1"], change=True)
+        _probe_fresh(
+            node,
+            ["sh", "-c", f"mkdir {q(d)}.decided && sh {q(d)}.rollback >> {q(d)}.log 2>&1"],
+            change=True,
+        )
         log = _probe_fresh(node, ["cat", f"{d}.log"]) or ""
-        raise Failure(f"{props['node']}: applying bridge {name} failed (exit {rc}); "
-                           f"the previous network config is back. Log:\n{log[-1500:]}")
+        raise Failure(
+            f"{props['node']}: applying bridge {name} failed (exit {rc}); "
+            f"the previous network config is back. Log:\n{log[-1500:]}"
+        )
     time.sleep(max(0.0, deadline + 2 - time.monotonic()) + 3)
     back = _probe_fresh(node, ["cat", f"{d}.state"])
     raise Failure(
         f"{props['node']}: after applying bridge {name} the controller could not open a new "
         f"SSH connection to {node.host.address} within {timeout}s, so the node restored its "
         f"previous network config (node reachable again: {'yes, ' + back if back else 'no'})."
-        f" Check the addresses and gateway given for {props['node']}.")
+        f" Check the addresses and gateway given for {props['node']}."
+    )
 
 
 def _probe_fresh(node: Session, argv: list, change: bool = False) -> Optional[str]:
@@ -289,6 +365,7 @@ def _probe_fresh(node: Session, argv: list, change: bool = False) -> Optional[st
 
 # --- Ceph between nodes -----------------------------------------------------------------
 
+
 # Health checks that mean the cluster has not got over a node's network blip yet.
 def _wait_ceph_settled(node: Session, props: dict) -> None:
     """On a Ceph node, wait until each cluster it holds a config of has recovered from this
@@ -297,12 +374,17 @@ def _wait_ceph_settled(node: Session, props: dict) -> None:
     for."""
     timeout = int(props.get("ceph_timeout", 300))
     for cluster in local_clusters(node):
+
         def settled():
             res = ceph(node, cluster, "health", "-f", "json", check=False, timeout=30)
             return res.exit_code == 0 and not ceph_facts.unsettled(res.stdout)
-        base.wait_until(settled, timeout=timeout, interval=3,
-                        what=f"Ceph ({cluster}) to recover after the bridge change on "
-                             f"{props['node']}")
+
+        base.wait_until(
+            settled,
+            timeout=timeout,
+            interval=3,
+            what=f"Ceph ({cluster}) to recover after the bridge change on {props['node']}",
+        )
 
 
 # --- libvirt network --------------------------------------------------------------------
@@ -310,8 +392,11 @@ def _wait_ceph_settled(node: Session, props: dict) -> None:
 
 def network_xml(props: dict) -> str:
     from xml.sax.saxutils import escape, quoteattr
-    return (f"<network><name>{escape(props['network'])}</name><forward mode='bridge'/>"
-            f"<bridge name={quoteattr(props['name'])}/></network>")
+
+    return (
+        f"<network><name>{escape(props['network'])}</name><forward mode='bridge'/>"
+        f"<bridge name={quoteattr(props['name'])}/></network>"
+    )
 
 
 def _ensure_network(node: Session, props: dict) -> bool:
@@ -354,8 +439,10 @@ class KvmBridge(pulumi.dynamic.Resource, module="cephkvm", name="KvmBridge"):
     network_active: pulumi.Output[bool]
 
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
-        outputs = {k: None for k in ("applied_mode", "mac", "previous", "effective",
-                                     "network_active")}
+        outputs = {
+            k: None for k in ("applied_mode", "mac", "previous", "effective", "network_active")
+        }
         opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=["ssh_private_key"]))
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["ssh_private_key"])
+        )
         super().__init__(KvmBridgeProvider(), name, {**outputs, **props}, opts)

@@ -3,6 +3,7 @@ the connection, finding a domain or network by name, whose domain it is, shuttin
 and the flags that change a domain's definition and its running guest. The XML itself is
 libvirt_domain's (pure); the connection is carried by the node's SSH session
 (transport.open_libvirt)."""
+
 from __future__ import annotations
 
 import time
@@ -23,6 +24,7 @@ def connect(node: Session):
 def domain(conn, name: str):
     """The domain of that name, or None."""
     import libvirt
+
     try:
         return conn.lookupByName(name)
     except libvirt.libvirtError as err:
@@ -45,21 +47,26 @@ def own(conn, props: dict, refuse: bool = False):
         raise Failure(
             f"{props['name']}: {props['node']} already has a domain of that name that "
             f"{'stack ' + owner + ' made' if owner else 'cephkvm did not make'}; it is left "
-            "alone. Give the VM another name, or remove that domain if it is left over.")
-    pulumi.log.warn(f"{props['name']}: the domain of that name on {props['node']} is not this "
-                    "stack's; leaving it alone")
+            "alone. Give the VM another name, or remove that domain if it is left over."
+        )
+    pulumi.log.warn(
+        f"{props['name']}: the domain of that name on {props['node']} is not this "
+        "stack's; leaving it alone"
+    )
     return None
 
 
 def persistent_xml(dom) -> str:
     """The definition the next boot uses: live XML shows the balloon's momentary size."""
     import libvirt
+
     return dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
 
 
 def network(conn, name: str):
     """The libvirt network of that name, or None when libvirt finds none."""
     import libvirt
+
     try:
         return conn.networkLookupByName(name)
     except libvirt.libvirtError:
@@ -69,6 +76,7 @@ def network(conn, name: str):
 def shutdown(dom, timeout: int) -> None:
     """ACPI shutdown, then destroy what has not stopped within timeout."""
     import libvirt
+
     if not dom.isActive():
         return
     try:
@@ -85,6 +93,7 @@ def shutdown(dom, timeout: int) -> None:
 def affect(dom) -> int:
     """The definition, and the running guest too when there is one."""
     import libvirt
+
     flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
     return flags | libvirt.VIR_DOMAIN_AFFECT_LIVE if dom.isActive() else flags
 
@@ -93,6 +102,7 @@ def both(call, *args) -> None:
     """Persistent config first, then the running guest: one call per target, since some
     drivers refuse LIVE|CONFIG together."""
     import libvirt
+
     call(*args, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
     if call.__self__.isActive():
         call(*args, libvirt.VIR_DOMAIN_AFFECT_LIVE)

@@ -1,5 +1,6 @@
 """Libvirt domain XML for a CloudVM, and small parsers of what libvirt reports. Pure: no
 connection is opened here, so all of it is tested from strings."""
+
 from __future__ import annotations
 
 import hashlib
@@ -32,15 +33,19 @@ def interface_xml(nic: dict, mac: str) -> str:
     else:
         kind, source = "network", f"<source network={quoteattr(nic['network'])}/>"
     model = nic.get("model", "virtio")
-    return (f"<interface type='{kind}'><mac address={quoteattr(mac)}/>{source}"
-            f"<model type={quoteattr(model)}/></interface>")
+    return (
+        f"<interface type='{kind}'><mac address={quoteattr(mac)}/>{source}"
+        f"<model type={quoteattr(model)}/></interface>"
+    )
 
 
 def cdrom_xml(seed_path: str) -> str:
     # i440fx ('pc') machines have IDE, not SATA, without extra controllers.
-    return (f"<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>"
-            f"<source file={quoteattr(seed_path)}/><target dev='hdc' bus='ide'/>"
-            f"<readonly/></disk>")
+    return (
+        f"<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>"
+        f"<source file={quoteattr(seed_path)}/><target dev='hdc' bus='ide'/>"
+        f"<readonly/></disk>"
+    )
 
 
 def domain_xml(p: dict) -> str:
@@ -55,19 +60,19 @@ def domain_xml(p: dict) -> str:
     uuid = f"<uuid>{_text(p['uuid'])}</uuid>" if p.get("uuid") else ""
     log = f"<log file={quoteattr(p['serial_log'])} append='on'/>" if p.get("serial_log") else ""
     owner = f"<cephkvm:owner>{_text(p.get('owner') or '')}</cephkvm:owner>"
-    return f"""<domain type={quoteattr(p['virt_type'])}>
-  <name>{_text(p['name'])}</name>{uuid}
+    return f"""<domain type={quoteattr(p["virt_type"])}>
+  <name>{_text(p["name"])}</name>{uuid}
   <metadata><cephkvm:vm xmlns:cephkvm={quoteattr(OWNER_NS)}>{owner}</cephkvm:vm></metadata>
-  <memory unit='MiB'>{int(p['max_memory_mib'])}</memory>
-  <currentMemory unit='MiB'>{int(p['memory_mib'])}</currentMemory>
-  <vcpu placement='static' current='{int(p['vcpus'])}'>{int(p['max_vcpus'])}</vcpu>
+  <memory unit='MiB'>{int(p["max_memory_mib"])}</memory>
+  <currentMemory unit='MiB'>{int(p["memory_mib"])}</currentMemory>
+  <vcpu placement='static' current='{int(p["vcpus"])}'>{int(p["max_vcpus"])}</vcpu>
   <os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os>
   <features>{features}</features>{cpu}
   <on_poweroff>destroy</on_poweroff><on_reboot>restart</on_reboot><on_crash>destroy</on_crash>
   <devices>
     <disk type='file' device='disk'><driver name='qemu' type='qcow2' discard='unmap'/>
-      <source file={quoteattr(p['disk_path'])}/><target dev='vda' bus='virtio'/></disk>
-    {cdrom_xml(p['seed_path'])}
+      <source file={quoteattr(p["disk_path"])}/><target dev='vda' bus='virtio'/></disk>
+    {cdrom_xml(p["seed_path"])}
     {nics}
     <serial type='pty'>{log}<target port='0'/></serial>
     <console type='pty'><target type='serial' port='0'/></console>
@@ -81,9 +86,16 @@ def domain_xml(p: dict) -> str:
 def vm_xml(p: dict, paths: dict, uuid: str | None = None) -> str:
     """A CloudVM's domain from its inputs and its files (vm_storage.paths); uuid keeps a
     redefined domain the same one."""
-    return domain_xml({**p, "disk_path": paths["disk"], "seed_path": paths["seed"],
-                       "uuid": uuid, "macs": nic_macs(p["name"], p["nics"]),
-                       "serial_log": f"/var/log/libvirt/qemu/{p['name']}-serial.log"})
+    return domain_xml(
+        {
+            **p,
+            "disk_path": paths["disk"],
+            "seed_path": paths["seed"],
+            "uuid": uuid,
+            "macs": nic_macs(p["name"], p["nics"]),
+            "serial_log": f"/var/log/libvirt/qemu/{p['name']}-serial.log",
+        }
+    )
 
 
 def _text(value: str) -> str:
@@ -128,13 +140,29 @@ def owner(xml: str) -> str | None:
 
 
 def _mib(elem) -> int:
-    factor = {"KiB": 1 / 1024, "k": 1 / 1024, "MiB": 1, "M": 1, "GiB": 1024, "G": 1024,
-              "b": 1 / 1024 / 1024, "bytes": 1 / 1024 / 1024}[elem.get("unit", "KiB")]
+    factor = {
+        "KiB": 1 / 1024,
+        "k": 1 / 1024,
+        "MiB": 1,
+        "M": 1,
+        "GiB": 1024,
+        "G": 1024,
+        "b": 1 / 1024 / 1024,
+        "bytes": 1 / 1024 / 1024,
+    }[elem.get("unit", "KiB")]
     return int(int(elem.text) * factor)
 
 
-STATES = {0: "nostate", 1: "running", 2: "blocked", 3: "paused", 4: "shutdown",
-          5: "shutoff", 6: "crashed", 7: "pmsuspended"}
+STATES = {
+    0: "nostate",
+    1: "running",
+    2: "blocked",
+    3: "paused",
+    4: "shutdown",
+    5: "shutoff",
+    6: "crashed",
+    7: "pmsuspended",
+}
 
 
 def state_name(code: int) -> str:

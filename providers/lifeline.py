@@ -7,6 +7,7 @@ engine (the CLI's gRPC address, the process's first argument) still accepts conn
 when it has not for a while, the SSH connections are closed (which lets the nodes' run
 locks go, see transport.py) and the process exits.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,7 @@ import threading
 import time
 
 INTERVAL = 2.0  # seconds between checks
-MISSES = 3      # failed checks in a row that mean the engine is gone
+MISSES = 3  # failed checks in a row that mean the engine is gone
 
 _started = threading.Lock()
 _running = False
@@ -38,8 +39,7 @@ def start() -> None:
         if _running or address is None:
             return
         _running = True
-    threading.Thread(target=_watch, args=(address,), name="cephkvm-lifeline",
-                     daemon=True).start()
+    threading.Thread(target=_watch, args=(address,), name="cephkvm-lifeline", daemon=True).start()
 
 
 def _alive(address: tuple[str, int]) -> bool:
@@ -62,13 +62,15 @@ def _watch(address: tuple[str, int]) -> None:
 def _end() -> None:
     try:
         # stderr is a pipe to the dead CLI: writing may fail, which must not stop the exit.
-        sys.stderr.write("cephkvm: the Pulumi engine is gone; closing node connections and "
-                         "exiting\n")
+        sys.stderr.write(
+            "cephkvm: the Pulumi engine is gone; closing node connections and exiting\n"
+        )
         sys.stderr.flush()
     except Exception:
         pass
     try:
         from providers.transport import POOL
+
         POOL.close_all()
     finally:
         os._exit(3)

@@ -9,6 +9,7 @@ every node in maintenance together, a mgr and enough MDS daemons left elsewhere,
 memory on the nodes the VMs move to. A node leaving maintenance needs no check. It changes
 nothing on any host.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -52,9 +53,12 @@ def _refuse_unsafe(props: dict, entering: list) -> None:
     problems = _ceph_problems(props) if props["admin"] else []
     problems += _room_problems(props)
     if problems:
-        raise Failure(f"refusing maintenance of {', '.join(entering)}: "
-                      + "; ".join(problems) + ". Nothing was stopped or moved; take fewer "
-                      "nodes out at once, or free room, then run `pulumi up` again.")
+        raise Failure(
+            f"refusing maintenance of {', '.join(entering)}: "
+            + "; ".join(problems)
+            + ". Nothing was stopped or moved; take fewer "
+            "nodes out at once, or free room, then run `pulumi up` again."
+        )
 
 
 # --- what Ceph says -------------------------------------------------------------------------
@@ -73,15 +77,17 @@ def _ceph_problems(props: dict) -> list[str]:
     if osds:
         problems.append(ok_to_stop(node, c, "osd", osds))
     mgr = ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump"))
-    if any(n["mgr"] for n in down) and not [m for m in [mgr["active"], *mgr["standbys"]]
-                                            if m and m not in names]:
+    if any(n["mgr"] for n in down) and not [
+        m for m in [mgr["active"], *mgr["standbys"]] if m and m not in names
+    ]:
         problems.append("no mgr would be left running (start a standby mgr elsewhere)")
     dump = ceph_json(node, c, "fs", "dump")
     ranks = sum(fs["max_mds"] for fs in ceph_facts.filesystems(dump).values())
     left = [m for m in ceph_facts.mds_daemons(dump) if m not in names]
     if any(n["mds"] for n in down) and len(left) < ranks:
-        problems.append(f"{len(left)} MDS would be left for {ranks} active rank(s) (no "
-                        "standby to take over)")
+        problems.append(
+            f"{len(left)} MDS would be left for {ranks} active rank(s) (no standby to take over)"
+        )
     return [p for p in problems if p]
 
 
@@ -92,14 +98,15 @@ def _room_problems(props: dict) -> list[str]:
     problems = []
     for access in props["targets"]:
         target, name = base.session(access), access["connection"]["name"]
-        there = set(target.run(["virsh", "-c", "qemu:///system", "list", "--name"]).stdout
-                    .split())
+        there = set(target.run(["virsh", "-c", "qemu:///system", "list", "--name"]).stdout.split())
         incoming = [m for m in props["moves"] if m["to"] == name and m["vm"] not in there]
         need = sum(m["memory_mib"] for m in incoming)
         free = _available_mib(target.run(["cat", "/proc/meminfo"]).stdout)
         if need > free:
-            problems.append(f"{name} has {free} MiB available but "
-                            f"{', '.join(m['vm'] for m in incoming)} need {need} MiB")
+            problems.append(
+                f"{name} has {free} MiB available but "
+                f"{', '.join(m['vm'] for m in incoming)} need {need} MiB"
+            )
     return problems
 
 

@@ -6,6 +6,7 @@ Checks before acting: the authorized_keys line and the key file are rewritten on
 they differ from what is wanted. Delete removes exactly the lines marked with the key's
 comment and the key file.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,10 +39,14 @@ class MigrationAccessProvider(base.Provider):
         node = self.node
         # What is missing shows as drift, so `up` after a refresh puts it back.
         line_ok = _line(props) in _authorized(node, props)[1].splitlines()
-        return ReadResult(id_, {**props,
-                                "public_key": props["public_key"] if line_ok else "",
-                                "private_key": props["private_key"] if _key_ok(node, props)
-                                else ""})
+        return ReadResult(
+            id_,
+            {
+                **props,
+                "public_key": props["public_key"] if line_ok else "",
+                "private_key": props["private_key"] if _key_ok(node, props) else "",
+            },
+        )
 
     def update(self, _id, olds, news):
         if _comment(olds) != _comment(news):
@@ -71,8 +76,9 @@ def _revoke(node: Session, props: dict) -> None:
     path, text = _authorized(node, props)
     kept = _others(text, props)
     if len(kept) != len(text.splitlines()):
-        node.put(path, "\n".join(kept) + ("\n" if kept else ""), mode="0600",
-                 owner=f"{_user(props)}:")
+        node.put(
+            path, "\n".join(kept) + ("\n" if kept else ""), mode="0600", owner=f"{_user(props)}:"
+        )
     if node.ok(["test", "-e", KEY_PATH]):
         node.run(["rm", "-f", "--", KEY_PATH], change=True)
 
@@ -118,6 +124,8 @@ class MigrationAccess(pulumi.dynamic.Resource, module="cephkvm", name="Migration
     key_path: pulumi.Output[str]
 
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
-        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
-            additional_secret_outputs=["private_key", "ssh_private_key"]))
+        opts = pulumi.ResourceOptions.merge(
+            opts,
+            pulumi.ResourceOptions(additional_secret_outputs=["private_key", "ssh_private_key"]),
+        )
         super().__init__(MigrationAccessProvider(), name, {"key_path": None, **props}, opts)

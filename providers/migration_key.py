@@ -5,6 +5,7 @@ it needs a key of its own on the node. This one exists only for that: the contro
 never leaves the controller. It lives only in the (encrypted) state; MigrationAccess puts
 it on the nodes. Changing `comment` makes a new key: that is how to rotate it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,7 @@ class MigrationKeyProvider(base.Provider):
     def create(self, props):
         public, private = generate(props["comment"])
         fingerprint = hashlib.sha256(public.encode()).hexdigest()[:16]
-        return CreateResult(fingerprint, {**props, "public_key": public,
-                                          "private_key": private})
+        return CreateResult(fingerprint, {**props, "public_key": public, "private_key": private})
 
     def read(self, id_, props):
         return ReadResult(id_, props)  # it lives only in the state
@@ -42,10 +42,16 @@ class MigrationKeyProvider(base.Provider):
 
 def generate(comment: str) -> tuple[str, str]:
     key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH).decode()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
     return f"{public} {comment}", private
 
 
@@ -55,6 +61,8 @@ class MigrationKey(pulumi.dynamic.Resource, module="cephkvm", name="MigrationKey
 
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
         opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=["private_key"]))
-        super().__init__(MigrationKeyProvider(), name,
-                         {"public_key": None, "private_key": None, **props}, opts)
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["private_key"])
+        )
+        super().__init__(
+            MigrationKeyProvider(), name, {"public_key": None, "private_key": None, **props}, opts
+        )

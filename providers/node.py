@@ -6,6 +6,7 @@ Its `host_key` output is what other resources (pulumi_command) pin, and what eve
 resource trusts as `state_host_key` when the config pins no key (trust on first use happens
 once per stack, not once per controller).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -57,8 +58,19 @@ class Node(pulumi.dynamic.Resource, module="cephkvm", name="Node"):
     host_key: pulumi.Output[str]
 
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
-        outputs = {k: None for k in ("hostname", "arch", "os", "init", "kvm_available",
-                                     "virt_type_effective", "host_key")}
+        outputs = {
+            k: None
+            for k in (
+                "hostname",
+                "arch",
+                "os",
+                "init",
+                "kvm_available",
+                "virt_type_effective",
+                "host_key",
+            )
+        }
         opts = pulumi.ResourceOptions.merge(
-            opts, pulumi.ResourceOptions(additional_secret_outputs=["ssh_private_key"]))
+            opts, pulumi.ResourceOptions(additional_secret_outputs=["ssh_private_key"])
+        )
         super().__init__(NodeProvider(), name, {**outputs, **props}, opts)

@@ -5,6 +5,7 @@ systemd where the node runs it and directly otherwise. Delete stops only the dae
 resource started; packages stay, because removing them could take away what the operator
 relies on.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -35,22 +36,39 @@ class NodePrepProvider(base.Provider):
         started = _ensure(node, props["daemons"])
         adopted = [d for d in props["daemons"] if d not in started]
         joined = _join(node, props)
-        return CreateResult(props["node"], {**props, "installed": installed, "started": started,
-                                            "adopted": adopted, "joined": joined,
-                                            "running": props["daemons"]})
+        return CreateResult(
+            props["node"],
+            {
+                **props,
+                "installed": installed,
+                "started": started,
+                "adopted": adopted,
+                "joined": joined,
+                "running": props["daemons"],
+            },
+        )
 
     def read(self, id_, props):
         node = self.node
         systemd = services.has_systemd(node)
-        running = [d for d in props.get("daemons", [])
-                   if services.is_running(node, KNOWN[d], systemd)]
+        running = [
+            d for d in props.get("daemons", []) if services.is_running(node, KNOWN[d], systemd)
+        ]
         missing = set(_missing(node, props.get("packages", [])))
         present = [p for p in props.get("packages", []) if p not in missing]
         absent = set(_missing_groups(node, props))
         groups = [g for g in props.get("groups", []) if g not in absent]
         # Report what is really there, so refresh shows drift and the next up repairs it.
-        return ReadResult(id_, {**props, "packages": present, "daemons": running,
-                                "groups": groups, "running": running})
+        return ReadResult(
+            id_,
+            {
+                **props,
+                "packages": present,
+                "daemons": running,
+                "groups": groups,
+                "running": running,
+            },
+        )
 
     def update(self, _id, olds, news):
         node = self.node
@@ -58,14 +76,23 @@ class NodePrepProvider(base.Provider):
         adopted = olds.get("adopted", [])
         started = [d for d in olds.get("started", []) if d in news["daemons"]]
         # A daemon restarted after drift keeps its origin: adopted ones are never stopped.
-        started += [d for d in _ensure(node, news["daemons"])
-                    if d not in started and d not in adopted]
+        started += [
+            d for d in _ensure(node, news["daemons"]) if d not in started and d not in adopted
+        ]
         dropped = [d for d in olds.get("started", []) if d not in news["daemons"]]
         _stop(node, dropped)
         joined = olds.get("joined", [])
         joined += [g for g in _join(node, news) if g not in joined]
-        return UpdateResult({**news, "installed": installed, "started": started,
-                             "adopted": adopted, "joined": joined, "running": news["daemons"]})
+        return UpdateResult(
+            {
+                **news,
+                "installed": installed,
+                "started": started,
+                "adopted": adopted,
+                "joined": joined,
+                "running": news["daemons"],
+            }
+        )
 
     def delete(self, _id, props):
         _stop(self.node, props.get("started", []))
@@ -82,8 +109,19 @@ def _install(node, props: dict) -> list[str]:
     """apt-get install the missing packages; return them."""
     missing = _missing(node, props.get("packages", []))
     if missing:
-        node.run(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y",
-                  "--no-install-recommends", *missing], change=True, timeout=1800)
+        node.run(
+            [
+                "env",
+                "DEBIAN_FRONTEND=noninteractive",
+                "apt-get",
+                "install",
+                "-y",
+                "--no-install-recommends",
+                *missing,
+            ],
+            change=True,
+            timeout=1800,
+        )
     return missing
 
 
@@ -138,7 +176,16 @@ class NodePrep(pulumi.dynamic.Resource, module="cephkvm", name="NodePrep"):
     running: pulumi.Output[list]
 
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(NodePrepProvider(), name,
-                         {"installed": None, "started": None, "adopted": None, "joined": None,
-                          "running": None,
-                          **props}, opts)
+        super().__init__(
+            NodePrepProvider(),
+            name,
+            {
+                "installed": None,
+                "started": None,
+                "adopted": None,
+                "joined": None,
+                "running": None,
+                **props,
+            },
+            opts,
+        )

@@ -1,6 +1,7 @@
 """SHA-512 crypt ($6$), the hash cloud-init hands to `chpasswd -e`, so a VM's password never
 sits in its seed in plain text. Written here because Python's `crypt` module is gone in 3.13;
 the unit tier checks it against the system's crypt where there is one."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,10 +11,29 @@ import secrets
 ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 HASHED = re.compile(r"\$(1|2a|2y|5|6)(\$.+){2}")  # what cloud-init takes as already hashed
 # The digest's bytes in the order the encoding takes them, three at a time.
-ORDER = [(0, 21, 42), (22, 43, 1), (44, 2, 23), (3, 24, 45), (25, 46, 4), (47, 5, 26),
-         (6, 27, 48), (28, 49, 7), (50, 8, 29), (9, 30, 51), (31, 52, 10), (53, 11, 32),
-         (12, 33, 54), (34, 55, 13), (56, 14, 35), (15, 36, 57), (37, 58, 16), (59, 17, 38),
-         (18, 39, 60), (40, 61, 19), (62, 20, 41)]
+ORDER = [
+    (0, 21, 42),
+    (22, 43, 1),
+    (44, 2, 23),
+    (3, 24, 45),
+    (25, 46, 4),
+    (47, 5, 26),
+    (6, 27, 48),
+    (28, 49, 7),
+    (50, 8, 29),
+    (9, 30, 51),
+    (31, 52, 10),
+    (53, 11, 32),
+    (12, 33, 54),
+    (34, 55, 13),
+    (56, 14, 35),
+    (15, 36, 57),
+    (37, 58, 16),
+    (59, 17, 38),
+    (18, 39, 60),
+    (40, 61, 19),
+    (62, 20, 41),
+]
 
 
 def hashed(password: str, salt: str | None = None) -> str:
@@ -28,18 +48,22 @@ def _digest(pw: bytes, salt: bytes, rounds: int = 5000) -> bytes:
     h = hashlib.sha512
     b = h(pw + salt + pw).digest()
     a = h(pw + salt)
-    a.update((b * (len(pw) // 64 + 1))[:len(pw)])
+    a.update((b * (len(pw) // 64 + 1))[: len(pw)])
     n = len(pw)
     while n:
         a.update(b if n & 1 else pw)
         n >>= 1
     a = a.digest()
-    p = (h(pw * len(pw)).digest() * (len(pw) // 64 + 1))[:len(pw)]
-    s = (h(salt * (16 + a[0])).digest() * (len(salt) // 64 + 1))[:len(salt)]
+    p = (h(pw * len(pw)).digest() * (len(pw) // 64 + 1))[: len(pw)]
+    s = (h(salt * (16 + a[0])).digest() * (len(salt) // 64 + 1))[: len(salt)]
     c = a
     for r in range(rounds):
-        step = (p if r & 1 else c) + (s if r % 3 else b"") + (p if r % 7 else b"") + \
-            (c if r & 1 else p)
+        step = (
+            (p if r & 1 else c)
+            + (s if r % 3 else b"")
+            + (p if r % 7 else b"")
+            + (c if r & 1 else p)
+        )
         c = h(step).digest()
     return c
 

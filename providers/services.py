@@ -3,6 +3,7 @@
 Nodes without systemd (the lab, containers) share one PID namespace with other nodes, so a
 direct daemon is tracked by its pid file and never found or stopped by name.
 """
+
 from __future__ import annotations
 
 import shlex
@@ -40,8 +41,8 @@ def is_running(node: Session, daemon: Daemon, systemd: bool) -> bool:
     # node's mount namespace: PIDs are shared between lab nodes, so a stale pid file may name
     # another node's copy of the same daemon.
     script = (
-        f"pid=$(cat {shlex.quote(daemon.pid_file)} 2>/dev/null) && [ -n \"$pid\" ] && "
-        f"[ \"$(readlink /proc/$pid/exe)\" = {shlex.quote(daemon.argv[0])} ] && {SAME_NODE}"
+        f'pid=$(cat {shlex.quote(daemon.pid_file)} 2>/dev/null) && [ -n "$pid" ] && '
+        f'[ "$(readlink /proc/$pid/exe)" = {shlex.quote(daemon.argv[0])} ] && {SAME_NODE}'
     )
     return node.ok(["sh", "-c", script])
 
@@ -59,10 +60,10 @@ def stop(node: Session, daemon: Daemon, systemd: bool) -> None:
         return
     script = (
         f"pid=$(cat {shlex.quote(daemon.pid_file)} 2>/dev/null) || exit 0; "
-        f"[ \"$(readlink /proc/$pid/exe)\" = {shlex.quote(daemon.argv[0])} ] && {SAME_NODE} "
+        f'[ "$(readlink /proc/$pid/exe)" = {shlex.quote(daemon.argv[0])} ] && {SAME_NODE} '
         f"|| {{ rm -f {shlex.quote(daemon.pid_file)}; exit 0; }}; "
-        "kill \"$pid\"; for i in $(seq 50); do kill -0 \"$pid\" 2>/dev/null || break; "
-        "sleep 0.1; done; kill -0 \"$pid\" 2>/dev/null && kill -9 \"$pid\"; "
+        'kill "$pid"; for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; '
+        'sleep 0.1; done; kill -0 "$pid" 2>/dev/null && kill -9 "$pid"; '
         f"rm -f {shlex.quote(daemon.pid_file)}"
     )
     node.run(["sh", "-c", script], change=True)
@@ -80,8 +81,17 @@ def ceph_daemon(kind: str, ident: str, cluster: str = "ceph") -> Daemon:
         raise ValueError(f"unknown ceph daemon kind {kind!r}")
     return Daemon(
         unit=f"ceph-{kind}@{ident}",
-        argv=(f"/usr/bin/ceph-{kind}", "--cluster", cluster, "-i", str(ident),
-              "--setuser", "ceph", "--setgroup", "ceph"),
+        argv=(
+            f"/usr/bin/ceph-{kind}",
+            "--cluster",
+            cluster,
+            "-i",
+            str(ident),
+            "--setuser",
+            "ceph",
+            "--setgroup",
+            "ceph",
+        ),
         pid_file=f"/run/ceph/{cluster}-{kind}.{ident}.pid",
     )
 
@@ -91,7 +101,11 @@ def ensure_running(node: Session, daemon: Daemon, systemd: bool, timeout: float 
     if is_running(node, daemon, systemd):
         return False
     start(node, daemon, systemd)
-    wait_until(lambda: is_running(node, daemon, systemd), timeout=timeout, interval=0.5,
-               what=f"{daemon.unit} to start on {node.name}",
-               report=lambda: f"See the daemon's log on {node.name}.")
+    wait_until(
+        lambda: is_running(node, daemon, systemd),
+        timeout=timeout,
+        interval=0.5,
+        what=f"{daemon.unit} to start on {node.name}",
+        report=lambda: f"See the daemon's log on {node.name}.",
+    )
     return True

@@ -5,6 +5,7 @@ verified against a pinned key or a known_hosts file (recorded on first contact w
 stack allows it). Commands are argument lists, joined with shlex; secrets are masked in
 every error text.
 """
+
 from __future__ import annotations
 
 import base64
@@ -127,8 +128,12 @@ class _VerifyPolicy(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client, hostname, key):
         host = self.host
-        if host.host_key or host.state_host_key or not host.trust_on_first_use \
-                or not host.known_hosts:
+        if (
+            host.host_key
+            or host.state_host_key
+            or not host.trust_on_first_use
+            or not host.known_hosts
+        ):
             raise HostKeyError(
                 f"{host.name} ({host.key_name}) offered an unknown {key.get_name()} host key "
                 f"{fingerprint(key)}. Verify it out of band, then pin it as the node's host_key "
@@ -162,8 +167,10 @@ def _trusted_keys(client: paramiko.SSHClient, host: Host) -> None:
         try:
             key = parse_host_key(pin)
         except (ValueError, paramiko.SSHException) as err:
-            raise HostKeyError(f"{host.name}: the {_key_source(host)} cannot be parsed ({err}); "
-                               "copy it from `ssh-keyscan` without the host name") from None
+            raise HostKeyError(
+                f"{host.name}: the {_key_source(host)} cannot be parsed ({err}); "
+                "copy it from `ssh-keyscan` without the host name"
+            ) from None
         keys.add(host.key_name, key.get_name(), key)
     elif host.known_hosts and os.path.exists(host.known_hosts):
         keys.load(host.known_hosts)
@@ -179,8 +186,11 @@ def _key_source(host: Host) -> str:
 
 def _bad_key_message(host: Host, err: paramiko.BadHostKeyException) -> str:
     where = _key_source(host)
-    fix = (f"update {where}" if host.host_key or not host.state_host_key else
-           "pin the new key as the node's host_key in the stack config")
+    fix = (
+        f"update {where}"
+        if host.host_key or not host.state_host_key
+        else "pin the new key as the node's host_key in the stack config"
+    )
     return (
         f"{host.name} ({host.key_name}) presented host key {fingerprint(err.key)} but "
         f"{fingerprint(err.expected_key)} is trusted ({where}). Refusing to connect. If the "
@@ -228,20 +238,23 @@ class Pool:
         if err is None:
             return
         if isinstance(err, HostKeyError):
-            raise HostKeyError(f"{host.name}: not contacted: its host key was refused (see the "
-                               f"first error about {host.name})")
+            raise HostKeyError(
+                f"{host.name}: not contacted: its host key was refused (see the "
+                f"first error about {host.name})"
+            )
         if time.monotonic() - when < REFUSED_MEMORY:
-            raise TransportError(f"{host.name}: not contacted: it could not be reached "
-                                 f"{time.monotonic() - when:.0f}s ago (see the first error "
-                                 f"about {host.name})")
+            raise TransportError(
+                f"{host.name}: not contacted: it could not be reached "
+                f"{time.monotonic() - when:.0f}s ago (see the first error "
+                f"about {host.name})"
+            )
         del self._refused[_ident(host)]
 
     @contextlib.contextmanager
     def slot(self, host: Host):
         """Held while a session channel is open, so no node sees more than MAX_CHANNELS."""
         with self._lock:
-            slots = self._slots.setdefault(_ident(host),
-                                           threading.BoundedSemaphore(MAX_CHANNELS))
+            slots = self._slots.setdefault(_ident(host), threading.BoundedSemaphore(MAX_CHANNELS))
         with slots:
             self._count(host, 1)
             try:
@@ -317,9 +330,15 @@ def _connect(host: Host, private_key: str | None) -> paramiko.SSHClient:
         client.set_missing_host_key_policy(_VerifyPolicy(host))
         try:
             client.connect(
-                host.address, port=host.port, username=host.user, timeout=CONNECT_TIMEOUT,
-                banner_timeout=HANDSHAKE_TIMEOUT, auth_timeout=HANDSHAKE_TIMEOUT,
-                allow_agent=False, look_for_keys=False, **_load_private_key(host, private_key),
+                host.address,
+                port=host.port,
+                username=host.user,
+                timeout=CONNECT_TIMEOUT,
+                banner_timeout=HANDSHAKE_TIMEOUT,
+                auth_timeout=HANDSHAKE_TIMEOUT,
+                allow_agent=False,
+                look_for_keys=False,
+                **_load_private_key(host, private_key),
             )
             _log(f"connect {host.name}")
             return client
@@ -354,11 +373,14 @@ def _wait_for_other_runs(client: paramiko.SSHClient, host: Host) -> None:
         raise TransportError(
             f"{host.name}: a step of another cephkvm run is still running there after "
             f"{STEPS_WAIT}s (it holds {STEPS_LOCK}; see `fuser -v {STEPS_LOCK}` on the node). "
-            "Wait for it to end, or stop it, then run `pulumi up` again.")
+            "Wait for it to end, or stop it, then run `pulumi up` again."
+        )
     if rc != 0:
-        raise TransportError(f"{host.name}: cannot take the node's run lock with flock "
-                             f"(exit {rc}: {err.strip()}); install "
-                             "util-linux on the node")
+        raise TransportError(
+            f"{host.name}: cannot take the node's run lock with flock "
+            f"(exit {rc}: {err.strip()}); install "
+            "util-linux on the node"
+        )
 
 
 POOL = Pool()
@@ -388,13 +410,20 @@ class Session:
     def name(self) -> str:
         return self.host.name
 
-    def run(self, argv: list, *, stdin: bytes | str | None = None, check: bool = True,
-            change: bool = False, secrets: tuple = (), timeout: float = COMMAND_TIMEOUT) -> Result:
+    def run(
+        self,
+        argv: list,
+        *,
+        stdin: bytes | str | None = None,
+        check: bool = True,
+        change: bool = False,
+        secrets: tuple = (),
+        timeout: float = COMMAND_TIMEOUT,
+    ) -> Result:
         """Run argv on the node. `change` marks commands that modify the node (counted by
         bench/ to prove a no-op `up` changes nothing)."""
         # -o: the command's children (a daemon it starts) must not inherit the lock.
-        line = command_line(self.host, ["flock", "-s", "-o", STEPS_LOCK, *argv] if change
-                            else argv)
+        line = command_line(self.host, ["flock", "-s", "-o", STEPS_LOCK, *argv] if change else argv)
         all_secrets = tuple(self.secrets) + tuple(secrets)
         shown = mask(command_line(self.host, argv), all_secrets)
         _log(f"{'change' if change else 'read'} {self.host.name} {shown}")
@@ -404,17 +433,25 @@ class Session:
                 try:
                     out, err, rc = _exec(chan, line, stdin, timeout)
                 except (OSError, EOFError, paramiko.SSHException, socket.timeout) as exc:
-                    hint = (" It may have run before the connection broke; run `pulumi up` "
-                            "again (every step checks the node first)." if change else "")
-                    raise TransportError(f"{self.host.name}: `{shown}` failed: {exc}.{hint}") \
-                        from None
+                    hint = (
+                        " It may have run before the connection broke; run `pulumi up` "
+                        "again (every step checks the node first)."
+                        if change
+                        else ""
+                    )
+                    raise TransportError(
+                        f"{self.host.name}: `{shown}` failed: {exc}.{hint}"
+                    ) from None
             # No exit status: the channel closed under the command (its connection dropped,
             # or a signal ended it). A read is asked again; a change may have run.
             if rc != NO_EXIT_STATUS or change or attempt == 2:
                 break
         if rc == NO_EXIT_STATUS:
-            err = err or "the command ended without an exit status (killed by a signal, or " \
-                         "its SSH channel closed)"
+            err = (
+                err
+                or "the command ended without an exit status (killed by a signal, or "
+                "its SSH channel closed)"
+            )
         result = Result(out, mask(err, all_secrets), rc)
         if check and rc != 0:
             raise CommandError(self.host.name, shown, rc, result.stderr)
@@ -439,7 +476,8 @@ class Session:
                 time.sleep(0.5 * 2**attempt)
         raise TransportError(
             f"{self.host.name}: the node refused or dropped {CONNECT_ATTEMPTS} SSH sessions in "
-            f"a row ({last or 'closed'}). Check its sshd (MaxSessions, MaxStartups) and load.")
+            f"a row ({last or 'closed'}). Check its sshd (MaxSessions, MaxStartups) and load."
+        )
 
     def host_key(self) -> str:
         """The key the node presented (already verified when the connection opened)."""
@@ -454,8 +492,15 @@ class Session:
         """True when argv exits 0: how facts ask yes/no questions."""
         return self.run(argv, check=False, **kw).exit_code == 0
 
-    def put(self, path: str, data: bytes | str, *, mode: str = "0644",
-            owner: str = "root:root", secret: bool = False) -> None:
+    def put(
+        self,
+        path: str,
+        data: bytes | str,
+        *,
+        mode: str = "0644",
+        owner: str = "root:root",
+        secret: bool = False,
+    ) -> None:
         """Write a file atomically with mode and owner (through sudo when needed)."""
         tmp = f"{path}.cephkvm-tmp"
         script = (
@@ -463,9 +508,14 @@ class Session:
             f" && chown {shlex.quote(owner)} {shlex.quote(tmp)} && mv -f {shlex.quote(tmp)} "
             f"{shlex.quote(path)}"
         )
-        self.run(["sh", "-c", script], stdin=data, change=True,
-                 secrets=(data if isinstance(data, str) else data.decode(errors="ignore"),)
-                 if secret else ())
+        self.run(
+            ["sh", "-c", script],
+            stdin=data,
+            change=True,
+            secrets=(data if isinstance(data, str) else data.decode(errors="ignore"),)
+            if secret
+            else (),
+        )
 
     def get(self, path: str) -> str | None:
         """A file's text, or None when there is no such file. A file that exists but cannot
@@ -477,8 +527,9 @@ class Session:
             return result.stdout
         if not self.ok(["test", "-e", path]) and not self.ok(["test", "-L", path]):
             return None
-        raise CommandError(self.name, command_line(self.host, argv), result.exit_code,
-                           result.stderr)
+        raise CommandError(
+            self.name, command_line(self.host, argv), result.exit_code, result.stderr
+        )
 
 
 def _exec(chan: paramiko.Channel, line: str, stdin, timeout: float):
@@ -517,9 +568,12 @@ def _drain(chan, deadline: float) -> tuple[bytes, bytes]:
 def libvirt_uri(host: Host, key_file: str, known_hosts: str) -> str:
     """qemu+libssh URI that authenticates with key_file and checks known_hosts strictly."""
     from urllib.parse import quote
+
     port = "" if host.port == 22 else f":{host.port}"
-    query = (f"keyfile={quote(key_file, safe='/')}&known_hosts={quote(known_hosts, safe='/')}"
-             "&known_hosts_verify=normal&sshauth=privkey")
+    query = (
+        f"keyfile={quote(key_file, safe='/')}&known_hosts={quote(known_hosts, safe='/')}"
+        "&known_hosts_verify=normal&sshauth=privkey"
+    )
     return f"qemu+libssh://{quote(host.user)}@{host.address}{port}/system?{query}"
 
 
@@ -552,6 +606,7 @@ class open_libvirt:
         import tempfile
 
         import libvirt
+
         # Errors reach the caller as exceptions; libvirt's default handler would also print
         # each one (even an expected "domain not found") to stderr.
         libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -564,15 +619,18 @@ class open_libvirt:
         self._chan = node._channel(own=0)
         node.pool._count(node.host, 1)  # open for the whole block: a drop would cut it
         self._chan.exec_command(command_line(node.host, ["virt-ssh-helper", "qemu:///system"]))
-        threading.Thread(target=_join, args=(listener, self._chan), daemon=True,
-                         name=f"libvirt-{node.name}").start()
+        threading.Thread(
+            target=_join, args=(listener, self._chan), daemon=True, name=f"libvirt-{node.name}"
+        ).start()
         try:
             self.conn = libvirt.open(f"qemu+unix:///system?socket={path}")
         except libvirt.libvirtError as err:
             self._close()
-            raise TransportError(f"{node.name}: libvirt over SSH failed: "
-                                 f"{' '.join(str(err).split())[-500:]}. Check that libvirtd "
-                                 "runs there (NodePrep starts it).") from None
+            raise TransportError(
+                f"{node.name}: libvirt over SSH failed: "
+                f"{' '.join(str(err).split())[-500:]}. Check that libvirtd "
+                "runs there (NodePrep starts it)."
+            ) from None
         _log(f"libvirt {node.name}")
         return self.conn
 
@@ -591,6 +649,7 @@ class open_libvirt:
             self._chan = None
         if self._tmp:
             import shutil
+
             shutil.rmtree(self._tmp, ignore_errors=True)
 
 

@@ -1,6 +1,7 @@
 """A CloudVM changed in place on its node: the disk grown, memory and vCPUs set live up to
 the domain's maximum, a redefine with restart for what only that can change, NICs attached
 and detached by MAC, the CD-ROM pointed at a new seed. A live migration is vm_migrate's."""
+
 from __future__ import annotations
 
 from providers import libvirt_conn
@@ -10,7 +11,8 @@ from providers import libvirt_domain as dx
 def grow_disk(node, dom, disk: str, gib: int) -> None:
     """Live through the guest's block device, else on the overlay itself."""
     import libvirt
-    size = gib * 1024 ** 3
+
+    size = gib * 1024**3
     if dom.isActive():
         dom.blockResize("vda", size, libvirt.VIR_DOMAIN_BLOCK_RESIZE_BYTES)
     else:

@@ -1,6 +1,7 @@
 """A CloudVM's live migration to another node: peer to peer, on shared storage only, with
 the stack's migration key (MigrationKey / MigrationAccess) and the destination's pinned host
 key. A domain that does not run is moved by its definition."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,8 +11,17 @@ from providers import base, libvirt_conn
 from providers.errors import Failure
 from providers.transport import Session, known_hosts_line, libvirt_uri
 
-SHARED_FS = ("ceph", "fuse.ceph", "fuse.ceph-fuse", "nfs", "nfs4", "glusterfs",
-             "fuse.glusterfs", "gfs2", "ocfs2")
+SHARED_FS = (
+    "ceph",
+    "fuse.ceph",
+    "fuse.ceph-fuse",
+    "nfs",
+    "nfs4",
+    "glusterfs",
+    "fuse.glusterfs",
+    "gfs2",
+    "ocfs2",
+)
 
 
 def migrate(olds: dict, news: dict, dest: Session) -> None:
@@ -20,6 +30,7 @@ def migrate(olds: dict, news: dict, dest: Session) -> None:
     with two client connections) hung here after QEMU had finished: the destination's
     Prepare never returned over libssh."""
     import libvirt
+
     name = news["name"]
     source = base.session({**news, "connection": olds["connection"]})
     with libvirt_conn.connect(dest) as dconn, libvirt_conn.connect(source) as sconn:
@@ -27,27 +38,39 @@ def migrate(olds: dict, news: dict, dest: Session) -> None:
         if dom is None:
             if libvirt_conn.domain(dconn, name) is not None:
                 return  # already there (an earlier run was killed after migrating)
-            raise Failure(f"{name}: on neither {olds['node']} nor {news['node']}; run "
-                          "`pulumi refresh`")
+            raise Failure(
+                f"{name}: on neither {olds['node']} nor {news['node']}; run `pulumi refresh`"
+            )
         if libvirt_conn.domain(dconn, name) is not None:
-            raise Failure(f"{name}: defined on both {olds['node']} and {news['node']}; "
-                          "undefine the stale copy by hand")
+            raise Failure(
+                f"{name}: defined on both {olds['node']} and {news['node']}; "
+                "undefine the stale copy by hand"
+            )
         if not dom.isActive():
-            dconn.defineXML(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE |
-                                        libvirt.VIR_DOMAIN_XML_SECURE))
+            dconn.defineXML(
+                dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
+            )
             dom.undefine()
             return
         if not storage_is_shared(source, news):
             raise Failure(
                 f"{name}: {news['storage']} on {olds['node']} is not CephFS or other "
                 "shared storage, so a live migration would lose the disk. Mount CephFS there, "
-                "or set shared_storage if every node sees the same directory.")
+                "or set shared_storage if every node sees the same directory."
+            )
         # libvirt cannot tell that CephFS is shared and refuses without UNSAFE (DESIGN.md 5).
-        flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER |
-                 libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE |
-                 libvirt.VIR_MIGRATE_UNSAFE)
-        params = ({libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: news["migration_bandwidth_mib"]}
-                  if news.get("migration_bandwidth_mib") else {})
+        flags = (
+            libvirt.VIR_MIGRATE_LIVE
+            | libvirt.VIR_MIGRATE_PEER2PEER
+            | libvirt.VIR_MIGRATE_PERSIST_DEST
+            | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+            | libvirt.VIR_MIGRATE_UNSAFE
+        )
+        params = (
+            {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: news["migration_bandwidth_mib"]}
+            if news.get("migration_bandwidth_mib")
+            else {}
+        )
         with _peer_uri(source, dest, news) as uri:
             dom.migrateToURI3(uri, params, flags)
 
@@ -63,7 +86,8 @@ def _peer_uri(source: Session, dest: Session, news: dict):
         raise Failure(
             f"{news['name']}: moving it to {dest.name} needs the stack's migration key on "
             f"the KVM nodes and {dest.name}'s host key (pinned or recorded); run `pulumi up` "
-            "with both nodes listed with the kvm role")
+            "with both nodes listed with the kvm role"
+        )
     tmp = f"/run/cephkvm/migrate-{secrets.token_hex(6)}"
     source.run(["mkdir", "-p", "-m", "0700", tmp], change=True)
     try:
@@ -77,6 +101,7 @@ def storage_is_shared(node: Session, p: dict) -> bool:
     """The operator says so (shared_storage), or p's storage is on a shared filesystem."""
     if p.get("shared_storage"):
         return True
-    out = node.run(["findmnt", "-n", "-o", "FSTYPE", "--target", p["storage"]],
-                   check=False).stdout.strip()
+    out = node.run(
+        ["findmnt", "-n", "-o", "FSTYPE", "--target", p["storage"]], check=False
+    ).stdout.strip()
     return out in SHARED_FS

@@ -2,6 +2,7 @@
 (the guest agent or a DHCP lease knows an address), `cloud-init` (the guest agent shows
 this seed's cloud-init finished and systemd booted: guest_agent.readiness). `up` ends when
 an operator (or the next stack) can use the VM, not when QEMU has started."""
+
 from __future__ import annotations
 
 import pulumi
@@ -18,10 +19,16 @@ def wait(dom, p: dict, iid: str) -> dict:
     if p["wait_for"] == "none":
         return {"ready": bool(dom.isActive()), "cloud_init_errors": []}
     if p["wait_for"] == "address":
-        base.wait_until(lambda: not macs or addresses(dom, macs), timeout=p["ready_timeout"],
-                        interval=POLL, what=f"{name} to report an address",
-                        report=lambda: "Neither the guest agent nor a DHCP lease knows one; "
-                        "set wait_for: none for a guest that reports none.")
+        base.wait_until(
+            lambda: not macs or addresses(dom, macs),
+            timeout=p["ready_timeout"],
+            interval=POLL,
+            what=f"{name} to report an address",
+            report=lambda: (
+                "Neither the guest agent nor a DHCP lease knows one; "
+                "set wait_for: none for a guest that reports none."
+            ),
+        )
         return {"ready": True, "cloud_init_errors": []}
 
     def probe():
@@ -34,14 +41,21 @@ def wait(dom, p: dict, iid: str) -> dict:
         return found if found.ready else None
 
     found = base.wait_until(
-        probe, timeout=p["ready_timeout"], interval=POLL,
+        probe,
+        timeout=p["ready_timeout"],
+        interval=POLL,
         what=f"{name} to finish booting (cloud-init, through the guest agent)",
-        report=lambda: f"Last seen: {last.get('why')}. The domain is running; `pulumi up` "
-        "waits again. For an image without qemu-guest-agent set wait_for: address or none; "
-        "for a slow guest raise ready_timeout.")
+        report=lambda: (
+            f"Last seen: {last.get('why')}. The domain is running; `pulumi up` "
+            "waits again. For an image without qemu-guest-agent set wait_for: address or none; "
+            "for a slow guest raise ready_timeout."
+        ),
+    )
     if found.cloud_init_errors:
-        pulumi.log.warn(f"{name}: cloud-init finished with errors: "
-                        f"{'; '.join(map(str, found.cloud_init_errors))}")
+        pulumi.log.warn(
+            f"{name}: cloud-init finished with errors: "
+            f"{'; '.join(map(str, found.cloud_init_errors))}"
+        )
     return {"ready": True, "cloud_init_errors": found.cloud_init_errors}
 
 
@@ -59,10 +73,13 @@ def now(dom, p: dict) -> dict:
 def addresses(dom, macs: list[str]) -> list[str]:
     """From the guest agent, else DHCP leases of a libvirt network; [] when neither knows."""
     import libvirt
+
     if not dom.isActive():
         return []
-    for source in (libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
-                   libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE):
+    for source in (
+        libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT,
+        libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+    ):
         try:
             found = dx.addresses(dom.interfaceAddresses(source), macs)
         except libvirt.libvirtError:

@@ -1,6 +1,7 @@
 """A VM's files on shared storage (CephFS in production), for CloudVM: the template
 imported once into templates/ under its content hash, the qcow2 overlay in virtualmachines/,
 and the NoCloud seed in config/ made from the cloud-init inputs."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,9 +19,11 @@ from providers.errors import Failure
 def paths(p: dict) -> dict:
     """The VM's files; the template's is the one create imported (kept in state)."""
     root, name = p["storage"], p["name"]
-    return {"template": p.get("template_path") or "",
-            "disk": posixpath.join(root, "virtualmachines", name + ".qcow2"),
-            "seed": posixpath.join(root, "config", name + "-seed.iso")}
+    return {
+        "template": p.get("template_path") or "",
+        "disk": posixpath.join(root, "virtualmachines", name + ".qcow2"),
+        "seed": posixpath.join(root, "config", name + "-seed.iso"),
+    }
 
 
 def template_path(p: dict, digest: str) -> str:
@@ -33,8 +36,11 @@ def template_path(p: dict, digest: str) -> str:
 
 
 def paths_out(paths: dict) -> dict:
-    return {"template_path": paths["template"], "disk_path": paths["disk"],
-            "seed_path": paths["seed"]}
+    return {
+        "template_path": paths["template"],
+        "disk_path": paths["disk"],
+        "seed_path": paths["seed"],
+    }
 
 
 def make_dirs(node, storage: str) -> None:
@@ -52,8 +58,11 @@ def import_template(node, p: dict) -> str:
     src, fetched = template["source"], None
     if src.startswith(("http://", "https://")):
         fetched = _temp(node, posixpath.join(storage, "templates", ".download"))
-        node.run(["curl", "-fsSL", "--proto", "=https,http", "-o", fetched, src], change=True,
-                 timeout=3600)
+        node.run(
+            ["curl", "-fsSL", "--proto", "=https,http", "-o", fetched, src],
+            change=True,
+            timeout=3600,
+        )
         src = fetched
     try:
         digest = _digest(node, src, template)
@@ -61,8 +70,11 @@ def import_template(node, p: dict) -> str:
         if not node.ok(["test", "-s", dest]):
             fmt = _image_format(node, src, template["source"])
             tmp = _temp(node, dest)
-            node.run(["qemu-img", "convert", "-f", fmt, "-O", "qcow2", src, tmp], change=True,
-                     timeout=3600)
+            node.run(
+                ["qemu-img", "convert", "-f", fmt, "-O", "qcow2", src, tmp],
+                change=True,
+                timeout=3600,
+            )
             node.run(["mv", "-f", tmp, dest], change=True)
         return dest
     finally:
@@ -82,8 +94,10 @@ def _digest(node, src: str, template: dict) -> str:
     out = node.run(["sha256sum", "--", src], timeout=3600).stdout.split()
     digest = out[0] if out else ""
     if template.get("sha256") and digest != template["sha256"].lower():
-        raise Failure(f"template {template['source']}: its SHA-256 is {digest or '?'}, "
-                           f"the stack expects {template['sha256']}; not importing it")
+        raise Failure(
+            f"template {template['source']}: its SHA-256 is {digest or '?'}, "
+            f"the stack expects {template['sha256']}; not importing it"
+        )
     return digest
 
 
@@ -91,9 +105,11 @@ def _image_format(node, src: str, source: str) -> str:
     info = json.loads(node.run(["qemu-img", "info", "-U", "--output=json", "--", src]).stdout)
     data_file = (info.get("format-specific") or {}).get("data", {}).get("data-file")
     if info.get("backing-filename") or data_file:
-        raise Failure(f"template {source}: the image refers to another file "
-                           f"({info.get('backing-filename') or data_file}); a cloud image "
-                           "must stand alone. Flatten it (qemu-img convert) first.")
+        raise Failure(
+            f"template {source}: the image refers to another file "
+            f"({info.get('backing-filename') or data_file}); a cloud image "
+            "must stand alone. Flatten it (qemu-img convert) first."
+        )
     return info.get("format") or "raw"
 
 
@@ -102,8 +118,22 @@ def make_overlay(node, paths: dict, disk_gib: int) -> None:
         return
     tmp = paths["disk"] + ".part"
     # Current qemu-img refuses a backing file without its format (-F).
-    node.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", paths["template"],
-              tmp, f"{disk_gib}G"], change=True)
+    node.run(
+        [
+            "qemu-img",
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            "qcow2",
+            "-b",
+            paths["template"],
+            tmp,
+            f"{disk_gib}G",
+        ],
+        change=True,
+    )
     node.run(["mv", "-f", tmp, paths["disk"]], change=True)
 
 

@@ -1,5 +1,6 @@
 """Drive the real Pulumi CLI on a throwaway copy of the project with its own local backend,
 so tests never touch the developer's state or the committed stack files."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,7 @@ PROJECT_DIRS = ("providers", "components", "stacks")
 
 
 class Project:
-    def __init__(self, workdir: str, stack: str, source: str | None = None,
-                 code: str = ROOT):
+    def __init__(self, workdir: str, stack: str, source: str | None = None, code: str = ROOT):
         """A copy of the project (or of examples/<source>) in workdir, with a backend in
         workdir/state shared by every Project made in the same workdir. `code`: the tree
         the project's code is copied from (an older commit's, for an upgrade test)."""
@@ -38,8 +38,11 @@ class Project:
         for name in PROJECT_FILES:
             shutil.copy(os.path.join(code, name), self.dir)
         for name in PROJECT_DIRS:
-            shutil.copytree(os.path.join(code, name), os.path.join(self.dir, name),
-                            ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                os.path.join(code, name),
+                os.path.join(self.dir, name),
+                ignore=shutil.ignore_patterns("__pycache__"),
+            )
         self._use_venv(os.path.join(ROOT, ".venv"))
         lab_dir = ".lab" + os.environ.get("CEPHKVM_LAB", "")  # see lab/const.py
         inventory = os.path.join(ROOT, lab_dir, "inventory.json")
@@ -54,16 +57,24 @@ class Project:
         shutil.copy(os.path.join(ROOT, "stacks", f"Pulumi.{self.stack}.yaml"), self.stack_file)
         for name in ("providers", "components"):
             shutil.rmtree(os.path.join(self.dir, name))
-            shutil.copytree(os.path.join(ROOT, name), os.path.join(self.dir, name),
-                            ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                os.path.join(ROOT, name),
+                os.path.join(self.dir, name),
+                ignore=shutil.ignore_patterns("__pycache__"),
+            )
 
     def _env(self) -> dict:
         # The engine's default on a failure, whatever the caller's shell exports.
         inherited = {k: v for k, v in os.environ.items() if k != "PULUMI_CONTINUE_ON_ERROR"}
         return {
             **inherited,
-            "PATH": os.pathsep.join([os.path.join(ROOT, ".tools", "bin"),
-                             os.path.join(ROOT, ".venv", "bin"), os.environ["PATH"]]),
+            "PATH": os.pathsep.join(
+                [
+                    os.path.join(ROOT, ".tools", "bin"),
+                    os.path.join(ROOT, ".venv", "bin"),
+                    os.environ["PATH"],
+                ]
+            ),
             "PULUMI_HOME": os.path.join(ROOT, ".tools", "pulumi-home"),
             "PULUMI_PYTHON_CMD": os.path.join(ROOT, ".venv", "bin", "python"),
             "PULUMI_BACKEND_URL": "file://" + self.state,
@@ -86,20 +97,31 @@ class Project:
             argv += ["--stack", self.stack]
         if netns_isolated:
             # A fresh network namespace with only loopback: nothing outside is reachable.
-            argv = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
-                    *argv]
-        proc = subprocess.run(argv, cwd=self.dir, env={**self.env, **(env or {})},
-                              capture_output=True, text=True, timeout=timeout)
+            argv = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *argv]
+        proc = subprocess.run(
+            argv,
+            cwd=self.dir,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} exited {proc.returncode}\n"
-                                 f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+            raise AssertionError(
+                f"{' '.join(args)} exited {proc.returncode}\n"
+                f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+            )
         return proc
 
     def recover(self) -> subprocess.CompletedProcess:
         """The operator's one command after a killed run (scripts/stack.sh recover)."""
-        proc = subprocess.run(["bash", os.path.join(ROOT, "scripts", "stack.sh"), "recover",
-                               self.stack], env={**self.env, "CEPHKVM_PROJECT": self.dir},
-                              capture_output=True, text=True, timeout=900)
+        proc = subprocess.run(
+            ["bash", os.path.join(ROOT, "scripts", "stack.sh"), "recover", self.stack],
+            env={**self.env, "CEPHKVM_PROJECT": self.dir},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
         assert proc.returncode == 0, f"recover: {proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         return proc
 

@@ -1,43 +1,97 @@
 """The Ceph part of the stack config: `cephkvm:ceph`, `cephkvm:pools[]`,
 `cephkvm:filesystems[]`, `cephkvm:mounts[]`. Rules that need more than one value (pool size
 against OSD hosts, a filesystem's pools) are components/config_ceph.py's."""
+
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from pydantic import ValidationInfo, field_validator
 
-from providers.schema.types import Bool, Cidr, DevicePath, PoolName, Section, Spec, checked, \
-    fail, hint, replace, state, text, update, whole
+from providers.schema.types import (
+    Bool,
+    Cidr,
+    DevicePath,
+    PoolName,
+    Section,
+    Spec,
+    checked,
+    fail,
+    hint,
+    replace,
+    state,
+    text,
+    update,
+    whole,
+)
 
 CEPH_SECTION = r"(global|mon|mgr|osd|mds|client)(\.[A-Za-z0-9_.-]+)?"
-SYSTEM_DIRS = ("", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/mnt", "/opt",
-               "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
-               "/var/lib", "/var/lib/ceph", "/var/lib/libvirt", "/var/log")
+SYSTEM_DIRS = (
+    "",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib64",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+    "/var/lib",
+    "/var/lib/ceph",
+    "/var/lib/libvirt",
+    "/var/log",
+)
 
-ClusterName = text(r"[a-z][a-z0-9]{0,15}", "must be a short lower-case name starting with a "
-                   "letter (usually `ceph`)")
-Fsid = text(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "is not a UUID; leave it out to "
-            "let cephkvm generate one")
-CephSection = text(CEPH_SECTION, "is not a Ceph section (global, mon, mgr, osd, mds, client, "
-                   "or one of them .ID)")
+ClusterName = text(
+    r"[a-z][a-z0-9]{0,15}",
+    "must be a short lower-case name starting with a letter (usually `ceph`)",
+)
+Fsid = text(
+    r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}",
+    "is not a UUID; leave it out to let cephkvm generate one",
+)
+CephSection = text(
+    CEPH_SECTION, "is not a Ceph section (global, mon, mgr, osd, mds, client, or one of them .ID)"
+)
 OptionName = text(r"[a-z][a-z0-9_]*", "is not a Ceph option name (lower case, digits, _)")
-OptionValue = checked(Any, lambda v: "give one value (a number, a word, true/false)"
-                      if isinstance(v, (dict, list)) or v is None else None,
-                      {"type": ["string", "number", "boolean"]})
-ClientId = text(r"(?!admin$)[A-Za-z0-9_.-]{1,64}", "must be a plain name (not admin: mounts "
-                "get keys for their filesystem only)")
+OptionValue = checked(
+    Any,
+    lambda v: (
+        "give one value (a number, a word, true/false)"
+        if isinstance(v, (dict, list)) or v is None
+        else None
+    ),
+    {"type": ["string", "number", "boolean"]},
+)
+ClientId = text(
+    r"(?!admin$)[A-Za-z0-9_.-]{1,64}",
+    "must be a plain name (not admin: mounts get keys for their filesystem only)",
+)
 Word = text(r"[A-Za-z0-9_.-]{1,64}", "must be one word (letters, digits, _ . -)")
-MountOption = text(r"[A-Za-z0-9_.=:/+-]+", "must be one mount option such as noatime (no "
-                   "commas or spaces: list each option apart)")
+MountOption = text(
+    r"[A-Za-z0-9_.=:/+-]+",
+    "must be one mount option such as noatime (no commas or spaces: list each option apart)",
+)
 
 
 def _mountpoint(path: str) -> str | None:
     if not path.startswith("/") or " " in path:
         return f"{path!r} must be an absolute path without spaces"
     if path.rstrip("/") in SYSTEM_DIRS or ".." in path.split("/"):
-        return (f"{path!r} is a system directory; mount CephFS on a directory of its own, "
-                "such as /mnt/cephfs")
+        return (
+            f"{path!r} is a system directory; mount CephFS on a directory of its own, "
+            "such as /mnt/cephfs"
+        )
     return None
 
 
@@ -46,20 +100,29 @@ Mountpoint = checked(str, _mountpoint, {"type": "string", "pattern": "^/"})
 
 class Ceph(Section):
     cluster_name: ClusterName = "ceph"
-    fsid: Fsid | None = hint(None, fix="the cluster's identity: generated once and kept in "
-                             "state; give the current one to adopt a cluster")
+    fsid: Fsid | None = hint(
+        None,
+        fix="the cluster's identity: generated once and kept in "
+        "state; give the current one to adopt a cluster",
+    )
     public_network: Cidr | None = hint(None, fix="the CIDR the mons listen on")
     cluster_network: Cidr | None = hint(None, fix="OSD replication traffic, if apart")
     osd_method: Literal["raw", "lvm"] | None = hint(
-        None, fix="lvm on real hosts (the default), raw where device-mapper is missing")
+        None, fix="lvm on real hosts (the default), raw where device-mapper is missing"
+    )
     options: dict[CephSection, dict[OptionName, OptionValue]] = hint(
-        {}, fix="map a section (global, mon, osd, ...) to {option: value}")
+        {}, fix="map a section (global, mon, osd, ...) to {option: value}"
+    )
     allow_data_loss: Bool = hint(False, fix="lets destroy remove the cluster, its mons and OSDs")
-    allow_osd_removal: Bool = hint(False, fix="lets a drained OSD go when its disk or the osd "
-                                   "role is removed")
+    allow_osd_removal: Bool = hint(
+        False, fix="lets a drained OSD go when its disk or the osd role is removed"
+    )
     wipe_devices: Bool = hint(False, fix="lets an OSD be made on a device that holds data")
-    restart: Word | None = hint(None, fix="a new value restarts every Ceph daemon, one node at "
-                                "a time: mons, mgrs, OSDs, MDS (e.g. the date)")
+    restart: Word | None = hint(
+        None,
+        fix="a new value restarts every Ceph daemon, one node at "
+        "a time: mons, mgrs, OSDs, MDS (e.g. the date)",
+    )
     health_timeout: whole(10, 86400, " seconds") = hint(120, fix="seconds to wait for health")
 
 
@@ -77,8 +140,9 @@ class Pool(Section):
     size: int | None = hint(None, fix="replicas (default 3; erasure: k+m)")
     min_size: int | None = hint(None, fix="replicas needed for I/O (default 2; erasure: k+1)")
     pg_num: int | None = hint(None, fix="placement groups; unset: the autoscaler decides")
-    autoscale: Literal["on", "off", "warn"] | None = hint(None, fix="default: off with "
-                                                          "pg_num, else on")
+    autoscale: Literal["on", "off", "warn"] | None = hint(
+        None, fix="default: off with pg_num, else on"
+    )
     application: Word | None = hint(None, fix="cephfs, rbd, rgw, ...")
     quota_max_bytes: whole(0) | None = hint(None, fix="0: no quota")
     quota_max_objects: whole(0) | None = hint(None, fix="0: no quota")
@@ -90,9 +154,12 @@ class Pool(Section):
         props = self.model_dump(mode="json", exclude_none=True, exclude={"erasure"})
         props.setdefault("type", "erasure" if self.erasure else "replicated")
         if props["type"] == "erasure" and self.erasure:
-            props.update(ec_k=self.erasure.k, ec_m=self.erasure.m,
-                         ec_failure_domain=self.erasure.failure_domain,
-                         ec_overwrites=self.erasure.allow_ec_overwrites)
+            props.update(
+                ec_k=self.erasure.k,
+                ec_m=self.erasure.m,
+                ec_failure_domain=self.erasure.failure_domain,
+                ec_overwrites=self.erasure.allow_ec_overwrites,
+            )
         return props
 
 
@@ -103,11 +170,11 @@ class Filesystem(Spec):
     data_pool: str = replace(fix="a replicated pool of cephkvm:pools")
     extra_data_pools: tuple[str, ...] = update((), fix="more data pools (EC pools go here)")
     max_mds: whole(1, 16) = update(1, fix="active MDS daemons")
-    standby_count: whole(0, 16) | None = update(None, fix="default: 1 when there is a second "
-                                                "MDS")
+    standby_count: whole(0, 16) | None = update(None, fix="default: 1 when there is a second MDS")
     # {directory: pool}: files under the directory go to that data pool (an EC extra pool)
-    layouts: dict[str, str] = update({}, fix="map a directory to one of the filesystem's data "
-                                     "pools")
+    layouts: dict[str, str] = update(
+        {}, fix="map a directory to one of the filesystem's data pools"
+    )
     allow_delete: Bool = state(False, fix="lets the filesystem (and data pool removals) go")
 
     @field_validator("layouts")
@@ -116,8 +183,10 @@ class Filesystem(Spec):
         pools = (info.data.get("data_pool"), *info.data.get("extra_data_pools", ()))
         for directory, pool in layouts.items():
             if not directory.startswith("/") or pool not in pools:
-                fail(f"{directory}: {pool} must be an absolute directory mapped to one of "
-                     f"this filesystem's data pools ({', '.join(map(str, pools))})")
+                fail(
+                    f"{directory}: {pool} must be an absolute directory mapped to one of "
+                    f"this filesystem's data pools ({', '.join(map(str, pools))})"
+                )
         return layouts
 
 
@@ -142,6 +211,7 @@ Ensure = Literal["up", "maintenance"]
 
 class ClusterInputs(Spec):
     """CephCluster: the cluster's identity (fsid, keys) and ceph.conf."""
+
     cluster_name: ClusterName = replace("ceph")
     pin_fsid: Fsid | None = update(None, fix="the fsid the cluster has, to adopt it")
     public_network: Cidr = update(fix="set the CIDR mons listen on")
@@ -156,6 +226,7 @@ class ClusterInputs(Spec):
 
 class ConfInputs(Spec):
     """CephConf: ceph.conf and (admin nodes) the admin keyring on one node."""
+
     cluster_name: ClusterName = replace("ceph")
     node: str = replace()
     connection: Connection = update()
@@ -166,20 +237,24 @@ class ConfInputs(Spec):
 
 class ConfigInputs(Spec):
     """CephConfig: the cluster's central options (`ceph config set`)."""
+
     cluster_name: ClusterName = replace("ceph")
     fsid: str = replace()
-    admin: tuple[Connection, ...] = update(fix="list at least one node with the admin keyring",
-                                           min_length=1)
+    admin: tuple[Connection, ...] = update(
+        fix="list at least one node with the admin keyring", min_length=1
+    )
     mons: tuple[str, ...] = update(())  # in quorum before anything is set
     # an option no longer listed is removed (`ceph config rm`)
-    options: dict[str, dict[str, Any]] = update({}, fix="map a section (global, mon, osd, ...) "
-                                                "to {option: value}")
+    options: dict[str, dict[str, Any]] = update(
+        {}, fix="map a section (global, mon, osd, ...) to {option: value}"
+    )
     timeout: whole(0) = state(120)
     allow_data_loss: Bool | None = state(None)  # the guard in front of the mons
 
 
 class DaemonInputs(Spec):
     """CephMgr, CephMds: a stateless daemon on one node (id = node name)."""
+
     cluster_name: ClusterName = replace("ceph")
     fsid: str = replace()
     node: str = replace()
@@ -191,6 +266,7 @@ class DaemonInputs(Spec):
 
 class MonInputs(DaemonInputs):
     """CephMon: a mon on one node (id = node name), at its public address."""
+
     address: str = replace(fix="the node's public address (the mon's, in the monmap)")
     # the last mon, or one whose removal loses quorum, may be removed
     allow_data_loss: Bool | None = state(None)
@@ -198,6 +274,7 @@ class MonInputs(DaemonInputs):
 
 class OsdInputs(Spec):
     """CephOSD: one OSD on one device."""
+
     cluster_name: ClusterName = replace("ceph")
     fsid: str = replace()
     node: str = replace()  # = its CRUSH host
@@ -214,6 +291,7 @@ class OsdInputs(Spec):
 
 class PoolInputs(Spec):
     """CephPool: a replicated or erasure-coded pool (size = k+m for erasure)."""
+
     cluster_name: ClusterName = replace("ceph")
     fsid: str = replace()
     admin: tuple[Connection, ...] = update(())
@@ -237,6 +315,7 @@ class PoolInputs(Spec):
 
 class FilesystemInputs(Filesystem):
     """CephFilesystem: the filesystem as configured, on the stack's cluster."""
+
     cluster_name: ClusterName = replace("ceph")
     fsid: str = replace()
     admin: tuple[Connection, ...] = update(())
@@ -246,6 +325,7 @@ class FilesystemInputs(Filesystem):
 
 class MountInputs(Spec):
     """CephFSMount: one CephFS mount on one node, in fstab."""
+
     cluster_name: ClusterName = replace("ceph")
     fsid: str = replace()
     node: str = replace()

@@ -2,6 +2,7 @@
 are CloudVM's inputs too (`VmInputs` adds what the component derives), so each field's type,
 default, bounds and change class are written here only. NICs on bridges the stack makes and
 nodes that exist are components/config_kvm.py's rules."""
+
 from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
@@ -9,23 +10,47 @@ from typing import Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator
 from typing_extensions import Annotated
 
-from providers.schema.types import IP, Bool, IfName, Interface, NodeName, Section, Spec, fail, \
-    hint, replace, state, text, update, whole
+from providers.schema.types import (
+    IP,
+    Bool,
+    IfName,
+    Interface,
+    NodeName,
+    Section,
+    Spec,
+    fail,
+    hint,
+    replace,
+    state,
+    text,
+    update,
+    whole,
+)
 
-BOND_MODES = Literal["balance-rr", "active-backup", "balance-xor", "broadcast", "802.3ad",
-                     "balance-tlb", "balance-alb"]
-VmName = text(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", "must be letters, digits, '.', '_' or '-' "
-              "(at most 63)")
+BOND_MODES = Literal[
+    "balance-rr",
+    "active-backup",
+    "balance-xor",
+    "broadcast",
+    "802.3ad",
+    "balance-tlb",
+    "balance-alb",
+]
+VmName = text(
+    r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", "must be letters, digits, '.', '_' or '-' (at most 63)"
+)
 DNS_NAME = r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}"
 HostName = text(DNS_NAME, "must be a host name (letters, digits, '.', '-')")
 Domain = text(DNS_NAME, "must be a DNS domain such as intranet.example.com")
 Mac = text(r"([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}", "must look like 52:54:00:12:34:56")
 Sha256 = text(r"[0-9a-fA-F]{64}", "must be the image's 64 hex digit SHA-256 (`sha256sum IMAGE`)")
 AbsPath = text(r"/[^\x00-\x1f]*", "must be an absolute directory (CephFS, e.g. /mnt/cephfs)")
-AuthorizedKey = text(r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|"
-                     r"sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) "
-                     r"[A-Za-z0-9+/=]+( [^\x00-\x1f]*)?",
-                     "must be one public key line, such as 'ssh-ed25519 AAAA... you@host'")
+AuthorizedKey = text(
+    r"(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|"
+    r"sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com) "
+    r"[A-Za-z0-9+/=]+( [^\x00-\x1f]*)?",
+    "must be one public key line, such as 'ssh-ed25519 AAAA... you@host'",
+)
 
 
 class Bond(Section):
@@ -35,35 +60,40 @@ class Bond(Section):
 
 class Bridge(Section):
     name: IfName
-    interfaces: tuple[IfName, ...] = hint(fix="list the NICs the bridge goes over, such as "
-                                          "[ens33]", min_length=1)
+    interfaces: tuple[IfName, ...] = hint(
+        fix="list the NICs the bridge goes over, such as [ens33]", min_length=1
+    )
     nodes: tuple[str, ...] | None = hint(None, fix="default: every node with the kvm role")
     addresses: dict[str, tuple[Interface, ...]] = hint(
-        {}, fix="map each node to its addresses, such as {osd1: [10.20.10.31/24]}")
+        {}, fix="map each node to its addresses, such as {osd1: [10.20.10.31/24]}"
+    )
     gateway: IP | None = None
     nameservers: tuple[IP, ...] = ()
     search: tuple[Domain, ...] = ()
     mode: Literal["auto", "netplan", "iproute2"] = hint(
-        "auto", fix="auto is netplan where it exists, else iproute2")
+        "auto", fix="auto is netplan where it exists, else iproute2"
+    )
     network: str | None = hint(None, fix="its libvirt network (default: the bridge's name)")
-    confirm_timeout: whole(5, 600, " seconds") = hint(30, fix="rolled back unless SSH answers "
-                                                      "again in time")
+    confirm_timeout: whole(5, 600, " seconds") = hint(
+        30, fix="rolled back unless SSH answers again in time"
+    )
     vlan: whole(1, 4094) | None = hint(None, fix="a VLAN ID")
-    bond: Bond | None = hint(None, fix="give the bond a name, such as {name: bond0, mode: "
-                             "active-backup}")
+    bond: Bond | None = hint(
+        None, fix="give the bond a name, such as {name: bond0, mode: active-backup}"
+    )
 
 
 class Template(Section):
-    source: text(r".+", "is empty") = hint(fix="the cloud image's path on the node, or an "
-                                           "https URL")
+    source: text(r".+", "is empty") = hint(
+        fix="the cloud image's path on the node, or an https URL"
+    )
     sha256: Sha256 | None = Field(None, validate_default=True)
 
     @field_validator("sha256")
     @classmethod
     def _http_needs_a_checksum(cls, value, info: ValidationInfo):
         if not value and str(info.data.get("source", "")).startswith("http://"):
-            fail("an http:// image can be changed on the way: give its sha256, or an "
-                 "https:// URL")
+            fail("an http:// image can be changed on the way: give its sha256, or an https:// URL")
         return value
 
 
@@ -88,7 +118,7 @@ class CloudInit(Section):
     ssh_authorized_keys: tuple[AuthorizedKey, ...] | None = None
     packages: tuple[str, ...] | None = None
     runcmd: tuple[Any, ...] | None = None
-    user_data: dict[str, Any] | None = None   # merged into #cloud-config
+    user_data: dict[str, Any] | None = None  # merged into #cloud-config
     network_config: dict[str, Any] | None = None  # netplan v2
 
 
@@ -99,38 +129,48 @@ def _template(value):
 class Vm(Spec):
     renamed: ClassVar[dict] = {
         "ip_timeout": "renamed to ready_timeout (up now waits until cloud-init has finished, "
-                      "see wait_for)",
-        "password": "a password goes in cephkvm:vm_passwords, as a secret"}
+        "see wait_for)",
+        "password": "a password goes in cephkvm:vm_passwords, as a secret",
+    }
     name: VmName = replace()
     node: str = update(fix="a node of cephkvm:nodes; a change is a live migration")
     template: Annotated[Template, BeforeValidator(_template)] = replace(
-        fix="give the cloud image's path on the node, or {source: PATH, sha256: HEX}")
+        fix="give the cloud image's path on the node, or {source: PATH, sha256: HEX}"
+    )
     memory_mib: whole(64, 4 << 20) = update(512)
     max_memory_mib: whole(64, 4 << 20) | None = update(None, fix="live changes go up to it")
     vcpus: whole(1, 512) = update(1)
     max_vcpus: whole(1, 512) | None = update(None, fix="live changes go up to it")
     disk_gib: whole(1, 1 << 16) = update(10, fix="disks only grow")
-    virt_type: Literal["auto", "kvm", "qemu"] = update("auto", fix="auto: the node's own (kvm "
-                                                       "where /dev/kvm works)")
+    virt_type: Literal["auto", "kvm", "qemu"] = update(
+        "auto", fix="auto: the node's own (kvm where /dev/kvm works)"
+    )
     nics: tuple[Nic, ...] = update((), fix="a list such as [{bridge: br0}]")
     cloud_init: CloudInit = update(CloudInit())
     autostart: Bool = update(True)
     # Settings for the next change or delete: a new value changes nothing on the node.
     on_restart_needed: Literal["restart", "fail"] = state(
-        "restart", fix="what a change that needs a reboot does")
+        "restart", fix="what a change that needs a reboot does"
+    )
     on_cloud_init_change: Literal["next-boot", "replace"] = state(
-        "next-boot", fix="a new seed applied on the next boot, or a new VM")
+        "next-boot", fix="a new seed applied on the next boot, or a new VM"
+    )
     keep_disk: Bool = state(True, fix="false lets delete remove the overlay and seed")
     shutdown_timeout: whole(0, 3600, " seconds") = state(
-        60, fix="seconds a graceful shutdown may take")
+        60, fix="seconds a graceful shutdown may take"
+    )
     wait_for: Literal["cloud-init", "address", "none"] = state(
-        "cloud-init", fix="what makes the VM ready (providers/vm_ready.py)")
+        "cloud-init", fix="what makes the VM ready (providers/vm_ready.py)"
+    )
     ready_timeout: whole(0, 86400, " seconds") = state(300, fix="seconds up waits for wait_for")
     migration_bandwidth_mib: whole(1, 1 << 20) | None = state(
-        None, fix="MiB/s a live migration may use (default: as fast as the network)")
+        None, fix="MiB/s a live migration may use (default: as fast as the network)"
+    )
     fallback_node: NodeName | None = state(
-        None, fix="where it runs while its node is in maintenance (default: the KVM node "
-        "with the least VM memory)")
+        None,
+        fix="where it runs while its node is in maintenance (default: the KVM node "
+        "with the least VM memory)",
+    )
 
     @field_validator("max_memory_mib", "max_vcpus")
     @classmethod
@@ -143,6 +183,7 @@ class Vm(Spec):
 
 class VmInputs(Vm):
     """CloudVM's inputs: the VM as configured plus what the component derives."""
+
     # A domain of this name that does not carry the owner tag is not ours (libvirt_conn.own).
     owner: str | None = state(None)
     virt_type: Literal["kvm", "qemu"] = update("kvm", fix="qemu where KVM acceleration fails")
@@ -156,13 +197,14 @@ class VmInputs(Vm):
 
 class MigrationKeyInputs(Spec):
     """MigrationKey: the stack's own SSH key pair for live migration."""
+
     # it also marks the key's lines in authorized_keys
-    comment: text(r"[^\s\x00-\x1f]+", "must be one word, e.g. cephkvm-migration@prod") = \
-        replace()
+    comment: text(r"[^\s\x00-\x1f]+", "must be one word, e.g. cephkvm-migration@prod") = replace()
 
 
 class MigrationAccessInputs(Spec):
     """MigrationAccess: one KVM node accepts the migration key from its peers."""
+
     node: str = replace()
     connection: dict[str, Any] = update()
     public_key: text(r"\S+ \S+ \S+", "expected 'TYPE BASE64 COMMENT'") = update()
@@ -173,12 +215,14 @@ class MigrationAccessInputs(Spec):
 
 class BridgeInputs(Spec):
     """KvmBridge: one bridge on one node, and a libvirt network over it."""
+
     node: str = replace()
     name: IfName = replace(fix="name the bridge, such as br0")
     connection: dict[str, Any] = update()
     # member NICs; the first one's MAC becomes the bridge's
-    interfaces: tuple[IfName, ...] = update(fix="list the NICs it goes over, such as [ens33]",
-                                            min_length=1)
+    interfaces: tuple[IfName, ...] = update(
+        fix="list the NICs it goes over, such as [ens33]", min_length=1
+    )
     addresses: tuple[Interface, ...] = update(())  # empty: the members' addresses move over
     gateway: IP | None = update(None)  # empty: a default route on a member moves over
     nameservers: tuple[IP, ...] = update(())  # netplan only: iproute2 keeps its resolver

@@ -1,20 +1,37 @@
 """A node of the stack (`cephkvm:nodes[]`), how cephkvm reaches it (`cephkvm:ssh`), and the
 node-wide KVM setting (`cephkvm:kvm`)."""
+
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from providers.schema.types import IP, Address, Bool, Cidr, DevicePath, NodeName, Section, \
-    Spec, hint, replace, text, update, whole
+from providers.schema.types import (
+    IP,
+    Address,
+    Bool,
+    Cidr,
+    DevicePath,
+    NodeName,
+    Section,
+    Spec,
+    hint,
+    replace,
+    text,
+    update,
+    whole,
+)
 
 ROLES = ("mon", "mgr", "mds", "osd", "kvm")
 Role = Literal["mon", "mgr", "mds", "osd", "kvm"]
 VirtType = Literal["auto", "kvm", "qemu"]
-HostKey = text(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+",
-               "must look like 'ssh-ed25519 AAAA...' (a line of `ssh-keyscan`, without the "
-               "host name)")
-User = text(r"[a-z_][a-z0-9_-]{0,31}", "must be a user name on the node (root, or a service "
-            "account with passwordless sudo)")
+HostKey = text(
+    r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+",
+    "must look like 'ssh-ed25519 AAAA...' (a line of `ssh-keyscan`, without the host name)",
+)
+User = text(
+    r"[a-z_][a-z0-9_-]{0,31}",
+    "must be a user name on the node (root, or a service account with passwordless sudo)",
+)
 Path = text(r"[^\x00-\x1f]+", "must be a file path")
 
 
@@ -25,13 +42,19 @@ class Node(Section):
     port: whole(1, 65535) = hint(22, fix="a TCP port")
     user: User = hint("root", fix="root, or a service account with passwordless sudo")
     key_file: Path | None = hint(None, fix="this node's SSH key, else cephkvm:ssh.key_file")
-    host_key: HostKey | None = hint(None, fix="pin it, or set cephkvm:ssh.trust_on_first_use: "
-                                    "true to record it on first contact")
+    host_key: HostKey | None = hint(
+        None,
+        fix="pin it, or set cephkvm:ssh.trust_on_first_use: true to record it on first contact",
+    )
     roles: tuple[Role, ...] = hint(ROLES, fix="roles are " + ", ".join(ROLES))
-    disks: tuple[DevicePath, ...] = hint((), fix="one OSD per device (with the osd role); use "
-                                          "/dev/disk/by-id/ paths")
-    maintenance: Bool = hint(False, fix="true: its VMs move away and its Ceph daemons stop "
-                             "(components/config_maintenance.py); false brings it back")
+    disks: tuple[DevicePath, ...] = hint(
+        (), fix="one OSD per device (with the osd role); use /dev/disk/by-id/ paths"
+    )
+    maintenance: Bool = hint(
+        False,
+        fix="true: its VMs move away and its Ceph daemons stop "
+        "(components/config_maintenance.py); false brings it back",
+    )
 
     @property
     def public_address(self) -> str:
@@ -40,25 +63,37 @@ class Node(Section):
 
     def connection(self, ssh: "Ssh") -> dict:
         """The `connection` input every per-node provider takes."""
-        conn = {"name": self.name, "address": self.address, "port": self.port,
-                "user": self.user, "key_file": self.key_file or ssh.key_file,
-                "host_key": self.host_key, "known_hosts": ssh.known_hosts,
-                "trust_on_first_use": ssh.trust_on_first_use}
+        conn = {
+            "name": self.name,
+            "address": self.address,
+            "port": self.port,
+            "user": self.user,
+            "key_file": self.key_file or ssh.key_file,
+            "host_key": self.host_key,
+            "known_hosts": ssh.known_hosts,
+            "trust_on_first_use": ssh.trust_on_first_use,
+        }
         return {k: v for k, v in conn.items() if v is not None}
 
 
 class Ssh(Section):
-    key_file: Path | None = hint(None, fix="the SSH private key (else cephkvm:ssh_private_key, "
-                                 "a secret)")
-    known_hosts: Path = hint("~/.config/cephkvm/known_hosts",
-                             fix="host keys learnt on first contact (written 0600)")
-    trust_on_first_use: Bool = hint(False, fix="record an unpinned host key on first contact; "
-                                    "later runs trust the key in the stack's state")
+    key_file: Path | None = hint(
+        None, fix="the SSH private key (else cephkvm:ssh_private_key, a secret)"
+    )
+    known_hosts: Path = hint(
+        "~/.config/cephkvm/known_hosts", fix="host keys learnt on first contact (written 0600)"
+    )
+    trust_on_first_use: Bool = hint(
+        False,
+        fix="record an unpinned host key on first contact; "
+        "later runs trust the key in the stack's state",
+    )
 
 
 class Inventory(Section):
     """`cephkvm:inventory`: a JSON or YAML file listing the nodes, made by another tool
     (the lab writes one)."""
+
     nodes: tuple[Node, ...] = hint(fix="list at least one node", min_length=1)
     ssh: Ssh | None = None
     public_network: Cidr | None = hint(None, fix="the default of cephkvm:ceph.public_network")
@@ -77,6 +112,7 @@ Connection = dict[str, Any]  # providers/base.py CONNECTION_FIELDS
 
 class NodeInputs(Spec):
     """Node: the facts of one server (hostname, init, KVM, the virt type to use)."""
+
     node: str = replace()
     connection: Connection = update()
     virt_type: VirtType = update("auto")
@@ -84,6 +120,7 @@ class NodeInputs(Spec):
 
 class NodePrepInputs(Spec):
     """NodePrep: the packages, daemons and groups one node needs."""
+
     node: str = replace()
     connection: Connection = update()
     packages: tuple[Package, ...] | None = update(None)  # installed when missing
@@ -95,6 +132,7 @@ class NodePrepInputs(Spec):
 class MaintenanceInputs(Spec):
     """Maintenance: what must hold before the nodes in maintenance stop (one per stack,
     while any node is in maintenance; providers/maintenance.py)."""
+
     cluster_name: str = update("ceph")
     admin: tuple[Connection, ...] = update(())  # admin nodes of the cluster (none: no Ceph)
     # {name, mon, mgr, mds, osd: bools}: each node in maintenance and its Ceph roles

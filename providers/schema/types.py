@@ -1,6 +1,7 @@
 """What every schema shares: the two model bases, the per-field change class, the value types
 (names, addresses, booleans, bounded numbers) and the one translation of pydantic's errors
 into today's messages: `cephkvm:pools[1].min_size: what is wrong; how to fix it`."""
+
 from __future__ import annotations
 
 import difflib
@@ -10,8 +11,16 @@ import re
 import typing
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, \
-    TypeAdapter, ValidationError, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
 from pydantic_core import PydanticCustomError, PydanticUndefined, to_jsonable_python
 
 CHANGES = ("replace", "update", "state")
@@ -20,6 +29,7 @@ CHANGES = ("replace", "update", "state")
 class Section(BaseModel):
     """A part of the stack config: unknown keys are refused (a typo such as `rolez` must not
     fall back to a default), values are never coerced ("5" is not 5)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
@@ -31,8 +41,10 @@ class Spec(Section):
         super().__pydantic_init_subclass__(**kwargs)
         missing = [n for n, f in cls.model_fields.items() if _change(f) not in CHANGES]
         if missing:
-            raise TypeError(f"{cls.__name__}: give {', '.join(missing)} a change class "
-                            "(replace, update or state)")
+            raise TypeError(
+                f"{cls.__name__}: give {', '.join(missing)} a change class "
+                "(replace, update or state)"
+            )
 
 
 def _change(info) -> str | None:
@@ -71,10 +83,12 @@ def classes(model: type[BaseModel], change: str) -> tuple:
 
 def defaults(model: type[BaseModel]) -> dict:
     """Fields with a default, as the provider's check fills them in (JSON values)."""
-    found = {n: f.get_default(call_default_factory=True) for n, f in model.model_fields.items()
-             if not f.is_required()}
-    return {n: to_jsonable_python(v, exclude_none=True) for n, v in found.items()
-            if v is not None}
+    found = {
+        n: f.get_default(call_default_factory=True)
+        for n, f in model.model_fields.items()
+        if not f.is_required()
+    }
+    return {n: to_jsonable_python(v, exclude_none=True) for n, v in found.items() if v is not None}
 
 
 # --- validating -------------------------------------------------------------------------
@@ -91,8 +105,11 @@ def validate(model: Any, data: Any):
 
 def adapter(info) -> TypeAdapter:
     """A TypeAdapter for one field of a model, with its validators and strictness."""
-    tp = Annotated.__class_getitem__((info.annotation, *info.metadata)) if info.metadata \
+    tp = (
+        Annotated.__class_getitem__((info.annotation, *info.metadata))
+        if info.metadata
         else info.annotation
+    )
     model = _unwrap(info.annotation)
     plain = not (isinstance(model, type) and issubclass(model, BaseModel))
     return TypeAdapter(tp, config=ConfigDict(strict=True) if plain else None)
@@ -162,8 +179,10 @@ def unique(items: tuple, section: str, problems: list, why: str = ""):
         if item is None:
             continue
         if item.name in seen:
-            problems.append(f"{key(f'{section}[{i}].name')}: {item.name!r} is listed twice"
-                            f"{'; ' + why if why else ''}")
+            problems.append(
+                f"{key(f'{section}[{i}].name')}: {item.name!r} is listed twice"
+                f"{'; ' + why if why else ''}"
+            )
             continue
         seen.add(item.name)
         yield i, item
@@ -171,8 +190,11 @@ def unique(items: tuple, section: str, problems: list, why: str = ""):
 
 def unknown_key(name, known: tuple, hint: str = "") -> str:
     close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)
-    return "unknown key; " + (f"did you mean {close[0]}?" if close
-                              else f"known keys: {', '.join(known)}") + hint
+    return (
+        "unknown key; "
+        + (f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}")
+        + hint
+    )
 
 
 def render(loc: tuple) -> str:
@@ -185,8 +207,7 @@ def render(loc: tuple) -> str:
 
 def render_key(name) -> str:
     """A key as it appears in a path: a control character in it is shown escaped."""
-    return str(name).encode("unicode_escape").decode() if CONTROL.search(str(name)) \
-        else str(name)
+    return str(name).encode("unicode_escape").decode() if CONTROL.search(str(name)) else str(name)
 
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -199,8 +220,9 @@ def _message(e: dict, model, loc: tuple) -> str:
     if kind == "extra_forbidden":
         parent = _type_at(model, loc[:-1])
         moved = getattr(parent, "renamed", {}).get(loc[-1])
-        return moved or unknown_key(loc[-1], tuple(_fields(parent)),
-                                    getattr(parent, "unknown_hint", ""))
+        return moved or unknown_key(
+            loc[-1], tuple(_fields(parent)), getattr(parent, "unknown_hint", "")
+        )
     fix = _fix_at(model, loc)
     what = {
         "missing": "is required",
@@ -209,8 +231,10 @@ def _message(e: dict, model, loc: tuple) -> str:
         "int_type": f"{value!r} must be a whole number",
         "int_from_float": f"{value!r} must be a whole number",
         "bool_type": f"{value!r} is not a boolean; write true or false",
-        "list_type": "must be a list", "tuple_type": "must be a list",
-        "dict_type": "must be a mapping", "model_type": "must be a mapping",
+        "list_type": "must be a list",
+        "tuple_type": "must be a list",
+        "dict_type": "must be a mapping",
+        "model_type": "must be a mapping",
         "model_attributes_type": "must be a mapping",
         "too_short": "must not be empty",
     }.get(kind, e["msg"])
@@ -255,7 +279,7 @@ def _fix_at(model, loc: tuple) -> str:
     for end in range(len(loc), 0, -1):
         if isinstance(loc[end - 1], int):
             continue
-        info = _fields(_type_at(model, loc[:end - 1])).get(loc[end - 1])
+        info = _fields(_type_at(model, loc[: end - 1])).get(loc[end - 1])
         if info is not None:
             return (info.json_schema_extra or {}).get("fix", "")
     return ""
@@ -271,39 +295,52 @@ def fail(message: str):
 
 def checked(base: type, check, schema: dict) -> Any:
     """base whose values `check` accepts (it returns a message when it refuses one)."""
+
     def run(value):
         problem = check(value)
         if problem:
             fail(problem)
         return value
+
     return Annotated[base, AfterValidator(run), WithJsonSchema(schema)]
 
 
 def text(pattern: str, what: str) -> Any:
     """A string matching the whole of pattern; what says what it must be (the fix)."""
     rx = re.compile(pattern)
-    return checked(str, lambda v: None if rx.fullmatch(v) else f"{v!r} {what}",
-                   {"type": "string", "pattern": f"^(?:{pattern})$"})
+    return checked(
+        str,
+        lambda v: None if rx.fullmatch(v) else f"{v!r} {what}",
+        {"type": "string", "pattern": f"^(?:{pattern})$"},
+    )
 
 
 def whole(low: int, high: int | None = None, unit: str = "") -> Any:
     """A whole number from low to high (bool is not one)."""
     span = f"from {low} to {high}" if high is not None else f">= {low}"
     schema = {"type": "integer", "minimum": low, **({"maximum": high} if high else {})}
-    return checked(int, lambda v: None if low <= v and (high is None or v <= high) else
-                   f"{v!r} must be a whole number {span}{unit}", schema)
+    return checked(
+        int,
+        lambda v: (
+            None
+            if low <= v and (high is None or v <= high)
+            else f"{v!r} must be a whole number {span}{unit}"
+        ),
+        schema,
+    )
 
 
 # `pulumi config set` stores strings: "true"/"false" are booleans too, nothing else is.
 # `no`, `off`, `0` are refused rather than guessed: opt-ins decide whether data may go.
 def _boolean(value):
-    return {"true": True, "false": False}.get(value, value) if isinstance(value, str) \
-        else value
+    return {"true": True, "false": False}.get(value, value) if isinstance(value, str) else value
 
 
-Bool = Annotated[bool, BeforeValidator(_boolean),
-                 WithJsonSchema({"anyOf": [{"type": "boolean"},
-                                           {"enum": ["true", "false"]}]})]
+Bool = Annotated[
+    bool,
+    BeforeValidator(_boolean),
+    WithJsonSchema({"anyOf": [{"type": "boolean"}, {"enum": ["true", "false"]}]}),
+]
 
 # Addresses: IP literals or real host names, never an IPv6 scope id (`%...` passes Python's
 # own parsers with any text after it, newlines included).
@@ -324,8 +361,11 @@ def is_address(value) -> bool:
     """An IP literal or a host name; `10.20.10.300` is neither (its last label is digits)."""
     if is_ip(value):
         return True
-    return (isinstance(value, str) and bool(HOSTNAME.fullmatch(value))
-            and not value.rsplit(".", 1)[-1].isdigit())
+    return (
+        isinstance(value, str)
+        and bool(HOSTNAME.fullmatch(value))
+        and not value.rsplit(".", 1)[-1].isdigit()
+    )
 
 
 def _parses(parse, value: str, slash: bool = True) -> bool:
@@ -339,8 +379,9 @@ def _parses(parse, value: str, slash: bool = True) -> bool:
 
 
 def is_cidr(value) -> bool:
-    return isinstance(value, str) and _parses(lambda v: ipaddress.ip_network(v, strict=False),
-                                              value)
+    return isinstance(value, str) and _parses(
+        lambda v: ipaddress.ip_network(v, strict=False), value
+    )
 
 
 def is_interface(value) -> bool:
@@ -355,20 +396,31 @@ def in_network(address: str, cidr: str) -> bool | None:
     return ipaddress.ip_address(address) in ipaddress.ip_network(cidr, strict=False)
 
 
-Address = checked(str, lambda v: None if is_address(v) else
-                  f"{v!r} is not an IP address or host name", {"type": "string"})
-IP = checked(str, lambda v: None if is_ip(v) else f"{v!r} is not an IP address",
-             {"type": "string"})
-Cidr = checked(str, lambda v: None if is_cidr(v) else
-               f"{v!r} is not a network in CIDR form such as 10.204.10.0/24", {"type": "string"})
-Interface = checked(str, lambda v: None if is_interface(v) else
-                    f"{v!r} must be an address with prefix, such as 10.20.10.31/24",
-                    {"type": "string"})
-DevicePath = text(r"/dev/[^\s]+", "must be an absolute device path such as "
-                  "/dev/disk/by-id/...")
-IfName = text(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}", "must be an interface name of at most 15 "
-              "characters, such as br0")
-NodeName = text(r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?", "must be a short lower-case name "
-                "(letters, digits, dashes)")
-PoolName = text(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", "is not a pool name (letters, digits, "
-                "_ . -)")
+Address = checked(
+    str,
+    lambda v: None if is_address(v) else f"{v!r} is not an IP address or host name",
+    {"type": "string"},
+)
+IP = checked(str, lambda v: None if is_ip(v) else f"{v!r} is not an IP address", {"type": "string"})
+Cidr = checked(
+    str,
+    lambda v: None if is_cidr(v) else f"{v!r} is not a network in CIDR form such as 10.204.10.0/24",
+    {"type": "string"},
+)
+Interface = checked(
+    str,
+    lambda v: (
+        None if is_interface(v) else f"{v!r} must be an address with prefix, such as 10.20.10.31/24"
+    ),
+    {"type": "string"},
+)
+DevicePath = text(r"/dev/[^\s]+", "must be an absolute device path such as /dev/disk/by-id/...")
+IfName = text(
+    r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}",
+    "must be an interface name of at most 15 characters, such as br0",
+)
+NodeName = text(
+    r"[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?",
+    "must be a short lower-case name (letters, digits, dashes)",
+)
+PoolName = text(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", "is not a pool name (letters, digits, _ . -)")

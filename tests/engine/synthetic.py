@@ -5,6 +5,7 @@ providers' check and diff.
 Each resource's state is what the engine's own preview says its checked inputs are. Values
 that only a host can give (the fsid, what a node reports) get stand-ins; a few more
 preview rounds then settle what depends on them, until a preview shows no change."""
+
 from __future__ import annotations
 
 import json
@@ -22,12 +23,16 @@ PROVIDER = "pulumi:providers:pulumi-python"
 STAND_INS = {
     "CephCluster": lambda props: {
         "fsid": "1f0c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b",
-        "mon_hosts": [f"{n['address']}:6789" for n in props["nodes"]
-                      if n["name"] in props["mons"]],
-        "mon_addresses": [f"[v2:{n['address']}:3300,v1:{n['address']}:6789]"
-                          for n in props["nodes"] if n["name"] in props["mons"]],
-        "conf": "# stand-in ceph.conf\n", "admin_key": SECRET_STAND_INS["admin_key"],
-        "mon_key": "stand-in", "bootstrap_osd_key": "stand-in",
+        "mon_hosts": [f"{n['address']}:6789" for n in props["nodes"] if n["name"] in props["mons"]],
+        "mon_addresses": [
+            f"[v2:{n['address']}:3300,v1:{n['address']}:6789]"
+            for n in props["nodes"]
+            if n["name"] in props["mons"]
+        ],
+        "conf": "# stand-in ceph.conf\n",
+        "admin_key": SECRET_STAND_INS["admin_key"],
+        "mon_key": "stand-in",
+        "bootstrap_osd_key": "stand-in",
     },
     "CephConfig": lambda props: {"version": "16.2.11", "health": "HEALTH_OK"},
     "MigrationKey": lambda props: {
@@ -35,7 +40,9 @@ STAND_INS = {
         "private_key": SECRET_STAND_INS["private_key"],
     },
     "Node": lambda props: {
-        "hostname": props["node"], "init": "systemd", "kvm_available": True,
+        "hostname": props["node"],
+        "init": "systemd",
+        "kvm_available": True,
         "virt_type_effective": "kvm" if props["virt_type"] == "auto" else props["virt_type"],
     },
 }
@@ -71,8 +78,19 @@ def _changes(project: Project) -> list:
 
 
 def _resource(new: dict) -> dict:
-    state = {key: new[key] for key in ("urn", "custom", "type", "parent", "dependencies",
-                                       "propertyDependencies", "provider") if key in new}
+    state = {
+        key: new[key]
+        for key in (
+            "urn",
+            "custom",
+            "type",
+            "parent",
+            "dependencies",
+            "propertyDependencies",
+            "provider",
+        )
+        if key in new
+    }
     if not new["custom"]:
         return state
     inputs = _known(new.get("inputs", {}))
@@ -99,12 +117,19 @@ def _import(project: Project, resources: list) -> None:
     deployment = json.loads(project.run("stack", "export", "--stack", project.stack).stdout)
     providers = {r["urn"]: r for r in resources if r["type"].startswith(PROVIDER)}
     for provider_urn in {r["provider"].rsplit("::", 1)[0] for r in resources if "provider" in r}:
-        providers.setdefault(provider_urn, {
-            "urn": provider_urn, "custom": True, "type": PROVIDER, "id": str(uuid.uuid4()),
-            "inputs": {}, "outputs": {}})
+        providers.setdefault(
+            provider_urn,
+            {
+                "urn": provider_urn,
+                "custom": True,
+                "type": PROVIDER,
+                "id": str(uuid.uuid4()),
+                "inputs": {},
+                "outputs": {},
+            },
+        )
     ids = {urn: p["id"] for urn, p in providers.items()}
-    ordered = [*providers.values(),
-               *[r for r in resources if not r["type"].startswith(PROVIDER)]]
+    ordered = [*providers.values(), *[r for r in resources if not r["type"].startswith(PROVIDER)]]
     for r in ordered:
         if "provider" in r:
             urn = r["provider"].rsplit("::", 1)[0]

@@ -1,6 +1,7 @@
 """What `pulumi preview` says for each kind of change, checked with the real CLI and the real
 providers' check and diff, against a state in which the runbook layout already exists
 (tests/engine/synthetic.py). No host is reached: preview opens no connection."""
+
 import json
 
 import pytest
@@ -33,40 +34,89 @@ CHANGES = [
     ("nothing", lambda c: None, {}),
     ("pool size", lambda c: _pool(c).update(size=2), {"pool-cephfs_data": "update"}),
     ("pool pg_num", lambda c: _pool(c).update(pg_num=128), {"pool-cephfs_data": "update"}),
-    ("pool application", lambda c: _pool(c).update(application="rbd"),
-     {"pool-cephfs_data": "update"}),
-    ("pool quota", lambda c: _pool(c).update(quota_max_bytes=1 << 40),
-     {"pool-cephfs_data": "update"}),
-    ("cluster option", lambda c: c["cephkvm:ceph"].update(
-        options={"mon": {"mon_data_avail_warn": 3}}), {"ceph-config": "update"}),
-    ("no MDS on osd3", lambda c: c["cephkvm:nodes"][2].update(roles=["mon", "mgr", "osd", "kvm"]),
-     {"mds-osd3": "delete"}),
-    ("OSD removal allowed", lambda c: c["cephkvm:ceph"].update(allow_osd_removal=True),
-     _each("osd-{}-sdb", "update")),
-    ("mount options", lambda c: c["cephkvm:mounts"][0].update(options=["noatime"]),
-     _each("mount-{}-mnt-cephfs", "update")),
-    ("mountpoint", lambda c: c["cephkvm:mounts"][0].update(mountpoint="/srv/cephfs"),
-     {**_each("mount-{}-mnt-cephfs", "delete"), **_each("mount-{}-srv-cephfs", "create")}),
+    (
+        "pool application",
+        lambda c: _pool(c).update(application="rbd"),
+        {"pool-cephfs_data": "update"},
+    ),
+    (
+        "pool quota",
+        lambda c: _pool(c).update(quota_max_bytes=1 << 40),
+        {"pool-cephfs_data": "update"},
+    ),
+    (
+        "cluster option",
+        lambda c: c["cephkvm:ceph"].update(options={"mon": {"mon_data_avail_warn": 3}}),
+        {"ceph-config": "update"},
+    ),
+    (
+        "no MDS on osd3",
+        lambda c: c["cephkvm:nodes"][2].update(roles=["mon", "mgr", "osd", "kvm"]),
+        {"mds-osd3": "delete"},
+    ),
+    (
+        "OSD removal allowed",
+        lambda c: c["cephkvm:ceph"].update(allow_osd_removal=True),
+        _each("osd-{}-sdb", "update"),
+    ),
+    (
+        "mount options",
+        lambda c: c["cephkvm:mounts"][0].update(options=["noatime"]),
+        _each("mount-{}-mnt-cephfs", "update"),
+    ),
+    (
+        "mountpoint",
+        lambda c: c["cephkvm:mounts"][0].update(mountpoint="/srv/cephfs"),
+        {**_each("mount-{}-mnt-cephfs", "delete"), **_each("mount-{}-srv-cephfs", "create")},
+    ),
     ("VM memory", lambda c: _vm(c).update(memory_mib=1024), {"virt-01": "update"}),
-    ("VM migration bandwidth (a field the schema alone added)",
-     lambda c: _vm(c).update(migration_bandwidth_mib=100), {"virt-01": "update"}),
+    (
+        "VM migration bandwidth (a field the schema alone added)",
+        lambda c: _vm(c).update(migration_bandwidth_mib=100),
+        {"virt-01": "update"},
+    ),
     ("VM disk grows", lambda c: _vm(c).update(disk_gib=20), {"virt-01": "update"}),
     ("VM vCPUs", lambda c: _vm(c).update(vcpus=2), {"virt-01": "update"}),
-    ("VM cloud-init", lambda c: _vm(c)["cloud_init"].update(hostname="virt-01b"),
-     {"virt-01": "update"}),
-    ("VM template", lambda c: _vm(c).update(template="/home/cephsvc/jammy.img"),
-     {"virt-01": "replace"}),
-    ("bridge address", lambda c: _bridge(c)["addresses"].update(osd2=["10.20.10.42/24"]),
-     {"osd2-br0": "update"}),
-    ("bridge DNS", lambda c: _bridge(c).update(nameservers=["10.20.10.13"]),
-     _each("{}-br0", "update")),
-    ("rolling restart", lambda c: c["cephkvm:ceph"].update(restart="2026-12-02"),
-     {**_each("mon-{}", "update"), **_each("mgr-{}", "update"), **_each("mds-{}", "update"),
-      **_each("osd-{}-sdb", "update")}),
-    ("node virt type", lambda c: c["cephkvm:kvm"].update(virt_type="auto"),
-     _each("{}-facts", "update")),
-    ("extra package", lambda c: c.update({"cephkvm:packages": ["htop"]}),
-     _each("{}-prep", "update")),
+    (
+        "VM cloud-init",
+        lambda c: _vm(c)["cloud_init"].update(hostname="virt-01b"),
+        {"virt-01": "update"},
+    ),
+    (
+        "VM template",
+        lambda c: _vm(c).update(template="/home/cephsvc/jammy.img"),
+        {"virt-01": "replace"},
+    ),
+    (
+        "bridge address",
+        lambda c: _bridge(c)["addresses"].update(osd2=["10.20.10.42/24"]),
+        {"osd2-br0": "update"},
+    ),
+    (
+        "bridge DNS",
+        lambda c: _bridge(c).update(nameservers=["10.20.10.13"]),
+        _each("{}-br0", "update"),
+    ),
+    (
+        "rolling restart",
+        lambda c: c["cephkvm:ceph"].update(restart="2026-12-02"),
+        {
+            **_each("mon-{}", "update"),
+            **_each("mgr-{}", "update"),
+            **_each("mds-{}", "update"),
+            **_each("osd-{}-sdb", "update"),
+        },
+    ),
+    (
+        "node virt type",
+        lambda c: c["cephkvm:kvm"].update(virt_type="auto"),
+        _each("{}-facts", "update"),
+    ),
+    (
+        "extra package",
+        lambda c: c.update({"cephkvm:packages": ["htop"]}),
+        _each("{}-prep", "update"),
+    ),
 ]
 
 
@@ -96,10 +146,12 @@ def test_vm_on_another_node_is_a_live_migration_not_a_new_vm(example):
 def test_pinning_the_current_fsid_changes_nothing_and_another_is_refused(example):
     fsid = synthetic.STAND_INS["CephCluster"]({"nodes": [], "mons": []})["fsid"]
     steps = example.preview_changes(lambda c: c["cephkvm:ceph"].update(fsid=fsid))
-    assert {n: s["op"] for n, s in steps.items()} == {"ceph-cluster": "update"}, \
+    assert {n: s["op"] for n, s in steps.items()} == {"ceph-cluster": "update"}, (
         "state only: no replace, no host work"
-    out = refused(example, lambda c: c["cephkvm:ceph"].update(
-        fsid="9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"))
+    )
+    out = refused(
+        example, lambda c: c["cephkvm:ceph"].update(fsid="9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d")
+    )
     assert "ceph-cluster" in out and "protect" in out, "another fsid: a new cluster, refused"
 
 
@@ -112,12 +164,21 @@ def refused(example, change) -> str:
     return out
 
 
-@pytest.mark.parametrize("what, change, urn", [
-    ("an OSD's disk taken away", lambda c: c["cephkvm:nodes"][1].update(disks=["/dev/sdc"]),
-     "osd-osd2-sdb"),
-    ("the filesystem taken away", lambda c: c.update({"cephkvm:filesystems": [],
-                                                      "cephkvm:mounts": []}), "fs-cephfs"),
-])
+@pytest.mark.parametrize(
+    "what, change, urn",
+    [
+        (
+            "an OSD's disk taken away",
+            lambda c: c["cephkvm:nodes"][1].update(disks=["/dev/sdc"]),
+            "osd-osd2-sdb",
+        ),
+        (
+            "the filesystem taken away",
+            lambda c: c.update({"cephkvm:filesystems": [], "cephkvm:mounts": []}),
+            "fs-cephfs",
+        ),
+    ],
+)
 def test_removing_data_without_its_opt_in_is_refused_at_preview(example, what, change, urn):
     out = refused(example, change)
     assert "protect" in out and urn in out, what
@@ -127,17 +188,27 @@ def test_an_osd_whose_protection_was_lifted_moves_to_another_disk(example):
     """After an `up` with allow_osd_removal (which lifts the protection in state; here
     `pulumi state unprotect` stands in for that up), a disk change previews as the old OSD
     deleted and a new one created."""
-    urn = next(r["urn"] for r in json.loads(example.run(
-        "stack", "export", "--stack", example.stack).stdout)["deployment"]["resources"]
-        if r["urn"].endswith("::osd-osd2-sdb"))
+    urn = next(
+        r["urn"]
+        for r in json.loads(example.run("stack", "export", "--stack", example.stack).stdout)[
+            "deployment"
+        ]["resources"]
+        if r["urn"].endswith("::osd-osd2-sdb")
+    )
     example.run("state", "unprotect", "--stack", example.stack, "--yes", urn)
     try:
-        steps = example.preview_changes(lambda c: (
-            c["cephkvm:nodes"][1].update(disks=["/dev/sdc"]),
-            c["cephkvm:ceph"].update(allow_osd_removal=True)))
+        steps = example.preview_changes(
+            lambda c: (
+                c["cephkvm:nodes"][1].update(disks=["/dev/sdc"]),
+                c["cephkvm:ceph"].update(allow_osd_removal=True),
+            )
+        )
         said = {name: step["op"] for name, step in steps.items()}
-        assert said == {"osd-osd2-sdb": "delete", "osd-osd2-sdc": "create",
-                        **{f"osd-{n}-sdb": "update" for n in ("osd1", "osd3")}}, said
+        assert said == {
+            "osd-osd2-sdb": "delete",
+            "osd-osd2-sdc": "create",
+            **{f"osd-{n}-sdb": "update" for n in ("osd1", "osd3")},
+        }, said
     finally:
         example.run("state", "protect", "--stack", example.stack, "--yes", urn)
 
@@ -159,8 +230,14 @@ def test_maintenance_previews_each_daemon_stop_and_each_vm_move(example):
     live migration to the emptiest node; no host reached."""
     steps = example.preview_changes(lambda c: c["cephkvm:nodes"][0].update(maintenance=True))
     said = {name: step["op"] for name, step in steps.items()}
-    assert said == {"maintenance": "create", "mon-osd1": "update", "mgr-osd1": "update",
-                    "mds-osd1": "update", "osd-osd1-sdb": "update", "virt-01": "update"}, said
+    assert said == {
+        "maintenance": "create",
+        "mon-osd1": "update",
+        "mgr-osd1": "update",
+        "mds-osd1": "update",
+        "osd-osd1-sdb": "update",
+        "virt-01": "update",
+    }, said
     assert steps["mon-osd1"]["newState"]["inputs"]["ensure"] == "maintenance"
     old, new = steps["virt-01"]["oldState"], steps["virt-01"]["newState"]
     assert (old["inputs"]["node"], new["inputs"]["node"]) == ("osd1", "osd2")
@@ -179,6 +256,7 @@ def test_a_rolling_restart_goes_one_node_at_a_time_in_cephadms_order(example):
 
     def needs(name):
         return {urn.rsplit("::", 1)[1] for urn in steps[name]["newState"]["dependencies"]}
+
     for kind in ("mon", "mgr", "mds"):
         assert f"{kind}-osd1" in needs(f"{kind}-osd2") and f"{kind}-osd2" in needs(f"{kind}-osd3")
     assert "osd-osd1-sdb" in needs("osd-osd2-sdb") and "osd-osd2-sdb" in needs("osd-osd3-sdb")

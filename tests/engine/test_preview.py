@@ -1,4 +1,5 @@
 """The real Pulumi CLI previews the runbook's reference layout with no host reachable."""
+
 import os
 
 import pytest
@@ -27,11 +28,25 @@ def test_example_previews_offline_with_readable_types(example):
     preview = example.preview_json(netns_isolated=isolated)
     found = steps_by_type(preview)
     dynamic = "pulumi-python:dynamic/cephkvm:"
-    expected = {"Node": 3, "NodePrep": 3, "CephCluster": 1, "CephConf": 3, "CephMon": 3,
-                "CephConfig": 1,
-                "CephMgr": 3, "CephMds": 3, "CephOsd": 3, "CephPool": 2, "CephFilesystem": 1,
-                "CephFSMount": 3, "KvmBridge": 3, "CloudVM": 1,
-                "MigrationKey": 1, "MigrationAccess": 3, "DestroyGuard": 1}
+    expected = {
+        "Node": 3,
+        "NodePrep": 3,
+        "CephCluster": 1,
+        "CephConf": 3,
+        "CephMon": 3,
+        "CephConfig": 1,
+        "CephMgr": 3,
+        "CephMds": 3,
+        "CephOsd": 3,
+        "CephPool": 2,
+        "CephFilesystem": 1,
+        "CephFSMount": 3,
+        "KvmBridge": 3,
+        "CloudVM": 1,
+        "MigrationKey": 1,
+        "MigrationAccess": 3,
+        "DestroyGuard": 1,
+    }
     for kind, count in expected.items():
         assert found[dynamic + kind] == ["create"] * count, kind
     assert found["cephkvm:index:PreparedNode"] == ["create"] * 3
@@ -43,8 +58,11 @@ def test_example_previews_offline_with_readable_types(example):
             node = step["newState"]["inputs"]["node"]
             deps = [urn.split("::")[-1] for urn in step["newState"]["dependencies"]]
             assert {d for d in deps if not d.endswith("-facts")} == {
-                f"{node}-prep", f"{node}-br0", f"{node}-migration",
-                f"mount-{node}-mnt-cephfs"}, deps
+                f"{node}-prep",
+                f"{node}-br0",
+                f"{node}-migration",
+                f"mount-{node}-mnt-cephfs",
+            }, deps
 
 
 def test_bad_config_fails_preview_naming_the_key(example):
@@ -63,8 +81,9 @@ def example_once(tmp_path_factory):
 
 
 @pytest.mark.parametrize("what, change, where", BAD, ids=[row[0] for row in BAD])
-def test_bad_input_fails_preview_naming_the_key_and_touches_no_host(example_once, what,
-                                                                    change, where):
+def test_bad_input_fails_preview_naming_the_key_and_touches_no_host(
+    example_once, what, change, where
+):
     proc = example_once.preview_with(change, check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, what

@@ -1,5 +1,6 @@
 """Killing `pulumi up` in the middle of the Ceph bootstrap, then running it again, converges:
 the same fsid, one copy of each daemon per node, HEALTH_OK."""
+
 import os
 import signal
 import subprocess
@@ -17,8 +18,10 @@ if os.geteuid() != 0 or not lab.inventory():
 
 DAEMONS = ("ceph-mon", "ceph-mgr", "ceph-mds", "ceph-osd")
 # Processes of this node only: the PID namespace is shared, the mount namespace is not.
-OWN_PROCESSES = ('for p in /proc/[0-9]*; do [ "$(readlink $p/ns/mnt)" = '
-                 '"$(readlink /proc/self/ns/mnt)" ] && cat $p/comm; done 2>/dev/null; true')
+OWN_PROCESSES = (
+    'for p in /proc/[0-9]*; do [ "$(readlink $p/ns/mnt)" = '
+    '"$(readlink /proc/self/ns/mnt)" ] && cat $p/comm; done 2>/dev/null; true'
+)
 
 
 def daemons(node: str) -> list:
@@ -27,13 +30,15 @@ def daemons(node: str) -> list:
 
 # When to kill the run: a probe that turns true at that moment of the bring-up.
 MOMENTS = {
-    "first mon made": lambda: lab.run(
-        "node1", "test -e /var/lib/ceph/mon/ceph-node1/done").returncode == 0,
+    "first mon made": lambda: (
+        lab.run("node1", "test -e /var/lib/ceph/mon/ceph-node1/done").returncode == 0
+    ),
     # ceph-volume prepare writes the OSD's label and mkfs's BlueStore for seconds: looked
     # for from the host (the PID namespace is shared), as a walk of each node's /proc takes
     # about as long and missed it.
-    "inside OSD prepare": lambda: subprocess.run(["pgrep", "-x", "ceph-volume"],
-                                                 capture_output=True).returncode == 0,
+    "inside OSD prepare": lambda: (
+        subprocess.run(["pgrep", "-x", "ceph-volume"], capture_output=True).returncode == 0
+    ),
 }
 
 
@@ -81,11 +86,13 @@ def wait_for(probe, timeout):
 @pytest.fixture
 def project(tmp_path):
     project = Project(str(tmp_path), "lab")
+
     def own(cfg):
         ceph_only(cfg)
         cfg["cephkvm:ceph"]["allow_data_loss"] = True
         for p in cfg["cephkvm:pools"] + cfg["cephkvm:filesystems"]:
             p["allow_delete"] = True
+
     project.edit_config(own)
     yield project
     stop_language_hosts(project)
@@ -97,10 +104,14 @@ def project(tmp_path):
 
 @pytest.mark.parametrize("moment", list(MOMENTS))
 def test_killed_up_during_bootstrap_converges_on_rerun(project, moment):
-    proc = subprocess.Popen(["pulumi", "up", "--yes", "--skip-preview", "--non-interactive",
-                             "--stack", "lab"], cwd=project.dir, env=project.env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        ["pulumi", "up", "--yes", "--skip-preview", "--non-interactive", "--stack", "lab"],
+        cwd=project.dir,
+        env=project.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         made = wait_for(MOMENTS[moment], timeout=300)
     finally:
@@ -109,8 +120,9 @@ def test_killed_up_during_bootstrap_converges_on_rerun(project, moment):
     assert made, f"the bring-up never reached the moment: {moment}"
     first_fsid = fsid_on("node1")
     # The killed run's provider process ends by itself once its engine is gone.
-    assert wait_for(lambda: not provider_processes(project), timeout=30), \
-        provider_processes(project)
+    assert wait_for(lambda: not provider_processes(project), timeout=30), provider_processes(
+        project
+    )
     stop_language_hosts(project)
     project.recover()  # the one documented command
     project.run("up", "--yes", "--skip-preview")

@@ -1,5 +1,6 @@
 """Ceph on the lab through the real engine, with a configuration of its own (an erasure-coded
 extra data pool, an rbd pool, no opt-in to destroy): outcomes are read from the nodes."""
+
 import json
 import os
 import re
@@ -46,20 +47,34 @@ def pools_cfg(cfg: dict) -> dict:
 
 def ceph_only(cfg: dict) -> None:
     """This test's own configuration: Ceph without the KVM part, no opt-in to delete."""
-    for k in [k for k in cfg if k.split(":", 1)[1] in ("bridges", "vms", "vm_storage",
-                                                         "vm_storage_shared")]:
+    for k in [
+        k
+        for k in cfg
+        if k.split(":", 1)[1] in ("bridges", "vms", "vm_storage", "vm_storage_shared")
+    ]:
         del cfg[k]
     cfg["cephkvm:ceph"]["allow_data_loss"] = False
     cfg["cephkvm:pools"] = [
         {"name": "cephfs_meta", "size": 3, "min_size": 2, "pg_num": 16, "application": "cephfs"},
         {"name": "cephfs_data", "size": 3, "min_size": 2, "pg_num": 16, "application": "cephfs"},
-        {"name": "ec_data", "erasure": {"k": 2, "m": 1, "allow_ec_overwrites": True},
-         "pg_num": 8, "application": "cephfs"},
+        {
+            "name": "ec_data",
+            "erasure": {"k": 2, "m": 1, "allow_ec_overwrites": True},
+            "pg_num": 8,
+            "application": "cephfs",
+        },
         {"name": "rbd_test", "size": 3, "min_size": 2, "pg_num": 8, "application": "rgw"},
     ]
-    cfg["cephkvm:filesystems"] = [{"name": "cephfs", "metadata_pool": "cephfs_meta",
-                                   "data_pool": "cephfs_data", "extra_data_pools": ["ec_data"],
-                                   "layouts": {"/archive": "ec_data"}, "standby_count": 1}]
+    cfg["cephkvm:filesystems"] = [
+        {
+            "name": "cephfs",
+            "metadata_pool": "cephfs_meta",
+            "data_pool": "cephfs_data",
+            "extra_data_pools": ["ec_data"],
+            "layouts": {"/archive": "ec_data"},
+            "standby_count": 1,
+        }
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -70,19 +85,25 @@ def stack(tmp_path_factory):
     project.run("up", "--yes", "--skip-preview")
     project.bring_up_seconds = time.monotonic() - start
     yield project
+
     # Leave the lab as we found it: opt in, then destroy everything.
     def opt_in(cfg):
         cfg["cephkvm:ceph"]["allow_data_loss"] = True
         for p in cfg["cephkvm:pools"] + cfg["cephkvm:filesystems"]:
             p["allow_delete"] = True
+
     project.edit_config(opt_in)
     opted = project.run("up", "--yes", "--skip-preview", check=False)
     gone = project.run("destroy", "--yes", "--skip-preview", check=False)
-    assert gone.returncode == 0, (f"destroy: {gone.stdout[-3000:]}\n"
-                                  f"the opt-in up before it: {opted.stdout[-3000:]}")
+    assert gone.returncode == 0, (
+        f"destroy: {gone.stdout[-3000:]}\nthe opt-in up before it: {opted.stdout[-3000:]}"
+    )
     for node in NODES:
-        left = sh(node, "find /var/lib/ceph/mon /var/lib/ceph/mgr /var/lib/ceph/mds "
-                        "/var/lib/ceph/osd -mindepth 1 -maxdepth 1")
+        left = sh(
+            node,
+            "find /var/lib/ceph/mon /var/lib/ceph/mgr /var/lib/ceph/mds "
+            "/var/lib/ceph/osd -mindepth 1 -maxdepth 1",
+        )
         assert not left.split(), f"{node}: a daemon's data is left: {left}"
 
 
@@ -107,19 +128,26 @@ def test_cephfs_is_mounted_everywhere_through_fstab_and_shared(stack):
         mounts = [ln.split() for ln in sh(node, "cat /proc/self/mounts").splitlines()]
         assert [m[2] for m in mounts if m[1] == MNT] == ["fuse.ceph-fuse"], node
         lines = [ln for ln in sh(node, "cat /etc/fstab").splitlines() if f" {MNT} " in ln]
-        assert lines == [f"none {MNT} fuse.ceph ceph.id=cephfs-{node},ceph.client_fs=cephfs,"
-                         "_netdev,defaults 0 0"], lines
-        assert sh(node, f"stat -c %a /etc/ceph/ceph.client.cephfs-{node}.keyring").strip() \
-            == "600"
+        assert lines == [
+            f"none {MNT} fuse.ceph ceph.id=cephfs-{node},ceph.client_fs=cephfs,_netdev,defaults 0 0"
+        ], lines
+        assert sh(node, f"stat -c %a /etc/ceph/ceph.client.cephfs-{node}.keyring").strip() == "600"
     token = f"written on node1 at {time.time()}"
     sh("node1", f"echo '{token}' > {MNT}/from-node1.txt")
     assert sh("node3", f"cat {MNT}/from-node1.txt").strip() == token
-    layout = sh("node2", "/usr/bin/python3 -c \"import os; print(os.getxattr("
-                         f"'{MNT}/archive', 'ceph.dir.layout.pool').decode())\"").strip()
+    layout = sh(
+        "node2",
+        '/usr/bin/python3 -c "import os; print(os.getxattr('
+        f"'{MNT}/archive', 'ceph.dir.layout.pool').decode())\"",
+    ).strip()
     assert layout == "ec_data"
     sh("node2", f"dd if=/dev/zero of={MNT}/archive/blob bs=64k count=16 2>/dev/null && sync")
-    assert poll(lambda: next(p for p in ceph("df")["pools"] if p["name"] == "ec_data")[
-        "stats"]["objects"] > 0, timeout=30), "files under /archive land in the EC pool"
+    assert poll(
+        lambda: (
+            next(p for p in ceph("df")["pools"] if p["name"] == "ec_data")["stats"]["objects"] > 0
+        ),
+        timeout=30,
+    ), "files under /archive land in the EC pool"
     caps = ceph("auth get client.cephfs-node2")[0]["caps"]
     assert "fsname=cephfs" in caps["mds"] and "allow *" not in caps.values()
 
@@ -144,6 +172,7 @@ def test_no_changes_after_up_and_noop_up_changes_nothing(stack):
 def test_cluster_option_change_is_an_update_of_the_config_alone(stack):
     def change(cfg):
         cfg["cephkvm:ceph"]["options"]["mon"]["mon_data_avail_warn"] = 3
+
     stack.edit_config(change)
     preview = stack.preview_json()
     ops = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
@@ -155,6 +184,7 @@ def test_cluster_option_change_is_an_update_of_the_config_alone(stack):
 def test_pool_size_pg_num_application_update_in_place(stack):
     def change(cfg):
         pools_cfg(cfg)["rbd_test"].update(size=2, min_size=1, pg_num=16, application="rbd")
+
     stack.edit_config(change)
     preview = stack.preview_json()
     ops = {s["urn"].rsplit("::", 1)[1]: s["op"] for s in preview["steps"] if s["op"] != "same"}
@@ -180,15 +210,18 @@ def test_type_change_is_a_replace_refused_at_preview_without_opt_in(stack):
         pools_cfg(cfg)["rbd_test"].update(erasure={"k": 2, "m": 1})
         for k in ("size", "min_size"):
             pools_cfg(cfg)["rbd_test"].pop(k)
+
     stack.edit_config(change)
     for command in (["preview"], ["up", "--yes"]):
         proc = stack.run(*command, check=False)
         out = proc.stdout + proc.stderr
         assert proc.returncode != 0 and "protect" in out and "pool-rbd_test" in out, out[-3000:]
     assert pool("rbd_test")["type"] == 1  # still the replicated pool
+
     def back(cfg):
         pools_cfg(cfg)["rbd_test"].pop("erasure")
         pools_cfg(cfg)["rbd_test"].update(size=2, min_size=1)
+
     stack.edit_config(back)
 
 
@@ -213,6 +246,7 @@ def test_killed_mon_and_active_mds_leave_cephfs_usable_and_up_restores_them(stac
         info = ceph("fs dump")["filesystems"][0]["mdsmap"]["info"].values()
         states = {i["name"]: i["state"] for i in info}
         return active not in states and "up:active" in states.values()
+
     # Measured here: the mons take 60-90 s to replace an MDS killed together with a mon.
     assert poll(failed_over, timeout=180)
     token = f"after the kill {time.time()}"
@@ -222,14 +256,14 @@ def test_killed_mon_and_active_mds_leave_cephfs_usable_and_up_restores_them(stac
     assert sorted(ceph("quorum_status")["quorum_names"]) == NODES
     dump = ceph("fs dump")
     names = [s["name"] for s in dump["standbys"]] + [
-        i["name"] for i in dump["filesystems"][0]["mdsmap"]["info"].values()]
+        i["name"] for i in dump["filesystems"][0]["mdsmap"]["info"].values()
+    ]
     assert sorted(names) == NODES
 
 
 def set_roles(project: Project, node: str, roles) -> None:
     """Roles of a lab node, in the project's own copy of the inventory (None: all)."""
-    path = os.path.join(project.dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""),
-                        "inventory.json")
+    path = os.path.join(project.dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""), "inventory.json")
     with open(path) as f:
         inv = json.load(f)
     entry = next(n for n in inv["nodes"] if n["name"] == node)
@@ -258,11 +292,16 @@ def test_a_mon_taken_away_leaves_the_monmap_and_joins_again_when_given_back(stac
 
 def node_snapshot(node: str) -> dict:
     """What a destroy must not touch: mounts, running daemons, Ceph's files."""
-    return {"mounts": sh(node, "findmnt -rn -o TARGET,FSTYPE | grep -i ceph || true"),
-            "daemons": sh(node, "ls /run/ceph/ | grep '\\.pid$' || true"),
-            "files": sh(node, "find /etc/ceph /var/lib/ceph/cephkvm /var/lib/ceph/mon "
-                              "/var/lib/ceph/osd -maxdepth 1 | sort"),
-            "fstab": sh(node, "cat /etc/fstab")}
+    return {
+        "mounts": sh(node, "findmnt -rn -o TARGET,FSTYPE | grep -i ceph || true"),
+        "daemons": sh(node, "ls /run/ceph/ | grep '\\.pid$' || true"),
+        "files": sh(
+            node,
+            "find /etc/ceph /var/lib/ceph/cephkvm /var/lib/ceph/mon "
+            "/var/lib/ceph/osd -maxdepth 1 | sort",
+        ),
+        "fstab": sh(node, "cat /etc/fstab"),
+    }
 
 
 def test_destroy_without_opt_in_is_refused_before_any_host_is_touched(stack):
@@ -275,8 +314,7 @@ def test_destroy_without_opt_in_is_refused_before_any_host_is_touched(stack):
     assert all("DestroyGuard" in line for line in deleting), deleting
     assert {n: node_snapshot(n) for n in NODES} == before
     assert ceph("status")["health"]["status"] in ("HEALTH_OK", "HEALTH_WARN")
-    assert len(ceph("osd tree")["stray"]) == 0 and sorted(ceph("status")["quorum_names"]) \
-        == NODES
+    assert len(ceph("osd tree")["stray"]) == 0 and sorted(ceph("status")["quorum_names"]) == NODES
     token = f"after the refused destroy {time.time()}"
     sh("node1", f"echo '{token}' > {MNT}/after-destroy.txt")
     assert sh("node3", f"cat {MNT}/after-destroy.txt").strip() == token
@@ -292,8 +330,7 @@ def test_identity_files_deleted_on_every_mon_are_written_back_with_the_same_iden
         assert sh(node, "cat /var/lib/ceph/cephkvm/ceph.fsid").strip() == fsid
         assert f"key = {key}" in sh(node, "cat /var/lib/ceph/cephkvm/ceph.bootstrap.keyring")
         assert f"fsid = {fsid}" in sh(node, "cat /etc/ceph/ceph.conf")
-    assert ceph("fsid")["fsid"] == fsid and sorted(ceph("quorum_status")["quorum_names"]) \
-        == NODES
+    assert ceph("fsid")["fsid"] == fsid and sorted(ceph("quorum_status")["quorum_names"]) == NODES
     stack.run("preview", "--expect-no-changes")
 
 
@@ -316,8 +353,7 @@ def _pg_watch(stop: threading.Event, seen: list) -> None:
 
 
 def _set_disks(project: Project, node: str, disks: list) -> None:
-    path = os.path.join(project.dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""),
-                        "inventory.json")
+    path = os.path.join(project.dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""), "inventory.json")
     with open(path) as f:
         inv = json.load(f)
     next(n for n in inv["nodes"] if n["name"] == node)["disks"] = disks
@@ -339,12 +375,16 @@ def test_osd_removal_drains_with_no_degraded_object_and_nothing_lost(stack):
         for i in range(40):
             sh("node1", f"head -c 65536 /dev/urandom > {MNT}/drain-{i}.bin")
         sums = sh("node1", f"cd {MNT} && sha256sum drain-*.bin")
+
         def clean():
             states = pg_summary(ceph("pg stat"))["num_pg_by_state"]
             return [s["name"] for s in states] == ["active+clean"]
+
         assert poll(clean, timeout=180)
+
         def objects():
             return {p["name"]: p["stats"]["objects"] for p in ceph("df")["pools"]}
+
         # `ceph df` counts what the OSDs last reported: wait until the 40 files show.
         assert poll(lambda: objects()["cephfs_data"] >= 40, timeout=120), objects()
         before = objects()
@@ -360,18 +400,26 @@ def test_osd_removal_drains_with_no_degraded_object_and_nothing_lost(stack):
         # Writes during the move (the MDS journal) leave a few objects degraded on the new
         # acting set for a moment (Ceph's own recovery); no PG may go down or stale, and the
         # purge comes only once all is clean again: the first look after `up` is clean.
-        bad = {st["name"] for s in seen for st in s["num_pg_by_state"]
-               if any(w in st["name"] for w in ("down", "incomplete", "stale"))}
-        print(f"pg stat samples during the removal: {len(seen)}; states seen: "
-              f"{sorted({st['name'] for s in seen for st in s['num_pg_by_state']})}; "
-              f"most degraded objects: {max(s.get('degraded_objects', 0) for s in seen)}")
+        bad = {
+            st["name"]
+            for s in seen
+            for st in s["num_pg_by_state"]
+            if any(w in st["name"] for w in ("down", "incomplete", "stale"))
+        }
+        print(
+            f"pg stat samples during the removal: {len(seen)}; states seen: "
+            f"{sorted({st['name'] for s in seen for st in s['num_pg_by_state']})}; "
+            f"most degraded objects: {max(s.get('degraded_objects', 0) for s in seen)}"
+        )
         assert len(seen) > 5 and not bad, bad
         after = pg_summary(ceph("pg stat"))
         assert [s["name"] for s in after["num_pg_by_state"]] == ["active+clean"], after
         assert not after.get("degraded_objects"), after
         assert len(osds()) == 3, "back to 3 OSDs"
-        assert poll(lambda: objects()["cephfs_data"] == before["cephfs_data"], timeout=120), \
-            (objects(), before)
+        assert poll(lambda: objects()["cephfs_data"] == before["cephfs_data"], timeout=120), (
+            objects(),
+            before,
+        )
         assert sh("node3", f"cd {MNT} && sha256sum drain-*.bin") == sums
     finally:
         _set_disks(stack, "node1", own)
@@ -391,15 +439,20 @@ def _client_addr(node: str) -> str:
 def _blocklisted(addr: str) -> bool:
     """Pacific's `-f json` prints two arrays; the plain listing is one entry a line."""
     proc = lab.run("node1", "ceph osd blocklist ls", timeout=60)
-    return proc.returncode == 0 and any(line.split()[0].endswith(addr)
-                                        for line in proc.stdout.splitlines() if line.strip())
+    return proc.returncode == 0 and any(
+        line.split()[0].endswith(addr) for line in proc.stdout.splitlines() if line.strip()
+    )
 
 
 def _mount_report(node: str) -> str:
     """What node's CephFS client looks like, for a failure message."""
-    return lab.run(node, f"grep ' {MNT} ' /proc/self/mounts; pgrep -a ceph-fuse; "
-                         f"ls -la {MNT}; for a in /var/run/ceph/*client*.asok; do echo $a; "
-                         "timeout 10 ceph --admin-daemon $a status; done", timeout=60).stdout
+    return lab.run(
+        node,
+        f"grep ' {MNT} ' /proc/self/mounts; pgrep -a ceph-fuse; "
+        f"ls -la {MNT}; for a in /var/run/ceph/*client*.asok; do echo $a; "
+        "timeout 10 ceph --admin-daemon $a status; done",
+        timeout=60,
+    ).stdout
 
 
 def _node_lines(log: str, node: str) -> str:
@@ -409,9 +462,11 @@ def _node_lines(log: str, node: str) -> str:
 
 def _sessions() -> str:
     """The MDS's client sessions, a line each, for a failure message."""
-    return "\n".join(f"{s.get('client_metadata', {}).get('hostname')} {s.get('id')} "
-                     f"{s.get('state')} {s.get('inst')}"
-                     for s in ceph("tell mds.cephfs:0 session ls"))
+    return "\n".join(
+        f"{s.get('client_metadata', {}).get('hostname')} {s.get('id')} "
+        f"{s.get('state')} {s.get('inst')}"
+        for s in ceph("tell mds.cephfs:0 session ls")
+    )
 
 
 def _answers(node: str) -> bool:
@@ -429,8 +484,9 @@ def test_a_partition_longer_than_the_mds_session_converges_with_one_up(stack):
     """node3 cut off during an `up` that changes every node's mount: node1 and node2 are
     done and node3 is reported by name; the MDS evicts node3's client while the link is
     down; once it is back, one plain `up` heals the dead mount."""
-    sh("node1", "ceph fs set cephfs session_timeout 30 && "
-                "ceph fs set cephfs session_autoclose 40")  # evict in a minute, not five
+    sh(
+        "node1", "ceph fs set cephfs session_timeout 30 && ceph fs set cephfs session_autoclose 40"
+    )  # evict in a minute, not five
     addr = _client_addr("node3")
     try:
         _link("node3", "down")
@@ -452,17 +508,19 @@ def test_a_partition_longer_than_the_mds_session_converges_with_one_up(stack):
     sh("node3", f"echo '{token}' > {MNT}/after-partition.txt && sync {MNT}/after-partition.txt")
     seen = lab.run("node1", f"cat {MNT}/after-partition.txt", timeout=60)
     if seen.stdout.strip() != token:
-        pytest.fail(f"node1 does not see node3's file: {seen.stderr}\n"
-                    f"--- up after the partition:\n{healed.stdout[-3000:]}\n"
-                    f"--- its commands on node3:\n{_node_lines(log, 'node3')}\n"
-                    + "".join(f"--- {n}:\n{_mount_report(n)}\n" for n in ("node3", "node1"))
-                    + f"--- sessions:\n{_sessions()}\n--- blocklist:\n"
-                    + lab.run("node1", "ceph osd blocklist ls", timeout=60).stdout)
+        pytest.fail(
+            f"node1 does not see node3's file: {seen.stderr}\n"
+            f"--- up after the partition:\n{healed.stdout[-3000:]}\n"
+            f"--- its commands on node3:\n{_node_lines(log, 'node3')}\n"
+            + "".join(f"--- {n}:\n{_mount_report(n)}\n" for n in ("node3", "node1"))
+            + f"--- sessions:\n{_sessions()}\n--- blocklist:\n"
+            + lab.run("node1", "ceph osd blocklist ls", timeout=60).stdout
+        )
     assert "noatime" in sh("node3", f"grep ' {MNT} ' /etc/fstab")
     assert poll(lambda: sorted(ceph("quorum_status")["quorum_names"]) == NODES, timeout=120)
-    assert poll(lambda: ceph("status")["health"]["status"] == "HEALTH_OK", timeout=300), \
-        ceph("health detail")
+    assert poll(lambda: ceph("status")["health"]["status"] == "HEALTH_OK", timeout=300), ceph(
+        "health detail"
+    )
     steps = stack.preview_json()["steps"]
     assert [s["op"] for s in steps if s["op"] != "same"] == [], "converged: nothing left to do"
-    sh("node1", "ceph fs set cephfs session_timeout 60 && "
-                "ceph fs set cephfs session_autoclose 300")
+    sh("node1", "ceph fs set cephfs session_timeout 60 && ceph fs set cephfs session_autoclose 300")

@@ -2,6 +2,7 @@
 (size-2 pools) with a third, KVM-only node that mounts CephFS; then the third node leaves
 the inventory and one `up` takes its mount, fstab line, ceph.conf and keys away, while the
 other two keep the filesystem."""
+
 import json
 import os
 import time
@@ -20,8 +21,7 @@ GONE = "node3"
 
 
 def edit_inventory(project: Project, change) -> None:
-    path = os.path.join(project.dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""),
-                        "inventory.json")
+    path = os.path.join(project.dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""), "inventory.json")
     with open(path) as f:
         inv = json.load(f)
     change(inv)
@@ -33,10 +33,23 @@ def two_ceph_nodes_and_a_client(config: dict) -> None:
     for k in [k for k in config if k.split(":", 1)[1] in ("bridges", "vms")]:
         del config[k]
     config["cephkvm:pools"] = [
-        {"name": "cephfs_meta", "size": 2, "min_size": 1, "pg_num": 8, "application": "cephfs",
-         "allow_delete": True},
-        {"name": "cephfs_data", "size": 2, "min_size": 1, "pg_num": 8, "application": "cephfs",
-         "allow_delete": True}]
+        {
+            "name": "cephfs_meta",
+            "size": 2,
+            "min_size": 1,
+            "pg_num": 8,
+            "application": "cephfs",
+            "allow_delete": True,
+        },
+        {
+            "name": "cephfs_data",
+            "size": 2,
+            "min_size": 1,
+            "pg_num": 8,
+            "application": "cephfs",
+            "allow_delete": True,
+        },
+    ]
     config["cephkvm:filesystems"][0]["standby_count"] = 0
 
 
@@ -49,8 +62,10 @@ def ceph_files(node: str) -> list:
 def project(tmp_path_factory):
     project = Project(str(tmp_path_factory.mktemp("decommission")), "lab")
     project.edit_config(two_ceph_nodes_and_a_client)
-    edit_inventory(project, lambda inv: next(n for n in inv["nodes"]
-                                             if n["name"] == GONE).update(roles=["kvm"]))
+    edit_inventory(
+        project,
+        lambda inv: next(n for n in inv["nodes"] if n["name"] == GONE).update(roles=["kvm"]),
+    )
     try:
         project.run("up", "--yes", "--skip-preview")
         yield project
@@ -67,8 +82,9 @@ def test_a_client_node_holds_its_mount_key_and_no_admin_key(project):
 
 
 def test_a_node_taken_out_of_the_stack_loses_every_ceph_credential(project):
-    edit_inventory(project, lambda inv: inv.update(
-        nodes=[n for n in inv["nodes"] if n["name"] != GONE]))
+    edit_inventory(
+        project, lambda inv: inv.update(nodes=[n for n in inv["nodes"] if n["name"] != GONE])
+    )
     project.run("up", "--yes", "--skip-preview")
     assert ceph_files(GONE) == []
     assert lab.run(GONE, ["mountpoint", "-q", MNT]).returncode != 0

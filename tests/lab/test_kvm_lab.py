@@ -1,6 +1,7 @@
 """KVM on the lab through the real engine: bridges over eth0, a VM from the lab guest image
 with cloud-init, a live memory change, a live migration, and a broken bridge that rolls
 itself back. Guests are always torn down (QEMU sits outside the session's memory limits)."""
+
 import copy
 import ipaddress
 import json
@@ -41,9 +42,25 @@ def vm_config(config) -> dict:
 def guest(node: str, command: str, timeout=20):
     """command in the guest, over SSH from node (the guest's address is on the lab switch,
     reachable through the node's br0) with the key cloud-init installed."""
-    argv = ["ssh", "-i", CLIENT_KEY, "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", f"debian@{GUEST}", command]
+    argv = [
+        "ssh",
+        "-i",
+        CLIENT_KEY,
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "ConnectTimeout=5",
+        "-o",
+        "LogLevel=ERROR",
+        f"debian@{GUEST}",
+        command,
+    ]
     return lab.run(node, argv, timeout=timeout)
 
 
@@ -55,8 +72,9 @@ def defined_on(node: str) -> list:
 def vm_state(project: Project) -> dict:
     """The CloudVM's outputs as the state holds them (what refresh updates)."""
     export = json.loads(project.run("stack", "export", "--stack", project.stack).stdout)
-    return next(r["outputs"] for r in export["deployment"]["resources"]
-                if r["urn"].endswith(f"::{VM}"))
+    return next(
+        r["outputs"] for r in export["deployment"]["resources"] if r["urn"].endswith(f"::{VM}")
+    )
 
 
 def steps(project: Project) -> dict:
@@ -67,8 +85,11 @@ def steps(project: Project) -> dict:
 def assert_kvm_unchanged(project: Project) -> None:
     """A preview shows no change to this issue's resources (bridges and the VM). Other
     resources of the lab stack (Ceph) are their own tests' business."""
-    changed = {name: op for name, op in steps(project).items()
-               if op != "same" and (name.endswith("-br0") or name == VM)}
+    changed = {
+        name: op
+        for name, op in steps(project).items()
+        if op != "same" and (name.endswith("-br0") or name == VM)
+    }
     assert changed == {}
 
 
@@ -78,9 +99,11 @@ def sweep():
     for n in lab.inventory()["nodes"]:
         lab.run(n, f"virsh destroy {VM}; virsh undefine {VM}", timeout=30)
         if lab.run(n, ["ip", "link", "show", "br0"]).returncode == 0:
-            restore = (f"virsh net-destroy br0; virsh net-undefine br0; ip link set eth0 nomaster;"
-                       f" ip link del br0; ip addr replace {n['address']}/{SUBNET.prefixlen} "
-                       "dev eth0")
+            restore = (
+                f"virsh net-destroy br0; virsh net-undefine br0; ip link set eth0 nomaster;"
+                f" ip link del br0; ip addr replace {n['address']}/{SUBNET.prefixlen} "
+                "dev eth0"
+            )
             lab.run(n, ["setsid", "-f", "sh", "-c", restore + " >/dev/null 2>&1"])
 
 
@@ -88,9 +111,11 @@ def sweep():
 def stack(tmp_path_factory):
     work = tmp_path_factory.mktemp("kvm")
     project = Project(str(work), "lab")
+
     def configure(config):  # VM disks stay on the stack's CephFS (/mnt/cephfs)
-        vm_config(config)["cloud_init"]["network_config"]["ethernets"]["eth0"]["addresses"] = \
-            [f"{GUEST}/{SUBNET.prefixlen}"]
+        vm_config(config)["cloud_init"]["network_config"]["ethernets"]["eth0"]["addresses"] = [
+            f"{GUEST}/{SUBNET.prefixlen}"
+        ]
 
     project.edit_config(configure)
     try:
@@ -106,8 +131,9 @@ def stack(tmp_path_factory):
 def test_bridges_took_over_eth0_and_ssh_still_works(stack):
     for n in lab.inventory()["nodes"]:
         addrs = json.loads(lab.run(n, ["ip", "-j", "addr", "show", "dev", "br0"]).stdout)
-        cidrs = [f"{a['local']}/{a['prefixlen']}" for a in addrs[0]["addr_info"]
-                 if a["family"] == "inet"]
+        cidrs = [
+            f"{a['local']}/{a['prefixlen']}" for a in addrs[0]["addr_info"] if a["family"] == "inet"
+        ]
         assert cidrs == [f"{n['address']}/{SUBNET.prefixlen}"], n["name"]
         eth0 = json.loads(lab.run(n, ["ip", "-j", "link", "show", "dev", "eth0"]).stdout)[0]
         assert eth0["master"] == "br0"
@@ -122,13 +148,14 @@ def test_vm_boots_from_overlay_with_cloud_init_hostname_and_key(stack):
     assert vm["ready"] is True and vm["cloud_init_errors"] == [], vm  # cloud-init finished
     assert GUEST in vm["addresses"], vm  # reported by the guest agent
     assert defined_on("node1") == [VM]
-    info = json.loads(lab.run("node1", ["qemu-img", "info", "-U", "--output=json",
-                                        vm["disk_path"]]).stdout)
-    assert info["backing-filename"].endswith(".qcow2") and "/templates/" in \
-        info["backing-filename"]
+    info = json.loads(
+        lab.run("node1", ["qemu-img", "info", "-U", "--output=json", vm["disk_path"]]).stdout
+    )
+    assert info["backing-filename"].endswith(".qcow2") and "/templates/" in info["backing-filename"]
     assert info["backing-filename-format"] == "qcow2"
-    fstype = lab.run("node1", ["findmnt", "-n", "-o", "FSTYPE", "--target",
-                               vm["disk_path"]]).stdout.strip()
+    fstype = lab.run(
+        "node1", ["findmnt", "-n", "-o", "FSTYPE", "--target", vm["disk_path"]]
+    ).stdout.strip()
     assert fstype == "fuse.ceph-fuse", "the overlay and its template are on CephFS"
     res = guest("node1", "hostname")
     assert res.returncode == 0, res.stderr
@@ -149,8 +176,9 @@ def test_memory_change_is_an_update_applied_live(stack):
     stack.run("up", "--yes", "--skip-preview")
     xml = lab.run("node1", ["virsh", "dumpxml", "--inactive", VM]).stdout
     assert "<currentMemory unit='KiB'>229376</currentMemory>" in xml
-    assert float(guest("node1", "cat /proc/uptime").stdout.split()[0]) > uptime, \
+    assert float(guest("node1", "cat /proc/uptime").stdout.split()[0]) > uptime, (
         "applied without a restart"
+    )
 
 
 def test_disk_grows_live_and_cloud_init_change_writes_a_new_seed(stack):
@@ -160,16 +188,29 @@ def test_disk_grows_live_and_cloud_init_change_writes_a_new_seed(stack):
     assert steps(stack)[VM] == "update"
     stack.run("up", "--yes", "--skip-preview")
     size = guest("node1", "cat /sys/block/vda/size").stdout.strip()
-    assert int(size) * 512 == 4 * 1024 ** 3, "the guest sees the grown disk without a reboot"
+    assert int(size) * 512 == 4 * 1024**3, "the guest sees the grown disk without a reboot"
     xml = lab.run("node1", ["virsh", "dumpxml", VM]).stdout
     assert before["disk_path"] in xml
-    outs = json.loads(stack.run("stack", "output", "--json", "--show-secrets", "--stack",
-                                stack.stack).stdout)["vms"][VM]
+    outs = json.loads(
+        stack.run("stack", "output", "--json", "--show-secrets", "--stack", stack.stack).stdout
+    )["vms"][VM]
     assert outs["uuid"] == before["uuid"], "updated, not replaced"
     assert outs["instance_id"] != before["instance_id"], "a new seed for the next boot"
-    seed = lab.run("node1", ["sh", "-c", "strings " + shlex.quote(before["disk_path"].replace(
-        "/virtualmachines/", "/config/").replace(".qcow2", "-seed.iso")) + " | grep -m1 "
-        "instance-id"]).stdout
+    seed = lab.run(
+        "node1",
+        [
+            "sh",
+            "-c",
+            "strings "
+            + shlex.quote(
+                before["disk_path"]
+                .replace("/virtualmachines/", "/config/")
+                .replace(".qcow2", "-seed.iso")
+            )
+            + " | grep -m1 "
+            "instance-id",
+        ],
+    ).stdout
     assert outs["instance_id"] in seed
 
 
@@ -184,8 +225,10 @@ def test_new_host_is_a_live_migration(stack):
     assert defined_on("node2") == [VM]
     after = guest("node2", "cat /proc/uptime")
     assert after.returncode == 0, after.stderr
-    print(f"guest uptime {before:.1f}s before, {float(after.stdout.split()[0]):.1f}s after; "
-          f"domains: node1 {defined_on('node1')}, node2 {defined_on('node2')}")
+    print(
+        f"guest uptime {before:.1f}s before, {float(after.stdout.split()[0]):.1f}s after; "
+        f"domains: node1 {defined_on('node1')}, node2 {defined_on('node2')}"
+    )
     assert float(after.stdout.split()[0]) > before, "the guest kept running"
     assert stack.outputs()["vms"][VM]["host"] == "node2"
     assert_kvm_unchanged(stack)
@@ -194,13 +237,16 @@ def test_new_host_is_a_live_migration(stack):
 def test_migration_used_the_stacks_own_restricted_key(stack):
     auth = lab.run("node2", ["cat", "/root/.ssh/authorized_keys"]).stdout
     addresses = ",".join(n["address"] for n in lab.inventory()["nodes"])
-    assert re.search(rf'^from="{re.escape(addresses)}",restrict ssh-ed25519 \S+ '
-                     r'cephkvm-migration@cephkvm-lab$', auth, re.M), auth
+    assert re.search(
+        rf'^from="{re.escape(addresses)}",restrict ssh-ed25519 \S+ '
+        r"cephkvm-migration@cephkvm-lab$",
+        auth,
+        re.M,
+    ), auth
     with open(CLIENT_KEY) as f:
         controller_key = f.read().splitlines()[1]  # a line of the lab key's body
     for name in NODES:
-        found = lab.run(name, ["grep", "-rlF", "-D", "skip", controller_key,
-                               "/root/.ssh", "/run"])
+        found = lab.run(name, ["grep", "-rlF", "-D", "skip", controller_key, "/root/.ssh", "/run"])
         assert found.stdout == "", f"the controller's key is on {name}: {found.stdout}"
 
 
@@ -208,10 +254,26 @@ def test_refresh_finds_a_vm_migrated_by_hand_and_up_moves_it_back(stack, tmp_pat
     node1 = lab.node("node1")
     pin = tmp_path / "known_hosts"  # under /tmp: node2 sees it
     pin.write_text(f"{node1['address']} {node1['host_key']}\n")
-    uri = (f"qemu+libssh://root@{node1['address']}/system?keyfile={CLIENT_KEY}"
-           f"&known_hosts={pin}&known_hosts_verify=normal&sshauth=privkey")
-    lab.run("node2", ["virsh", "migrate", "--live", "--p2p", "--persistent", "--undefinesource",
-                      "--unsafe", VM, uri], check=True, timeout=120)
+    uri = (
+        f"qemu+libssh://root@{node1['address']}/system?keyfile={CLIENT_KEY}"
+        f"&known_hosts={pin}&known_hosts_verify=normal&sshauth=privkey"
+    )
+    lab.run(
+        "node2",
+        [
+            "virsh",
+            "migrate",
+            "--live",
+            "--p2p",
+            "--persistent",
+            "--undefinesource",
+            "--unsafe",
+            VM,
+            uri,
+        ],
+        check=True,
+        timeout=120,
+    )
     assert defined_on("node1") == [VM] and defined_on("node2") == []
     stack.run("refresh", "--yes", "--skip-preview")
     # Stack outputs change only on `up`; the resource's refreshed state shows it.
@@ -224,19 +286,24 @@ def test_refresh_finds_a_vm_migrated_by_hand_and_up_moves_it_back(stack, tmp_pat
 
 
 def test_nics_are_added_and_removed_live(stack):
-    stack.edit_config(lambda c: vm_config(c).update(nics=[{"bridge": "br0"},
-                                                          {"network": "br0"}]))
+    stack.edit_config(lambda c: vm_config(c).update(nics=[{"bridge": "br0"}, {"network": "br0"}]))
     assert steps(stack)[VM] == "update"
     stack.run("up", "--yes", "--skip-preview")
     macs = stack.outputs()["vms"][VM]["macs"]
     assert len(macs) == 2
-    seen = base.wait_until(lambda: macs[1] in guest("node2", "cat /sys/class/net/*/address")
-                           .stdout, timeout=30, what="the guest to see its second NIC")
+    seen = base.wait_until(
+        lambda: macs[1] in guest("node2", "cat /sys/class/net/*/address").stdout,
+        timeout=30,
+        what="the guest to see its second NIC",
+    )
     assert seen
     stack.edit_config(lambda c: vm_config(c).update(nics=[{"bridge": "br0"}]))
     stack.run("up", "--yes", "--skip-preview")
-    assert base.wait_until(lambda: macs[1] not in guest("node2", "cat /sys/class/net/*/address")
-                           .stdout, timeout=30, what="the second NIC to go")
+    assert base.wait_until(
+        lambda: macs[1] not in guest("node2", "cat /sys/class/net/*/address").stdout,
+        timeout=30,
+        what="the second NIC to go",
+    )
     assert guest("node2", "true").returncode == 0, "the first NIC kept working"
 
 
@@ -246,6 +313,7 @@ def test_broken_bridge_address_rolls_back_by_itself(stack):
 
     def broken(config):
         config["cephkvm:bridges"][0]["addresses"] = {"node3": [wrong]}
+
     stack.edit_config(broken)
     proc = stack.run("up", "--yes", "--skip-preview", check=False)
     out = proc.stdout + proc.stderr
@@ -261,8 +329,11 @@ def test_broken_bridge_address_rolls_back_by_itself(stack):
 def test_refresh_shows_a_stopped_bridge_network_and_up_restarts_it(stack):
     lab.run("node3", ["virsh", "net-destroy", "br0"], check=True)
     stack.run("refresh", "--yes", "--skip-preview")
-    changed = [name for name, op in steps(stack).items() if op == "update"
-               and (name.endswith("-br0") or name == VM)]
+    changed = [
+        name
+        for name, op in steps(stack).items()
+        if op == "update" and (name.endswith("-br0") or name == VM)
+    ]
     assert changed == ["node3-br0"]
     stack.run("up", "--yes", "--skip-preview")
     assert re.search(r"Active:\s+yes", lab.run("node3", ["virsh", "net-info", "br0"]).stdout)
@@ -288,8 +359,9 @@ print(worst, n)
 
 def ceph_json(*args):
     """A ceph question asked on node3, which stays in service throughout."""
-    return json.loads(lab.run("node3", ["ceph", *args, "-f", "json"], check=True,
-                              timeout=60).stdout)
+    return json.loads(
+        lab.run("node3", ["ceph", *args, "-f", "json"], check=True, timeout=60).stdout
+    )
 
 
 class PgPoller:
@@ -322,9 +394,11 @@ class PgPoller:
 def _vm_to_the_active_mds(stack) -> str:
     """The node whose MDS is active, with the VM moved there (a plain migration): failing
     MDS daemons over until a chosen one wins depends on the mons' choice of standby."""
+
     def active():
         info = ceph_json("fs", "dump")["filesystems"][0]["mdsmap"]["info"].values()
         return next((i["name"] for i in info if i["state"] == "up:active"), None)
+
     node = base.wait_until(active, timeout=120, what="an active MDS")
     if stack.outputs()["vms"][VM]["host"] != node:
         stack.edit_config(lambda c: vm_config(c).update(node=node))
@@ -357,13 +431,22 @@ class Watch:
     PG states. report() says the longest stalls; check() asserts what must hold."""
 
     def __init__(self, host: str):
-        assert guest(host, "nohup sh -c 'echo $$ > /var/tmp/ticker; while :; do "
-                           "date +%s.%N >> /var/tmp/ticks; sync; sleep 0.5; done' "
-                           ">/dev/null 2>&1 &").returncode == 0
+        assert (
+            guest(
+                host,
+                "nohup sh -c 'echo $$ > /var/tmp/ticker; while :; do "
+                "date +%s.%N >> /var/tmp/ticks; sync; sleep 0.5; done' "
+                ">/dev/null 2>&1 &",
+            ).returncode
+            == 0
+        )
         self.uptime = float(guest(host, "cat /proc/uptime").stdout.split()[0])
         lab.run("node3", ["rm", "-f", "/tmp/cephkvm-probe.stop"])
-        self.probe = subprocess.Popen(lab.ssh_argv("node3") + [
-            "python3", "-c", shlex.quote(CEPHFS_PROBE)], stdout=subprocess.PIPE, text=True)
+        self.probe = subprocess.Popen(
+            lab.ssh_argv("node3") + ["python3", "-c", shlex.quote(CEPHFS_PROBE)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.pgs = PgPoller()
 
     def stop(self, host: str) -> str:
@@ -373,15 +456,19 @@ class Watch:
         out, _ = self.probe.communicate(timeout=60)
         assert out.strip(), "the CephFS probe on node3 failed (see its stderr above)"
         worst, count = out.split()
-        lines = guest(host, "kill $(cat /var/tmp/ticker); cat /proc/uptime /var/tmp/ticks; "
-                            "rm -f /var/tmp/ticks").stdout.split()
+        lines = guest(
+            host,
+            "kill $(cat /var/tmp/ticker); cat /proc/uptime /var/tmp/ticks; rm -f /var/tmp/ticks",
+        ).stdout.split()
         assert float(lines[0]) > self.uptime, "the guest kept running"
         ticks = [float(t) for t in lines[2:]]
         gap = max(b - a for a, b in zip(ticks, ticks[1:]))
-        return (f"CephFS probe on node3: {count} writes, longest {float(worst):.2f}s; guest "
-                f"disk writes: longest gap {gap:.2f}s; PG states seen: {sorted(self.pgs.states)}"
-                f" in {self.pgs.samples} samples, longest run with a PG not active: "
-                f"{self.pgs.longest} sample(s)")
+        return (
+            f"CephFS probe on node3: {count} writes, longest {float(worst):.2f}s; guest "
+            f"disk writes: longest gap {gap:.2f}s; PG states seen: {sorted(self.pgs.states)}"
+            f" in {self.pgs.samples} samples, longest run with a PG not active: "
+            f"{self.pgs.longest} sample(s)"
+        )
 
     def check(self) -> None:
         bad = [s for s in self.pgs.states if re.search(r"down|incomplete|stale|peered|unknown", s)]
@@ -398,9 +485,14 @@ def test_maintenance_moves_the_vm_stops_the_nodes_daemons_and_brings_them_back(s
     try:
         stack.edit_config(lambda c: c.update({"cephkvm:maintenance": [home]}))
         planned = {n: op for n, op in steps(stack).items() if op != "same"}
-        assert planned == {"maintenance": "create", f"mon-{home}": "update",
-                           f"mgr-{home}": "update", f"mds-{home}": "update",
-                           f"osd-{home}-loop0": "update", VM: "update"}, planned
+        assert planned == {
+            "maintenance": "create",
+            f"mon-{home}": "update",
+            f"mgr-{home}": "update",
+            f"mds-{home}": "update",
+            f"osd-{home}-loop0": "update",
+            VM: "update",
+        }, planned
         t0 = time.monotonic()
         stack.run("up", "--yes", "--skip-preview")
         entered = time.monotonic() - t0
@@ -428,8 +520,9 @@ def test_maintenance_moves_the_vm_stops_the_nodes_daemons_and_brings_them_back(s
         assert ceph_json("quorum_status")["quorum_names"] == NODES
         states = {o["osd"]: o["state"] for o in ceph_json("osd", "dump")["osds"]}
         assert all("up" in st and "noout" not in st for st in states.values()), states
-        assert {row["state"] for row in ceph_json("pg", "dump", "pgs_brief")["pg_stats"]} \
-            == {"active+clean"}
+        assert {row["state"] for row in ceph_json("pg", "dump", "pgs_brief")["pg_stats"]} == {
+            "active+clean"
+        }
         assert_unchanged(stack)
     except BaseException:
         _in_service(stack)
@@ -447,17 +540,23 @@ def test_a_rolling_restart_restarts_every_daemon_one_node_at_a_time(stack):
     try:
         stack.edit_config(lambda c: c["cephkvm:ceph"].update(restart="lab-1"))
         planned = {n: op for n, op in steps(stack).items() if op != "same"}
-        assert planned == {f"{k}-{n}{'-loop0' if k == 'osd' else ''}": "update"
-                           for k in ("mon", "mgr", "mds", "osd") for n in NODES}, planned
+        assert planned == {
+            f"{k}-{n}{'-loop0' if k == 'osd' else ''}": "update"
+            for k in ("mon", "mgr", "mds", "osd")
+            for n in NODES
+        }, planned
         t0 = time.monotonic()
         stack.run("up", "--yes", "--skip-preview")
         took = time.monotonic() - t0
         after = _daemon_pids()
-        assert set(after) == set(pids) and not [d for d in pids if after[d] == pids[d]], \
-            (pids, after)
+        assert set(after) == set(pids) and not [d for d in pids if after[d] == pids[d]], (
+            pids,
+            after,
+        )
         assert ceph_json("quorum_status")["quorum_names"] == NODES
-        assert {row["state"] for row in ceph_json("pg", "dump", "pgs_brief")["pg_stats"]} \
-            == {"active+clean"}
+        assert {row["state"] for row in ceph_json("pg", "dump", "pgs_brief")["pg_stats"]} == {
+            "active+clean"
+        }
         assert_unchanged(stack)
     finally:
         said = watch.stop(host)
@@ -495,8 +594,9 @@ def _with_vm2(config) -> None:
     second = copy.deepcopy(vm_config(config))
     second.update(name=VM2, node="node2")
     second["cloud_init"]["hostname"] = VM2
-    second["cloud_init"]["network_config"]["ethernets"]["eth0"]["addresses"] = \
-        [f"{SUBNET.network_address + 101}/{SUBNET.prefixlen}"]
+    second["cloud_init"]["network_config"]["ethernets"]["eth0"]["addresses"] = [
+        f"{SUBNET.network_address + 101}/{SUBNET.prefixlen}"
+    ]
     config["cephkvm:vms"].append(second)
 
 
@@ -506,10 +606,14 @@ def _without_vm2(config) -> None:
 
 def test_a_run_killed_right_after_a_vm_is_defined_converges_after_recover(stack):
     stack.edit_config(_with_vm2)
-    proc = subprocess.Popen(["pulumi", "up", "--yes", "--skip-preview", "--non-interactive",
-                             "--stack", stack.stack], cwd=stack.dir, env=stack.env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        ["pulumi", "up", "--yes", "--skip-preview", "--non-interactive", "--stack", stack.stack],
+        cwd=stack.dir,
+        env=stack.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline, defined = time.monotonic() + 600, False
         while not defined and time.monotonic() < deadline and proc.poll() is None:
@@ -525,8 +629,9 @@ def test_a_run_killed_right_after_a_vm_is_defined_converges_after_recover(stack)
         stack.run("up", "--yes", "--skip-preview")
         assert [n for n in NODES if VM2 in defined_on(n)] == ["node2"], "one domain, adopted"
         export = json.loads(stack.run("stack", "export", "--stack", stack.stack).stdout)
-        outs = next(r["outputs"] for r in export["deployment"]["resources"]
-                    if r["urn"].endswith(f"::{VM2}"))
+        outs = next(
+            r["outputs"] for r in export["deployment"]["resources"] if r["urn"].endswith(f"::{VM2}")
+        )
         assert outs["ready"] is True and not outs.get("cloud_init_errors"), outs
         assert steps(stack).get(VM2, "same") == "same"  # the preview lists changes only
     finally:

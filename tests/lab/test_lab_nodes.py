@@ -4,6 +4,7 @@ Needs root and a lab that is up (`python -m lab up`); skipped otherwise. The dow
 at the end wipes every node (and so any Ceph deployed on them), so it only runs when
 CKLAB_TEST_CYCLE=1 is set, e.g. as its own step after the other lab tests.
 """
+
 import os
 import re
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))   # `lab` lives at the repo root, whatever pytest's rootdir is
+sys.path.insert(0, str(REPO))  # `lab` lives at the repo root, whatever pytest's rootdir is
 import lab  # noqa: E402
 from lab import const, disks, net  # noqa: E402
 
@@ -29,8 +30,9 @@ def _lab_or_skip():
         pytest.skip("no lab is up (run `python -m lab up` as root first)")
     missing = [n["name"] for n in inv["nodes"] if lab.const.netns(n["name"]) not in net.lab_netns()]
     if missing:
-        pytest.skip(f"lab inventory exists but namespaces are missing for {missing}: "
-                    "run `python -m lab up`")
+        pytest.skip(
+            f"lab inventory exists but namespaces are missing for {missing}: run `python -m lab up`"
+        )
     return inv
 
 
@@ -57,8 +59,12 @@ def test_inventory_format(inv):
     assert set(inv["vars"]) <= {"client_key", "guest_address", "guest_image"}
     for i, n in enumerate(inv["nodes"], 1):
         assert set(n) == {"name", "address", "port", "user", "host_key", "disks"}
-        assert (n["name"], n["address"], n["port"], n["user"]) == \
-            (f"node{i}", const.address(i), 22, "root")
+        assert (n["name"], n["address"], n["port"], n["user"]) == (
+            f"node{i}",
+            const.address(i),
+            22,
+            "root",
+        )
         assert re.fullmatch(r"ssh-ed25519 AAAA\S+", n["host_key"])
         assert n["disks"] and all(d.startswith("/dev/loop") for d in n["disks"])
 
@@ -147,31 +153,43 @@ def test_changed_host_key_is_refused(nodes, tmp_path):
 
 
 def test_unreachable_route_while_up(inv):
-    routes = subprocess.run(["ip", "route", "show", "type", "unreachable"],
-                            capture_output=True, text=True, check=True).stdout
+    routes = subprocess.run(
+        ["ip", "route", "show", "type", "unreachable"], capture_output=True, text=True, check=True
+    ).stdout
     assert "10.231.0.0/16" in routes
     status_rows, ok = lab.status()
     assert ok, status_rows
 
 
 # Keep last: it takes the lab down and up again.
-@pytest.mark.skipif(os.environ.get("CKLAB_TEST_CYCLE") != "1",
-                    reason="wipes the lab: set CKLAB_TEST_CYCLE=1 to run the down/up cycle")
+@pytest.mark.skipif(
+    os.environ.get("CKLAB_TEST_CYCLE") != "1",
+    reason="wipes the lab: set CKLAB_TEST_CYCLE=1 to run the down/up cycle",
+)
 def test_down_leaves_nothing_then_up_again(inv):
     shape = dict(nodes=len(inv["nodes"]), disks_per_node=len(inv["nodes"][0]["disks"]))
     cli = [sys.executable, "-m", "lab"]
     assert subprocess.run(cli + ["down"], cwd=REPO).returncode == 0
     assert lab.leftovers() == []
     assert not net.lab_netns() + net.lab_links()
-    assert "10.231.0.0/16" not in subprocess.run(["ip", "route", "show", "table", "all"],
-                                                 capture_output=True, text=True).stdout
+    assert (
+        "10.231.0.0/16"
+        not in subprocess.run(
+            ["ip", "route", "show", "table", "all"], capture_output=True, text=True
+        ).stdout
+    )
     assert not disks.lab_loops()
     assert lab.inventory() is None
     # A second down is a no-op success.
     assert subprocess.run(cli + ["down"], cwd=REPO).returncode == 0
     t0 = time.monotonic()
-    up = cli + ["up", "--nodes", str(shape["nodes"]),
-                "--disks-per-node", str(shape["disks_per_node"])]
+    up = cli + [
+        "up",
+        "--nodes",
+        str(shape["nodes"]),
+        "--disks-per-node",
+        str(shape["disks_per_node"]),
+    ]
     assert subprocess.run(up, cwd=REPO).returncode == 0
     assert time.monotonic() - t0 < 60
     assert subprocess.run(cli + ["status"], cwd=REPO).returncode == 0

@@ -1,4 +1,5 @@
 """`pulumi up -s lab` on the real lab nodes, through the real engine."""
+
 import json
 import os
 import subprocess
@@ -70,25 +71,50 @@ def _mount(cfg):
 CHANGES = [
     ("pool size", lambda c: _pool(c).update(size=2), "pool-cephfs_data", "update"),
     ("pool pg_num", lambda c: _pool(c).update(pg_num=64), "pool-cephfs_data", "update"),
-    ("pool application", lambda c: _pool(c).update(application="rbd"), "pool-cephfs_data",
-     "update"),
-    ("pool quota", lambda c: _pool(c).update(quota_max_bytes=1 << 30), "pool-cephfs_data",
-     "update"),
-    ("cluster option", lambda c: c["cephkvm:ceph"]["options"]["mon"].update(
-        mon_data_avail_warn=3), "ceph-config", "update"),
-    ("mount options", lambda c: _mount(c).update(options=["noatime"]),
-     "mount-node2-mnt-cephfs", "update"),
+    (
+        "pool application",
+        lambda c: _pool(c).update(application="rbd"),
+        "pool-cephfs_data",
+        "update",
+    ),
+    (
+        "pool quota",
+        lambda c: _pool(c).update(quota_max_bytes=1 << 30),
+        "pool-cephfs_data",
+        "update",
+    ),
+    (
+        "cluster option",
+        lambda c: c["cephkvm:ceph"]["options"]["mon"].update(mon_data_avail_warn=3),
+        "ceph-config",
+        "update",
+    ),
+    (
+        "mount options",
+        lambda c: _mount(c).update(options=["noatime"]),
+        "mount-node2-mnt-cephfs",
+        "update",
+    ),
     ("VM host (live migration)", lambda c: _vm(c).update(node="node2"), "lab-vm1", "update"),
     ("VM memory", lambda c: _vm(c).update(memory_mib=224), "lab-vm1", "update"),
-    ("VM template", lambda c: _vm(c).update(template="/tmp/other-template.qcow2"), "lab-vm1",
-     "replace"),
-    ("node virt type", lambda c: c["cephkvm:kvm"].update(virt_type="auto"), "node3-facts",
-     "update"),
+    (
+        "VM template",
+        lambda c: _vm(c).update(template="/tmp/other-template.qcow2"),
+        "lab-vm1",
+        "replace",
+    ),
+    (
+        "node virt type",
+        lambda c: c["cephkvm:kvm"].update(virt_type="auto"),
+        "node3-facts",
+        "update",
+    ),
 ]
 
 
-@pytest.mark.parametrize("what, change, resource, expected", CHANGES,
-                         ids=[row[0] for row in CHANGES])
+@pytest.mark.parametrize(
+    "what, change, resource, expected", CHANGES, ids=[row[0] for row in CHANGES]
+)
 def test_preview_says_update_or_replace(stack, what, change, resource, expected):
     ops = {name: step["op"] for name, step in stack.preview_changes(change).items()}
     said = ops.get(resource)
@@ -107,8 +133,9 @@ def test_refresh_shows_a_stopped_daemon_and_up_restarts_it(stack):
 
 
 def test_changed_host_key_is_refused(stack):
-    inventory_path = os.path.join(stack.dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""),
-                                  "inventory.json")
+    inventory_path = os.path.join(
+        stack.dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""), "inventory.json"
+    )
     with open(inventory_path) as f:
         original = f.read()
     inv = json.loads(original)
@@ -131,9 +158,15 @@ def test_changed_host_key_is_refused(stack):
 def test_a_private_key_in_secret_config_stays_encrypted_in_state(stack):
     with open(lab.inventory()["ssh"]["key_file"]) as f:
         key = f.read()
-    subprocess.run(["pulumi", "config", "set", "--secret", "--stack", stack.stack,
-                    "cephkvm:ssh_private_key"], input=key, text=True, cwd=stack.dir,
-                   env=stack.env, check=True, capture_output=True)
+    subprocess.run(
+        ["pulumi", "config", "set", "--secret", "--stack", stack.stack, "cephkvm:ssh_private_key"],
+        input=key,
+        text=True,
+        cwd=stack.dir,
+        env=stack.env,
+        check=True,
+        capture_output=True,
+    )
     stack.run("up", "--yes", "--skip-preview", "--refresh")  # reads every node with it
     body = "".join(key.strip().splitlines()[1:-1])
     state = stack.state_text().replace("\\n", "").replace("\n", "")
@@ -167,11 +200,18 @@ def test_trust_on_first_use_happens_once_per_stack_not_once_per_controller(tmp_p
     tofu = Project(str(tmp_path), "tofu")
     node1 = next(n for n in inv["nodes"] if n["name"] == "node1")
     node2 = next(n for n in inv["nodes"] if n["name"] == "node2")
+
     def config(address: str) -> dict:
-        return {"cephkvm:nodes": [{"name": "node1", "address": address, "roles": ["kvm"]}],
-                "cephkvm:ssh": {"key_file": inv["ssh"]["key_file"], "known_hosts": str(known),
-                                "trust_on_first_use": True},
-                "cephkvm:kvm": {"virt_type": "qemu"}}
+        return {
+            "cephkvm:nodes": [{"name": "node1", "address": address, "roles": ["kvm"]}],
+            "cephkvm:ssh": {
+                "key_file": inv["ssh"]["key_file"],
+                "known_hosts": str(known),
+                "trust_on_first_use": True,
+            },
+            "cephkvm:kvm": {"virt_type": "qemu"},
+        }
+
     def write(cfg: dict) -> None:
         doc = {}
         if os.path.exists(tofu.stack_file):
@@ -180,6 +220,7 @@ def test_trust_on_first_use_happens_once_per_stack_not_once_per_controller(tmp_p
         doc["config"] = cfg
         with open(tofu.stack_file, "w") as f:
             yaml.safe_dump(doc, f, sort_keys=False)
+
     write(config(node1["address"]))
     try:
         tofu.run("up", "--yes", "--skip-preview")

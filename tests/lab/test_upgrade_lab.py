@@ -4,6 +4,7 @@ and destroyed by this checkout's code and stack file. The state pickles each pro
 module path, and every input's shape must come out the same, or the first preview would want
 changes (the old stack file said `cephkvm:lab`; the new one reads the same nodes and values
 through `cephkvm:inventory`)."""
+
 import json
 import os
 import shutil
@@ -29,15 +30,16 @@ def old_tree(dest: str) -> str:
     """BEFORE's project files, from this clone's history."""
     os.makedirs(dest)
     archive = subprocess.run(["git", "-C", ROOT, "archive", BEFORE], capture_output=True)
-    assert archive.returncode == 0, f"commit {BEFORE} is not in this clone's history " \
+    assert archive.returncode == 0, (
+        f"commit {BEFORE} is not in this clone's history "
         f"(a shallow clone?): {archive.stderr.decode()[-500:]}"
+    )
     subprocess.run(["tar", "-x", "-C", dest], input=archive.stdout, check=True)
     return dest
 
 
 def inventory_path(project: Project) -> str:
-    return os.path.join(project.dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""),
-                        "inventory.json")
+    return os.path.join(project.dir, ".lab" + os.environ.get("CEPHKVM_LAB", ""), "inventory.json")
 
 
 def with_legacy_keys(project: Project) -> None:
@@ -45,8 +47,11 @@ def with_legacy_keys(project: Project) -> None:
     reads subnet, ssh_key and known_hosts); the upgraded lab writes the strict format."""
     with open(inventory_path(project)) as f:
         inv = json.load(f)
-    inv.update(subnet=inv["public_network"], ssh_key=inv["ssh"]["key_file"],
-               known_hosts=inv["ssh"]["known_hosts"])
+    inv.update(
+        subnet=inv["public_network"],
+        ssh_key=inv["ssh"]["key_file"],
+        known_hosts=inv["ssh"]["known_hosts"],
+    )
     with open(inventory_path(project), "w") as f:
         json.dump(inv, f)
 
@@ -62,8 +67,10 @@ def upgraded(tmp_path_factory):
     project = Project(str(work), "lab", code=old_tree(str(work / "before")))
 
     def configure(config):
-        vm_config(config)["cloud_init"]["network_config"]["ethernets"]["eth0"]["addresses"] = \
-            [f"{GUEST}/{SUBNET.prefixlen}"]
+        vm_config(config)["cloud_init"]["network_config"]["ethernets"]["eth0"]["addresses"] = [
+            f"{GUEST}/{SUBNET.prefixlen}"
+        ]
+
     project.edit_config(configure)
     with_legacy_keys(project)
     try:
@@ -90,6 +97,7 @@ def test_an_update_after_the_upgrade_reaches_the_hosts(upgraded):
     def quota(config):
         pool = next(p for p in config["cephkvm:pools"] if p["name"] == "cephfs_data")
         pool["quota_max_objects"] = 12345
+
     upgraded.edit_config(quota)
     assert changes(upgraded) == {"pool-cephfs_data": "update"}
     upgraded.run("up", "--yes", "--skip-preview")
@@ -102,7 +110,8 @@ def test_destroy_by_the_upgraded_code_leaves_nothing(upgraded):
     upgraded.run("destroy", "--yes", "--skip-preview")
     for n in lab.inventory()["nodes"]:
         assert VM not in defined_on(n["name"])
-        left = lab.run(n["name"], "find /var/lib/ceph/mon /var/lib/ceph/osd -mindepth 1 "
-                                  "-maxdepth 1").stdout
+        left = lab.run(
+            n["name"], "find /var/lib/ceph/mon /var/lib/ceph/osd -mindepth 1 -maxdepth 1"
+        ).stdout
         assert not left.split(), f"{n['name']}: {left}"
         assert lab.run(n["name"], ["ip", "link", "show", "br0"]).returncode != 0

@@ -3,6 +3,7 @@ one cluster state they share, answering the commands the Ceph providers send (th
 set CEPH_NODE on fakes.RecordingSession). Tests assert on this state (mkfs counts, running
 daemons, fstab text), and can crash a provider before its Nth changing command across all
 nodes (world.log.crash_at)."""
+
 from __future__ import annotations
 
 import base64
@@ -12,8 +13,7 @@ import shlex
 import time
 
 from providers import base
-from tests.unit.fakes import Command, FakeNode, Handlers, Journal, connection, put_target, \
-    stat_mode
+from tests.unit.fakes import Command, FakeNode, Handlers, Journal, connection, put_target, stat_mode
 
 KEY = "AQBFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAA=="
 
@@ -34,7 +34,7 @@ class CephWorld:
         self.fs: dict = {}
         self.health_checks: dict = {}
         self.unclean_probes = 0  # `pg dump` answers with a degraded PG this many times
-        self.monmap_fsid = ""    # the fsid monmaptool --create was given
+        self.monmap_fsid = ""  # the fsid monmaptool --create was given
         self.store_fsid: dict = {}  # mon -> the fsid in its store's monmap
         self.next_pool_id = 1
         self.layouts: dict = {}
@@ -47,8 +47,9 @@ class CephWorld:
 
     def serve(self, monkeypatch) -> "CephWorld":
         """Answer every provider's session (base.session) from this world's nodes."""
-        monkeypatch.setattr(base, "session",
-                            lambda props: self.nodes[props["connection"]["name"]].session())
+        monkeypatch.setattr(
+            base, "session", lambda props: self.nodes[props["connection"]["name"]].session()
+        )
         return self
 
     def running(self, kind):
@@ -56,17 +57,23 @@ class CephWorld:
 
     def preferred(self, kind):
         """Running mgrs/MDS in the order the mons pick an active one: failed ones last."""
-        return sorted(self.running(kind), key=lambda n: self.failed.index(n)
-                      if n in self.failed else -1)
+        return sorted(
+            self.running(kind), key=lambda n: self.failed.index(n) if n in self.failed else -1
+        )
 
     def quorum(self):
         up = [m for m in self.running("mon") if m in self.monmap]
         return sorted(up) if self.monmap and len(up) > len(self.monmap) // 2 else []
 
     def props_nodes(self):
-        return [{"name": n, "address": f"192.0.2.{i + 11}",
-                 "connection": connection(n, f"192.0.2.{i + 11}")}
-                for i, n in enumerate(self.nodes)]
+        return [
+            {
+                "name": n,
+                "address": f"192.0.2.{i + 11}",
+                "connection": connection(n, f"192.0.2.{i + 11}"),
+            }
+            for i, n in enumerate(self.nodes)
+        ]
 
 
 class FakeCephNode(FakeNode):
@@ -79,8 +86,8 @@ class FakeCephNode(FakeNode):
         self.modes: dict[str, tuple] = {}
         self.dirs: set = set()
         self.running: set = set()  # (kind, id)
-        self.devices: dict = {}    # path -> {"signature": str|None, "osd": dict|None}
-        self.mounts: dict = {}     # mountpoint -> fs type
+        self.devices: dict = {}  # path -> {"signature": str|None, "osd": dict|None}
+        self.mounts: dict = {}  # mountpoint -> fs type
         self.busy: set = set()
         self.udevadm = True
         self.clock_offset = 0.0
@@ -164,8 +171,11 @@ def _timeout(node, command: Command):
 @CEPH_NODE.program("stat")
 def _stat(node, command: Command):
     if command.argv[1] == "--":  # does the mount answer
-        return ("stat: Transport endpoint is not connected", 1) \
-            if command.argv[2] in node.dead else ("", 0)
+        return (
+            ("stat: Transport endpoint is not connected", 1)
+            if command.argv[2] in node.dead
+            else ("", 0)
+        )
     mode = node.modes.get(command.argv[-1])
     return (f"{mode[0]} {mode[1]}\n", 0) if mode else ("", 1)
 
@@ -293,8 +303,11 @@ def _set_layout(node, command: Command):
 @CEPH_NODE.program("mount")
 def _mount(node, command: Command):
     mp = command.argv[-1]
-    line = next(ln for ln in node.files["/etc/fstab"].splitlines()
-                if len(ln.split()) > 1 and ln.split()[1] == mp)
+    line = next(
+        ln
+        for ln in node.files["/etc/fstab"].splitlines()
+        if len(ln.split()) > 1 and ln.split()[1] == mp
+    )
     holder = any(f"client.{_fstab_id(line)}." in a for a, _ in node.lingering.values())
     if not (node.mount_exits_quietly or holder):  # a live one holds the pidfile
         node.mounts[mp] = "fuse.ceph-fuse" if line.split()[2] == "fuse.ceph" else "ceph"
@@ -375,8 +388,7 @@ def _direct_daemon(node, command: Command):
 
 @CEPH_NODE.script("/dev/tcp/")
 def _unreachable_peers(node, command: Command):
-    return "".join(f"{n}\n" for n in sorted(node.unreachable)
-                   if f"echo {n}" in command.script), 0
+    return "".join(f"{n}\n" for n in sorted(node.unreachable) if f"echo {n}" in command.script), 0
 
 
 @CEPH_NODE.script("mktemp /etc/.fstab.cephkvm.")
@@ -405,15 +417,20 @@ def _device_mountpoints(node, command: Command):
 def _fuse_sockets(node, command: Command):
     """cephfs_mount._each_live_asok: the live pids of a client, or their `status`."""
     script = command.script
-    prefix = shlex.split(script.split(";", 1)[0][len("pre="):])[0]
+    prefix = shlex.split(script.split(";", 1)[0][len("pre=") :])[0]
     if "status" in script:
         # Client::dump_status writes the address in its legacy form, without "v1:".
-        return "".join(f'{pid} {{"blocklisted": {json.dumps(pid not in node.unaware)}, '
-                       f'"addr_str": "{node.name}:0/{pid}"}}\n'
-                       for pid, a in node.fenced.items() if a.startswith(prefix + ".")), 0
-    live = [pid for pid, a in {**node.fenced, **{p: a for p, (a, _) in
-                                                 node.lingering.items()}}.items()
-            if a.startswith(prefix + ".")]
+        return "".join(
+            f'{pid} {{"blocklisted": {json.dumps(pid not in node.unaware)}, '
+            f'"addr_str": "{node.name}:0/{pid}"}}\n'
+            for pid, a in node.fenced.items()
+            if a.startswith(prefix + ".")
+        ), 0
+    live = [
+        pid
+        for pid, a in {**node.fenced, **{p: a for p, (a, _) in node.lingering.items()}}.items()
+        if a.startswith(prefix + ".")
+    ]
     for pid in list(node.lingering):
         left = node.lingering[pid][1]
         if left is not None:
@@ -430,8 +447,14 @@ def _probe(node, command: Command):
 
 
 def _fstab_id(line: str) -> str:
-    return next((o.split("=", 1)[1] for o in line.split()[3].split(",")
-                 if o.startswith(("ceph.id=", "name="))), "")
+    return next(
+        (
+            o.split("=", 1)[1]
+            for o in line.split()[3].split(",")
+            if o.startswith(("ceph.id=", "name="))
+        ),
+        "",
+    )
 
 
 def _arg(args, flag, default=None):
@@ -447,9 +470,13 @@ def _ceph(node: FakeCephNode, args: list, stdin):
         if (kind, ident) not in node.running:
             return "admin_socket: exception getting command descriptions", 22
         members = w.monmap if ident in w.monmap else w.made_from.get(ident, set())
-        return json.dumps({"name": ident, "state": "leader" if ident in w.quorum() else
-                           "probing", "monmap": {"mons": [{"name": m} for m in
-                                                          sorted(members)]}}), 0
+        return json.dumps(
+            {
+                "name": ident,
+                "state": "leader" if ident in w.quorum() else "probing",
+                "monmap": {"mons": [{"name": m} for m in sorted(members)]},
+            }
+        ), 0
     quorum = w.quorum()
     if not quorum:
         return "error connecting to the cluster", 1
@@ -467,8 +494,13 @@ def _ceph(node: FakeCephNode, args: list, stdin):
         w.monmap.discard(args[2])
         return "", 0
     if args[:2] == ["config", "dump"]:
-        return json.dumps([{"section": s, "name": k, "value": v}
-                           for s, o in w.config.items() for k, v in o.items()]), 0
+        return json.dumps(
+            [
+                {"section": s, "name": k, "value": v}
+                for s, o in w.config.items()
+                for k, v in o.items()
+            ]
+        ), 0
     if args[:2] == ["config", "set"]:
         w.config.setdefault(args[2], {})[args[3]] = args[4]
         return "", 0
@@ -490,29 +522,52 @@ def _ceph(node: FakeCephNode, args: list, stdin):
         w.auth.pop(args[2], None)
         return "", 0
     if args[:2] == ["fs", "authorize"]:
-        w.auth[args[3]] = {"key": KEY, "caps": {"mds": f"allow rw fsname={args[2]}",
-                                                "mon": f"allow r fsname={args[2]}",
-                                                "osd": f"allow rw tag cephfs data={args[2]}"}}
+        w.auth[args[3]] = {
+            "key": KEY,
+            "caps": {
+                "mds": f"allow rw fsname={args[2]}",
+                "mon": f"allow r fsname={args[2]}",
+                "osd": f"allow rw tag cephfs data={args[2]}",
+            },
+        }
         return "", 0
     if args[:2] == ["mgr", "dump"]:
         mgrs = w.preferred("mgr")
-        return json.dumps({"active_name": mgrs[0] if mgrs else "", "available": bool(mgrs),
-                           "standbys": [{"name": m} for m in mgrs[1:]]}), 0
+        return json.dumps(
+            {
+                "active_name": mgrs[0] if mgrs else "",
+                "available": bool(mgrs),
+                "standbys": [{"name": m} for m in mgrs[1:]],
+            }
+        ), 0
     if args[:2] == ["fs", "dump"]:
         mds = w.preferred("mds")
         fss = []
         for name, fs in w.fs.items():
             info = {"gid_1": {"name": mds.pop(0), "state": "up:active"}} if mds else {}
-            fss.append({"mdsmap": {"fs_name": name, "max_mds": fs["max_mds"],
-                                   "standby_count_wanted": fs["standby"], "info": info,
-                                   "metadata_pool": w.pools[fs["meta"]]["pool_id"],
-                                   "data_pools": [w.pools[p]["pool_id"] for p in fs["data"]]}})
-        return json.dumps({"standbys": [{"name": m, "state": "up:standby"} for m in mds],
-                           "filesystems": fss}), 0
+            fss.append(
+                {
+                    "mdsmap": {
+                        "fs_name": name,
+                        "max_mds": fs["max_mds"],
+                        "standby_count_wanted": fs["standby"],
+                        "info": info,
+                        "metadata_pool": w.pools[fs["meta"]]["pool_id"],
+                        "data_pools": [w.pools[p]["pool_id"] for p in fs["data"]],
+                    }
+                }
+            )
+        return json.dumps(
+            {"standbys": [{"name": m, "state": "up:standby"} for m in mds], "filesystems": fss}
+        ), 0
     if args[:2] == ["health", "detail"]:
         status = "HEALTH_WARN" if w.health_checks else "HEALTH_OK"
-        return json.dumps({"status": status, "checks": {
-            k: {"summary": {"message": v}} for k, v in w.health_checks.items()}}), 0
+        return json.dumps(
+            {
+                "status": status,
+                "checks": {k: {"summary": {"message": v}} for k, v in w.health_checks.items()},
+            }
+        ), 0
     if args[0] == "version":
         return json.dumps({"version": "ceph version 16.2.15 (618f44) pacific (stable)"}), 0
     if args[:2] == ["osd", "tree"]:
@@ -520,13 +575,22 @@ def _ceph(node: FakeCephNode, args: list, stdin):
         for i, o in w.osds.items():
             hosts.setdefault(o["host"], []).append(i)
         nodes = [{"type": "host", "name": h, "children": c} for h, c in hosts.items()]
-        nodes += [{"type": "osd", "id": i, "status": "up" if ("osd", str(i)) in
-                   w.nodes[o["host"]].running else "down",
-                   "reweight": 1.0 if o["in"] else 0.0} for i, o in w.osds.items()]
+        nodes += [
+            {
+                "type": "osd",
+                "id": i,
+                "status": "up" if ("osd", str(i)) in w.nodes[o["host"]].running else "down",
+                "reweight": 1.0 if o["in"] else 0.0,
+            }
+            for i, o in w.osds.items()
+        ]
         return json.dumps({"nodes": nodes, "stray": []}), 0
     if args[:3] == ["osd", "blocklist", "ls"]:
-        return "".join(f"{n.name}:0/{pid} 2026-12-02T15:00:00.000000+0000\n"
-                       for n in w.nodes.values() for pid in n.fenced), 0
+        return "".join(
+            f"{n.name}:0/{pid} 2026-12-02T15:00:00.000000+0000\n"
+            for n in w.nodes.values()
+            for pid in n.fenced
+        ), 0
     if args[:2] == ["osd", "in"]:
         w.osds[int(args[2])]["in"] = True
         return "", 0
@@ -541,14 +605,26 @@ def _ceph(node: FakeCephNode, args: list, stdin):
         return "", 0
     if args[:2] == ["mon", "ok-to-stop"]:
         left = [m for m in quorum if m not in args[2:]]
-        return ("", 0) if len(left) > len(w.monmap) // 2 else (
-            f"Error EBUSY: stopping {' '.join(args[2:])} would leave {left}, not a quorum", 16)
+        return (
+            ("", 0)
+            if len(left) > len(w.monmap) // 2
+            else (
+                f"Error EBUSY: stopping {' '.join(args[2:])} would leave {left}, not a quorum",
+                16,
+            )
+        )
     if args[:2] == ["osd", "ok-to-stop"]:
-        hosts = {o["host"] for i, o in w.osds.items() if str(i) not in args[2:] and
-                 ("osd", str(i)) in w.nodes[o["host"]].running}
+        hosts = {
+            o["host"]
+            for i, o in w.osds.items()
+            if str(i) not in args[2:] and ("osd", str(i)) in w.nodes[o["host"]].running
+        }
         need = max([p["min_size"] for p in w.pools.values()] or [1])
-        return ("", 0) if len(hosts) >= need else (
-            f"Error EBUSY: {len(w.pools)} pools would become inactive", 16)
+        return (
+            ("", 0)
+            if len(hosts) >= need
+            else (f"Error EBUSY: {len(w.pools)} pools would become inactive", 16)
+        )
     if args[:2] in (["osd", "add-noout"], ["osd", "rm-noout"]):
         (w.noout.add if args[1] == "add-noout" else w.noout.discard)(int(args[2][4:]))
         return "", 0
@@ -561,12 +637,20 @@ def _ceph(node: FakeCephNode, args: list, stdin):
         return json.dumps([{"pool_name": n, **p} for n, p in w.pools.items()]), 0
     if head == "osd pool create":
         name, pg = args[3], int(args[4])
-        w.pools[name] = {"pool_id": w.next_pool_id, "type": 1 if args[6] == "replicated" else 3,
-                         "size": 3, "min_size": 2, "pg_num": pg, "pg_num_target": pg,
-                         "pg_autoscale_mode": "on", "application_metadata": {},
-                         "erasure_code_profile": args[7] if len(args) > 7 else "",
-                         "flags_names": "hashpspool", "quota_max_bytes": 0,
-                         "quota_max_objects": 0}
+        w.pools[name] = {
+            "pool_id": w.next_pool_id,
+            "type": 1 if args[6] == "replicated" else 3,
+            "size": 3,
+            "min_size": 2,
+            "pg_num": pg,
+            "pg_num_target": pg,
+            "pg_autoscale_mode": "on",
+            "application_metadata": {},
+            "erasure_code_profile": args[7] if len(args) > 7 else "",
+            "flags_names": "hashpspool",
+            "quota_max_bytes": 0,
+            "quota_max_objects": 0,
+        }
         if len(args) > 7:
             prof = w.profiles[args[7]]
             w.pools[name].update(size=prof["k"] + prof["m"], min_size=prof["k"] + 1)
@@ -610,14 +694,19 @@ def _ceph(node: FakeCephNode, args: list, stdin):
         w.profiles.pop(args[3], None)
         return "", 0
     if args[:2] == ["df", "detail"]:
-        return json.dumps({"pools": [{"name": n, "stats": {"objects": p.get("objects", 0)}}
-                                     for n, p in w.pools.items()]}), 0
+        return json.dumps(
+            {
+                "pools": [
+                    {"name": n, "stats": {"objects": p.get("objects", 0)}}
+                    for n, p in w.pools.items()
+                ]
+            }
+        ), 0
     if args[:2] == ["pg", "dump"]:
         dirty = w.unclean_probes > 0
         w.unclean_probes -= 1
         states = ["active+undersized+degraded"] if dirty else []
-        return json.dumps({"pg_stats": [{"state": s} for s in
-                                        states + ["active+clean"] * 4]}), 0
+        return json.dumps({"pg_stats": [{"state": s} for s in states + ["active+clean"] * 4]}), 0
     if args[:2] == ["pg", "ls-by-pool"]:
         return json.dumps({"pg_stats": [{"state": "active+clean"}] * 4}), 0
     if args[:2] == ["fs", "new"]:
@@ -649,15 +738,29 @@ def _ceph_volume(node: FakeCephNode, args: list):
         osd = node.devices[dev].get("osd")
         if method == "raw":
             return json.dumps({osd["osd_uuid"]: {**osd, "device": dev}} if osd else {}), 0
-        return json.dumps({str(osd["osd_id"]): [{"tags": {
-            "ceph.osd_fsid": osd["osd_uuid"], "ceph.cluster_fsid": osd["ceph_fsid"]}}]}
-            if osd else {}), 0
+        return json.dumps(
+            {
+                str(osd["osd_id"]): [
+                    {
+                        "tags": {
+                            "ceph.osd_fsid": osd["osd_uuid"],
+                            "ceph.cluster_fsid": osd["ceph_fsid"],
+                        }
+                    }
+                ]
+            }
+            if osd
+            else {}
+        ), 0
     if action in ("prepare", "create"):
         dev = _arg(args, "--data")
         osd_id = max(w.osds, default=-1) + 1
         fsid = node.files.get("/etc/ceph/ceph.conf", "").split("fsid = ")[1].split()[0]
-        node.devices[dev]["osd"] = {"osd_id": osd_id, "osd_uuid": f"uuid-{osd_id}",
-                                    "ceph_fsid": fsid}
+        node.devices[dev]["osd"] = {
+            "osd_id": osd_id,
+            "osd_uuid": f"uuid-{osd_id}",
+            "ceph_fsid": fsid,
+        }
         w.osds[osd_id] = {"host": node.name, "up": False, "in": True}
         if action == "create":  # lvm create also starts the systemd unit
             node.running.add(("osd", str(osd_id)))
@@ -675,49 +778,84 @@ def _ceph_volume(node: FakeCephNode, args: list):
 
 def cluster_props(world: CephWorld, **kw) -> dict:
     from providers.ceph_cluster import CephClusterProvider
-    p = {"public_network": "192.0.2.0/24", "nodes": world.props_nodes(),
-         "mons": list(world.nodes), "owner": "cephkvm/unit", **kw}
+
+    p = {
+        "public_network": "192.0.2.0/24",
+        "nodes": world.props_nodes(),
+        "mons": list(world.nodes),
+        "owner": "cephkvm/unit",
+        **kw,
+    }
     result = CephClusterProvider().check({}, p)
     assert not result.failures, result.failures
     return result.inputs
 
 
 def _access(world: CephWorld, name: str) -> dict:
-    return next({"connection": n["connection"], "address": n["address"]}
-                for n in world.props_nodes() if n["name"] == name)
+    return next(
+        {"connection": n["connection"], "address": n["address"]}
+        for n in world.props_nodes()
+        if n["name"] == name
+    )
 
 
 def mon_props(world: CephWorld, fsid: str, name: str, **kw) -> dict:
     from providers.ceph_mon import CephMonProvider
-    result = CephMonProvider().check({}, {"fsid": fsid, "node": name, **_access(world, name),
-                                          "timeout": 2, **kw})
+
+    result = CephMonProvider().check(
+        {}, {"fsid": fsid, "node": name, **_access(world, name), "timeout": 2, **kw}
+    )
     assert not result.failures, result.failures
     return result.inputs
 
 
 def config_props(world: CephWorld, fsid: str, **kw) -> dict:
     from providers.ceph_config import CephConfigProvider
-    result = CephConfigProvider().check({}, {
-        "fsid": fsid, "admin": [{"connection": n["connection"]} for n in world.props_nodes()],
-        "mons": list(world.nodes), "timeout": 2, **kw})
+
+    result = CephConfigProvider().check(
+        {},
+        {
+            "fsid": fsid,
+            "admin": [{"connection": n["connection"]} for n in world.props_nodes()],
+            "mons": list(world.nodes),
+            "timeout": 2,
+            **kw,
+        },
+    )
     assert not result.failures, result.failures
     return result.inputs
 
 
 def daemon_props(world: CephWorld, fsid: str, name: str, **kw) -> dict:
     from providers import ceph_daemon
-    result = ceph_daemon.DaemonProvider().check({}, {
-        "fsid": fsid, "node": name, "connection": _access(world, name)["connection"],
-        "timeout": 2, **kw})
+
+    result = ceph_daemon.DaemonProvider().check(
+        {},
+        {
+            "fsid": fsid,
+            "node": name,
+            "connection": _access(world, name)["connection"],
+            "timeout": 2,
+            **kw,
+        },
+    )
     assert not result.failures, result.failures
     return result.inputs
 
 
 def conf_props(world: CephWorld, outs: dict, name: str, admin=True) -> dict:
     from providers.ceph_conf import CephConfProvider
-    result = CephConfProvider().check({}, {
-        "node": name, "connection": _access(world, name)["connection"], "conf": outs["conf"],
-        "admin": admin, **({"admin_key": outs["admin_key"]} if admin else {})})
+
+    result = CephConfProvider().check(
+        {},
+        {
+            "node": name,
+            "connection": _access(world, name)["connection"],
+            "conf": outs["conf"],
+            "admin": admin,
+            **({"admin_key": outs["admin_key"]} if admin else {}),
+        },
+    )
     assert not result.failures, result.failures
     return result.inputs
 
@@ -731,14 +869,18 @@ def bring_up(world: CephWorld, options=None, **cluster) -> dict:
     from providers.ceph_mgr import CephMgrProvider
     from providers.ceph_mon import CephMonProvider
     from providers.ceph_conf import CephConfProvider
+
     outs = CephClusterProvider().create(cluster_props(world, **cluster)).outs
     fsid = outs["fsid"]
     for name in world.nodes:
         CephConfProvider().create(conf_props(world, outs, name))
     for name in cluster.get("mons", world.nodes):
         CephMonProvider().create(mon_props(world, fsid, name))
-    CephConfigProvider().create(config_props(world, fsid, options=options or {},
-                                             mons=list(cluster.get("mons", world.nodes))))
+    CephConfigProvider().create(
+        config_props(
+            world, fsid, options=options or {}, mons=list(cluster.get("mons", world.nodes))
+        )
+    )
     for name in world.nodes:
         CephMgrProvider().create(daemon_props(world, fsid, name))
         CephMdsProvider().create(daemon_props(world, fsid, name))

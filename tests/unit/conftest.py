@@ -1,4 +1,5 @@
 """Shared unit-tier fixtures."""
+
 import pulumi
 import pytest
 
@@ -37,8 +38,9 @@ def every_command_claimed():
     the error (or a pytest.raises matched its text)."""
     fakes.UNCLAIMED.clear()
     yield
-    assert not fakes.UNCLAIMED, "commands no fake handler answers: " + \
-        "; ".join(c.line for c in fakes.UNCLAIMED)
+    assert not fakes.UNCLAIMED, "commands no fake handler answers: " + "; ".join(
+        c.line for c in fakes.UNCLAIMED
+    )
 
 
 @pytest.fixture
@@ -63,6 +65,7 @@ def mons_up(world):
     """The cluster made and a mon running on every node: world.fsid set, journal cleared."""
     from providers.ceph_cluster import CephClusterProvider
     from providers.ceph_mon import CephMonProvider
+
     world.fsid = CephClusterProvider().create(cluster_props(world)).outs["fsid"]
     for name in world.nodes:
         CephMonProvider().create(mon_props(world, world.fsid, name))

@@ -10,6 +10,7 @@ at its Nth changing command.
 FakeHost below is the plain Debian node NodePrep, Node and MigrationAccess see;
 ceph_fakes.CephWorld and test_cloud_vm's VM host are handler sets on the same base.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -80,8 +81,7 @@ class Journal(list):
         self.crash_at: int | None = None  # raise Crash before the Nth changing command
 
     def record(self, command: Command) -> None:
-        if command.change and self.crash_at is not None \
-                and len(self.changes) + 1 >= self.crash_at:
+        if command.change and self.crash_at is not None and len(self.changes) + 1 >= self.crash_at:
             self.crash_at = None
             raise Crash(command.line)
         self.append(command)
@@ -121,18 +121,26 @@ class Handlers:
         def register(handler: Handler) -> Handler:
             self.programs.update(dict.fromkeys(names, handler))
             return handler
+
         return register
 
     def script(self, phrase: str):
         def register(handler: Handler) -> Handler:
             self.scripts.append((phrase, handler))
             return handler
+
         return register
 
     def answer(self, fake, command: Command) -> Answer | None:
         if command.script:
-            return next((handler(fake, command) for phrase, handler in self.scripts
-                         if phrase in command.script), None)
+            return next(
+                (
+                    handler(fake, command)
+                    for phrase, handler in self.scripts
+                    if phrase in command.script
+                ),
+                None,
+            )
         handler = self.programs.get(command.argv[0])
         return handler(fake, command) if handler else None
 
@@ -154,8 +162,9 @@ class FakeNode:
         return self.log.changes
 
     def session(self, host: Host | None = None, private_key: str | None = None):
-        return RecordingSession(self, host or Host(name=self.name, address="192.0.2.1"),
-                                private_key)
+        return RecordingSession(
+            self, host or Host(name=self.name, address="192.0.2.1"), private_key
+        )
 
 
 class RecordingSession(Session):
@@ -235,9 +244,11 @@ HOST = FakeHost.HANDLERS
 
 @HOST.script("echo hostname=")
 def _node_facts(host: FakeHost, _command):
-    return (f"hostname={host.name}\narch=x86_64\nos=Debian GNU/Linux 12 (bookworm)\n"
-            f"init={'systemd' if host.systemd else 'direct'}\n"
-            f"kvm_device={'yes' if host.kvm else 'no'}\ncpu_virt=yes\n"), 0
+    return (
+        f"hostname={host.name}\narch=x86_64\nos=Debian GNU/Linux 12 (bookworm)\n"
+        f"init={'systemd' if host.systemd else 'direct'}\n"
+        f"kvm_device={'yes' if host.kvm else 'no'}\ncpu_virt=yes\n"
+    ), 0
 
 
 @HOST.script("dpkg-query")
@@ -296,7 +307,7 @@ def _apt_get_install(host: FakeHost, command: Command):
     if "apt-get" not in command.argv:
         return None
     argv = command.argv
-    host.packages.update(argv[argv.index("--no-install-recommends") + 1:])
+    host.packages.update(argv[argv.index("--no-install-recommends") + 1 :])
     return "", 0
 
 

@@ -1,5 +1,6 @@
 """A real SSH server on loopback for the unit tier (paramiko server mode). Exec requests run
 through /bin/sh on this machine as the current user, in a temporary directory."""
+
 from __future__ import annotations
 
 import socket
@@ -45,8 +46,11 @@ class _Handler(paramiko.ServerInterface):
     def check_channel_request(self, kind, chanid):
         if kind != "session":
             return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
-        return paramiko.OPEN_SUCCEEDED if self.sessions.take() else \
-            paramiko.OPEN_FAILED_RESOURCE_SHORTAGE
+        return (
+            paramiko.OPEN_SUCCEEDED
+            if self.sessions.take()
+            else paramiko.OPEN_FAILED_RESOURCE_SHORTAGE
+        )
 
     def check_channel_exec_request(self, channel, command):
         threading.Thread(target=self._execute, args=(channel, command), daemon=True).start()
@@ -66,8 +70,9 @@ def _execute(channel, command: bytes):
         if not chunk:
             break
         stdin += chunk
-    proc = subprocess.run(["/bin/sh", "-c", command.decode()], input=bytes(stdin),
-                          capture_output=True)
+    proc = subprocess.run(
+        ["/bin/sh", "-c", command.decode()], input=bytes(stdin), capture_output=True
+    )
     channel.sendall(proc.stdout)
     channel.sendall_stderr(proc.stderr)
     if proc.returncode >= 0:  # killed by a signal: OpenSSH sends no exit status then
@@ -76,8 +81,12 @@ def _execute(channel, command: bytes):
 
 
 class SshServer:
-    def __init__(self, client_key: paramiko.PKey, host_key: paramiko.PKey | None = None,
-                 max_sessions: int = 10):
+    def __init__(
+        self,
+        client_key: paramiko.PKey,
+        host_key: paramiko.PKey | None = None,
+        max_sessions: int = 10,
+    ):
         self.host_key = host_key or paramiko.ECDSAKey.generate()
         self.max_sessions = max_sessions
         self.sessions: list[_Sessions] = []

@@ -1,4 +1,5 @@
 """Every bad config of tests/bad_inputs.py is refused by the config schema, naming its key."""
+
 import copy
 
 import pytest
@@ -25,8 +26,10 @@ def test_bad_input_is_refused_naming_its_key(what, change, where):
     raw = {k.split(":", 1)[1]: v for k, v in config.items()}
     with pytest.raises(ConfigError) as err:
         load(raw, ROOT)
-    assert any(p.startswith(f"cephkvm:{where}") for p in err.value.problems), \
-        (what, err.value.problems)
+    assert any(p.startswith(f"cephkvm:{where}") for p in err.value.problems), (
+        what,
+        err.value.problems,
+    )
     assert all(p.startswith("cephkvm:") and ": " in p for p in err.value.problems)
 
 

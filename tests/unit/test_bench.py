@@ -1,6 +1,7 @@
 """The benchmarks cannot rot: each module imports (their phase tables are checked at import),
 the offline ones run on a tiny size, and every resource kind the providers define is in a
 bring-up phase or said to be in none."""
+
 import importlib
 import os
 import re
@@ -13,8 +14,12 @@ BENCH = os.path.join(ROOT, "bench")
 sys.path.insert(0, BENCH)
 
 pytestmark = pytest.mark.unit
-NOT_A_PHASE = {"MigrationKey", "MigrationAccess", "DestroyGuard",
-               "Maintenance"}  # instant or not part of a bring-up
+NOT_A_PHASE = {
+    "MigrationKey",
+    "MigrationAccess",
+    "DestroyGuard",
+    "Maintenance",
+}  # instant or not part of a bring-up
 
 
 @pytest.mark.parametrize("name", sorted(f[:-3] for f in os.listdir(BENCH) if f.endswith(".py")))
@@ -24,6 +29,7 @@ def test_bench_module_imports(name):
 
 def test_every_resource_kind_is_in_a_phase():
     from bringup_phases import PHASES
+
     kinds = set()
     for f in os.listdir(os.path.join(ROOT, "providers")):
         if f.endswith(".py"):
@@ -35,6 +41,7 @@ def test_every_resource_kind_is_in_a_phase():
 
 def test_serial_comparison_folds_the_daemon_phases():
     from bringup_vs_serial import grouped
+
     spans = {"mons": (1.0, 5.0), "mgrs": (4.0, 9.0), "OSDs": (9.0, 12.0)}
     assert grouped(spans) == {"mons/mgrs/MDS": (1.0, 9.0), "OSDs": (9.0, 12.0)}
 
@@ -42,5 +49,6 @@ def test_serial_comparison_folds_the_daemon_phases():
 def test_the_clone_bench_runs_on_a_tiny_template(capsys):
     """A run, not only an import: a stale call into the providers fails here."""
     import clone_time
+
     clone_time.main({"tiny": 1}, runs=1)
     assert "tiny" in capsys.readouterr().out

@@ -7,8 +7,11 @@ from tests.unit.fakes import Crash
 
 pytestmark = pytest.mark.unit
 NAMES = ["node1", "node2", "node3"]
-IDENTITY = ("/var/lib/ceph/cephkvm/ceph.fsid", "/var/lib/ceph/cephkvm/ceph.bootstrap.keyring",
-            "/var/lib/ceph/cephkvm/ceph.monmap")
+IDENTITY = (
+    "/var/lib/ceph/cephkvm/ceph.fsid",
+    "/var/lib/ceph/cephkvm/ceph.bootstrap.keyring",
+    "/var/lib/ceph/cephkvm/ceph.monmap",
+)
 
 
 def props(world, **kw):
@@ -98,8 +101,10 @@ def test_a_mon_added_later_gets_identity_and_conf_but_no_initial_monmap(world):
     assert provider.diff(old["fsid"], old, new).changes
     outs = provider.update(old["fsid"], old, new).outs
     node3 = world.nodes["node3"].files
-    assert outs["fsid"] == old["fsid"] and node3["/var/lib/ceph/cephkvm/ceph.fsid"] == \
-        old["fsid"] + "\n"
+    assert (
+        outs["fsid"] == old["fsid"]
+        and node3["/var/lib/ceph/cephkvm/ceph.fsid"] == old["fsid"] + "\n"
+    )
     assert "/var/lib/ceph/cephkvm/ceph.monmap" not in node3
     assert "192.0.2.13:3300" in outs["conf"]
     assert outs["mon_key"] == old["mon_key"] and outs["admin_key"] == old["admin_key"]
@@ -115,8 +120,9 @@ def test_identity_files_deleted_on_every_mon_are_drift_written_back_from_state(w
     assert read.id == outs["fsid"], "the cluster is not gone: its identity is in state"
     assert read.outs["mons"] == [] and provider.diff(read.id, read.outs, props(world)).changes
     new = provider.update(read.id, read.outs, props(world)).outs
-    assert {k: new[k] for k in ("fsid", "mon_key", "admin_key", "bootstrap_osd_key")} == \
-        {k: outs[k] for k in ("fsid", "mon_key", "admin_key", "bootstrap_osd_key")}
+    assert {k: new[k] for k in ("fsid", "mon_key", "admin_key", "bootstrap_osd_key")} == {
+        k: outs[k] for k in ("fsid", "mon_key", "admin_key", "bootstrap_osd_key")
+    }
     for node in world.nodes.values():
         assert node.files["/var/lib/ceph/cephkvm/ceph.fsid"] == outs["fsid"] + "\n"
         assert outs["mon_key"] in node.files["/var/lib/ceph/cephkvm/ceph.bootstrap.keyring"]
@@ -181,14 +187,17 @@ def test_delete_with_allow_data_loss_removes_identity_conf_and_keys(world):
         assert not [p for p in node.files if p.startswith(("/etc/ceph/", "/var/lib/ceph/"))]
 
 
-@pytest.mark.parametrize("change, replaces", [
-    ({}, None),
-    ({"mons": ["node1"]}, []),
-    ({"public_network": "198.51.100.0/24"}, []),
-    ({"allow_data_loss": True}, []),
-    ({"cluster_name": "other"}, ["cluster_name"]),
-    ({"pin_fsid": "f"}, []),
-])
+@pytest.mark.parametrize(
+    "change, replaces",
+    [
+        ({}, None),
+        ({"mons": ["node1"]}, []),
+        ({"public_network": "198.51.100.0/24"}, []),
+        ({"allow_data_loss": True}, []),
+        ({"cluster_name": "other"}, ["cluster_name"]),
+        ({"pin_fsid": "f"}, []),
+    ],
+)
 def test_diff_table(world, change, replaces):
     old = {**props(world), "fsid": "f", "admin_key": "k"}
     result = CephClusterProvider().diff("f", old, {**props(world), **change})
@@ -227,5 +236,8 @@ def test_taking_away_half_the_mons_at_once_is_refused_at_preview(world):
     two_gone = CephClusterProvider().check(old, props(world, mons=["node1"])).failures
     assert [f.property for f in two_gone] == ["mons"] and "loses quorum" in two_gone[0].reason
     assert not CephClusterProvider().check(old, props(world, mons=["node1", "node2"])).failures
-    assert not CephClusterProvider().check(old, {**props(world, mons=["node1"]),
-                                                 "allow_data_loss": True}).failures
+    assert (
+        not CephClusterProvider()
+        .check(old, {**props(world, mons=["node1"]), "allow_data_loss": True})
+        .failures
+    )

@@ -1,4 +1,5 @@
 """CephStack under pulumi's mocks: what the example stack registers, offline."""
+
 import pulumi
 import pytest
 
@@ -23,8 +24,11 @@ def test_example_registers_the_ceph_tree(mocks):
         assert cluster["mons"] == ["osd1", "osd2", "osd3"]
         assert cluster["public_network"] == "10.204.10.0/24"
         # Ceph's addresses are the nodes' public-network ones; SSH still goes to `address`.
-        assert [n["address"] for n in cluster["nodes"]] == ["10.204.10.31", "10.204.10.32",
-                                                            "10.204.10.33"]
+        assert [n["address"] for n in cluster["nodes"]] == [
+            "10.204.10.31",
+            "10.204.10.32",
+            "10.204.10.33",
+        ]
         for kind, prefix in (("CephMon", "mon"), ("CephMgr", "mgr"), ("CephMds", "mds")):
             names = sorted(n for k, n in found if k == kind)
             assert names == [f"{prefix}-osd1", f"{prefix}-osd2", f"{prefix}-osd3"], kind
@@ -39,8 +43,7 @@ def test_example_registers_the_ceph_tree(mocks):
         fs = found[("CephFilesystem", "fs-cephfs")]
         assert (fs["metadata_pool"], fs["data_pool"]) == ("cephfs_meta", "cephfs_data")
         mounts = sorted(n for kind, n in found if kind == "CephFSMount")
-        assert mounts == ["mount-osd1-mnt-cephfs", "mount-osd2-mnt-cephfs",
-                          "mount-osd3-mnt-cephfs"]
+        assert mounts == ["mount-osd1-mnt-cephfs", "mount-osd2-mnt-cephfs", "mount-osd3-mnt-cephfs"]
         assert ("CephStack", "ceph") in found
 
     return pulumi.Output.all(*[r.id for _, r in ceph.mounts]).apply(check)

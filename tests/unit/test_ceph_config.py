@@ -1,4 +1,5 @@
 """The Ceph stack config: every refusal names its key path and the fix."""
+
 import copy
 
 import pytest
@@ -10,17 +11,30 @@ pytestmark = pytest.mark.unit
 
 
 def nodes(n=3, **kw):
-    return [{"name": f"osd{i}", "address": f"10.0.0.{i}", "ceph_address": f"10.204.10.{i}",
-             "host_key": KEY, "disks": ["/dev/sdb"], **kw} for i in range(1, n + 1)]
+    return [
+        {
+            "name": f"osd{i}",
+            "address": f"10.0.0.{i}",
+            "ceph_address": f"10.204.10.{i}",
+            "host_key": KEY,
+            "disks": ["/dev/sdb"],
+            **kw,
+        }
+        for i in range(1, n + 1)
+    ]
 
 
 BASE = {
     "nodes": nodes(),
     "ceph": {"public_network": "10.204.10.0/24"},
-    "pools": [{"name": "meta", "pg_num": 16}, {"name": "data", "pg_num": 32},
-              {"name": "ec", "erasure": {"k": 2, "m": 1, "allow_ec_overwrites": True}}],
-    "filesystems": [{"name": "cephfs", "metadata_pool": "meta", "data_pool": "data",
-                     "extra_data_pools": ["ec"]}],
+    "pools": [
+        {"name": "meta", "pg_num": 16},
+        {"name": "data", "pg_num": 32},
+        {"name": "ec", "erasure": {"k": 2, "m": 1, "allow_ec_overwrites": True}},
+    ],
+    "filesystems": [
+        {"name": "cephfs", "metadata_pool": "meta", "data_pool": "data", "extra_data_pools": ["ec"]}
+    ],
     "mounts": [{"filesystem": "cephfs", "mountpoint": "/mnt/cephfs"}],
 }
 
@@ -55,38 +69,69 @@ def test_example_and_lab_stacks_have_ceph_sections():
     assert {m["mountpoint"] for m in ceph.mounts} == {"/mnt/cephfs"}
 
 
-@pytest.mark.parametrize("change, path, words", [
-    (lambda r: r["pools"][0].update(size=2, min_size=3), "pools[0].size", "at least min_size"),
-    (lambda r: r["pools"][0].update(min_size=0), "pools[0].min_size", "at least 1"),
-    (lambda r: r["pools"][0].update(pg_num=0), "pools[0].pg_num", "positive"),
-    (lambda r: r["pools"][0].update(pg_num=-8), "pools[0].pg_num", "positive"),
-    (lambda r: r["pools"][2]["erasure"].update(k=3, m=2), "pools[2].erasure",
-     "k+m = 5 but only 3 host(s)"),
-    (lambda r: r["pools"].append({"name": "meta"}), "pools[3].name", "listed twice"),
-    (lambda r: r["filesystems"].append(dict(r["filesystems"][0])), "filesystems[1].name",
-     "listed twice"),
-    (lambda r: r["mounts"][0].update(nodes=["osd9"]), "mounts[0].nodes", "unknown node 'osd9'"),
-    (lambda r: [n.update(roles=["osd"]) for n in r["nodes"]], "nodes", "no node has the mon"),
-    (lambda r: r["ceph"].update(public_network="10.204.10.0/33"), "ceph.public_network",
-     "CIDR"),
-    (lambda r: r["ceph"].update(cluster_network="not-a-net"), "ceph.cluster_network", "CIDR"),
-    (lambda r: r["nodes"][0].update(disks=["sdb"]), "nodes[0].disks", "absolute device path"),
-    (lambda r: r["nodes"][0].update(disks=["/dev/sdb", "/dev/sdb"]), "nodes[0].disks",
-     "listed twice"),
-    (lambda r: r["filesystems"][0].update(data_pool="ec", extra_data_pools=[]),
-     "filesystems[0].data_pool", "erasure-coded"),
-    (lambda r: r["filesystems"].append({"name": "fs2", "metadata_pool": "meta",
-                                        "data_pool": "data"}),
-     "filesystems[1].metadata_pool", "already used by filesystem 'cephfs'"),
-    (lambda r: r["filesystems"][0].update(data_pool="nope"), "filesystems[0].data_pool",
-     "not a pool"),
-    (lambda r: r["ceph"].update(osd_method="zfs"), "ceph.osd_method", "lvm"),
-    (lambda r: r["filesystems"][0].update(layouts={"/a": "meta"}), "filesystems[0].layouts",
-     "one of this filesystem's data pools"),
-    (lambda r: r["mounts"][0].update(client_id="admin"), "mounts[0].client_id", "not admin"),
-    (lambda r: r["pools"][2]["erasure"].update(allow_ec_overwrites=False), "pools",
-     "allow_ec_overwrites"),
-])
+@pytest.mark.parametrize(
+    "change, path, words",
+    [
+        (lambda r: r["pools"][0].update(size=2, min_size=3), "pools[0].size", "at least min_size"),
+        (lambda r: r["pools"][0].update(min_size=0), "pools[0].min_size", "at least 1"),
+        (lambda r: r["pools"][0].update(pg_num=0), "pools[0].pg_num", "positive"),
+        (lambda r: r["pools"][0].update(pg_num=-8), "pools[0].pg_num", "positive"),
+        (
+            lambda r: r["pools"][2]["erasure"].update(k=3, m=2),
+            "pools[2].erasure",
+            "k+m = 5 but only 3 host(s)",
+        ),
+        (lambda r: r["pools"].append({"name": "meta"}), "pools[3].name", "listed twice"),
+        (
+            lambda r: r["filesystems"].append(dict(r["filesystems"][0])),
+            "filesystems[1].name",
+            "listed twice",
+        ),
+        (lambda r: r["mounts"][0].update(nodes=["osd9"]), "mounts[0].nodes", "unknown node 'osd9'"),
+        (lambda r: [n.update(roles=["osd"]) for n in r["nodes"]], "nodes", "no node has the mon"),
+        (
+            lambda r: r["ceph"].update(public_network="10.204.10.0/33"),
+            "ceph.public_network",
+            "CIDR",
+        ),
+        (lambda r: r["ceph"].update(cluster_network="not-a-net"), "ceph.cluster_network", "CIDR"),
+        (lambda r: r["nodes"][0].update(disks=["sdb"]), "nodes[0].disks", "absolute device path"),
+        (
+            lambda r: r["nodes"][0].update(disks=["/dev/sdb", "/dev/sdb"]),
+            "nodes[0].disks",
+            "listed twice",
+        ),
+        (
+            lambda r: r["filesystems"][0].update(data_pool="ec", extra_data_pools=[]),
+            "filesystems[0].data_pool",
+            "erasure-coded",
+        ),
+        (
+            lambda r: r["filesystems"].append(
+                {"name": "fs2", "metadata_pool": "meta", "data_pool": "data"}
+            ),
+            "filesystems[1].metadata_pool",
+            "already used by filesystem 'cephfs'",
+        ),
+        (
+            lambda r: r["filesystems"][0].update(data_pool="nope"),
+            "filesystems[0].data_pool",
+            "not a pool",
+        ),
+        (lambda r: r["ceph"].update(osd_method="zfs"), "ceph.osd_method", "lvm"),
+        (
+            lambda r: r["filesystems"][0].update(layouts={"/a": "meta"}),
+            "filesystems[0].layouts",
+            "one of this filesystem's data pools",
+        ),
+        (lambda r: r["mounts"][0].update(client_id="admin"), "mounts[0].client_id", "not admin"),
+        (
+            lambda r: r["pools"][2]["erasure"].update(allow_ec_overwrites=False),
+            "pools",
+            "allow_ec_overwrites",
+        ),
+    ],
+)
 def test_bad_input_is_refused_naming_the_key_and_fix(change, path, words):
     text = problems(with_(change))
     assert f"cephkvm:{path}" in text and words in text, text
@@ -95,6 +140,7 @@ def test_bad_input_is_refused_naming_the_key_and_fix(change, path, words):
 def test_two_mons_warn_and_pass():
     def two_mons(r):
         r["nodes"][2]["roles"] = ["osd", "mgr", "mds"]
+
     ceph = load(with_(two_mons), ROOT).ceph
     assert ceph.mons == ("osd1", "osd2")
     assert "2 mons" in ceph.warnings[0] and "cephkvm:nodes" in ceph.warnings[0]
@@ -117,36 +163,55 @@ def test_opt_ins_take_real_booleans_and_pulumi_config_strings(value):
     assert pool["allow_delete"] is (value in (True, "true"))
 
 
-@pytest.mark.parametrize("where, change", [
-    ("cephkvm:pools[0].allow_delete", lambda r: r["pools"][0].update(allow_delete="no")),
-    ("cephkvm:pools[0].allow_delete", lambda r: r["pools"][0].update(allow_delete="False")),
-    ("cephkvm:pools[2].erasure.allow_ec_overwrites",
-     lambda r: r["pools"][2]["erasure"].update(allow_ec_overwrites="yes")),
-    ("cephkvm:ceph.allow_data_loss", lambda r: r["ceph"].update(allow_data_loss="off")),
-    ("cephkvm:ceph.allow_osd_removal", lambda r: r["ceph"].update(allow_osd_removal=1)),
-    ("cephkvm:ceph.wipe_devices", lambda r: r["ceph"].update(wipe_devices="0")),
-    ("cephkvm:filesystems[0].allow_delete",
-     lambda r: r["filesystems"][0].update(allow_delete="yes")),
-    ("cephkvm:mounts[0].force_unmount", lambda r: r["mounts"][0].update(force_unmount="on")),
-])
+@pytest.mark.parametrize(
+    "where, change",
+    [
+        ("cephkvm:pools[0].allow_delete", lambda r: r["pools"][0].update(allow_delete="no")),
+        ("cephkvm:pools[0].allow_delete", lambda r: r["pools"][0].update(allow_delete="False")),
+        (
+            "cephkvm:pools[2].erasure.allow_ec_overwrites",
+            lambda r: r["pools"][2]["erasure"].update(allow_ec_overwrites="yes"),
+        ),
+        ("cephkvm:ceph.allow_data_loss", lambda r: r["ceph"].update(allow_data_loss="off")),
+        ("cephkvm:ceph.allow_osd_removal", lambda r: r["ceph"].update(allow_osd_removal=1)),
+        ("cephkvm:ceph.wipe_devices", lambda r: r["ceph"].update(wipe_devices="0")),
+        (
+            "cephkvm:filesystems[0].allow_delete",
+            lambda r: r["filesystems"][0].update(allow_delete="yes"),
+        ),
+        ("cephkvm:mounts[0].force_unmount", lambda r: r["mounts"][0].update(force_unmount="on")),
+    ],
+)
 def test_anything_else_as_an_opt_in_is_refused_with_its_key(where, change):
     found = problems(with_(change))
     assert f"{where}: " in found and "write true or false" in found, found
 
 
-@pytest.mark.parametrize("where, change, suggestion", [
-    ("cephkvm:nodes[0].rolez", lambda r: r["nodes"][0].update(rolez=["kvm"]), "roles"),
-    ("cephkvm:ceph.allow_dataloss", lambda r: r["ceph"].update(allow_dataloss=True),
-     "allow_data_loss"),
-    ("cephkvm:pools[0].sizee", lambda r: r["pools"][0].update(sizee=2), "size"),
-    ("cephkvm:pools[2].erasure.kk", lambda r: r["pools"][2]["erasure"].update(kk=2), "k"),
-    ("cephkvm:filesystems[0].max_mdss", lambda r: r["filesystems"][0].update(max_mdss=2),
-     "max_mds"),
-    ("cephkvm:mounts[0].mountpont", lambda r: r["mounts"][0].update(mountpont="/x"),
-     "mountpoint"),
-    ("cephkvm:kvm.virt", lambda r: r.update(kvm={"virt": "kvm"}), "virt_type"),
-    ("cephkvm:ssh.keyfile", lambda r: r.update(ssh={"keyfile": "/k"}), "key_file"),
-])
+@pytest.mark.parametrize(
+    "where, change, suggestion",
+    [
+        ("cephkvm:nodes[0].rolez", lambda r: r["nodes"][0].update(rolez=["kvm"]), "roles"),
+        (
+            "cephkvm:ceph.allow_dataloss",
+            lambda r: r["ceph"].update(allow_dataloss=True),
+            "allow_data_loss",
+        ),
+        ("cephkvm:pools[0].sizee", lambda r: r["pools"][0].update(sizee=2), "size"),
+        ("cephkvm:pools[2].erasure.kk", lambda r: r["pools"][2]["erasure"].update(kk=2), "k"),
+        (
+            "cephkvm:filesystems[0].max_mdss",
+            lambda r: r["filesystems"][0].update(max_mdss=2),
+            "max_mds",
+        ),
+        (
+            "cephkvm:mounts[0].mountpont",
+            lambda r: r["mounts"][0].update(mountpont="/x"),
+            "mountpoint",
+        ),
+        ("cephkvm:kvm.virt", lambda r: r.update(kvm={"virt": "kvm"}), "virt_type"),
+        ("cephkvm:ssh.keyfile", lambda r: r.update(ssh={"keyfile": "/k"}), "key_file"),
+    ],
+)
 def test_a_typo_in_any_section_is_refused_with_the_closest_key(where, change, suggestion):
     found = problems(with_(change))
     assert f"{where}: unknown key; did you mean {suggestion}?" in found, found

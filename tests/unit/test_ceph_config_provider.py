@@ -1,4 +1,5 @@
 """CephConfig against the fake cluster: options in the mons' store, quorum, health."""
+
 import pytest
 
 from providers.ceph_config import CephConfigProvider
@@ -16,8 +17,10 @@ def props(world, **kw):
 
 def test_create_sets_the_options_and_reports_version_and_health(world):
     outs = CephConfigProvider().create(props(world)).outs
-    assert world.config["mon"] == {"mon_data_avail_warn": "2",
-                                   "auth_allow_insecure_global_id_reclaim": "false"}
+    assert world.config["mon"] == {
+        "mon_data_avail_warn": "2",
+        "auth_allow_insecure_global_id_reclaim": "false",
+    }
     assert outs["options"] == OPTIONS
     assert outs["version"] == "16.2.15" and outs["health"] == "HEALTH_OK"
 
@@ -40,8 +43,11 @@ def test_crash_at_step_n_then_rerun_sets_each_option(world, step):
 
 def test_waits_for_every_listed_mon_in_quorum(world):
     world.nodes["node3"].running.discard(("mon", "node3"))
-    with pytest.raises(TimeoutError, match=r"mons node1, node2, node3 in quorum.*"
-                                           r"\['node1', 'node2'\]"):
+    with pytest.raises(
+        TimeoutError,
+        match=r"mons node1, node2, node3 in quorum.*"
+        r"\['node1', 'node2'\]",
+    ):
         CephConfigProvider().create(props(world))
     assert world.config == {}
 
@@ -81,8 +87,10 @@ def test_health_timeout_reports_what_is_unhealthy(world):
 
 
 def test_checks_of_later_resources_do_not_hold_it_up(world):
-    world.health_checks = {"TOO_FEW_OSDS": "OSD count 0 < osd_pool_default_size 3",
-                           "MGR_DOWN": "no active mgr"}
+    world.health_checks = {
+        "TOO_FEW_OSDS": "OSD count 0 < osd_pool_default_size 3",
+        "MGR_DOWN": "no active mgr",
+    }
     outs = CephConfigProvider().create(props(world)).outs
     assert outs["health"] == "HEALTH_WARN" and "TOO_FEW_OSDS" in outs["health_checks"]
 
@@ -101,12 +109,15 @@ def test_delete_with_opt_in_removes_its_options(world):
     assert "mon_data_avail_warn" not in world.config["mon"]
 
 
-@pytest.mark.parametrize("change, replaces", [
-    ({}, None),
-    ({"options": {"global": {"osd_pool_default_size": 2}}}, []),
-    ({"mons": ["node1"]}, []),
-    ({"fsid": "other"}, ["fsid"]),
-])
+@pytest.mark.parametrize(
+    "change, replaces",
+    [
+        ({}, None),
+        ({"options": {"global": {"osd_pool_default_size": 2}}}, []),
+        ({"mons": ["node1"]}, []),
+        ({"fsid": "other"}, ["fsid"]),
+    ],
+)
 def test_diff_table(world, change, replaces):
     old = {**props(world), "version": "16.2.15"}
     result = CephConfigProvider().diff(world.fsid, old, {**props(world), **change})
@@ -115,6 +126,10 @@ def test_diff_table(world, change, replaces):
 
 
 def test_check_names_the_field(world):
-    failures = {f.property for f in CephConfigProvider().check(
-        {}, {"fsid": "f", "admin": [], "options": {"global": 3}}).failures}
+    failures = {
+        f.property
+        for f in CephConfigProvider()
+        .check({}, {"fsid": "f", "admin": [], "options": {"global": 3}})
+        .failures
+    }
     assert failures == {"admin", "options.global"}

@@ -1,4 +1,5 @@
 """CephMgr and CephMds against the fake cluster: what runs, what the cluster lists."""
+
 import pytest
 
 from providers.ceph_config import CephConfigProvider
@@ -100,8 +101,10 @@ def test_systemd_nodes_use_the_ceph_unit(world, kind, provider):
 
 def test_direct_daemons_are_started_with_their_pid_file_binary(world):
     CephMgrProvider().create(daemon_props(world, world.fsid, "node1"))
-    assert "/usr/bin/ceph-mgr --cluster ceph -i node1 --setuser ceph --setgroup ceph" in \
-        world.log.lines
+    assert (
+        "/usr/bin/ceph-mgr --cluster ceph -i node1 --setuser ceph --setgroup ceph"
+        in world.log.lines
+    )
     assert world.nodes["node1"].files["/run/ceph/ceph-mgr.node1.pid"]
 
 
@@ -113,9 +116,15 @@ def test_a_daemon_waits_for_a_quorum_and_says_so(world):
     assert world.running("mds") == []
 
 
-@pytest.mark.parametrize("change, replaces", [
-    ({}, None), ({"ensure": "down"}, []), ({"timeout": 60}, []), ({"node": "node2"}, ["node"]),
-])
+@pytest.mark.parametrize(
+    "change, replaces",
+    [
+        ({}, None),
+        ({"ensure": "down"}, []),
+        ({"timeout": 60}, []),
+        ({"node": "node2"}, ["node"]),
+    ],
+)
 def test_diff_table(world, change, replaces):
     p = daemon_props(world, "f", "node1")
     for provider in (CephMgrProvider, CephMdsProvider):

@@ -1,4 +1,5 @@
 """Fact parsers against JSON captured from Ceph 16.2.15 on the lab (keys replaced)."""
+
 import pytest
 
 from providers import ceph_facts as f
@@ -51,15 +52,19 @@ def test_osd_tree_places_each_osd_under_its_host():
 
 
 def test_raw_list():
-    (dev, osd), = f.raw_devices(captured("raw_list.json")).items()
+    ((dev, osd),) = f.raw_devices(captured("raw_list.json")).items()
     assert dev == "/dev/loop0" and isinstance(osd["osd_id"], int) and osd["ceph_fsid"]
 
 
 def test_pools():
     pools = f.pools(captured("pool_ls_detail.json"))
     data = pools["cephfs_data"]
-    assert (data["type"], data["size"], data["min_size"], data["pg_num"]) == \
-        ("replicated", 3, 2, 16)
+    assert (data["type"], data["size"], data["min_size"], data["pg_num"]) == (
+        "replicated",
+        3,
+        2,
+        16,
+    )
     assert data["application"] == "cephfs" and data["autoscale"] == "off"
     assert data["quota_max_bytes"] == 0
 

@@ -72,8 +72,11 @@ def test_a_later_mon_without_a_quorum_says_what_to_do(world):
     for name in ("node1", "node2"):
         world.nodes[name].running.discard(("mon", name))
     CephClusterProvider().update(outs["fsid"], outs, cluster_props(world, mons=NAMES))
-    with pytest.raises(Exception, match=r"node3: mon.node3 is not one of the cluster's first "
-                                        r"mons.*pulumi up --refresh"):
+    with pytest.raises(
+        Exception,
+        match=r"node3: mon.node3 is not one of the cluster's first "
+        r"mons.*pulumi up --refresh",
+    ):
         CephMonProvider().create(mon_props(world, outs["fsid"], "node3"))
     assert "node3" not in world.mkfs
 
@@ -92,8 +95,11 @@ def test_a_killed_mon_shows_as_drift_and_update_restarts_it(world):
 
 def test_a_wiped_mon_is_gone_on_read(world):
     fsid = bring_up(world)["fsid"]
-    world.nodes["node2"].files = {p: v for p, v in world.nodes["node2"].files.items()
-                                  if not p.startswith("/var/lib/ceph/mon/")}
+    world.nodes["node2"].files = {
+        p: v
+        for p, v in world.nodes["node2"].files.items()
+        if not p.startswith("/var/lib/ceph/mon/")
+    }
     assert CephMonProvider().read("node2", mon_props(world, fsid, "node2")).id == ""
 
 
@@ -111,11 +117,11 @@ def test_a_removed_mon_added_again_joins_the_running_cluster(world):
     outs = bring_up(world)
     fsid = outs["fsid"]
     CephMonProvider().delete("node3", mon_props(world, fsid, "node3"))
-    assert not [f for f in world.nodes["node3"].files if "/var/lib/ceph/cephkvm/" in f], \
+    assert not [f for f in world.nodes["node3"].files if "/var/lib/ceph/cephkvm/" in f], (
         "a node that is no mon keeps no mon. key"
+    )
     # Given back: the cluster (its mons changed) writes the identity again, then the mon.
-    CephClusterProvider().update(fsid, {**outs, "mons": ["node1", "node2"]},
-                                 cluster_props(world))
+    CephClusterProvider().update(fsid, {**outs, "mons": ["node1", "node2"]}, cluster_props(world))
     CephMonProvider().create(mon_props(world, fsid, "node3"))
     assert world.made_from["node3"] == {"node1", "node2"}
     assert world.quorum() == NAMES
@@ -124,8 +130,11 @@ def test_a_removed_mon_added_again_joins_the_running_cluster(world):
 def test_delete_refuses_to_lose_quorum_and_says_what_to_do(world):
     fsid = bring_up(world)["fsid"]
     world.nodes["node3"].running.discard(("mon", "node3"))
-    with pytest.raises(Exception, match=r"refusing to remove mon.node1 on node1: only 1 of the "
-                                        r"2 mons.*pulumi up --refresh"):
+    with pytest.raises(
+        Exception,
+        match=r"refusing to remove mon.node1 on node1: only 1 of the "
+        r"2 mons.*pulumi up --refresh",
+    ):
         CephMonProvider().delete("node1", mon_props(world, fsid, "node1"))
     assert world.monmap == set(NAMES) and world.quorum() == ["node1", "node2"]
 
@@ -144,18 +153,22 @@ def test_destroy_removes_every_mon_one_after_the_other(world):
     for name in NAMES:
         CephMonProvider().delete(name, mon_props(world, fsid, name, allow_data_loss=True))
     assert world.running("mon") == [] and world.monmap == {"node3"}
-    assert not [p for n in world.nodes.values() for p in n.files
-                if p.startswith("/var/lib/ceph/mon/")]
+    assert not [
+        p for n in world.nodes.values() for p in n.files if p.startswith("/var/lib/ceph/mon/")
+    ]
 
 
-@pytest.mark.parametrize("rest, in_quorum, refused", [
-    ([], [], "last mon"),
-    (["b", "c"], ["b", "c"], None),
-    (["b", "c"], ["b"], "loses quorum"),
-    (["b"], ["b"], None),
-    (["b", "c", "d", "e"], ["b", "c"], "loses quorum"),
-    (["b", "c", "d", "e"], ["b", "c", "d"], None),
-])
+@pytest.mark.parametrize(
+    "rest, in_quorum, refused",
+    [
+        ([], [], "last mon"),
+        (["b", "c"], ["b", "c"], None),
+        (["b", "c"], ["b"], "loses quorum"),
+        (["b"], ["b"], None),
+        (["b", "c", "d", "e"], ["b", "c"], "loses quorum"),
+        (["b", "c", "d", "e"], ["b", "c", "d"], None),
+    ],
+)
 def test_removal_problem(rest, in_quorum, refused):
     problem = removal_problem("a", rest, in_quorum)
     assert (problem is None) if refused is None else (refused in problem)
@@ -173,13 +186,16 @@ def test_systemd_nodes_use_the_mon_unit(world):
     assert world.quorum() == NAMES
 
 
-@pytest.mark.parametrize("change, replaces", [
-    ({}, None),
-    ({"ensure": "down"}, []),
-    ({"allow_data_loss": True}, []),
-    ({"address": "192.0.2.99"}, ["address"]),
-    ({"fsid": "other"}, ["fsid"]),
-])
+@pytest.mark.parametrize(
+    "change, replaces",
+    [
+        ({}, None),
+        ({"ensure": "down"}, []),
+        ({"allow_data_loss": True}, []),
+        ({"address": "192.0.2.99"}, ["address"]),
+        ({"fsid": "other"}, ["fsid"]),
+    ],
+)
 def test_diff_table(world, change, replaces):
     p = mon_props(world, "f", "node1")
     result = CephMonProvider().diff("node1", {**p, "mon_addr": "x"}, {**p, **change})

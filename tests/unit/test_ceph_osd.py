@@ -17,10 +17,17 @@ def empty_disks(world, ceph_up, monkeypatch):
 
 
 def props(world, node="node1", **kw):
-    result = CephOsdProvider().check({}, {"fsid": world.fsid, "node": node,
-                                          "connection": {**world.props_nodes()[0]["connection"],
-                                                         "name": node},
-                                          "device": "/dev/sdb", "timeout": 2, **kw})
+    result = CephOsdProvider().check(
+        {},
+        {
+            "fsid": world.fsid,
+            "node": node,
+            "connection": {**world.props_nodes()[0]["connection"], "name": node},
+            "device": "/dev/sdb",
+            "timeout": 2,
+            **kw,
+        },
+    )
     assert not result.failures, result.failures
     return result.inputs
 
@@ -71,7 +78,10 @@ def test_a_device_with_data_is_refused_unless_wipe(world):
 
 def test_an_old_osd_of_another_cluster_is_refused(world):
     world.nodes["node1"].devices["/dev/sdb"]["osd"] = {
-        "osd_id": 7, "osd_uuid": "u", "ceph_fsid": "another-cluster"}
+        "osd_id": 7,
+        "osd_uuid": "u",
+        "ceph_fsid": "another-cluster",
+    }
     with pytest.raises(Exception, match="OSD 7 of cluster another-cluster"):
         CephOsdProvider().create(props(world))
 
@@ -82,8 +92,7 @@ def test_a_missing_device_is_refused_by_name(world):
 
 
 def test_delete_is_refused_when_the_rest_cannot_hold_the_replicas(world):
-    outs = [CephOsdProvider().create(props(world, node=n, allow_removal=True)).outs
-            for n in NAMES]
+    outs = [CephOsdProvider().create(props(world, node=n, allow_removal=True)).outs for n in NAMES]
     world.pools["data"] = {"pool_id": 1, "type": 1, "size": 3, "min_size": 2, "pg_num": 8}
     with pytest.raises(Exception, match="span 2 host.*data.*keep 3 copies"):
         CephOsdProvider().delete("node1:/dev/sdb", outs[0])
@@ -91,8 +100,9 @@ def test_delete_is_refused_when_the_rest_cannot_hold_the_replicas(world):
 
 
 def removable(world, **kw):
-    return [CephOsdProvider().create(props(world, node=n, allow_removal=True, **kw)).outs
-            for n in NAMES]
+    return [
+        CephOsdProvider().create(props(world, node=n, allow_removal=True, **kw)).outs for n in NAMES
+    ]
 
 
 def test_delete_is_refused_without_the_opt_in_before_touching_anything(world):
@@ -152,9 +162,10 @@ def test_delete_drains_then_purges_and_zaps(world):
     world.pools["data"] = {"pool_id": 1, "type": 1, "size": 2, "min_size": 1, "pg_num": 8}
     CephOsdProvider().delete("node1:/dev/sdb", outs[0])
     lines = world.changes
-    order = [next(i for i, ln in enumerate(lines) if w in ln)
-             for w in ("osd crush reweight osd.0 0", "osd out 0", "osd purge 0",
-                       "dd if=/dev/zero")]
+    order = [
+        next(i for i, ln in enumerate(lines) if w in ln)
+        for w in ("osd crush reweight osd.0 0", "osd out 0", "osd purge 0", "dd if=/dev/zero")
+    ]
     assert order == sorted(order)
     assert 0 not in world.osds and world.nodes["node1"].devices["/dev/sdb"]["osd"] is None
 
@@ -170,10 +181,17 @@ def test_read_reports_a_stopped_osd_as_drift(world):
     assert ("osd", "0") in world.nodes["node1"].running
 
 
-@pytest.mark.parametrize("change, replaces", [
-    ({}, None), ({"wipe": True}, []), ({"device": "/dev/sdc"}, ["device"]),
-    ({"node": "node2"}, ["node"]), ({"method": "lvm"}, ["method"]), ({"fsid": "x"}, ["fsid"]),
-])
+@pytest.mark.parametrize(
+    "change, replaces",
+    [
+        ({}, None),
+        ({"wipe": True}, []),
+        ({"device": "/dev/sdc"}, ["device"]),
+        ({"node": "node2"}, ["node"]),
+        ({"method": "lvm"}, ["method"]),
+        ({"fsid": "x"}, ["fsid"]),
+    ],
+)
 def test_diff_table(world, change, replaces):
     old = {**props(world), "osd_id": 0, "osd_uuid": "u", "host": "node1"}
     result = CephOsdProvider().diff("x", old, {**props(world), **change})
@@ -183,9 +201,20 @@ def test_diff_table(world, change, replaces):
 
 
 def test_check_names_the_field():
-    failures = {f.property: f.reason for f in CephOsdProvider().check({}, {
-        "node": "n", "connection": {"name": "n", "address": "a", "host_key": "k"},
-        "device": "sdb", "method": "zfs"}).failures}
+    failures = {
+        f.property: f.reason
+        for f in CephOsdProvider()
+        .check(
+            {},
+            {
+                "node": "n",
+                "connection": {"name": "n", "address": "a", "host_key": "k"},
+                "device": "sdb",
+                "method": "zfs",
+            },
+        )
+        .failures
+    }
     assert "absolute device path" in failures["device"] and "raw" in failures["method"]
 
 

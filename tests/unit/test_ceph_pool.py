@@ -8,16 +8,30 @@ NAMES = ["node1", "node2", "node3"]
 
 
 def pool(world, **kw):
-    result = CephPoolProvider().check({}, {"fsid": world.fsid, "admin": [
-        {"connection": n["connection"]} for n in world.props_nodes()], "name": "data",
-        "timeout": 2, **kw})
+    result = CephPoolProvider().check(
+        {},
+        {
+            "fsid": world.fsid,
+            "admin": [{"connection": n["connection"]} for n in world.props_nodes()],
+            "name": "data",
+            "timeout": 2,
+            **kw,
+        },
+    )
     assert not result.failures, result.failures
     return result.inputs
 
 
 def test_replicated_pool_is_created_with_its_settings(world):
-    outs = CephPoolProvider().create(pool(world, size=3, min_size=2, pg_num=16,
-                                          application="cephfs", quota_max_bytes=1 << 30)).outs
+    outs = (
+        CephPoolProvider()
+        .create(
+            pool(
+                world, size=3, min_size=2, pg_num=16, application="cephfs", quota_max_bytes=1 << 30
+            )
+        )
+        .outs
+    )
     p = world.pools["data"]
     assert (p["size"], p["min_size"], p["pg_num"], p["pg_autoscale_mode"]) == (3, 2, 16, "off")
     assert list(p["application_metadata"]) == ["cephfs"] and p["quota_max_bytes"] == 1 << 30
@@ -32,8 +46,9 @@ def test_second_run_changes_nothing(world):
 
 
 def test_erasure_pool_gets_its_profile_and_overwrites(world):
-    CephPoolProvider().create(pool(world, type="erasure", ec_k=2, ec_m=1,
-                                   ec_overwrites=True, pg_num=8))
+    CephPoolProvider().create(
+        pool(world, type="erasure", ec_k=2, ec_m=1, ec_overwrites=True, pg_num=8)
+    )
     p = world.pools["data"]
     assert p["type"] == 3 and (p["size"], p["min_size"]) == (3, 3)
     assert world.profiles["cephkvm-data"] == {"k": 2, "m": 1}
@@ -48,8 +63,11 @@ def test_update_applies_only_the_delta(world):
     assert provider.diff("1", outs, new).replaces == []
     provider.update("1", outs, new)
     changes = [line.split("--connect-timeout 15 ")[1] for line in world.changes]
-    assert changes == ["osd pool set data size 2", "osd pool set data min_size 1",
-                       "osd pool set data pg_num 32"]
+    assert changes == [
+        "osd pool set data size 2",
+        "osd pool set data min_size 1",
+        "osd pool set data pg_num 32",
+    ]
 
 
 def test_rename_in_place_keeps_the_pool(world):
@@ -91,15 +109,34 @@ def test_delete_is_refused_unless_allowed(world):
     assert "mon_allow_pool_delete" not in world.config.get("mon", {})
 
 
-@pytest.mark.parametrize("change, replaces", [
-    ({}, None), ({"size": 2}, []), ({"min_size": 1}, []), ({"pg_num": 64}, []),
-    ({"autoscale": "warn"}, []), ({"application": "rgw"}, []), ({"quota_max_bytes": 5}, []),
-    ({"name": "other"}, []), ({"type": "erasure"}, ["type"]), ({"ec_k": 4}, ["ec_k"]),
-    ({"ec_failure_domain": "osd"}, ["ec_failure_domain"]),
-])
+@pytest.mark.parametrize(
+    "change, replaces",
+    [
+        ({}, None),
+        ({"size": 2}, []),
+        ({"min_size": 1}, []),
+        ({"pg_num": 64}, []),
+        ({"autoscale": "warn"}, []),
+        ({"application": "rgw"}, []),
+        ({"quota_max_bytes": 5}, []),
+        ({"name": "other"}, []),
+        ({"type": "erasure"}, ["type"]),
+        ({"ec_k": 4}, ["ec_k"]),
+        ({"ec_failure_domain": "osd"}, ["ec_failure_domain"]),
+    ],
+)
 def test_diff_table(change, replaces):
-    old = {"name": "p", "key": "p", "type": "replicated", "size": 3, "min_size": 2,
-           "pg_num": 32, "autoscale": "off", "application": "rbd", "pool_id": 1}
+    old = {
+        "name": "p",
+        "key": "p",
+        "type": "replicated",
+        "size": 3,
+        "min_size": 2,
+        "pg_num": 32,
+        "autoscale": "off",
+        "application": "rbd",
+        "pool_id": 1,
+    }
     result = CephPoolProvider().diff("1", old, {**old, **change})
     assert result.changes == (replaces is not None)
     assert result.replaces == (replaces or [])
@@ -107,35 +144,62 @@ def test_diff_table(change, replaces):
 
 
 def test_delta_disables_the_old_application_first():
-    found = {"name": "p", "type": "replicated", "size": 3, "min_size": 2, "pg_num": 8,
-             "autoscale": "off", "application": "rbd", "quota_max_bytes": 0,
-             "quota_max_objects": 0}
+    found = {
+        "name": "p",
+        "type": "replicated",
+        "size": 3,
+        "min_size": 2,
+        "pg_num": 8,
+        "autoscale": "off",
+        "application": "rbd",
+        "quota_max_bytes": 0,
+        "quota_max_objects": 0,
+    }
     wanted = {**found, "application": "cephfs"}
     assert delta(found, wanted) == [
         ["osd", "pool", "application", "disable", "p", "rbd", "--yes-i-really-mean-it"],
-        ["osd", "pool", "application", "enable", "p", "cephfs"]]
+        ["osd", "pool", "application", "enable", "p", "cephfs"],
+    ]
 
 
-@pytest.mark.parametrize("bad, field", [
-    ({"size": 1, "min_size": 2}, "size"), ({"min_size": 0}, "min_size"),
-    ({"pg_num": 0}, "pg_num"), ({"type": "mirrored"}, "type"),
-    ({"type": "erasure", "ec_k": 0, "ec_m": 1}, "ec_k"), ({"autoscale": "maybe"}, "autoscale"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"size": 1, "min_size": 2}, "size"),
+        ({"min_size": 0}, "min_size"),
+        ({"pg_num": 0}, "pg_num"),
+        ({"type": "mirrored"}, "type"),
+        ({"type": "erasure", "ec_k": 0, "ec_m": 1}, "ec_k"),
+        ({"autoscale": "maybe"}, "autoscale"),
+    ],
+)
 def test_check_names_the_field(bad, field):
     failures = CephPoolProvider().check({}, {"name": "p", **bad}).failures
     assert field in [f.property for f in failures]
 
 
 def test_filesystem_over_pools_with_extra_ec_pool_and_standbys(world):
-    for name, kw in (("meta", {}), ("data", {}), ("ec", {"type": "erasure", "ec_k": 2,
-                                                         "ec_m": 1, "ec_overwrites": True})):
+    for name, kw in (
+        ("meta", {}),
+        ("data", {}),
+        ("ec", {"type": "erasure", "ec_k": 2, "ec_m": 1, "ec_overwrites": True}),
+    ):
         CephPoolProvider().create(pool(world, name=name, key=name, pg_num=8, **kw))
     fsp = CephFilesystemProvider()
-    props = fsp.check({}, {"fsid": world.fsid, "admin": [{"connection": n["connection"]}
-                                                          for n in world.props_nodes()],
-                           "name": "cephfs", "metadata_pool": "meta", "data_pool": "data",
-                           "extra_data_pools": ["ec"], "standby_count": 1,
-                           "layouts": {"/archive": "ec"}, "timeout": 2}).inputs
+    props = fsp.check(
+        {},
+        {
+            "fsid": world.fsid,
+            "admin": [{"connection": n["connection"]} for n in world.props_nodes()],
+            "name": "cephfs",
+            "metadata_pool": "meta",
+            "data_pool": "data",
+            "extra_data_pools": ["ec"],
+            "standby_count": 1,
+            "layouts": {"/archive": "ec"},
+            "timeout": 2,
+        },
+    ).inputs
     fsp.create(props)
     assert world.layouts == {"/run/cephkvm-layouts-ceph-cephfs/archive": "ec"}
     assert world.nodes["node1"].mounts == {}, "the layout mount is gone again"
@@ -151,17 +215,38 @@ def test_filesystem_over_pools_with_extra_ec_pool_and_standbys(world):
 
 
 def test_a_layout_must_name_one_of_the_data_pools():
-    failures = CephFilesystemProvider().check({}, {
-        "name": "fs", "fsid": "f", "metadata_pool": "m", "data_pool": "d",
-        "extra_data_pools": ["ec"], "layouts": {"/a": "m"}}).failures
+    failures = (
+        CephFilesystemProvider()
+        .check(
+            {},
+            {
+                "name": "fs",
+                "fsid": "f",
+                "metadata_pool": "m",
+                "data_pool": "d",
+                "extra_data_pools": ["ec"],
+                "layouts": {"/a": "m"},
+            },
+        )
+        .failures
+    )
     assert [f.property for f in failures] == ["layouts"]
 
 
 def test_a_cluster_output_not_known_yet_in_preview_is_not_a_replace():
     from pulumi.runtime.rpc import UNKNOWN
-    old = {"name": "p", "key": "p", "type": "replicated", "size": 3, "min_size": 2,
-           "fsid": "f", "pool_id": 1}
+
+    old = {
+        "name": "p",
+        "key": "p",
+        "type": "replicated",
+        "size": 3,
+        "min_size": 2,
+        "fsid": "f",
+        "pool_id": 1,
+    }
     from pulumi.output import Unknown
+
     for unknown in (UNKNOWN, Unknown()):  # the sentinel, and what deserialization makes of it
         result = CephPoolProvider().diff("1", old, {**old, "fsid": unknown})
         assert not result.changes and result.replaces == []
@@ -171,10 +256,18 @@ def _fs_with_extra_pool(world):
     for name, kw in (("meta", {}), ("data", {}), ("extra", {})):
         CephPoolProvider().create(pool(world, name=name, key=name, pg_num=8, **kw))
     fsp = CephFilesystemProvider()
-    props = fsp.check({}, {"fsid": world.fsid, "admin": [{"connection": n["connection"]}
-                                                          for n in world.props_nodes()],
-                           "name": "cephfs", "metadata_pool": "meta", "data_pool": "data",
-                           "extra_data_pools": ["extra"], "timeout": 2}).inputs
+    props = fsp.check(
+        {},
+        {
+            "fsid": world.fsid,
+            "admin": [{"connection": n["connection"]} for n in world.props_nodes()],
+            "name": "cephfs",
+            "metadata_pool": "meta",
+            "data_pool": "data",
+            "extra_data_pools": ["extra"],
+            "timeout": 2,
+        },
+    ).inputs
     return fsp, fsp.create(props).outs
 
 

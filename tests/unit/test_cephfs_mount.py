@@ -9,10 +9,18 @@ LINE = "none /mnt/cephfs fuse.ceph ceph.id=cephfs-node1,ceph.client_fs=cephfs,_n
 
 
 def props(world, **kw):
-    result = CephFSMountProvider().check({}, {
-        "fsid": world.fsid, "node": "node1", "connection": world.props_nodes()[0]["connection"],
-        "fs_name": "cephfs", "mountpoint": "/mnt/cephfs",
-        "mon_hosts": ["192.0.2.11:6789", "192.0.2.12:6789"], **kw})
+    result = CephFSMountProvider().check(
+        {},
+        {
+            "fsid": world.fsid,
+            "node": "node1",
+            "connection": world.props_nodes()[0]["connection"],
+            "fs_name": "cephfs",
+            "mountpoint": "/mnt/cephfs",
+            "mon_hosts": ["192.0.2.11:6789", "192.0.2.12:6789"],
+            **kw,
+        },
+    )
     assert not result.failures, result.failures
     return result.inputs
 
@@ -91,20 +99,28 @@ def test_a_ceph_fuse_that_never_exits_fails_the_remount_by_name(world, monkeypat
     assert "mount /mnt/cephfs" not in world.changes[-1:]
 
 
-def test_mount_that_exits_zero_without_a_mount_is_a_failure_not_a_probe_in_the_directory(
-        world):
+def test_mount_that_exits_zero_without_a_mount_is_a_failure_not_a_probe_in_the_directory(world):
     world.nodes["node1"].mount_exits_quietly = True
     with pytest.raises(Exception, match="exited 0 but nothing is mounted.*pidfile"):
         CephFSMountProvider().create(props(world))
 
 
 def test_kernel_client_line_uses_a_secret_file_and_the_mons():
-    line = fstab_line({"cluster_name": "ceph", "client_id": "cephfs-node1", "fs_name": "cephfs",
-                       "mountpoint": "/mnt/cephfs", "client": "kernel",
-                       "mon_hosts": ["192.0.2.11:6789", "192.0.2.12:6789"]})
-    assert line == ("192.0.2.11,192.0.2.12:/ /mnt/cephfs ceph name=cephfs-node1,"
-                    "secretfile=/etc/ceph/ceph.client.cephfs-node1.secret,"
-                    "mds_namespace=cephfs,_netdev 0 0")
+    line = fstab_line(
+        {
+            "cluster_name": "ceph",
+            "client_id": "cephfs-node1",
+            "fs_name": "cephfs",
+            "mountpoint": "/mnt/cephfs",
+            "client": "kernel",
+            "mon_hosts": ["192.0.2.11:6789", "192.0.2.12:6789"],
+        }
+    )
+    assert line == (
+        "192.0.2.11,192.0.2.12:/ /mnt/cephfs ceph name=cephfs-node1,"
+        "secretfile=/etc/ceph/ceph.client.cephfs-node1.secret,"
+        "mds_namespace=cephfs,_netdev 0 0"
+    )
 
 
 def test_kernel_client_mount_writes_the_secret_file_0600(world):
@@ -171,11 +187,17 @@ def test_delete_refuses_while_busy_unless_forced(world):
     assert "client.cephfs-node1" not in world.auth
 
 
-@pytest.mark.parametrize("change, replaces", [
-    ({}, None), ({"options": ["noatime"]}, []), ({"client": "kernel"}, []),
-    ({"mountpoint": "/srv/fs"}, ["mountpoint"]), ({"node": "node2"}, ["node"]),
-    ({"fs_name": "other"}, ["fs_name"]),
-])
+@pytest.mark.parametrize(
+    "change, replaces",
+    [
+        ({}, None),
+        ({"options": ["noatime"]}, []),
+        ({"client": "kernel"}, []),
+        ({"mountpoint": "/srv/fs"}, ["mountpoint"]),
+        ({"node": "node2"}, ["node"]),
+        ({"fs_name": "other"}, ["fs_name"]),
+    ],
+)
 def test_diff_table(world, change, replaces):
     old = {**props(world), "client_key": "k", "fstab_line": LINE}
     result = CephFSMountProvider().diff("x", old, {**props(world), **change})
@@ -184,8 +206,12 @@ def test_diff_table(world, change, replaces):
 
 
 def test_check_names_the_field(world):
-    failures = {f.property for f in CephFSMountProvider().check({}, {
-        **props(world), "mountpoint": "mnt", "client": "nfs", "options": ["a,b"]}).failures}
+    failures = {
+        f.property
+        for f in CephFSMountProvider()
+        .check({}, {**props(world), "mountpoint": "mnt", "client": "nfs", "options": ["a,b"]})
+        .failures
+    }
     assert failures == {"mountpoint", "client", "options[0]"}
 
 

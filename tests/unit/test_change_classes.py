@@ -1,5 +1,6 @@
 """Every input field of every provider says how a change to it is applied: a replace, an
 update on the host, or state only. A field in none of them would preview as no change."""
+
 import importlib
 import pkgutil
 
@@ -10,8 +11,11 @@ from providers import base
 
 pytestmark = pytest.mark.unit
 
-PROVIDERS = [m.name for m in pkgutil.iter_modules(providers.__path__)
-             if hasattr(importlib.import_module(f"providers.{m.name}"), "REPLACES")]
+PROVIDERS = [
+    m.name
+    for m in pkgutil.iter_modules(providers.__path__)
+    if hasattr(importlib.import_module(f"providers.{m.name}"), "REPLACES")
+]
 
 
 @pytest.mark.parametrize("name", PROVIDERS)
@@ -27,14 +31,23 @@ def test_every_schema_field_has_one_change_class(name):
 
 def test_a_schema_field_without_a_change_class_is_refused_when_it_is_written():
     from providers.schema.types import Spec
+
     with pytest.raises(TypeError, match="give size a change class"):
         type("Broken", (Spec,), {"__annotations__": {"size": int}, "size": 1})
 
 
 def test_a_bridge_timeout_change_is_an_update_of_the_state_alone():
     from providers import kvm_bridge
-    olds = {"node": "n1", "name": "br0", "connection": {"name": "n1"}, "confirm_timeout": 30,
-            "interfaces": ["eth0"], "effective": {"addresses": []}, "network_active": True}
+
+    olds = {
+        "node": "n1",
+        "name": "br0",
+        "connection": {"name": "n1"},
+        "confirm_timeout": 30,
+        "interfaces": ["eth0"],
+        "effective": {"addresses": []},
+        "network_active": True,
+    }
     news = {**olds, "confirm_timeout": 60}
     news.pop("effective"), news.pop("network_active")
     diff = kvm_bridge.KvmBridgeProvider().diff("id", olds, news)
@@ -44,19 +57,27 @@ def test_a_bridge_timeout_change_is_an_update_of_the_state_alone():
 
 
 def _provider(mod):
-    return next(v for v in vars(mod).values() if isinstance(v, type)
-                and issubclass(v, base.Provider) and v is not base.Provider
-                and v.__module__ == mod.__name__)
+    return next(
+        v
+        for v in vars(mod).values()
+        if isinstance(v, type)
+        and issubclass(v, base.Provider)
+        and v is not base.Provider
+        and v.__module__ == mod.__name__
+    )
 
 
-@pytest.mark.parametrize("name", [n for n in PROVIDERS
-                                  if importlib.import_module(f"providers.{n}").STATE])
+@pytest.mark.parametrize(
+    "name", [n for n in PROVIDERS if importlib.import_module(f"providers.{n}").STATE]
+)
 def test_a_change_of_state_fields_alone_touches_no_host(name, monkeypatch):
     """A timeout or an opt-in changed: up records it and opens no connection (the provider's
     own update is not called; it would need a session for the missing inputs)."""
     mod = importlib.import_module(f"providers.{name}")
+
     def no_host(*a, **kw):
         raise AssertionError("a session was opened")
+
     monkeypatch.setattr(base, "session", no_host)
     olds = {"connection": {"name": "n1"}, "kept": "output", "network_active": True}
     news = {"connection": {"name": "n1"}}

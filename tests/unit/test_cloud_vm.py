@@ -1,5 +1,6 @@
 """CloudVM against a recording fake node (files) and libvirt's own test:///default driver
 (domains)."""
+
 import base64
 import contextlib
 import hashlib
@@ -11,8 +12,16 @@ import libvirt
 import pytest
 import yaml
 
-from providers import base, guest_agent, libvirt_conn, passwords, vm_change, vm_migrate, \
-    vm_ready, vm_storage
+from providers import (
+    base,
+    guest_agent,
+    libvirt_conn,
+    passwords,
+    vm_change,
+    vm_migrate,
+    vm_ready,
+    vm_storage,
+)
 from providers import libvirt_domain as dx
 from providers.cloud_vm import CloudVMProvider
 from providers.transport import Host
@@ -26,13 +35,26 @@ PASSWORD = "hunter2-not-really"
 IMAGE_SHA = __import__("hashlib").sha256(b"image").hexdigest()
 TEMPLATE = f"/mnt/cephfs/templates/debian-{IMAGE_SHA[:16]}.qcow2"  # named by content
 PROPS = {
-    "name": "vm-unit", "owner": "cephkvm/unit", "node": "node1", "connection": CONN,
+    "name": "vm-unit",
+    "owner": "cephkvm/unit",
+    "node": "node1",
+    "connection": CONN,
     "storage": "/mnt/cephfs",
-    "template": {"source": "/images/debian.qcow2"}, "disk_gib": 4, "memory_mib": 256,
-    "max_memory_mib": 512, "vcpus": 1, "max_vcpus": 2, "virt_type": "qemu",
-    "nics": [{"bridge": "br0"}], "ready_timeout": 5, "shutdown_timeout": 0,
-    "cloud_init": {"hostname": "vm-unit", "ssh_authorized_keys": ["ssh-ed25519 AAAAK op"],
-                   "user_data": {"runcmd": ["echo extra"], "timezone": "UTC"}},
+    "template": {"source": "/images/debian.qcow2"},
+    "disk_gib": 4,
+    "memory_mib": 256,
+    "max_memory_mib": 512,
+    "vcpus": 1,
+    "max_vcpus": 2,
+    "virt_type": "qemu",
+    "nics": [{"bridge": "br0"}],
+    "ready_timeout": 5,
+    "shutdown_timeout": 0,
+    "cloud_init": {
+        "hostname": "vm-unit",
+        "ssh_authorized_keys": ["ssh-ed25519 AAAAK op"],
+        "user_data": {"runcmd": ["echo extra"], "timezone": "UTC"},
+    },
     "password": PASSWORD,
 }
 
@@ -51,9 +73,10 @@ class VmHost(FakeNode):
     def for_props(self, props):
         """A session to this fake (same files and journal) as the node props describe,
         with its key."""
-        return self.session(Host(**{k: v for k, v in props["connection"].items()
-                                    if k in base.CONNECTION_FIELDS}),
-                            props.get("ssh_private_key"))
+        return self.session(
+            Host(**{k: v for k, v in props["connection"].items() if k in base.CONNECTION_FIELDS}),
+            props.get("ssh_private_key"),
+        )
 
     def exists(self, path: str) -> bool:
         return path in self.files or any(k.startswith(path + "/") for k in self.files)
@@ -83,8 +106,10 @@ def _qemu_img(node, command):
     elif argv[1] == "create":
         f[argv[-2]] = "qcow2"
     elif argv[1:3] == ("info", "-U"):
-        info = {"format": "qcow2", **({"backing-filename": "/etc/shadow"}
-                                      if "backed" in f[argv[-1]] else {})}
+        info = {
+            "format": "qcow2",
+            **({"backing-filename": "/etc/shadow"} if "backed" in f[argv[-1]] else {}),
+        }
         return json.dumps(info), 0
     else:
         return None
@@ -162,8 +187,9 @@ class FakeGuest:
 
     def __call__(self, _dom, execute, **args):
         if not self.agent:
-            raise guest_agent.NoAgent("Guest agent is not responding: QEMU guest agent is "
-                                      "not connected")
+            raise guest_agent.NoAgent(
+                "Guest agent is not responding: QEMU guest agent is not connected"
+            )
         if execute == "guest-ping":
             self.probes += 1
             return {}
@@ -284,10 +310,14 @@ def test_crash_at_step_n_then_rerun_converges(node, step):
     assert node.conn.lookupByName("vm-unit").isActive()
     assert node.files[TEMPLATE] == "qcow2"
     assert not [k for k in node.files if k.endswith(".part")], "a killed run's part is gone"
-    done = next(i for i, c in enumerate(node.changes)
-                if c.startswith("mv -f") and c.endswith(" " + TEMPLATE))
-    assert not [c for c in node.changes[done:] if c.startswith("qemu-img convert")], \
+    done = next(
+        i
+        for i, c in enumerate(node.changes)
+        if c.startswith("mv -f") and c.endswith(" " + TEMPLATE)
+    )
+    assert not [c for c in node.changes[done:] if c.startswith("qemu-img convert")], (
         "a template in place is never imported again"
+    )
 
 
 def test_second_create_of_existing_vm_defines_nothing_new(node):
@@ -298,17 +328,20 @@ def test_second_create_of_existing_vm_defines_nothing_new(node):
     assert len([c for c in node.changes if c.startswith("qemu-img create")]) == 1
 
 
-@pytest.mark.parametrize("change, replaces", [
-    ({}, None),
-    ({"node": "node2", "connection": {**CONN, "name": "node2"}}, []),
-    ({"memory_mib": 384}, []),
-    ({"vcpus": 2}, []),
-    ({"disk_gib": 8}, []),
-    ({"cloud_init": {"hostname": "other"}}, []),
-    ({"cloud_init": {"hostname": "other"}, "on_cloud_init_change": "replace"}, ["cloud_init"]),
-    ({"name": "vm-other"}, ["name"]),
-    ({"template": {"source": "/images/other.qcow2"}}, ["template"]),
-])
+@pytest.mark.parametrize(
+    "change, replaces",
+    [
+        ({}, None),
+        ({"node": "node2", "connection": {**CONN, "name": "node2"}}, []),
+        ({"memory_mib": 384}, []),
+        ({"vcpus": 2}, []),
+        ({"disk_gib": 8}, []),
+        ({"cloud_init": {"hostname": "other"}}, []),
+        ({"cloud_init": {"hostname": "other"}, "on_cloud_init_change": "replace"}, ["cloud_init"]),
+        ({"name": "vm-other"}, ["name"]),
+        ({"template": {"source": "/images/other.qcow2"}}, ["template"]),
+    ],
+)
 def test_diff_table(change, replaces):
     old = {**checked(), "uuid": "u", "state": "running"}
     new = checked({**PROPS, **change})
@@ -320,11 +353,18 @@ def test_diff_table(change, replaces):
 
 
 def test_check_names_fields_and_fixes():
-    bad = {**PROPS, "nics": [{"bridge": "br0", "mac": "zz"}], "memory_mib": 32,
-           "max_vcpus": 0, "cloud_init": {"hostnme": "x"}, "virt_type": "xen"}
+    bad = {
+        **PROPS,
+        "nics": [{"bridge": "br0", "mac": "zz"}],
+        "memory_mib": 32,
+        "max_vcpus": 0,
+        "cloud_init": {"hostnme": "x"},
+        "virt_type": "xen",
+    }
     reasons = {f.property: f.reason for f in CloudVMProvider().check({}, bad).failures}
-    assert {"nics[0].mac", "memory_mib", "max_vcpus", "cloud_init.hostnme", "virt_type"} \
-        <= set(reasons)
+    assert {"nics[0].mac", "memory_mib", "max_vcpus", "cloud_init.hostnme", "virt_type"} <= set(
+        reasons
+    )
     shrink = CloudVMProvider().check(checked(), {**PROPS, "disk_gib": 2}).failures
     assert [f.property for f in shrink] == ["disk_gib"] and "only grow" in shrink[0].reason
 
@@ -361,8 +401,7 @@ def test_change_needing_a_restart_redefines_and_starts(node):
 def test_read_reports_drift_and_a_missing_domain(node):
     provider = CloudVMProvider()
     outs = provider.create(checked()).outs
-    node.conn.lookupByName("vm-unit").setMemoryFlags(300 * 1024,
-                                                       libvirt.VIR_DOMAIN_AFFECT_CONFIG)
+    node.conn.lookupByName("vm-unit").setMemoryFlags(300 * 1024, libvirt.VIR_DOMAIN_AFFECT_CONFIG)
     read = provider.read("vm-unit", outs)
     assert read.outs["memory_mib"] == 300
     assert provider.diff("vm-unit", read.outs, checked()).changes
@@ -403,16 +442,23 @@ def test_migration_is_peer_to_peer_with_unsafe_only_for_shared_storage(node, mon
 
     monkeypatch.setattr(libvirt_conn, "connect", by_node)
     monkeypatch.setattr(base, "session", node.for_props)
-    monkeypatch.setattr(libvirt_conn, "domain",
-                        lambda conn, name: dom if conn is src else None)
+    monkeypatch.setattr(libvirt_conn, "domain", lambda conn, name: dom if conn is src else None)
 
     def migrate(olds, news):  # to the call's node: news'
         vm_migrate.migrate(olds, news, base.session(news))
 
     key = "-----BEGIN OPENSSH PRIVATE KEY-----\nsecretbits\n"
     olds = {**checked(), "ssh_private_key": key, "migration_key": "/root/.ssh/m"}
-    news = {**checked({**PROPS, "node": "node2", "connection": {
-        **CONN, "name": "node2", "address": "192.0.2.2"}}), "ssh_private_key": key}
+    news = {
+        **checked(
+            {
+                **PROPS,
+                "node": "node2",
+                "connection": {**CONN, "name": "node2", "address": "192.0.2.2"},
+            }
+        ),
+        "ssh_private_key": key,
+    }
     with pytest.raises(RuntimeError, match="migration key"):
         migrate(olds, news)  # no migration key on the nodes: refuse, say why
     assert not dom.migrateToURI3.called
@@ -454,8 +500,12 @@ def test_a_migration_setting_is_a_change_of_the_state_alone(node):
 
 
 def test_domain_xml_tcg_cache_and_kvm_cpu():
-    params = {**PROPS, "disk_path": "/d.qcow2", "seed_path": "/s.iso",
-              "macs": dx.nic_macs("vm-unit", PROPS["nics"])}
+    params = {
+        **PROPS,
+        "disk_path": "/d.qcow2",
+        "seed_path": "/s.iso",
+        "macs": dx.nic_macs("vm-unit", PROPS["nics"]),
+    }
     tcg = dx.domain_xml(params)
     assert "<tb-cache unit='MiB'>128</tb-cache>" in tcg and "host-passthrough" not in tcg
     kvm = dx.domain_xml({**params, "virt_type": "kvm"})
@@ -464,22 +514,33 @@ def test_domain_xml_tcg_cache_and_kvm_cpu():
 
 
 def test_template_checksum_mismatch_refuses_the_import(node):
-    props = checked({**PROPS, "template": {"source": "/images/debian.qcow2",
-                                            "sha256": "cd" * 32}})
+    props = checked({**PROPS, "template": {"source": "/images/debian.qcow2", "sha256": "cd" * 32}})
     with pytest.raises(RuntimeError, match="SHA-256"):
         CloudVMProvider().create(props)
     assert TEMPLATE not in node.files
-    CloudVMProvider().create(checked({**PROPS, "template": {"source": "/images/debian.qcow2",
-                                                             "sha256": IMAGE_SHA}}))
+    CloudVMProvider().create(
+        checked({**PROPS, "template": {"source": "/images/debian.qcow2", "sha256": IMAGE_SHA}})
+    )
     assert TEMPLATE in node.files
 
 
 def test_two_images_of_one_file_name_are_two_templates(node):
     first = CloudVMProvider().create(checked()).outs["template_path"]
     node.files["/other/debian.qcow2"] = "another image"
-    second = CloudVMProvider().create(checked({
-        **PROPS, "name": "vm-two", "wait_for": "none",
-        "template": {"source": "/other/debian.qcow2"}})).outs
+    second = (
+        CloudVMProvider()
+        .create(
+            checked(
+                {
+                    **PROPS,
+                    "name": "vm-two",
+                    "wait_for": "none",
+                    "template": {"source": "/other/debian.qcow2"},
+                }
+            )
+        )
+        .outs
+    )
     assert second["template_path"] != first and node.files[first] == "qcow2"
     node.conn.lookupByName("vm-two").destroy()
     node.conn.lookupByName("vm-two").undefine()
@@ -500,8 +561,11 @@ def test_an_http_image_needs_its_checksum():
 
 
 def test_a_downloaded_image_is_named_by_its_content_and_the_download_removed(node):
-    outs = CloudVMProvider().create(checked({
-        **PROPS, "template": {"source": "https://images.example/a.img"}})).outs
+    outs = (
+        CloudVMProvider()
+        .create(checked({**PROPS, "template": {"source": "https://images.example/a.img"}}))
+        .outs
+    )
     sha = __import__("hashlib").sha256(b"downloaded image").hexdigest()
     assert outs["template_path"] == f"/mnt/cephfs/templates/a-{sha[:16]}.qcow2"
     assert not [k for k in node.files if ".download." in k]
@@ -539,8 +603,11 @@ def test_read_and_delete_find_a_vm_moved_by_hand_to_a_peer(node, monkeypatch):
 
     monkeypatch.setattr(libvirt_conn, "connect", by_node)
     monkeypatch.setattr(base, "session", node.for_props)
-    monkeypatch.setattr(libvirt_conn, "domain", lambda conn, name: None if isinstance(
-        conn, mock.Mock) else conn.lookupByName(name))
+    monkeypatch.setattr(
+        libvirt_conn,
+        "domain",
+        lambda conn, name: None if isinstance(conn, mock.Mock) else conn.lookupByName(name),
+    )
     read = provider.read("vm-unit", outs).outs
     assert read["node"] == "node2" and read["host"] == "node2"
     assert read["connection"]["address"] == "192.0.2.2"
@@ -582,8 +649,11 @@ def test_a_guest_running_another_instance_is_not_ready(node):
     CloudVMProvider().create(checked())
     node.files["/mnt/cephfs/config/vm-unit-seed.iso"] = "iso:\n---\ninstance-id: other-1\n"
     with pytest.raises(TimeoutError, match="runs instance other-1"):
-        vm_ready.wait(node.conn.lookupByName("vm-unit"),
-                      {**checked(), "ready_timeout": 0}, "vm-unit-1-00000000")
+        vm_ready.wait(
+            node.conn.lookupByName("vm-unit"),
+            {**checked(), "ready_timeout": 0},
+            "vm-unit-1-00000000",
+        )
 
 
 def test_cloud_init_errors_are_reported_in_outputs(node):
@@ -644,14 +714,22 @@ def test_delete_and_read_leave_a_foreign_domain_and_keep_the_disk(node):
 
 
 def test_domains_carry_the_stacks_tag():
-    xml = dx.domain_xml({**PROPS, "disk_path": "/d", "seed_path": "/s", "macs": ["m"],
-                         "nics": [{"bridge": "br0"}]})
+    xml = dx.domain_xml(
+        {**PROPS, "disk_path": "/d", "seed_path": "/s", "macs": ["m"], "nics": [{"bridge": "br0"}]}
+    )
     assert dx.owner(xml) == "cephkvm/unit"
 
 
-@pytest.mark.parametrize("setting", [{"keep_disk": False}, {"shutdown_timeout": 5},
-                                     {"ready_timeout": 60}, {"wait_for": "address"},
-                                     {"on_restart_needed": "fail"}])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"keep_disk": False},
+        {"shutdown_timeout": 5},
+        {"ready_timeout": 60},
+        {"wait_for": "address"},
+        {"on_restart_needed": "fail"},
+    ],
+)
 def test_a_setting_for_the_next_change_needs_no_host_work(node, setting):
     olds = {**checked(), "uuid": "u", "state": "running"}
     news = checked({**PROPS, **setting})

@@ -1,4 +1,5 @@
 """Components under pulumi's mocks: what the program registers for a config, offline."""
+
 import pulumi
 import pytest
 

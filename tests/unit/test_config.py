@@ -40,15 +40,18 @@ def test_example_stack_is_valid_and_mirrors_the_runbook():
     assert all(n.disks == ("/dev/sdb",) and n.user == "cephsvc" for n in stack.nodes)
 
 
-@pytest.mark.parametrize("bad, where", [
-    ({"address": "not an address!"}, "cephkvm:nodes[0].address"),
-    ({"name": "Node_1"}, "cephkvm:nodes[0].name"),
-    ({"port": 70000}, "cephkvm:nodes[0].port"),
-    ({"host_key": "AAAA"}, "cephkvm:nodes[0].host_key"),
-    ({"host_key": None}, "cephkvm:nodes[0].host_key"),
-    ({"roles": ["mon", "osdd"]}, "cephkvm:nodes[0].roles"),
-    ({"disks": ["sdb"]}, "cephkvm:nodes[0].disks"),
-])
+@pytest.mark.parametrize(
+    "bad, where",
+    [
+        ({"address": "not an address!"}, "cephkvm:nodes[0].address"),
+        ({"name": "Node_1"}, "cephkvm:nodes[0].name"),
+        ({"port": 70000}, "cephkvm:nodes[0].port"),
+        ({"host_key": "AAAA"}, "cephkvm:nodes[0].host_key"),
+        ({"host_key": None}, "cephkvm:nodes[0].host_key"),
+        ({"roles": ["mon", "osdd"]}, "cephkvm:nodes[0].roles"),
+        ({"disks": ["sdb"]}, "cephkvm:nodes[0].disks"),
+    ],
+)
 def test_bad_node_names_the_key(bad, where):
     found = problems({"nodes": [node(**bad)]})
     assert any(p.startswith(where) for p in found), found
@@ -72,10 +75,21 @@ def test_a_missing_inventory_says_how_to_start_the_lab(tmp_path):
 
 def inventory(tmp_path, lab_dir=".lab", **extra):
     (tmp_path / lab_dir).mkdir()
-    inv = {"ssh": {"key_file": "/k", "known_hosts": "/kh"}, "public_network": "10.231.0.0/24",
-           "nodes": [{"name": "node1", "address": "10.231.0.11", "port": 22, "user": "root",
-                      "host_key": KEY, "disks": ["/dev/loop3"]}],
-           **extra}
+    inv = {
+        "ssh": {"key_file": "/k", "known_hosts": "/kh"},
+        "public_network": "10.231.0.0/24",
+        "nodes": [
+            {
+                "name": "node1",
+                "address": "10.231.0.11",
+                "port": 22,
+                "user": "root",
+                "host_key": KEY,
+                "disks": ["/dev/loop3"],
+            }
+        ],
+        **extra,
+    }
     (tmp_path / lab_dir / "inventory.json").write_text(json.dumps(inv))
 
 
@@ -90,8 +104,7 @@ def test_nodes_and_ssh_come_from_the_inventory(tmp_path):
 def test_nodes_in_the_inventory_and_the_config_are_refused(tmp_path):
     inventory(tmp_path)
     found = problems({"inventory": ".lab/inventory.json", "nodes": [node()]}, str(tmp_path))
-    assert any(p.startswith("cephkvm:nodes: the nodes come from cephkvm:inventory")
-               for p in found)
+    assert any(p.startswith("cephkvm:nodes: the nodes come from cephkvm:inventory") for p in found)
 
 
 def test_a_bad_inventory_node_is_named_by_its_path(tmp_path):
@@ -104,16 +117,21 @@ def test_inventory_vars_fill_placeholders_and_the_path_takes_env_vars(tmp_path, 
     monkeypatch.setenv("CEPHKVM_LAB", "2")
     inventory(tmp_path, ".lab2", vars={"guest_address": "10.233.0.100/24"})
     net = {"version": 2, "ethernets": {"eth0": {"addresses": ["{inventory:guest_address}"]}}}
-    vm = {"name": "vm1", "node": "node1", "template": "/t.qcow2",
-          "cloud_init": {"network_config": net}}
-    stack = load({"inventory": ".lab${CEPHKVM_LAB}/inventory.json", "vms": [vm]},
-                 str(tmp_path))
+    vm = {
+        "name": "vm1",
+        "node": "node1",
+        "template": "/t.qcow2",
+        "cloud_init": {"network_config": net},
+    }
+    stack = load({"inventory": ".lab${CEPHKVM_LAB}/inventory.json", "vms": [vm]}, str(tmp_path))
     config = stack.kvm.vms[0].cloud_init.network_config
     assert config["ethernets"]["eth0"]["addresses"] == ["10.233.0.100/24"]
     vm["template"] = "{inventory:guest_image}"
     found = problems({"inventory": ".lab2/inventory.json", "vms": [vm]}, str(tmp_path))
-    assert found == ["cephkvm:vms[0].template: {inventory:guest_image} is not in the "
-                     "inventory's vars (guest_address)"]
+    assert found == [
+        "cephkvm:vms[0].template: {inventory:guest_image} is not in the "
+        "inventory's vars (guest_address)"
+    ]
 
 
 def test_a_secret_of_the_wrong_type_is_not_echoed():
@@ -125,8 +143,10 @@ def test_a_secret_of_the_wrong_type_is_not_echoed():
 def test_an_inventory_placeholder_without_an_inventory_is_refused():
     vm = {"name": "vm1", "node": "node1", "template": "{inventory:guest_image}"}
     found = problems({"nodes": [node()], "vms": [vm]})
-    assert found == ["cephkvm:vms[0].template: {inventory:guest_image} needs a "
-                     "cephkvm:inventory file whose vars give it"]
+    assert found == [
+        "cephkvm:vms[0].template: {inventory:guest_image} needs a "
+        "cephkvm:inventory file whose vars give it"
+    ]
 
 
 def test_an_unknown_inventory_key_is_refused(tmp_path):

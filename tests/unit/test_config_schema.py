@@ -1,5 +1,6 @@
 """The JSON Schema and the README's config reference are made from the models, and kept
 current; the stacks shipped with the project use only keys the schema knows."""
+
 import json
 import os
 
@@ -14,15 +15,17 @@ pytestmark = pytest.mark.unit
 
 def test_the_shipped_json_schema_is_current():
     with open(os.path.join(ROOT, config_schema.SCHEMA_FILE)) as f:
-        assert json.load(f) == config_schema.json_schema(), \
+        assert json.load(f) == config_schema.json_schema(), (
             "run: python -m components.config_schema > docs/config.schema.json"
+        )
 
 
 def test_the_readme_reference_is_current():
     with open(os.path.join(ROOT, "README.md")) as f:
         readme = f.read()
-    assert config_schema.readme_with_reference(readme) == readme, \
+    assert config_schema.readme_with_reference(readme) == readme, (
         "run: python -m components.config_schema --readme"
+    )
 
 
 @pytest.mark.parametrize("stack", ["example", "lab"])

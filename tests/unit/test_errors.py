@@ -1,4 +1,5 @@
 """Provider failures read as one paragraph; bugs keep their traceback."""
+
 import os
 import sys
 import types
@@ -36,6 +37,7 @@ def test_debug_keeps_every_traceback(monkeypatch):
 
 def test_the_provider_servers_format_exc_gives_the_message(monkeypatch):
     import traceback
+
     server = types.ModuleType("__main__")
     server.__spec__ = types.SimpleNamespace(name="pulumi.dynamic.__main__")
     server.traceback = traceback
@@ -44,8 +46,10 @@ def test_the_provider_servers_format_exc_gives_the_message(monkeypatch):
     try:
         raise TimeoutError("timed out after 300s waiting for lab-vm1 to finish booting")
     except TimeoutError:
-        assert server.traceback.format_exc() == \
-            "timed out after 300s waiting for lab-vm1 to finish booting\n"
+        assert (
+            server.traceback.format_exc()
+            == "timed out after 300s waiting for lab-vm1 to finish booting\n"
+        )
 
 
 def test_every_failure_the_providers_raise_is_the_one_type():
@@ -54,6 +58,7 @@ def test_every_failure_the_providers_raise_is_the_one_type():
     import glob
     import re
     from providers import errors, transport
+
     assert issubclass(transport.TransportError, errors.Failure)
     assert issubclass(transport.CommandError, errors.Failure)
     assert issubclass(errors.Timeout, TimeoutError)

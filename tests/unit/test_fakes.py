@@ -1,5 +1,6 @@
 """The recording fake node itself: what it records, and that it answers nothing it was not
 told about."""
+
 import pytest
 
 from providers.transport import CommandError

@@ -1,5 +1,6 @@
 """KvmBridge: its pure parts (facts parser, iproute2 and netplan output, the guard) run for
 real where they can: the scripts in a throwaway network namespace, netplan's own validator."""
+
 import contextlib
 import json
 import os
@@ -39,29 +40,45 @@ def test_parse_observed_from_captured_output():
 
 
 def test_previous_and_wanted_move_the_nic_addressing_to_the_bridge():
-    snap = kb.parse_observed(IP_ADDR.replace('"master":"br0",', "").replace(
-        '"scope":"link"', '"scope":"link"},{"family":"inet","local":"10.20.10.31",'
-        '"prefixlen":24,"scope":"global"') + "#---" + IP_ROUTE.replace("br0", "eth0"))
+    snap = kb.parse_observed(
+        IP_ADDR.replace('"master":"br0",', "").replace(
+            '"scope":"link"',
+            '"scope":"link"},{"family":"inet","local":"10.20.10.31",'
+            '"prefixlen":24,"scope":"global"',
+        )
+        + "#---"
+        + IP_ROUTE.replace("br0", "eth0")
+    )
     props = checked()
-    previous = kb._previous(props, {**snap, "links": {k: v for k, v in snap["links"].items()
-                                                      if k != "br0"}})
+    previous = kb._previous(
+        props, {**snap, "links": {k: v for k, v in snap["links"].items() if k != "br0"}}
+    )
     assert previous["addresses"] == {"eth0": ["10.20.10.31/24"]}
     wanted = kb._wanted(props, previous)
-    assert wanted == {"addresses": ["10.20.10.31/24"], "gateway": "10.20.10.2",
-                      "mac": "72:4a:2a:ff:63:a9"}
+    assert wanted == {
+        "addresses": ["10.20.10.31/24"],
+        "gateway": "10.20.10.2",
+        "mac": "72:4a:2a:ff:63:a9",
+    }
     assert kb._wanted(checked(addresses=["10.9.9.9/24"], gateway="10.9.9.1"), previous) == {
-        "addresses": ["10.9.9.9/24"], "gateway": "10.9.9.1", "mac": "72:4a:2a:ff:63:a9"}
+        "addresses": ["10.9.9.9/24"],
+        "gateway": "10.9.9.1",
+        "mac": "72:4a:2a:ff:63:a9",
+    }
 
 
-@pytest.mark.parametrize("change, replaces", [
-    ({}, None),
-    ({"addresses": ["10.20.10.40/24"]}, []),
-    ({"gateway": "10.20.10.1"}, []),
-    ({"interfaces": ["eth0", "eth1"]}, []),
-    ({"nameservers": ["10.20.10.11"]}, []),
-    ({"name": "br1"}, ["name"]),
-    ({"node": "node2"}, ["node"]),
-])
+@pytest.mark.parametrize(
+    "change, replaces",
+    [
+        ({}, None),
+        ({"addresses": ["10.20.10.40/24"]}, []),
+        ({"gateway": "10.20.10.1"}, []),
+        ({"interfaces": ["eth0", "eth1"]}, []),
+        ({"nameservers": ["10.20.10.11"]}, []),
+        ({"name": "br1"}, ["name"]),
+        ({"node": "node2"}, ["node"]),
+    ],
+)
 def test_diff_table(change, replaces):
     result = KvmBridgeProvider().diff("node1/br0", {**checked(), "mac": "x"}, checked(**change))
     if replaces is None:
@@ -72,8 +89,7 @@ def test_diff_table(change, replaces):
 
 def test_scripts_quote_every_value():
     evil = {**checked(), "name": "br0; reboot", "interfaces": ["eth0 && halt"]}
-    script = bs.apply_script(evil, {"addresses": ["10.0.0.1/24"], "gateway": None,
-                                    "mac": None})
+    script = bs.apply_script(evil, {"addresses": ["10.0.0.1/24"], "gateway": None, "mac": None})
     assert "'br0; reboot'" in script and "'eth0 && halt'" in script
     restore = bs.restore_script(evil, {"addresses": {"eth0 && halt": ["10.0.0.1/24"]}})
     assert "dev 'eth0 && halt'" in restore
@@ -85,8 +101,10 @@ def test_guard_rolls_back_unless_confirmed():
     assert text.index("br0.decided ] && exit 0") < text.index("sh /run/cephkvm/br0.rollback")
 
 
-needs_netns = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
-                                 reason="needs root for a throwaway network namespace")
+needs_netns = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("ip"),
+    reason="needs root for a throwaway network namespace",
+)
 
 
 @needs_netns
@@ -95,22 +113,28 @@ def test_apply_then_restore_scripts_in_a_real_namespace():
     MAC and address, and restore gives them back."""
     props = checked(interfaces=["dummy0"])
     # A veth pair (this kernel has no dummy driver) stands for the node's NIC.
-    setup = ("ip link add dummy0 type veth peer name peer0 && ip link set peer0 up && "
-             "ip link set dummy0 up && "
-             "ip addr add 192.0.2.10/24 dev dummy0")
-    wanted = {"addresses": ["192.0.2.10/24"], "gateway": "192.0.2.1",
-              "mac": None}
-    previous = {"addresses": {"dummy0": ["192.0.2.10/24"]},
-                "routes": [{"via": "192.0.2.1", "dev": "dummy0"}]}
-    script = (f"set -e; {setup}; ip route add default via 192.0.2.1 dev dummy0\n"
-              + bs.apply_script(props, wanted).replace("set -e\n", "")
-              + "echo BRIDGED; ip -o addr show dev br0 scope global; ip route show default; "
-              "ip -o link show dev dummy0\n"
-              + bs.restore_script(props, previous)
-              + "echo RESTORED; ip -o addr show dev dummy0 scope global; ip route show default;"
-              " ip link show br0 2>&1 | head -1\n")
-    out = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True,
-                         text=True, timeout=30)
+    setup = (
+        "ip link add dummy0 type veth peer name peer0 && ip link set peer0 up && "
+        "ip link set dummy0 up && "
+        "ip addr add 192.0.2.10/24 dev dummy0"
+    )
+    wanted = {"addresses": ["192.0.2.10/24"], "gateway": "192.0.2.1", "mac": None}
+    previous = {
+        "addresses": {"dummy0": ["192.0.2.10/24"]},
+        "routes": [{"via": "192.0.2.1", "dev": "dummy0"}],
+    }
+    script = (
+        f"set -e; {setup}; ip route add default via 192.0.2.1 dev dummy0\n"
+        + bs.apply_script(props, wanted).replace("set -e\n", "")
+        + "echo BRIDGED; ip -o addr show dev br0 scope global; ip route show default; "
+        "ip -o link show dev dummy0\n"
+        + bs.restore_script(props, previous)
+        + "echo RESTORED; ip -o addr show dev dummy0 scope global; ip route show default;"
+        " ip link show br0 2>&1 | head -1\n"
+    )
+    out = subprocess.run(
+        ["unshare", "--net", "sh", "-c", script], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0, out.stderr
     bridged, restored = out.stdout.split("RESTORED")
     assert "br0" in bridged and "192.0.2.10/24" in bridged
@@ -121,56 +145,77 @@ def test_apply_then_restore_scripts_in_a_real_namespace():
 
 @pytest.mark.skipif(not shutil.which("netplan"), reason="netplan is not installed")
 def test_netplan_doc_is_valid_for_netplan_generate(tmp_path):
-    props = checked(interfaces=["ens33"], nameservers=["10.20.10.11", "10.20.10.12"],
-                    search=["intranet.mycooldomain.com"])
-    doc = bs.netplan_doc(props, {"addresses": ["10.20.10.31/24"], "gateway": "10.20.10.2",
-                                 "mac": "52:54:00:00:00:01"})
+    props = checked(
+        interfaces=["ens33"],
+        nameservers=["10.20.10.11", "10.20.10.12"],
+        search=["intranet.mycooldomain.com"],
+    )
+    doc = bs.netplan_doc(
+        props,
+        {"addresses": ["10.20.10.31/24"], "gateway": "10.20.10.2", "mac": "52:54:00:00:00:01"},
+    )
     (tmp_path / "etc" / "netplan").mkdir(parents=True)
     (tmp_path / "etc" / "netplan" / "60-cephkvm-br0.yaml").write_text(yaml.safe_dump(doc))
     os.chmod(tmp_path / "etc" / "netplan" / "60-cephkvm-br0.yaml", 0o600)
-    out = subprocess.run(["netplan", "generate", "--root-dir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        ["netplan", "generate", "--root-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     bridge = doc["network"]["bridges"]["br0"]
     assert bridge["routes"] == [{"to": "default", "via": "10.20.10.2"}]
     assert bridge["nameservers"]["search"] == ["intranet.mycooldomain.com"]
     # and an error is reported with its place, as the provider relays it
     (tmp_path / "etc" / "netplan" / "60-cephkvm-br0.yaml").write_text(
-        yaml.safe_dump(doc).replace("interfaces", "interfacez"))
-    bad = subprocess.run(["netplan", "generate", "--root-dir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=30)
+        yaml.safe_dump(doc).replace("interfaces", "interfacez")
+    )
+    bad = subprocess.run(
+        ["netplan", "generate", "--root-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert bad.returncode != 0 and "interfacez" in bad.stderr
 
 
 def test_network_xml_is_bridge_mode():
     xml = kb.network_xml(checked())
-    assert "<forward mode='bridge'/>" in xml and "<bridge name=\"br0\"/>" in xml
+    assert "<forward mode='bridge'/>" in xml and '<bridge name="br0"/>' in xml
 
 
 def test_a_stopped_libvirt_network_found_by_refresh_is_a_change():
     old = {**checked(), "network_active": False}
     assert KvmBridgeProvider().diff("node1/br0", old, checked()).changes
-    assert not KvmBridgeProvider().diff("node1/br0", {**old, "network_active": True},
-                                        checked()).changes
+    assert (
+        not KvmBridgeProvider()
+        .diff("node1/br0", {**old, "network_active": True}, checked())
+        .changes
+    )
 
 
 def test_ceph_unsettled_from_captured_health():
     from providers import ceph_facts
+
     ok = '{"status":"HEALTH_WARN","checks":{"MON_DISK_LOW":{"severity":"HEALTH_WARN"}}}'
     assert ceph_facts.unsettled(ok) == []
-    blip = ('{"status":"HEALTH_WARN","checks":{"MON_DOWN":{"severity":"HEALTH_WARN"},'
-            '"PG_DEGRADED":{"severity":"HEALTH_WARN"}}}')
+    blip = (
+        '{"status":"HEALTH_WARN","checks":{"MON_DOWN":{"severity":"HEALTH_WARN"},'
+        '"PG_DEGRADED":{"severity":"HEALTH_WARN"}}}'
+    )
     assert ceph_facts.unsettled(blip) == ["MON_DOWN", "PG_DEGRADED"]
-    assert ceph_facts.unsettled('{"status":"HEALTH_ERR","checks":{"X":{"severity":"HEALTH_ERR"}}}'
-                                ) == ["X"]
+    assert ceph_facts.unsettled(
+        '{"status":"HEALTH_ERR","checks":{"X":{"severity":"HEALTH_ERR"}}}'
+    ) == ["X"]
 
 
 def test_vlan_and_bond_topology():
-    props = checked(interfaces=["ens33", "ens34"], vlan=10,
-                    bond={"name": "bond0", "mode": "active-backup"})
+    props = checked(
+        interfaces=["ens33", "ens34"], vlan=10, bond={"name": "bond0", "mode": "active-backup"}
+    )
     assert bs.ports(props) == ["bond0.10"]
-    script = bs.apply_script(props, {"addresses": ["10.0.0.1/24"], "gateway": None,
-                                     "mac": None})
+    script = bs.apply_script(props, {"addresses": ["10.0.0.1/24"], "gateway": None, "mac": None})
     assert "ip link add name bond0 type bond mode active-backup" in script
     assert "ip link set dev ens34 master bond0" in script
     assert "ip link add link bond0 name bond0.10 type vlan id 10" in script
@@ -178,22 +223,28 @@ def test_vlan_and_bond_topology():
     restore = bs.restore_script(props, {"addresses": {"ens33": ["10.0.0.1/24"]}})
     assert "ip link del dev bond0.10" in restore and "ip link del dev bond0" in restore
     assert bs.ports(checked(interfaces=["ens33"], vlan=20)) == ["ens33.20"]
-    failures = KvmBridgeProvider().check({}, {**PROPS, "vlan": 5000,
-                                              "bond": {"name": "b", "mode": "fast"}}).failures
+    failures = (
+        KvmBridgeProvider()
+        .check({}, {**PROPS, "vlan": 5000, "bond": {"name": "b", "mode": "fast"}})
+        .failures
+    )
     assert sorted(f.property for f in failures) == ["bond.mode", "vlan"]
 
 
 @pytest.mark.skipif(not shutil.which("netplan"), reason="netplan is not installed")
 def test_netplan_accepts_the_vlan_and_bond_doc(tmp_path):
     props = checked(interfaces=["ens33", "ens34"], vlan=10, bond={"name": "bond0"})
-    doc = bs.netplan_doc(props, {"addresses": ["10.20.10.31/24"], "gateway": None,
-                                 "mac": None})
+    doc = bs.netplan_doc(props, {"addresses": ["10.20.10.31/24"], "gateway": None, "mac": None})
     (tmp_path / "etc" / "netplan").mkdir(parents=True)
     path = tmp_path / "etc" / "netplan" / "60-cephkvm-br0.yaml"
     path.write_text(yaml.safe_dump(doc))
     os.chmod(path, 0o600)
-    out = subprocess.run(["netplan", "generate", "--root-dir", str(tmp_path)],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        ["netplan", "generate", "--root-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     assert doc["network"]["bridges"]["br0"]["interfaces"] == ["bond0.10"]
 
@@ -201,16 +252,22 @@ def test_netplan_accepts_the_vlan_and_bond_doc(tmp_path):
 @needs_netns
 def test_vlan_script_in_a_real_namespace():
     props = checked(interfaces=["nic0"], vlan=10)
-    setup = ("ip link add nic0 type veth peer name peer0 && ip link set peer0 up && "
-             "ip link set nic0 up && ip addr add 192.0.2.10/24 dev nic0")
-    script = (f"set -e; {setup}\n"
-              + bs.apply_script(props, {"addresses": ["192.0.2.10/24"], "gateway": None,
-                                        "mac": None}).replace("set -e\n", "")
-              + "echo BRIDGED; ip -o link show master br0; ip -o addr show dev br0\n"
-              + bs.restore_script(props, {"addresses": {"nic0": ["192.0.2.10/24"]}})
-              + "echo RESTORED; ip -o addr show dev nic0 scope global; ip -o link\n")
-    out = subprocess.run(["unshare", "--net", "sh", "-c", script], capture_output=True,
-                         text=True, timeout=30)
+    setup = (
+        "ip link add nic0 type veth peer name peer0 && ip link set peer0 up && "
+        "ip link set nic0 up && ip addr add 192.0.2.10/24 dev nic0"
+    )
+    script = (
+        f"set -e; {setup}\n"
+        + bs.apply_script(
+            props, {"addresses": ["192.0.2.10/24"], "gateway": None, "mac": None}
+        ).replace("set -e\n", "")
+        + "echo BRIDGED; ip -o link show master br0; ip -o addr show dev br0\n"
+        + bs.restore_script(props, {"addresses": {"nic0": ["192.0.2.10/24"]}})
+        + "echo RESTORED; ip -o addr show dev nic0 scope global; ip -o link\n"
+    )
+    out = subprocess.run(
+        ["unshare", "--net", "sh", "-c", script], capture_output=True, text=True, timeout=30
+    )
     if "Unknown device type" in out.stderr:
         pytest.skip("this kernel has no 8021q module")
     assert out.returncode == 0, out.stderr
@@ -236,9 +293,15 @@ NETPLAN_HOST = NetplanHost.HANDLERS
 
 @NETPLAN_HOST.script(kb.OBSERVE_SCRIPT)
 def _addresses_and_routes(_host, _command):
-    out = IP_ADDR.replace('"master":"br0",', "").replace(
-        '"scope":"link"', '"scope":"link"},{"family":"inet","local":"10.20.10.31",'
-        '"prefixlen":24,"scope":"global"').replace("eth0", "ens33")
+    out = (
+        IP_ADDR.replace('"master":"br0",', "")
+        .replace(
+            '"scope":"link"',
+            '"scope":"link"},{"family":"inet","local":"10.20.10.31",'
+            '"prefixlen":24,"scope":"global"',
+        )
+        .replace("eth0", "ens33")
+    )
     out = json.dumps([i for i in json.loads(out) if i["ifname"] != "br0"])
     return out + "#---" + '[{"dst":"default","gateway":"10.20.10.2","dev":"ens33"}]', 0
 
@@ -281,15 +344,21 @@ def test_netplan_mode_stages_validates_and_applies_with_netplan_try_semantics(mo
     def probe(node, argv, change=False):
         probes.append(argv)
         return "0"
+
     monkeypatch.setattr(kb, "_probe_fresh", probe)
     conn = libvirt.open("test:///default")
 
     @contextlib.contextmanager
     def fake_libvirt(_node):
         yield conn
+
     monkeypatch.setattr(kb.libvirt_conn, "connect", fake_libvirt)
-    props = checked(node="osd1", interfaces=["ens33"], nameservers=["10.20.10.11"],
-                    search=["intranet.mycooldomain.com"])
+    props = checked(
+        node="osd1",
+        interfaces=["ens33"],
+        nameservers=["10.20.10.11"],
+        search=["intranet.mycooldomain.com"],
+    )
     try:
         outs = KvmBridgeProvider().create(props).outs
     finally:
@@ -298,8 +367,11 @@ def test_netplan_mode_stages_validates_and_applies_with_netplan_try_semantics(mo
             net.destroy()
             net.undefine()
     assert outs["applied_mode"] == "netplan"
-    assert outs["effective"] == {"addresses": ["10.20.10.31/24"], "gateway": "10.20.10.2",
-                                 "mac": "72:4a:2a:ff:63:a9"}
+    assert outs["effective"] == {
+        "addresses": ["10.20.10.31/24"],
+        "gateway": "10.20.10.2",
+        "mac": "72:4a:2a:ff:63:a9",
+    }
     assert "netplan generate --root-dir /tmp/np" in host.log.lines
     staged = yaml.safe_load(host.files["/run/cephkvm/br0.netplan"])
     bridge = staged["network"]["bridges"]["br0"]

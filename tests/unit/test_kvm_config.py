@@ -1,4 +1,5 @@
 """The kvm keys of the stack config, and the Kvm component under pulumi's mocks."""
+
 import pulumi
 import pytest
 import yaml
@@ -27,10 +28,16 @@ def test_example_stack_has_the_runbook_bridge_and_vm():
     assert br.search == ("intranet.mycooldomain.com",)
     assert br.nodes == ("osd1", "osd2", "osd3")
     vm = kvm.vms[0]
-    assert (vm.name, vm.node, vm.memory_mib, vm.vcpus, vm.virt_type) == \
-        ("virt-01", "osd1", 512, 1, "kvm")
-    assert vm.template.model_dump(exclude_none=True) == \
-        {"source": "/home/cephsvc/bionic-server-cloudimg-amd64.img"}
+    assert (vm.name, vm.node, vm.memory_mib, vm.vcpus, vm.virt_type) == (
+        "virt-01",
+        "osd1",
+        512,
+        1,
+        "kvm",
+    )
+    assert vm.template.model_dump(exclude_none=True) == {
+        "source": "/home/cephsvc/bionic-server-cloudimg-amd64.img"
+    }
 
 
 def test_defaults():
@@ -41,33 +48,48 @@ def test_defaults():
 
 
 def test_errors_name_the_key_path_and_the_fix():
-    found = problems(raw(
-        vm_storage="relative/dir",
-        bridges=[{**BRIDGE, "addresses": {"node1": ["10.0.0.5"]}, "gateway": "nope"}],
-        vms=[{**VM, "password": "x", "memory_mib": 16,
-              "nics": [{"bridge": "br0", "network": "default"}],
-              "cloud_init": {"hostnam": "x"}}],
-        vm_passwords={"nobody": "x"}))
+    found = problems(
+        raw(
+            vm_storage="relative/dir",
+            bridges=[{**BRIDGE, "addresses": {"node1": ["10.0.0.5"]}, "gateway": "nope"}],
+            vms=[
+                {
+                    **VM,
+                    "password": "x",
+                    "memory_mib": 16,
+                    "nics": [{"bridge": "br0", "network": "default"}],
+                    "cloud_init": {"hostnam": "x"},
+                }
+            ],
+            vm_passwords={"nobody": "x"},
+        )
+    )
     text = "\n".join(found)
-    for expected in ("cephkvm:vm_storage: 'relative/dir' must be an absolute directory",
-                     "cephkvm:bridges[0].addresses.node1[0]: '10.0.0.5' must be an address "
-                     "with prefix",
-                     "cephkvm:bridges[0].gateway: 'nope' is not an IP address",
-                     "cephkvm:vms[0].password: a password goes in cephkvm:vm_passwords",
-                     "goes in cephkvm:vm_passwords, as a secret",
-                     "cephkvm:vms[0].memory_mib: 16 must be a whole number from 64 to",
-                     "cephkvm:vms[0].nics[0].network: name exactly one of bridge or network",
-                     "cephkvm:vms[0].cloud_init.hostnam: unknown key",
-                     "cephkvm:vm_passwords.nobody: no VM of that name"):
+    for expected in (
+        "cephkvm:vm_storage: 'relative/dir' must be an absolute directory",
+        "cephkvm:bridges[0].addresses.node1[0]: '10.0.0.5' must be an address with prefix",
+        "cephkvm:bridges[0].gateway: 'nope' is not an IP address",
+        "cephkvm:vms[0].password: a password goes in cephkvm:vm_passwords",
+        "goes in cephkvm:vm_passwords, as a secret",
+        "cephkvm:vms[0].memory_mib: 16 must be a whole number from 64 to",
+        "cephkvm:vms[0].nics[0].network: name exactly one of bridge or network",
+        "cephkvm:vms[0].cloud_init.hostnam: unknown key",
+        "cephkvm:vm_passwords.nobody: no VM of that name",
+    ):
         assert expected in text, text
 
 
 def test_rules_across_sections_name_the_key_path_and_the_fix():
     """Checked once each section's own shape is valid."""
-    text = "\n".join(problems(raw(bridges=[{**BRIDGE, "nodes": ["node1", "node9"]}],
-                                  vms=[{**VM, "node": "node7"}])))
-    for expected in ("cephkvm:bridges[0].nodes: no node named 'node9'",
-                     "cephkvm:vms[0].node: 'node7' is not a node"):
+    text = "\n".join(
+        problems(
+            raw(bridges=[{**BRIDGE, "nodes": ["node1", "node9"]}], vms=[{**VM, "node": "node7"}])
+        )
+    )
+    for expected in (
+        "cephkvm:bridges[0].nodes: no node named 'node9'",
+        "cephkvm:vms[0].node: 'node7' is not a node",
+    ):
         assert expected in text, text
 
 
@@ -100,25 +122,39 @@ def test_component_rolls_bridges_node_by_node_and_vms_after_them(mocks):
         assert [p["name"] for p in vm["peers"]] == ["osd1", "osd2", "osd3"]
         assert vm["nics"] == [{"bridge": "br0"}]
 
-    ids = [b.id for per in kvm.bridges.values() for b in per.values()] + \
-        [vm.id for vm in kvm.vms.values()]
+    ids = [b.id for per in kvm.bridges.values() for b in per.values()] + [
+        vm.id for vm in kvm.vms.values()
+    ]
     return pulumi.Output.all(*ids).apply(check)
 
 
 def test_bridge_vlan_and_bond_are_checked():
-    kvm = load(raw(bridges=[{**BRIDGE, "interfaces": ["ens33", "ens34"], "vlan": 10,
-                              "bond": {"name": "bond0", "mode": "802.3ad"}}]), ROOT).kvm
+    kvm = load(
+        raw(
+            bridges=[
+                {
+                    **BRIDGE,
+                    "interfaces": ["ens33", "ens34"],
+                    "vlan": 10,
+                    "bond": {"name": "bond0", "mode": "802.3ad"},
+                }
+            ]
+        ),
+        ROOT,
+    ).kvm
     assert kvm.bridges[0].vlan == 10
     assert kvm.bridges[0].bond.model_dump() == {"name": "bond0", "mode": "802.3ad"}
-    found = "\n".join(problems(raw(bridges=[{**BRIDGE, "vlan": 9999,
-                                             "bond": {"name": "bond0", "mode": "fast"}}])))
+    found = "\n".join(
+        problems(raw(bridges=[{**BRIDGE, "vlan": 9999, "bond": {"name": "bond0", "mode": "fast"}}]))
+    )
     assert "cephkvm:bridges[0].vlan: 9999 must be a whole number from 1 to 4094" in found
     assert "cephkvm:bridges[0].bond.mode: 'fast' is not one of" in found
 
 
 def test_vms_can_come_from_a_file_for_large_fleets(tmp_path):
-    (tmp_path / "vms.yaml").write_text(yaml.safe_dump([{**VM, "name": f"virt-{i}"}
-                                                       for i in range(3)]))
+    (tmp_path / "vms.yaml").write_text(
+        yaml.safe_dump([{**VM, "name": f"virt-{i}"} for i in range(3)])
+    )
     stack = load(raw(vms=[VM], vms_file="vms.yaml"), str(tmp_path))
     assert [vm.name for vm in stack.kvm.vms] == ["virt-01", "virt-0", "virt-1", "virt-2"]
 

@@ -1,5 +1,6 @@
 """The provider process ends when its engine is gone: a real child process that believes it
 is Pulumi's dynamic provider, watching a real listening socket that then closes."""
+
 import os
 import socket
 import subprocess
@@ -30,9 +31,12 @@ def test_the_provider_process_exits_once_its_engine_stops_listening():
     engine.bind(("127.0.0.1", 0))
     engine.listen(16)
     port = engine.getsockname()[1]
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(root=ROOT),
-                              f"127.0.0.1:{port}"], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD.format(root=ROOT), f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout.readline().strip() == "watching"
         time.sleep(0.5)
@@ -50,9 +54,12 @@ def test_it_exits_even_when_its_stderr_is_a_pipe_nobody_reads_any_more():
     engine = socket.socket()
     engine.bind(("127.0.0.1", 0))
     engine.listen(16)
-    child = subprocess.Popen([sys.executable, "-c", CHILD.format(root=ROOT),
-                              f"127.0.0.1:{engine.getsockname()[1]}"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD.format(root=ROOT), f"127.0.0.1:{engine.getsockname()[1]}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout.readline().strip() == "watching"
         child.stderr.close()  # the reader is gone
@@ -65,4 +72,5 @@ def test_it_exits_even_when_its_stderr_is_a_pipe_nobody_reads_any_more():
 
 def test_outside_the_dynamic_provider_nothing_is_watched():
     from providers import lifeline
+
     assert lifeline.engine_address() is None

@@ -1,5 +1,6 @@
 """Node maintenance: the config's placement and refusals, the Maintenance gate against the
 fake cluster, and each Ceph daemon stopping for maintenance and coming back."""
+
 import pytest
 
 from components.config import load
@@ -22,15 +23,22 @@ NAMES = ["node1", "node2", "node3"]
 
 
 def raw(**kw):
-    nodes = [node(name=n, address=f"10.0.0.{i + 1}", disks=["/dev/vdb"])
-             for i, n in enumerate(NAMES)]
-    vms = [{"name": "vm-a", "node": "node1", "template": "/t.img", "memory_mib": 1024},
-           {"name": "vm-b", "node": "node1", "template": "/t.img", "memory_mib": 512},
-           {"name": "vm-c", "node": "node2", "template": "/t.img", "memory_mib": 2048}]
-    return {"nodes": nodes, "ceph": {"public_network": "10.0.0.0/24"},
-            "pools": [{"name": "meta", "size": 3}, {"name": "data", "size": 3}],
-            "filesystems": [{"name": "fs", "metadata_pool": "meta", "data_pool": "data"}],
-            "vms": vms, **kw}
+    nodes = [
+        node(name=n, address=f"10.0.0.{i + 1}", disks=["/dev/vdb"]) for i, n in enumerate(NAMES)
+    ]
+    vms = [
+        {"name": "vm-a", "node": "node1", "template": "/t.img", "memory_mib": 1024},
+        {"name": "vm-b", "node": "node1", "template": "/t.img", "memory_mib": 512},
+        {"name": "vm-c", "node": "node2", "template": "/t.img", "memory_mib": 2048},
+    ]
+    return {
+        "nodes": nodes,
+        "ceph": {"public_network": "10.0.0.0/24"},
+        "pools": [{"name": "meta", "size": 3}, {"name": "data", "size": 3}],
+        "filesystems": [{"name": "fs", "metadata_pool": "meta", "data_pool": "data"}],
+        "vms": vms,
+        **kw,
+    }
 
 
 def test_no_node_in_maintenance_places_every_vm_at_home():
@@ -47,8 +55,15 @@ def test_vms_of_a_node_in_maintenance_fill_the_emptiest_node_first():
 
 
 def test_the_same_config_always_gives_the_same_placement():
-    assert len({tuple(load(raw(maintenance=["node1"]), ROOT).maintenance.placement.items())
-                for _ in range(5)}) == 1
+    assert (
+        len(
+            {
+                tuple(load(raw(maintenance=["node1"]), ROOT).maintenance.placement.items())
+                for _ in range(5)
+            }
+        )
+        == 1
+    )
 
 
 def test_a_fallback_node_wins_and_a_node_can_say_maintenance_itself():
@@ -61,8 +76,7 @@ def test_a_fallback_node_wins_and_a_node_can_say_maintenance_itself():
 
 def test_two_of_three_mon_nodes_are_refused_at_preview():
     found = "\n".join(problems(raw(maintenance=["node1", "node2"])))
-    assert "cephkvm:maintenance: node1, node2 would stop 2 of the 3 mons; a quorum needs 2" \
-        in found
+    assert "cephkvm:maintenance: node1, node2 would stop 2 of the 3 mons; a quorum needs 2" in found
     assert "pool meta 1 failure domain(s) with OSDs but it needs 2 (min_size)" in found
 
 
@@ -75,15 +89,19 @@ def test_an_unknown_node_and_a_vm_with_nowhere_to_go_are_named():
     config["maintenance"] = ["node1", "node9"]
     found = "\n".join(problems(config))
     assert "cephkvm:maintenance[1]: no node named 'node9'" in found
-    assert "cephkvm:vms[0].node: node1 is in maintenance and no other KVM node can run VM " \
+    assert (
+        "cephkvm:vms[0].node: node1 is in maintenance and no other KVM node can run VM "
         "vm-a" in found
+    )
 
 
 def test_a_fallback_node_must_be_another_kvm_node():
     config = raw()
     config["vms"][0]["fallback_node"] = "node1"
-    assert any(p.startswith("cephkvm:vms[0].fallback_node: 'node1' must be another node "
-                            "with the kvm role") for p in problems(config))
+    assert any(
+        p.startswith("cephkvm:vms[0].fallback_node: 'node1' must be another node with the kvm role")
+        for p in problems(config)
+    )
 
 
 # --- the gate ----------------------------------------------------------------------------
@@ -109,19 +127,22 @@ def access(name):
 
 
 def gate_props(nodes, moves=(), **kw):
-    props = {"admin": [access(n) for n in NAMES],
-             "nodes": [{"name": n, "mon": True, "mgr": True, "mds": True, "osd": True}
-                       for n in nodes],
-             "moves": list(moves), "targets": [access(t) for t in {m["to"] for m in moves}],
-             **kw}
+    props = {
+        "admin": [access(n) for n in NAMES],
+        "nodes": [{"name": n, "mon": True, "mgr": True, "mds": True, "osd": True} for n in nodes],
+        "moves": list(moves),
+        "targets": [access(t) for t in {m["to"] for m in moves}],
+        **kw,
+    }
     result = MaintenanceProvider().check({}, props)
     assert not result.failures, result.failures
     return result.inputs
 
 
 def test_the_gate_lets_one_node_go_and_changes_nothing(world):
-    MaintenanceProvider().create(gate_props(["node1"], [{"vm": "a", "memory_mib": 512,
-                                                         "to": "node2"}]))
+    MaintenanceProvider().create(
+        gate_props(["node1"], [{"vm": "a", "memory_mib": 512, "to": "node2"}])
+    )
     assert world.changes == []
 
 
@@ -130,8 +151,9 @@ def test_the_gate_refuses_what_ceph_says_is_not_ok_to_stop(world):
     with pytest.raises(Failure) as err:
         MaintenanceProvider().create(gate_props(["node1"]))
     text = str(err.value)
-    assert text.startswith("refusing maintenance of node1: `ceph mon ok-to-stop node1` says: "
-                           "Error EBUSY")
+    assert text.startswith(
+        "refusing maintenance of node1: `ceph mon ok-to-stop node1` says: Error EBUSY"
+    )
     assert "Nothing was stopped or moved" in text and world.changes == []
 
 
@@ -152,8 +174,10 @@ def test_the_gate_refuses_when_no_mds_or_mgr_is_left_elsewhere(world):
 
 def test_the_gate_refuses_a_target_without_room_and_counts_vms_already_there(world):
     world.nodes["node2"].mem_available_kib = 600 * 1024
-    moves = [{"vm": "a", "memory_mib": 512, "to": "node2"},
-             {"vm": "b", "memory_mib": 512, "to": "node2"}]
+    moves = [
+        {"vm": "a", "memory_mib": 512, "to": "node2"},
+        {"vm": "b", "memory_mib": 512, "to": "node2"},
+    ]
     with pytest.raises(Failure, match="node2 has 600 MiB available but a, b need 1024 MiB"):
         MaintenanceProvider().create(gate_props(["node1"], moves))
     world.nodes["node2"].domains.add("a")  # a re-run after a killed up: a moved already
@@ -170,9 +194,17 @@ def test_leaving_maintenance_needs_no_check(world):
 
 
 def osd_props(world, name, **kw):
-    result = CephOsdProvider().check({}, {"fsid": world.fsid, "node": name,
-                                          "connection": access(name)["connection"],
-                                          "device": "/dev/sdb", "timeout": 2, **kw})
+    result = CephOsdProvider().check(
+        {},
+        {
+            "fsid": world.fsid,
+            "node": name,
+            "connection": access(name)["connection"],
+            "device": "/dev/sdb",
+            "timeout": 2,
+            **kw,
+        },
+    )
     assert not result.failures, result.failures
     return result.inputs
 
@@ -194,6 +226,7 @@ def test_a_mon_stops_for_maintenance_and_the_quorum_stands_without_it(world):
     def stopped():
         assert ("mon", "node1") not in world.nodes["node1"].running
         assert world.quorum() == ["node2", "node3"]
+
     cycle(CephMonProvider(), props, stopped)
     assert world.quorum() == NAMES
 
@@ -205,6 +238,7 @@ def test_the_active_mgr_hands_over_before_it_stops(world):
     def stopped():
         assert "mgr fail node1" in " ".join(world.changes)
         assert "node1" not in world.running("mgr") and world.preferred("mgr")[0] != "node1"
+
     cycle(CephMgrProvider(), props, stopped)
 
 
@@ -216,6 +250,7 @@ def test_the_active_mds_hands_its_rank_to_a_standby_before_it_stops(world):
         fail = next(i for i, line in enumerate(lines) if "mds fail node1" in line)
         assert fail < len(lines) - 1  # the stop came after the hand-over
         assert "node1" not in world.running("mds")
+
     cycle(CephMdsProvider(), props, stopped)
 
 
@@ -225,6 +260,7 @@ def test_an_osd_gets_its_own_noout_stops_and_comes_back_clean(world):
     def stopped():
         assert world.noout == {0} and ("osd", "0") not in world.nodes["node1"].running
         assert world.osds[0]["in"]  # noout: it stays in, its PGs wait for it
+
     world.unclean_probes = 2  # recovery after it is back: up waits for clean PGs
     cycle(CephOsdProvider(), olds, stopped)
     assert world.noout == set() and world.unclean_probes < 0
@@ -292,6 +328,7 @@ def test_the_active_mgr_hands_over_before_its_restart(world):
 def test_the_same_restart_value_again_restarts_nothing(world):
     props = {**mon_props(world, world.fsid, "node1"), "restart": "r1"}
     starts = dict(world.starts)
-    CephMonProvider().update("x", props, {**props, "connection": {**props["connection"],
-                                                                   "port": 2222}})
+    CephMonProvider().update(
+        "x", props, {**props, "connection": {**props["connection"], "port": 2222}}
+    )
     assert world.starts == starts

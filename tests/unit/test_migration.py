@@ -1,4 +1,5 @@
 """MigrationKey and MigrationAccess: a key of its own for peer-to-peer live migration."""
+
 import hashlib
 import io
 
@@ -31,8 +32,14 @@ def host(host):
 
 
 def props(key, **extra):
-    return {"node": "node1", "connection": CONN, "peers": ["192.0.2.1", "192.0.2.2"],
-            "public_key": key["public_key"], "private_key": key["private_key"], **extra}
+    return {
+        "node": "node1",
+        "connection": CONN,
+        "peers": ["192.0.2.1", "192.0.2.2"],
+        "public_key": key["public_key"],
+        "private_key": key["private_key"],
+        **extra,
+    }
 
 
 def test_the_key_is_a_real_ed25519_pair_with_its_comment(key):
@@ -93,8 +100,10 @@ def test_a_new_key_replaces_the_old_line_and_delete_removes_both(host, key):
     MigrationAccessProvider().update("node1", old, new)
     assert key["public_key"] not in host.files[AUTHORIZED]
     assert rotated["public_key"] in host.files[AUTHORIZED]
-    assert hashlib.sha256(host.files[KEY_PATH].encode()).hexdigest() == \
-        hashlib.sha256(rotated["private_key"].encode()).hexdigest()
+    assert (
+        hashlib.sha256(host.files[KEY_PATH].encode()).hexdigest()
+        == hashlib.sha256(rotated["private_key"].encode()).hexdigest()
+    )
     MigrationAccessProvider().delete("node1", new)
     assert host.files[AUTHORIZED] == OPERATOR + "\n"
     assert KEY_PATH not in host.files

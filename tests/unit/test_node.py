@@ -8,9 +8,14 @@ pytestmark = pytest.mark.unit
 PROPS = {"node": "node1", "virt_type": "auto", "connection": connection("node1")}
 
 
-@pytest.mark.parametrize("kvm, wanted, effective", [
-    (True, "auto", "kvm"), (False, "auto", "qemu"), (True, "qemu", "qemu"),
-])
+@pytest.mark.parametrize(
+    "kvm, wanted, effective",
+    [
+        (True, "auto", "kvm"),
+        (False, "auto", "qemu"),
+        (True, "qemu", "qemu"),
+    ],
+)
 def test_create_reports_facts_and_changes_nothing(host, kvm, wanted, effective):
     host.kvm = kvm
     outs = NodeProvider().create({**PROPS, "virt_type": wanted}).outs

@@ -6,8 +6,12 @@ from tests.unit.fakes import Crash, FakeHost, connection
 pytestmark = pytest.mark.unit
 
 CONN = connection("node1")
-PROPS = {"node": "node1", "connection": CONN, "packages": ["ceph-mon", "qemu-utils"],
-         "daemons": ["virtlogd", "libvirtd"]}
+PROPS = {
+    "node": "node1",
+    "connection": CONN,
+    "packages": ["ceph-mon", "qemu-utils"],
+    "daemons": ["virtlogd", "libvirtd"],
+}
 
 
 def test_create_installs_missing_packages_and_starts_daemons(host):
@@ -75,12 +79,15 @@ def test_check_names_the_field_and_the_fix():
     assert "not one of 'virtlogd' or 'libvirtd'" in props["daemons[0]"]
 
 
-@pytest.mark.parametrize("change, replaces, changes", [
-    ({}, [], False),
-    ({"packages": ["ceph-mon"]}, [], True),
-    ({"daemons": ["libvirtd"]}, [], True),
-    ({"node": "node2"}, ["node"], True),
-])
+@pytest.mark.parametrize(
+    "change, replaces, changes",
+    [
+        ({}, [], False),
+        ({"packages": ["ceph-mon"]}, [], True),
+        ({"daemons": ["libvirtd"]}, [], True),
+        ({"node": "node2"}, ["node"], True),
+    ],
+)
 def test_diff_table(change, replaces, changes):
     old = {**PROPS, "installed": [], "started": [], "running": PROPS["daemons"]}
     result = NodePrepProvider().diff("node1", old, {**PROPS, **change})
@@ -132,6 +139,7 @@ def test_root_needs_no_group(host):
 
 def test_the_init_system_is_asked_once_per_node_and_run():
     from providers import services
+
     host = FakeHost(systemd=True)
     assert all(services.has_systemd(host.session()) for _ in range(3))
     asked = [line for line in host.log.lines if "/run/systemd/system" in line]

@@ -1,5 +1,6 @@
 """base.Provider hands each engine call normalised values and its node: made when the call
 first asks for it, once per call, never in check or diff, and apart for concurrent calls."""
+
 import threading
 from typing import Any
 
@@ -21,6 +22,7 @@ class Inputs(Spec):
 
 class Probe(base.Provider):
     """Asks for its node as often as it is told to; says what it got."""
+
     INPUTS = Inputs
 
     def create(self, props):

@@ -1,5 +1,6 @@
 """The Output drain that replaces the SDK's: each Output waited for once, a failure of the
 program raised at once, an Output of a resource that failed to register not an error."""
+
 import asyncio
 
 import pytest
@@ -24,6 +25,7 @@ def _drain_with(*coros):
                 t.cancel()
             with SETTINGS.lock:
                 SETTINGS.outputs.clear()
+
     asyncio.run(run())
 
 
@@ -39,9 +41,11 @@ async def _fail(exc, delay=0.01):
 
 def test_every_output_is_waited_for():
     done = []
+
     async def noted(i):
         await asyncio.sleep(0.001 * i)
         done.append(i)
+
     _drain_with(*(noted(i) for i in range(200)))
     assert sorted(done) == list(range(200))
 
@@ -57,13 +61,16 @@ def test_an_output_of_a_resource_that_failed_to_register_is_not_an_error():
 
 def test_outputs_made_while_draining_are_waited_for_too():
     seen = []
+
     async def spawns():
         await asyncio.sleep(0.01)
         with SETTINGS.lock:
             SETTINGS.outputs.add(asyncio.ensure_future(_value_noted(seen)))
+
     async def _value_noted(where):
         await asyncio.sleep(0.02)
         where.append("late")
+
     _drain_with(spawns())
     assert seen == ["late"]
 
@@ -82,6 +89,7 @@ def test_installed_only_over_the_sdk_it_was_written_for(monkeypatch):
 def test_the_pinned_sdk_is_the_one_it_was_written_for():
     """Bumping pulumi in requirements.txt: check the SDK's wait_for_rpcs, then FOR_VERSION."""
     import os
+
     with open(os.path.join(os.path.dirname(__file__), "..", "..", "requirements.txt")) as f:
         pins = dict(line.strip().split("==", 1) for line in f if "==" in line)
     assert pins["pulumi"] == sdk_drain.FOR_VERSION

@@ -39,8 +39,12 @@ def pem(key: paramiko.PKey) -> str:
 
 
 def session(server, client_key, **host):
-    defaults = {"name": "node1", "address": "127.0.0.1", "port": server.port,
-                "host_key": server.public_key}
+    defaults = {
+        "name": "node1",
+        "address": "127.0.0.1",
+        "port": server.port,
+        "host_key": server.public_key,
+    }
     return Session(Host(**{**defaults, **host}), private_key=pem(client_key), pool=Pool())
 
 
@@ -84,19 +88,18 @@ def test_unknown_key_is_refused_without_trust_on_first_use(server, client_key, t
 
 def test_first_contact_is_recorded_and_enforced_after(server, client_key, tmp_path):
     known = str(tmp_path / "known_hosts")
-    node = session(server, client_key, host_key=None, known_hosts=known,
-                   trust_on_first_use=True)
+    node = session(server, client_key, host_key=None, known_hosts=known, trust_on_first_use=True)
     node.run(["true"])
     assert server.public_key.split()[1] in open(known).read()
     impostor = SshServer(client_key)
     try:
         with open(known) as f:
-            line = f.read().replace(f"[127.0.0.1]:{server.port}",
-                                    f"[127.0.0.1]:{impostor.port}")
+            line = f.read().replace(f"[127.0.0.1]:{server.port}", f"[127.0.0.1]:{impostor.port}")
         with open(known, "w") as f:
             f.write(line)
-        moved = session(impostor, client_key, host_key=None, known_hosts=known,
-                        trust_on_first_use=True)
+        moved = session(
+            impostor, client_key, host_key=None, known_hosts=known, trust_on_first_use=True
+        )
         with pytest.raises(HostKeyError, match="Refusing"):
             moved.run(["true"])
     finally:
@@ -105,8 +108,10 @@ def test_first_contact_is_recorded_and_enforced_after(server, client_key, tmp_pa
 
 def test_first_contact_writes_known_hosts_0600_once(server, client_key, tmp_path):
     known = str(tmp_path / "cfg" / "known_hosts")
-    nodes = [session(server, client_key, host_key=None, known_hosts=known,
-                     trust_on_first_use=True) for _ in range(4)]
+    nodes = [
+        session(server, client_key, host_key=None, known_hosts=known, trust_on_first_use=True)
+        for _ in range(4)
+    ]
     threads = [threading.Thread(target=n.run, args=(["true"],)) for n in nodes]
     for t in threads:
         t.start()
@@ -116,14 +121,19 @@ def test_first_contact_writes_known_hosts_0600_once(server, client_key, tmp_path
     assert len(open(known).read().splitlines()) == 1
 
 
-def test_a_fresh_controller_trusts_the_key_in_state_not_whatever_answers(server, client_key,
-                                                                          tmp_path):
+def test_a_fresh_controller_trusts_the_key_in_state_not_whatever_answers(
+    server, client_key, tmp_path
+):
     """known_hosts is empty (a new laptop), the state recorded the real node's key: an
     impostor at the node's address is refused, the real node is accepted."""
     impostor = SshServer(client_key)
     try:
-        fresh = dict(host_key=None, known_hosts=str(tmp_path / "empty"), trust_on_first_use=True,
-                     state_host_key=server.public_key)
+        fresh = dict(
+            host_key=None,
+            known_hosts=str(tmp_path / "empty"),
+            trust_on_first_use=True,
+            state_host_key=server.public_key,
+        )
         with pytest.raises(HostKeyError, match="recorded on first contact") as err:
             session(impostor, client_key, **fresh).run(["true"])
         assert "pin the new key as the node's host_key" in str(err.value)
@@ -152,14 +162,16 @@ def test_put_writes_atomically_with_mode(server, client_key, tmp_path):
 
 def test_unparsable_pinned_key_is_reported_by_node(client_key, server):
     node = session(server, client_key, host_key="ssh-ed25519 AA")
-    with pytest.raises(HostKeyError,
-                       match="node1: the pinned host_key in the stack config cannot be parsed"):
+    with pytest.raises(
+        HostKeyError, match="node1: the pinned host_key in the stack config cannot be parsed"
+    ):
         node.run(["true"])
 
 
 def test_unreachable_node_error_says_what_to_check(client_key, server):
-    node = Session(Host(name="node9", address="127.0.0.1", port=1, host_key=server.public_key),
-                   pool=Pool())
+    node = Session(
+        Host(name="node9", address="127.0.0.1", port=1, host_key=server.public_key), pool=Pool()
+    )
     transport.CONNECT_ATTEMPTS, saved = 1, transport.CONNECT_ATTEMPTS
     try:
         with pytest.raises(transport.TransportError, match="node9: cannot reach"):
@@ -171,8 +183,12 @@ def test_unreachable_node_error_says_what_to_check(client_key, server):
 def test_parallel_commands_stay_under_the_nodes_session_limit(server, client_key):
     node = session(server, client_key)
     results = []
-    threads = [threading.Thread(target=lambda i=i: results.append(
-        node.run(["sh", "-c", f"sleep 0.2; echo {i}"]).stdout)) for i in range(20)]
+    threads = [
+        threading.Thread(
+            target=lambda i=i: results.append(node.run(["sh", "-c", f"sleep 0.2; echo {i}"]).stdout)
+        )
+        for i in range(20)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -187,8 +203,12 @@ def test_a_refused_session_is_asked_for_again(client_key):
     try:
         node = session(server, client_key)
         done = []
-        threads = [threading.Thread(target=lambda: done.append(
-            node.run(["sh", "-c", "sleep 0.3; echo ok"]).stdout)) for _ in range(4)]
+        threads = [
+            threading.Thread(
+                target=lambda: done.append(node.run(["sh", "-c", "sleep 0.3; echo ok"]).stdout)
+            )
+            for _ in range(4)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -212,7 +232,7 @@ def test_a_read_that_ends_without_an_exit_status_is_asked_again(server, client_k
     a read is run once more, and said so plainly when that happens twice."""
     node = session(server, client_key)
     mark = tmp_path / "killed-once"
-    once = f'if [ -e {mark} ]; then echo answered; else touch {mark}; kill -9 $PPID; fi'
+    once = f"if [ -e {mark} ]; then echo answered; else touch {mark}; kill -9 $PPID; fi"
     assert node.run(["sh", "-c", once]).stdout == "answered\n"
     tries = tmp_path / "tries"
     always = f"echo x >> {tries}; kill -9 $PPID"
@@ -223,21 +243,25 @@ def test_a_read_that_ends_without_an_exit_status_is_asked_again(server, client_k
 
 def test_changing_commands_hold_the_nodes_steps_lock_shared(server, client_key, steps_lock):
     node = session(server, client_key)
-    out = node.run(["sh", "-c", f"flock -n -x {steps_lock} true && echo free || echo held"],
-                   change=True).stdout
+    out = node.run(
+        ["sh", "-c", f"flock -n -x {steps_lock} true && echo free || echo held"], change=True
+    ).stdout
     assert out.strip() == "held", "a changing command runs under the shared lock"
-    assert node.run(["sh", "-c", f"flock -n -x {steps_lock} true && echo free"]).stdout \
-        .strip() == "free", "a read does not"
+    assert (
+        node.run(["sh", "-c", f"flock -n -x {steps_lock} true && echo free"]).stdout.strip()
+        == "free"
+    ), "a read does not"
 
 
-def test_a_new_run_waits_for_a_step_left_in_flight_by_another_run(server, client_key,
-                                                                   steps_lock, tmp_path):
+def test_a_new_run_waits_for_a_step_left_in_flight_by_another_run(
+    server, client_key, steps_lock, tmp_path
+):
     import subprocess
     import time
+
     # A killed run's step: still running on the node, holding the lock shared.
     marker = tmp_path / "step-done"
-    step = subprocess.Popen(["flock", "-s", steps_lock, "sh", "-c",
-                             f"sleep 1.5; touch {marker}"])
+    step = subprocess.Popen(["flock", "-s", steps_lock, "sh", "-c", f"sleep 1.5; touch {marker}"])
     try:
         while subprocess.run(["flock", "-n", "-x", steps_lock, "true"]).returncode == 0:
             time.sleep(0.05)  # until the step holds the lock
@@ -248,13 +272,13 @@ def test_a_new_run_waits_for_a_step_left_in_flight_by_another_run(server, client
         step.wait()
 
 
-def test_a_daemon_a_step_started_does_not_hold_the_lock(server, client_key, steps_lock,
-                                                       tmp_path):
+def test_a_daemon_a_step_started_does_not_hold_the_lock(server, client_key, steps_lock, tmp_path):
     """ceph-mon, ceph-fuse: started by a changing command, running long after it."""
     node = session(server, client_key)
     pid_file = str(tmp_path / "daemon.pid")
-    node.run(["sh", "-c", f"sleep 30 >/dev/null 2>&1 </dev/null & echo $! > {pid_file}"],
-             change=True)
+    node.run(
+        ["sh", "-c", f"sleep 30 >/dev/null 2>&1 </dev/null & echo $! > {pid_file}"], change=True
+    )
     try:
         free = node.run(["flock", "-n", "-x", steps_lock, "true"], check=False)
         assert free.exit_code == 0, "the daemon kept the node's steps lock"
@@ -262,14 +286,16 @@ def test_a_daemon_a_step_started_does_not_hold_the_lock(server, client_key, step
         node.run(["sh", "-c", f"kill $(cat {pid_file})"])
 
 
-def test_a_step_that_never_ends_is_reported_by_name(server, client_key, steps_lock,
-                                                    monkeypatch):
+def test_a_step_that_never_ends_is_reported_by_name(server, client_key, steps_lock, monkeypatch):
     import subprocess
+
     monkeypatch.setattr(transport, "STEPS_WAIT", 1)
     step = subprocess.Popen(["flock", "-s", steps_lock, "sleep", "30"])
     try:
-        with pytest.raises(transport.TransportError, match="node1: a step of another cephkvm "
-                                                           "run is still running there"):
+        with pytest.raises(
+            transport.TransportError,
+            match="node1: a step of another cephkvm run is still running there",
+        ):
             session(server, client_key).run(["true"])
     finally:
         step.kill()
@@ -281,6 +307,7 @@ def silent_port():
     """A loopback port that never completes a connect: a listener whose backlog is full
     drops every further SYN, the way a partitioned node does (no packet leaves loopback)."""
     import socket
+
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(0)
@@ -302,9 +329,12 @@ def silent_port():
 
 def test_an_unreachable_node_is_reported_within_15s_and_once(server, silent_port):
     import time
+
     pool = Pool()
-    node = Session(Host(name="node9", address="127.0.0.1", port=silent_port,
-                        host_key=server.public_key), pool=pool)
+    node = Session(
+        Host(name="node9", address="127.0.0.1", port=silent_port, host_key=server.public_key),
+        pool=pool,
+    )
     start = time.monotonic()
     with pytest.raises(transport.TransportError, match="node9: cannot reach"):
         node.run(["true"])
@@ -317,11 +347,14 @@ def test_an_unreachable_node_is_reported_within_15s_and_once(server, silent_port
 
 def test_a_learned_host_key_is_state_only_and_reaches_the_session():
     from providers import base
+
     conn = {"name": "n1", "address": "192.0.2.1", "known_hosts": "/k", "trust_on_first_use": True}
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBv"
     old = {"connection": conn, "admin": [{"connection": conn}]}
-    new = {"connection": {**conn, "state_host_key": key},
-           "admin": [{"connection": {**conn, "state_host_key": key}}]}
+    new = {
+        "connection": {**conn, "state_host_key": key},
+        "admin": [{"connection": {**conn, "state_host_key": key}}],
+    }
     assert base.delta(old, new, ("connection", "admin")) == []
     assert base.session(new).host.state_host_key == key
     unknown = {"connection": {**conn, "state_host_key": "04da6b54-80e4-46f7-96ec-b56ff0331ba9"}}
