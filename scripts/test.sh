@@ -20,11 +20,13 @@ tier() {  # tier NAME PYTEST-ARGS...
 }
 
 echo "=== lint"
-if .venv/bin/ruff check --config scripts/ruff.toml providers components lab tests bench scripts \
-        __main__.py; then
-    status[lint]="ok"
-else
+CODE=(providers components lab tests bench scripts __main__.py)
+if ! .venv/bin/ruff check --config scripts/ruff.toml "${CODE[@]}"; then
     status[lint]="FAILED (ruff check --config scripts/ruff.toml)"
+elif ! .venv/bin/ruff format --check --config scripts/ruff.toml "${CODE[@]}"; then
+    status[lint]="FAILED (ruff format --check: run ruff format --config scripts/ruff.toml)"
+else
+    status[lint]="ok"
 fi
 
 tier unit tests/unit
