@@ -490,7 +490,7 @@ def test_maintenance_moves_the_vm_stops_the_nodes_daemons_and_brings_them_back(s
             f"mon-{home}": "update",
             f"mgr-{home}": "update",
             f"mds-{home}": "update",
-            f"osd-{home}-loop0": "update",
+            osd_resource(home): "update",
             VM: "update",
         }, planned
         t0 = time.monotonic()
@@ -540,11 +540,10 @@ def test_a_rolling_restart_restarts_every_daemon_one_node_at_a_time(stack):
     try:
         stack.edit_config(lambda c: c["cephkvm:ceph"].update(restart="lab-1"))
         planned = {n: op for n, op in steps(stack).items() if op != "same"}
-        assert planned == {
-            f"{k}-{n}{'-loop0' if k == 'osd' else ''}": "update"
-            for k in ("mon", "mgr", "mds", "osd")
-            for n in NODES
-        }, planned
+        daemons = [f"{k}-{n}" for k in ("mon", "mgr", "mds") for n in NODES]
+        assert planned == dict.fromkeys(daemons + [osd_resource(n) for n in NODES], "update"), (
+            planned
+        )
         t0 = time.monotonic()
         stack.run("up", "--yes", "--skip-preview")
         took = time.monotonic() - t0
@@ -573,6 +572,11 @@ def _daemon_pids() -> dict:
             path, pid = line.split()
             found[path.rsplit("/ceph-", 1)[1][:-4]] = pid
     return found
+
+
+def osd_resource(node: str) -> str:
+    """The CephOsd of the node's lab disk (named after the device: osd-node2-loop1)."""
+    return f"osd-{node}-{os.path.basename(lab.node(node)['disks'][0])}"
 
 
 def base_osds() -> dict:
