@@ -27,7 +27,8 @@ DAEMON_CAPS = {
 }
 
 Registered = Callable[[object, str], list]  # (admin node, cluster) -> daemon names
-HandOver = Callable[[object, dict], None]  # (node, props): its work moves to a standby
+# (node, props, stop): stop the daemon, its work moving to a standby
+HandOver = Callable[[object, dict, Callable[[], None]], None]
 
 
 class DaemonProvider(base.Provider):
@@ -122,9 +123,14 @@ def observe(props: dict, node, kind: str, registered: Registered) -> dict | None
 def stop_for_maintenance(props: dict, node, kind: str, hand_over: HandOver) -> dict:
     """Stopped for its node's maintenance, or for a restart: a standby takes over first."""
     systemd = services.has_systemd(node)
+
+    def stop():
+        services.stop(node, daemon(props, kind), systemd)
+
     if services.is_running(node, daemon(props, kind), systemd):
-        hand_over(node, props)
-    services.stop(node, daemon(props, kind), systemd)
+        hand_over(node, props, stop)
+    else:
+        stop()  # a killed run may have left its pid file
     return {"ensure": "maintenance"}
 
 

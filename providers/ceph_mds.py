@@ -25,8 +25,11 @@ def registered(node, cluster: str) -> list[str]:
     return sorted(ceph_facts.mds_daemons(ceph_json(node, cluster, "fs", "dump")))
 
 
-def hand_over(node, props: dict) -> None:
-    """An active MDS fails over to a standby, which takes its rank before it stops."""
+def hand_over(node, props: dict, stop) -> None:
+    """An active MDS stops first, then is marked failed (so a standby takes its rank at
+    once, not after the beacon grace), and its rank is waited for. Failing it while it
+    runs makes it respawn as a standby, which the mons may give the rank right back to
+    (measured on the lab: the wait never ended)."""
     c, name = props["cluster_name"], props["node"]
 
     def actives():
@@ -35,7 +38,8 @@ def hand_over(node, props: dict) -> None:
         ]
 
     if not any(name in active for active in actives()):
-        return
+        return stop()
+    stop()
     ceph(node, c, "mds", "fail", name, change=True)
     base.wait_until(
         lambda: all(active and name not in active for active in actives()),

@@ -25,11 +25,12 @@ def registered(node, cluster: str) -> list[str]:
     return [m for m in [mgr["active"], *mgr["standbys"]] if m] if mgr["available"] else []
 
 
-def hand_over(node, props: dict) -> None:
-    """The active mgr fails over to a standby at once (not after its beacon grace)."""
+def hand_over(node, props: dict, stop) -> None:
+    """The active mgr fails over to a standby at once (not after its beacon grace), then
+    stops (it restarted as a standby)."""
     c, name = props["cluster_name"], props["node"]
     if ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump"))["active"] != name:
-        return
+        return stop()
     ceph(node, c, "mgr", "fail", name, change=True)
     base.wait_until(
         lambda: (
@@ -39,6 +40,7 @@ def hand_over(node, props: dict) -> None:
         timeout=props["timeout"],
         what=f"a standby mgr to take over from mgr.{name}",
     )
+    stop()
 
 
 class CephMgrProvider(ceph_daemon.DaemonProvider):

@@ -564,10 +564,13 @@ def test_a_rolling_restart_restarts_every_daemon_one_node_at_a_time(stack):
 
 
 def _daemon_pids() -> dict:
-    """Each Ceph daemon of the lab (kind.id) -> its pid, from its node's pid file."""
+    """Each Ceph daemon of the lab (mon, mgr, mds, osd: kind.id) -> its pid, from its
+    node's pid file (ceph-fuse clients write theirs there too)."""
     found = {}
     for n in NODES:
-        out = lab.run(n, "for f in /run/ceph/ceph-*.pid; do echo $f $(cat $f); done").stdout
+        out = lab.run(
+            n, "for f in /run/ceph/ceph-m*.pid /run/ceph/ceph-osd.*.pid; do echo $f $(cat $f); done"
+        ).stdout
         for line in out.splitlines():
             path, pid = line.split()
             found[path.rsplit("/ceph-", 1)[1][:-4]] = pid

@@ -242,14 +242,16 @@ def test_the_active_mgr_hands_over_before_it_stops(world):
     cycle(CephMgrProvider(), props, stopped)
 
 
-def test_the_active_mds_hands_its_rank_to_a_standby_before_it_stops(world):
+def test_the_active_mds_stops_then_is_failed_so_a_standby_takes_its_rank(world):
+    """Failed while it runs, it would respawn as a standby the mons may pick again."""
     props = daemon_props(world, world.fsid, "node1")
 
     def stopped():
         lines = list(world.changes)
         fail = next(i for i, line in enumerate(lines) if "mds fail node1" in line)
-        assert fail < len(lines) - 1  # the stop came after the hand-over
-        assert "node1" not in world.running("mds")
+        stop = next(i for i, line in enumerate(lines) if "ceph-mds.node1.pid" in line)
+        assert stop < fail
+        assert "node1" not in world.running("mds") and world.preferred("mds")[0] != "node1"
 
     cycle(CephMdsProvider(), props, stopped)
 
