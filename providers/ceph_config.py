@@ -15,7 +15,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, ceph_json, quorum, wait_for_quorum
+from providers.ceph_cli import admin_session, ceph, ceph_json, health, quorum, wait_for_quorum
 from providers.errors import Failure
 from providers.schema.ceph import ConfigInputs
 
@@ -105,17 +105,14 @@ def _wait_settled(props: dict, node) -> None:
     c = props["cluster_name"]
 
     def settled_now():
-        checks = ceph_facts.health(ceph_json(node, c, "health", "detail"))["checks"]
+        checks = health(node, c)["checks"]
         return not [k for k in checks if not k.startswith(LATER_CHECKS)]
 
     base.wait_until(
         settled_now,
         timeout=props["timeout"],
         what="mon health checks to clear",
-        report=lambda: (
-            "Health: "
-            + ceph_facts.health_report(ceph_facts.health(ceph_json(node, c, "health", "detail")))
-        ),
+        report=lambda: "Health: " + ceph_facts.health_report(health(node, c)),
     )
 
 
@@ -123,7 +120,7 @@ def _observe(props: dict, node) -> dict:
     """Options as the cluster has them (drift), version and health as it reports them."""
     c = props["cluster_name"]
     current = ceph_facts.config_dump(ceph_json(node, c, "config", "dump"))
-    h = ceph_facts.health(ceph_json(node, c, "health", "detail"))
+    h = health(node, c)
     return {
         "options": {
             s: {o: _typed(current.get(s, {}).get(o), v) for o, v in opts.items()}

@@ -14,7 +14,7 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, ceph_json
+from providers.ceph_cli import admin_session, ceph, ceph_json, health
 from providers.errors import Failure
 from providers.schema.ceph import PoolInputs
 
@@ -257,8 +257,7 @@ def _wait_clean(props: dict, node) -> None:
         timeout=props["timeout"],
         what=f"pool {name}'s placement groups to be active+clean",
         report=lambda: (
-            f"PG states: {states()}; health: "
-            + ceph_facts.health_report(ceph_facts.health(ceph_json(node, c, "health", "detail")))
+            f"PG states: {states()}; health: " + ceph_facts.health_report(health(node, c))
         ),
     )
 

@@ -11,7 +11,7 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, ceph_json
+from providers.ceph_cli import admin_session, ceph, ceph_json, health
 from providers.errors import Failure
 from providers.schema.ceph import FilesystemInputs
 
@@ -140,13 +140,11 @@ def _converge(props: dict, node) -> None:
         return len(_filesystems(props, node)[name]["active"]) >= props["max_mds"]
 
     def healthy():  # this filesystem's part of the health: MDS, fs and PG checks
-        checks = ceph_facts.health(ceph_json(node, c, "health", "detail"))["checks"]
+        checks = health(node, c)["checks"]
         return not [k for k in checks if k.startswith(OWN_CHECKS)]
 
     def report():
-        return "Health: " + ceph_facts.health_report(
-            ceph_facts.health(ceph_json(node, c, "health", "detail"))
-        )
+        return "Health: " + ceph_facts.health_report(health(node, c))
 
     base.wait_until(
         active,
