@@ -33,6 +33,7 @@ from providers.ceph_cli import (
     wait_ok_to_stop,
 )
 from providers.errors import Failure
+from providers.node_prep import apt_install
 from providers.schema.ceph import OsdInputs
 
 # --- input schema -----------------------------------------------------------------------
@@ -201,19 +202,7 @@ def _ceph_volume_needs(node) -> None:
     """ceph-volume calls udevadm to inspect devices; Debian's ceph-osd does not pull in
     udev, and hosts without systemd (the lab) may lack it."""
     if not node.ok(["test", "-x", "/usr/bin/udevadm"]):
-        node.run(
-            [
-                "env",
-                "DEBIAN_FRONTEND=noninteractive",
-                "apt-get",
-                "install",
-                "-y",
-                "--no-install-recommends",
-                "udev",
-            ],
-            change=True,
-            timeout=900,
-        )
+        apt_install(node, ["udev"], timeout=900)
 
 
 def _preflight(props: dict, node) -> None:

@@ -109,20 +109,25 @@ def _install(node, props: dict) -> list[str]:
     """apt-get install the missing packages; return them."""
     missing = _missing(node, props.get("packages", []))
     if missing:
-        node.run(
-            [
-                "env",
-                "DEBIAN_FRONTEND=noninteractive",
-                "apt-get",
-                "install",
-                "-y",
-                "--no-install-recommends",
-                *missing,
-            ],
-            change=True,
-            timeout=1800,
-        )
+        apt_install(node, missing)
     return missing
+
+
+def apt_install(node, packages: list[str], timeout: float = 1800) -> None:
+    """Debian packages, without prompts or recommends (also ceph-volume's udev)."""
+    node.run(
+        [
+            "env",
+            "DEBIAN_FRONTEND=noninteractive",
+            "apt-get",
+            "install",
+            "-y",
+            "--no-install-recommends",
+            *packages,
+        ],
+        change=True,
+        timeout=timeout,
+    )
 
 
 def _user(props: dict) -> str:
