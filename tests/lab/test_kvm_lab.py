@@ -471,11 +471,13 @@ class Watch:
         )
 
     def check(self) -> None:
-        """No PG lost its data's availability (down, incomplete, below min_size: peered;
-        unknown). Peering and activating after a daemon stops or returns are reported, not
-        asserted: measured on the lab they last several samples (issue 11's open gap), and
-        `stale` only says the mons have not heard from a stopped primary yet."""
-        bad = [s for s in self.pgs.states if re.search(r"down|incomplete|peered|unknown", s)]
+        """No PG lost its data's availability (down, incomplete, below min_size: peered).
+        Peering and activating after a daemon stops or returns are reported, not asserted:
+        measured on the lab they last several samples (issue 11's open gap). `stale` only
+        says the mons have not heard from a stopped primary yet, and `unknown` that a mgr
+        which just took over has no OSD report yet (seen in CI during a rolling restart);
+        the guest's and node3's writes are what measure availability then."""
+        bad = [s for s in self.pgs.states if re.search(r"down|incomplete|peered", s)]
         assert not bad, bad
 
 
