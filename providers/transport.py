@@ -489,8 +489,14 @@ class Session:
         return self.pool.fact(self.host, name, probe)
 
     def ok(self, argv: list, **kw) -> bool:
-        """True when argv exits 0: how facts ask yes/no questions."""
-        return self.run(argv, check=False, **kw).exit_code == 0
+        """True when argv exits 0: how facts ask yes/no questions. No exit status is no
+        answer (a read dropped twice), never a "no": a missing mon store and an unreachable
+        one are different facts."""
+        result = self.run(argv, check=False, **kw)
+        if result.exit_code == NO_EXIT_STATUS:
+            shown = mask(command_line(self.host, argv), tuple(self.secrets))
+            raise CommandError(self.host.name, shown, result.exit_code, result.stderr)
+        return result.exit_code == 0
 
     def put(
         self,

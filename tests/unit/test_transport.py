@@ -239,6 +239,8 @@ def test_a_read_that_ends_without_an_exit_status_is_asked_again(server, client_k
     with pytest.raises(Exception, match="ended without an exit status"):
         node.run(["sh", "-c", always])
     assert tries.read_text() == "x\nx\n"
+    with pytest.raises(Exception, match="ended without an exit status"):
+        node.ok(["sh", "-c", always])  # no answer is not a "no"
 
 
 def test_changing_commands_hold_the_nodes_steps_lock_shared(server, client_key, steps_lock):
