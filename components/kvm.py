@@ -173,6 +173,7 @@ class Kvm(pulumi.ComponentResource):
                 instance_id=vm.instance_id,
                 ready=vm.ready,
                 cloud_init_errors=vm.cloud_init_errors,
+                last_migration=vm.last_migration,
             )
             for name, vm in self.vms.items()
         }

@@ -33,7 +33,8 @@ from providers.transport import Session
 # providers/schema/kvm.py, VmInputs: each field's type, default, bounds and change class.
 # Besides: ssh_private_key (secret; otherwise connection.key_file).
 # outputs: uuid, host, state, macs, addresses, disk_path, seed_path, template_path,
-#          instance_id, seed_generation, ready, cloud_init_errors
+#          instance_id, seed_generation, ready, cloud_init_errors, last_migration (what
+#          the latest live move cost: downtime_ms, total_ms, data_mib)
 INPUTS = VmInputs
 # The owner tag is written when the domain is defined; a renamed project or stack finds no
 # domain of its own and refuses the one of that name (see libvirt_conn.own).
@@ -123,8 +124,9 @@ class CloudVMProvider(base.Provider):
                 "or raise max_memory_mib/max_vcpus ahead of time."
             )
         node = self.node
+        moved = olds.get("last_migration")
         if olds["node"] != news["node"]:
-            vm_migrate.migrate(olds, news, node)
+            moved = vm_migrate.migrate(olds, news, node) or moved
         paths = vm_storage.paths({**news, "template_path": olds.get("template_path")})
         seed = {k: olds.get(k) for k in ("instance_id", "seed_generation")}
         new_seed = bool(changed & set(CLOUD_INIT_FIELDS))
@@ -155,6 +157,7 @@ class CloudVMProvider(base.Provider):
                 vm_change.resize_live(dom, olds, news)
             dom.setAutostart(1 if news["autostart"] else 0)
             outs = {**ready, **_observe(dom, news)}
+        outs["last_migration"] = moved
         return UpdateResult({**news, **vm_storage.paths_out(paths), **seed, **outs})
 
     def delete(self, _id, props):
@@ -216,6 +219,7 @@ class CloudVM(pulumi.dynamic.Resource, module="cephkvm", name="CloudVM"):
     instance_id: pulumi.Output[str]
     ready: pulumi.Output[bool]
     cloud_init_errors: pulumi.Output[list]
+    last_migration: pulumi.Output[dict]
 
     def __init__(self, name: str, props: dict, opts: Optional[pulumi.ResourceOptions] = None):
         outputs = {
@@ -233,6 +237,7 @@ class CloudVM(pulumi.dynamic.Resource, module="cephkvm", name="CloudVM"):
                 "seed_generation",
                 "ready",
                 "cloud_init_errors",
+                "last_migration",
             )
         }
         opts = pulumi.ResourceOptions.merge(

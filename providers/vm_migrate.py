@@ -24,11 +24,12 @@ SHARED_FS = (
 )
 
 
-def migrate(olds: dict, news: dict, dest: Session) -> None:
+def migrate(olds: dict, news: dict, dest: Session) -> dict:
     """From olds' node to news' (dest), peer to peer: the source libvirtd connects to the
     destination's itself (as measured in DESIGN.md 5). The controller-managed mode (migrate3
     with two client connections) hung here after QEMU had finished: the destination's
-    Prepare never returned over libssh."""
+    Prepare never returned over libssh. Returns what the live move cost (job_figures), or {}
+    when nothing ran live."""
     import libvirt
 
     name = news["name"]
@@ -37,7 +38,7 @@ def migrate(olds: dict, news: dict, dest: Session) -> None:
         dom = libvirt_conn.domain(sconn, name)
         if dom is None:
             if libvirt_conn.domain(dconn, name) is not None:
-                return  # already there (an earlier run was killed after migrating)
+                return {}  # already there (an earlier run was killed after migrating)
             raise Failure(
                 f"{name}: on neither {olds['node']} nor {news['node']}; run `pulumi refresh`"
             )
@@ -51,7 +52,7 @@ def migrate(olds: dict, news: dict, dest: Session) -> None:
                 dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE)
             )
             dom.undefine()
-            return
+            return {}
         if not storage_is_shared(source, news):
             raise Failure(
                 f"{name}: {news['storage']} on {olds['node']} is not CephFS or other "
@@ -66,13 +67,37 @@ def migrate(olds: dict, news: dict, dest: Session) -> None:
             | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
             | libvirt.VIR_MIGRATE_UNSAFE
         )
+        if news.get("migration_auto_converge"):
+            flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
         params = (
             {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: news["migration_bandwidth_mib"]}
             if news.get("migration_bandwidth_mib")
             else {}
         )
+        # QEMU's downtime limit is the domain's own setting: set before the move, it holds
+        # for this one (libvirt has no migrateToURI3 parameter for it).
+        if news.get("migration_max_downtime_ms"):
+            dom.migrateSetMaxDowntime(news["migration_max_downtime_ms"], 0)
         with _peer_uri(source, dest, news) as uri:
             dom.migrateToURI3(uri, params, flags)
+        return job_figures(libvirt_conn.domain(dconn, name))
+
+
+def job_figures(dom) -> dict:
+    """The finished migration as the destination's libvirt measured it: downtime (the guest
+    paused), total time, data sent; {} when libvirt kept no record."""
+    import libvirt
+
+    try:
+        stats = dom.jobStats(libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED) if dom else {}
+    except libvirt.libvirtError:
+        stats = {}
+    figures = {
+        "downtime_ms": stats.get("downtime"),
+        "total_ms": stats.get("time_elapsed"),
+        "data_mib": round(stats["data_total"] / (1 << 20), 1) if "data_total" in stats else None,
+    }
+    return {k: v for k, v in figures.items() if v is not None}
 
 
 @contextlib.contextmanager

@@ -166,6 +166,12 @@ class Vm(Spec):
     migration_bandwidth_mib: whole(1, 1 << 20) | None = state(
         None, fix="MiB/s a live migration may use (default: as fast as the network)"
     )
+    migration_max_downtime_ms: whole(1, 60000, " ms") | None = state(
+        None, fix="the longest pause at the end of a live migration (QEMU's default: 300)"
+    )
+    migration_auto_converge: Bool = state(
+        False, fix="true slows a guest that dirties memory faster than the network carries it"
+    )
     fallback_node: NodeName | None = state(
         None,
         fix="where it runs while its node is in maintenance (default: the KVM node "

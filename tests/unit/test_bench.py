@@ -52,3 +52,15 @@ def test_the_clone_bench_runs_on_a_tiny_template(capsys):
 
     clone_time.main({"tiny": 1}, runs=1)
     assert "tiny" in capsys.readouterr().out
+
+
+def test_the_migration_bench_reads_ping_and_reports(capsys):
+    import migration_downtime as bench
+
+    out = (
+        "PING x\n[100.000] 64 bytes from x\n[100.010] 64 bytes from x\n[100.300] 64 bytes from x\n"
+    )
+    assert round(bench.longest_gap(out), 3) == 0.29
+    move = {"downtime_ms": 20, "total_ms": 900, "data_mib": 80.5, "up_s": 9.0, "ping_gap_ms": 290}
+    bench.report({label: [move] for label in bench.SETTINGS})
+    assert "| max downtime 50 ms | 20 ms | 290 ms | 900 ms" in capsys.readouterr().out

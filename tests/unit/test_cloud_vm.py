@@ -468,6 +468,7 @@ def test_migration_is_peer_to_peer_with_unsafe_only_for_shared_storage(node, mon
     assert flags & libvirt.VIR_MIGRATE_LIVE and flags & libvirt.VIR_MIGRATE_UNSAFE
     assert flags & libvirt.VIR_MIGRATE_PEER2PEER
     assert flags & libvirt.VIR_MIGRATE_UNDEFINE_SOURCE and flags & libvirt.VIR_MIGRATE_PERSIST_DEST
+    assert not flags & libvirt.VIR_MIGRATE_AUTO_CONVERGE and not dom.migrateSetMaxDowntime.called
     # the node's own migration key: the controller's key never goes to a node
     assert uri.startswith("qemu+libssh://root@192.0.2.2/system?keyfile=/root/.ssh/m&")
     assert "known_hosts=/run/cephkvm/migrate-" in uri and "known_hosts_verify=normal" in uri
@@ -485,6 +486,31 @@ def test_migration_is_peer_to_peer_with_unsafe_only_for_shared_storage(node, mon
     assert dom.migrateToURI3.call_args.args[1] == {}  # as fast as the network: no limit
     migrate(olds, {**news, "shared_storage": True, "migration_bandwidth_mib": 200})
     assert dom.migrateToURI3.call_args.args[1] == {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: 200}
+    tuned = {"migration_max_downtime_ms": 50, "migration_auto_converge": True}
+    migrate(olds, {**news, "shared_storage": True, **tuned})
+    dom.migrateSetMaxDowntime.assert_called_once_with(50, 0)
+    assert dom.migrateToURI3.call_args.args[2] & libvirt.VIR_MIGRATE_AUTO_CONVERGE
+
+
+def test_a_finished_migration_reports_what_the_destination_measured():
+    class Dom:
+        def __init__(self, stats):
+            self.stats = stats
+
+        def jobStats(self, flags):
+            assert flags == libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED
+            if self.stats is None:
+                raise libvirt.libvirtError("no job")
+            return self.stats
+
+    stats = {"downtime": 42, "time_elapsed": 3100, "data_total": 300 << 20, "type": 3}
+    assert vm_migrate.job_figures(Dom(stats)) == {
+        "downtime_ms": 42,
+        "total_ms": 3100,
+        "data_mib": 300.0,
+    }
+    assert vm_migrate.job_figures(Dom(None)) == {}
+    assert vm_migrate.job_figures(None) == {}
 
 
 def test_a_migration_setting_is_a_change_of_the_state_alone(node):
