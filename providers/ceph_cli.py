@@ -126,6 +126,27 @@ def restart_asked(olds: dict, news: dict) -> bool:
     )
 
 
+# Which restart value each daemon of this node last got: a run that restarted one and then
+# timed out waiting for the cluster to settle must not bounce it again on the re-run.
+RESTARTED = "/run/cephkvm/restarted"
+
+
+def _restart_mark(news: dict, name: str) -> str:
+    return f"{RESTARTED}/{news['cluster_name']}-{name}"
+
+
+def restart_pending(node: Session, olds: dict, news: dict, name: str) -> bool:
+    """restart_asked, and daemon `name` (mon.node1, osd.0) has not had it yet."""
+    if not restart_asked(olds, news):
+        return False
+    return (node.get(_restart_mark(news, name)) or "").strip() != news["restart"]
+
+
+def mark_restarted(node: Session, news: dict, name: str) -> None:
+    node.run(["mkdir", "-p", RESTARTED], change=True)
+    node.put(_restart_mark(news, name), news["restart"] + "\n")
+
+
 def ok_to_stop(node: Session, cluster: str, kind: str, ids: list) -> str:
     """'' when `ceph KIND ok-to-stop IDS` agrees (the quorum stays, every PG stays active),
     else what it says."""

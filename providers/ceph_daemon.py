@@ -13,7 +13,15 @@ from typing import Callable
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts, services
-from providers.ceph_cli import ceph, keyring_keys, restart_asked, seen, wait_for_quorum
+from providers.ceph_cli import (
+    ceph,
+    keyring_keys,
+    mark_restarted,
+    restart_asked,
+    restart_pending,
+    seen,
+    wait_for_quorum,
+)
 from providers.schema.ceph import DaemonInputs
 
 # --- input schema (both kinds) ----------------------------------------------------------
@@ -50,11 +58,15 @@ class DaemonProvider(base.Provider):
         return ReadResult(id_ if found else "", {**props, **found} if found else {})
 
     def update(self, _id, olds, news):
-        if news["ensure"] == "maintenance" or restart_asked(olds, news):
+        name = f"{self.kind}.{news['node']}"
+        if news["ensure"] == "maintenance" or restart_pending(self.node, olds, news, name):
             outs = stop_for_maintenance(news, self.node, self.kind, self.hand_over)
             if news["ensure"] == "maintenance":
                 return UpdateResult({**news, **outs})
-        return UpdateResult({**news, **converge(news, self.node, self.kind, self.registered)})
+        outs = converge(news, self.node, self.kind, self.registered)
+        if restart_asked(olds, news):
+            mark_restarted(self.node, news, name)
+        return UpdateResult({**news, **outs})
 
     def delete(self, _id, props):
         remove(props, self.node, self.kind)

@@ -120,6 +120,11 @@ def osds(text: str) -> dict:
     return found
 
 
+def osd_states(text: str) -> dict:
+    """`ceph osd dump -f json` -> {osd id: its state words (exists, up, noout, ...)}."""
+    return {o["osd"]: set(o.get("state", [])) for o in _load(text).get("osds", [])}
+
+
 def raw_devices(text: str) -> dict:
     """`ceph-volume raw list DEV --format json` -> {device: {osd_id, osd_uuid, ceph_fsid}}."""
     doc = _load(text)

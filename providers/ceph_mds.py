@@ -39,6 +39,13 @@ def hand_over(node, props: dict, stop) -> None:
 
     if not any(name in active for active in actives()):
         return stop()
+    dump = ceph_json(node, c, "fs", "dump")
+    standby = ("up:standby", "up:standby-replay")
+    if not [d for d, s in ceph_facts.mds_daemons(dump).items() if s in standby and d != name]:
+        # Only a restart gets here without a standby (maintenance refuses it first): the
+        # filesystem pauses until this one is back, as with any restart of a lone MDS.
+        pulumi.log.warn(f"mds.{name} restarts with no standby: CephFS pauses meanwhile")
+        return stop()
     stop()
     ceph(node, c, "mds", "fail", name, change=True)
     base.wait_until(

@@ -29,7 +29,11 @@ def hand_over(node, props: dict, stop) -> None:
     """The active mgr fails over to a standby at once (not after its beacon grace), then
     stops (it restarted as a standby)."""
     c, name = props["cluster_name"], props["node"]
-    if ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump"))["active"] != name:
+    mgr = ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump"))
+    if mgr["active"] != name:
+        return stop()
+    if not mgr["standbys"]:  # a restart of the only mgr: nothing to fail over to
+        pulumi.log.warn(f"mgr.{name} restarts with no standby: PG statistics pause meanwhile")
         return stop()
     ceph(node, c, "mgr", "fail", name, change=True)
     base.wait_until(

@@ -25,8 +25,10 @@ from providers import base, ceph_facts, services
 from providers.ceph_cli import (
     ceph,
     ceph_json,
+    mark_restarted,
     quorum,
     restart_asked,
+    restart_pending,
     seen,
     wait_for_quorum,
     wait_ok_to_stop,
@@ -70,11 +72,15 @@ class CephMonProvider(base.Provider):
     def update(self, _id, olds, news):
         if news["ensure"] == "maintenance":
             return UpdateResult({**news, **_stop_for_maintenance(news, self.node)})
-        restart = restart_asked(olds, news)
-        if restart:  # one mon at a time: the previous one is back in the quorum first
+        name = f"mon.{news['node']}"
+        if restart_pending(self.node, olds, news, name):
+            # one mon at a time: the previous one is back in the quorum first
             wait_ok_to_stop(self.node, news["cluster_name"], "mon", [news["node"]], news["timeout"])
             _stop_for_maintenance(news, self.node)
         outs = _converge(news, self.node)
+        restart = restart_asked(olds, news)
+        if restart:
+            mark_restarted(self.node, news, name)
         if restart or olds.get("ensure") == "maintenance":  # back in the quorum, then on
             wait_for_quorum(self.node, news["cluster_name"], news["timeout"], mons=[news["node"]])
         return UpdateResult({**news, **outs})

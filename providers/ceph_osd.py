@@ -28,7 +28,9 @@ from providers.ceph_cli import (
     ceph_json,
     keyring,
     put_if_changed,
+    mark_restarted,
     restart_asked,
+    restart_pending,
     seen,
     wait_ok_to_stop,
 )
@@ -63,6 +65,9 @@ class CephOsdProvider(base.Provider):
         if osd is None:
             return ReadResult("", {})
         ensure = seen(props["ensure"], osd["up"], osd["up"] and osd["in"])
+        if props["ensure"] != "maintenance" and _has_noout(node, props, props["osd_id"]):
+            # Half in or out of maintenance (a killed run): up finishes leaving it.
+            ensure = "maintenance"
         return ReadResult(id_, {**props, "host": osd["host"], "ensure": ensure})
 
     def update(self, _id, olds, news):
@@ -71,13 +76,17 @@ class CephOsdProvider(base.Provider):
             return UpdateResult(
                 {**news, **outs, **_stop_for_maintenance(news, self.node, outs["osd_id"])}
             )
-        restart = restart_asked(olds, news)
-        if restart:  # one OSD host at a time: the previous one's PGs are active again first
+        name = f"osd.{olds['osd_id']}"
+        if restart_pending(self.node, olds, news, name):
+            # one OSD host at a time: the previous one's PGs are active again first
             wait_ok_to_stop(
                 self.node, news["cluster_name"], "osd", [olds["osd_id"]], news["timeout"]
             )
             _stop_for_maintenance(news, self.node, olds["osd_id"])
         outs = _converge(news, self.node)
+        restart = restart_asked(olds, news)
+        if restart:
+            mark_restarted(self.node, news, name)
         if restart or olds.get("ensure") == "maintenance":
             _back_from_maintenance(news, self.node, outs["osd_id"])
         return UpdateResult({**news, **outs})
@@ -286,6 +295,11 @@ def _stop_for_maintenance(props: dict, node, osd_id: int) -> dict:
         what=f"osd.{osd_id} to be marked down",
     )
     return {"ensure": "maintenance"}
+
+
+def _has_noout(node, props: dict, osd_id: int) -> bool:
+    states = ceph_facts.osd_states(ceph_json(node, props["cluster_name"], "osd", "dump"))
+    return "noout" in states.get(osd_id, ())
 
 
 def _back_from_maintenance(props: dict, node, osd_id: int) -> None:

@@ -585,6 +585,17 @@ def _ceph(node: FakeCephNode, args: list, stdin):
             for i, o in w.osds.items()
         ]
         return json.dumps({"nodes": nodes, "stray": []}), 0
+    if args[:2] == ["osd", "dump"]:  # the state words as Ceph 16 prints them
+        osds = [
+            {
+                "osd": i,
+                "state": ["exists"]
+                + (["up"] if ("osd", str(i)) in w.nodes[o["host"]].running else [])
+                + (["noout"] if i in w.noout else []),
+            }
+            for i, o in w.osds.items()
+        ]
+        return json.dumps({"osds": osds}), 0
     if args[:3] == ["osd", "blocklist", "ls"]:
         return "".join(
             f"{n.name}:0/{pid} 2026-12-02T15:00:00.000000+0000\n"

@@ -287,6 +287,22 @@ def test_an_osd_killed_while_entering_maintenance_converges_on_rerun(world, step
     assert world.noout == {0} and ("osd", "0") not in world.nodes["node1"].running
 
 
+def test_an_osd_left_with_its_noout_by_a_killed_run_is_drift_and_up_lifts_it(world):
+    """Killed after noout (entering, or leaving before rm-noout): the state still says up,
+    so only the node can tell; refresh shows it half in maintenance, up finishes leaving."""
+    olds = world.osd_outs["node1"]
+    world.log.crash_at = len(world.changes) + 2  # after add-noout, before the stop
+    with pytest.raises(Crash):
+        CephOsdProvider().update("x", olds, {**olds, "ensure": "maintenance"})
+    found = CephOsdProvider().read("x", olds).outs
+    assert found["ensure"] == "maintenance" and world.noout == {0}
+    world.unclean_probes = 1
+    CephOsdProvider().update("x", found, {**found, "ensure": "up"})
+    assert world.noout == set() and ("osd", "0") in world.nodes["node1"].running
+    assert world.unclean_probes < 0, "up waited for clean PGs"
+    assert CephOsdProvider().read("x", olds).outs["ensure"] == "up"
+
+
 def test_a_mon_back_from_maintenance_waits_until_it_is_in_the_quorum(world, monkeypatch):
     props = mon_props(world, world.fsid, "node1")
     down = CephMonProvider().update("x", props, {**props, "ensure": "maintenance"}).outs
@@ -336,3 +352,13 @@ def test_the_same_restart_value_again_restarts_nothing(world):
         "x", props, {**props, "connection": {**props["connection"], "port": 2222}}
     )
     assert world.starts == starts
+
+
+@pytest.mark.parametrize("kind", ["mgr", "mds"])
+def test_the_only_mgr_or_mds_restarts_in_place(world, kind):
+    """No standby to hand over to: failing it over would wait for one that never comes."""
+    provider = CephMgrProvider() if kind == "mgr" else CephMdsProvider()
+    for other in ("node2", "node3"):
+        world.nodes[other].running.discard((kind, other))
+    restarted(world, provider, daemon_props(world, world.fsid, "node1"), kind, "node1")
+    assert f"{kind} fail" not in " ".join(world.changes)
