@@ -6,7 +6,7 @@ import pulumi
 from pulumi.runtime.config import CONFIG
 
 from components import sdk_drain
-from components.ceph import CephStack
+from components.ceph import CephStack, destroy_allowed
 from components.config import NAMESPACE, ConfigError, load
 from components.kvm import Kvm
 from components.node import PreparedNode
@@ -54,10 +54,11 @@ if stack.ceph:
     every = ceph.resources() + (
         kvm.resources() if stack.kvm and (stack.kvm.bridges or stack.kvm.vms) else []
     )
+    allowed = destroy_allowed(stack.ceph)
     DestroyGuard(
         {
-            "allow": stack.ceph.allow_data_loss,
+            "allow": allowed,
             "guards": f"Ceph cluster {stack.ceph.cluster_name} and everything on it",
         },
-        pulumi.ResourceOptions(depends_on=every, protect=not stack.ceph.allow_data_loss),
+        pulumi.ResourceOptions(depends_on=every, protect=not allowed),
     )

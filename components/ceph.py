@@ -314,6 +314,17 @@ class CephStack(pulumi.ComponentResource):
         }
 
 
+def destroy_allowed(cfg) -> bool:
+    """May a destroy go ahead (the DestroyGuard's opt-in)? Only when everything that holds
+    data may go: else a destroy would remove VMs, mounts and bridges before the first
+    protected pool or filesystem refused it."""
+    return bool(
+        cfg.allow_data_loss
+        and all(p["allow_delete"] for p in cfg.pools)
+        and all(f["allow_delete"] for f in cfg.filesystems)
+    )
+
+
 def _protection_note(cfg) -> str:
     """One line that says what is protected and which setting lifts it, so a refused
     delete or replace in preview comes with its fix."""

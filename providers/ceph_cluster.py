@@ -65,14 +65,9 @@ class CephClusterProvider(base.Provider):
         return failures + _mon_removal_failures(olds, news)
 
     def diff(self, _id, olds, news):
-        """Pinning the fsid the cluster has is state only; pinning another one is another
-        cluster: a replace (protected unless data may be lost), the old one deleted first
-        so its delete cannot remove the new one's files."""
+        # olds here are the state (check only sees the old inputs, without the fsid)
+        _refuse_another_pin(olds, news)
         result = super().diff(_id, olds, news)
-        pin = news.get("pin_fsid")
-        if pin and olds.get("fsid") and pin != olds["fsid"]:
-            result.replaces = [*result.replaces, "pin_fsid"]
-            result.changes = True
         result.delete_before_replace = bool(result.replaces)
         return result
 
@@ -131,6 +126,18 @@ def _mon_removal_failures(olds: dict, news: dict) -> list:
             "away from one node per `pulumi up`",
         )
     ]
+
+
+def _refuse_another_pin(olds: dict, news: dict) -> None:
+    """Pinning the fsid the cluster has changes nothing; another one is refused at preview:
+    a stack keeps its one cluster (a new one would mean new keys on every node)."""
+    pin, fsid = news.get("pin_fsid"), olds.get("fsid")
+    if pin and fsid and pin != fsid:
+        raise Failure(
+            f"cephkvm:ceph.fsid: this stack's cluster is {fsid}; it cannot become {pin}. "
+            f"Set cephkvm:ceph.fsid to {fsid} or remove it; another cluster needs its own "
+            "stack. Nothing was changed."
+        )
 
 
 # --- paths ------------------------------------------------------------------------------

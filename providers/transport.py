@@ -369,6 +369,11 @@ def _wait_for_other_runs(client: paramiko.SSHClient, host: Host) -> None:
     line = command_line(host, ["flock", "-x", "-w", str(STEPS_WAIT), STEPS_LOCK, "true"])
     chan = client.get_transport().open_session(timeout=CONNECT_TIMEOUT)
     _, err, rc = _exec(chan, line, None, STEPS_WAIT + 30)
+    if _sudo_refused(host, Result("", err, rc)):
+        raise TransportError(
+            f"{host.name}: {host.user} may not run commands as root without a password "
+            f"({err.strip()}). Give {host.user} passwordless sudo on the node."
+        )
     if rc == 1:
         raise TransportError(
             f"{host.name}: a step of another cephkvm run is still running there after "
@@ -493,7 +498,7 @@ class Session:
         answer (a read dropped twice), never a "no": a missing mon store and an unreachable
         one are different facts."""
         result = self.run(argv, check=False, **kw)
-        if result.exit_code == NO_EXIT_STATUS:
+        if result.exit_code == NO_EXIT_STATUS or _sudo_refused(self.host, result):
             shown = mask(command_line(self.host, argv), tuple(self.secrets))
             raise CommandError(self.host.name, shown, result.exit_code, result.stderr)
         return result.exit_code == 0
@@ -531,11 +536,18 @@ class Session:
         result = self.run(argv, check=False)
         if result.exit_code == 0:
             return result.stdout
-        if not self.ok(["test", "-e", path]) and not self.ok(["test", "-L", path]):
+        if _sudo_refused(self.host, result):
+            pass  # not an answer about the file: reported below
+        elif not self.ok(["test", "-e", path]) and not self.ok(["test", "-L", path]):
             return None
         raise CommandError(
             self.name, command_line(self.host, argv), result.exit_code, result.stderr
         )
+
+
+def _sudo_refused(host: Host, result: Result) -> bool:
+    """sudo itself said no (exit 1, like a plain "no"): a fault to report, never an answer."""
+    return host.user != "root" and result.exit_code == 1 and result.stderr.startswith("sudo:")
 
 
 def _exec(chan: paramiko.Channel, line: str, stdin, timeout: float):

@@ -1,5 +1,6 @@
 import pytest
 
+from providers.errors import Failure
 from providers.ceph_cluster import CephClusterProvider, render_conf
 from providers.ceph_conf import CephConfProvider
 from tests.unit.ceph_fakes import bring_up, cluster_props, conf_props
@@ -163,13 +164,15 @@ def test_pinning_the_fsid_takes_a_left_over_cluster_over(world):
     assert outs["fsid"] == old["fsid"] and outs["mon_key"] == old["mon_key"]
 
 
-def test_pinning_the_current_fsid_is_no_replace_and_another_one_is_a_new_cluster(world):
+def test_pinning_the_current_fsid_is_no_replace_and_another_one_is_refused(world):
     outs = CephClusterProvider().create(props(world)).outs
     same = props(world, pin_fsid=outs["fsid"])
     assert CephClusterProvider().diff(outs["fsid"], outs, same).replaces == []
     other = props(world, pin_fsid="0b8a3e2c-6f49-4a8e-9a43-2c1e5d5b7a10")
-    result = CephClusterProvider().diff(outs["fsid"], outs, other)
-    assert result.replaces == ["pin_fsid"] and result.delete_before_replace
+    world.log.clear()
+    with pytest.raises(Failure, match=f"this stack's cluster is {outs['fsid']}"):
+        CephClusterProvider().diff(outs["fsid"], outs, other)
+    assert world.log.lines == [], "preview reaches no node"
 
 
 def test_delete_is_refused_without_allow_data_loss(world):

@@ -215,3 +215,23 @@ def test_anything_else_as_an_opt_in_is_refused_with_its_key(where, change):
 def test_a_typo_in_any_section_is_refused_with_the_closest_key(where, change, suggestion):
     found = problems(with_(change))
     assert f"{where}: unknown key; did you mean {suggestion}?" in found, found
+
+
+def test_a_destroy_is_allowed_only_when_every_piece_of_data_may_go():
+    """allow_data_loss alone would let a destroy remove VMs and mounts before a protected
+    pool refused it."""
+    from components.ceph import destroy_allowed
+
+    def allowed(change):
+        return destroy_allowed(load(with_(change), ROOT).ceph)
+
+    assert not allowed(lambda r: None)
+    assert not allowed(lambda r: r["ceph"].update(allow_data_loss=True))
+    assert not allowed(lambda r: [p.update(allow_delete=True) for p in r["pools"]])
+
+    def all_of_it(r):
+        r["ceph"]["allow_data_loss"] = True
+        for p in r["pools"] + r["filesystems"]:
+            p["allow_delete"] = True
+
+    assert allowed(all_of_it)

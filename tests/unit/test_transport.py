@@ -361,3 +361,21 @@ def test_a_learned_host_key_is_state_only_and_reaches_the_session():
     assert base.session(new).host.state_host_key == key
     unknown = {"connection": {**conn, "state_host_key": "04da6b54-80e4-46f7-96ec-b56ff0331ba9"}}
     assert base.session(unknown).host.state_host_key is None  # preview: not known yet
+
+
+def test_sudo_saying_no_is_a_fault_not_an_answer(server, client_key, tmp_path, monkeypatch):
+    """A service account whose sudo asks for a password: `test -e` and `cat` exit 1 as a
+    plain "no such file" would; a read must not take a store or a key for gone."""
+    fake = tmp_path / "sudo"
+    fake.write_text("#!/bin/sh\necho 'sudo: a password is required' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    node = session(server, client_key, user="cephsvc")
+    with pytest.raises(Exception, match="cephsvc may not run commands as root"):
+        node.ok(["test", "-e", "/etc/hostname"])  # said once, when the node is reached
+    monkeypatch.setattr(transport, "_wait_for_other_runs", lambda client, host: None)
+    node = session(server, client_key, user="cephsvc")
+    with pytest.raises(Exception, match="a password is required"):
+        node.ok(["test", "-e", "/etc/hostname"])
+    with pytest.raises(Exception, match="a password is required"):
+        node.get("/etc/hostname")
