@@ -126,9 +126,10 @@ def _daemon(props: dict, osd_id: int) -> services.Daemon:
 
 def _converge(props: dict, node) -> dict:
     c = props["cluster_name"]
+    _require_device(props, node)
+    _ceph_volume_needs(node)  # before the first ceph-volume call
     osd = _existing(props, node)
     if osd is None:
-        _ceph_volume_needs(node)
         _preflight(props, node)
         _bootstrap_key(props, node)
         _prepare(props, node)
@@ -187,16 +188,14 @@ def _existing(props: dict, node) -> dict | None:
 
 
 def _listed(props: dict, node) -> dict | None:
+    """The OSD ceph-volume finds on the device. With --format json an empty device is `{}`
+    and exit 0, so a failure is a fault: taken for "no OSD" it would let a wipe go ahead."""
     c, dev = props["cluster_name"], props["device"]
+    out = node.run(
+        ["ceph-volume", "--cluster", c, props["method"], "list", dev, "--format", "json"]
+    ).stdout
     if props["method"] == "raw":
-        result = node.run(
-            ["ceph-volume", "--cluster", c, "raw", "list", dev, "--format", "json"], check=False
-        )
-        return ceph_facts.raw_devices(result.stdout if result.exit_code == 0 else "").get(dev)
-    result = node.run(
-        ["ceph-volume", "--cluster", c, "lvm", "list", dev, "--format", "json"], check=False
-    )
-    out = result.stdout if result.exit_code == 0 else ""
+        return ceph_facts.raw_devices(out).get(dev)
     for osd_id, vols in (json.loads(out or "{}") or {}).items():
         tags = vols[0].get("tags", {})
         return {
@@ -214,14 +213,17 @@ def _ceph_volume_needs(node) -> None:
         apt_install(node, ["udev"], timeout=900)
 
 
-def _preflight(props: dict, node) -> None:
-    """The device exists and holds nothing, or the stack allows wiping it."""
-    dev, where = props["device"], f"{props['node']}:{props['device']}"
-    if not node.ok(["test", "-b", dev]):
+def _require_device(props: dict, node) -> None:
+    if not node.ok(["test", "-b", props["device"]]):
         raise Failure(
-            f"{where} is not a block device on the node; fix the node's disks "
-            "list in the stack config"
+            f"{props['node']}:{props['device']} is not a block device on the node; fix the "
+            "node's disks list in the stack config"
         )
+
+
+def _preflight(props: dict, node) -> None:
+    """The device holds nothing, or the stack allows wiping it."""
+    dev, where = props["device"], f"{props['node']}:{props['device']}"
     held = []
     signatures = node.run(["wipefs", "-n", "-p", dev], check=False).stdout
     held += [
@@ -426,7 +428,9 @@ def _refuse_busy(props: dict, node) -> None:
         "| grep -q . && echo held; true"
     )
     busy = node.run(["sh", "-c", script]).stdout.split()
-    if props["method"] == "raw" and busy:  # lvm: the OSD's own LV holds it; zap removes it
+    if props["method"] == "lvm":  # the OSD's own LV holds the device; zap removes it
+        busy = [b for b in busy if b != "held"]
+    if busy:
         raise Failure(
             f"{props['node']}:{props['device']}: a partition on it is mounted "
             f"or held by another device ({', '.join(busy)}); refusing to write to "

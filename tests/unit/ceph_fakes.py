@@ -744,7 +744,7 @@ def _ceph_volume(node: FakeCephNode, args: list):
     method, action = args[0], args[1]
     dev = args[-1] if action != "list" else args[2]
     if action == "list":
-        if dev not in node.devices:
+        if dev not in node.devices or node.devices[dev].get("list_fails"):
             return "no such device", 1
         osd = node.devices[dev].get("osd")
         if method == "raw":

@@ -76,6 +76,24 @@ def test_a_device_with_data_is_refused_unless_wipe(world):
     assert list(world.osds) == [0]
 
 
+@pytest.mark.parametrize("method", ["raw", "lvm"])
+def test_a_device_ceph_volume_cannot_list_is_never_wiped(world, method):
+    """A failing `ceph-volume list` is no answer: taken for an empty device, the wipe
+    would run over whatever OSD is there."""
+    world.nodes["node1"].devices["/dev/sdb"].update(signature="ceph_bluestore", list_fails=True)
+    with pytest.raises(Exception, match="list /dev/sdb --format json` exited 1"):
+        CephOsdProvider().create(props(world, wipe=True, method=method))
+    assert not [ln for ln in world.log.lines if "wipefs -a" in ln or "dd if=/dev/zero" in ln]
+
+
+@pytest.mark.parametrize("method", ["raw", "lvm"])
+def test_a_device_with_a_mounted_partition_is_not_wiped_for_a_new_osd(world, method):
+    world.nodes["node1"].devices["/dev/sdb"].update(signature="ext4", busy="mounted\n")
+    with pytest.raises(Exception, match="mounted.*refusing to write"):
+        CephOsdProvider().create(props(world, wipe=True, method=method))
+    assert not [ln for ln in world.log.lines if "wipefs -a" in ln or "dd if=/dev/zero" in ln]
+
+
 def test_an_old_osd_of_another_cluster_is_refused(world):
     world.nodes["node1"].devices["/dev/sdb"]["osd"] = {
         "osd_id": 7,
