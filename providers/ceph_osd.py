@@ -115,6 +115,7 @@ class CephOsdProvider(base.Provider):
                     change=True,
                 )
             _clean(props, node, osd_id)
+            _drop_bootstrap_key_if_last(props, node)
 
 
 # --- create -----------------------------------------------------------------------------
@@ -408,6 +409,15 @@ def _clean(props: dict, node, osd_id) -> None:
     if _holds_this_osd(props, node):
         _refuse_busy(props, node)
         _zap(props, node)
+
+
+def _drop_bootstrap_key_if_last(props: dict, node) -> None:
+    """A node without OSDs keeps no key that can make one (a new OSD's create writes it
+    again)."""
+    c = props["cluster_name"]
+    tree = ceph_facts.osds(ceph_json(node, c, "osd", "tree"))
+    if not [o for o in tree.values() if o["host"] == props.get("host")]:
+        node.run(["rm", "-f", f"/var/lib/ceph/bootstrap-osd/{c}.keyring"], change=True)
 
 
 def _holds_this_osd(props: dict, node) -> bool:

@@ -186,6 +186,9 @@ def test_delete_drains_then_purges_and_zaps(world):
     ]
     assert order == sorted(order)
     assert 0 not in world.osds and world.nodes["node1"].devices["/dev/sdb"]["osd"] is None
+    key = "/var/lib/ceph/bootstrap-osd/ceph.keyring"
+    assert key not in world.nodes["node1"].files, "no OSD left there: no key to make one"
+    assert key in world.nodes["node2"].files
 
 
 def test_read_reports_a_stopped_osd_as_drift(world):
