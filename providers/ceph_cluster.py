@@ -14,6 +14,7 @@ that cannot be read is an error, and a mon node that holds another fsid is refus
 from __future__ import annotations
 
 import base64
+import re
 import shlex
 import time
 import uuid
@@ -73,8 +74,8 @@ class CephClusterProvider(base.Provider):
 
     def create(self, props):
         nodes = _sessions(props)
-        _preflight(props, nodes)
         fsid, keys = _new_or_unfinished(props, nodes)
+        _preflight(props, nodes, fsid)
         _write_identity(props, nodes, fsid, keys)
         _initial_monmap(props, nodes, fsid)
         return CreateResult(fsid, {**props, **_outputs(props, fsid, keys)})
@@ -193,12 +194,30 @@ def mon_addrv(address: str) -> str:
 # --- converging -------------------------------------------------------------------------
 
 
-def _preflight(props: dict, nodes: dict) -> None:
-    """Before the first change on any node: the clocks agree (mons lose quorum over skew)
-    and every node reaches every other at the address its mon will use."""
-    problems = _clock_problems(nodes) + _reach_problems(props, nodes)
+def _preflight(props: dict, nodes: dict, fsid: str) -> None:
+    """Before the first change on any node: no node talks to another cluster already (its
+    ceph.conf would be overwritten), the clocks agree (mons lose quorum over skew) and
+    every node reaches every other at the address its mon will use."""
+    problems = (
+        _foreign_conf_problems(props, nodes, fsid)
+        + _clock_problems(nodes)
+        + _reach_problems(props, nodes)
+    )
     if problems:
         raise Failure("Ceph preflight failed, nothing was changed:\n  " + "\n  ".join(problems))
+
+
+def _foreign_conf_problems(props: dict, nodes: dict, fsid: str) -> list[str]:
+    path, problems = f"/etc/ceph/{props['cluster_name']}.conf", []
+    for name, node in nodes.items():
+        held = re.search(r"^\s*fsid\s*=\s*(\S+)", node.get(path) or "", re.MULTILINE)
+        if held and held.group(1) != fsid:
+            problems.append(
+                f"{name}: {path} belongs to Ceph cluster {held.group(1)}, not to this "
+                f"stack's. If it is left over, remove it there (and any /var/lib/ceph/mon "
+                f"store); to take that cluster over, set cephkvm:ceph.fsid: {held.group(1)}"
+            )
+    return problems
 
 
 def _clock_problems(nodes: dict) -> list[str]:

@@ -10,12 +10,14 @@ from lab import lifecycle
 
 DAEMONS = ("ceph-mon", "ceph-mgr", "ceph-mds", "ceph-osd", "ceph-fuse")
 # What a destroyed stack must not leave: daemons of this node (the PID namespace is shared,
-# the mount namespace is not), their data, the cluster's identity, CephFS mounts.
+# the mount namespace is not), their data, the cluster's identity and credentials, CephFS
+# mounts.
 LEFT = (
     'for p in /proc/[0-9]*; do [ "$(readlink $p/ns/mnt)" = "$(readlink /proc/self/ns/mnt)" ] '
     "&& cat $p/comm; done 2>/dev/null | grep -xE '" + "|".join(DAEMONS) + "'; "
     "find /var/lib/ceph/mon /var/lib/ceph/mgr /var/lib/ceph/mds /var/lib/ceph/osd "
-    "/var/lib/ceph/cephkvm -mindepth 1 -maxdepth 1 2>/dev/null; "
+    "/var/lib/ceph/cephkvm /var/lib/ceph/bootstrap-osd -mindepth 1 -maxdepth 1 2>/dev/null; "
+    "ls -d /etc/ceph/*.conf /etc/ceph/*.keyring 2>/dev/null; "
     "grep -E ' fuse(\\.ceph-fuse)? ' /proc/self/mounts; true"
 )
 

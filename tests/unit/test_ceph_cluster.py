@@ -158,6 +158,18 @@ def test_create_refuses_what_another_stack_left_on_the_mons(world):
     assert world.changes == []
 
 
+def test_create_refuses_a_node_that_talks_to_another_cluster_before_any_change(world):
+    """A stack whose state was lost, pointed at running nodes: their ceph.conf and admin
+    keyring must not be overwritten with a new cluster's."""
+    other = "ceph.conf\n[global]\nfsid = 5d2b8a3c-0e4f-4a8e-9a43-2c1e5d5b7a10\n"
+    world.nodes["node2"].files["/etc/ceph/ceph.conf"] = other
+    with pytest.raises(Failure, match="node2: /etc/ceph/ceph.conf belongs to Ceph cluster 5d2b"):
+        CephClusterProvider().create(props(world))
+    assert world.changes == []
+    pinned = props(world, pin_fsid="5d2b8a3c-0e4f-4a8e-9a43-2c1e5d5b7a10")
+    assert CephClusterProvider().create(pinned).outs["fsid"].startswith("5d2b")
+
+
 def test_pinning_the_fsid_takes_a_left_over_cluster_over(world):
     old = CephClusterProvider().create(props(world, owner="other/prod")).outs
     outs = CephClusterProvider().create(props(world, pin_fsid=old["fsid"])).outs
