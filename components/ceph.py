@@ -173,9 +173,8 @@ class CephStack(pulumi.ComponentResource):
         )
         self.mgrs = per_node(CephMgr, "mgr", cfg.mgrs, [self.config])
 
-        self.osds, hosts = [], {}
+        self.osds = []
         for node, device in cfg.osds:
-            earlier = [h for h in hosts if h != node]
             osd = CephOsd(
                 f"osd-{node}-{_slug(device)}",
                 {
@@ -195,14 +194,14 @@ class CephStack(pulumi.ComponentResource):
                         self.config,
                         *self.mgrs,
                         self.confs[node],
-                        *waits(node, hosts[earlier[-1]] if earlier else []),
+                        # one OSD at a time: each checks ok-to-stop for itself alone
+                        *waits(node, self.osds[-1:]),
                     ],
                     protect=keep and not cfg.allow_osd_removal,
                     additional_secret_outputs=secret,
                 ),
             )
             self.osds.append(osd)
-            hosts.setdefault(node, []).append(osd)
         # cephadm's restart order: mons, mgrs, OSDs, then MDS.
         self.mdss = per_node(
             CephMds, "mds", cfg.mdss, [self.config, *(self.osds if restart else [])]

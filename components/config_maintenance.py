@@ -41,7 +41,7 @@ def load(values: dict, nodes: tuple, ceph, kvm, problems: list) -> Maintenance:
     down = tuple(n.name for n in nodes if n.maintenance or n.name in listed)
     if down and ceph is not None:
         _check_ceph(down, ceph, problems)
-    placement = _place(down, nodes, kvm, problems) if kvm is not None else {}
+    placement = _place(down, nodes, kvm, ceph, problems) if kvm is not None else {}
     return Maintenance(nodes=down, placement=placement)
 
 
@@ -100,7 +100,7 @@ def _domains_left(pool: dict, osds: tuple, down: tuple) -> int:
 # --- KVM: where each VM runs ---------------------------------------------------------------
 
 
-def _place(down: tuple, nodes: tuple, kvm, problems: list) -> dict:
+def _place(down: tuple, nodes: tuple, kvm, ceph, problems: list) -> dict:
     hosts = [n.name for n in nodes if "kvm" in n.roles and n.name not in down]
     load_mib = dict.fromkeys(hosts, 0)
     for vm in kvm.vms:  # the VMs that stay count first: moved ones go to the emptiest node
@@ -120,9 +120,33 @@ def _place(down: tuple, nodes: tuple, kvm, problems: list) -> dict:
                 f"{vm.node} in service"
             )
             continue
+        if not _shared(kvm, ceph, vm.node, target):
+            problems.append(
+                f"{key(f'vms[{i}].node')}: {vm.node} is in maintenance, but VM "
+                f"{vm.name}'s disk under {kvm.storage} is on no CephFS mount of the stack "
+                f"on {vm.node} and {target}, so moving it live would lose it; mount "
+                f"CephFS there, or set {key('vm_storage_shared')} if it is shared storage"
+            )
         placement[vm.name] = target
         load_mib[target] += vm.memory_mib
     return placement
+
+
+def _shared(kvm, ceph, *nodes: str) -> bool:
+    """The VMs' storage is the same directory on these nodes: the operator says so, or it
+    lies in a CephFS mount the stack makes on each. Without Ceph in the stack, the move
+    itself checks the filesystem (vm_migrate.storage_is_shared)."""
+    if kvm.storage_shared or ceph is None:
+        return True
+    root = kvm.storage.rstrip("/") + "/"
+    return all(
+        any(
+            root.startswith(m["mountpoint"].rstrip("/") + "/")
+            for m in ceph.mounts
+            if m["node"] == n
+        )
+        for n in nodes
+    )
 
 
 def _target(vm, hosts: list, load_mib: dict, bridges: tuple) -> str | None:

@@ -67,5 +67,9 @@ def _plan(stack: StackConfig, moves: list) -> str:
     return (
         "maintenance: "
         + "; ".join(said)
-        + (" (noout on its OSDs only)" if any("osd" in s for s in said) else "")
+        + (
+            " (noout on its OSDs only)"
+            if any(_roles(stack, n)["osd"] for n in stack.maintenance.nodes)
+            else ""
+        )
     )

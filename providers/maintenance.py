@@ -50,7 +50,8 @@ class MaintenanceProvider(base.Provider):
 
 
 def _refuse_unsafe(props: dict, entering: list) -> None:
-    problems = _ceph_problems(props) if props["admin"] else []
+    stops = any(n[r] for n in props["nodes"] for r in ("mon", "mgr", "mds", "osd"))
+    problems = _ceph_problems(props) if props["admin"] and stops else []
     problems += _room_problems(props)
     if problems:
         raise Failure(
@@ -76,6 +77,13 @@ def _ceph_problems(props: dict) -> list[str]:
     osds = [i for i, osd in sorted(tree.items()) if osd["host"] in names]
     if osds:
         problems.append(ok_to_stop(node, c, "osd", osds))
+    hosts = {osd["host"] for osd in tree.values()}
+    problems += [
+        f"{n['name']} has the osd role but `ceph osd tree` has no host {n['name']} (CRUSH "
+        "names hosts by their hostname; make the node's name its hostname)"
+        for n in down
+        if n["osd"] and n["name"] not in hosts
+    ]
     mgr = ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump"))
     if any(n["mgr"] for n in down) and not [
         m for m in [mgr["active"], *mgr["standbys"]] if m and m not in names

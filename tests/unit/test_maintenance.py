@@ -36,9 +36,19 @@ def raw(**kw):
         "ceph": {"public_network": "10.0.0.0/24"},
         "pools": [{"name": "meta", "size": 3}, {"name": "data", "size": 3}],
         "filesystems": [{"name": "fs", "metadata_pool": "meta", "data_pool": "data"}],
+        "mounts": [{"filesystem": "fs", "mountpoint": "/mnt/cephfs"}],
         "vms": vms,
         **kw,
     }
+
+
+def test_a_vm_whose_disk_is_not_on_shared_storage_is_refused_at_preview():
+    """Only known from the config at preview: found at the move, the node's daemons would
+    already have stopped."""
+    found = "\n".join(problems(raw(maintenance=["node1"], mounts=[])))
+    assert "cephkvm:vms[0].node: node1 is in maintenance, but VM vm-a's disk" in found, found
+    assert "cephkvm:vm_storage_shared" in found
+    load(raw(maintenance=["node1"], mounts=[], vm_storage_shared=True), ROOT)
 
 
 def test_no_node_in_maintenance_places_every_vm_at_home():
@@ -182,6 +192,25 @@ def test_the_gate_refuses_a_target_without_room_and_counts_vms_already_there(wor
         MaintenanceProvider().create(gate_props(["node1"], moves))
     world.nodes["node2"].domains.add("a")  # a re-run after a killed up: a moved already
     MaintenanceProvider().create(gate_props(["node1"], moves))
+
+
+def test_a_kvm_only_node_asks_ceph_nothing(world):
+    """No daemon of it stops: a cluster without quorum must not hold its VMs back."""
+    for name in NAMES:
+        world.nodes[name].running.clear()
+    props = gate_props(["node1"], [{"vm": "a", "memory_mib": 512, "to": "node2"}])
+    props["nodes"] = [{"name": "node1", "mon": False, "mgr": False, "mds": False, "osd": False}]
+    MaintenanceProvider().create(props)
+    assert not [line for line in world.log.lines if line.startswith("ceph ")]
+
+
+def test_an_osd_node_whose_name_is_no_crush_host_is_refused(world):
+    """Else its OSDs would be asked nothing (`ok-to-stop` of none) and stop anyway."""
+    props = gate_props(["node1"])
+    # the stack calls it osd-a; its hostname (CRUSH's host) is node1
+    props["nodes"] = [{"name": "osd-a", "mon": False, "mgr": False, "mds": False, "osd": True}]
+    with pytest.raises(Failure, match="osd-a has the osd role but `ceph osd tree` has no host"):
+        MaintenanceProvider().create(props)
 
 
 def test_leaving_maintenance_needs_no_check(world):
