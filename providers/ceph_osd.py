@@ -291,7 +291,7 @@ def _stop_for_maintenance(props: dict, node, osd_id: int) -> dict:
     """noout for this OSD only (its PGs wait for it instead of moving), then stop it."""
     c = props["cluster_name"]
     ceph(node, c, "osd", "add-noout", f"osd.{osd_id}", change=True)
-    services.stop(node, _daemon(props, osd_id), services.has_systemd(node))
+    services.stop(node, _daemon(props, osd_id), services.has_systemd(node), hold=True)
     base.wait_until(
         lambda: not ceph_facts.osds(ceph_json(node, c, "osd", "tree")).get(osd_id, {}).get("up"),
         timeout=props["timeout"],

@@ -49,14 +49,19 @@ def is_running(node: Session, daemon: Daemon, systemd: bool) -> bool:
 
 def start(node: Session, daemon: Daemon, systemd: bool) -> None:
     if systemd:
+        node.run(["systemctl", "unmask", daemon.unit], change=True)  # held by stop(hold=True)
         node.run(["systemctl", "enable", "--now", daemon.unit], change=True)
     else:
         node.run(list(daemon.argv), change=True)
 
 
-def stop(node: Session, daemon: Daemon, systemd: bool) -> None:
+def stop(node: Session, daemon: Daemon, systemd: bool, hold: bool = False) -> None:
+    """hold: it stays stopped across a reboot even when something else starts it at boot
+    (ceph-volume's lvm trigger starts its OSD): masked until start."""
     if systemd:
         node.run(["systemctl", "disable", "--now", daemon.unit], change=True)
+        if hold:
+            node.run(["systemctl", "mask", daemon.unit], change=True)
         return
     script = (
         f"pid=$(cat {shlex.quote(daemon.pid_file)} 2>/dev/null) || exit 0; "

@@ -86,6 +86,7 @@ class FakeCephNode(FakeNode):
         self.modes: dict[str, tuple] = {}
         self.dirs: set = set()
         self.running: set = set()  # (kind, id)
+        self.masked: set = set()  # systemd units masked
         self.devices: dict = {}  # path -> {"signature": str|None, "osd": dict|None}
         self.mounts: dict = {}  # mountpoint -> fs type
         self.busy: set = set()
@@ -250,7 +251,11 @@ def _systemctl(node, command: Command):
     kind, ident = unit.split("@")[0].split("-", 1)[1], unit.split("@")[1]
     if verb == "is-active":
         return "", 0 if (kind, ident) in node.running else 3
-    if verb == "enable":
+    if verb in ("mask", "unmask"):
+        (node.masked.add if verb == "mask" else node.masked.discard)(unit)
+    elif verb == "enable":
+        if unit in node.masked:
+            return f"Failed to enable unit: Unit file {unit} is masked.", 1
         _start(node, kind, ident)
     else:
         node.running.discard((kind, ident))

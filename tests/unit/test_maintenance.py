@@ -10,6 +10,7 @@ from providers.ceph_mgr import CephMgrProvider
 from providers.ceph_mon import CephMonProvider
 from providers.ceph_osd import CephOsdProvider
 from providers.errors import Failure
+from providers.transport import Pool
 from providers.maintenance import MaintenanceProvider
 from tests.unit.ceph_fakes import CephWorld, bring_up, daemon_props, mon_props
 from tests.unit.fakes import Crash
@@ -297,6 +298,20 @@ def test_an_osd_gets_its_own_noout_stops_and_comes_back_clean(world):
     world.unclean_probes = 2  # recovery after it is back: up waits for clean PGs
     cycle(CephOsdProvider(), olds, stopped)
     assert world.noout == set() and world.unclean_probes < 0
+
+
+def test_under_systemd_an_osd_in_maintenance_stays_down_across_a_reboot(world):
+    """ceph-volume's lvm trigger starts the OSD at boot even with its unit disabled."""
+    world.nodes["node1"].systemd = True
+    world.nodes["node1"].pool = Pool()  # the init system is a fact asked once per process
+    olds = world.osd_outs["node1"]
+
+    def stopped():
+        assert "ceph-osd@0" in world.nodes["node1"].masked
+
+    cycle(CephOsdProvider(), olds, stopped)
+    assert world.nodes["node1"].masked == set()
+    assert ("osd", "0") in world.nodes["node1"].running
 
 
 def test_a_daemon_started_by_hand_in_maintenance_is_drift_and_stopped_again(world):
