@@ -135,7 +135,7 @@ class CloudVMProvider(base.Provider):
                 node, news, paths["seed"], generation=int(olds.get("seed_generation") or 1) + 1
             )
         with libvirt_conn.connect(node) as conn:
-            dom = libvirt_conn.domain(conn, news["name"])
+            dom = libvirt_conn.own(conn, news, refuse=True)  # never a domain not ours
             if dom is None:
                 raise Failure(
                     f"{news['name']}: not defined on {news['node']}; run "

@@ -35,14 +35,16 @@ def migrate(olds: dict, news: dict, dest: Session) -> dict:
     name = news["name"]
     source = base.session({**news, "connection": olds["connection"]})
     with libvirt_conn.connect(dest) as dconn, libvirt_conn.connect(source) as sconn:
-        dom = libvirt_conn.domain(sconn, name)
+        # Only this stack's domains move; one of that name that is not ours is refused.
+        dom = libvirt_conn.own(sconn, {**news, "node": olds["node"]}, refuse=True)
+        there = libvirt_conn.own(dconn, news, refuse=True)
         if dom is None:
-            if libvirt_conn.domain(dconn, name) is not None:
+            if there is not None:
                 return {}  # already there (an earlier run was killed after migrating)
             raise Failure(
                 f"{name}: on neither {olds['node']} nor {news['node']}; run `pulumi refresh`"
             )
-        if libvirt_conn.domain(dconn, name) is not None:
+        if there is not None:
             raise Failure(
                 f"{name}: defined on both {olds['node']} and {news['node']}; "
                 "undefine the stale copy by hand"

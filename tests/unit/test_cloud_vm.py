@@ -433,6 +433,10 @@ def test_delete_keeps_the_disk_by_default(node):
 def test_migration_is_peer_to_peer_with_unsafe_only_for_shared_storage(node, monkeypatch):
     dom = mock.Mock()
     dom.isActive.return_value = True
+    dom.XMLDesc.return_value = (
+        f"<domain><metadata><cephkvm:vm xmlns:cephkvm='{dx.OWNER_NS}'><cephkvm:owner>"
+        "cephkvm/unit</cephkvm:owner></cephkvm:vm></metadata></domain>"
+    )
     src, dst = mock.Mock(name="src"), mock.Mock(name="dst")
     conns = {"node1": src, "node2": dst}
 
@@ -737,6 +741,19 @@ def test_delete_and_read_leave_a_foreign_domain_and_keep_the_disk(node):
     CloudVMProvider().delete("vm-unit", outs)
     assert node.conn.lookupByName("vm-unit").isActive(), "not shut down"
     assert outs["disk_path"] in node.files, "the disk stays when our domain is not found"
+
+
+def test_an_update_never_changes_a_domain_that_is_not_ours(node):
+    """Ours replaced by hand with another of that name: resizing or redefining it would
+    write our tag onto it and adopt it."""
+    outs = CloudVMProvider().create(checked()).outs
+    dom = node.conn.lookupByName("vm-unit")
+    dom.destroy()
+    dom.undefine()
+    node.conn.defineXML(FOREIGN)
+    with pytest.raises(RuntimeError, match="cephkvm did not make; it is left alone"):
+        CloudVMProvider().update("vm-unit", outs, checked({**PROPS, "vcpus": 2}))
+    assert dx.owner(node.conn.lookupByName("vm-unit").XMLDesc(0)) is None
 
 
 def test_domains_carry_the_stacks_tag():
