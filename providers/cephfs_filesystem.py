@@ -105,10 +105,20 @@ def _pool_names(props: dict, node) -> dict:
 
 def _refuse_if_used(props: dict, node, pool: str) -> None:
     """A data pool that still holds objects keeps files' data: never detach it."""
+    if props.get("allow_delete") is not True:  # a pool attached by hand, found by a refresh
+        raise Failure(
+            f"refusing to take pool {pool} out of CephFS {props['name']}: the files stored "
+            "there would be lost. Set allow_delete: true on it in cephkvm:filesystems, or "
+            "list the pool in its extra_data_pools"
+        )
     doc = json.loads(ceph_json(node, props["cluster_name"], "df", "detail") or "{}")
-    objects = next(
-        (p["stats"].get("objects", 0) for p in doc.get("pools", []) if p.get("name") == pool), 0
-    )
+    stats = [p["stats"] for p in doc.get("pools", []) if p.get("name") == pool]
+    if not stats:
+        raise Failure(
+            f"refusing to take pool {pool} out of CephFS {props['name']}: `ceph df` does not "
+            "list it, so how much it holds is unknown. Run `pulumi up` again."
+        )
+    objects = stats[0].get("objects", 0)
     if objects:
         raise Failure(
             f"refusing to take pool {pool} out of CephFS {props['name']}: it still "

@@ -289,3 +289,13 @@ def test_a_data_pool_holding_objects_is_never_taken_out(world):
     world.pools["extra"]["objects"] = 0
     fsp.update("cephfs", outs, news)
     assert world.fs["cephfs"]["data"] == ["data"]
+
+
+def test_a_data_pool_attached_by_hand_is_not_taken_out_without_allow_delete(world):
+    """Preview cannot see it (it is in no config), so up refuses before rm_data_pool."""
+    fsp, outs = _fs_with_extra_pool(world)
+    found = {**outs, "extra_data_pools": ["extra"]}  # as a refresh reads it
+    with pytest.raises(Exception, match="refusing to take pool extra out of CephFS cephfs"):
+        fsp.update("cephfs", found, {**outs, "extra_data_pools": []})
+    assert world.fs["cephfs"]["data"] == ["data", "extra"]
+    assert not [c for c in world.changes if "rm_data_pool" in c]
