@@ -169,8 +169,9 @@ class Vm(Spec):
     migration_max_downtime_ms: whole(1, 60000, " ms") | None = state(
         None, fix="the longest pause at the end of a live migration (QEMU's default: 300)"
     )
-    migration_auto_converge: Bool = state(
-        False, fix="true slows a guest that dirties memory faster than the network carries it"
+    # None, not False: a new field's default must not show existing VMs as changed
+    migration_auto_converge: Bool | None = state(
+        None, fix="true slows a guest that dirties memory faster than the network carries it"
     )
     fallback_node: NodeName | None = state(
         None,
