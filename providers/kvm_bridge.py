@@ -175,7 +175,8 @@ class KvmBridgeProvider(base.Provider):
 
 # --- facts ------------------------------------------------------------------------------
 
-OBSERVE_SCRIPT = "ip -j addr show; echo '#---'; ip -j route show default"
+# `&&`: a failing `ip` is an error, never "no links" (read would take the bridge for gone)
+OBSERVE_SCRIPT = "ip -j addr show && echo '#---' && ip -j route show default"
 
 
 def observe(node: Session) -> dict:

@@ -1,6 +1,6 @@
 import pytest
 
-from providers.ceph_cluster import CephClusterProvider
+from providers.ceph_cluster import CephClusterProvider, fsid_path
 from providers.ceph_mon import CephMonProvider, removal_problem
 from tests.unit.ceph_fakes import CephWorld, bring_up, cluster_props, mon_props
 from tests.unit.fakes import Crash
@@ -50,9 +50,10 @@ def test_crash_at_step_n_of_a_bring_up_then_rerun_converges(world, step):
     world.log.crash_at = step
     with pytest.raises(Crash):
         bring_up(world)
-    fsids = {n.files.get("/var/lib/ceph/tmp/ceph.fsid") for n in world.nodes.values()} - {None}
+    fsids = {n.files.get(fsid_path("ceph")) for n in world.nodes.values()} - {None}
     outs = bring_up(world)
     assert fsids <= {outs["fsid"] + "\n"}
+    assert all(n.files.get(fsid_path("ceph")) == outs["fsid"] + "\n" for n in world.nodes.values())
     assert world.quorum() == NAMES
     assert world.running("mgr") == NAMES and world.running("mds") == NAMES
     assert all(count == 1 for count in world.mkfs.values()), "a mon was made twice"

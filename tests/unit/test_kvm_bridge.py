@@ -408,3 +408,15 @@ def test_the_ceph_wait_asks_every_cluster_the_node_holds_a_config_of():
     kb._wait_ceph_settled(node.session(), {"node": "node1", "ceph_timeout": 5})
     clusters = [c.argv[c.argv.index("--cluster") + 1] for c in node.log if c.argv[0] == "ceph"]
     assert clusters == ["ceph", "prod"]
+
+
+def test_a_failing_ip_fails_the_read_instead_of_reading_no_links(tmp_path):
+    """No links read would be the bridge gone: refresh would drop it from the state."""
+    import subprocess
+
+    fake = tmp_path / "ip"
+    fake.write_text("#!/bin/sh\necho 'Cannot open netlink socket' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    got = subprocess.run(["sh", "-c", kb.OBSERVE_SCRIPT], env=env, capture_output=True, text=True)
+    assert got.returncode != 0 and "#---" not in got.stdout
