@@ -207,15 +207,26 @@ def _preflight(props: dict, nodes: dict, fsid: str) -> None:
         raise Failure("Ceph preflight failed, nothing was changed:\n  " + "\n  ".join(problems))
 
 
+def _conf_fsid(props: dict, node) -> str:
+    """The fsid the node's ceph.conf names ('' without one)."""
+    text = node.get(f"/etc/ceph/{props['cluster_name']}.conf") or ""
+    held = re.search(r"^\s*fsid\s*=\s*(\S+)", text, re.MULTILINE)
+    return held.group(1) if held else ""
+
+
+def _conf_fsids(props: dict, nodes: dict) -> set:
+    return {_conf_fsid(props, node) for node in nodes.values()} - {""}
+
+
 def _foreign_conf_problems(props: dict, nodes: dict, fsid: str) -> list[str]:
     path, problems = f"/etc/ceph/{props['cluster_name']}.conf", []
     for name, node in nodes.items():
-        held = re.search(r"^\s*fsid\s*=\s*(\S+)", node.get(path) or "", re.MULTILINE)
-        if held and held.group(1) != fsid:
+        held = _conf_fsid(props, node)
+        if held and held != fsid:
             problems.append(
-                f"{name}: {path} belongs to Ceph cluster {held.group(1)}, not to this "
+                f"{name}: {path} belongs to Ceph cluster {held}, not to this "
                 f"stack's. If it is left over, remove it there (and any /var/lib/ceph/mon "
-                f"store); to take that cluster over, set cephkvm:ceph.fsid: {held.group(1)}"
+                f"store); to take that cluster over, set cephkvm:ceph.fsid: {held}"
             )
     return problems
 
@@ -284,6 +295,13 @@ def _new_or_unfinished(props: dict, nodes: dict) -> tuple[str, dict]:
     held = {m: _held(nodes[m], fsid_path(c)) for m in props["mons"]}
     held = {m: f for m, f in held.items() if f}
     if not held:
+        if pin and _conf_fsids(props, nodes) & {pin}:
+            raise Failure(
+                f"cannot take Ceph cluster {pin} over: the nodes run it, but its identity "
+                f"files ({IDENTITY_DIR}) are on no mon node, and new keys would lock every "
+                "node out of it. Restore that directory from a backup of a mon node, then "
+                "run `pulumi up` again. Nothing was changed."
+            )
         return pin or str(uuid.uuid4()), {e: gen_key() for e in ENTITIES}
     fsids = set(held.values())
     fsid = fsids.pop()

@@ -166,8 +166,16 @@ def test_create_refuses_a_node_that_talks_to_another_cluster_before_any_change(w
     with pytest.raises(Failure, match="node2: /etc/ceph/ceph.conf belongs to Ceph cluster 5d2b"):
         CephClusterProvider().create(props(world))
     assert world.changes == []
-    pinned = props(world, pin_fsid="5d2b8a3c-0e4f-4a8e-9a43-2c1e5d5b7a10")
-    assert CephClusterProvider().create(pinned).outs["fsid"].startswith("5d2b")
+
+
+def test_pinning_a_running_cluster_whose_identity_files_are_gone_is_refused(world):
+    """New keys for a cluster the nodes run would lock every node out of it."""
+    fsid = "5d2b8a3c-0e4f-4a8e-9a43-2c1e5d5b7a10"
+    for node in world.nodes.values():
+        node.files["/etc/ceph/ceph.conf"] = f"[global]\nfsid = {fsid}\n"
+    with pytest.raises(Failure, match=f"cannot take Ceph cluster {fsid} over"):
+        CephClusterProvider().create(props(world, pin_fsid=fsid))
+    assert world.changes == []
 
 
 def test_pinning_the_fsid_takes_a_left_over_cluster_over(world):
