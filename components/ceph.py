@@ -18,7 +18,7 @@ from typing import Optional
 
 import pulumi
 
-from components import maintenance
+from components import ceph_restart, maintenance
 from components.config import StackConfig
 from providers.ceph_cluster import CephCluster
 from providers.ceph_conf import CephConf
@@ -77,6 +77,12 @@ class CephStack(pulumi.ComponentResource):
             ),
         )
         common["fsid"] = self.cluster.fsid
+        # Options read only at start go to ceph.conf too, and restart what they apply to.
+        startup = ceph_restart.startup_options(cfg.options)
+        at_start = ceph_restart.conf_text(startup)
+        conf = (
+            self.cluster.conf.apply(lambda text: text + at_start) if at_start else self.cluster.conf
+        )
         # Nodes with a Ceph role hold the admin key; the others (KVM, CephFS clients) not.
         ceph_nodes = [n for n in nodes if set(by_name[n].roles) & {"mon", "mgr", "mds", "osd"}]
         self.confs = {
@@ -86,7 +92,7 @@ class CephStack(pulumi.ComponentResource):
                     "cluster_name": cfg.cluster_name,
                     "node": n,
                     **access[n],
-                    "conf": self.cluster.conf,
+                    "conf": conf,
                     "admin": n in ceph_nodes,
                     **({"admin_key": self.cluster.admin_key} if n in ceph_nodes else {}),
                 },
@@ -108,13 +114,14 @@ class CephStack(pulumi.ComponentResource):
             [self.cluster, *admin_confs],
         )
 
-        restart = cfg.restart
+        restart = bool(cfg.restart or startup)
 
-        def wanted(n):
+        def wanted(n, kind):
             """What a node's daemons are asked beyond running: maintenance, a restart."""
+            value = ceph_restart.restart_value(cfg.restart, startup, kind, n)
             return {
                 **({"ensure": "maintenance"} if n in down else {}),
-                **({"restart": restart} if restart else {}),
+                **({"restart": value} if value else {}),
             }
 
         def waits(n, previous):
@@ -133,7 +140,7 @@ class CephStack(pulumi.ComponentResource):
                             **access[n],
                             **timeout,
                             **extra(n),
-                            **wanted(n),
+                            **wanted(n, prefix),
                         },
                         pulumi.ResourceOptions(
                             parent=self,
@@ -186,7 +193,7 @@ class CephStack(pulumi.ComponentResource):
                     "wipe": cfg.wipe_devices,
                     "allow_removal": cfg.allow_osd_removal,
                     "allow_data_loss": cfg.allow_data_loss,
-                    **wanted(node),
+                    **wanted(node, "osd"),
                 },
                 pulumi.ResourceOptions(
                     parent=self,
