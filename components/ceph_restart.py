@@ -45,7 +45,8 @@ def conf_text(startup: dict) -> str:
 
 
 def _value(value) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    return f'"{text}"' if any(c in text for c in "#;") else text  # else a comment
 
 
 def restart_value(asked: str | None, startup: dict, kind: str, ident: str) -> str | None:

@@ -126,25 +126,38 @@ def restart_asked(olds: dict, news: dict) -> bool:
     )
 
 
-# Which restart value each daemon of this node last got: a run that restarted one and then
-# timed out waiting for the cluster to settle must not bounce it again on the re-run.
+# A restart in progress: a run that stopped a daemon and then failed or timed out waiting
+# for it must not bounce it again when run again. The mark lives from the stop to the end
+# of the update that asked (a value asked again later restarts again), keyed by the
+# cluster's fsid and holding "old->new".
 RESTARTED = "/run/cephkvm/restarted"
 
 
 def _restart_mark(news: dict, name: str) -> str:
-    return f"{RESTARTED}/{news['cluster_name']}-{name}"
+    return f"{RESTARTED}/{news['fsid']}-{name}"
+
+
+def _restart_step(olds: dict, news: dict) -> str:
+    return f"{olds.get('restart') or ''}->{news['restart']}"
 
 
 def restart_pending(node: Session, olds: dict, news: dict, name: str) -> bool:
-    """restart_asked, and daemon `name` (mon.node1, osd.0) has not had it yet."""
+    """restart_asked, and daemon `name` (mon.node1, osd.0) has not been stopped for it."""
     if not restart_asked(olds, news):
         return False
-    return (node.get(_restart_mark(news, name)) or "").strip() != news["restart"]
+    return (node.get(_restart_mark(news, name)) or "").strip() != _restart_step(olds, news)
 
 
-def mark_restarted(node: Session, news: dict, name: str) -> None:
+def mark_restarted(node: Session, olds: dict, news: dict, name: str) -> None:
+    """Right after the stop: from there on, converging starts it again anyway."""
     node.run(["mkdir", "-p", RESTARTED], change=True)
-    node.put(_restart_mark(news, name), news["restart"] + "\n")
+    node.put(_restart_mark(news, name), _restart_step(olds, news) + "\n")
+
+
+def restart_done(node: Session, olds: dict, news: dict, name: str) -> None:
+    """The update that asked for it has finished: the state holds the new value now."""
+    if restart_asked(olds, news):
+        node.run(["rm", "-f", _restart_mark(news, name)], change=True)
 
 
 def ok_to_stop(node: Session, cluster: str, kind: str, ids: list) -> str:

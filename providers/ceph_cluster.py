@@ -226,7 +226,8 @@ def _foreign_conf_problems(props: dict, nodes: dict, fsid: str) -> list[str]:
             problems.append(
                 f"{name}: {path} belongs to Ceph cluster {held}, not to this "
                 f"stack's. If it is left over, remove it there (and any /var/lib/ceph/mon "
-                f"store); to take that cluster over, set cephkvm:ceph.fsid: {held}"
+                f"store); to manage that cluster with this stack, set cephkvm:ceph.fsid: "
+                f"{held} with its identity files ({IDENTITY_DIR}) on the mon nodes"
             )
     return problems
 

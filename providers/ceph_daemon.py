@@ -17,7 +17,7 @@ from providers.ceph_cli import (
     ceph,
     keyring_keys,
     mark_restarted,
-    restart_asked,
+    restart_done,
     restart_pending,
     seen,
     wait_for_quorum,
@@ -59,13 +59,15 @@ class DaemonProvider(base.Provider):
 
     def update(self, _id, olds, news):
         name = f"{self.kind}.{news['node']}"
-        if news["ensure"] == "maintenance" or restart_pending(self.node, olds, news, name):
-            outs = stop_for_maintenance(news, self.node, self.kind, self.hand_over)
-            if news["ensure"] == "maintenance":
-                return UpdateResult({**news, **outs})
+        if news["ensure"] == "maintenance":
+            return UpdateResult(
+                {**news, **stop_for_maintenance(news, self.node, self.kind, self.hand_over)}
+            )
+        if restart_pending(self.node, olds, news, name):
+            stop_for_maintenance(news, self.node, self.kind, self.hand_over)
+            mark_restarted(self.node, olds, news, name)
         outs = converge(news, self.node, self.kind, self.registered)
-        if restart_asked(olds, news):
-            mark_restarted(self.node, news, name)
+        restart_done(self.node, olds, news, name)
         return UpdateResult({**news, **outs})
 
     def delete(self, _id, props):

@@ -28,6 +28,7 @@ from providers.ceph_cli import (
     mark_restarted,
     quorum,
     restart_asked,
+    restart_done,
     restart_pending,
     seen,
     wait_for_quorum,
@@ -77,12 +78,12 @@ class CephMonProvider(base.Provider):
             # one mon at a time: the previous one is back in the quorum first
             wait_ok_to_stop(self.node, news["cluster_name"], "mon", [news["node"]], news["timeout"])
             _stop_for_maintenance(news, self.node)
+            mark_restarted(self.node, olds, news, name)
         outs = _converge(news, self.node)
         restart = restart_asked(olds, news)
-        if restart:
-            mark_restarted(self.node, news, name)
         if restart or olds.get("ensure") == "maintenance":  # back in the quorum, then on
             wait_for_quorum(self.node, news["cluster_name"], news["timeout"], mons=[news["node"]])
+        restart_done(self.node, olds, news, name)
         return UpdateResult({**news, **outs})
 
     def delete(self, _id, props):

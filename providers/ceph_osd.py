@@ -30,6 +30,7 @@ from providers.ceph_cli import (
     put_if_changed,
     mark_restarted,
     restart_asked,
+    restart_done,
     restart_pending,
     seen,
     wait_ok_to_stop,
@@ -65,9 +66,10 @@ class CephOsdProvider(base.Provider):
         if osd is None:
             return ReadResult("", {})
         ensure = seen(props["ensure"], osd["up"], osd["up"] and osd["in"])
-        if props["ensure"] != "maintenance" and _has_noout(node, props, props["osd_id"]):
-            # Half in or out of maintenance (a killed run): up finishes leaving it.
-            ensure = "maintenance"
+        if osd["up"] and _has_noout(node, props, props["osd_id"]):
+            # Running with its own noout: a run killed half way into or out of maintenance
+            # (or a restart). Neither up nor maintenance, so the next up finishes either.
+            ensure = "noout"
         return ReadResult(id_, {**props, "host": osd["host"], "ensure": ensure})
 
     def update(self, _id, olds, news):
@@ -83,12 +85,12 @@ class CephOsdProvider(base.Provider):
                 self.node, news["cluster_name"], "osd", [olds["osd_id"]], news["timeout"]
             )
             _stop_for_maintenance(news, self.node, olds["osd_id"])
+            mark_restarted(self.node, olds, news, name)
         outs = _converge(news, self.node)
         restart = restart_asked(olds, news)
-        if restart:
-            mark_restarted(self.node, news, name)
-        if restart or olds.get("ensure") == "maintenance":
+        if restart or olds.get("ensure") != "up":  # maintenance, noout left, or down
             _back_from_maintenance(news, self.node, outs["osd_id"])
+        restart_done(self.node, olds, news, name)
         return UpdateResult({**news, **outs})
 
     def delete(self, _id, props):
@@ -104,7 +106,9 @@ class CephOsdProvider(base.Provider):
             tree = ceph_facts.osds(ceph_json(node, props["cluster_name"], "osd", "tree"))
             if osd_id in tree:
                 _drain(props, node, osd_id, tree)
-                services.stop(node, _daemon(props, osd_id), services.has_systemd(node))
+                systemd = services.has_systemd(node)
+                services.stop(node, _daemon(props, osd_id), systemd)
+                services.release(node, _daemon(props, osd_id), systemd)  # ids are reused
                 ceph(
                     node,
                     props["cluster_name"],

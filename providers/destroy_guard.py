@@ -46,8 +46,8 @@ class DestroyGuardProvider(ResourceProvider):
         if not base.normalize(props).get("allow"):
             raise Failure(
                 f"refusing to destroy {props.get('guards')}: set "
-                "cephkvm:ceph.allow_data_loss: true, run `pulumi up`, then destroy "
-                "again. Nothing was removed."
+                "cephkvm:ceph.allow_data_loss and every pool's and filesystem's allow_delete "
+                "to true, run `pulumi up`, then destroy again. Nothing was removed."
             )
 
 

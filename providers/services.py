@@ -47,9 +47,15 @@ def is_running(node: Session, daemon: Daemon, systemd: bool) -> bool:
     return node.ok(["sh", "-c", script])
 
 
+def release(node: Session, daemon: Daemon, systemd: bool) -> None:
+    """Undo stop(hold=True): a masked unit cannot start, not even a new OSD's of that id."""
+    if systemd:
+        node.run(["systemctl", "unmask", daemon.unit], change=True)
+
+
 def start(node: Session, daemon: Daemon, systemd: bool) -> None:
     if systemd:
-        node.run(["systemctl", "unmask", daemon.unit], change=True)  # held by stop(hold=True)
+        release(node, daemon, systemd)
         node.run(["systemctl", "enable", "--now", daemon.unit], change=True)
     else:
         node.run(list(daemon.argv), change=True)

@@ -545,9 +545,24 @@ class Session:
         )
 
 
+# What sudo says when it refuses to run a command (it exits 1, as a plain "no" does); its
+# warnings ("unable to resolve host") come before commands it does run.
+SUDO_REFUSALS = (
+    "a password is required",
+    "is not in the sudoers",
+    "is not allowed to execute",
+    "a terminal is required",
+    "no tty present",
+)
+
+
 def _sudo_refused(host: Host, result: Result) -> bool:
-    """sudo itself said no (exit 1, like a plain "no"): a fault to report, never an answer."""
-    return host.user != "root" and result.exit_code == 1 and result.stderr.startswith("sudo:")
+    """sudo itself said no: a fault to report, never an answer."""
+    return (
+        host.user != "root"
+        and result.exit_code == 1
+        and any(refusal in result.stderr for refusal in SUDO_REFUSALS)
+    )
 
 
 def _exec(chan: paramiko.Channel, line: str, stdin, timeout: float):

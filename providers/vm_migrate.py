@@ -11,6 +11,8 @@ from providers import base, libvirt_conn
 from providers.errors import Failure
 from providers.transport import Session, known_hosts_line, libvirt_uri
 
+QEMU_DOWNTIME_MS = 300  # QEMU's own default downtime limit
+
 SHARED_FS = (
     "ceph",
     "fuse.ceph",
@@ -76,10 +78,9 @@ def migrate(olds: dict, news: dict, dest: Session) -> dict:
             if news.get("migration_bandwidth_mib")
             else {}
         )
-        # QEMU's downtime limit is the domain's own setting: set before the move, it holds
-        # for this one (libvirt has no migrateToURI3 parameter for it).
-        if news.get("migration_max_downtime_ms"):
-            dom.migrateSetMaxDowntime(news["migration_max_downtime_ms"], 0)
+        # QEMU's downtime limit is the domain's own setting, set before each move (libvirt
+        # has no migrateToURI3 parameter for it): unset, QEMU's default, not the last one.
+        dom.migrateSetMaxDowntime(news.get("migration_max_downtime_ms") or QEMU_DOWNTIME_MS, 0)
         with _peer_uri(source, dest, news) as uri:
             dom.migrateToURI3(uri, params, flags)
         return job_figures(libvirt_conn.domain(dconn, name))

@@ -264,3 +264,26 @@ def test_a_rolling_restart_goes_one_node_at_a_time_in_cephadms_order(example):
     assert {"osd-osd1-sdb", "osd-osd2-sdb", "osd-osd3-sdb"} <= needs("mds-osd1")
     assert {"mgr-osd3", "ceph-config"} <= needs("osd-osd1-sdb")
     assert steps["mon-osd1"]["newState"]["inputs"]["restart"] == "r1"
+
+
+def test_an_option_read_only_at_start_restarts_the_daemons_it_applies_to(example):
+    """Preview says which daemons restart: a startup-only OSD option goes to every node's
+    ceph.conf and restarts the OSDs; a runtime option restarts nothing."""
+    from components.ceph_restart import STARTUP_ONLY
+
+    assert "osd_op_num_shards" in STARTUP_ONLY  # Ceph 16 reads it only at start
+    steps = example.preview_changes(
+        lambda c: c["cephkvm:ceph"].update(options={"osd": {"osd_op_num_shards": 4}})
+    )
+    said = {name: step["op"] for name, step in steps.items()}
+    assert said == {
+        "ceph-config": "update",
+        **{f"conf-osd{i}": "update" for i in (1, 2, 3)},
+        **{f"osd-osd{i}-sdb": "update" for i in (1, 2, 3)},
+    }, said
+    assert "osd_op_num_shards = 4" in steps["conf-osd1"]["newState"]["inputs"]["conf"]
+    assert steps["osd-osd1-sdb"]["newState"]["inputs"]["restart"].startswith("conf-")
+    runtime = example.preview_changes(
+        lambda c: c["cephkvm:ceph"].update(options={"osd": {"osd_max_backfills": 2}})
+    )
+    assert {name: step["op"] for name, step in runtime.items()} == {"ceph-config": "update"}

@@ -18,7 +18,7 @@ LEFT = (
     "find /var/lib/ceph/mon /var/lib/ceph/mgr /var/lib/ceph/mds /var/lib/ceph/osd "
     "/var/lib/ceph/cephkvm /var/lib/ceph/bootstrap-osd -mindepth 1 -maxdepth 1 2>/dev/null; "
     "ls -d /etc/ceph/*.conf /etc/ceph/*.keyring 2>/dev/null; "
-    "grep -E ' fuse(\\.ceph-fuse)? ' /proc/self/mounts; true"
+    "grep -E ' (fuse|fuse\\.ceph-fuse|ceph) ' /proc/self/mounts; true"
 )
 
 

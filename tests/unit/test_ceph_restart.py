@@ -31,6 +31,7 @@ def test_they_go_to_ceph_conf_by_section():
     text = cr.conf_text(cr.startup_options(OPTIONS))
     assert "[global]\nms_type = async+posix\n[osd]\nosd_op_num_shards = 4\n" in text
     assert cr.conf_text({}) == ""
+    assert 'ms_type = "a#b"' in cr.conf_text({"global": {"ms_type": "a#b"}})
 
 
 def test_each_daemon_restarts_for_the_options_that_apply_to_it():

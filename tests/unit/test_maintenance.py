@@ -339,12 +339,36 @@ def test_an_osd_left_with_its_noout_by_a_killed_run_is_drift_and_up_lifts_it(wor
     with pytest.raises(Crash):
         CephOsdProvider().update("x", olds, {**olds, "ensure": "maintenance"})
     found = CephOsdProvider().read("x", olds).outs
-    assert found["ensure"] == "maintenance" and world.noout == {0}
+    assert found["ensure"] == "noout" and world.noout == {0}
     world.unclean_probes = 1
-    CephOsdProvider().update("x", found, {**found, "ensure": "up"})
+    CephOsdProvider().update("x", found, {**found, "ensure": "up"})  # given up on
     assert world.noout == set() and ("osd", "0") in world.nodes["node1"].running
     assert world.unclean_probes < 0, "up waited for clean PGs"
     assert CephOsdProvider().read("x", olds).outs["ensure"] == "up"
+
+
+def test_an_osd_killed_after_its_noout_goes_on_into_maintenance_when_still_asked(world):
+    olds = world.osd_outs["node1"]
+    world.log.crash_at = len(world.changes) + 2  # after add-noout, before the stop
+    with pytest.raises(Crash):
+        CephOsdProvider().update("x", olds, {**olds, "ensure": "maintenance"})
+    found = CephOsdProvider().read("x", olds).outs
+    wanted = {**found, "ensure": "maintenance"}
+    assert CephOsdProvider().diff("x", found, wanted).changes, "not taken as done"
+    CephOsdProvider().update("x", found, wanted)
+    assert world.noout == {0} and ("osd", "0") not in world.nodes["node1"].running
+
+
+def test_an_osd_killed_leaving_before_its_noout_went_is_finished_by_one_refresh(world):
+    olds = world.osd_outs["node1"]
+    down = CephOsdProvider().update("x", olds, {**olds, "ensure": "maintenance"}).outs
+    world.log.crash_at = len(world.changes) + 2  # started again, noout not lifted yet
+    with pytest.raises(Crash):
+        CephOsdProvider().update("x", down, {**down, "ensure": "up"})
+    found = CephOsdProvider().read("x", down).outs
+    assert found["ensure"] == "noout"
+    CephOsdProvider().update("x", found, {**found, "ensure": "up"})
+    assert world.noout == set() and ("osd", "0") in world.nodes["node1"].running
 
 
 def test_a_mon_back_from_maintenance_waits_until_it_is_in_the_quorum(world, monkeypatch):
@@ -406,3 +430,23 @@ def test_the_only_mgr_or_mds_restarts_in_place(world, kind):
         world.nodes[other].running.discard((kind, other))
     restarted(world, provider, daemon_props(world, world.fsid, "node1"), kind, "node1")
     assert f"{kind} fail" not in " ".join(world.changes)
+
+
+def test_a_restart_that_timed_out_after_the_stop_does_not_bounce_the_daemon_again(world):
+    """Stopped and started, then the wait for clean PGs timed out: the state keeps the old
+    value, and the re-run waits again without stopping it a second time."""
+    olds = world.osd_outs["node1"]
+    world.unclean_probes = 10**6  # recovery never ends within the wait
+    with pytest.raises(Exception, match="active\\+clean"):
+        CephOsdProvider().update("x", olds, {**olds, "restart": "r1", "timeout": 1})
+    starts = world.starts["osd.0"]
+    world.unclean_probes = 0
+    CephOsdProvider().update("x", olds, {**olds, "restart": "r1"})
+    assert world.starts["osd.0"] == starts, "not restarted twice"
+
+
+def test_a_restart_value_asked_again_later_restarts_again(world):
+    props = mon_props(world, world.fsid, "node1")
+    r1 = restarted(world, CephMonProvider(), props, "mon", "node1")
+    unset = CephMonProvider().update("x", r1, {**r1, "restart": None}).outs
+    restarted(world, CephMonProvider(), unset, "mon", "node1")

@@ -379,3 +379,6 @@ def test_sudo_saying_no_is_a_fault_not_an_answer(server, client_key, tmp_path, m
         node.ok(["test", "-e", "/etc/hostname"])
     with pytest.raises(Exception, match="a password is required"):
         node.get("/etc/hostname")
+    # sudo's warnings are no refusal: it ran the command, whose "no" is an answer
+    fake.write_text("#!/bin/sh\necho 'sudo: unable to resolve host n1' >&2\nshift\nexec \"$@\"\n")
+    assert not node.ok(["test", "-e", "/nonexistent"]) and node.get("/nonexistent") is None
