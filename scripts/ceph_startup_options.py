@@ -10,6 +10,7 @@ restart daemons. Run it again when the Ceph release the nodes install changes.
 
 import json
 import os
+import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,6 +49,8 @@ def main(argv: list) -> None:
     if got.returncode:
         sys.exit(got.stderr)
     found = json.loads(got.stdout)
+    # mgr module options (mgr/influx/...) are set through the mgr, never as ceph.conf lines
+    found["startup"] = [n for n in found["startup"] if re.fullmatch(r"[a-z][a-z0-9_]*", n)]
     with open(OUT, "w") as f:
         f.write(
             f"# {found['version']}: {len(found['startup'])} of {found['options']} options are "
