@@ -86,7 +86,25 @@ def _vms(vms: tuple, names: list, kvm_nodes: list, bridges: tuple, problems: lis
             )
         _check_nics(vm, path, bridges, problems)
         out.append(vm)
+    _check_restores(out, problems)
     return tuple(out)
+
+
+def _check_restores(vms: list, problems: list) -> None:
+    """A VM restored from a snapshot (template.snapshot) needs that snapshot first: never
+    of itself, directly or through other restored VMs."""
+    source = {vm.name: (vm.template.snapshot or "@").split("@", 1)[0] for vm in vms}
+    for i, vm in enumerate(vms):
+        seen, at = [vm.name], source[vm.name]
+        while at in source and at not in seen:
+            seen.append(at)
+            at = source[at]
+        if at in seen:
+            chain = " -> ".join(seen + [at])
+            problems.append(
+                f"{key(f'vms[{i}].template.snapshot')}: {vm.template.snapshot!r} makes a VM "
+                f"from its own snapshot ({chain}); name a snapshot of another VM"
+            )
 
 
 def _check_nics(vm: Vm, path: str, bridges: tuple, problems: list) -> None:

@@ -6,6 +6,7 @@ after the node answered a new SSH connection (else it rolled itself back and the
 VMs come after every bridge (a VM may migrate to any KVM node, whose bridge must exist),
 after the storage its disks live on (the CephFS mounts) and, with two or more KVM nodes,
 after each node holds the stack's migration key (MigrationKey + MigrationAccess per node).
+A VM's snapshots (VmSnapshot) come after it; a VM restored from one, after that snapshot.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from providers.kvm_bridge import KvmBridge
 from providers.schema.kvm import Bridge, Vm
 from providers.migration_access import KEY_PATH, MigrationAccess
 from providers.migration_key import MigrationKey
+from providers.vm_snapshot import VmSnapshot
 
 
 class Kvm(pulumi.ComponentResource):
@@ -38,6 +40,7 @@ class Kvm(pulumi.ComponentResource):
         super().__init__("cephkvm:index:Kvm", "kvm", None, opts)
         self.bridges: dict = {}  # node -> bridge name -> KvmBridge
         self.vms: dict = {}
+        self.snapshots: dict = {}  # "VM@NAME" -> VmSnapshot
         cfg = stack.kvm
         for bridge in cfg.bridges:
             self._bridge_chain(bridge, nodes)
@@ -46,9 +49,10 @@ class Kvm(pulumi.ComponentResource):
         if gate is None:
             gate = maintenance.gate(stack, nodes, [], [n.prep for n in nodes.values()])
         self.placement = stack.maintenance.placement
-        for vm in cfg.vms:
+        for vm in _sources_first(cfg.vms):
             # Where it runs: its node, or another while its node is in maintenance.
             vm = vm.model_copy(update={"node": self.placement.get(vm.name, vm.node)})
+            source = self.snapshots.get(vm.template.snapshot or "")
             # What the VM needs is on its own node (a migration's target): depending on every
             # node's resources made the state grow with VMs times nodes.
             own = [
@@ -57,8 +61,11 @@ class Kvm(pulumi.ComponentResource):
                 *([self.migration[vm.node]] if vm.node in self.migration else []),
                 *(storage or {}).get(vm.node, []),
                 *([gate] if gate else []),
+                *([source] if source else []),
             ]
             self.vms[vm.name] = self._vm(vm, cfg, nodes, [n.name for n in kvm_nodes], own)
+            for name in vm.snapshots:
+                self.snapshots[f"{vm.name}@{name}"] = self._snapshot(vm, name, cfg, nodes)
         self.gate = gate
         self.register_outputs({})
 
@@ -68,6 +75,7 @@ class Kvm(pulumi.ComponentResource):
             [b for per_node in self.bridges.values() for b in per_node.values()]
             + list(self.migration.values())
             + list(self.vms.values())
+            + list(self.snapshots.values())
             + ([self.gate] if self.gate else [])
         )
 
@@ -126,7 +134,7 @@ class Kvm(pulumi.ComponentResource):
         what only the stack knows."""
         prepared = nodes[vm.node]
         props = {
-            **vm.model_dump(mode="json", exclude_none=True),
+            **vm.model_dump(mode="json", exclude_none=True, exclude={"snapshots"}),
             "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}",
             **prepared.access,
             "virt_type": (
@@ -143,6 +151,22 @@ class Kvm(pulumi.ComponentResource):
         if cfg.passwords.get(vm.name):
             props["password"] = pulumi.Output.secret(cfg.passwords[vm.name])
         return CloudVM(vm.name, props, pulumi.ResourceOptions(parent=self, depends_on=after))
+
+    def _snapshot(self, vm: Vm, name: str, cfg, nodes: dict) -> VmSnapshot:
+        """Quiesced on the node the VM runs on; plain values only, so that a change of the
+        VM (a replace) does not take its snapshots with it."""
+        return VmSnapshot(
+            f"{vm.name}@{name}",
+            {
+                "vm": vm.name,
+                "name": name,
+                "node": vm.node,
+                "storage": cfg.storage,
+                "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}",
+                **nodes[vm.node].access,
+            },
+            pulumi.ResourceOptions(parent=self, depends_on=[self.vms[vm.name]]),
+        )
 
     def bridge_outputs(self) -> dict:
         return {
@@ -174,6 +198,32 @@ class Kvm(pulumi.ComponentResource):
                 ready=vm.ready,
                 cloud_init_errors=vm.cloud_init_errors,
                 last_migration=vm.last_migration,
+                snapshots=self._snapshot_outputs(name),
             )
             for name, vm in self.vms.items()
         }
+
+    def _snapshot_outputs(self, vm: str) -> dict:
+        return {
+            ref.split("@", 1)[1]: pulumi.Output.all(consistency=s.consistency, taken=s.taken)
+            for ref, s in self.snapshots.items()
+            if ref.split("@", 1)[0] == vm
+        }
+
+
+def _sources_first(vms: tuple) -> list:
+    """The VMs, each restored one after the VM its snapshot is of (config_kvm refuses
+    cycles)."""
+    by_name, done, out = {v.name: v for v in vms}, set(), []
+
+    def visit(vm):
+        if vm.name not in done:
+            done.add(vm.name)
+            source = (vm.template.snapshot or "@").split("@", 1)[0]
+            if source in by_name:
+                visit(by_name[source])
+            out.append(vm)
+
+    for vm in vms:
+        visit(vm)
+    return out

@@ -2,7 +2,8 @@
 
 What it owns, under `storage` (CephFS in production): the template imported once into
 `templates/` (shared by every VM made from it, never deleted by a VM), a qcow2 overlay
-`virtualmachines/NAME.qcow2` backed by it, the NoCloud seed `config/NAME-seed.iso`, and the
+`virtualmachines/NAME.qcow2` backed by it (or a copy of another VM's overlay in one of its
+snapshots, providers/vm_snapshot.py), the NoCloud seed `config/NAME-seed.iso`, and the
 libvirt domain on its node, reached with libvirt-python over SSH (providers/libvirt_conn.py).
 
 Changes: a new node is a live migration (the domain ends up defined and running only there);
@@ -75,10 +76,13 @@ class CloudVMProvider(base.Provider):
 
     def create(self, props):
         node = self.node
-        vm_storage.make_dirs(node, props["storage"])
-        template = vm_storage.import_template(node, props)
-        paths = vm_storage.paths({**props, "template_path": template})
-        vm_storage.make_overlay(node, paths, props["disk_gib"])
+        if props["template"].get("snapshot"):  # a restore: a copy of that VM's overlay
+            paths = vm_storage.restore_disk(node, props)
+        else:
+            vm_storage.make_dirs(node, props["storage"])
+            template = vm_storage.import_template(node, props)
+            paths = vm_storage.paths({**props, "template_path": template})
+            vm_storage.make_overlay(node, paths, props["disk_gib"])
         seed = vm_storage.write_seed(node, props, paths["seed"], generation=1)
         with libvirt_conn.connect(node) as conn:
             dom = libvirt_conn.own(conn, props, refuse=True)

@@ -10,6 +10,7 @@ guest-file-open/read of cloud-init's own files and `systemctl is-system-running`
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ SYSTEMCTL = "/bin/systemctl"
 BOOTED = ("running", "degraded")  # `is-system-running` once start-up is over
 EXEC_WAIT = 10  # seconds a short command in the guest may take to exit
 EXEC_POLL = 0.2
+FREEZE_WAIT = 60  # seconds the guest may take to flush and freeze its filesystems
 
 
 class NoAgent(Exception):
@@ -33,14 +35,14 @@ class Readiness:
     cloud_init_errors: list = field(default_factory=list)
 
 
-def command(dom, execute: str, **arguments) -> dict:
-    """One agent command; its `return` value. Tests replace this function."""
+def command(dom, execute: str, wait: int = 5, **arguments) -> dict:
+    """One agent command; its `return` value (waiting up to `wait` seconds)."""
     import libvirt
     import libvirt_qemu
 
     request = {"execute": execute, **({"arguments": arguments} if arguments else {})}
     try:
-        answer = libvirt_qemu.qemuAgentCommand(dom, json.dumps(request), 5, 0)
+        answer = libvirt_qemu.qemuAgentCommand(dom, json.dumps(request), wait, 0)
     except libvirt.libvirtError as err:
         raise NoAgent(str(err)) from None
     return json.loads(answer).get("return")
@@ -99,3 +101,38 @@ def readiness(dom, instance_id: str) -> Readiness:
     except ValueError:
         errors = [f"unreadable {RESULT}"]
     return Readiness(True, "cloud-init finished", errors)
+
+
+# --- quiescing ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def frozen(dom):
+    """The guest's filesystems flushed and frozen for the block (writes wait), thawed however
+    the block ends. Yields "" when frozen, else why not (no agent, a freeze refused): what
+    the block copies is then only crash-consistent."""
+    if dom is None or not dom.isActive():
+        yield "not quiesced: the VM is not running"
+        return
+    try:
+        command(dom, "guest-fsfreeze-freeze", wait=FREEZE_WAIT)
+    except NoAgent as err:
+        yield f"not quiesced: the guest agent did not freeze ({err})"
+        return
+    try:
+        yield ""
+    finally:
+        command(dom, "guest-fsfreeze-thaw", wait=FREEZE_WAIT)
+
+
+def thaw_left_frozen(dom) -> bool:
+    """Thaw a guest that a killed run left frozen (its writes would wait forever)."""
+    if dom is None or not dom.isActive():
+        return False
+    try:
+        if command(dom, "guest-fsfreeze-status") != "frozen":
+            return False
+        command(dom, "guest-fsfreeze-thaw", wait=FREEZE_WAIT)
+        return True
+    except NoAgent:
+        return False

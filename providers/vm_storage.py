@@ -26,6 +26,13 @@ def paths(p: dict) -> dict:
     }
 
 
+def snapshot_dirs(storage: str, vm: str, name: str) -> tuple[str, str]:
+    """The CephFS snapshots (VM@NAME) of the directories holding the VM's disk and seed."""
+    return tuple(
+        posixpath.join(storage, d, ".snap", f"{vm}@{name}") for d in ("virtualmachines", "config")
+    )
+
+
 def template_path(p: dict, digest: str) -> str:
     """templates/<name>-<sha256 prefix>.qcow2: two images of one file name never share a
     template, and an image changed at its source becomes a new template."""
@@ -135,6 +142,35 @@ def make_overlay(node, paths: dict, disk_gib: int) -> None:
         change=True,
     )
     node.run(["mv", "-f", tmp, paths["disk"]], change=True)
+
+
+def restore_disk(node, p: dict) -> dict:
+    """The VM's overlay as a copy of another VM's overlay in a snapshot (template:
+    {snapshot: VM@NAME}), backed by the same template, grown to disk_gib. Checked before
+    anything is written: the snapshot exists, and fits in disk_gib. Returns the paths."""
+    vm, name = p["template"]["snapshot"].split("@", 1)
+    src = posixpath.join(snapshot_dirs(p["storage"], vm, name)[0], vm + ".qcow2")
+    if not node.ok(["test", "-f", src]):
+        raise Failure(
+            f"{p['name']}: snapshot {vm}@{name} does not exist ({src} is missing); "
+            f"list it in {vm}'s snapshots and run up, or name another. Nothing was changed."
+        )
+    info = json.loads(node.run(["qemu-img", "info", "-U", "--output=json", "--", src]).stdout)
+    size, wanted = int(info["virtual-size"]), p["disk_gib"] << 30
+    if size > wanted:
+        raise Failure(
+            f"{p['name']}: snapshot {vm}@{name} holds a {size / (1 << 30):g} GiB disk; "
+            f"set disk_gib to at least {-(-size // (1 << 30))}. Nothing was changed."
+        )
+    found = paths({**p, "template_path": info.get("full-backing-filename") or ""})
+    if node.ok(["test", "-e", found["disk"]]):
+        return found
+    tmp = found["disk"] + ".part"
+    node.run(["cp", "--sparse=always", "--", src, tmp], change=True, timeout=3600)
+    if size < wanted:
+        node.run(["qemu-img", "resize", "-q", tmp, f"{p['disk_gib']}G"], change=True)
+    node.run(["mv", "-f", tmp, found["disk"]], change=True)
+    return found
 
 
 def cloud_config(p: dict) -> dict:

@@ -39,6 +39,13 @@ BOND_MODES = Literal[
 VmName = text(
     r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", "must be letters, digits, '.', '_' or '-' (at most 63)"
 )
+SnapshotName = text(
+    r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", "must be letters, digits, '.', '_' or '-' (at most 63)"
+)
+SnapshotRef = text(
+    r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}@[A-Za-z0-9][A-Za-z0-9_.-]{0,62}",
+    "must name a VM's snapshot as VM@SNAPSHOT, such as web1@before-upgrade",
+)
 DNS_NAME = r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}"
 HostName = text(DNS_NAME, "must be a host name (letters, digits, '.', '-')")
 Domain = text(DNS_NAME, "must be a DNS domain such as intranet.example.com")
@@ -84,16 +91,30 @@ class Bridge(Section):
 
 
 class Template(Section):
-    source: text(r".+", "is empty") = hint(
-        fix="the cloud image's path on the node, or an https URL"
+    """What the VM's disk starts from: a cloud image, or another VM's snapshot (a restore)."""
+
+    source: text(r".+", "is empty") | None = hint(
+        None, fix="the cloud image's path on the node, or an https URL"
     )
     sha256: Sha256 | None = Field(None, validate_default=True)
+    snapshot: SnapshotRef | None = hint(
+        None,
+        fix="a snapshot to start from, as VM@SNAPSHOT (instead of source)",
+        validate_default=True,
+    )
 
     @field_validator("sha256")
     @classmethod
     def _http_needs_a_checksum(cls, value, info: ValidationInfo):
         if not value and str(info.data.get("source", "")).startswith("http://"):
             fail("an http:// image can be changed on the way: give its sha256, or an https:// URL")
+        return value
+
+    @field_validator("snapshot")
+    @classmethod
+    def _one_origin(cls, value, info: ValidationInfo):
+        if bool(value) == bool(info.data.get("source")):
+            fail("give exactly one of source (a cloud image) or snapshot (VM@SNAPSHOT)")
         return value
 
 
@@ -173,11 +194,23 @@ class Vm(Spec):
     migration_auto_converge: Bool | None = state(
         None, fix="true slows a guest that dirties memory faster than the network carries it"
     )
+    # Each is its own resource (VmSnapshot): the VM itself does not change.
+    snapshots: tuple[SnapshotName, ...] = state(
+        (), fix="names of point-in-time copies of its disk and seed, such as [before-upgrade]"
+    )
     fallback_node: NodeName | None = state(
         None,
         fix="where it runs while its node is in maintenance (default: the KVM node "
         "with the least VM memory)",
     )
+
+    @field_validator("snapshots")
+    @classmethod
+    def _distinct(cls, value):
+        twice = sorted({v for v in value if value.count(v) > 1})
+        if twice:
+            fail(f"{', '.join(twice)} listed twice")
+        return value
 
     @field_validator("max_memory_mib", "max_vcpus")
     @classmethod
@@ -207,6 +240,18 @@ class MigrationKeyInputs(Spec):
 
     # it also marks the key's lines in authorized_keys
     comment: text(r"[^\s\x00-\x1f]+", "must be one word, e.g. cephkvm-migration@prod") = replace()
+
+
+class SnapshotInputs(Spec):
+    """VmSnapshot: one named snapshot of a VM's disk and seed (CephFS snapshots of their
+    directories). The VM's node only says where to quiesce it: a migration changes nothing."""
+
+    vm: VmName = replace()
+    name: SnapshotName = replace()
+    storage: AbsPath = replace()
+    node: str = state()
+    connection: dict[str, Any] = state()
+    owner: str | None = state(None)
 
 
 class MigrationAccessInputs(Spec):

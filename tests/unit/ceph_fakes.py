@@ -526,11 +526,14 @@ def _ceph(node: FakeCephNode, args: list, stdin):
     if args[:2] == ["auth", "rm"]:
         w.auth.pop(args[2], None)
         return "", 0
+    if args[:2] == ["auth", "caps"]:
+        w.auth[args[2]]["caps"] = dict(zip(args[3::2], args[4::2]))
+        return "", 0
     if args[:2] == ["fs", "authorize"]:
         w.auth[args[3]] = {
             "key": KEY,
             "caps": {
-                "mds": f"allow rw fsname={args[2]}",
+                "mds": f"allow {args[5]} fsname={args[2]}",
                 "mon": f"allow r fsname={args[2]}",
                 "osd": f"allow rw tag cephfs data={args[2]}",
             },

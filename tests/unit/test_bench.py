@@ -19,6 +19,7 @@ NOT_A_PHASE = {
     "MigrationAccess",
     "DestroyGuard",
     "Maintenance",
+    "VmSnapshot",
 }  # instant or not part of a bring-up
 
 

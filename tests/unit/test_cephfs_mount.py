@@ -35,9 +35,17 @@ def test_create_keys_fstab_and_mount(world):
     assert fstab(world) == "# fstab\n" + LINE + "\n"
     assert node.mounts == {"/mnt/cephfs": "fuse.ceph-fuse"}
     assert node.modes["/etc/ceph/ceph.client.cephfs-node1.keyring"] == ("600", "root:root")
-    assert world.auth["client.cephfs-node1"]["caps"]["mds"] == "allow rw fsname=cephfs"
+    assert world.auth["client.cephfs-node1"]["caps"]["mds"] == "allow rws fsname=cephfs"
     assert outs["client_key"] and outs["fstab_line"] == LINE
     assert not [line for line in world.log.lines if outs["client_key"] in line]
+
+
+def test_a_key_made_before_snapshots_gets_the_s_flag(world):
+    """Keys made by earlier versions (`rw`): VmSnapshot needs `rws` on the mount's client."""
+    old = {"mds": "allow rw fsname=cephfs", "mon": "allow r fsname=cephfs", "osd": "x"}
+    world.auth["client.cephfs-node1"] = {"key": "AQBold==", "caps": old}
+    CephFSMountProvider().create(props(world))
+    assert world.auth["client.cephfs-node1"]["caps"] == {**old, "mds": "allow rws fsname=cephfs"}
 
 
 def test_second_run_changes_nothing_but_the_probe(world):

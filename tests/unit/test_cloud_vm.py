@@ -105,9 +105,13 @@ def _qemu_img(node, command):
         f[argv[-1]] = "qcow2"
     elif argv[1] == "create":
         f[argv[-2]] = "qcow2"
+    elif argv[1] == "resize":
+        pass
     elif argv[1:3] == ("info", "-U"):
         info = {
             "format": "qcow2",
+            "virtual-size": 4 << 30,
+            "full-backing-filename": TEMPLATE,
             **({"backing-filename": "/etc/shadow"} if "backed" in f[argv[-1]] else {}),
         }
         return json.dumps(info), 0

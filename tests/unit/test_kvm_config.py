@@ -103,6 +103,48 @@ def test_duplicate_vm_names_are_refused():
     assert any("cephkvm:vms[1].name: 'virt-01' is listed twice" in p for p in found)
 
 
+def test_snapshots_and_restores_are_checked():
+    restored = {**VM, "name": "virt-02", "template": {"snapshot": "virt-01@before"}}
+    kvm = load(raw(vms=[{**VM, "snapshots": ["before"]}, restored]), ROOT).kvm
+    assert kvm.vms[0].snapshots == ("before",)
+    assert kvm.vms[1].template.snapshot == "virt-01@before"
+    found = problems(raw(vms=[{**VM, "snapshots": ["a", "a"]}]))
+    assert found == ["cephkvm:vms[0].snapshots: a listed twice"]
+    both = {**VM, "template": {"source": "/img/x.img", "snapshot": "virt-01@a"}}
+    assert "give exactly one of source" in problems(raw(vms=[both]))[0]
+    own = {**VM, "template": {"snapshot": "virt-01@a"}}
+    assert problems(raw(vms=[own])) == [
+        "cephkvm:vms[0].template.snapshot: 'virt-01@a' makes a VM from its own snapshot "
+        "(virt-01 -> virt-01); name a snapshot of another VM"
+    ]
+
+
+@pulumi.runtime.test
+def test_snapshots_follow_their_vm_and_a_restore_its_snapshot(mocks):
+    from components.kvm import Kvm
+    from components.node import PreparedNode
+
+    config = stack_file("example")
+    source = {**config["vms"][0], "snapshots": ["before"]}
+    restored = {**source, "name": "virt-02", "template": {"snapshot": "virt-01@before"}}
+    restored.pop("snapshots")
+    config["vms"] = [restored, source]  # the restore listed first
+    stack = load(config, ROOT)
+    nodes = {n.name: PreparedNode(n, stack) for n in stack.nodes}
+    kvm = Kvm(stack, nodes)
+    assert list(kvm.vms) == ["virt-01", "virt-02"]
+    snap = kvm.snapshots["virt-01@before"]
+
+    def check(_):
+        by_name = {name: (typ, inputs) for typ, name, inputs in mocks.registered}
+        typ, inputs = by_name["virt-01@before"]
+        assert typ.endswith("VmSnapshot")
+        assert (inputs["vm"], inputs["name"], inputs["node"]) == ("virt-01", "before", "osd1")
+        assert "snapshots" not in by_name["virt-01"][1]  # the VM itself does not change
+
+    return pulumi.Output.all(snap.id, kvm.vms["virt-02"].id).apply(check)
+
+
 @pulumi.runtime.test
 def test_component_rolls_bridges_node_by_node_and_vms_after_them(mocks):
     from components.kvm import Kvm
