@@ -39,7 +39,7 @@ def vm_config(config) -> dict:
     return config["cephkvm:vms"][0]
 
 
-def guest(node: str, command: str, timeout=20):
+def guest(node: str, command: str, timeout=20, address=GUEST):
     """command in the guest, over SSH from node (the guest's address is on the lab switch,
     reachable through the node's br0) with the key cloud-init installed."""
     argv = [
@@ -58,7 +58,7 @@ def guest(node: str, command: str, timeout=20):
         "ConnectTimeout=5",
         "-o",
         "LogLevel=ERROR",
-        f"debian@{GUEST}",
+        f"debian@{address}",
         command,
     ]
     return lab.run(node, argv, timeout=timeout)
@@ -614,6 +614,75 @@ def _with_vm2(config) -> None:
 
 def _without_vm2(config) -> None:
     config["cephkvm:vms"] = [v for v in config["cephkvm:vms"] if v["name"] != VM2]
+
+
+SNAPSHOT, RESTORED = "before-rm", "lab-vm3"
+RESTORED_ADDRESS = str(SUBNET.network_address + 102)
+MARKER = "/var/tmp/cephkvm-marker"
+
+
+def _booted(node: str, address=GUEST) -> tuple[str, float]:
+    """The guest's boot id and uptime: the same boot id with more uptime is a guest that
+    kept running."""
+    out = guest(node, "cat /proc/sys/kernel/random/boot_id /proc/uptime", address=address)
+    assert out.returncode == 0, out.stderr
+    boot_id, uptime = out.stdout.split("\n", 1)
+    return boot_id, float(uptime.split()[0])
+
+
+def _with_restored(config) -> None:
+    restored = copy.deepcopy(vm_config(config))
+    restored.pop("snapshots", None)
+    restored.update(
+        name=RESTORED, node="node2", template={"snapshot": f"{VM}@{SNAPSHOT}"}, keep_disk=False
+    )
+    restored["cloud_init"]["hostname"] = RESTORED
+    restored["cloud_init"]["network_config"]["ethernets"]["eth0"]["addresses"] = [
+        f"{RESTORED_ADDRESS}/{SUBNET.prefixlen}"
+    ]
+    config["cephkvm:vms"].append(restored)
+
+
+def _without_snapshots(config) -> None:
+    config["cephkvm:vms"] = [v for v in config["cephkvm:vms"] if v["name"] != RESTORED]
+    vm_config(config).pop("snapshots", None)
+
+
+def test_a_snapshot_taken_live_survives_a_migration_and_restores_into_a_new_vm(stack):
+    host = stack.outputs()["vms"][VM]["host"]
+    snap_dir = f"/mnt/cephfs/virtualmachines/.snap/{VM}@{SNAPSHOT}"
+    assert guest(host, f"echo kept | sudo tee {MARKER} && sync").returncode == 0
+    boot, before = _booted(host)
+    stack.edit_config(lambda c: vm_config(c).update(snapshots=[SNAPSHOT]))
+    try:
+        changed = {k: op for k, op in steps(stack).items() if op != "same"}
+        assert changed == {f"{VM}@{SNAPSHOT}": "create"}, changed
+        stack.run("up", "--yes", "--skip-preview")
+        taken = stack.outputs()["vms"][VM]["snapshots"][SNAPSHOT]
+        print(f"snapshot: {taken}")
+        assert taken["consistency"] == "quiesced"
+        assert lab.run("node3", ["test", "-f", f"{snap_dir}/{VM}.qcow2"]).returncode == 0
+        assert guest(host, f"sudo rm {MARKER} && sync").returncode == 0
+        # A live migration moves the VM, never its snapshots.
+        other = "node1" if host != "node1" else "node2"
+        stack.edit_config(lambda c: vm_config(c).update(node=other))
+        stack.run("up", "--yes", "--skip-preview")
+        assert steps(stack).get(f"{VM}@{SNAPSHOT}", "same") == "same"
+        assert _booted(other)[0] == boot and _booted(other)[1] > before, "the guest kept running"
+        stack.edit_config(_with_restored)
+        stack.run("up", "--yes", "--skip-preview")
+        kept = guest("node2", f"cat {MARKER}", address=RESTORED_ADDRESS)
+        assert kept.returncode == 0 and kept.stdout.strip() == "kept", kept.stderr
+        assert guest(other, f"test -e {MARKER}").returncode == 1, "the original has it deleted"
+        assert _booted(other)[0] == boot
+        assert_unchanged(stack)
+    finally:
+        stack.edit_config(_without_snapshots)
+        stack.run("up", "--yes", "--skip-preview", check=False)
+        lab.run("node2", f"virsh destroy {RESTORED}; virsh undefine {RESTORED}", timeout=30)
+    assert lab.run("node3", ["test", "-e", snap_dir]).returncode != 0, "the snapshot is gone"
+    assert RESTORED not in defined_on("node2")
+    assert guest(other, "true").returncode == 0, "the source VM still runs"
 
 
 def test_a_run_killed_right_after_a_vm_is_defined_converges_after_recover(stack):
