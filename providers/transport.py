@@ -437,6 +437,11 @@ class Session:
                 chan = self._channel()
                 try:
                     out, err, rc = _exec(chan, line, stdin, timeout)
+                except _NotStarted as exc:  # the node refused the exec: nothing ran
+                    if attempt == 1:
+                        time.sleep(0.5)
+                        continue
+                    raise TransportError(f"{self.host.name}: `{shown}` failed: {exc}.") from None
                 except (OSError, EOFError, paramiko.SSHException, socket.timeout) as exc:
                     hint = (
                         " It may have run before the connection broke; run `pulumi up` "
@@ -565,9 +570,19 @@ def _sudo_refused(host: Host, result: Result) -> bool:
     )
 
 
+class _NotStarted(paramiko.SSHException):
+    """sshd refused the exec request on a live connection: it answers before the command
+    starts, so none ran (a lost connection leaves that open)."""
+
+
 def _exec(chan: paramiko.Channel, line: str, stdin, timeout: float):
     try:
-        chan.exec_command(line)
+        try:
+            chan.exec_command(line)
+        except (EOFError, paramiko.SSHException) as exc:
+            if chan.get_transport() is not None and chan.get_transport().is_active():
+                raise _NotStarted(str(exc) or "exec refused") from None
+            raise
         if stdin is not None:
             chan.sendall(stdin.encode() if isinstance(stdin, str) else stdin)
         chan.shutdown_write()

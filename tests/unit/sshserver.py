@@ -32,9 +32,10 @@ class _Sessions:
 
 
 class _Handler(paramiko.ServerInterface):
-    def __init__(self, client_key: paramiko.PKey, sessions: _Sessions):
+    def __init__(self, client_key: paramiko.PKey, sessions: _Sessions, refuse_execs: list):
         self.client_key = client_key
         self.sessions = sessions
+        self.refuse_execs = refuse_execs
 
     def check_auth_publickey(self, username, key):
         ok = key.get_base64() == self.client_key.get_base64()
@@ -53,6 +54,9 @@ class _Handler(paramiko.ServerInterface):
         )
 
     def check_channel_exec_request(self, channel, command):
+        if self.refuse_execs[0] > 0:  # as sshd does past MaxSessions, or out of resources
+            self.refuse_execs[0] -= 1
+            return False
         threading.Thread(target=self._execute, args=(channel, command), daemon=True).start()
         return True
 
@@ -96,6 +100,7 @@ class SshServer:
         self.sock.listen(8)
         self.port = self.sock.getsockname()[1]
         self.connections = 0
+        self.refuse_execs = [0]  # how many exec requests to refuse next
         self.transports: list[paramiko.Transport] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
@@ -115,7 +120,9 @@ class SshServer:
             self.transports.append(t)
             self.sessions.append(_Sessions(self.max_sessions))
             try:
-                t.start_server(server=_Handler(self.client_key, self.sessions[-1]))
+                t.start_server(
+                    server=_Handler(self.client_key, self.sessions[-1], self.refuse_execs)
+                )
             except (OSError, EOFError, paramiko.SSHException):
                 pass  # a client that refused our host key hangs up mid-handshake
 

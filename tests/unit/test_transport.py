@@ -243,6 +243,23 @@ def test_a_read_that_ends_without_an_exit_status_is_asked_again(server, client_k
         node.ok(["sh", "-c", always])  # no answer is not a "no"
 
 
+def test_a_change_whose_exec_the_node_refused_is_asked_again_once(
+    server, client_key, tmp_path, steps_lock
+):
+    """sshd answers an exec request before the command starts: a refusal ran nothing, so a
+    change is sent again (seen on the lab as "Channel closed" during a bring-up)."""
+    node = session(server, client_key)
+    node.run(["true"], change=True)  # connected (its first exec waits for other runs)
+    runs = tmp_path / "runs"
+    server.refuse_execs[0] = 1
+    node.run(["sh", "-c", f"echo x >> {runs}"], change=True)
+    assert runs.read_text() == "x\n"
+    server.refuse_execs[0] = 2
+    with pytest.raises(Exception, match="Channel closed"):
+        node.run(["sh", "-c", f"echo x >> {runs}"], change=True)
+    assert runs.read_text() == "x\n"
+
+
 def test_changing_commands_hold_the_nodes_steps_lock_shared(server, client_key, steps_lock):
     node = session(server, client_key)
     out = node.run(
