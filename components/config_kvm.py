@@ -28,7 +28,7 @@ def load(values: dict, nodes: tuple, problems: list) -> KvmConfig:
     storage = values.get("vm_storage", KvmConfig.storage)
     bridges = _bridges(values.get("bridges", ()), names, kvm_nodes, problems)
     passwords = values.get("vm_passwords", {})
-    vms = _vms(values.get("vms", ()), names, kvm_nodes, bridges, problems)
+    vms = _vms(values.get("vms", ()), names, kvm_nodes, bridges, storage, problems)
     for name in passwords:
         if name not in [vm.name for vm in vms]:
             problems.append(f"{key(f'vm_passwords.{name}')}: no VM of that name in {key('vms')}")
@@ -66,7 +66,9 @@ def _bridges(bridges: tuple, names: list, kvm_nodes: list, problems: list) -> tu
 # --- VMs ----------------------------------------------------------------------------------
 
 
-def _vms(vms: tuple, names: list, kvm_nodes: list, bridges: tuple, problems: list) -> tuple:
+def _vms(
+    vms: tuple, names: list, kvm_nodes: list, bridges: tuple, storage: str, problems: list
+) -> tuple:
     out = []
     why = "VM names are unique in the cluster (they migrate between nodes)"
     for i, vm in unique(vms, "vms", problems, why):
@@ -85,9 +87,27 @@ def _vms(vms: tuple, names: list, kvm_nodes: list, bridges: tuple, problems: lis
                 f"{', '.join(kvm_nodes) or 'none'})"
             )
         _check_nics(vm, path, bridges, problems)
+        _check_backup_target(vm, path, storage, problems)
         out.append(vm)
     _check_restores(out, problems)
     return tuple(out)
+
+
+def _check_backup_target(vm: Vm, path: str, storage: str, problems: list) -> None:
+    """Backups never go where the VMs' own files are: a snapshot there would hold them, and
+    a VM's delete could take them."""
+    if vm.backup is None:
+        return
+    target = vm.backup.target.rstrip("/") + "/"
+    for own in ("templates", "virtualmachines", "config"):
+        mine = f"{storage.rstrip('/')}/{own}/"
+        if target.startswith(mine) or target == storage.rstrip("/") + "/":
+            problems.append(
+                f"{key(path + '.backup.target')}: {vm.backup.target!r} overlaps the VMs' "
+                f"{mine.rstrip('/')}; use a directory of its own, such as "
+                f"{storage.rstrip('/')}/backups"
+            )
+            return
 
 
 def _check_restores(vms: list, problems: list) -> None:

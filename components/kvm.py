@@ -22,6 +22,7 @@ from providers.kvm_bridge import KvmBridge
 from providers.schema.kvm import Bridge, Vm
 from providers.migration_access import KEY_PATH, MigrationAccess
 from providers.migration_key import MigrationKey
+from providers.vm_backup import VmBackup
 from providers.vm_snapshot import VmSnapshot
 
 
@@ -41,6 +42,7 @@ class Kvm(pulumi.ComponentResource):
         self.bridges: dict = {}  # node -> bridge name -> KvmBridge
         self.vms: dict = {}
         self.snapshots: dict = {}  # "VM@NAME" -> VmSnapshot
+        self.backups: dict = {}  # VM -> VmBackup
         cfg = stack.kvm
         for bridge in cfg.bridges:
             self._bridge_chain(bridge, nodes)
@@ -66,6 +68,8 @@ class Kvm(pulumi.ComponentResource):
             self.vms[vm.name] = self._vm(vm, cfg, nodes, [n.name for n in kvm_nodes], own)
             for name in vm.snapshots:
                 self.snapshots[f"{vm.name}@{name}"] = self._snapshot(vm, name, cfg, nodes)
+            if vm.backup:
+                self.backups[vm.name] = self._backup(vm, cfg, nodes)
         self.gate = gate
         self.register_outputs({})
 
@@ -76,6 +80,7 @@ class Kvm(pulumi.ComponentResource):
             + list(self.migration.values())
             + list(self.vms.values())
             + list(self.snapshots.values())
+            + list(self.backups.values())
             + ([self.gate] if self.gate else [])
         )
 
@@ -134,7 +139,7 @@ class Kvm(pulumi.ComponentResource):
         what only the stack knows."""
         prepared = nodes[vm.node]
         props = {
-            **vm.model_dump(mode="json", exclude_none=True, exclude={"snapshots"}),
+            **vm.model_dump(mode="json", exclude_none=True, exclude={"snapshots", "backup"}),
             "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}",
             **prepared.access,
             "virt_type": (
@@ -162,6 +167,21 @@ class Kvm(pulumi.ComponentResource):
                 "name": name,
                 "node": vm.node,
                 "storage": cfg.storage,
+                "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}",
+                **nodes[vm.node].access,
+            },
+            pulumi.ResourceOptions(parent=self, depends_on=[self.vms[vm.name]]),
+        )
+
+    def _backup(self, vm: Vm, cfg, nodes: dict) -> VmBackup:
+        """Taken on the node the VM runs on; plain values, like _snapshot."""
+        return VmBackup(
+            f"{vm.name}-backup",
+            {
+                "vm": vm.name,
+                "storage": cfg.storage,
+                **vm.backup.model_dump(exclude_none=True),
+                "node": vm.node,
                 "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}",
                 **nodes[vm.node].access,
             },
@@ -199,6 +219,8 @@ class Kvm(pulumi.ComponentResource):
                 cloud_init_errors=vm.cloud_init_errors,
                 last_migration=vm.last_migration,
                 snapshots=self._snapshot_outputs(name),
+                backups=self.backups[name].backups if name in self.backups else [],
+                last_backup=self.backups[name].last if name in self.backups else None,
             )
             for name, vm in self.vms.items()
         }

@@ -76,10 +76,12 @@ class CloudVMProvider(base.Provider):
 
     def create(self, props):
         node = self.node
+        vm_storage.make_dirs(node, props["storage"])
         if props["template"].get("snapshot"):  # a restore: a copy of that VM's overlay
             paths = vm_storage.restore_disk(node, props)
+        elif props["template"].get("backup"):  # a restore: the backup read through
+            paths = vm_storage.restore_backup(node, props)
         else:
-            vm_storage.make_dirs(node, props["storage"])
             template = vm_storage.import_template(node, props)
             paths = vm_storage.paths({**props, "template_path": template})
             vm_storage.make_overlay(node, paths, props["disk_gib"])

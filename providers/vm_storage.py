@@ -155,22 +155,48 @@ def restore_disk(node, p: dict) -> dict:
             f"{p['name']}: snapshot {vm}@{name} does not exist ({src} is missing); "
             f"list it in {vm}'s snapshots and run up, or name another. Nothing was changed."
         )
-    info = json.loads(node.run(["qemu-img", "info", "-U", "--output=json", "--", src]).stdout)
-    size, wanted = int(info["virtual-size"]), p["disk_gib"] << 30
-    if size > wanted:
-        raise Failure(
-            f"{p['name']}: snapshot {vm}@{name} holds a {size / (1 << 30):g} GiB disk; "
-            f"set disk_gib to at least {-(-size // (1 << 30))}. Nothing was changed."
-        )
+    info = _fits(node, p, src, f"snapshot {vm}@{name}")
     found = paths({**p, "template_path": info.get("full-backing-filename") or ""})
-    if node.ok(["test", "-e", found["disk"]]):
-        return found
-    tmp = found["disk"] + ".part"
-    node.run(["cp", "--sparse=always", "--", src, tmp], change=True, timeout=3600)
-    if size < wanted:
-        node.run(["qemu-img", "resize", "-q", tmp, f"{p['disk_gib']}G"], change=True)
-    node.run(["mv", "-f", tmp, found["disk"]], change=True)
+    if not node.ok(["test", "-e", found["disk"]]):
+        _copy_in(node, p, ["cp", "--sparse=always", "--", src], found["disk"], info)
     return found
+
+
+def restore_backup(node, p: dict) -> dict:
+    """The VM's disk as a standalone copy of a backup (template: {backup: FILE}): the
+    backup's chain read through, so it depends on no template. Checked like restore_disk."""
+    src = p["template"]["backup"]
+    if not node.ok(["test", "-f", src]):
+        raise Failure(
+            f"{p['name']}: backup {src} does not exist on {p['node']}; name a file the "
+            "source VM's backups output lists. Nothing was changed."
+        )
+    info = _fits(node, p, src, f"backup {src}")
+    found = paths({**p, "template_path": ""})
+    if not node.ok(["test", "-e", found["disk"]]):
+        copy = ["qemu-img", "convert", "-O", "qcow2", "--", src]
+        _copy_in(node, p, copy, found["disk"], info)
+    return found
+
+
+def _fits(node, p: dict, src: str, what: str) -> dict:
+    info = json.loads(node.run(["qemu-img", "info", "-U", "--output=json", "--", src]).stdout)
+    if int(info["virtual-size"]) > p["disk_gib"] << 30:
+        raise Failure(
+            f"{p['name']}: {what} holds a {int(info['virtual-size']) / (1 << 30):g} GiB "
+            f"disk; set disk_gib to at least {-(-int(info['virtual-size']) // (1 << 30))}. "
+            "Nothing was changed."
+        )
+    return info
+
+
+def _copy_in(node, p: dict, copy: list, disk: str, info: dict) -> None:
+    """copy + [a partial file], grown to disk_gib, then in place under the disk's name."""
+    tmp = disk + ".part"
+    node.run([*copy, tmp], change=True, timeout=3600)
+    if int(info["virtual-size"]) < p["disk_gib"] << 30:
+        node.run(["qemu-img", "resize", "-q", tmp, f"{p['disk_gib']}G"], change=True)
+    node.run(["mv", "-f", tmp, disk], change=True)
 
 
 def cloud_config(p: dict) -> dict:

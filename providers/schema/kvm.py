@@ -42,6 +42,7 @@ VmName = text(
 SnapshotName = text(
     r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", "must be letters, digits, '.', '_' or '-' (at most 63)"
 )
+BackupFile = text(r"/[^\x00-\x1f]*\.qcow2", "must be a backup's absolute path (a .qcow2 file)")
 SnapshotRef = text(
     r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}@[A-Za-z0-9][A-Za-z0-9_.-]{0,62}",
     "must name a VM's snapshot as VM@SNAPSHOT, such as web1@before-upgrade",
@@ -102,6 +103,11 @@ class Template(Section):
         fix="a snapshot to start from, as VM@SNAPSHOT (instead of source)",
         validate_default=True,
     )
+    backup: BackupFile | None = hint(
+        None,
+        fix="a backup file to start from, as the VM's backups output lists it (instead of source)",
+        validate_default=True,
+    )
 
     @field_validator("sha256")
     @classmethod
@@ -110,12 +116,27 @@ class Template(Section):
             fail("an http:// image can be changed on the way: give its sha256, or an https:// URL")
         return value
 
-    @field_validator("snapshot")
+    @field_validator("backup")
     @classmethod
     def _one_origin(cls, value, info: ValidationInfo):
-        if bool(value) == bool(info.data.get("source")):
-            fail("give exactly one of source (a cloud image) or snapshot (VM@SNAPSHOT)")
+        given = [bool(value), bool(info.data.get("source")), bool(info.data.get("snapshot"))]
+        if given.count(True) != 1:
+            fail(
+                "give exactly one of source (a cloud image), snapshot (VM@SNAPSHOT) or "
+                "backup (a backup file)"
+            )
         return value
+
+
+class Backup(Section):
+    target: AbsPath = hint(
+        fix="the directory backups go to, on the KVM nodes (such as /mnt/cephfs/backups)"
+    )
+    keep: whole(1, 1000) = hint(7, fix="how many backups are kept")
+    full_every: whole(1, 1000) = hint(
+        7, fix="a full backup after this many backups (the others hold only what changed)"
+    )
+    now: str | None = hint(None, fix="a new value takes a backup at the next up (a date)")
 
 
 class Nic(Section):
@@ -198,6 +219,10 @@ class Vm(Spec):
     snapshots: tuple[SnapshotName, ...] = state(
         (), fix="names of point-in-time copies of its disk and seed, such as [before-upgrade]"
     )
+    # Its own resource (VmBackup): the VM itself does not change.
+    backup: Backup | None = state(
+        None, fix="backups of its disk, such as {target: /mnt/cephfs/backups, keep: 7}"
+    )
     fallback_node: NodeName | None = state(
         None,
         fix="where it runs while its node is in maintenance (default: the KVM node "
@@ -249,6 +274,20 @@ class SnapshotInputs(Spec):
     vm: VmName = replace()
     name: SnapshotName = replace()
     storage: AbsPath = replace()
+    node: str = state()
+    connection: dict[str, Any] = state()
+    owner: str | None = state(None)
+
+
+class BackupInputs(Spec):
+    """VmBackup: one VM's backups in target/VM/, full and incremental qcow2 files."""
+
+    vm: VmName = replace()
+    storage: AbsPath = replace()
+    target: AbsPath = state()  # the next backup goes to the new one
+    keep: whole(1, 1000) = update()  # prunes
+    full_every: whole(1, 1000) = state()
+    now: str | None = update(None)  # a new value takes a backup
     node: str = state()
     connection: dict[str, Any] = state()
     owner: str | None = state(None)

@@ -685,6 +685,59 @@ def test_a_snapshot_taken_live_survives_a_migration_and_restores_into_a_new_vm(s
     assert guest(other, "true").returncode == 0, "the source VM still runs"
 
 
+BACKUPS = "/mnt/cephfs/backups"
+
+
+def _restored_from(template: dict):
+    def edit(config) -> None:
+        _with_restored(config)
+        config["cephkvm:vms"][-1]["template"] = template
+
+    return edit
+
+
+def _without_backups(config) -> None:
+    config["cephkvm:vms"] = [v for v in config["cephkvm:vms"] if v["name"] != RESTORED]
+    vm_config(config).pop("backup", None)
+
+
+def test_full_then_incremental_backups_of_a_running_vm_restore_into_a_new_vm(stack):
+    host = stack.outputs()["vms"][VM]["host"]
+    assert guest(host, "echo first | sudo tee /var/tmp/first && sync").returncode == 0
+    boot, before = _booted(host)
+    stack.edit_config(lambda c: vm_config(c).update(backup={"target": BACKUPS, "keep": 3}))
+    try:
+        stack.run("up", "--yes", "--skip-preview")
+        full = stack.outputs()["vms"][VM]["last_backup"]
+        write = "sudo dd if=/dev/urandom of=/var/tmp/second bs=1M count=16 status=none && sync"
+        assert guest(host, write, timeout=60).returncode == 0
+        digest = guest(host, "sha256sum /var/tmp/second").stdout.split()[0]
+        stack.edit_config(lambda c: vm_config(c)["backup"].update(now="2"))
+        assert steps(stack).get(f"{VM}-backup") == "update"
+        stack.run("up", "--yes", "--skip-preview")
+        incremental = stack.outputs()["vms"][VM]["last_backup"]
+        print(f"full backup: {full}\nincremental backup: {incremental}")
+        assert (full["kind"], incremental["kind"]) == ("full", "incremental")
+        assert full["consistency"] == incremental["consistency"] == "quiesced"
+        assert incremental["bytes"] < full["bytes"] / 4, "the incremental holds what changed"
+        assert 16 << 20 < incremental["bytes"], "and at least the 16 MiB written"
+        assert _booted(host)[0] == boot and _booted(host)[1] > before, "the guest kept running"
+        stack.edit_config(_restored_from({"backup": incremental["file"]}))
+        stack.run("up", "--yes", "--skip-preview")
+        got = guest(
+            "node2", "cat /var/tmp/first; sha256sum /var/tmp/second", address=RESTORED_ADDRESS
+        )
+        assert got.returncode == 0, got.stderr
+        assert got.stdout.split()[:2] == ["first", digest]
+    finally:
+        stack.edit_config(_without_backups)
+        stack.run("up", "--yes", "--skip-preview", check=False)
+        lab.run("node2", f"virsh destroy {RESTORED}; virsh undefine {RESTORED}", timeout=30)
+    kept = lab.run("node3", ["ls", f"{BACKUPS}/{VM}"]).stdout.split()
+    lab.run("node3", ["rm", "-rf", "--", BACKUPS])
+    assert len(kept) == 2, f"a VM's backups outlive its backup policy: {kept}"
+
+
 def test_a_run_killed_right_after_a_vm_is_defined_converges_after_recover(stack):
     stack.edit_config(_with_vm2)
     proc = subprocess.Popen(

@@ -20,6 +20,7 @@ NOT_A_PHASE = {
     "DestroyGuard",
     "Maintenance",
     "VmSnapshot",
+    "VmBackup",
 }  # instant or not part of a bring-up
 
 

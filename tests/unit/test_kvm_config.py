@@ -119,15 +119,27 @@ def test_snapshots_and_restores_are_checked():
     ]
 
 
+def test_a_backup_target_is_a_directory_of_its_own():
+    vm = {**VM, "backup": {"target": "/mnt/cephfs/backups", "keep": 3}}
+    assert load(raw(vms=[vm]), ROOT).kvm.vms[0].backup.full_every == 7
+    for inside in ("/mnt/cephfs/virtualmachines/bk", "/mnt/cephfs", "/mnt/cephfs/config"):
+        found = problems(raw(vms=[{**VM, "backup": {"target": inside}}]))
+        assert len(found) == 1 and found[0].startswith("cephkvm:vms[0].backup.target: "), found
+        assert "such as /mnt/cephfs/backups" in found[0]
+    found = problems(raw(vms=[{**VM, "backup": {"target": "/b", "keep": 0, "every": 1}}]))
+    assert sorted(p.split(":")[1] for p in found) == ["vms[0].backup.every", "vms[0].backup.keep"]
+
+
 @pulumi.runtime.test
 def test_snapshots_follow_their_vm_and_a_restore_its_snapshot(mocks):
     from components.kvm import Kvm
     from components.node import PreparedNode
 
     config = stack_file("example")
-    source = {**config["vms"][0], "snapshots": ["before"]}
+    source = {**config["vms"][0], "snapshots": ["before"], "backup": {"target": "/bk"}}
     restored = {**source, "name": "virt-02", "template": {"snapshot": "virt-01@before"}}
     restored.pop("snapshots")
+    restored.pop("backup")
     config["vms"] = [restored, source]  # the restore listed first
     stack = load(config, ROOT)
     nodes = {n.name: PreparedNode(n, stack) for n in stack.nodes}
@@ -141,6 +153,9 @@ def test_snapshots_follow_their_vm_and_a_restore_its_snapshot(mocks):
         assert typ.endswith("VmSnapshot")
         assert (inputs["vm"], inputs["name"], inputs["node"]) == ("virt-01", "before", "osd1")
         assert "snapshots" not in by_name["virt-01"][1]  # the VM itself does not change
+        assert "backup" not in by_name["virt-01"][1]
+        typ, inputs = by_name["virt-01-backup"]
+        assert typ.endswith("VmBackup") and (inputs["target"], inputs["keep"]) == ("/bk", 7)
 
     return pulumi.Output.all(snap.id, kvm.vms["virt-02"].id).apply(check)
 
