@@ -88,6 +88,11 @@ def _vms(
             )
         _check_nics(vm, path, bridges, problems)
         _check_backup_target(vm, path, storage, problems)
+        if vm.rollback_to and vm.rollback_to not in vm.snapshots:
+            problems.append(
+                f"{key(path + '.rollback_to')}: {vm.rollback_to!r} is not one of its snapshots "
+                f"({', '.join(vm.snapshots) or 'none'}); list it in {key(path + '.snapshots')}"
+            )
         out.append(vm)
     _check_restores(out, problems)
     return tuple(out)

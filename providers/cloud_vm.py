@@ -54,6 +54,15 @@ class CloudVMProvider(base.Provider):
         return news
 
     def rules(self, news, olds):
+        target = news.get("rollback_to")
+        if target and target != olds.get("rollback_to") and news.get("allow_rollback") is not True:
+            return [
+                CheckFailure(
+                    "rollback_to",
+                    f"rolling back to {target} replaces the VM's running disk (the current one "
+                    "is kept beside it); set allow_rollback: true to do it",
+                )
+            ]
         old, new = olds.get("disk_gib"), news.get("disk_gib")
         if isinstance(old, int) and isinstance(new, int) and new < old:
             return [
@@ -155,7 +164,10 @@ class CloudVMProvider(base.Provider):
                 vm_change.swap_seed_media(dom, paths["seed"])
             # A guest that keeps running stays as ready as it was; a restarted one is waited for.
             ready = {k: olds.get(k) for k in ("ready", "cloud_init_errors")}
-            if restart:
+            if "rollback_to" in changed and news.get("rollback_to"):
+                vm_change.roll_back(node, dom, news, paths)
+                ready = vm_ready.wait(dom, news, seed["instance_id"])
+            elif restart:
                 vm_change.redefine_and_restart(conn, dom, news, paths)
                 dom = libvirt_conn.domain(conn, news["name"])
                 ready = vm_ready.wait(dom, news, seed["instance_id"])

@@ -1,11 +1,16 @@
 """A CloudVM changed in place on its node: the disk grown, memory and vCPUs set live up to
 the domain's maximum, a redefine with restart for what only that can change, NICs attached
-and detached by MAC, the CD-ROM pointed at a new seed. A live migration is vm_migrate's."""
+and detached by MAC, the CD-ROM pointed at a new seed, the disk rolled back to a snapshot.
+A live migration is vm_migrate's."""
 
 from __future__ import annotations
 
-from providers import libvirt_conn
+import datetime
+import posixpath
+
+from providers import libvirt_conn, vm_storage
 from providers import libvirt_domain as dx
+from providers.errors import Failure
 
 
 def grow_disk(node, dom, disk: str, gib: int) -> None:
@@ -50,3 +55,36 @@ def update_nics(dom, olds: dict, news: dict) -> None:
 def swap_seed_media(dom, seed: str) -> None:
     """Point the CD-ROM at the new seed file (a new inode), so the next boot reads it."""
     dom.updateDeviceFlags(dx.cdrom_xml(seed), libvirt_conn.affect(dom))
+
+
+def roll_back(node, dom, news: dict, paths: dict) -> None:
+    """Shut down, put the snapshot's disk in place of the live one (kept beside it as
+    NAME.qcow2.before-rollback-STAMP), start. The snapshot's seed is not taken: the guest
+    boots with the current one. A run killed between the two renames finds the new disk
+    in its partial file and finishes."""
+    name, snap = news["name"], news["rollback_to"]
+    src = posixpath.join(
+        vm_storage.snapshot_dirs(news["storage"], name, snap)[0], posixpath.basename(paths["disk"])
+    )
+    if not node.ok(["test", "-f", src]):
+        raise Failure(
+            f"{name}: snapshot {name}@{snap} does not exist ({src}); list it in the VM's "
+            "snapshots first. Nothing was changed."
+        )
+    disk, part = paths["disk"], paths["disk"] + ".rollback.part"
+    libvirt_conn.shutdown(dom, news["shutdown_timeout"])
+    if node.ok(["test", "-e", disk]):
+        node.run(["cp", "--sparse=always", "--", src, part], change=True, timeout=3600)
+        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        node.run(["mv", "--", disk, f"{disk}.before-rollback-{stamp}"], change=True)
+    node.run(["mv", "--", part, disk], change=True)
+    if news["disk_gib"] << 30 > _virtual_size(node, disk):
+        node.run(["qemu-img", "resize", "-q", disk, f"{news['disk_gib']}G"], change=True)
+    dom.create()
+
+
+def _virtual_size(node, disk: str) -> int:
+    import json
+
+    info = node.run(["qemu-img", "info", "-U", "--output=json", "--", disk]).stdout
+    return int(json.loads(info)["virtual-size"])

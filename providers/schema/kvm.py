@@ -219,6 +219,14 @@ class Vm(Spec):
     snapshots: tuple[SnapshotName, ...] = state(
         (), fix="names of point-in-time copies of its disk and seed, such as [before-upgrade]"
     )
+    rollback_to: SnapshotName | None = update(
+        None,
+        fix="one of its snapshots: a new value shuts the VM down and restarts it from that "
+        "snapshot's disk (needs allow_rollback)",
+    )
+    allow_rollback: Bool = state(
+        False, fix="true lets rollback_to replace the running disk (the old one is kept)"
+    )
     # Its own resource (VmBackup): the VM itself does not change.
     backup: Backup | None = state(
         None, fix="backups of its disk, such as {target: /mnt/cephfs/backups, keep: 7}"

@@ -645,7 +645,8 @@ def _with_restored(config) -> None:
 
 def _without_snapshots(config) -> None:
     config["cephkvm:vms"] = [v for v in config["cephkvm:vms"] if v["name"] != RESTORED]
-    vm_config(config).pop("snapshots", None)
+    for field in ("snapshots", "rollback_to", "allow_rollback"):
+        vm_config(config).pop(field, None)
 
 
 def test_a_snapshot_taken_live_survives_a_migration_and_restores_into_a_new_vm(stack):
@@ -676,7 +677,18 @@ def test_a_snapshot_taken_live_survives_a_migration_and_restores_into_a_new_vm(s
         assert guest(other, f"test -e {MARKER}").returncode == 1, "the original has it deleted"
         assert _booted(other)[0] == boot
         assert_unchanged(stack)
+        # Rolled back in place (opt-in): the file is back, the disk it had is kept beside.
+        stack.edit_config(
+            lambda c: vm_config(c).update(rollback_to=SNAPSHOT, allow_rollback=True)
+        )
+        assert steps(stack)[VM] == "update"
+        stack.run("up", "--yes", "--skip-preview")
+        assert guest(other, f"cat {MARKER}").stdout.strip() == "kept"
+        assert _booted(other)[0] != boot, "it restarted from the snapshot's disk"
+        kept = lab.run(other, f"ls /mnt/cephfs/virtualmachines/{VM}.qcow2.before-rollback-*")
+        assert kept.returncode == 0, kept.stderr
     finally:
+        lab.run("node3", f"rm -f /mnt/cephfs/virtualmachines/{VM}.qcow2.before-rollback-*")
         stack.edit_config(_without_snapshots)
         stack.run("up", "--yes", "--skip-preview", check=False)
         lab.run("node2", f"virsh destroy {RESTORED}; virsh undefine {RESTORED}", timeout=30)

@@ -112,6 +112,10 @@ def test_snapshots_and_restores_are_checked():
     assert found == ["cephkvm:vms[0].snapshots: a listed twice"]
     both = {**VM, "template": {"source": "/img/x.img", "snapshot": "virt-01@a"}}
     assert "give exactly one of source" in problems(raw(vms=[both]))[0]
+    assert problems(raw(vms=[{**VM, "snapshots": ["a"], "rollback_to": "b"}])) == [
+        "cephkvm:vms[0].rollback_to: 'b' is not one of its snapshots (a); list it in "
+        "cephkvm:vms[0].snapshots"
+    ]
     own = {**VM, "template": {"snapshot": "virt-01@a"}}
     assert problems(raw(vms=[own])) == [
         "cephkvm:vms[0].template.snapshot: 'virt-01@a' makes a VM from its own snapshot "

@@ -137,3 +137,26 @@ def test_a_restore_from_a_missing_or_larger_snapshot_changes_nothing(running):
     with pytest.raises(Failure, match="set disk_gib to at least 4"):
         CloudVMProvider().create(checked(small))
     assert running.changes[before:] == []
+
+
+def test_a_rollback_needs_its_opt_in_at_preview(running):
+    olds = checked()
+    news = {**PROPS, "snapshots": ["before-upgrade"], "rollback_to": "before-upgrade"}
+    failures = CloudVMProvider().check(olds, news).failures
+    assert [f.property for f in failures] == ["rollback_to"]
+    assert "allow_rollback: true" in failures[0].reason
+    assert CloudVMProvider().check(olds, {**news, "allow_rollback": True}).failures == []
+
+
+def test_a_rollback_swaps_in_the_snapshots_disk_and_keeps_the_old_one(running):
+    olds = CloudVMProvider().create(checked()).outs
+    snapshot()
+    disk = "/mnt/cephfs/virtualmachines/vm-unit.qcow2"
+    running.files[DIRS[0] + "/vm-unit.qcow2"] = "disk at the snapshot"
+    running.files[disk] = "disk now"
+    news = checked({**PROPS, "rollback_to": "before-upgrade", "allow_rollback": True}, olds)
+    CloudVMProvider().update("vm-unit", olds, news)
+    assert running.files[disk] == "disk at the snapshot"
+    kept = [k for k in running.files if k.startswith(disk + ".before-rollback-")]
+    assert [running.files[k] for k in kept] == ["disk now"]
+    assert running.conn.lookupByName("vm-unit").isActive()
