@@ -36,6 +36,7 @@ class PreparedNode(pulumi.ComponentResource):
             child,
         )
         self.connection = node.connection(stack.ssh)
+        self.kvm = "kvm" in node.roles
         if not node.host_key:  # trust on first use happens once: then the key from state
             self.connection["state_host_key"] = self.node.host_key
         # Every per-node resource takes these inputs; the key stays a secret.
@@ -64,4 +65,16 @@ class PreparedNode(pulumi.ComponentResource):
             kvm_available=self.node.kvm_available,
             virt_type=self.node.virt_type_effective,
             daemons=self.prep.running,
+            **({"libvirt": self.libvirt()} if self.kvm else {}),
         )
+
+    def libvirt(self) -> pulumi.Output:
+        """How virsh and virt-manager reach this node's libvirtd: its URI (the SSH user is
+        in the libvirt group), and the known_hosts line that pins the node's host key."""
+        c = self.connection
+        address, port = c["address"], c.get("port") or 22
+        known = address if port == 22 else f"[{address}]:{port}"
+        at = (f"[{address}]" if ":" in address else address) + ("" if port == 22 else f":{port}")
+        uri = f"qemu+ssh://{c['user']}@{at}/system"
+        key = pulumi.Output.from_input(c.get("host_key") or self.node.host_key)
+        return key.apply(lambda k: {"uri": uri, "known_hosts": f"{known} {k}"})

@@ -163,6 +163,37 @@ def test_vm_boots_from_overlay_with_cloud_init_hostname_and_key(stack):
     assert res.stdout.strip() == VM
 
 
+def _virsh(uri: str, known_hosts: str, tmp_path) -> subprocess.CompletedProcess:
+    """`virsh -c uri list` as an operator's machine runs it: libvirt's own ssh transport,
+    with an ssh that trusts only known_hosts (a wrapper first in PATH)."""
+    known = tmp_path / "known_hosts"
+    known.write_text(known_hosts + "\n")
+    wrapper = tmp_path / "bin" / "ssh"
+    wrapper.parent.mkdir(exist_ok=True)
+    wrapper.write_text(
+        f"#!/bin/sh\nexec /usr/bin/ssh -F /dev/null -i {CLIENT_KEY} -o IdentitiesOnly=yes "
+        f"-o BatchMode=yes -o StrictHostKeyChecking=yes -o UserKnownHostsFile={known} "
+        '-o GlobalKnownHostsFile=/dev/null "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    env = {**os.environ, "PATH": f"{wrapper.parent}:{os.environ['PATH']}"}
+    argv = ["virsh", "-c", uri, "list", "--name"]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_virsh_reaches_a_kvm_node_by_its_uri_output_and_pinned_host_key(stack, tmp_path):
+    nodes = stack.outputs()["nodes"]
+    host = stack.outputs()["vms"][VM]["host"]
+    access = nodes[host]["libvirt"]
+    got = _virsh(access["uri"], access["known_hosts"], tmp_path)
+    assert got.returncode == 0, got.stderr
+    assert VM in got.stdout.split()
+    other = next(nodes[n]["libvirt"] for n in nodes if n != host)["known_hosts"].split(" ", 1)[1]
+    forged = f"{access['known_hosts'].split(' ', 1)[0]} {other}"  # another node's key
+    refused = _virsh(access["uri"], forged, tmp_path)
+    assert refused.returncode != 0 and "Host key verification failed" in refused.stderr
+
+
 def test_preview_right_after_up_and_refresh_shows_no_changes(stack):
     assert_kvm_unchanged(stack)
     stack.run("refresh", "--yes", "--skip-preview")
@@ -678,9 +709,7 @@ def test_a_snapshot_taken_live_survives_a_migration_and_restores_into_a_new_vm(s
         assert _booted(other)[0] == boot
         assert_unchanged(stack)
         # Rolled back in place (opt-in): the file is back, the disk it had is kept beside.
-        stack.edit_config(
-            lambda c: vm_config(c).update(rollback_to=SNAPSHOT, allow_rollback=True)
-        )
+        stack.edit_config(lambda c: vm_config(c).update(rollback_to=SNAPSHOT, allow_rollback=True))
         assert steps(stack)[VM] == "update"
         stack.run("up", "--yes", "--skip-preview")
         assert guest(other, f"cat {MARKER}").stdout.strip() == "kept"

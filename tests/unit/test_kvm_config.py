@@ -223,3 +223,27 @@ def test_vms_can_come_from_a_file_for_large_fleets(tmp_path):
 def test_an_unreadable_vms_file_is_named(tmp_path):
     found = problems(raw(vms_file="missing.yaml"), str(tmp_path))
     assert any(p.startswith("cephkvm:vms_file: cannot read") for p in found)
+
+
+@pulumi.runtime.test
+def test_kvm_nodes_say_how_virsh_reaches_them_with_the_host_key_pinned(mocks):
+    from components.node import PreparedNode
+
+    stack = load(stack_file("example"), ROOT)
+    from tests.unit.test_config import KEY
+
+    osd1 = next(n for n in stack.nodes if n.name == "osd1").model_copy(update={"host_key": KEY})
+    on_port = osd1.model_copy(update={"port": 2222, "name": "osd9"})
+
+    def check(both):
+        plain, ported = both
+        assert plain["libvirt"] == {
+            "uri": "qemu+ssh://cephsvc@10.20.10.31/system",
+            "known_hosts": f"10.20.10.31 {KEY}",
+        }
+        assert ported["libvirt"]["uri"] == "qemu+ssh://cephsvc@10.20.10.31:2222/system"
+        assert ported["libvirt"]["known_hosts"].startswith("[10.20.10.31]:2222 ssh-")
+
+    return pulumi.Output.all(
+        PreparedNode(osd1, stack).summary(), PreparedNode(on_port, stack).summary()
+    ).apply(check)
