@@ -1,7 +1,7 @@
 """VmBackup: one VM's backups, taken while it runs, as qcow2 files in `target/VM/`.
 
 Each backup reads the VM's disk from a CephFS snapshot taken for it (the guest frozen
-around it, as VmSnapshot does), so the copy is of one moment however long it takes. A full
+around it: vm_snapshot.quiesced), so the copy is of one moment however long it takes. A full
 backup is the whole disk, template included, standing alone (`qemu-img convert`); an
 incremental one holds only what differs from the previous backup and names it as its
 backing file (relative, so the directory can be moved): an empty overlay on the snapshot,
@@ -27,7 +27,7 @@ from typing import Optional
 import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
-from providers import base, guest_agent, libvirt_conn, vm_storage
+from providers import base, vm_snapshot
 from providers.errors import Failure
 from providers.schema.kvm import BackupInputs
 
@@ -82,29 +82,16 @@ def _take(node, p: dict) -> dict:
             break
         recent += 1
     full = not chain or recent + 1 >= p["full_every"]
-    node.run(["mkdir", "-p", "--", _dir(p)], change=True)
-    snap = posixpath.join(p["storage"], "virtualmachines", ".snap", p["vm"] + TEMP + stamp)
     out = posixpath.join(_dir(p), stamp + ".qcow2")
     if node.ok(["test", "-e", out]):
         raise Failure(f"backup of {p['vm']}: {out} exists (one per second); run up again")
-    consistency = _snapshot(node, p, snap)
-    part, src = out + ".part", posixpath.join(snap, p["vm"] + ".qcow2")
+    node.run(["mkdir", "-p", "--", _dir(p)], change=True)
+    snap = posixpath.join(p["storage"], "virtualmachines", ".snap", p["vm"] + TEMP + stamp)
+    consistency = vm_snapshot.quiesced(node, p, [snap], f"backup of {p['vm']}") or "as found"
     try:
-        if full:
-            node.run(["qemu-img", "convert", "-O", "qcow2", src, part], change=True, timeout=7200)
-        else:
-            previous = posixpath.basename(chain[-1]["file"])
-            node.run(
-                ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", src, part],
-                change=True,
-            )
-            # Safe mode: only the data where the snapshot and the previous backup differ.
-            node.run(
-                ["qemu-img", "rebase", "-f", "qcow2", "-F", "qcow2", "-b", previous, part],
-                change=True,
-                timeout=7200,
-            )
-        node.run(["mv", "-f", "--", part, out], change=True)
+        src = posixpath.join(snap, p["vm"] + ".qcow2")
+        _write(node, src, out + ".part", None if full else chain[-1]["file"])
+        node.run(["mv", "-f", "--", out + ".part", out], change=True)
     finally:
         node.run(["rmdir", "--", snap], change=True, check=False)
     size = int(node.run(["stat", "-c", "%s", "--", out]).stdout.strip() or 0)
@@ -118,25 +105,22 @@ def _take(node, p: dict) -> dict:
     }
 
 
-def _snapshot(node, p: dict, snap: str) -> str:
-    disk = vm_storage.paths({**p, "name": p["vm"]})["disk"]
-    if not node.ok(["test", "-f", disk]):
-        raise Failure(
-            f"backup of {p['vm']}: {p['node']} has no disk {disk} (is the VM's storage "
-            "mounted there?). Nothing was changed."
-        )
-    with libvirt_conn.connect(node) as conn:
-        dom = libvirt_conn.own(conn, {**p, "name": p["vm"]})
-        guest_agent.thaw_left_frozen(dom)
-        with guest_agent.frozen(dom) as why_not:
-            got = node.run(["mkdir", "--", snap], change=True, check=False)
-    if got.exit_code != 0:
-        raise Failure(
-            f"backup of {p['vm']} on {p['node']}: mkdir {snap} exited {got.exit_code}: "
-            f"{got.stderr.strip()}; the mount's CephFS client needs the 's' flag "
-            "(see README, Snapshots)"
-        )
-    return f"crash-consistent ({why_not})" if why_not else "quiesced"
+def _write(node, src: str, part: str, previous: str | None) -> None:
+    """src into part: all of it (full), or only what differs from the previous backup."""
+    if previous is None:
+        node.run(["qemu-img", "convert", "-O", "qcow2", src, part], change=True, timeout=7200)
+        return
+    node.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", src, part], change=True
+    )
+    # Safe mode compares the old backing (the snapshot) with the new (the previous backup)
+    # and writes only the sectors that differ; the name is relative to the directory.
+    node.run(
+        ["qemu-img", "rebase", "-f", "qcow2", "-F", "qcow2", "-b", posixpath.basename(previous)]
+        + [part],
+        change=True,
+        timeout=7200,
+    )
 
 
 def _clean_leftovers(node, p: dict) -> None:

@@ -37,20 +37,9 @@ class VmSnapshotProvider(base.Provider):
     INPUTS = INPUTS
 
     def create(self, props):
-        node = self.node
         dirs = vm_storage.snapshot_dirs(props["storage"], props["vm"], props["name"])
-        with libvirt_conn.connect(node) as conn:
-            dom = libvirt_conn.own(conn, {**props, "name": props["vm"]})
-            guest_agent.thaw_left_frozen(dom)
-            missing = [d for d in dirs if not node.ok(["test", "-d", d])]
-            if not missing:
-                consistency = "as found: an earlier run took it"
-            else:
-                _require_disk(node, props)
-                with guest_agent.frozen(dom) as why_not:
-                    for d in missing:
-                        _mkdir(node, props, d)
-                consistency = f"crash-consistent ({why_not})" if why_not else "quiesced"
+        what = f"snapshot {props['vm']}@{props['name']}"
+        consistency = quiesced(self.node, props, dirs, what) or "as found: an earlier run took it"
         taken = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         outs = {"paths": list(dirs), "consistency": consistency, "taken": taken}
         return CreateResult(f"{props['vm']}@{props['name']}", {**props, **outs})
@@ -72,16 +61,32 @@ class VmSnapshotProvider(base.Provider):
                 node.run(["rmdir", "--", d], change=True)
 
 
-def _require_disk(node, props: dict) -> None:
-    disk = vm_storage.paths({**props, "name": props["vm"]})["disk"]
-    if not node.ok(["test", "-f", disk]):
-        raise Failure(
-            f"snapshot {props['vm']}@{props['name']}: {props['node']} has no disk {disk} "
-            "to snapshot (is the VM's storage mounted there?). Nothing was changed."
-        )
+# --- taking one (VmBackup takes its own this way too) -------------------------------------
 
 
-def _mkdir(node, props: dict, path: str) -> None:
+def quiesced(node, p: dict, dirs, what: str) -> str | None:
+    """The CephFS snapshots `dirs` that are not there yet, made with p['vm']'s guest frozen
+    around them; a guest that a killed run left frozen is thawed first. Their consistency,
+    or None when every one was there already."""
+    with libvirt_conn.connect(node) as conn:
+        dom = libvirt_conn.own(conn, {**p, "name": p["vm"]})
+        guest_agent.thaw_left_frozen(dom)
+        missing = [d for d in dirs if not node.ok(["test", "-d", d])]
+        if not missing:
+            return None
+        disk = vm_storage.paths({**p, "name": p["vm"]})["disk"]
+        if not node.ok(["test", "-f", disk]):
+            raise Failure(
+                f"{what}: {p['node']} has no disk {disk} (is the VM's storage mounted "
+                "there?). Nothing was changed."
+            )
+        with guest_agent.frozen(dom) as why_not:
+            for d in missing:
+                _mkdir(node, p, d, what)
+    return f"crash-consistent ({why_not})" if why_not else "quiesced"
+
+
+def _mkdir(node, p: dict, path: str, what: str) -> None:
     got = node.run(["mkdir", "--", path], change=True, check=False)
     if got.exit_code == 0:
         return
@@ -93,8 +98,7 @@ def _mkdir(node, props: dict, path: str) -> None:
         else "see the error"
     )
     raise Failure(
-        f"snapshot {props['vm']}@{props['name']} on {props['node']}: mkdir {path} "
-        f"exited {got.exit_code}: {got.stderr.strip()}; {fix}"
+        f"{what} on {p['node']}: mkdir {path} exited {got.exit_code}: {got.stderr.strip()}; {fix}"
     )
 
 

@@ -44,7 +44,9 @@ def node(monkeypatch):
     fake = Node()
     fake.chain = []
     monkeypatch.setattr(vm_backup, "_list", lambda _node, _p: list(fake.chain))
-    monkeypatch.setattr(vm_backup, "_snapshot", lambda _node, _p, _snap: "quiesced")
+    monkeypatch.setattr(
+        vm_backup.vm_snapshot, "quiesced", lambda _node, _p, _dirs, _what: "quiesced"
+    )
     return fake
 
 
