@@ -8,6 +8,7 @@ import contextvars
 import functools
 import re
 import time
+import typing
 from typing import Any, Callable
 
 from pulumi.dynamic import CheckFailure, CheckResult, DiffResult, ResourceProvider, UpdateResult
@@ -214,6 +215,7 @@ class Provider(ResourceProvider):
         failures = check_schema(self.INPUTS, news)
         if "connection" in self.INPUTS.model_fields:
             failures += check_connection(news.get("connection"))
+        news = booleans(self.INPUTS, news)
         return CheckResult(news, failures + self.rules(news, olds))
 
     def fill(self, news: dict) -> dict:
@@ -256,6 +258,17 @@ def settled(olds: dict, news: dict) -> dict:
     return {
         k: olds.get(k) if isinstance(v, Unknown) or v == rpc.UNKNOWN else v for k, v in news.items()
     }
+
+
+def booleans(model, props: dict) -> dict:
+    """props with "true"/"false" (as `pulumi config set` writes them) as booleans in the
+    schema's boolean fields: provider code tests truth, and "false" is a true string."""
+    out = dict(props)
+    for name, field in model.model_fields.items():
+        kinds = typing.get_args(field.annotation) or (field.annotation,)
+        if bool in kinds and out.get(name) in ("true", "false"):
+            out[name] = out[name] == "true"
+    return out
 
 
 def check_schema(model, props: dict) -> list[CheckFailure]:

@@ -122,3 +122,14 @@ def test_concurrent_calls_each_reach_their_own_node(made, monkeypatch):
     for t in threads:
         t.join()
     assert got == {"n1": ["n1", "n1"], "n2": ["n2", "n2"]} and sorted(made) == ["n1", "n2"]
+
+
+def test_string_booleans_reach_the_provider_as_booleans():
+    """`pulumi config set` writes "false": a provider given it directly must not see a true
+    string (issue 8)."""
+    from providers.cloud_vm import CloudVMProvider
+    from tests.unit.test_cloud_vm import PROPS
+
+    inputs = CloudVMProvider().check({}, {**PROPS, "keep_disk": "false", "autostart": "true"})
+    assert inputs.failures == []
+    assert inputs.inputs["keep_disk"] is False and inputs.inputs["autostart"] is True
