@@ -85,12 +85,13 @@ def _take(node, p: dict) -> dict:
     out = posixpath.join(_dir(p), stamp + ".qcow2")
     if node.ok(["test", "-e", out]):
         raise Failure(f"backup of {p['vm']}: {out} exists (one per second); run up again")
-    node.run(["mkdir", "-p", "--", _dir(p)], change=True)
+    node.run(["mkdir", "-p", "-m", "0700", "--", _dir(p)], change=True)  # a disk's data
     snap = posixpath.join(p["storage"], "virtualmachines", ".snap", p["vm"] + TEMP + stamp)
     consistency = vm_snapshot.quiesced(node, p, [snap], f"backup of {p['vm']}") or "as found"
     try:
         src = posixpath.join(snap, p["vm"] + ".qcow2")
         _write(node, src, out + ".part", None if full else chain[-1]["file"])
+        node.run(["chmod", "0600", "--", out + ".part"], change=True)
         node.run(["mv", "-f", "--", out + ".part", out], change=True)
     finally:
         node.run(["rmdir", "--", snap], change=True, check=False)

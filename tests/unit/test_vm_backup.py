@@ -61,6 +61,7 @@ def test_the_first_backup_is_full_and_reads_the_snapshot(node):
     assert convert[-1] == last["file"] + ".part"
     assert last["kind"] == "full" and last["consistency"] == "quiesced"
     assert ["rmdir", "--", convert[-2].rsplit("/", 1)[0]] in node.commands
+    assert ["chmod", "0600", "--", convert[-1]] in node.commands  # a disk's data, root's only
 
 
 def test_the_next_ones_hold_what_changed_until_full_every(node):
