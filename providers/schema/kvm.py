@@ -224,8 +224,9 @@ class Vm(Spec):
         fix="one of its snapshots: a new value shuts the VM down and restarts it from that "
         "snapshot's disk (needs allow_rollback)",
     )
-    allow_rollback: Bool = state(
-        False, fix="true lets rollback_to replace the running disk (the old one is kept)"
+    # None, not False: see migration_auto_converge
+    allow_rollback: Bool | None = state(
+        None, fix="true lets rollback_to replace the running disk (the old one is kept)"
     )
     # Its own resource (VmBackup): the VM itself does not change.
     backup: Backup | None = state(

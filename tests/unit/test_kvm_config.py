@@ -164,6 +164,15 @@ def test_snapshots_follow_their_vm_and_a_restore_its_snapshot(mocks):
     return pulumi.Output.all(snap.id, kvm.vms["virt-02"].id).apply(check)
 
 
+UPGRADED_VM_INPUTS = {
+    *("autostart", "cloud_init", "connection", "disk_gib", "keep_disk", "max_memory_mib"),
+    *("max_vcpus", "memory_mib", "migration_key", "name", "nics", "node"),
+    *("on_cloud_init_change", "on_restart_needed", "owner", "peers", "ready_timeout"),
+    *("shared_storage", "shutdown_timeout", "storage", "template", "vcpus", "virt_type"),
+    "wait_for",
+}
+
+
 @pulumi.runtime.test
 def test_component_rolls_bridges_node_by_node_and_vms_after_them(mocks):
     from components.kvm import Kvm
@@ -179,6 +188,9 @@ def test_component_rolls_bridges_node_by_node_and_vms_after_them(mocks):
         assert by_name["osd2-br0"][1]["addresses"] == ["10.20.10.32/24"]
         assert by_name["osd2-br0"][1]["gateway"] == "10.20.10.2"
         vm = by_name["virt-01"][1]
+        # What an existing VM's state holds: a key added here (a new field whose default is
+        # not None) shows every VM of every stack as changed after an upgrade.
+        assert set(vm) - {"__provider"} == UPGRADED_VM_INPUTS, set(vm) ^ UPGRADED_VM_INPUTS
         assert vm["storage"] == "/mnt/cephfs" and vm["virt_type"] == "kvm"
         assert [p["name"] for p in vm["peers"]] == ["osd1", "osd2", "osd3"]
         assert vm["nics"] == [{"bridge": "br0"}]
