@@ -159,6 +159,8 @@ def _engine_call(method: Callable, name: str) -> Callable:
     @functools.wraps(method)
     def call(self, *args):
         args = tuple(normalize(a) for a in args)  # (id,) olds?, props: the last is the call's
+        if name in ("diff", "update"):  # (id, olds, news)
+            args = (args[0], with_new_fields(self, args[1], args[2]), args[2])
         if name not in CALLS:
             return method(self, *args)
         if name == "update" and self.state_only(args[1], args[2]):
@@ -170,6 +172,17 @@ def _engine_call(method: Callable, name: str) -> Callable:
             _CALL.reset(token)
 
     return call
+
+
+def with_new_fields(provider, olds: dict, news: dict) -> dict:
+    """olds as a state written before some of news' fields existed: those at their
+    defaults. A new field then shows no existing resource as changed (its default is what
+    the old code did)."""
+    model = getattr(provider, "INPUTS", None)
+    if model is None:
+        return olds
+    added = {k: v for k, v in schema.defaults(model).items() if k in news and k not in olds}
+    return {**added, **olds}
 
 
 class Provider(ResourceProvider):

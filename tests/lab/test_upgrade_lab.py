@@ -74,7 +74,12 @@ def upgraded(tmp_path_factory):
     project.edit_config(configure)
     with_legacy_keys(project)
     try:
-        project.run("up", "--yes", "--skip-preview")  # the code as it was
+        first = project.run("up", "--yes", "--skip-preview", check=False)  # the code as it was
+        if first.returncode != 0:
+            # BEFORE's transport took a read whose channel closed without an exit status for
+            # a failure (asked again since); its own promise holds: a re-run converges.
+            print(f"the old code's first up failed, run again:\n{first.stdout[-1500:]}")
+            project.run("up", "--yes", "--skip-preview")
         project.upgrade_code()
         project.edit_config(configure)  # the test's own edit, on the new stack file
         shutil.copy(lab.const.INVENTORY, inventory_path(project))  # the lab's, as it is now

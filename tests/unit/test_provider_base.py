@@ -133,3 +133,14 @@ def test_string_booleans_reach_the_provider_as_booleans():
     inputs = CloudVMProvider().check({}, {**PROPS, "keep_disk": "false", "autostart": "true"})
     assert inputs.failures == []
     assert inputs.inputs["keep_disk"] is False and inputs.inputs["autostart"] is True
+
+
+def test_a_field_added_since_the_state_was_written_is_no_change():
+    """A state from before `snapshots` existed (issue 12) diffs as no change against the
+    same VM now: the missing field counts at its default (the upgrade lab test's failure)."""
+    from providers.cloud_vm import CloudVMProvider
+    from tests.unit.test_cloud_vm import PROPS
+
+    news = CloudVMProvider().check({}, dict(PROPS)).inputs
+    old_state = {k: v for k, v in news.items() if k not in ("snapshots", "allow_rollback")}
+    assert CloudVMProvider().diff("vm", old_state, news).changes is False
