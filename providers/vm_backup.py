@@ -140,14 +140,15 @@ def _clean_leftovers(node, p: dict) -> None:
 
 def _list(node, p: dict) -> list:
     """The VM's backups, oldest first: file, kind, bytes."""
+    # A backup qemu-img cannot read (its chain broken) fails the listing: never unseen.
     script = (
         f'for f in {shlex.quote(_dir(p))}/*.qcow2; do [ -f "$f" ] || continue; '
-        'qemu-img info -U --output=json -- "$f" | tr -d "\\n"; echo; done'
+        'qemu-img info -U --output=json -- "$f" || exit 1; echo "#---"; done'
     )
     found = []
-    for line in node.run(["sh", "-c", script]).stdout.splitlines():
-        if line.strip():
-            info = json.loads(line)
+    for block in node.run(["sh", "-c", script]).stdout.split("#---"):
+        if block.strip():
+            info = json.loads(block)
             found.append(
                 {
                     "file": info["filename"],
