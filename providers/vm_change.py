@@ -78,13 +78,6 @@ def roll_back(node, dom, news: dict, paths: dict) -> None:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         node.run(["mv", "--", disk, f"{disk}.before-rollback-{stamp}"], change=True)
     node.run(["mv", "--", part, disk], change=True)
-    if news["disk_gib"] << 30 > _virtual_size(node, disk):
+    if news["disk_gib"] << 30 > int(vm_storage.image_info(node, disk)["virtual-size"]):
         node.run(["qemu-img", "resize", "-q", disk, f"{news['disk_gib']}G"], change=True)
     dom.create()
-
-
-def _virtual_size(node, disk: str) -> int:
-    import json
-
-    info = node.run(["qemu-img", "info", "-U", "--output=json", "--", disk]).stdout
-    return int(json.loads(info)["virtual-size"])

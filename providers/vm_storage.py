@@ -109,7 +109,7 @@ def _digest(node, src: str, template: dict) -> str:
 
 
 def _image_format(node, src: str, source: str) -> str:
-    info = json.loads(node.run(["qemu-img", "info", "-U", "--output=json", "--", src]).stdout)
+    info = image_info(node, src)
     data_file = (info.get("format-specific") or {}).get("data", {}).get("data-file")
     if info.get("backing-filename") or data_file:
         raise Failure(
@@ -179,8 +179,13 @@ def restore_backup(node, p: dict) -> dict:
     return found
 
 
+def image_info(node, path: str) -> dict:
+    """`qemu-img info` of an image, also one a running VM holds open (-U)."""
+    return json.loads(node.run(["qemu-img", "info", "-U", "--output=json", "--", path]).stdout)
+
+
 def _fits(node, p: dict, src: str, what: str) -> dict:
-    info = json.loads(node.run(["qemu-img", "info", "-U", "--output=json", "--", src]).stdout)
+    info = image_info(node, src)
     if int(info["virtual-size"]) > p["disk_gib"] << 30:
         raise Failure(
             f"{p['name']}: {what} holds a {int(info['virtual-size']) / (1 << 30):g} GiB "
