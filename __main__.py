@@ -37,6 +37,9 @@ if stack.ceph:
     outputs = ceph.outputs()
     # Apart, so that a StackReference reads the rest of `ceph` as plain values.
     pulumi.export("ceph_client_keys", outputs.pop("client_keys"))
+    if "dashboard" in outputs:
+        password = outputs["dashboard"].pop("password")
+        pulumi.export("ceph_dashboard_password", pulumi.Output.secret(password))
     pulumi.export("ceph", outputs)
     for mount, resource in ceph.mounts:
         mounts.setdefault(mount["node"], []).append(resource)

@@ -6,6 +6,7 @@ CephStack
 ├── CephMon per mon node                after the cluster and its node's conf
 ├── CephConfig           `ceph config set`; after every mon: waits for their quorum
 ├── CephMgr, CephMds per node           after the quorum (CephConfig)
+├── CephDashboard        the mgrs' web UI (ceph.dashboard); after every mgr
 ├── CephOsd per (node, device)          after the mgrs (`osd purge` is a mgr command)
 ├── CephPool per pool                   after every OSD (PG stats need a mgr too)
 └── CephFilesystem per filesystem       after its pools and every MDS
@@ -23,6 +24,7 @@ from components.config import StackConfig
 from providers.ceph_cluster import CephCluster
 from providers.ceph_conf import CephConf
 from providers.ceph_config import CephConfig
+from providers.ceph_dashboard import SECRET_OUTPUTS, CephDashboard
 from providers.ceph_mds import CephMds
 from providers.ceph_mgr import CephMgr
 from providers.ceph_mon import CephMon
@@ -179,6 +181,25 @@ class CephStack(pulumi.ComponentResource):
             ),
         )
         self.mgrs = per_node(CephMgr, "mgr", cfg.mgrs, [self.config])
+        self.dashboard = None
+        if cfg.dashboard:
+            self.dashboard = CephDashboard(
+                "ceph-dashboard",
+                {
+                    **common,
+                    "admin": admin,
+                    # served where cephkvm reaches the node: the operator's side
+                    "mgrs": {n: by_name[n].address for n in cfg.mgrs},
+                    "port": cfg.dashboard.port,
+                    "user": cfg.dashboard.user,
+                    **timeout,
+                },
+                pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[self.config, *self.mgrs],
+                    additional_secret_outputs=[*SECRET_OUTPUTS, *secret],
+                ),
+            )
 
         self.osds = []
         for node, device in cfg.osds:
@@ -291,6 +312,7 @@ class CephStack(pulumi.ComponentResource):
             *self.mons,
             self.config,
             *self.mgrs,
+            *([self.dashboard] if self.dashboard else []),
             *self.mdss,
             *self.osds,
             *self.pools.values(),
@@ -317,7 +339,13 @@ class CephStack(pulumi.ComponentResource):
                 )
             ),
             "csi": {"clusterID": self.cluster.fsid, "monitors": self.cluster.mon_hosts},
+            **({"dashboard": self._dashboard_outputs()} if self.dashboard else {}),
         }
+
+    def _dashboard_outputs(self) -> dict:
+        """url (the active mgr's), urls (every mgr's), user; the password apart (__main__)."""
+        d = self.dashboard
+        return {"url": d.url, "urls": d.urls, "user": d.user, "password": d.password}
 
 
 def destroy_allowed(cfg) -> bool:

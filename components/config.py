@@ -78,11 +78,17 @@ def load(raw: dict, project_dir: str) -> StackConfig:
         nodes=nodes,
         ssh=ssh,
         virt_type=values.get("kvm").virt_type if "kvm" in values else "auto",
-        packages=values.get("packages", tuple(BASE_PACKAGES)),
+        packages=_packages(values.get("packages", tuple(BASE_PACKAGES)), ceph),
         ceph=ceph,
         kvm=kvm,
         maintenance=maintenance,
     )
+
+
+def _packages(packages: tuple, ceph) -> tuple:
+    """The stack's packages, plus what a Ceph feature it turns on needs."""
+    extra = ("ceph-mgr-dashboard",) if ceph is not None and ceph.dashboard else ()
+    return tuple(packages) + tuple(p for p in extra if p not in packages)
 
 
 # --- the inventory ----------------------------------------------------------------------

@@ -50,6 +50,11 @@ def load(values: dict, raw: dict, nodes: tuple, paths: dict, public: str | None,
     roles = {r: tuple(n.name for n in nodes if r in n.roles) for r in ("mon", "mgr", "mds")}
     _check_mons(roles["mon"], warnings, problems)
     _check_mon_addresses(nodes, paths, settings.public_network, problems)
+    if settings.dashboard and not roles["mgr"]:
+        problems.append(
+            f"{key('ceph.dashboard')}: the dashboard is served by the mgrs; give a node the "
+            "mgr role, or remove ceph.dashboard"
+        )
     osds = _osds(nodes, paths, problems)
     pools = _pools(values.get("pools", ()), osds, problems)
     filesystems = _filesystems(values.get("filesystems", ()), pools, roles["mds"], problems)

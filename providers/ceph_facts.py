@@ -189,3 +189,17 @@ def auth_entity(text: str) -> dict:
         if doc
         else {}
     )
+
+
+def mgr_modules(text: str) -> set:
+    """`ceph mgr module ls -f json` -> the modules enabled (always-on ones included)."""
+    doc = _load(text) or {}
+    always = doc.get("always_on_modules", [])
+    if isinstance(always, dict):  # some releases key them by release name
+        always = [m for names in always.values() for m in names]
+    return set(doc.get("enabled_modules", [])) | set(always)
+
+
+def mgr_services(text: str) -> dict:
+    """`ceph mgr services -f json` -> {module: URL} the active mgr serves."""
+    return dict(_load(text) or {})

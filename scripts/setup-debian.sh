@@ -8,6 +8,8 @@ PACKAGES=(
   libvirt-daemon libvirt-daemon-system libvirt-clients libvirt-dev
   qemu-system-x86 qemu-utils cloud-image-utils genisoimage
   bridge-utils netplan.io mmdebstrap pkg-config gcc python3-dev
+  ceph-mgr-dashboard  # cephkvm:ceph.dashboard
+  chromium chromium-driver  # the lab tier's browser tests (tests/lab/browser.py)
 )
 
 missing=()

@@ -98,6 +98,14 @@ def _mountpoint(path: str) -> str | None:
 Mountpoint = checked(str, _mountpoint, {"type": "string", "pattern": "^/"})
 
 
+class Dashboard(Section):
+    """`cephkvm:ceph.dashboard`: the mgrs' web UI, over HTTPS, with one administrator whose
+    password cephkvm generates (the stack's secret output `ceph.dashboard.password`)."""
+
+    port: whole(1024, 65535) = hint(8443, fix="the HTTPS port every mgr serves it on")
+    user: Word = hint("admin", fix="the administrator account cephkvm makes")
+
+
 class Ceph(Section):
     cluster_name: ClusterName = "ceph"
     fsid: Fsid | None = hint(
@@ -124,6 +132,15 @@ class Ceph(Section):
         "a time: mons, mgrs, OSDs, MDS (e.g. the date)",
     )
     health_timeout: whole(10, 86400, " seconds") = hint(120, fix="seconds to wait for health")
+    dashboard: Dashboard | None = hint(
+        None, fix="{} (or true) turns the Ceph dashboard on; {port, user} to choose"
+    )
+
+    @field_validator("dashboard", mode="before")
+    @classmethod
+    def _dashboard_switch(cls, value):
+        """`dashboard: true` is the dashboard with its defaults, `false` none."""
+        return {} if value is True else None if value is False else value
 
 
 class Erasure(Section):
@@ -250,6 +267,22 @@ class ConfigInputs(Spec):
     )
     timeout: whole(0) = state(120)
     allow_data_loss: Bool | None = state(None)  # the guard in front of the mons
+
+
+class DashboardInputs(Spec):
+    """CephDashboard: the mgr module, its certificate, addresses and administrator."""
+
+    cluster_name: ClusterName = replace("ceph")
+    fsid: str = replace()
+    admin: tuple[Connection, ...] = update(
+        fix="list at least one node with the admin keyring", min_length=1
+    )
+    mgrs: dict[str, str] = update(fix="map each mgr to the address it serves on", min_length=1)
+    port: whole(1024, 65535) = update(8443)
+    user: Word = update("admin")
+    # read reports "down" when the module is on but the administrator is missing
+    ensure: Literal["up"] = update("up")
+    timeout: whole(0) = state(120)
 
 
 class DaemonInputs(Spec):

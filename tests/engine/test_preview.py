@@ -36,6 +36,7 @@ def test_example_previews_offline_with_readable_types(example):
         "CephMon": 3,
         "CephConfig": 1,
         "CephMgr": 3,
+        "CephDashboard": 1,
         "CephMds": 3,
         "CephOsd": 3,
         "CephPool": 2,

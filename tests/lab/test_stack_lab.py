@@ -9,7 +9,10 @@ import pytest
 import yaml
 
 import lab
+from lab import const
+from providers.ceph_dashboard import LOGIN
 from tests.cli import Project
+from tests.lab import browser
 
 pytestmark = pytest.mark.lab
 if os.geteuid() != 0 or not lab.inventory():
@@ -236,6 +239,54 @@ def test_trust_on_first_use_happens_once_per_stack_not_once_per_controller(tmp_p
         assert "Traceback" not in out and not known.exists()
     finally:  # state only: NodePrep's delete would stop what the lab stack relies on
         tofu.run("stack", "rm", "--yes", "--force", "--stack", "tofu", check=False)
+
+
+def _dashboard_login(url: str, password: str) -> int:
+    """The dashboard's answer to a login as admin, from node3 (providers/ceph_dashboard.py)."""
+    proc = lab.run("node3", ["python3", "-c", LOGIN, url, "admin"], input=password, check=True)
+    return int(proc.stdout.strip())
+
+
+def test_dashboard_shows_the_cluster_healthy_in_a_browser(stack):
+    stack.edit_config(lambda c: c["cephkvm:ceph"].update(dashboard=True))
+    open(stack.ssh_log, "w").close()
+    stack.run("up", "--yes", "--skip-preview")
+    outputs = stack.outputs()
+    dashboard = outputs["ceph"]["dashboard"]
+    assert dashboard["user"] == "admin" and outputs["ceph_dashboard_password"] == "[secret]"
+    addresses = [n["address"] for n in lab.inventory()["nodes"]]
+    assert dashboard["urls"] == [f"https://{a}:8443/" for a in addresses]
+    password = stack.outputs(show_secrets=True)["ceph_dashboard_password"]
+    assert len(password) >= 20
+    assert password not in stack.state_text() and password not in "".join(stack.ssh_log_lines())
+    stack.run("preview", "--expect-no-changes")
+
+    # node1's mgr may be a standby: it redirects the browser to the active one
+    shot = os.path.join(browser.ARTIFACTS, "ceph-dashboard.png")
+    seen = browser.look(
+        const.netns("node3"), "dashboard", dashboard["urls"][0], "admin", password, shot
+    )
+    assert seen["health"] == "HEALTH_OK", seen["text"][:2000]
+    assert "3 total 3 up, 3 in" in " ".join(seen["text"].split()), seen["text"][:2000]
+    assert os.path.getsize(shot) > 10_000
+    assert _dashboard_login(dashboard["url"], password + "x") in (400, 401)
+
+    # the administrator removed by hand: refresh sees it, up makes it again
+    lab.run("node1", ["ceph", "dashboard", "ac-user-delete", "admin"], check=True)
+    changes = stack.preview_changes(lambda c: None)
+    assert not changes, "a plain preview trusts the state"
+    stack.run("up", "--yes", "--skip-preview", "--refresh")
+    assert _dashboard_login(dashboard["url"], password) == 201
+    stack.run("preview", "--refresh", "--expect-no-changes")
+
+    # off again: the module and its account go
+    stack.edit_config(lambda c: c["cephkvm:ceph"].pop("dashboard"))
+    stack.run("up", "--yes", "--skip-preview")
+    assert "dashboard" not in stack.outputs()["ceph"]
+    modules = lab.run("node1", ["ceph", "mgr", "module", "ls", "-f", "json"], check=True).stdout
+    assert "dashboard" not in json.loads(modules)["enabled_modules"]
+    health = lab.run("node1", ["ceph", "health"], check=True).stdout
+    assert health.startswith("HEALTH_OK"), health
 
 
 def test_destroy_leaves_the_nodes_as_they_were(stack):

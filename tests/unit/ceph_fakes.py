@@ -40,6 +40,9 @@ class CephWorld:
         self.layouts: dict = {}
         self.failed: list = []  # mgr/mds names failed over (`ceph mgr|mds fail`), last last
         self.noout: set = set()  # OSD ids with their own noout flag
+        self.modules: set = {"iostat", "nfs", "restful"}  # mgr modules enabled
+        self.config_keys: dict = {}
+        self.dashboard_users: dict = {}  # user -> password
 
     @property
     def changes(self) -> list[str]:
@@ -744,7 +747,53 @@ def _ceph(node: FakeCephNode, args: list, stdin):
         if args[1] == "rm":
             w.fs.pop(args[2], None)
         return "", 0
-    return None
+    return _mgr_modules(w, args, stdin)
+
+
+def _mgr_modules(w: CephWorld, args: list, stdin):
+    """The mgr's modules and the dashboard's commands, as Pacific answers them."""
+    if args[:3] == ["mgr", "module", "ls"]:
+        return json.dumps(
+            {"enabled_modules": sorted(w.modules), "always_on_modules": ["status"]}
+        ), 0
+    if args[:3] in (["mgr", "module", "enable"], ["mgr", "module", "disable"]):
+        (w.modules.add if args[2] == "enable" else w.modules.discard)(args[3])
+        return "", 0
+    if args[:2] == ["mgr", "services"]:
+        mgrs, opts = w.preferred("mgr"), w.config.get("mgr", {})
+        if "dashboard" not in w.modules or not mgrs:
+            return "{}", 0
+        addr = opts.get(f"mgr/dashboard/{mgrs[0]}/server_addr", mgrs[0])
+        port = opts.get("mgr/dashboard/ssl_server_port", "8443")
+        return json.dumps({"dashboard": f"https://{addr}:{port}/"}), 0
+    if args[:2] == ["config-key", "exists"]:
+        return ("", 0) if args[2] in w.config_keys else ("", 2)
+    if args[0] != "dashboard":
+        return None
+    if "dashboard" not in w.modules:
+        return "Error ENOTSUP: Module 'dashboard' is not enabled/loaded", 95
+    sub, user = args[1], (args[2] if len(args) > 2 else "")
+    if sub == "create-self-signed-cert":
+        w.config_keys["mgr/dashboard/crt"] = "CERT"
+        return "Self-signed certificate created", 0
+    if sub in ("ac-user-show", "ac-user-delete", "ac-user-set-password") and (
+        user not in w.dashboard_users
+    ):
+        return f"Error ENOENT: User '{user}' does not exist", 2
+    if sub in ("ac-user-create", "ac-user-set-password"):
+        w.dashboard_users[user] = stdin
+    elif sub == "ac-user-delete":
+        del w.dashboard_users[user]
+    return json.dumps({"username": user}), 0
+
+
+@CEPH_NODE.program("python3")
+def _dashboard_login(node, command: Command):
+    """providers/ceph_dashboard.py LOGIN: 201 for the user's password, 400 otherwise."""
+    w, user = node.world, command.argv[-1]
+    if "dashboard" not in w.modules:
+        return "0\n", 0
+    return ("201" if w.dashboard_users.get(user) == command.stdin else "400") + "\n", 0
 
 
 def _ceph_volume(node: FakeCephNode, args: list):

@@ -235,3 +235,35 @@ def test_a_destroy_is_allowed_only_when_every_piece_of_data_may_go():
             p["allow_delete"] = True
 
     assert allowed(all_of_it)
+
+
+@pytest.mark.parametrize("value", [True, {}, {"port": 8443}])
+def test_dashboard_on_with_its_defaults_and_its_package(value):
+    stack = load(with_(lambda r: r["ceph"].update(dashboard=value)), ROOT)
+    assert (stack.ceph.dashboard.port, stack.ceph.dashboard.user) == (8443, "admin")
+    assert "ceph-mgr-dashboard" in stack.packages
+
+
+def test_dashboard_off_by_default_and_with_false():
+    assert load(copy.deepcopy(BASE), ROOT).ceph.dashboard is None
+    stack = load(with_(lambda r: r["ceph"].update(dashboard=False)), ROOT)
+    assert stack.ceph.dashboard is None and "ceph-mgr-dashboard" not in stack.packages
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda r: r["ceph"].update(dashboard={"port": 80}), "ceph.dashboard.port"),
+        (lambda r: r["ceph"].update(dashboard={"user": "a b"}), "ceph.dashboard.user"),
+        (lambda r: r["ceph"].update(dashboard={"passwd": "x"}), "ceph.dashboard.passwd"),
+        (
+            lambda r: [
+                r["ceph"].update(dashboard={}),
+                *[n.update(roles=["mon", "osd"]) for n in r["nodes"]],
+            ],
+            "ceph.dashboard: the dashboard is served by the mgrs",
+        ),
+    ],
+)
+def test_bad_dashboard_config_is_named(change, words):
+    assert f"cephkvm:{words}" in problems(with_(change))
