@@ -10,7 +10,7 @@ from lab import net
 
 
 def cmd_up(a):
-    inv = lab.up(a.nodes, a.disks_per_node, a.disk_size, fresh=a.fresh)
+    inv = lab.up(a.nodes, a.disks_per_node, a.disk_size, fresh=a.fresh, runbook=a.runbook)
     for n in inv["nodes"]:
         print(f"{n['name']}\t{n['address']}\t{' '.join(n['disks'])}")
     print(f"inventory: {lab.const.INVENTORY}")
@@ -37,6 +37,19 @@ def cmd_status(a):
     print(f"route unreachable {lab.const.COVER}: {yn[net.cover_route_present()]}")
     print("lab is up" if ok else "lab is NOT fully up")
     return 0 if ok else 1
+
+
+def cmd_stack_config(a):
+    """The running runbook lab's stack config (explicit nodes, pinned keys) as YAML."""
+    import yaml  # here: `lab up|down` run on the system's python3 too
+
+    from lab.stacks import runbook_config
+
+    inv = lab.inventory()
+    if not inv or inv["vars"].get("topology") != "runbook":
+        sys.exit("no runbook lab: run `python -m lab up --runbook` first")
+    print(yaml.safe_dump({"config": runbook_config(inv)}, sort_keys=False), end="")
+    return 0
 
 
 def _exec_ssh(node, remote, tty):
@@ -67,9 +80,17 @@ def main(argv=None):
     u.add_argument("--disks-per-node", type=int, default=1)
     u.add_argument("--disk-size", default="10G")
     u.add_argument("--fresh", action="store_true", help="recreate even if already up")
+    u.add_argument(
+        "--runbook",
+        action="store_true",
+        help="the runbook's layout: a Ceph network apart, the service account cephsvc",
+    )
     u.set_defaults(fn=cmd_up)
     sub.add_parser("down", help="remove everything the lab made").set_defaults(fn=cmd_down)
     sub.add_parser("status", help="check every node").set_defaults(fn=cmd_status)
+    sub.add_parser(
+        "stack-config", help="the runbook lab's stack config (explicit nodes), as YAML"
+    ).set_defaults(fn=cmd_stack_config)
     s = sub.add_parser("ssh", help="ssh NODE [CMD...]")
     s.add_argument("node")
     s.add_argument("cmd", nargs=argparse.REMAINDER)

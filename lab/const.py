@@ -25,6 +25,11 @@ SUBNET = f"10.{NET}.0.0/24"
 COVER = f"10.{NET}.0.0/16"  # unreachable in the root namespace while the lab exists
 HOST_ADDR = f"10.{NET}.0.1"
 PREFIXLEN = 24
+# The runbook topology (`lab up --runbook`): a second switch for Ceph's public network, with
+# no address in the root namespace, and a service account instead of root.
+CEPH_BRIDGE = f"{PREFIX}1"
+CEPH_SUBNET = f"10.{NET}.10.0/24"
+SERVICE_USER = "cephsvc"
 
 
 def netns(node: str) -> str:
@@ -36,10 +41,15 @@ def veth(node: str) -> str:
     return f"{PREFIX}-{node}"
 
 
-def address(index: int) -> str:
+def address(index: int, network: int = 0) -> str:
+    """Node index's address on the lab switch (network 0) or the Ceph switch (10)."""
     if not 1 <= index <= 200:
         raise ValueError(f"node index {index} out of range 1..200")
-    return f"10.{NET}.0.{10 + index}"
+    return f"10.{NET}.{network}.{10 + index}"
+
+
+def ceph_veth(node: str) -> str:
+    return f"{PREFIX}-{node}c"
 
 
 def node_dir(node: str) -> Path:

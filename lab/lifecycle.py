@@ -34,7 +34,10 @@ def load_inventory():
 # ---------------------------------------------------------------- up
 
 
-def up(nodes=3, disks_per_node=1, disk_size="10G", fresh=False):
+def up(nodes=3, disks_per_node=1, disk_size="10G", fresh=False, runbook=False):
+    """The lab: nodes on one switch reached as root, or with runbook=True the runbook's
+    layout: a second switch for Ceph's public network and the service account `cephsvc`
+    (passwordless sudo) instead of root."""
     size = disks.parse_size(disk_size)  # validate everything before touching the host
     if nodes < 1 or disks_per_node < 0:
         raise ValueError("need --nodes >= 1 and --disks-per-node >= 0")
@@ -44,7 +47,7 @@ def up(nodes=3, disks_per_node=1, disk_size="10G", fresh=False):
         if (
             not fresh
             and inv
-            and _shape(inv) == (nodes, disks_per_node, size)
+            and _shape(inv) == (nodes, disks_per_node, size, topology(runbook))
             and all(r["ok"] for r in _status(inv))
         ):
             log("lab already up")
@@ -54,33 +57,52 @@ def up(nodes=3, disks_per_node=1, disk_size="10G", fresh=False):
         t0 = time.monotonic()
         net.add_cover_route()  # first: from here on lab addresses never leave the host
         _teardown()  # leftovers of an earlier or crashed lab
-        inv = _build(nodes, disks_per_node, size)
+        inv = _build(nodes, disks_per_node, size, runbook)
         log(f"up: {nodes} nodes in {time.monotonic() - t0:.1f}s")
         return inv
 
 
+def topology(runbook: bool) -> str:
+    return "runbook" if runbook else "single"
+
+
 def _shape(inv):
-    """(nodes, disks per node, disk size) of an existing lab, read from what is there."""
+    """(nodes, disks per node, disk size, topology) of an existing lab, read from what is
+    there."""
     ns = inv["nodes"]
     try:
         size = (const.node_dir(ns[0]["name"]) / "disks" / "disk0.img").stat().st_size
     except (IndexError, OSError):
         size = None
-    return (len(ns), len(ns[0]["disks"]) if ns else 0, size)
+    shape = inv.get("vars", {}).get("topology", "single")
+    return (len(ns), len(ns[0]["disks"]) if ns else 0, size, shape)
 
 
-def _build(count, disks_per_node, size):
+def _build(count, disks_per_node, size, runbook=False):
     client_pub = ssh.client_key()
     names = [f"node{i}" for i in range(1, count + 1)]
+    user = const.SERVICE_USER if runbook else "root"
     nodes = [
-        {"name": n, "address": const.address(i), "port": 22, "user": "root"}
+        {
+            "name": n,
+            "address": const.address(i),
+            **({"ceph_address": const.address(i, 10)} if runbook else {}),
+            "port": 22,
+            "user": user,
+        }
         for i, n in enumerate(names, 1)
     ]
     net.make_bridge()
+    if runbook:
+        net.make_bridge(const.CEPH_BRIDGE, address=None)
     for n in nodes:
         net.make_node_net(n["name"], n["address"])
+        if runbook:
+            net.add_ceph_link(n["name"], n["ceph_address"])
     # Laying out trees and keys is file work: threads overlap the cp/ssh-keygen calls.
-    keys = parallel(lambda n: node.prepare(n["name"], n["address"], nodes, client_pub), nodes)
+    keys = parallel(
+        lambda n: node.prepare(n["name"], n["address"], nodes, client_pub, runbook), nodes
+    )
     for n, key in zip(nodes, keys):
         n["host_key"] = key
         n["disks"] = disks.create(n["name"], disks_per_node, size)
@@ -93,8 +115,8 @@ def _build(count, disks_per_node, size):
     inv = {
         "nodes": nodes,
         "ssh": {"key_file": str(const.CLIENT_KEY), "known_hosts": str(const.KNOWN_HOSTS)},
-        "public_network": const.SUBNET,
-        "vars": stack_vars(client_pub),
+        "public_network": const.CEPH_SUBNET if runbook else const.SUBNET,
+        "vars": {**stack_vars(client_pub), "topology": topology(runbook)},
     }
     tmp = const.INVENTORY.with_suffix(".tmp")
     tmp.write_text(json.dumps(inv, indent=2) + "\n")
@@ -137,7 +159,9 @@ def _wait_ready(n, timeout=60):
                 raise RuntimeError(f"{n['name']}: sshd not listening on {n['address']}:22")
             time.sleep(0.05)
     # `capabilities` makes libvirt probe every QEMU binary now rather than on first use.
-    res = ssh.run(n, "hostname && virsh -c qemu:///system capabilities >/dev/null", timeout=timeout)
+    sudo = "" if n.get("user", "root") == "root" else "sudo -n "
+    probe = f"hostname && {sudo}virsh -c qemu:///system capabilities >/dev/null"
+    res = ssh.run(n, probe, timeout=timeout)
     if res.returncode != 0 or res.stdout.strip() != n["name"]:
         raise RuntimeError(f"{n['name']}: not ready: {res.stdout.strip()} {res.stderr.strip()}")
 
@@ -307,10 +331,11 @@ def _status(inv):
 
     def one(n):
         row = {"name": n["name"], "netns": const.netns(n["name"]) in present}
+        sudo = "" if n.get("user", "root") == "root" else "sudo -n "
         res = (
             ssh.run(
                 n,
-                "hostname; virsh -c qemu:///system version >/dev/null && echo virt-ok",
+                f"hostname; {sudo}virsh -c qemu:///system version >/dev/null && echo virt-ok",
                 timeout=30,
             )
             if row["netns"]

@@ -26,10 +26,11 @@ def cover_route_present() -> bool:
     return const.COVER.split("/")[0] in out
 
 
-def make_bridge():
-    sh("ip", "link", "add", const.BRIDGE, "type", "bridge", "stp_state", "0")
-    sh("ip", "addr", "add", f"{const.HOST_ADDR}/{const.PREFIXLEN}", "dev", const.BRIDGE)
-    sh("ip", "link", "set", const.BRIDGE, "up")
+def make_bridge(name: str = const.BRIDGE, address: str | None = const.HOST_ADDR):
+    sh("ip", "link", "add", name, "type", "bridge", "stp_state", "0")
+    if address:
+        sh("ip", "addr", "add", f"{address}/{const.PREFIXLEN}", "dev", name)
+    sh("ip", "link", "set", name, "up")
 
 
 def make_node_net(node: str, addr: str):
@@ -43,6 +44,15 @@ def make_node_net(node: str, addr: str):
     sh("ip", "-n", ns, "link", "set", "lo", "up")
 
 
+def add_ceph_link(node: str, addr: str):
+    """The runbook topology's second interface: eth1 on the Ceph switch."""
+    ns, veth = const.netns(node), const.ceph_veth(node)
+    sh("ip", "link", "add", veth, "type", "veth", "peer", "name", "eth1", "netns", ns)
+    sh("ip", "link", "set", veth, "master", const.CEPH_BRIDGE, "up")
+    sh("ip", "-n", ns, "addr", "add", f"{addr}/{const.PREFIXLEN}", "dev", "eth1")
+    sh("ip", "-n", ns, "link", "set", "eth1", "up")
+
+
 def lab_netns() -> list:
     out = sh("ip", "netns", "list", check=False).stdout
     names = [line.split()[0] for line in out.splitlines() if line.strip()]
@@ -52,7 +62,8 @@ def lab_netns() -> list:
 def lab_links() -> list:
     out = sh("ip", "-o", "link", "show", check=False).stdout
     names = [line.split(":")[1].strip().split("@")[0] for line in out.splitlines()]
-    return [n for n in names if n.startswith(const.PREFIX + "-") or n == const.BRIDGE]
+    bridges = (const.BRIDGE, const.CEPH_BRIDGE)
+    return [n for n in names if n.startswith(const.PREFIX + "-") or n in bridges]
 
 
 def netns_pids(ns: str) -> list:

@@ -95,13 +95,14 @@ def _etc_hosts(nodes):
     return "\n".join(lines) + "\n"
 
 
-def _sshd_config(node, addr):
+def _sshd_config(node, addr, runbook=False):
     d = const.node_dir(node)
-    return f"""# sshd of lab node {node}; only its own address, only the lab key for root.
+    who = f"the service account {const.SERVICE_USER}" if runbook else "root"
+    return f"""# sshd of lab node {node}; only its own address, only the lab key for {who}.
 ListenAddress {addr}:22
 HostKey {d}/ssh_host_ed25519_key
 PidFile /run/sshd.pid
-PermitRootLogin prohibit-password
+PermitRootLogin {"no" if runbook else "prohibit-password"}
 PubkeyAuthentication yes
 AuthorizedKeysFile .ssh/authorized_keys
 PasswordAuthentication no
@@ -117,13 +118,19 @@ Subsystem sftp /usr/lib/openssh/sftp-server
 """
 
 
-def _configure_libvirt(node, addr):
+def _configure_libvirt(node, addr, runbook=False):
     etc = tree(node, "/etc/libvirt")
     with open(etc / "libvirtd.conf", "a") as f:
         f.write(
             f'\n# lab node {node}\nhost_uuid = "{host_uuid(node)}"\n'
             'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n'
         )
+        if runbook:
+            # Debian asks polkit (over D-Bus) whether a non-root client may connect; lab
+            # nodes run no D-Bus, so the socket's group decides, as without polkit.
+            f.write(
+                'unix_sock_group = "libvirt"\nunix_sock_rw_perms = "0770"\nauth_unix_rw = "none"\n'
+            )
     with open(etc / "qemu.conf", "a") as f:
         f.write(f'\n# lab node {node}\nmigration_host = "{addr}"\n')
         if os.path.exists(HIDE_KVM):
@@ -137,7 +144,40 @@ def _configure_libvirt(node, addr):
     autostart.mkdir(parents=True)
 
 
-def prepare(node: str, addr: str, nodes, client_pub: str) -> str:
+def _service_account(node: str, client_pub: str) -> None:
+    """The runbook's `cephsvc` (passwordless sudo, the lab key) in the node's own /etc (an
+    overlay: useradd and usermod work inside the node, the host's user database is never
+    touched) and its own /home."""
+    upper, user = const.node_dir(node) / "etc-upper", const.SERVICE_USER
+    for d in (upper, const.node_dir(node) / "etc-work", upper / "sudoers.d"):
+        d.mkdir(parents=True, exist_ok=True)
+    taken = {int(line.split(":")[2]) for line in open("/etc/passwd") if line.count(":") >= 6}
+    uid = next(i for i in range(2000, 60000) if i not in taken)
+    adds = {
+        "passwd": f"{user}:x:{uid}:{uid}:cephkvm service account:/home/{user}:/bin/bash",
+        "shadow": f"{user}:*:20000:0:99999:7:::",  # no password, not locked: keys only
+        "group": f"{user}:x:{uid}:",
+        "gshadow": f"{user}:!::",
+    }
+    for name, line in adds.items():
+        text = open(f"/etc/{name}").read()
+        (upper / name).write_text(text.rstrip("\n") + "\n" + line + "\n")
+        shutil.copystat(f"/etc/{name}", upper / name)
+        st = os.stat(f"/etc/{name}")
+        os.chown(upper / name, st.st_uid, st.st_gid)
+    sudoers = upper / "sudoers.d" / user
+    sudoers.write_text(f"{user} ALL = (root) NOPASSWD:ALL\n")  # the runbook's line
+    os.chmod(sudoers, 0o440)
+    ssh_dir = tree(node, f"/home/{user}/.ssh")
+    ssh_dir.mkdir(parents=True, mode=0o700)
+    (ssh_dir / "authorized_keys").write_text(client_pub + "\n")
+    for path in (ssh_dir.parent, ssh_dir, ssh_dir / "authorized_keys"):
+        os.chown(path, uid, uid)
+    os.chmod(ssh_dir.parent, 0o750)
+    os.chmod(ssh_dir / "authorized_keys", 0o600)
+
+
+def prepare(node: str, addr: str, nodes, client_pub: str, runbook=False) -> str:
     """Lay out the node's state dir; returns the node's public host key line."""
     d = const.node_dir(node)
     d.mkdir(parents=True, exist_ok=True)
@@ -161,9 +201,12 @@ def prepare(node: str, addr: str, nodes, client_pub: str) -> str:
     tree(node, "/etc/fstab").write_text("# lab node fstab (private to the node)\n")
     for path, skel in ROOT_DOTFILES.items():
         tree(node, path).write_text(open(skel).read() if os.path.exists(skel) else "")
-    _configure_libvirt(node, addr)
-    (d / "sshd_config").write_text(_sshd_config(node, addr))
-    (d / "init.sh").write_text(_init_script(node))
+    _configure_libvirt(node, addr, runbook)
+    if runbook:
+        tree(node, "/home").mkdir(parents=True, exist_ok=True)
+        _service_account(node, client_pub)
+    (d / "sshd_config").write_text(_sshd_config(node, addr, runbook))
+    (d / "init.sh").write_text(_init_script(node, runbook))
     pub = keygen(d / "ssh_host_ed25519_key", f"cklab-{node}")
     return " ".join(pub.split()[:2])
 
@@ -183,7 +226,7 @@ def save_caps_cache(node):
         sh("cp", "-a", f"{src}/.", f"{CAPS_CACHE}/")
 
 
-def _init_script(node: str) -> str:
+def _init_script(node: str, runbook=False) -> str:
     d = const.node_dir(node)
     q = shlex.quote
     lines = [
@@ -192,6 +235,12 @@ def _init_script(node: str) -> str:
         "set -eu",
         f"hostname {q(node)}",
     ]
+    if runbook:  # its own /etc over the host's (first: the private dirs below sit on it)
+        upper, work = q(str(d / "etc-upper")), q(str(d / "etc-work"))
+        lines.append(
+            f"mount -t overlay overlay -o lowerdir=/etc,upperdir={upper},workdir={work} /etc"
+        )
+        lines.append(f"mount --bind {q(str(tree(node, '/home')))} /home")
     for path in [p for p, _, _ in PRIVATE_DIRS] + PRIVATE_FILES:
         if path not in PRIVATE_FILES:
             lines.append(f"mkdir -p {q(path)}")

@@ -45,6 +45,7 @@ ENTITIES = {
 IDENTITY_DIR = "/var/lib/ceph/cephkvm"
 
 MAX_CLOCK_SKEW = 0.05  # seconds: Ceph's mon_clock_drift_allowed
+MON_PORT = 3300  # msgr2, where the mons listen on the Ceph address
 ADMIN_CAPS = {"mon": "allow *", "osd": "allow *", "mds": "allow *", "mgr": "allow *"}
 
 
@@ -188,7 +189,7 @@ def _identity_files(props: dict) -> list[str]:
 
 
 def mon_addrv(address: str) -> str:
-    return f"[v2:{address}:3300,v1:{address}:6789]"
+    return f"[v2:{address}:{MON_PORT},v1:{address}:6789]"
 
 
 # --- converging -------------------------------------------------------------------------
@@ -251,17 +252,16 @@ def _clock_problems(nodes: dict) -> list[str]:
 
 
 def _reach_problems(props: dict, nodes: dict) -> list[str]:
+    """Each node reaches every other on its Ceph address, at the mons' port: a refused
+    connection is an answer (nothing listens there before the mons start; sshd need not
+    listen on the Ceph network), silence or no route is not."""
     problems = []
     for n in props["nodes"]:
-        others = [
-            (o["name"], o["address"], o["connection"].get("port", 22))
-            for o in props["nodes"]
-            if o["name"] != n["name"]
-        ]
+        others = [(o["name"], o["address"]) for o in props["nodes"] if o["name"] != n["name"]]
         script = "; ".join(
-            f"timeout 3 bash -c {shlex.quote(f'</dev/tcp/{addr}/{port}')} 2>/dev/null || "
-            f"echo {shlex.quote(name)}"
-            for name, addr, port in others
+            f"out=$(timeout 3 bash -c {shlex.quote(f'</dev/tcp/{addr}/{MON_PORT}')} 2>&1) || "
+            f'case "$out" in *refused*) ;; *) echo {shlex.quote(name)} ;; esac'
+            for name, addr in others
         )
         unreachable = nodes[n["name"]].run(["sh", "-c", script or "true"]).stdout.split()
         for other in unreachable:

@@ -70,6 +70,9 @@ def upgraded(tmp_path_factory):
         vm_config(config)["cloud_init"]["network_config"]["ethernets"]["eth0"]["addresses"] = [
             f"{GUEST}/{SUBNET.prefixlen}"
         ]
+        # the lab stack's mgr option (stacks/Pulumi.lab.yaml), which BEFORE's file predates
+        options = config["cephkvm:ceph"].setdefault("options", {})
+        options.setdefault("mgr", {})["mgr_disabled_modules"] = "restful"
 
     project.edit_config(configure)
     with_legacy_keys(project)
