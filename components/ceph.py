@@ -30,7 +30,7 @@ from providers.ceph_mgr import CephMgr
 from providers.ceph_mon import CephMon
 from providers.ceph_osd import CephOsd
 from providers.ceph_pool import CephPool
-from providers.cephfs_filesystem import CephFilesystem
+from providers.cephfs_filesystem import CephFilesystem, keyed
 from providers.cephfs_mount import CephFSMount
 
 
@@ -255,18 +255,15 @@ class CephStack(pulumi.ComponentResource):
 
         self.filesystems = {}
         for fs in cfg.filesystems:
-            pools = [
-                self.pools[p]
-                for p in [fs["metadata_pool"], fs["data_pool"], *fs["extra_data_pools"]]
-            ]
+            used = [fs["metadata_pool"], fs["data_pool"], *fs["extra_data_pools"]]
+            pools = [self.pools[p] for p in used]
             self.filesystems[fs["name"]] = CephFilesystem(
                 f"fs-{fs['name']}",
-                {
-                    **common,
-                    "admin": admin,
-                    **fs,
-                    "timeout": cfg.health_timeout,
-                },
+                # its pools by key: a pool renamed through `key` is no filesystem replace
+                keyed(
+                    {**common, "admin": admin, **fs, "timeout": cfg.health_timeout},
+                    _renamed(cfg.pools, used),
+                ),
                 pulumi.ResourceOptions(
                     parent=self,
                     depends_on=[*pools, *self.mdss],
@@ -346,6 +343,15 @@ class CephStack(pulumi.ComponentResource):
         """url (the active mgr's), urls (every mgr's), user; the password apart (__main__)."""
         d = self.dashboard
         return {"url": d.url, "urls": d.urls, "user": d.user, "password": d.password}
+
+
+def _renamed(pools: tuple, used: list) -> dict:
+    """{key: name} of the used pools whose name is not their key (renamed ones)."""
+    return {
+        p["key"]: p["name"]
+        for p in pools
+        if p["name"] in used and p.get("key") and p["key"] != p["name"]
+    }
 
 
 def destroy_allowed(cfg) -> bool:

@@ -28,6 +28,7 @@ class CephFilesystemProvider(base.Provider):
     DELETE_BEFORE_REPLACE = True
 
     def rules(self, news, olds):
+        olds = as_keys(olds, news)
         dropped = [
             p for p in olds.get("extra_data_pools") or [] if p not in news["extra_data_pools"]
         ]
@@ -42,15 +43,16 @@ class CephFilesystemProvider(base.Provider):
             ]
         return []
 
+    def diff(self, _id, olds, news):
+        return super().diff(_id, as_keys(olds, news), news)
+
     def create(self, props):
         node = admin_session(props)
-        c, name = props["cluster_name"], props["name"]
+        c, name, p = props["cluster_name"], props["name"], named(props)
         if name not in _filesystems(props, node):
-            ceph(
-                node, c, "fs", "new", name, props["metadata_pool"], props["data_pool"], change=True
-            )
-        _converge(props, node)
-        _layouts(props, node)
+            ceph(node, c, "fs", "new", name, p["metadata_pool"], p["data_pool"], change=True)
+        _converge(p, node)
+        _layouts(p, node)
         return CreateResult(name, {**props})
 
     def read(self, id_, props):
@@ -60,24 +62,28 @@ class CephFilesystemProvider(base.Provider):
             return ReadResult("", {})
         names = _pool_names(props, node)
         data = [names.get(i, str(i)) for i in fs["data_pool_ids"]]
+        seen = {
+            **props,
+            "metadata_pool": names.get(fs["metadata_pool_id"], ""),
+            "data_pool": data[0] if data else "",
+            "extra_data_pools": data[1:],
+            "layouts": named(props).get("layouts") or {},
+        }
         return ReadResult(
             id_,
             {
-                **props,
+                **pools_as(seen, _inverse(props.get("pool_names"))),
                 "max_mds": fs["max_mds"],
                 "standby_count": fs["standby_count"],
-                "metadata_pool": names.get(fs["metadata_pool_id"], ""),
-                "data_pool": data[0] if data else "",
-                "extra_data_pools": data[1:],
                 "active_mds": fs["active"],
             },
         )
 
     def update(self, _id, olds, news):
         node = admin_session(news)
-        _converge(news, node)
-        if olds.get("layouts") != news.get("layouts"):
-            _layouts(news, node)
+        _converge(named(news), node)
+        if as_keys(olds, news).get("layouts") != news.get("layouts"):
+            _layouts(named(news), node)
         return UpdateResult({**news})
 
     def delete(self, _id, props):
@@ -92,6 +98,44 @@ class CephFilesystemProvider(base.Provider):
         if name in _filesystems(props, node):
             ceph(node, c, "fs", "fail", name, change=True)
             ceph(node, c, "fs", "rm", name, "--yes-i-really-mean-it", change=True)
+
+
+def pools_as(props: dict, mapping: dict) -> dict:
+    """props with each pool it names (metadata, data, extra data, layouts) through mapping."""
+
+    def one(pool):
+        return mapping.get(pool, pool)
+
+    return {
+        **props,
+        "metadata_pool": one(props.get("metadata_pool")),
+        "data_pool": one(props.get("data_pool")),
+        "extra_data_pools": [one(p) for p in props.get("extra_data_pools") or []],
+        "layouts": {d: one(p) for d, p in (props.get("layouts") or {}).items()},
+    }
+
+
+def named(props: dict) -> dict:
+    """props with pool names in place of keys: what `ceph` commands take."""
+    return pools_as(props, props.get("pool_names") or {})
+
+
+def keyed(props: dict, pool_names: dict) -> dict:
+    """props (with pool names) with each renamed pool's key in place of its name."""
+    return {**pools_as(props, _inverse(pool_names)), "pool_names": dict(pool_names)}
+
+
+def as_keys(olds: dict, news: dict) -> dict:
+    """olds with keys for pools. A state with an empty map holds names that were keys then,
+    or (written before pools were held by key, after a rename) the renamed pools' current
+    names, which news' map turns back into their keys."""
+    if not olds or olds.get("pool_names"):
+        return olds
+    return pools_as(olds, _inverse(news.get("pool_names")))
+
+
+def _inverse(pool_names) -> dict:
+    return {name: key for key, name in (pool_names or {}).items()}
 
 
 def _filesystems(props: dict, node) -> dict:

@@ -354,6 +354,9 @@ class FilesystemInputs(Filesystem):
     admin: tuple[Connection, ...] = update(())
     standby_count: whole(0, 16) = update(0)
     timeout: whole(0) = state(180)  # for an active MDS and health
+    # The pool fields above hold each pool's key (its first name), so renaming a pool is no
+    # replace; {key: name} for the pools whose name is no longer their key.
+    pool_names: dict[str, str] = state({})
 
 
 class MountInputs(Spec):

@@ -30,8 +30,19 @@ def _each(prefix_suffix: str, op: str) -> dict:
 
 
 # (what changes, how, what preview must say per resource; every other resource unchanged)
+def _rename_data_pool(c):
+    _pool(c).update(name="cephfs_files", key="cephfs_data")
+    c["cephkvm:filesystems"][0]["data_pool"] = "cephfs_files"
+
+
 CHANGES = [
     ("nothing", lambda c: None, {}),
+    (
+        # the pool keeps its key: renamed in place, and the filesystem only records the name
+        "data pool renamed through its key",
+        _rename_data_pool,
+        {"pool-cephfs_data": "update", "fs-cephfs": "update"},
+    ),
     ("pool size", lambda c: _pool(c).update(size=2), {"pool-cephfs_data": "update"}),
     ("pool pg_num", lambda c: _pool(c).update(pg_num=128), {"pool-cephfs_data": "update"}),
     (

@@ -689,8 +689,12 @@ def _ceph(node: FakeCephNode, args: list, stdin):
             if field == "pg_num":
                 p["pg_num_target"] = int(value)
         return "", 0
-    if head == "osd pool rename":
-        w.pools[args[4]] = w.pools.pop(args[3])
+    if head == "osd pool rename":  # filesystems refer to pools by id: they follow
+        old, new = args[3], args[4]
+        w.pools[new] = w.pools.pop(old)
+        for fs in w.fs.values():
+            fs["meta"] = new if fs["meta"] == old else fs["meta"]
+            fs["data"] = [new if p == old else p for p in fs["data"]]
         return "", 0
     if head == "osd pool application":
         apps = w.pools[args[4]]["application_metadata"]

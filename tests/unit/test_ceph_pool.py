@@ -299,3 +299,53 @@ def test_a_data_pool_attached_by_hand_is_not_taken_out_without_allow_delete(worl
         fsp.update("cephfs", found, {**outs, "extra_data_pools": []})
     assert world.fs["cephfs"]["data"] == ["data", "extra"]
     assert not [c for c in world.changes if "rm_data_pool" in c]
+
+
+def _renamed_under_the_filesystem(world):
+    """A filesystem over meta/data/ec, then `data` renamed to data2 and `ec` to cold (their
+    keys stay): the CephPool updates, and the filesystem's inputs as the component makes
+    them (components/ceph.py keyed)."""
+    from providers.cephfs_filesystem import keyed
+
+    fsp, outs = _fs_with_extra_pool(world)
+    for key, name in (("data", "data2"), ("extra", "cold")):
+        old = pool(world, name=key, key=key, pg_num=8)
+        CephPoolProvider().update(key, old, pool(world, name=name, key=key, pg_num=8))
+    news = fsp.check(
+        outs,
+        keyed(
+            {**{k: v for k, v in outs.items() if k != "pool_names"}, "data_pool": "data2"}
+            | {"extra_data_pools": ["cold"]},
+            {"data": "data2", "extra": "cold"},
+        ),
+    ).inputs
+    return fsp, outs, news
+
+
+def test_a_pool_renamed_through_its_key_is_no_filesystem_replace(world):
+    fsp, outs, news = _renamed_under_the_filesystem(world)
+    assert (news["data_pool"], news["extra_data_pools"]) == ("data", ["extra"])
+    result = fsp.diff("cephfs", outs, news)
+    assert result.replaces == [] and not fsp.check(outs, news).failures
+    world.log.clear()
+    fsp.update("cephfs", outs, news)
+    assert world.changes == [], "the pools were renamed by CephPool; nothing to do here"
+    read = fsp.read("cephfs", news).outs
+    assert (read["data_pool"], read["extra_data_pools"]) == ("data", ["extra"])
+    assert not fsp.diff("cephfs", read, news).changes
+
+
+def test_a_state_written_before_keys_names_the_renamed_pool_and_stays(world):
+    """An older state (no pool_names) that recorded a renamed pool by its new name."""
+    fsp, outs, news = _renamed_under_the_filesystem(world)
+    old_state = {**outs, "data_pool": "data2", "extra_data_pools": ["cold"]}
+    old_state.pop("pool_names", None)
+    result = fsp.diff("cephfs", old_state, news)
+    assert result.replaces == [] and not fsp.check(old_state, news).failures
+
+
+def test_commands_get_the_pools_current_names(world):
+    fsp, outs, news = _renamed_under_the_filesystem(world)
+    world.fs.pop("cephfs")
+    fsp.create(news)
+    assert world.fs["cephfs"]["data"] == ["data2", "cold"]
