@@ -19,7 +19,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, ceph_argv, ceph_json
+from providers.ceph_cli import admin_session, ceph, ceph_argv, ceph_json, quorum
 from providers.schema.ceph import DashboardInputs
 
 # --- input schema -----------------------------------------------------------------------
@@ -71,7 +71,11 @@ class CephDashboardProvider(base.Provider):
         return UpdateResult({**news, **outs})
 
     def delete(self, _id, props):
+        """The module off, its account and options gone. With no quorum there is no mon
+        store to change (the cluster is being taken down)."""
         node, c = admin_session(props), props["cluster_name"]
+        if not quorum(node, c):
+            return
         if MODULE in _modules(node, c):
             _drop_user(props, node, props["user"])
             ceph(node, c, "mgr", "module", "disable", MODULE, change=True)

@@ -108,3 +108,13 @@ def test_a_mgr_that_leaves_loses_its_address_option(world, mgrs):
     outs = provider.create(props(world)).outs
     provider.update(world.fsid, outs, props(world, mgrs={"node1": "192.0.2.11"}))
     assert "mgr/dashboard/node2/server_addr" not in world.config["mgr"]
+
+
+def test_delete_without_a_quorum_changes_nothing(world, mgrs):
+    provider = CephDashboardProvider()
+    outs = provider.create(props(world)).outs
+    for node in world.nodes.values():
+        node.running = {r for r in node.running if r[0] != "mon"}
+    world.log.clear()
+    provider.delete(world.fsid, outs)
+    assert world.changes == []
