@@ -45,18 +45,20 @@ if stack.ceph:
         mounts.setdefault(mount["node"], []).append(resource)
     gate = ceph.gate
 
-if stack.kvm and (stack.kvm.bridges or stack.kvm.vms):
+with_kvm = bool(stack.kvm and (stack.kvm.bridges or stack.kvm.vms or stack.cockpit))
+if with_kvm:
     # VM disks live on CephFS: the VMs come after the mounts (and go before them).
     kvm = Kvm(stack, nodes, storage=mounts, gate=gate)
     pulumi.export("bridges", kvm.bridge_outputs())
     pulumi.export("vms", kvm.vm_outputs(stack))
+    if stack.cockpit:
+        pulumi.export("cockpit", kvm.cockpit_outputs(stack))
+        pulumi.export("cockpit_password", pulumi.Output.secret(kvm.cockpit_password.password))
 
 if stack.ceph:
     # Deleted first by a destroy, and protected unless data may be lost: a destroy stops
     # before any VM, mount or bridge is removed (providers/destroy_guard.py).
-    every = ceph.resources() + (
-        kvm.resources() if stack.kvm and (stack.kvm.bridges or stack.kvm.vms) else []
-    )
+    every = ceph.resources() + (kvm.resources() if with_kvm else [])
     allowed = destroy_allowed(stack.ceph)
     DestroyGuard(
         {

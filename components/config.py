@@ -44,6 +44,7 @@ class StackConfig:
     packages: tuple = tuple(BASE_PACKAGES)
     ceph: object = None  # components/config_ceph.py
     kvm: object = None  # components/config_kvm.py
+    cockpit: object = None  # cephkvm:kvm.cockpit (providers/schema/node.py Cockpit)
     maintenance: config_maintenance.Maintenance = config_maintenance.Maintenance()
 
 
@@ -72,22 +73,28 @@ def load(raw: dict, project_dir: str) -> StackConfig:
     ceph = config_ceph.load(values, raw, nodes, paths, public, problems)
     kvm = config_kvm.load(values, nodes, problems)
     maintenance = config_maintenance.load(values, nodes, ceph, kvm, problems)
+    cockpit = values["kvm"].cockpit if "kvm" in values else None
     if problems:
         raise ConfigError(problems)
     return StackConfig(
         nodes=nodes,
         ssh=ssh,
         virt_type=values.get("kvm").virt_type if "kvm" in values else "auto",
-        packages=_packages(values.get("packages", tuple(BASE_PACKAGES)), ceph),
+        packages=_packages(values.get("packages", tuple(BASE_PACKAGES)), ceph, cockpit),
         ceph=ceph,
         kvm=kvm,
         maintenance=maintenance,
+        cockpit=cockpit,
     )
 
 
-def _packages(packages: tuple, ceph) -> tuple:
-    """The stack's packages, plus what a Ceph feature it turns on needs."""
+COCKPIT_PACKAGES = ("cockpit-ws", "cockpit-bridge", "cockpit-system", "cockpit-machines")
+
+
+def _packages(packages: tuple, ceph, cockpit) -> tuple:
+    """The stack's packages, plus what a feature it turns on needs."""
     extra = ("ceph-mgr-dashboard",) if ceph is not None and ceph.dashboard else ()
+    extra += (*COCKPIT_PACKAGES, "libvirt-dbus") if cockpit else ()
     return tuple(packages) + tuple(p for p in extra if p not in packages)
 
 

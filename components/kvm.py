@@ -18,7 +18,9 @@ import pulumi
 from components import maintenance
 from components.config import StackConfig
 from providers.cloud_vm import CloudVM
+from providers.cockpit import Cockpit
 from providers.kvm_bridge import KvmBridge
+from providers.login_password import LoginPassword
 from providers.schema.kvm import Bridge, Vm
 from providers.migration_access import KEY_PATH, MigrationAccess
 from providers.migration_key import MigrationKey
@@ -48,6 +50,8 @@ class Kvm(pulumi.ComponentResource):
             self._bridge_chain(bridge, nodes)
         kvm_nodes = [n for n in stack.nodes if "kvm" in n.roles]
         self.migration = self._migration_access(kvm_nodes, nodes) if len(kvm_nodes) > 1 else {}
+        self.cockpit_password = None
+        self.cockpit = self._cockpit(stack.cockpit, kvm_nodes, nodes) if stack.cockpit else {}
         if gate is None:
             gate = maintenance.gate(stack, nodes, [], [n.prep for n in nodes.values()])
         self.placement = stack.maintenance.placement
@@ -78,6 +82,8 @@ class Kvm(pulumi.ComponentResource):
         return (
             [b for per_node in self.bridges.values() for b in per_node.values()]
             + list(self.migration.values())
+            + list(self.cockpit.values())
+            + ([self.cockpit_password] if self.cockpit_password else [])
             + list(self.vms.values())
             + list(self.snapshots.values())
             + list(self.backups.values())
@@ -109,6 +115,36 @@ class Kvm(pulumi.ComponentResource):
                 pulumi.ResourceOptions(parent=self, depends_on=after),
             )
             self.bridges.setdefault(name, {})[bridge.name] = previous
+
+    def _cockpit(self, cockpit, kvm_nodes: list, nodes: dict) -> dict:
+        """Cockpit on every KVM node, one generated password for its account on all."""
+        self.cockpit_password = LoginPassword(
+            "cockpit-password",
+            {"purpose": f"cockpit@{pulumi.get_project()}-{pulumi.get_stack()}"},
+            pulumi.ResourceOptions(parent=self),
+        )
+        return {
+            n.name: Cockpit(
+                f"{n.name}-cockpit",
+                {
+                    "node": n.name,
+                    **nodes[n.name].access,
+                    "address": n.address,
+                    "port": cockpit.port,
+                    "user": cockpit.user,
+                    "password": self.cockpit_password.password,
+                },
+                pulumi.ResourceOptions(parent=self, depends_on=[nodes[n.name].prep]),
+            )
+            for n in kvm_nodes
+        }
+
+    def cockpit_outputs(self, stack: StackConfig) -> dict:
+        """The console's account and each KVM node's URL; the password apart (__main__)."""
+        return {
+            "user": stack.cockpit.user,
+            "urls": {name: c.url for name, c in self.cockpit.items()},
+        }
 
     def _migration_access(self, kvm_nodes: list, nodes: dict) -> dict:
         key = MigrationKey(

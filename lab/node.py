@@ -51,6 +51,7 @@ ROOT_DOTFILES = {
 # Inside nodes, /dev/kvm is covered by an unreadable empty file: both checks agree on "no
 # KVM", libvirt offers domain type `qemu` (TCG) only, and its cache stays valid.
 HIDE_KVM = "/dev/kvm"
+PACKAGEKIT = "/usr/share/dbus-1/system-services/org.freedesktop.PackageKit.service"
 
 # QEMU capabilities probed once are kept here and seeded into new nodes: all nodes share
 # one kernel and one QEMU, so the cache is valid for each of them (libvirt re-probes if not).
@@ -160,7 +161,7 @@ def _service_account(node: str, client_pub: str) -> None:
         "gshadow": f"{user}:!::",
     }
     for name, line in adds.items():
-        text = open(f"/etc/{name}").read()
+        text = _in_libvirt_group(open(f"/etc/{name}").read(), name)
         (upper / name).write_text(text.rstrip("\n") + "\n" + line + "\n")
         shutil.copystat(f"/etc/{name}", upper / name)
         st = os.stat(f"/etc/{name}")
@@ -175,6 +176,20 @@ def _service_account(node: str, client_pub: str) -> None:
         os.chown(path, uid, uid)
     os.chmod(ssh_dir.parent, 0o750)
     os.chmod(ssh_dir / "authorized_keys", 0o600)
+
+
+def _in_libvirt_group(text: str, name: str) -> str:
+    """libvirt-dbus (Cockpit's way to libvirt) in group libvirt: on the runbook nodes the
+    libvirt socket's group stands in for Debian's polkit rule, which needs a D-Bus."""
+    if name not in ("group", "gshadow"):
+        return text
+    lines = []
+    for line in text.splitlines():
+        fields = line.split(":")
+        if fields[0] == "libvirt" and "libvirtdbus" not in fields[-1].split(","):
+            fields[-1] = ",".join([m for m in fields[-1].split(",") if m] + ["libvirtdbus"])
+        lines.append(":".join(fields))
+    return "\n".join(lines) + "\n"
 
 
 def prepare(node: str, addr: str, nodes, client_pub: str, runbook=False) -> str:
@@ -204,6 +219,7 @@ def prepare(node: str, addr: str, nodes, client_pub: str, runbook=False) -> str:
     _configure_libvirt(node, addr, runbook)
     if runbook:
         tree(node, "/home").mkdir(parents=True, exist_ok=True)
+        tree(node, "/var/log").mkdir(parents=True, exist_ok=True)
         _service_account(node, client_pub)
     (d / "sshd_config").write_text(_sshd_config(node, addr, runbook))
     (d / "init.sh").write_text(_init_script(node, runbook))
@@ -236,11 +252,13 @@ def _init_script(node: str, runbook=False) -> str:
         f"hostname {q(node)}",
     ]
     if runbook:  # its own /etc over the host's (first: the private dirs below sit on it)
-        upper, work = q(str(d / "etc-upper")), q(str(d / "etc-work"))
-        lines.append(
-            f"mount -t overlay overlay -o lowerdir=/etc,upperdir={upper},workdir={work} /etc"
-        )
-        lines.append(f"mount --bind {q(str(tree(node, '/home')))} /home")
+        layers = f"lowerdir=/etc,upperdir={d / 'etc-upper'},workdir={d / 'etc-work'}"
+        lines.append(f"mount -t overlay overlay -o {q(layers)} /etc")
+        # /home and /var/log (logins write wtmp and lastlog) are the node's own too
+        for path in ("/home", "/var/log"):
+            lines.append(f"mount --bind {q(str(tree(node, path)))} {path}")
+        if os.path.exists(PACKAGEKIT):  # Cockpit's shell would start it on the host's /var/lib
+            lines.append(f"mount --bind /dev/null {PACKAGEKIT}")
     for path in [p for p, _, _ in PRIVATE_DIRS] + PRIVATE_FILES:
         if path not in PRIVATE_FILES:
             lines.append(f"mkdir -p {q(path)}")

@@ -21,12 +21,14 @@ def runbook_config(inv: dict) -> dict:
         {k: n[k] for k in ("name", "address", "ceph_address", "user", "host_key", "disks")}
         for n in inv["nodes"]
     ]
-    ceph = config["cephkvm:ceph"]
+    ceph, kvm = config["cephkvm:ceph"], config["cephkvm:kvm"]
     return {
         "cephkvm:nodes": nodes,
         "cephkvm:ssh": {"key_file": inv["ssh"]["key_file"]},
         **config,
         "cephkvm:ceph": {"public_network": inv["public_network"], **ceph},
+        # the runbook's management tools: nodes with their own /etc can hold its account
+        "cephkvm:kvm": {**kvm, "cockpit": True},
     }
 
 

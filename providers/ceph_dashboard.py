@@ -11,14 +11,12 @@ on when it was on before.
 
 from __future__ import annotations
 
-import secrets
-import string
 from typing import Optional
 
 import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
-from providers import base, ceph_facts
+from providers import base, ceph_facts, passwords
 from providers.ceph_cli import admin_session, ceph, ceph_argv, ceph_json, quorum
 from providers.schema.ceph import DashboardInputs
 
@@ -53,7 +51,7 @@ class CephDashboardProvider(base.Provider):
     SETTLE = True
 
     def create(self, props):
-        outs = _converge(props, admin_session(props), {}, new_password())
+        outs = _converge(props, admin_session(props), {}, passwords.generate())
         return CreateResult(props["fsid"], {**props, **outs})
 
     def read(self, id_, props):
@@ -67,7 +65,7 @@ class CephDashboardProvider(base.Provider):
         node = admin_session(news)
         if olds.get("user") and olds["user"] != news["user"]:
             _drop_user(news, node, olds["user"])
-        outs = _converge(news, node, olds, olds.get("password") or new_password())
+        outs = _converge(news, node, olds, olds.get("password") or passwords.generate())
         return UpdateResult({**news, **outs})
 
     def delete(self, _id, props):
@@ -91,15 +89,6 @@ def _restore_clash(props: dict, node) -> None:
     done = ceph(node, c, "mgr", "module", "enable", CLASH, check=False, change=True)
     if done.exit_code != 0:
         pulumi.log.warn(f"mgr module {CLASH} stays off: {done.stderr.strip()}")
-
-
-def new_password() -> str:
-    """24 characters from every class the dashboard's password policy may ask for."""
-    classes = [string.ascii_lowercase, string.ascii_uppercase, string.digits, "-_.+"]
-    chars = [secrets.choice(c) for c in classes]
-    chars += [secrets.choice("".join(classes)) for _ in range(20)]
-    secrets.SystemRandom().shuffle(chars)
-    return "".join(chars)
 
 
 def _converge(props: dict, node, olds: dict, password: str) -> dict:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import string
 
 ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 HASHED = re.compile(r"\$(1|2a|2y|5|6)(\$.+){2}")  # what cloud-init takes as already hashed
@@ -34,6 +35,16 @@ ORDER = [
     (40, 61, 19),
     (62, 20, 41),
 ]
+
+
+def generate() -> str:
+    """24 characters with every class a password policy may ask for (the Ceph dashboard's,
+    PAM's), none a shell or a YAML file would mangle."""
+    classes = [string.ascii_lowercase, string.ascii_uppercase, string.digits, "-_.+"]
+    chars = [secrets.choice(c) for c in classes]
+    chars += [secrets.choice("".join(classes)) for _ in range(20)]
+    secrets.SystemRandom().shuffle(chars)
+    return "".join(chars)
 
 
 def hashed(password: str, salt: str | None = None) -> str:

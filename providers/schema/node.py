@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import field_validator
+
 from providers.schema.types import (
     IP,
     Address,
@@ -16,6 +18,7 @@ from providers.schema.types import (
     Spec,
     hint,
     replace,
+    state,
     text,
     update,
     whole,
@@ -101,8 +104,24 @@ class Inventory(Section):
     vars: dict[str, str] = {}
 
 
+class Cockpit(Section):
+    """`cephkvm:kvm.cockpit`: Cockpit's web console with its Virtual machines page on every
+    KVM node, for one account cephkvm makes (its password: the secret output
+    `cockpit_password`)."""
+
+    port: whole(1024, 65535) = hint(9090, fix="the HTTPS port on each KVM node's address")
+    user: User = hint("cockpit-admin", fix="the account cephkvm makes for the console")
+
+
 class Kvm(Section):
     virt_type: VirtType = hint("auto", fix="use qemu where KVM acceleration fails")
+    cockpit: Cockpit | None = hint(None, fix="true (or {port, user}) turns Cockpit on")
+
+    @field_validator("cockpit", mode="before")
+    @classmethod
+    def _cockpit_switch(cls, value):
+        """`cockpit: true` is Cockpit with its defaults, `false` none."""
+        return {} if value is True else None if value is False else value
 
 
 # --- the node resources' inputs ------------------------------------------------------------
@@ -116,6 +135,26 @@ class NodeInputs(Spec):
     node: str = replace()
     connection: Connection = update()
     virt_type: VirtType = update("auto")
+
+
+class PasswordInputs(Spec):
+    """LoginPassword: a password made once and kept only in the (encrypted) state."""
+
+    purpose: text(r"[^\s\x00-\x1f]+", "must be one word") = replace()
+
+
+class CockpitInputs(Spec):
+    """Cockpit: the console on one KVM node, and its login account."""
+
+    node: str = replace()
+    connection: Connection = update()
+    address: Address = update(fix="the node's address cockpit-ws listens on")
+    port: whole(1024, 65535) = update(9090)
+    user: User = update("cockpit-admin")
+    password: str = update(fix="LoginPassword's output")  # secret
+    # read reports "down" when the account, its password or the service is not as set
+    ensure: Literal["up"] = update("up")
+    timeout: whole(0) = state(60)
 
 
 class NodePrepInputs(Spec):

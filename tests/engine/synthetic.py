@@ -17,10 +17,11 @@ from tests.cli import Project
 UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"  # how the engine shows a value not known yet
 SECRET = "[secret]"  # how preview --json shows a secret, even with --show-secrets
 # Secret inputs the program takes from another resource's stand-in outputs: the same values.
-SECRET_STAND_INS = {"private_key": "stand-in", "admin_key": "stand-in"}
+SECRET_STAND_INS = {"private_key": "stand-in", "admin_key": "stand-in", "password": "stand-in"}
 PROVIDER = "pulumi:providers:pulumi-python"
 # Outputs other resources read, as a created resource would report them.
 STAND_INS = {
+    "LoginPassword": lambda props: {"password": SECRET_STAND_INS["password"]},
     "CephCluster": lambda props: {
         "fsid": "1f0c2b3a-4d5e-4f60-8a7b-9c0d1e2f3a4b",
         "mon_hosts": [f"{n['address']}:6789" for n in props["nodes"] if n["name"] in props["mons"]],

@@ -46,6 +46,8 @@ def test_example_previews_offline_with_readable_types(example):
         "CloudVM": 1,
         "MigrationKey": 1,
         "MigrationAccess": 3,
+        "Cockpit": 3,
+        "LoginPassword": 1,
         "DestroyGuard": 1,
     }
     for kind, count in expected.items():

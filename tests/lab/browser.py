@@ -2,7 +2,7 @@
 on a page the lab serves. It runs inside a lab node's network namespace, where the only
 network is the lab's, so the browser can reach nothing else:
 
-    ip netns exec NS python -m tests.lab.browser dashboard URL USER SHOT.png < password
+    ip netns exec NS python -m tests.lab.browser dashboard|cockpit URL USER SHOT [VM] < password
 
 and prints what the page showed as one JSON line. `look` runs it from a test."""
 
@@ -18,12 +18,14 @@ ARTIFACTS = os.path.join(ROOT, ".artifacts", "screenshots")
 WAIT = 90  # seconds a page may take to show what is asked (TCG lab, loaded CI machine)
 
 
-def look(node_netns: str, page: str, url: str, user: str, password: str, shot: str) -> dict:
+def look(
+    node_netns: str, page: str, url: str, user: str, password: str, shot: str, *args: str
+) -> dict:
     """Run page() in the browser from node_netns; its findings, the screenshot at shot."""
     os.makedirs(os.path.dirname(shot), exist_ok=True)
     proc = subprocess.run(
         ["ip", "netns", "exec", node_netns, sys.executable, "-m", "tests.lab.browser"]
-        + [page, url, user, shot],
+        + [page, url, user, shot, *args],
         input=password,
         capture_output=True,
         text=True,
@@ -79,14 +81,49 @@ def dashboard(driver, url: str, user: str, password: str) -> dict:
     }
 
 
-PAGES = {"dashboard": dashboard}
+def cockpit(driver, url: str, user: str, password: str, vm: str) -> dict:
+    """Cockpit: log in, open Virtual machines, wait for vm's row and its state."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, WAIT)
+    driver.get(url)
+    wait.until(ec.visibility_of_element_located((By.ID, "login-user-input")))
+    driver.find_element(By.ID, "login-user-input").send_keys(user)
+    driver.find_element(By.ID, "login-password-input").send_keys(password)
+    driver.find_element(By.ID, "login-button").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "iframe.container-frame"))
+    driver.get(url.rstrip("/") + "/machines")
+    frame = (By.CSS_SELECTOR, 'iframe[name="cockpit1:localhost/machines"]')
+    wait.until(ec.frame_to_be_available_and_switch_to_it(frame))
+    row = f'tr[data-row-id="vm-{vm}-system"]'
+    tcg = "#ignore-hw-virtualization-disabled-btn"  # shown where KVM is not usable
+    shown = wait.until(
+        lambda d: next((s for s in (row, tcg) if d.find_elements(By.CSS_SELECTOR, s)), False)
+    )
+    if shown == tcg:
+        driver.find_element(By.CSS_SELECTOR, tcg).click()
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, row))
+    state = f"vm-{vm}-system-state"
+    wait.until(lambda d: d.find_element(By.ID, state).text.strip())
+    found = {
+        "name": driver.find_element(By.ID, f"vm-{vm}-system-name").text,
+        "state": driver.find_element(By.ID, state).text,
+        "text": _body(driver),
+    }
+    driver.switch_to.default_content()
+    return found
 
 
-def main(page: str, url: str, user: str, shot: str) -> None:
+PAGES = {"dashboard": dashboard, "cockpit": cockpit}
+
+
+def main(page: str, url: str, user: str, shot: str, *args: str) -> None:
     password = sys.stdin.read()
     driver = _driver()
     try:
-        found = PAGES[page](driver, url, user, password)
+        found = PAGES[page](driver, url, user, password, *args)
     finally:
         driver.save_screenshot(shot)
         driver.quit()

@@ -15,7 +15,9 @@ import yaml
 
 import lab
 from lab.stacks import runbook_config
+from lab import const
 from tests.cli import Project
+from tests.lab import browser
 from tests.lab.test_kvm_lab import _virsh
 
 pytestmark = pytest.mark.lab
@@ -147,3 +149,21 @@ def test_virsh_reaches_the_vm_as_the_service_account(runbook, tmp_path):
     got = _virsh(access["uri"], access["known_hosts"], tmp_path)
     assert got.returncode == 0, got.stderr
     assert VM in got.stdout.split()
+
+
+def test_cockpit_lists_the_vm_running_in_a_browser(runbook):
+    project, inv = runbook
+    outputs = project.outputs()
+    host = outputs["vms"][VM]["host"]
+    cockpit = outputs["cockpit"]
+    address = next(n["address"] for n in inv["nodes"] if n["name"] == host)
+    assert cockpit["user"] == "cockpit-admin"
+    assert cockpit["urls"][host] == f"https://{address}:9090/"
+    assert outputs["cockpit_password"] == "[secret]"
+    password = project.outputs(show_secrets=True)["cockpit_password"]
+    assert password not in project.state_text()
+    shot = os.path.join(browser.ARTIFACTS, "cockpit-machines.png")
+    at = cockpit["urls"][host]
+    seen = browser.look(const.netns("node3"), "cockpit", at, "cockpit-admin", password, shot, VM)
+    assert seen["name"] == VM and seen["state"] == "Running", seen["text"][:2000]
+    assert sudo(host, "id", "-nG", "cockpit-admin").stdout.split().count("libvirt") == 1

@@ -22,7 +22,9 @@ NOT_A_PHASE = {
     "VmSnapshot",
     "VmBackup",
     "CephDashboard",
-}  # instant or not part of a bring-up (the lab stack has no dashboard)
+    "Cockpit",
+    "LoginPassword",
+}  # instant or not part of a bring-up (the lab stack has no dashboard or Cockpit)
 
 
 @pytest.mark.parametrize("name", sorted(f[:-3] for f in os.listdir(BENCH) if f.endswith(".py")))

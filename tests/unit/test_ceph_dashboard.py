@@ -3,7 +3,8 @@ administrator and its password (never on a command line), drift, removal."""
 
 import pytest
 
-from providers.ceph_dashboard import CephDashboardProvider, new_password
+from providers.ceph_dashboard import CephDashboardProvider
+from providers.passwords import generate as new_password
 from providers.ceph_mgr import CephMgrProvider
 from tests.unit.ceph_fakes import config_props, daemon_props
 from tests.unit.fakes import Crash

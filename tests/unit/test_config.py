@@ -153,3 +153,18 @@ def test_an_unknown_inventory_key_is_refused(tmp_path):
     inventory(tmp_path, subnett="10.0.0.0/24")
     found = problems({"inventory": ".lab/inventory.json"}, str(tmp_path))
     assert found[0].startswith("cephkvm:inventory.subnett: unknown key; known keys: nodes")
+
+
+@pytest.mark.parametrize("value", [True, {}, {"port": 9090}])
+def test_cockpit_on_with_its_defaults_and_packages(value):
+    stack = load({"nodes": [node(roles=["kvm"])], "kvm": {"cockpit": value}}, ROOT)
+    assert (stack.cockpit.port, stack.cockpit.user) == (9090, "cockpit-admin")
+    assert {"cockpit-ws", "cockpit-machines", "libvirt-dbus"} <= set(stack.packages)
+
+
+def test_cockpit_off_by_default_and_a_bad_user_is_named():
+    stack = load({"nodes": [node(roles=["kvm"])]}, ROOT)
+    assert stack.cockpit is None and "cockpit-ws" not in stack.packages
+    with pytest.raises(ConfigError) as err:
+        load({"nodes": [node()], "kvm": {"cockpit": {"user": "Not A User"}}}, ROOT)
+    assert "cephkvm:kvm.cockpit.user" in "\n".join(err.value.problems)

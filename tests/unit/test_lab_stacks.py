@@ -48,3 +48,4 @@ def test_runbook_stack_config_loads_with_explicit_nodes_and_the_ceph_network():
     assert stack.ceph.public_network == "10.231.10.0/24"
     assert KEY in str(stack.kvm.vms[0].cloud_init)
     assert "{inventory:" not in str(config)
+    assert stack.cockpit is not None and "cockpit-machines" in stack.packages
