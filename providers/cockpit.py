@@ -34,7 +34,12 @@ MARK = "Cockpit (cephkvm)"  # the account's GECOS: made by this resource
 WS = "/usr/lib/cockpit/cockpit-ws"
 CERTS = "/etc/cockpit/ws-certs.d"
 DROP_IN = "/etc/systemd/system/cockpit.socket.d/cephkvm.conf"
-DBUS = services.Daemon("dbus", ("/usr/bin/dbus-daemon", "--system", "--fork"), "/run/dbus/pid")
+DBUS = services.Daemon(
+    "dbus",
+    ("sh", "-c", "mkdir -p /run/dbus && exec /usr/bin/dbus-daemon --system --fork"),
+    "/run/dbus/pid",
+    "/usr/bin/dbus-daemon",
+)
 # Asks the console for a login: the password on stdin, the HTTP status out (0: no answer).
 LOGIN = """
 import base64, ssl, sys, urllib.request, urllib.error

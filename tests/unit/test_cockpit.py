@@ -60,7 +60,7 @@ def _chpasswd(host, command):
     return "", 0
 
 
-@COCKPIT.program("/usr/bin/dbus-daemon")
+@COCKPIT.script("dbus-daemon --system --fork")
 def _dbus(host, _command):
     host.running.add("dbus-daemon")
     return "", 0
