@@ -56,7 +56,8 @@ def test_inventory_format(inv):
     assert set(inv) == {"nodes", "ssh", "public_network", "vars"}
     assert inv["public_network"] == const.SUBNET
     assert Path(inv["ssh"]["key_file"]).is_file() and Path(inv["ssh"]["known_hosts"]).is_file()
-    assert set(inv["vars"]) <= {"client_key", "guest_address", "guest_image"}
+    assert set(inv["vars"]) <= {"client_key", "guest_address", "guest_image", "topology"}
+    assert inv["vars"]["topology"] == "single"  # `up --runbook` makes the other one
     for i, n in enumerate(inv["nodes"], 1):
         assert set(n) == {"name", "address", "port", "user", "host_key", "disks"}
         assert (n["name"], n["address"], n["port"], n["user"]) == (
