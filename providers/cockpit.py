@@ -80,7 +80,22 @@ class CockpitProvider(base.Provider):
             if "dbus" in (props.get("started") or []):
                 services.stop(node, DBUS, systemd)
         if _account(node, props["user"]) == "ours":
+            _end_sessions(props, node)
             node.run(["userdel", "--remove", props["user"]], change=True)
+
+
+def _end_sessions(props: dict, node) -> None:
+    """The account's console sessions (cockpit-bridge and what it started) end first:
+    userdel refuses a user that still runs processes."""
+    user = props["user"]
+    if not node.ok(["pgrep", "-u", user]):
+        return
+    node.run(["pkill", "-KILL", "-u", user], change=True, check=False)
+    base.wait_until(
+        lambda: not node.ok(["pgrep", "-u", user]),
+        timeout=props["timeout"],
+        what=f"the processes of {user} to end",
+    )
 
 
 def url(props: dict) -> str:

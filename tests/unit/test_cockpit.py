@@ -20,6 +20,7 @@ class CockpitHost(FakeHost):
         super().__init__(packages=("cockpit-ws",))
         self.users: dict = {}  # name -> (gecos, hash)
         self.certs = False
+        self.sessions = 0  # processes of the account (a logged-in console)
 
 
 COCKPIT = CockpitHost.HANDLERS
@@ -49,7 +50,20 @@ def _useradd(host, command):
 
 @COCKPIT.program("userdel")
 def _userdel(host, command):
+    if host.sessions:
+        return f"userdel: user {command.argv[-1]} is currently used by process 4242", 8
     del host.users[command.argv[-1]]
+    return "", 0
+
+
+@COCKPIT.program("pgrep")
+def _pgrep(host, _command):
+    return ("4242\n", 0) if host.sessions else ("", 1)
+
+
+@COCKPIT.program("pkill")
+def _pkill(host, _command):
+    host.sessions = 0
     return "", 0
 
 
@@ -164,6 +178,7 @@ def test_a_password_changed_by_hand_reads_as_down_and_is_set_back(node):
 def test_delete_stops_what_it_started_and_removes_only_its_account(node):
     provider = CockpitProvider()
     outs = provider.create(props()).outs
+    node.sessions = 3  # someone logged in: userdel would refuse
     provider.delete("node1", outs)
     assert not {"dbus-daemon", "cockpit-ws"} & node.running
     assert "cockpit-admin" not in node.users
