@@ -19,13 +19,12 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, passwords, services
-from providers.ceph_cli import put_if_changed
 from providers.errors import Failure
 from providers.schema.node import CockpitInputs
 
 # --- input schema -----------------------------------------------------------------------
 # providers/schema/node.py CockpitInputs
-# outputs: url, started (direct daemons this resource started)
+# outputs: url, started (what this resource started: direct daemons, or cockpit.socket)
 INPUTS = CockpitInputs
 REPLACES, UPDATES, STATE = base.tables(INPUTS)
 SECRET_OUTPUTS = ["password"]
@@ -72,9 +71,14 @@ class CockpitProvider(base.Provider):
         node = self.node
         systemd = services.has_systemd(node)
         if systemd:
-            node.run(["systemctl", "disable", "--now", "cockpit.socket"], change=True)
-            node.run(["rm", "-f", DROP_IN], change=True)
-            node.run(["systemctl", "daemon-reload"], change=True)
+            if node.get(DROP_IN) is not None:
+                node.run(["rm", "-f", "--", DROP_IN], change=True)
+                node.run(["systemctl", "daemon-reload"], change=True)
+            if "cockpit.socket" in (props.get("started") or []):
+                node.run(["systemctl", "disable", "--now", "cockpit.socket"], change=True)
+            elif node.ok(["systemctl", "is-enabled", "--quiet", "cockpit.socket"]):
+                # enabled before cephkvm: it stays, back on its own address
+                node.run(["systemctl", "restart", "cockpit.socket"], change=True)
         else:
             services.stop(node, ws_daemon(props), systemd)
             if "dbus" in (props.get("started") or []):
@@ -173,13 +177,15 @@ def _ensure_served(props: dict, node, olds: dict) -> set:
     systemd = services.has_systemd(node)
     if systemd:
         drop_in = f"[Socket]\nListenStream=\nListenStream={props['address']}:{props['port']}\n"
-        if not node.ok(["test", "-d", os.path.dirname(DROP_IN)]):
-            node.run(["mkdir", "-p", os.path.dirname(DROP_IN)], change=True)
-        if put_if_changed(node, DROP_IN, drop_in):
+        if node.get(DROP_IN) != drop_in:
+            node.run(["install", "-d", os.path.dirname(DROP_IN)], change=True)
+            node.put(DROP_IN, drop_in, mode="0644")
             node.run(["systemctl", "daemon-reload"], change=True)
             node.run(["systemctl", "restart", "cockpit.socket"], change=True)
+        if node.ok(["systemctl", "is-enabled", "--quiet", "cockpit.socket"]):
+            return set()  # the operator's already, or ours from an earlier run
         node.run(["systemctl", "enable", "--now", "cockpit.socket"], change=True)
-        return set()
+        return {"cockpit.socket"}
     started = {"dbus"} if services.ensure_running(node, DBUS, systemd) else set()
     _ensure_certificate(node)
     moved = olds and (olds.get("address"), olds.get("port")) != (props["address"], props["port"])

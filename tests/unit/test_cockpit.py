@@ -16,8 +16,9 @@ PASSWORD = "Pw-0123456789abcdefXYZ.+"
 class CockpitHost(FakeHost):
     HANDLERS = Handlers(FakeHost.HANDLERS)
 
-    def __init__(self):
-        super().__init__(packages=("cockpit-ws",))
+    def __init__(self, systemd=False):
+        super().__init__(packages=("cockpit-ws",), systemd=systemd)
+        self.enabled: set = set()  # systemd units enabled
         self.users: dict = {}  # name -> (gecos, hash)
         self.certs = False
         self.sessions = 0  # processes of the account (a logged-in console)
@@ -28,7 +29,21 @@ COCKPIT = CockpitHost.HANDLERS
 
 @COCKPIT.program("test")
 def _test(host, command):
+    if command.argv[1] == "-L":
+        return "", 1  # no symlinks here
+    if command.argv[1] != "-x":
+        return FakeHost.HANDLERS.programs["test"](host, command)
     return "", 0 if command.argv[-1] == WS and "cockpit-ws" in host.packages else 1
+
+
+@COCKPIT.program("systemctl")
+def _systemctl(host, command):
+    verb, unit = command.argv[1], command.argv[-1]
+    if verb == "is-enabled":
+        return "", 0 if unit in host.enabled else 1
+    if verb in ("enable", "disable"):
+        (host.enabled.add if verb == "enable" else host.enabled.discard)(unit)
+    return "", 0
 
 
 @COCKPIT.program("getent")
@@ -97,7 +112,7 @@ def _certs(host, command):
 @COCKPIT.program("python3")
 def _login(host, command):
     user = command.argv[-1]
-    if "cockpit-ws" not in host.running:
+    if "cockpit-ws" not in host.running and "cockpit.socket" not in host.enabled:
         return "0\n", 0
     hashed = host.users.get(user, ("", ""))[1]
     ok = (
@@ -189,3 +204,35 @@ def test_missing_packages_are_named(node):
     node.packages.clear()
     with pytest.raises(Exception, match="Cockpit is not installed"):
         CockpitProvider().create(props())
+
+
+@pytest.fixture
+def systemd_node(monkeypatch):
+    fake = CockpitHost(systemd=True)
+    fake.dirs.add("/etc/systemd/system/cockpit.socket.d")
+    monkeypatch.setattr(base, "session", lambda props, **_: fake.session())
+    return fake
+
+
+def test_under_systemd_the_socket_listens_on_the_address_and_goes_with_delete(systemd_node):
+    provider = CockpitProvider()
+    outs = provider.create(props()).outs
+    drop_in = systemd_node.files["/etc/systemd/system/cockpit.socket.d/cephkvm.conf"]
+    assert "ListenStream=192.0.2.11:9090" in drop_in
+    assert outs["started"] == ["cockpit.socket"] and "cockpit.socket" in systemd_node.enabled
+    systemd_node.log.clear()
+    provider.update("node1", outs, props())
+    assert systemd_node.changes == []
+    provider.delete("node1", outs)
+    assert "cockpit.socket" not in systemd_node.enabled
+    assert "/etc/systemd/system/cockpit.socket.d/cephkvm.conf" not in systemd_node.files
+
+
+def test_under_systemd_a_socket_enabled_before_stays_enabled(systemd_node):
+    systemd_node.enabled.add("cockpit.socket")
+    provider = CockpitProvider()
+    outs = provider.create(props()).outs
+    assert outs["started"] == []
+    provider.delete("node1", outs)
+    assert "cockpit.socket" in systemd_node.enabled, "the operator's Cockpit stays"
+    assert "/etc/systemd/system/cockpit.socket.d/cephkvm.conf" not in systemd_node.files
