@@ -16,7 +16,7 @@ from typing import Optional
 import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
-from providers import base, ceph_facts, passwords
+from providers import base, ceph_facts, passwords, web_login
 from providers.ceph_cli import admin_session, ceph, ceph_argv, ceph_json, quorum
 from providers.schema.ceph import DashboardInputs
 
@@ -30,20 +30,6 @@ SECRET_OUTPUTS = ["password"]
 
 MODULE = "dashboard"
 CLASH = "restful"  # cannot load beside the dashboard (see above)
-# Logs in through the REST API on the admin node: the password on stdin, the HTTP status out.
-LOGIN = """
-import json, ssl, sys, urllib.request, urllib.error
-url, user = sys.argv[1], sys.argv[2]
-body = json.dumps({"username": user, "password": sys.stdin.read()}).encode()
-req = urllib.request.Request(url.rstrip("/") + "/api/auth", body, {
-    "Content-Type": "application/json", "Accept": "application/vnd.ceph.api.v1.0+json"})
-try:
-    print(urllib.request.urlopen(req, context=ssl._create_unverified_context(), timeout=10).status)
-except urllib.error.HTTPError as e:
-    print(e.code)
-except OSError as e:
-    print(0)
-"""
 
 
 class CephDashboardProvider(base.Provider):
@@ -187,10 +173,7 @@ def _host(address: str) -> str:
 
 def _login(props: dict, node, url: str, password: str) -> int:
     """The HTTP status of a login (201: logged in), 0 while nothing answers at url."""
-    out = node.run(
-        ["python3", "-c", LOGIN, url, props["user"]], stdin=password, secrets=(password,)
-    ).stdout.strip()
-    return int(out) if out.isdigit() else 0
+    return web_login.status(node, "json", url.rstrip("/") + "/api/auth", props["user"], password)
 
 
 def _ensure_user(props: dict, node, url: str, password: str) -> None:

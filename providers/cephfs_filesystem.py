@@ -62,17 +62,15 @@ class CephFilesystemProvider(base.Provider):
             return ReadResult("", {})
         names = _pool_names(props, node)
         data = [names.get(i, str(i)) for i in fs["data_pool_ids"]]
-        seen = {
-            **props,
-            "metadata_pool": names.get(fs["metadata_pool_id"], ""),
-            "data_pool": data[0] if data else "",
-            "extra_data_pools": data[1:],
-            "layouts": named(props).get("layouts") or {},
-        }
+        keys = _inverse(props.get("pool_names"))
+        meta = names.get(fs["metadata_pool_id"], "")
         return ReadResult(
             id_,
             {
-                **pools_as(seen, _inverse(props.get("pool_names"))),
+                **props,
+                "metadata_pool": keys.get(meta, meta),
+                "data_pool": keys.get(data[0], data[0]) if data else "",
+                "extra_data_pools": [keys.get(p, p) for p in data[1:]],
                 "max_mds": fs["max_mds"],
                 "standby_count": fs["standby_count"],
                 "active_mds": fs["active"],

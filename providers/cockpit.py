@@ -18,7 +18,7 @@ from typing import Optional
 import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
-from providers import base, passwords, services
+from providers import base, passwords, services, web_login
 from providers.errors import Failure
 from providers.schema.node import CockpitInputs
 
@@ -39,19 +39,6 @@ DBUS = services.Daemon(
     "/run/dbus/pid",
     "/usr/bin/dbus-daemon",
 )
-# Asks the console for a login: the password on stdin, the HTTP status out (0: no answer).
-LOGIN = """
-import base64, ssl, sys, urllib.request, urllib.error
-url, user = sys.argv[1], sys.argv[2]
-token = base64.b64encode(f"{user}:{sys.stdin.read()}".encode()).decode()
-req = urllib.request.Request(url + "cockpit/login", headers={"Authorization": "Basic " + token})
-try:
-    print(urllib.request.urlopen(req, context=ssl._create_unverified_context(), timeout=10).status)
-except urllib.error.HTTPError as e:
-    print(e.code)
-except OSError:
-    print(0)
-"""
 
 
 class CockpitProvider(base.Provider):
@@ -211,12 +198,9 @@ def _ensure_certificate(node) -> None:
 
 
 def _login(props: dict, node) -> int:
-    out = node.run(
-        ["python3", "-c", LOGIN, url(props), props["user"]],
-        stdin=props["password"],
-        secrets=(props["password"],),
-    ).stdout.strip()
-    return int(out) if out.isdigit() else 0
+    """The HTTP status of a login (200: logged in), 0 while nothing answers."""
+    login = url(props) + "cockpit/login"
+    return web_login.status(node, "basic", login, props["user"], props["password"])
 
 
 def _observe(props: dict, node) -> dict | None:

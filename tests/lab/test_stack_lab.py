@@ -10,7 +10,7 @@ import yaml
 
 import lab
 from lab import const
-from providers.ceph_dashboard import LOGIN
+from providers import web_login
 from tests.cli import Project
 from tests.lab import browser
 
@@ -243,7 +243,8 @@ def test_trust_on_first_use_happens_once_per_stack_not_once_per_controller(tmp_p
 
 def _dashboard_login(url: str, password: str) -> int:
     """The dashboard's answer to a login as admin, from node3 (providers/ceph_dashboard.py)."""
-    proc = lab.run("node3", ["python3", "-c", LOGIN, url, "admin"], input=password, check=True)
+    login = web_login.argv("json", url.rstrip("/") + "/api/auth", "admin")
+    proc = lab.run("node3", login, input=password, check=True)
     return int(proc.stdout.strip())
 
 

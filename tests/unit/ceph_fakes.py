@@ -793,7 +793,7 @@ def _mgr_modules(w: CephWorld, args: list, stdin):
 
 @CEPH_NODE.program("python3")
 def _dashboard_login(node, command: Command):
-    """providers/ceph_dashboard.py LOGIN: 201 for the user's password, 400 otherwise."""
+    """providers/web_login.py on the dashboard: 201 for the user's password, else 400."""
     w, user = node.world, command.argv[-1]
     if "dashboard" not in w.modules:
         return "0\n", 0
