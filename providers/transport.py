@@ -443,6 +443,8 @@ class Session:
                         continue
                     raise TransportError(f"{self.host.name}: `{shown}` failed: {exc}.") from None
                 except (OSError, EOFError, paramiko.SSHException, socket.timeout) as exc:
+                    if not change and attempt == 1 and not isinstance(exc, socket.timeout):
+                        continue  # a read is asked again, on a new connection if it broke
                     hint = (
                         " It may have run before the connection broke; run `pulumi up` "
                         "again (every step checks the node first)."

@@ -109,7 +109,7 @@ class Project:
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"{' '.join(args)} exited {proc.returncode}\n"
-                f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+                f"{_diagnostics(proc.stdout)}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
             )
         return proc
 
@@ -179,3 +179,13 @@ class Project:
                 with open(os.path.join(base, name), errors="replace") as f:
                     chunks.append(f.read())
         return "\n".join(chunks)
+
+
+def _diagnostics(stdout: str) -> str:
+    """The engine's Diagnostics section: the errors, which a long Outputs section after it
+    would push out of a tail."""
+    start = stdout.find("Diagnostics:")
+    if start < 0:
+        return ""
+    end = stdout.find("\nOutputs:", start)
+    return stdout[start : end if end > 0 else None][:6000]
