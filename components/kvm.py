@@ -24,6 +24,7 @@ from providers.login_password import LoginPassword
 from providers.schema.kvm import Bridge, Vm
 from providers.migration_access import KEY_PATH, MigrationAccess
 from providers.migration_key import MigrationKey
+from providers.backup_schedule import BackupSchedule
 from providers.vm_backup import VmBackup
 from providers.vm_snapshot import VmSnapshot
 
@@ -45,6 +46,7 @@ class Kvm(pulumi.ComponentResource):
         self.vms: dict = {}
         self.snapshots: dict = {}  # "VM@NAME" -> VmSnapshot
         self.backups: dict = {}  # VM -> VmBackup
+        self.schedules: dict = {}  # node -> BackupSchedule (when a VM's backups have `every`)
         cfg = stack.kvm
         for bridge in cfg.bridges:
             self._bridge_chain(bridge, nodes)
@@ -74,6 +76,8 @@ class Kvm(pulumi.ComponentResource):
                 self.snapshots[f"{vm.name}@{name}"] = self._snapshot(vm, name, cfg, nodes)
             if vm.backup:
                 self.backups[vm.name] = self._backup(vm, cfg, nodes)
+        if any(vm.backup and vm.backup.every for vm in cfg.vms):
+            self.schedules = self._schedules(kvm_nodes, cfg, nodes, storage)
         self.gate = gate
         self.register_outputs({})
 
@@ -87,6 +91,7 @@ class Kvm(pulumi.ComponentResource):
             + list(self.vms.values())
             + list(self.snapshots.values())
             + list(self.backups.values())
+            + list(self.schedules.values())
             + ([self.gate] if self.gate else [])
         )
 
@@ -216,13 +221,28 @@ class Kvm(pulumi.ComponentResource):
             {
                 "vm": vm.name,
                 "storage": cfg.storage,
-                **vm.backup.model_dump(exclude_none=True),
+                **vm.backup.model_dump(exclude_none=True, exclude={"every"}),
+                **({"every": seconds(vm.backup.every)} if vm.backup.every else {}),
                 "node": vm.node,
                 "owner": f"{pulumi.get_project()}/{pulumi.get_stack()}",
                 **nodes[vm.node].access,
             },
             pulumi.ResourceOptions(parent=self, depends_on=[self.vms[vm.name]]),
         )
+
+    def _schedules(self, kvm_nodes: list, cfg, nodes: dict, storage) -> dict:
+        """Every KVM node: a VM is backed up by whichever node runs it."""
+        return {
+            n.name: BackupSchedule(
+                f"{n.name}-backup-schedule",
+                {"node": n.name, **nodes[n.name].access, "storage": cfg.storage},
+                pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[nodes[n.name].prep, *(storage or {}).get(n.name, [])],
+                ),
+            )
+            for n in kvm_nodes
+        }
 
     def bridge_outputs(self) -> dict:
         return {
@@ -257,6 +277,7 @@ class Kvm(pulumi.ComponentResource):
                 snapshots=self._snapshot_outputs(name),
                 backups=self.backups[name].backups if name in self.backups else [],
                 last_backup=self.backups[name].last if name in self.backups else None,
+                scheduled_backup=self.backups[name].scheduled if name in self.backups else None,
             )
             for name, vm in self.vms.items()
         }
@@ -267,6 +288,14 @@ class Kvm(pulumi.ComponentResource):
             for ref, s in self.snapshots.items()
             if ref.split("@", 1)[0] == vm
         }
+
+
+UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def seconds(every: str) -> int:
+    """A backup policy's `every` (such as 6h) in seconds."""
+    return int(every[:-1]) * UNITS[every[-1]]
 
 
 def _sources_first(vms: tuple) -> list:

@@ -33,6 +33,8 @@ PRIVATE_DIRS = [
     ("/mnt", False, None),
     ("/root/.ssh", False, None),
     ("/etc/netplan", True, None),
+    ("/usr/local/lib/cephkvm", False, None),  # the backup script (providers/vm_backup.py)
+    ("/var/log/cephkvm", False, None),
 ]
 PRIVATE_FILES = ["/etc/hosts", "/etc/fstab"]  # fstab: each node mounts its own CephFS
 

@@ -20,7 +20,7 @@ class Daemon:
     unit: str
     argv: tuple  # direct start; must daemonize and write pid_file
     pid_file: str
-    exe: str = ""  # the running binary, when argv starts it through a wrapper
+    exe: str = ""  # the running binary (or a link to it), when argv starts it through a wrapper
 
     @property
     def binary(self) -> str:
@@ -47,7 +47,8 @@ def is_running(node: Session, daemon: Daemon, systemd: bool) -> bool:
     # another node's copy of the same daemon.
     script = (
         f'pid=$(cat {shlex.quote(daemon.pid_file)} 2>/dev/null) && [ -n "$pid" ] && '
-        f'[ "$(readlink /proc/$pid/exe)" = {shlex.quote(daemon.binary)} ] && {SAME_NODE}'
+        f'[ "$(readlink /proc/$pid/exe)" = "$(readlink -f {shlex.quote(daemon.binary)})" ] '
+        f"&& {SAME_NODE}"
     )
     return node.ok(["sh", "-c", script])
 
@@ -76,7 +77,8 @@ def stop(node: Session, daemon: Daemon, systemd: bool, hold: bool = False) -> No
         return
     script = (
         f"pid=$(cat {shlex.quote(daemon.pid_file)} 2>/dev/null) || exit 0; "
-        f'[ "$(readlink /proc/$pid/exe)" = {shlex.quote(daemon.binary)} ] && {SAME_NODE} '
+        f'[ "$(readlink /proc/$pid/exe)" = "$(readlink -f {shlex.quote(daemon.binary)})" ] '
+        f"&& {SAME_NODE} "
         f"|| {{ rm -f {shlex.quote(daemon.pid_file)}; exit 0; }}; "
         'kill "$pid"; for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; '
         'sleep 0.1; done; kill -0 "$pid" 2>/dev/null && kill -9 "$pid"; '

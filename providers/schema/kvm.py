@@ -137,6 +137,11 @@ class Backup(Section):
         7, fix="a full backup after this many backups (the others hold only what changed)"
     )
     now: str | None = hint(None, fix="a new value takes a backup at the next up (a date)")
+    every: text(r"[1-9][0-9]{0,5}[mhdw]", "must be a count and a unit (m, h, d, w)") | None = hint(
+        None,
+        fix="also take one this often on the node the VM runs on, without pulumi: such as "
+        "1d or 6h (checked every minute; a count and m, h, d or w)",
+    )
 
 
 class Nic(Section):
@@ -293,13 +298,23 @@ class BackupInputs(Spec):
 
     vm: VmName = replace()
     storage: AbsPath = replace()
-    target: AbsPath = state()  # the next backup goes to the new one
+    target: AbsPath = update()  # the next backup goes to the new one
     keep: whole(1, 1000) = update()  # prunes
-    full_every: whole(1, 1000) = state()
+    full_every: whole(1, 1000) = update()
     now: str | None = update(None)  # a new value takes a backup
+    every: whole(60) | None = update(None)  # seconds: the node's schedule takes one this often
     node: str = state()
     connection: dict[str, Any] = state()
     owner: str | None = state(None)
+
+
+class BackupScheduleInputs(Spec):
+    """BackupSchedule: one KVM node's timer that takes the backups due of the VMs it runs."""
+
+    node: str = replace()
+    connection: dict[str, Any] = update()
+    storage: AbsPath = update()  # its backup-policies/ hold every scheduled VM's policy
+    ensure: Literal["up"] = update("up")  # read reports "down" when the timer does not run
 
 
 class MigrationAccessInputs(Spec):

@@ -779,6 +779,40 @@ def test_full_then_incremental_backups_of_a_running_vm_restore_into_a_new_vm(sta
     assert len(kept) == 2, f"a VM's backups outlive its backup policy: {kept}"
 
 
+def test_scheduled_backups_run_on_the_vms_node_without_pulumi(stack):
+    host = stack.outputs()["vms"][VM]["host"]
+    policy = {"target": BACKUPS, "keep": 3, "every": "1m"}
+    stack.edit_config(lambda c: vm_config(c).update(backup=policy))
+    try:
+        planned = {n: op for n, op in steps(stack).items() if op != "same"}
+        schedules = {f"{n}-backup-schedule": "create" for n in NODES}
+        assert planned == {f"{VM}-backup": "create", **schedules}, planned
+        stack.run("up", "--yes", "--skip-preview")
+
+        def taken():
+            listed = lab.run(host, f"ls {BACKUPS}/{VM}/ 2>/dev/null").stdout.split()
+            return len([f for f in listed if f.endswith(".qcow2")]) >= 2
+
+        # `up` took the first; the node's own schedule takes the next once it is a minute old
+        base.wait_until(taken, timeout=300, interval=2, what="a scheduled backup")
+        stack.run("refresh", "--run-program", "--yes", "--skip-preview")  # outputs too
+        out = stack.outputs()["vms"][VM]
+        scheduled = out["scheduled_backup"]
+        assert scheduled["ok"] and scheduled["node"] == host, scheduled
+        assert scheduled["backup"]["kind"] == "incremental", scheduled
+        assert scheduled["backup"]["consistency"] == "quiesced", scheduled
+        assert scheduled["backup"]["file"] in [b["file"] for b in out["backups"]]
+
+        stack.edit_config(lambda c: vm_config(c)["backup"].pop("every"))
+        stack.run("up", "--yes", "--skip-preview")
+        for n in NODES:  # every node's schedule is gone with the last `every`
+            assert lab.run(n, ["test", "-e", "/run/cephkvm-backup.pid"]).returncode != 0, n
+    finally:
+        stack.edit_config(_without_backups)
+        stack.run("up", "--yes", "--skip-preview", check=False)
+        lab.run(host, ["rm", "-rf", "--", BACKUPS])
+
+
 def test_a_run_killed_right_after_a_vm_is_defined_converges_after_recover(stack):
     stack.edit_config(_with_vm2)
     proc = subprocess.Popen(

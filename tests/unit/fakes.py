@@ -260,7 +260,7 @@ def _missing_packages(host: FakeHost, command: Command):
 @HOST.script("readlink /proc/$pid/exe")
 def _direct_daemon(host: FakeHost, command: Command):
     """services.is_running and stop for a daemon without systemd."""
-    daemon = re.search(r'exe\)" = (\S+) \]', command.script).group(1).rsplit("/", 1)[1]
+    daemon = re.search(r"readlink -f (\S+)\)", command.script).group(1).rsplit("/", 1)[1]
     if "kill" not in command.script:
         return "", 0 if daemon in host.running else 1
     host.running.discard(daemon)

@@ -21,6 +21,7 @@ NOT_A_PHASE = {
     "Maintenance",
     "VmSnapshot",
     "VmBackup",
+    "BackupSchedule",
     "CephDashboard",
     "Cockpit",
     "LoginPassword",
