@@ -22,7 +22,7 @@ from providers.cockpit import Cockpit
 from providers.kvm_bridge import KvmBridge
 from providers.login_password import LoginPassword
 from providers.schema.kvm import Bridge, Vm
-from providers.migration_access import KEY_PATH, MigrationAccess
+from providers.migration_access import KEY_PATH, MigrationAccess, peer
 from providers.migration_key import MigrationKey
 from providers.backup_schedule import BackupSchedule
 from providers.vm_backup import VmBackup
@@ -160,6 +160,7 @@ class Kvm(pulumi.ComponentResource):
             pulumi.ResourceOptions(parent=self),
         )
         peers = [n.address for n in kvm_nodes]
+        peer_nodes = [peer(nodes[n.name].connection) for n in kvm_nodes]
         return {
             n.name: MigrationAccess(
                 f"{n.name}-migration",
@@ -167,6 +168,7 @@ class Kvm(pulumi.ComponentResource):
                     "node": n.name,
                     **nodes[n.name].access,
                     "peers": peers,
+                    "peer_nodes": peer_nodes,
                     "public_key": key.public_key,
                     "private_key": key.private_key,
                 },
@@ -188,8 +190,6 @@ class Kvm(pulumi.ComponentResource):
             ),
             "max_memory_mib": vm.max_memory_mib or vm.memory_mib,
             "max_vcpus": vm.max_vcpus or vm.vcpus,
-            # Every KVM node, so that read finds it wherever it was moved by hand.
-            "peers": [nodes[n].connection for n in kvm_nodes],
             **({"migration_key": KEY_PATH} if len(kvm_nodes) > 1 else {}),
             "storage": cfg.storage,
             "shared_storage": cfg.storage_shared,

@@ -19,6 +19,7 @@ usable), vm_migrate (to another node), vm_change (in place), libvirt_conn (live 
 
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 import pulumi
@@ -27,6 +28,7 @@ from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 from providers import base, libvirt_conn, vm_change, vm_migrate, vm_ready, vm_storage
 from providers import libvirt_domain as dx
 from providers.errors import Failure
+from providers.migration_access import PEER_FIELDS, PEERS_PATH
 from providers.schema.kvm import VmInputs
 from providers.transport import Session
 
@@ -207,10 +209,25 @@ class CloudVMProvider(base.Provider):
 def _candidates(props: dict, node: Session):
     """(props, its session) as seen from its own node first, then from each peer node."""
     yield props, node
-    for peer in props.get("peers") or []:
-        if peer.get("name") != props["connection"].get("name"):
-            where = {**props, "connection": peer, "node": peer["name"]}
-            yield where, base.session(where)
+    for peer in _peers(props, node):
+        where = {**props, "connection": peer, "node": peer["name"]}
+        yield where, base.session(where)
+
+
+def _peers(props: dict, node: Session) -> list:
+    """The other KVM nodes' connections, as the node's MigrationAccess keeps them (the same
+    SSH key and known_hosts as its own; each peer's host key pinned)."""
+    text = node.get(PEERS_PATH)
+    own = {
+        k: v
+        for k, v in props["connection"].items()
+        if k not in PEER_FIELDS and k != "state_host_key"
+    }
+    return [
+        {**own, **{k: p[k] for k in PEER_FIELDS if p.get(k) is not None}}
+        for p in (json.loads(text) if text else [])
+        if p.get("name") != props["connection"].get("name")
+    ]
 
 
 def _observe(dom, p: dict) -> dict:

@@ -10,6 +10,7 @@ comment and the key file.
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Optional
 
 import pulumi
@@ -20,6 +21,16 @@ from providers.schema.kvm import MigrationAccessInputs
 from providers.transport import Session
 
 KEY_PATH = "/root/.ssh/cephkvm_migration"  # read by libvirtd, which runs as root
+PEERS_PATH = "/root/.ssh/cephkvm_peers.json"  # read by CloudVM's read (providers/cloud_vm.py)
+PEER_FIELDS = ("name", "address", "port", "user", "host_key")  # of each peer_nodes entry
+
+
+def peer(connection: dict) -> dict:
+    """A KVM node's entry in peer_nodes: its connection's own fields, its host key pinned
+    (the configured one, else the one its Node resource recorded)."""
+    entry = {k: connection[k] for k in PEER_FIELDS[:-1] if k in connection}
+    return {**entry, "host_key": connection.get("host_key") or connection.get("state_host_key")}
+
 
 # --- input schema -----------------------------------------------------------------------
 # providers/schema/kvm.py MigrationAccessInputs (+ ssh_private_key?)
@@ -45,6 +56,7 @@ class MigrationAccessProvider(base.Provider):
                 **props,
                 "public_key": props["public_key"] if line_ok else "",
                 "private_key": props["private_key"] if _key_ok(node, props) else "",
+                "peer_nodes": props.get("peer_nodes") if _peers_ok(node, props) else [],
             },
         )
 
@@ -70,6 +82,9 @@ def _converge(node: Session, props: dict) -> None:
     if not _key_ok(node, props):
         _ensure_dir(node, KEY_PATH.rsplit("/", 1)[0], "root")
         node.put(KEY_PATH, props["private_key"], mode="0600", secret=True)
+    if not _peers_ok(node, props):
+        _ensure_dir(node, PEERS_PATH.rsplit("/", 1)[0], "root")
+        node.put(PEERS_PATH, _peers_text(props), mode="0600")
 
 
 def _revoke(node: Session, props: dict) -> None:
@@ -79,8 +94,9 @@ def _revoke(node: Session, props: dict) -> None:
         node.put(
             path, "\n".join(kept) + ("\n" if kept else ""), mode="0600", owner=f"{_user(props)}:"
         )
-    if node.ok(["test", "-e", KEY_PATH]):
-        node.run(["rm", "-f", "--", KEY_PATH], change=True)
+    for path in (KEY_PATH, PEERS_PATH):
+        if node.ok(["test", "-e", path]):
+            node.run(["rm", "-f", "--", path], change=True)
 
 
 def _ensure_dir(node, path: str, owner: str) -> None:
@@ -118,6 +134,14 @@ def _authorized(node, props: dict) -> tuple[str, str]:
 def _key_ok(node, props: dict) -> bool:
     out = node.run(["sha256sum", "--", KEY_PATH], check=False).stdout.split()
     return out[:1] == [hashlib.sha256(props["private_key"].encode()).hexdigest()]
+
+
+def _peers_text(props: dict) -> str:
+    return json.dumps(list(props.get("peer_nodes") or []), sort_keys=True) + "\n"
+
+
+def _peers_ok(node, props: dict) -> bool:
+    return node.get(PEERS_PATH) == _peers_text(props)
 
 
 class MigrationAccess(pulumi.dynamic.Resource, module="cephkvm", name="MigrationAccess"):

@@ -267,7 +267,6 @@ class VmInputs(Vm):
     owner: str | None = state(None)
     virt_type: Literal["kvm", "qemu"] = update("kvm", fix="qemu where KVM acceleration fails")
     connection: dict[str, Any] = update(fix="the node's connection")
-    peers: tuple[dict[str, Any], ...] = update(())  # where read looks for a VM moved by hand
     migration_key: str | None = update(None)
     storage: AbsPath = replace(fix="where templates/, virtualmachines/ and config/ live")
     shared_storage: Bool = update(False)
@@ -326,6 +325,9 @@ class MigrationAccessInputs(Spec):
     private_key: str = update()  # secret
     # addresses the key may log in from (the KVM nodes)
     peers: tuple[str, ...] = update(fix="list the KVM nodes' addresses", min_length=1)
+    # every KVM node's name, address, port, user and host key: where a VM's read looks for
+    # it once moved by hand (the node keeps them, so no VM carries them: state VMs + nodes)
+    peer_nodes: tuple[dict[str, Any], ...] = update(())
 
 
 class BridgeInputs(Spec):

@@ -56,8 +56,8 @@ def test_example_previews_offline_with_readable_types(example):
     assert not [line for line in example.ssh_log_lines() if line.startswith("connect")]
     for step in preview["steps"]:
         if step["urn"].endswith("$" + dynamic + "CloudVM::" + step["urn"].split("::")[-1]):
-            # Its own node's bridge, mount, prep and migration access, not every node's (the
-            # peers' facts give their host keys): the state grows with VMs plus nodes.
+            # Its own node's bridge, mount, prep and migration access, not every node's, and
+            # no other node's connection: the state grows with VMs plus nodes.
             node = step["newState"]["inputs"]["node"]
             deps = [urn.split("::")[-1] for urn in step["newState"]["dependencies"]]
             assert {d for d in deps if not d.endswith("-facts")} == {

@@ -16,6 +16,7 @@ from providers import (
     base,
     guest_agent,
     libvirt_conn,
+    migration_access,
     passwords,
     vm_change,
     vm_migrate,
@@ -24,6 +25,7 @@ from providers import (
 )
 from providers import libvirt_domain as dx
 from providers.cloud_vm import CloudVMProvider
+from providers.migration_access import PEERS_PATH
 from providers.transport import Host
 from tests.unit.fakes import CONTENT_WRITES, Crash, FakeNode, Handlers
 from tests.unit.test_config import KEY
@@ -89,6 +91,12 @@ VM_HOST = VmHost.HANDLERS
 def _test(node, command):
     paths = [a for a in command.argv[1:] if a.startswith("/")]
     return "", 0 if all(node.exists(p) for p in paths) else 1
+
+
+@VM_HOST.program("cat")
+def _cat(node, command):
+    path = command.argv[-1]
+    return (node.files[path], 0) if path in node.files else ("", 1)
 
 
 @VM_HOST.program("mkdir")
@@ -624,8 +632,11 @@ def test_nics_are_attached_and_detached_by_mac():
 
 def test_read_and_delete_find_a_vm_moved_by_hand_to_a_peer(node, monkeypatch):
     provider = CloudVMProvider()
-    peer = {**CONN, "name": "node2", "address": "192.0.2.2"}
-    outs = provider.create(checked({**PROPS, "peers": [CONN, peer]})).outs
+    peer = {**CONN, "name": "node2", "address": "192.0.2.2", "host_key": "ssh-ed25519 AAAAnode2"}
+    props = {**PROPS, "connection": {**CONN, "key_file": "/etc/cephkvm/id_ed25519"}}
+    outs = provider.create(checked(props)).outs
+    # what node1's MigrationAccess keeps: every KVM node, itself too
+    node.files[PEERS_PATH] = json.dumps([migration_access.peer(c) for c in (CONN, peer)])
     seen = []
 
     @contextlib.contextmanager
@@ -646,7 +657,9 @@ def test_read_and_delete_find_a_vm_moved_by_hand_to_a_peer(node, monkeypatch):
     read = provider.read("vm-unit", outs).outs
     assert read["node"] == "node2" and read["host"] == "node2"
     assert read["connection"]["address"] == "192.0.2.2"
-    assert provider.diff("vm-unit", read, checked({**PROPS, "peers": [CONN, peer]})).changes
+    assert read["connection"]["host_key"] == "ssh-ed25519 AAAAnode2", "pinned from the file"
+    assert read["connection"]["key_file"] == "/etc/cephkvm/id_ed25519", "its own SSH key"
+    assert provider.diff("vm-unit", read, checked(props)).changes
     provider.delete("vm-unit", outs)
     with pytest.raises(libvirt.libvirtError):
         node.conn.lookupByName("vm-unit")

@@ -2,11 +2,12 @@
 
 import hashlib
 import io
+import json
 
 import paramiko
 import pytest
 
-from providers.migration_access import KEY_PATH, MigrationAccessProvider
+from providers.migration_access import KEY_PATH, PEERS_PATH, MigrationAccessProvider
 from providers.migration_key import MigrationKeyProvider
 from tests.unit.fakes import Crash, connection
 
@@ -36,6 +37,10 @@ def props(key, **extra):
         "node": "node1",
         "connection": CONN,
         "peers": ["192.0.2.1", "192.0.2.2"],
+        "peer_nodes": [
+            {"name": "node1", "address": "192.0.2.1", "host_key": "ssh-ed25519 AAAA1"},
+            {"name": "node2", "address": "192.0.2.2", "host_key": "ssh-ed25519 AAAA2"},
+        ],
         "public_key": key["public_key"],
         "private_key": key["private_key"],
         **extra,
@@ -63,6 +68,18 @@ def test_create_adds_a_restricted_line_and_the_root_only_key(host, key):
     assert host.files[KEY_PATH] == key["private_key"]
     assert host.modes[KEY_PATH] == ("600", "root:root")
     assert not [line for line in host.log.lines if "PRIVATE" in line], "key only through stdin"
+    # the other KVM nodes, for a VM's read to look for it once moved by hand
+    assert json.loads(host.files[PEERS_PATH]) == props(key)["peer_nodes"]
+    assert host.modes[PEERS_PATH] == ("600", "root:root")
+
+
+def test_the_peers_file_read_back_different_is_drift(host, key):
+    outs = MigrationAccessProvider().create(props(key)).outs
+    host.files[PEERS_PATH] = "[]\n"
+    read = MigrationAccessProvider().read("node1", outs).outs
+    assert read["peer_nodes"] == []
+    MigrationAccessProvider().update("node1", read, props(key))
+    assert json.loads(host.files[PEERS_PATH]) == props(key)["peer_nodes"]
 
 
 def test_a_second_run_changes_nothing(host, key):
@@ -72,7 +89,7 @@ def test_a_second_run_changes_nothing(host, key):
     assert len(host.changes) == before
 
 
-@pytest.mark.parametrize("step", [1, 2])
+@pytest.mark.parametrize("step", [1, 2, 3])
 def test_crash_at_step_n_then_rerun_converges(host, key, step):
     host.log.crash_at = step
     with pytest.raises(Crash):
@@ -80,6 +97,7 @@ def test_crash_at_step_n_then_rerun_converges(host, key, step):
     MigrationAccessProvider().create(props(key))
     assert host.files[AUTHORIZED].count(key["public_key"]) == 1
     assert host.files[KEY_PATH] == key["private_key"]
+    assert json.loads(host.files[PEERS_PATH]) == props(key)["peer_nodes"]
 
 
 def test_refresh_shows_a_removed_line_and_a_changed_key_as_drift(host, key):
