@@ -96,7 +96,14 @@ def upgraded(tmp_path_factory):
         sweep()
 
 
-def test_the_upgraded_code_previews_the_old_stack_with_no_change(upgraded):
+def test_the_upgraded_code_previews_the_old_stack_changing_only_the_peers_files(upgraded):
+    """Since BEFORE, each KVM node's MigrationAccess also keeps the KVM nodes' addresses and
+    host keys for the VMs' reads (no VM carries them): that file is the one change."""
+    nodes = [n["name"] for n in lab.inventory()["nodes"]]
+    assert changes(upgraded) == {f"{n}-migration": "update" for n in nodes}
+    upgraded.run("up", "--yes", "--skip-preview")
+    for n in nodes:
+        assert lab.run(n, ["test", "-s", "/root/.ssh/cephkvm_peers.json"]).returncode == 0, n
     assert changes(upgraded) == {}
 
 
