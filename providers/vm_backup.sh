@@ -83,22 +83,42 @@ snapdir() { # SNAP: a CephFS snapshot of the directory above .snap
 	return 1
 }
 
+frozen_mark() { # VM: present while this script holds the guest frozen
+	echo "/run/cephkvm-backup.$1.frozen"
+}
+
+thaw() { # VM: thawed, tried a few times (a frozen guest's writes wait forever)
+	for _ in 1 2 3; do
+		if virsh -q domfsthaw "$1" >/dev/null 2>&1; then
+			rm -f -- "$(frozen_mark "$1")"
+			return 0
+		fi
+		sleep 1
+	done
+	return 1
+}
+
 snapshot() { # VM OWNER SNAP: SNAP made with the guest frozen; prints the consistency
 	if ! running "$1" "$2"; then
 		snapdir "$3"
 		echo "crash-consistent (not quiesced: the VM is not running here)"
 		return
 	fi
-	virsh -q domfsthaw "$1" >/dev/null 2>&1 || true # a killed run may have left it frozen
+	if [ -e "$(frozen_mark "$1")" ]; then thaw "$1" || true; fi # a killed run froze it
+	touch -- "$(frozen_mark "$1")"
 	if ! why=$(virsh -q domfsfreeze "$1" 2>&1 >/dev/null); then
+		rm -f -- "$(frozen_mark "$1")"
 		snapdir "$3"
 		why=$(echo "$why" | tr -s '\n' ' ' | sed 's/^error: //; s/ *$//')
 		echo "crash-consistent (not quiesced: the guest agent did not freeze: $why)"
 		return
 	fi
+	frozen_vm=$1
+	trap 'thaw "$frozen_vm"; exit 1' HUP INT TERM
 	made=0
 	snapdir "$3" || made=$?
-	virsh -q domfsthaw "$1" >/dev/null
+	thaw "$1" || fail "$1: the guest stays frozen: the agent did not thaw it (virsh domfsthaw $1)"
+	trap - HUP INT TERM
 	[ "$made" = 0 ] || exit "$made"
 	echo quiesced
 }
@@ -155,6 +175,9 @@ due() { # POLICIES
 		vm=$(policy "$p" vm) target=$(policy "$p" target) owner=$(policy "$p" owner)
 		every=$(policy "$p" every)
 		running "$vm" "$owner" || continue
+		if [ -e "$(frozen_mark "$vm")" ] && flock -n "/run/cephkvm-backup.$vm.lock" true; then
+			thaw "$vm" || true # frozen by a run that was killed, and none runs now
+		fi
 		newest=$(backups "$target/$vm" | tail -n 1)
 		if [ -n "$newest" ] && [ "$(stamp_age "$newest")" -lt "$every" ]; then
 			continue

@@ -195,6 +195,20 @@ def test_a_killed_runs_snapshot_and_partial_file_are_removed_first(lab):
     assert not list(snaps.iterdir()) and not list(target.glob("*.part"))
 
 
+def test_a_guest_a_killed_run_left_frozen_is_thawed_by_the_next_schedule_tick(lab):
+    node, props, fake, _disk = lab
+    vm_backup._policy(node, {**props, "every": 3600})
+    take(node, props)  # not due again for an hour
+    mark = pathlib.Path("/run/cephkvm-backup.web1.frozen")
+    mark.touch()  # a run killed between freeze and thaw
+    try:
+        node.run([vm_backup.SCRIPT, "due", os.path.dirname(vm_backup._policy_path(props))])
+        assert (fake / "virsh.log").read_text().rstrip().endswith("domfsthaw web1")
+        assert not mark.exists()
+    finally:
+        mark.unlink(missing_ok=True)
+
+
 def test_delete_keeps_every_backup_and_drops_the_policy(lab):
     node, props, _fake, _disk = lab
     props = {**props, "every": 3600}
