@@ -587,11 +587,25 @@ def _exec(chan: paramiko.Channel, line: str, stdin, timeout: float):
             raise
         if stdin is not None:
             chan.sendall(stdin.encode() if isinstance(stdin, str) else stdin)
-        chan.shutdown_write()
+        _end_input(chan)
         out, err = _drain(chan, time.monotonic() + timeout)
         return out.decode(errors="replace"), err.decode(errors="replace"), chan.recv_exit_status()
     finally:
         chan.close()
+
+
+def _end_input(chan: paramiko.Channel) -> None:
+    """EOF on the command's input. paramiko's shutdown_write sends it after releasing the
+    channel's lock: when the command has already ended, the server's CLOSE can be answered
+    in between, our EOF then follows our CLOSE, and OpenSSH drops the whole connection with
+    every command on it ("ieof packet referred to nonexistent channel", seen on the lab).
+    Sent under the lock, it goes out before any CLOSE paramiko answers with."""
+    with chan.lock:
+        if chan.closed:
+            return  # paramiko's own close sent EOF then CLOSE, in that order
+        eof = chan._send_eof()  # None when already sent
+        if eof is not None:
+            chan.transport._send_user_message(eof)
 
 
 def _drain(chan, deadline: float) -> tuple[bytes, bytes]:

@@ -399,3 +399,31 @@ def test_sudo_saying_no_is_a_fault_not_an_answer(server, client_key, tmp_path, m
     # sudo's warnings are no refusal: it ran the command, whose "no" is an answer
     fake.write_text("#!/bin/sh\necho 'sudo: unable to resolve host n1' >&2\nshift\nexec \"$@\"\n")
     assert not node.ok(["test", "-e", "/nonexistent"]) and node.get("/nonexistent") is None
+
+
+def test_the_input_eof_is_sent_under_the_channel_lock_and_never_after_close():
+    """OpenSSH drops the whole connection when an EOF follows the channel's CLOSE (seen on
+    the lab: every command on that node's connection failed). paramiko answers a server's
+    CLOSE under the channel's lock; the EOF must go out under it too, or not at all."""
+
+    class Channel:
+        def __init__(self, closed=False):
+            self.lock, self.closed, self.eof_sent, self.sent = threading.Lock(), closed, False, []
+            self.transport = self
+
+        def _send_eof(self):
+            if self.eof_sent:
+                return None
+            self.eof_sent = True
+            return "EOF"
+
+        def _send_user_message(self, message):
+            self.sent.append((message, self.lock.locked()))
+
+    chan = Channel()
+    transport._end_input(chan)
+    transport._end_input(chan)
+    assert chan.sent == [("EOF", True)]
+    closed = Channel(closed=True)
+    transport._end_input(closed)
+    assert closed.sent == []
