@@ -1,6 +1,7 @@
-"""Benchmark: `pulumi preview` time of an unchanged lab stack, and SSH connections and
-mutating commands per `pulumi up`. Prints figures; asserts nothing. Needs a running lab
-(`python -m lab up`) and `make setup`."""
+"""Benchmark: `pulumi preview` time of an unchanged lab stack against the engine's floor (a
+preview of an empty program through the same CLI, language host and backend, measured in
+the same run, A B A B), and SSH connections and mutating commands per `pulumi up`. Prints
+figures; asserts nothing. Needs a running lab (`python -m lab up`) and `make setup`."""
 
 import os
 import statistics
@@ -26,6 +27,29 @@ def count(project: Project, action: str) -> tuple[float, Counter, int]:
     return elapsed, connects, changes
 
 
+def empty_program(workdir: str) -> Project:
+    """The project with a program that declares nothing: what every preview costs."""
+    floor = Project(workdir, "floor")
+    with open(os.path.join(floor.dir, "__main__.py"), "w") as f:
+        f.write("import pulumi  # noqa: F401  (the engine's floor: nothing declared)\n")
+    return floor
+
+
+def timed_preview(project: Project) -> float:
+    start = time.monotonic()
+    project.run("preview")
+    return time.monotonic() - start
+
+
+def against_floor(project: Project, floor: Project, rounds: int = 2) -> tuple[list, list]:
+    """Unchanged previews of project and of the empty program, alternating."""
+    floors, stack = [], []
+    for _ in range(rounds):
+        floors.append(timed_preview(floor))
+        stack.append(timed_preview(project))
+    return floors, stack
+
+
 def main() -> None:
     if not lab.inventory():
         sys.exit("the lab is down: run `python -m lab up` first")
@@ -42,15 +66,14 @@ def main() -> None:
                     f"{label:20s} {elapsed:6.1f} s  ssh connections per node "
                     f"{dict(connects)}  mutating commands {changes}"
                 )
-            times = []
             open(project.ssh_log, "w").close()
-            for _ in range(3):
-                start = time.monotonic()
-                project.run("preview")
-                times.append(time.monotonic() - start)
+            floors, times = against_floor(project, empty_program(os.path.join(tmp, "floor")))
+            ratio = statistics.median(times) / statistics.median(floors)
+            rounds = ", ".join(f"{a:.1f}/{b:.1f}" for a, b in zip(floors, times))
             print(
-                f"{'preview (unchanged)':20s} {statistics.median(times):6.1f} s median of 3"
-                f"  ssh connections "
+                f"{'preview (unchanged)':20s} {statistics.median(times):6.1f} s median of "
+                f"{len(times)}; empty program {statistics.median(floors):.1f} s: {ratio:.2f}x"
+                f" the floor (empty/stack, A B A B: {rounds} s); ssh connections "
                 f"{sum(1 for ln in project.ssh_log_lines() if ln.startswith('connect'))}"
                 " (must be 0)"
             )

@@ -22,3 +22,14 @@ def test_the_offline_preview_bench_runs_on_a_tiny_stack(capsys):
     lines = out.strip().splitlines()
     assert [line.split("preview ")[1].split()[0] for line in lines] == ["A", "B", "A", "B"], out
     assert all(line.endswith("ssh connections 0") for line in lines), out
+
+
+def test_the_engine_floor_the_lab_preview_is_compared_with_previews(tmp_path):
+    """preview_and_connections' reference: an empty program through the same CLI."""
+    import preview_and_connections as bench
+
+    floor = bench.empty_program(str(tmp_path))
+    floors, again = bench.against_floor(floor, floor, rounds=1)
+    assert len(floors) == len(again) == 1 and floors[0] > 0
+    steps = floor.preview_json()["steps"]
+    assert {s["urn"].split("::")[2] for s in steps} == {"pulumi:pulumi:Stack"}, steps
