@@ -218,11 +218,7 @@ def _peers(props: dict, node: Session) -> list:
     """The other KVM nodes' connections, as the node's MigrationAccess keeps them (the same
     SSH key and known_hosts as its own; each peer's host key pinned)."""
     text = node.get(PEERS_PATH)
-    own = {
-        k: v
-        for k, v in props["connection"].items()
-        if k not in PEER_FIELDS and k != "state_host_key"
-    }
+    own = {k: v for k, v in props["connection"].items() if k not in PEER_FIELDS}
     return [
         {**own, **{k: p[k] for k in PEER_FIELDS if p.get(k) is not None}}
         for p in (json.loads(text) if text else [])

@@ -22,14 +22,14 @@ from providers.transport import Session
 
 KEY_PATH = "/root/.ssh/cephkvm_migration"  # read by libvirtd, which runs as root
 PEERS_PATH = "/root/.ssh/cephkvm_peers.json"  # read by CloudVM's read (providers/cloud_vm.py)
-PEER_FIELDS = ("name", "address", "port", "user", "host_key")  # of each peer_nodes entry
+# Each peer_nodes entry: a KVM node's connection fields; its host key pinned in config or
+# learned by its Node (state_host_key, which diff ignores: learning it changes nothing).
+PEER_FIELDS = ("name", "address", "port", "user", "host_key", "state_host_key")
 
 
 def peer(connection: dict) -> dict:
-    """A KVM node's entry in peer_nodes: its connection's own fields, its host key pinned
-    (the configured one, else the one its Node resource recorded)."""
-    entry = {k: connection[k] for k in PEER_FIELDS[:-1] if k in connection}
-    return {**entry, "host_key": connection.get("host_key") or connection.get("state_host_key")}
+    """A KVM node's entry in peer_nodes."""
+    return {k: connection[k] for k in PEER_FIELDS if k in connection}
 
 
 # --- input schema -----------------------------------------------------------------------
