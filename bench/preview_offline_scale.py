@@ -3,7 +3,7 @@ VMs), with no host reachable (an empty network namespace when run as root): the 
 first `up` (a new stack) and, with --unchanged, the preview of a stack whose resources all
 exist (a state made by tests/engine/synthetic.py). Either must open no SSH connection.
 Prints figures; asserts nothing. Usage: bench/preview_offline_scale.py [--unchanged]
-[--ab-drain] [NODES:VMS ...]"""
+[--ab-drain] [--code=DIR] [NODES:VMS ...]"""
 
 import os
 import sys
@@ -46,9 +46,11 @@ def stack_config(nodes: int, vms: int) -> dict:
     return {"config": config}, fleet
 
 
-def measure(nodes: int, vms: int, unchanged: bool, ab_drain: bool = False) -> None:
+def measure(
+    nodes: int, vms: int, unchanged: bool, ab_drain: bool = False, code: str = ROOT
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        project = Project(tmp, "scale")
+        project = Project(tmp, "scale", code=code)
         config, fleet = stack_config(nodes, vms)
         with open(os.path.join(project.dir, "stacks", "Pulumi.scale.yaml"), "w") as f:
             yaml.safe_dump(config, f)
@@ -56,6 +58,7 @@ def measure(nodes: int, vms: int, unchanged: bool, ab_drain: bool = False) -> No
             yaml.safe_dump(fleet, f)
         if unchanged:
             synthetic.settle(project)
+            print(f"{nodes:3d} nodes {vms:4d} VMs  state {_state_bytes(project) / 1e6:.2f} MB")
         kind = "unchanged" if unchanged else "new"
         # --ab-drain: the SDK's own Output drain (A) against components/sdk_drain.py (B).
         for label in ("A", "B", "A", "B") if ab_drain else ("",):
@@ -74,6 +77,11 @@ def measure(nodes: int, vms: int, unchanged: bool, ab_drain: bool = False) -> No
             )
 
 
+def _state_bytes(project: Project) -> int:
+    """The size of the stack's exported state (what grows with nodes and VMs)."""
+    return len(project.run("stack", "export", "--stack", project.stack).stdout)
+
+
 def _preview(project: Project):
     start = time.monotonic()
     proc = project.run("preview", netns_isolated=os.geteuid() == 0, check=False)
@@ -84,8 +92,11 @@ def main() -> None:
     args = sys.argv[1:]
     flags = {a for a in args if a.startswith("--")}
     sizes = [tuple(map(int, a.split(":"))) for a in args if a not in flags] or SIZES
+    # --code=DIR: the project's code from DIR (a `git worktree` of another commit), to set
+    # this tree's figures against another's in the same run
+    code = next((a.split("=", 1)[1] for a in flags if a.startswith("--code=")), ROOT)
     for nodes, vms in sizes:
-        measure(nodes, vms, "--unchanged" in flags, "--ab-drain" in flags)
+        measure(nodes, vms, "--unchanged" in flags, "--ab-drain" in flags, code)
 
 
 if __name__ == "__main__":
