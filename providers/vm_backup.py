@@ -107,7 +107,7 @@ def _take(node, p: dict) -> dict:
 def _forget(node, p: dict) -> None:
     """A killed run's leftovers and the policy go (the schedules stop); the backups stay."""
     _script(node, p, "clean", p["vm"], p["storage"], _dir(p))
-    node.run(["rm", "-f", "--", _policy_path(p)], change=True)
+    _policy(node, {**p, "every": None})
 
 
 def _policy_path(p: dict) -> str:
@@ -116,15 +116,16 @@ def _policy_path(p: dict) -> str:
 
 def _policy(node, p: dict) -> None:
     """The VM's policy for the schedules (KEY=VALUE lines), or none without `every`."""
+    path = _policy_path(p)
     if not p.get("every"):
-        node.run(["rm", "-f", "--", _policy_path(p)], change=True)
+        if node.ok(["test", "-e", path]):
+            node.run(["rm", "-f", "--", path], change=True)
         return
     keys = ("vm", "storage", "target", "keep", "full_every", "every", "owner")
     text = "".join(f"{k}={p.get(k) or ''}\n" for k in keys)
-    found = node.run(["cat", "--", _policy_path(p)], check=False).stdout
-    if found != text:
-        node.run(["mkdir", "-p", "--", posixpath.dirname(_policy_path(p))], change=True)
-        node.put(_policy_path(p), text, mode="0600")
+    if node.get(path) != text:
+        node.run(["mkdir", "-p", "--", posixpath.dirname(path)], change=True)
+        node.put(path, text, mode="0600")
 
 
 # --- the backups there ------------------------------------------------------------------
@@ -132,9 +133,9 @@ def _policy(node, p: dict) -> None:
 
 def _found(node, p: dict) -> dict:
     """What is there: the backups, and the schedule's latest run (its .scheduled.json)."""
-    status = node.run(["cat", "--", posixpath.join(_dir(p), ".scheduled.json")], check=False)
+    status = node.get(posixpath.join(_dir(p), ".scheduled.json"))
     try:
-        scheduled = json.loads(status.stdout) if status.exit_code == 0 else None
+        scheduled = None if status is None else json.loads(status)
     except ValueError:
         scheduled = {"ok": False, "error": "unreadable .scheduled.json"}
     return {"backups": _list(node, p), "scheduled": scheduled}

@@ -61,7 +61,7 @@ class VmSnapshotProvider(base.Provider):
                 node.run(["rmdir", "--", d], change=True)
 
 
-# --- taking one (VmBackup takes its own this way too) -------------------------------------
+# --- taking one -------------------------------------------------------------------------
 
 
 def quiesced(node, p: dict, dirs, what: str) -> str | None:

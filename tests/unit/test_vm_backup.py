@@ -64,6 +64,12 @@ class LocalNode:
             raise CommandError("node1", " ".join(argv), proc.returncode, proc.stderr)
         return Result(proc.stdout, proc.stderr, proc.returncode)
 
+    def ok(self, argv):
+        return self.run(argv, check=False).exit_code == 0
+
+    def get(self, path):
+        return pathlib.Path(path).read_text() if os.path.exists(path) else None
+
     def put(self, path, text, mode="0644", **_kw):
         pathlib.Path(path).write_text(text)
         os.chmod(path, int(mode, 8))
