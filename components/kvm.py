@@ -17,6 +17,7 @@ import pulumi
 
 from components import maintenance
 from components.config import StackConfig
+from providers.backup_schedule import BackupSchedule
 from providers.cloud_vm import CloudVM
 from providers.cockpit import Cockpit
 from providers.kvm_bridge import KvmBridge
@@ -24,7 +25,6 @@ from providers.login_password import LoginPassword
 from providers.schema.kvm import Bridge, Vm
 from providers.migration_access import KEY_PATH, MigrationAccess, peer
 from providers.migration_key import MigrationKey
-from providers.backup_schedule import BackupSchedule
 from providers.vm_backup import VmBackup
 from providers.vm_snapshot import VmSnapshot
 

@@ -90,13 +90,11 @@ def _converge(node, props: dict) -> None:
     vm_backup.install(node)
     systemd = services.has_systemd(node)
     if systemd:
-        changed = False
-        for name, text in _units(props).items():
-            path = posixpath.join(UNIT_DIR, name)
-            if node.get(path) != text:
-                node.put(path, text)
-                changed = True
-        if changed:
+        written = [
+            node.put_if_changed(posixpath.join(UNIT_DIR, name), text)
+            for name, text in _units(props).items()
+        ]
+        if any(written):
             node.run(["systemctl", "daemon-reload"], change=True)
     services.ensure_running(node, _timer(props), systemd)
 

@@ -70,29 +70,6 @@ def keyring(entity: str, key: str, caps: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def put_if_changed(
-    node: Session,
-    path: str,
-    text: str,
-    *,
-    mode: str = "0644",
-    owner: str = "root:root",
-    secret: bool = False,
-) -> bool:
-    """Write only when the content differs, so a converged node sees no change command.
-    Mode and owner are compared too, so a keyring left world-readable is repaired."""
-    current = node.get(path)
-    if current == text and _mode_owner(node, path) == (mode.lstrip("0") or "0", owner):
-        return False
-    node.put(path, text, mode=mode, owner=owner, secret=secret)
-    return True
-
-
-def _mode_owner(node: Session, path: str) -> tuple:
-    out = node.run(["stat", "-c", "%a %U:%G", path], check=False).stdout.split()
-    return (out[0], out[1]) if len(out) == 2 else ("", "")
-
-
 def local_clusters(node: Session) -> list[str]:
     """The clusters the node holds a config of (/etc/ceph/NAME.conf)."""
     out = node.run(["find", "/etc/ceph", "-maxdepth", "1", "-name", "*.conf"], check=False).stdout

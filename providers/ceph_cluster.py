@@ -24,7 +24,7 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from providers import base
-from providers.ceph_cli import gen_key, keyring, keyring_keys, put_if_changed
+from providers.ceph_cli import gen_key, keyring, keyring_keys
 from providers.errors import Failure
 from providers.schema.ceph import ClusterInputs
 
@@ -383,10 +383,9 @@ def _write_identity(props: dict, nodes: dict, fsid: str, keys: dict) -> None:
         _check_fsid(props, node, fsid)
         if not node.ok(["test", "-d", IDENTITY_DIR]):
             node.run(["install", "-d", "-m", "0755", IDENTITY_DIR], change=True)
-        put_if_changed(node, owner_path(c), props["owner"] + "\n")
-        put_if_changed(node, fsid_path(c), fsid + "\n", owner="ceph:ceph")
-        put_if_changed(
-            node,
+        node.put_if_changed(owner_path(c), props["owner"] + "\n")
+        node.put_if_changed(fsid_path(c), fsid + "\n", owner="ceph:ceph")
+        node.put_if_changed(
             bootstrap_keyring_path(c),
             _bootstrap_keyring(keys),
             mode="0600",

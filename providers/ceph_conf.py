@@ -15,7 +15,7 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from providers import base
-from providers.ceph_cli import keyring, keyring_keys, put_if_changed
+from providers.ceph_cli import keyring, keyring_keys
 from providers.ceph_cluster import ADMIN_CAPS
 from providers.schema.ceph import ConfInputs
 
@@ -81,10 +81,9 @@ def _admin_keyring(props: dict) -> str:
 def _converge(props: dict, node) -> None:
     if not node.ok(["test", "-d", "/etc/ceph"]):
         node.run(["install", "-d", "-m", "0755", "/etc/ceph"], change=True)
-    put_if_changed(node, _conf(props), props["conf"])
+    node.put_if_changed(_conf(props), props["conf"])
     if props["admin"]:
-        put_if_changed(
-            node,
+        node.put_if_changed(
             _admin_keyring(props),
             keyring("client.admin", props["admin_key"], ADMIN_CAPS),
             mode="0600",

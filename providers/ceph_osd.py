@@ -27,7 +27,6 @@ from providers.ceph_cli import (
     ceph,
     ceph_json,
     keyring,
-    put_if_changed,
     mark_restarted,
     restart_asked,
     restart_done,
@@ -262,8 +261,7 @@ def _bootstrap_key(props: dict, node) -> None:
     c = props["cluster_name"]
     path = f"/var/lib/ceph/bootstrap-osd/{c}.keyring"
     found = ceph_facts.auth_entity(ceph_json(node, c, "auth", "get", "client.bootstrap-osd"))
-    put_if_changed(
-        node,
+    node.put_if_changed(
         path,
         keyring("client.bootstrap-osd", found["key"], found["caps"]),
         mode="0600",

@@ -19,7 +19,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, keyring, put_if_changed
+from providers.ceph_cli import admin_session, ceph, keyring
 from providers.errors import Failure, Timeout
 from providers.schema.ceph import MountInputs
 from providers.transport import TransportError
@@ -329,15 +329,14 @@ def _converge(props: dict, node, remount: bool) -> dict:
             node.run(["kill", "-9", *map(str, fenced)], change=True, check=False)
         _wait_gone(props, node, fenced)
     key, caps = _client_key(props, node)
-    put_if_changed(
-        node,
+    node.put_if_changed(
         _keyring_path(props),
         keyring(f"client.{props['client_id']}", key, caps),
         mode="0600",
         secret=True,
     )
     if props["client"] == "kernel":
-        put_if_changed(node, _secret_path(props), key + "\n", mode="0600", secret=True)
+        node.put_if_changed(_secret_path(props), key + "\n", mode="0600", secret=True)
     if not node.ok(["test", "-d", mp]):
         node.run(["mkdir", "-p", mp], change=True)
     line = fstab_line(props)

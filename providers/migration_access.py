@@ -82,9 +82,8 @@ def _converge(node: Session, props: dict) -> None:
     if not _key_ok(node, props):
         _ensure_dir(node, KEY_PATH.rsplit("/", 1)[0], "root")
         node.put(KEY_PATH, props["private_key"], mode="0600", secret=True)
-    if not _peers_ok(node, props):
-        _ensure_dir(node, PEERS_PATH.rsplit("/", 1)[0], "root")
-        node.put(PEERS_PATH, _peers_text(props), mode="0600")
+    _ensure_dir(node, PEERS_PATH.rsplit("/", 1)[0], "root")
+    node.put_if_changed(PEERS_PATH, _peers_text(props), mode="0600")
 
 
 def _revoke(node: Session, props: dict) -> None:

@@ -535,6 +535,26 @@ class Session:
             else (),
         )
 
+    def put_if_changed(
+        self,
+        path: str,
+        text: str,
+        *,
+        mode: str = "0644",
+        owner: str = "root:root",
+        secret: bool = False,
+    ) -> bool:
+        """Write only when the content differs, so a converged node sees no change command.
+        Mode and owner are compared too, so a keyring left world-readable is repaired."""
+        if self.get(path) == text and self._mode_owner(path) == (mode.lstrip("0") or "0", owner):
+            return False
+        self.put(path, text, mode=mode, owner=owner, secret=secret)
+        return True
+
+    def _mode_owner(self, path: str) -> tuple:
+        out = self.run(["stat", "-c", "%a %U:%G", path], check=False).stdout.split()
+        return (out[0], out[1]) if len(out) == 2 else ("", "")
+
     def get(self, path: str) -> str | None:
         """A file's text, or None when there is no such file. A file that exists but cannot
         be read raises: absent and unreadable are different answers (a missing identity

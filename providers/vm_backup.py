@@ -20,7 +20,6 @@ with `template: {backup: FILE}` (vm_storage.restore_backup).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import pathlib
 import posixpath
@@ -80,12 +79,9 @@ def install(node) -> None:
     """SCRIPT as this version ships it (once per node and run)."""
 
     def put():
-        digest = hashlib.sha256(SOURCE.encode()).hexdigest()
-        found = node.run(["sh", "-c", f"sha256sum < {shlex.quote(SCRIPT)}"], check=False)
-        if found.stdout.split()[:1] != [digest]:
+        if not node.ok(["test", "-d", posixpath.dirname(SCRIPT)]):
             node.run(["mkdir", "-p", "--", posixpath.dirname(SCRIPT)], change=True)
-            node.put(SCRIPT, SOURCE, mode="0755")
-        return True
+        return node.put_if_changed(SCRIPT, SOURCE, mode="0755")
 
     node.fact("backup-script", put)
 
@@ -123,9 +119,9 @@ def _policy(node, p: dict) -> None:
         return
     keys = ("vm", "storage", "target", "keep", "full_every", "every", "owner")
     text = "".join(f"{k}={p.get(k) or ''}\n" for k in keys)
-    if node.get(path) != text:
+    if not node.ok(["test", "-d", posixpath.dirname(path)]):
         node.run(["mkdir", "-p", "--", posixpath.dirname(path)], change=True)
-        node.put(path, text, mode="0600")
+    node.put_if_changed(path, text, mode="0600")
 
 
 # --- the backups there ------------------------------------------------------------------

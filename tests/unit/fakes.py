@@ -334,6 +334,15 @@ def _put(host: FakeHost, command: Command):
     return "", 0
 
 
+@HOST.program("stat")
+def _stat_mode(host: FakeHost, command: Command):
+    """Session.put_if_changed's look at a file's mode and owner."""
+    if command.argv[1:3] != ("-c", "%a %U:%G"):
+        return None
+    mode = host.modes.get(command.argv[-1])
+    return (f"{mode[0]} {mode[1]}\n", 0) if mode else ("", 1)
+
+
 @HOST.program("sha256sum")
 def _sha256sum(host: FakeHost, command: Command):
     path = command.argv[-1]

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from providers import vm_backup
-from providers.transport import CommandError, Result
+from providers.transport import CommandError, Result, Session
 
 pytestmark = [
     pytest.mark.unit,
@@ -54,6 +54,8 @@ class LocalNode:
     """A Session that runs here: the script's commands are real."""
 
     name = "node1"
+    put_if_changed = Session.put_if_changed
+    _mode_owner = Session._mode_owner
 
     def __init__(self, env):
         self.env = env
