@@ -77,13 +77,19 @@ def _units(props: dict) -> dict:
     service = (
         "[Unit]\nDescription=cephkvm: the backups due of the VMs on this node\n"
         "After=libvirtd.service\n\n[Service]\nType=oneshot\n"
-        f"ExecStart={vm_backup.SCRIPT} due {_policies(props)}\n"
+        f"ExecStart={vm_backup.SCRIPT} due {_unit_arg(_policies(props))}\n"
     )
     timer = (
         "[Unit]\nDescription=cephkvm: look for backups due every minute\n\n"
         "[Timer]\nOnCalendar=minutely\n\n[Install]\nWantedBy=timers.target\n"
     )
     return {"cephkvm-backup.service": service, "cephkvm-backup.timer": timer}
+
+
+def _unit_arg(value: str) -> str:
+    """One argument of a unit's ExecStart: quoted, with systemd's own % and $ escaped."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("%", "%%").replace("$", "$$") + '"'
 
 
 def _converge(node, props: dict) -> None:

@@ -80,7 +80,7 @@ def install(node) -> None:
 
     def put():
         if not node.ok(["test", "-d", posixpath.dirname(SCRIPT)]):
-            node.run(["mkdir", "-p", "--", posixpath.dirname(SCRIPT)], change=True)
+            node.run(["install", "-d", posixpath.dirname(SCRIPT)], change=True)
         return node.put_if_changed(SCRIPT, SOURCE, mode="0755")
 
     node.fact("backup-script", put)
@@ -120,7 +120,7 @@ def _policy(node, p: dict) -> None:
     keys = ("vm", "storage", "target", "keep", "full_every", "every", "owner")
     text = "".join(f"{k}={p.get(k) or ''}\n" for k in keys)
     if not node.ok(["test", "-d", posixpath.dirname(path)]):
-        node.run(["mkdir", "-p", "--", posixpath.dirname(path)], change=True)
+        node.run(["install", "-d", posixpath.dirname(path)], change=True)
     node.put_if_changed(path, text, mode="0600")
 
 

@@ -153,8 +153,12 @@ take() { # VM STORAGE TARGET KEEP FULL_EVERY OWNER
 	trap - EXIT
 	prune "$dir" "$keep"
 	printf '{"file": "%s", "kind": "%s", "bytes": %s, "consistency": "%s", "seconds": %s}\n' \
-		"$out" "$kind" "$(stat -c %s -- "$out")" "$(echo "$consistency" | sed 's/["\\]/ /g')" \
+		"$(json_text "$out")" "$kind" "$(stat -c %s -- "$out")" "$(json_text "$consistency")" \
 		"$(($(date +%s) - started))"
+}
+
+json_text() { # TEXT: as the inside of a JSON string (paths may hold quotes)
+	printf '%s' "$1" | tr '\n\t' '  ' | sed 's/\\/\\\\/g; s/"/\\"/g'
 }
 
 # --- the schedule -------------------------------------------------------------------------
@@ -194,7 +198,7 @@ run_one() { # POLICY VM DIR: one scheduled backup, its outcome in DIR/.scheduled
 		"$(policy "$1" full_every)" "$(policy "$1" owner)" 2>"$err"); then
 		result="\"ok\": true, \"backup\": $got"
 	else
-		result="\"ok\": false, \"error\": \"$(tail -n 5 "$err" | tr '\n"\\\t' '    ')\""
+		result="\"ok\": false, \"error\": \"$(json_text "$(tail -n 5 "$err")")\""
 	fi
 	rm -f -- "$err"
 	mkdir -p -m 0700 -- "$3"

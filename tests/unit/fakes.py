@@ -378,5 +378,6 @@ def _make_dir(host: FakeHost, command: Command):
 def _remove(host: FakeHost, command: Command):
     if command.argv[:3] != ("rm", "-f", "--"):
         return None
-    host.files.pop(command.argv[3], None)
+    for path in command.argv[3:]:
+        host.files.pop(path, None)
     return "", 0

@@ -257,3 +257,16 @@ def test_a_failed_scheduled_backup_is_reported_not_hidden(lab):
     node.run([vm_backup.SCRIPT, "due", os.path.dirname(vm_backup._policy_path(props))])
     status = vm_backup._found(node, props)["scheduled"]
     assert status["ok"] is False and "has no disk" in status["error"], status
+
+
+def test_paths_with_spaces_quotes_and_backslashes_come_back_as_valid_json(lab):
+    node, props, _fake, _disk = lab
+    props = {**props, "target": props["target"] + ' odd "dir" \\ here', "every": 3600}
+    got = take(node, props)
+    assert os.path.exists(got["file"]) and got["file"].startswith(props["target"])
+    vm_backup._policy(node, props)
+    (pathlib.Path(props["storage"]) / "virtualmachines" / "web1.qcow2").unlink()
+    os.remove(got["file"])  # due again, and failing: "no disk ..." with the odd path in it
+    node.run([vm_backup.SCRIPT, "due", os.path.dirname(vm_backup._policy_path(props))])
+    status = vm_backup._found(node, props)["scheduled"]
+    assert status["ok"] is False and "has no disk" in status["error"], status
