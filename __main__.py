@@ -30,10 +30,14 @@ nodes = {node.name: PreparedNode(node, stack, private_key) for node in stack.nod
 pulumi.export("nodes", {name: prepared.summary() for name, prepared in nodes.items()})
 pulumi.export("maintenance", list(stack.maintenance.nodes))
 
+with_kvm = bool(stack.kvm and (stack.kvm.bridges or stack.kvm.vms or stack.cockpit))
+# The bridges first: a node's Ceph daemons come after the bridge their address moves to.
+kvm = Kvm(stack, nodes) if with_kvm else None
+
 mounts: dict = {}  # node -> its CephFS mounts
 gate = None  # the Maintenance resource, while a node is in maintenance
 if stack.ceph:
-    ceph = CephStack(stack, nodes)
+    ceph = CephStack(stack, nodes, network=kvm.network() if kvm else {})
     outputs = ceph.outputs()
     # Apart, so that a StackReference reads the rest of `ceph` as plain values.
     pulumi.export("ceph_client_keys", outputs.pop("client_keys"))
@@ -45,10 +49,9 @@ if stack.ceph:
         mounts.setdefault(mount["node"], []).append(resource)
     gate = ceph.gate
 
-with_kvm = bool(stack.kvm and (stack.kvm.bridges or stack.kvm.vms or stack.cockpit))
-if with_kvm:
+if kvm:
     # VM disks live on CephFS: the VMs come after the mounts (and go before them).
-    kvm = Kvm(stack, nodes, storage=mounts, gate=gate)
+    kvm.place_vms(stack, nodes, storage=mounts, gate=gate)
     pulumi.export("bridges", kvm.bridge_outputs())
     pulumi.export("vms", kvm.vm_outputs(stack))
     if stack.cockpit:
@@ -58,7 +61,7 @@ if with_kvm:
 if stack.ceph:
     # Deleted first by a destroy, and protected unless data may be lost: a destroy stops
     # before any VM, mount or bridge is removed (providers/destroy_guard.py).
-    every = ceph.resources() + (kvm.resources() if with_kvm else [])
+    every = ceph.resources() + (kvm.resources() if kvm else [])
     allowed = destroy_allowed(stack.ceph)
     DestroyGuard(
         {

@@ -2,7 +2,8 @@
 
 CephStack
 ├── CephCluster          fsid, keys, initial monmap (identity files on the mon nodes)
-├── CephConf per node    ceph.conf; the admin keyring on nodes with a Ceph role
+├── CephConf per node    ceph.conf; the admin keyring on nodes with a Ceph role; after the
+│                        node's bridges (everything Ceph on a node comes after its conf)
 ├── CephMon per mon node                after the cluster and its node's conf
 ├── CephConfig           `ceph config set`; after every mon: waits for their quorum
 ├── CephMgr, CephMds per node           after the quorum (CephConfig)
@@ -40,8 +41,13 @@ def _slug(path: str) -> str:
 
 class CephStack(pulumi.ComponentResource):
     def __init__(
-        self, stack: StackConfig, nodes: dict, opts: Optional[pulumi.ResourceOptions] = None
+        self,
+        stack: StackConfig,
+        nodes: dict,
+        network: Optional[dict] = None,
+        opts: Optional[pulumi.ResourceOptions] = None,
     ):
+        """network: node -> the resources its addresses sit on (its KvmBridges)."""
         super().__init__("cephkvm:index:CephStack", "ceph", None, opts)
         cfg = stack.ceph
         for warning in cfg.warnings:
@@ -99,7 +105,9 @@ class CephStack(pulumi.ComponentResource):
                     **({"admin_key": self.cluster.admin_key} if n in ceph_nodes else {}),
                 },
                 pulumi.ResourceOptions(
-                    parent=self, depends_on=[self.cluster], additional_secret_outputs=secret
+                    parent=self,
+                    depends_on=[self.cluster, *(network or {}).get(n, [])],
+                    additional_secret_outputs=secret,
                 ),
             )
             for n in nodes

@@ -3,10 +3,11 @@
 A bridge change can blip a node's network, so the nodes of one bridge are converged one at
 a time: each node's KvmBridge depends on the previous node's, and a KvmBridge finishes only
 after the node answered a new SSH connection (else it rolled itself back and the chain stops).
-VMs come after every bridge (a VM may migrate to any KVM node, whose bridge must exist),
-after the storage its disks live on (the CephFS mounts) and, with two or more KVM nodes,
-after each node holds the stack's migration key (MigrationKey + MigrationAccess per node).
-A VM's snapshots (VmSnapshot) come after it; a VM restored from one, after that snapshot.
+The bridges are made before the Ceph half (`network()`: a node's Ceph daemons come after
+the bridge that takes over their address, so a destroy takes them down before it), the VMs
+after it (`place_vms`). A VM comes after its node's bridges, prep and migration access, and
+the storage its disks live on (the CephFS mounts). A VM's snapshots (VmSnapshot) come after
+it; a VM restored from one, after that snapshot.
 """
 
 from __future__ import annotations
@@ -31,35 +32,41 @@ from providers.vm_snapshot import VmSnapshot
 
 class Kvm(pulumi.ComponentResource):
     def __init__(
-        self,
-        stack: StackConfig,
-        nodes: dict,
-        storage: Optional[list] = None,
-        gate=None,
-        opts: Optional[pulumi.ResourceOptions] = None,
+        self, stack: StackConfig, nodes: dict, opts: Optional[pulumi.ResourceOptions] = None
     ):
-        """storage: per node, the resources its VM disks' directory needs (CephFS mounts);
-        gate: the Maintenance resource (components/maintenance.py), when a node is in
-        maintenance: every VM waits for it (one may move)."""
+        """The nodes' side: bridges, migration access, Cockpit. place_vms adds the VMs."""
         super().__init__("cephkvm:index:Kvm", "kvm", None, opts)
         self.bridges: dict = {}  # node -> bridge name -> KvmBridge
         self.vms: dict = {}
         self.snapshots: dict = {}  # "VM@NAME" -> VmSnapshot
         self.backups: dict = {}  # VM -> VmBackup
         self.schedules: dict = {}  # node -> BackupSchedule (when a VM's backups have `every`)
-        cfg = stack.kvm
-        for bridge in cfg.bridges:
+        self.gate = None
+        for bridge in stack.kvm.bridges:
             self._bridge_chain(bridge, nodes)
-        kvm_nodes = [n for n in stack.nodes if "kvm" in n.roles]
-        self.migration = self._migration_access(kvm_nodes, nodes) if len(kvm_nodes) > 1 else {}
+        self.kvm_nodes = [n for n in stack.nodes if "kvm" in n.roles]
+        many = len(self.kvm_nodes) > 1
+        self.migration = self._migration_access(self.kvm_nodes, nodes) if many else {}
         self.cockpit_password = None
-        self.cockpit = self._cockpit(stack.cockpit, kvm_nodes, nodes) if stack.cockpit else {}
+        self.cockpit = self._cockpit(stack.cockpit, self.kvm_nodes, nodes) if stack.cockpit else {}
+
+    def network(self) -> dict:
+        """node -> its bridges: what its services' addresses may sit on."""
+        return {node: list(per_node.values()) for node, per_node in self.bridges.items()}
+
+    def place_vms(
+        self, stack: StackConfig, nodes: dict, storage: Optional[dict] = None, gate=None
+    ) -> None:
+        """storage: per node, the resources its VM disks' directory needs (CephFS mounts);
+        gate: the Maintenance resource (components/maintenance.py), when a node is in
+        maintenance: every VM waits for it (one may move)."""
+        cfg, kvm_nodes = stack.kvm, self.kvm_nodes
         if gate is None:
             gate = maintenance.gate(stack, nodes, [], [n.prep for n in nodes.values()])
-        self.placement = stack.maintenance.placement
+        placement = stack.maintenance.placement
         for vm in _sources_first(cfg.vms):
             # Where it runs: its node, or another while its node is in maintenance.
-            vm = vm.model_copy(update={"node": self.placement.get(vm.name, vm.node)})
+            vm = vm.model_copy(update={"node": placement.get(vm.name, vm.node)})
             source = self.snapshots.get(vm.template.snapshot or "")
             # What the VM needs is on its own node (a migration's target): depending on every
             # node's resources made the state grow with VMs times nodes.

@@ -171,6 +171,7 @@ class KvmBridgeProvider(base.Provider):
                 restore_script(props, props.get("previous") or {}),
                 apply_script(props, wanted),
             )
+        _wait_ceph_settled(node, props)  # the next node's bridge goes after Ceph recovered
 
 
 # --- facts ------------------------------------------------------------------------------

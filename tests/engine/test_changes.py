@@ -298,3 +298,18 @@ def test_an_option_read_only_at_start_restarts_the_daemons_it_applies_to(example
         lambda c: c["cephkvm:ceph"].update(options={"osd": {"osd_max_backfills": 2}})
     )
     assert {name: step["op"] for name, step in runtime.items()} == {"ceph-config": "update"}
+
+
+def test_a_nodes_ceph_comes_after_its_bridges(tmp_path):
+    """The bridge takes over the address the node's Ceph daemons use: they come after it, so
+    a destroy takes them down before the bridge moves that address back (a mon being
+    removed while its node's network blipped timed out its cluster's reads)."""
+    fresh = Project(str(tmp_path), "example")  # no state: preview plans every create
+    needs = {
+        s["urn"].rsplit("::", 1)[1]: {u.rsplit("::", 1)[1] for u in s["newState"]["dependencies"]}
+        for s in fresh.preview_json()["steps"]
+        if "dependencies" in (s.get("newState") or {})
+    }
+    for n in NODES:
+        assert f"{n}-br0" in needs[f"conf-{n}"], needs[f"conf-{n}"]
+        assert f"conf-{n}" in needs[f"mon-{n}"] and f"conf-{n}" in needs[f"osd-{n}-sdb"]

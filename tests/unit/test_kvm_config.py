@@ -148,6 +148,7 @@ def test_snapshots_follow_their_vm_and_a_restore_its_snapshot(mocks):
     stack = load(config, ROOT)
     nodes = {n.name: PreparedNode(n, stack) for n in stack.nodes}
     kvm = Kvm(stack, nodes)
+    kvm.place_vms(stack, nodes)
     assert list(kvm.vms) == ["virt-01", "virt-02"]
     snap = kvm.snapshots["virt-01@before"]
 
@@ -181,6 +182,7 @@ def test_component_rolls_bridges_node_by_node_and_vms_after_them(mocks):
     stack = load(stack_file("example"), ROOT)
     nodes = {n.name: PreparedNode(n, stack) for n in stack.nodes}
     kvm = Kvm(stack, nodes)
+    kvm.place_vms(stack, nodes)
 
     def check(_):
         by_name = {name: (typ, inputs) for typ, name, inputs in mocks.registered}
