@@ -8,8 +8,10 @@ enslaved and its addresses move to the bridge, which an open SSH session survive
 is validated with `netplan generate` in a scratch root either way, when netplan exists.
 
 Every change that can cut the node off is applied like `netplan try`: a detached guard on
-the node applies it, then restores the previous state unless the controller confirms over a
-NEW SSH connection within confirm_timeout seconds. Delete gives the NICs their addressing back.
+the node applies it, then restores the previous state unless the controller confirms within
+confirm_timeout seconds, after a NEW connection to the node's sshd got its banner (the
+confirmation itself goes over the node's one SSH connection). Delete gives the NICs their
+addressing back.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from providers.bridge_scripts import (
 from providers.ceph_cli import ceph, local_clusters
 from providers.errors import Failure
 from providers.schema.kvm import BridgeInputs
-from providers.transport import Pool, Session, TransportError
+from providers.transport import Session, TransportError
 
 # --- input schema -----------------------------------------------------------------------
 # providers/schema/kvm.py BridgeInputs (+ ssh_private_key?)
@@ -319,50 +321,54 @@ def _apply_guarded(node: Session, props: dict, apply: str, rollback: str) -> Non
     deadline = time.monotonic() + timeout - 2
     rc = None
     while time.monotonic() < deadline:
-        rc = _probe_fresh(node, ["sh", "-c", f"cat {q(d)}.rc 2>/dev/null"])
+        rc = _ask(node, ["sh", "-c", f"cat {q(d)}.rc 2>/dev/null"])
         if rc:
             break
         time.sleep(1)
-    if rc == "0" and _probe_fresh(node, ["mkdir", f"{d}.decided"], change=True) is not None:
-        return  # confirmed over a new connection, before the guard gave up
+    if rc == "0" and _ask(node, ["mkdir", f"{d}.decided"], change=True) is not None:
+        return  # the node took a new connection after the change, before the guard gave up
     if rc:  # the apply script itself failed: roll back now, unless the guard already did
-        _probe_fresh(
+        _ask(
             node,
             ["sh", "-c", f"mkdir {q(d)}.decided && sh {q(d)}.rollback >> {q(d)}.log 2>&1"],
             change=True,
         )
-        log = _probe_fresh(node, ["cat", f"{d}.log"]) or ""
+        log = _ask(node, ["cat", f"{d}.log"]) or ""
         raise Failure(
             f"{props['node']}: applying bridge {name} failed (exit {rc}); "
             f"the previous network config is back. Log:\n{log[-1500:]}"
         )
     time.sleep(max(0.0, deadline + 2 - time.monotonic()) + 3)
-    back = _probe_fresh(node, ["cat", f"{d}.state"])
+    back = _ask(node, ["cat", f"{d}.state"])
     raise Failure(
         f"{props['node']}: after applying bridge {name} the controller could not open a new "
-        f"SSH connection to {node.host.address} within {timeout}s, so the node restored its "
+        f"connection to {node.host.address} within {timeout}s, so the node restored its "
         f"previous network config (node reachable again: {'yes, ' + back if back else 'no'})."
         f" Check the addresses and gateway given for {props['node']}."
     )
 
 
-def _probe_fresh(node: Session, argv: list, change: bool = False) -> Optional[str]:
-    """argv's stdout over a NEW SSH connection (the pooled one may survive a change that
-    locks every new connection out); None when the node cannot be reached or argv fails.
-    A 2 s TCP check first: the transport's own retries would outlast the rollback timer."""
-    try:
-        socket.create_connection((node.host.address, node.host.port), timeout=2).close()
-    except OSError:
+def _ask(node: Session, argv: list, change: bool = False) -> Optional[str]:
+    """argv's stdout over the node's connection, asked only after a NEW TCP connection got
+    sshd's banner (what a change that locks the controller out prevents; the login does not
+    depend on the network); None when the node does not answer or argv fails. The check
+    keeps the transport from waiting out, and giving up on, a node the change cut off."""
+    if not _sshd_answers(node.host):
         return None
-    pool = Pool()
     try:
-        fresh = Session(node.host, private_key=node.private_key, pool=pool)
-        result = fresh.run(argv, check=False, change=change, timeout=20)
-        return result.stdout.strip() if result.exit_code == 0 else None
+        result = node.run(argv, check=False, change=change, timeout=20)
     except TransportError:
         return None
-    finally:
-        pool.close_all()
+    return result.stdout.strip() if result.exit_code == 0 else None
+
+
+def _sshd_answers(host) -> bool:
+    try:
+        with socket.create_connection((host.address, host.port), timeout=2) as sock:
+            sock.settimeout(5)
+            return sock.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
 
 
 # --- Ceph between nodes -----------------------------------------------------------------

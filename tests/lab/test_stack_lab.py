@@ -33,6 +33,7 @@ def stop_libvirtd(node: str) -> None:
 def stack(tmp_path_factory):
     project = Project(str(tmp_path_factory.mktemp("lab")), "lab")
     project.run("up", "--yes", "--skip-preview")
+    project.first_up_log = project.ssh_log_lines()
     yield project
     project.run("destroy", "--yes", check=False)
 
@@ -45,6 +46,13 @@ def test_up_prepares_every_node(stack):
         assert facts["virt_type"] == "qemu" and facts["init"] == "direct"
         assert facts["daemons"] == ["virtlogd", "libvirtd"]
         assert libvirt_answers(name)
+
+
+def test_the_first_up_opens_one_ssh_connection_per_node(stack):
+    """Bridges included: their change is confirmed after a new TCP connection got sshd's
+    banner, then over the node's own connection."""
+    connects = [line.split()[1] for line in stack.first_up_log if line.startswith("connect ")]
+    assert sorted(connects) == NODES, connects
 
 
 def test_second_preview_has_no_changes_and_noop_up_changes_nothing(stack):

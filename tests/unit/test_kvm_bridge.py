@@ -331,6 +331,11 @@ def _keep_previous_netplan(_host, _command):
     return "", 0
 
 
+@NETPLAN_HOST.script("cat /run/cephkvm/br0.rc")
+def _guard_applied(_host, _command):
+    return "0\n", 0
+
+
 @NETPLAN_HOST.program("mkdir", "rm", "netplan", "setsid")
 def _done(_host, _command):
     return "", 0
@@ -339,13 +344,8 @@ def _done(_host, _command):
 def test_netplan_mode_stages_validates_and_applies_with_netplan_try_semantics(monkeypatch):
     host = NetplanHost()
     monkeypatch.setattr(kb.base, "session", lambda props: host.session())
-    probes = []
-
-    def probe(node, argv, change=False):
-        probes.append(argv)
-        return "0"
-
-    monkeypatch.setattr(kb, "_probe_fresh", probe)
+    answered = []
+    monkeypatch.setattr(kb, "_sshd_answers", lambda host: answered.append(host.name) or True)
     conn = libvirt.open("test:///default")
 
     @contextlib.contextmanager
@@ -382,7 +382,8 @@ def test_netplan_mode_stages_validates_and_applies_with_netplan_try_semantics(mo
     assert apply.rstrip().endswith("netplan apply")
     assert "netplan apply" in host.files["/run/cephkvm/br0.rollback"]
     assert "setsid -f sh /run/cephkvm/br0.guard" in host.log.lines
-    assert ["mkdir", "/run/cephkvm/br0.decided"] in probes, "confirmed over a new connection"
+    assert "mkdir /run/cephkvm/br0.decided" in host.log.lines, "confirmed"
+    assert len(answered) >= 2, "each ask came after a new connection got sshd's banner"
     assert not [line for line in host.log.lines if line.startswith("ip ")], "netplan owns the NICs"
 
 
@@ -420,3 +421,35 @@ def test_a_failing_ip_fails_the_read_instead_of_reading_no_links(tmp_path):
     env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
     got = subprocess.run(["sh", "-c", kb.OBSERVE_SCRIPT], env=env, capture_output=True, text=True)
     assert got.returncode != 0 and "#---" not in got.stdout
+
+
+@pytest.mark.parametrize("greeting, answers", [(b"SSH-2.0-OpenSSH_9.2\r\n", True), (b"", False)])
+def test_the_confirmation_needs_sshds_banner_on_a_new_connection(greeting, answers):
+    import socket
+    import threading
+
+    from providers.transport import Host
+
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def greet():
+        conn, _ = server.accept()
+        conn.sendall(greeting)
+        conn.close()
+
+    threading.Thread(target=greet, daemon=True).start()
+    host = Host(name="node1", address="127.0.0.1", port=server.getsockname()[1], user="root")
+    try:
+        assert kb._sshd_answers(host) is answers
+    finally:
+        server.close()
+    assert kb._sshd_answers(host) is False  # nothing listens any more
+
+
+def test_a_node_the_change_cut_off_is_not_asked_over_its_connection(monkeypatch):
+    """The transport would wait out, and then refuse for a while, a node that does not
+    answer: the guard's rollback would find it refused."""
+    node = FakeNode("node1")
+    monkeypatch.setattr(kb, "_sshd_answers", lambda host: False)
+    assert kb._ask(node.session(), ["cat", "/run/cephkvm/br0.rc"]) is None
+    assert node.log.lines == []
