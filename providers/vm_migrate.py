@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import threading
 
 from providers import base, libvirt_conn
 from providers.errors import Failure
@@ -74,8 +73,6 @@ def migrate(olds: dict, news: dict, dest: Session) -> dict:
         )
         if news.get("migration_auto_converge"):
             flags |= libvirt.VIR_MIGRATE_AUTO_CONVERGE
-        if news.get("migration_postcopy"):
-            flags |= libvirt.VIR_MIGRATE_POSTCOPY
         params = (
             {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: news["migration_bandwidth_mib"]}
             if news.get("migration_bandwidth_mib")
@@ -84,39 +81,9 @@ def migrate(olds: dict, news: dict, dest: Session) -> dict:
         # QEMU's downtime limit is the domain's own setting, set before each move (libvirt
         # has no migrateToURI3 parameter for it): unset, QEMU's default, not the last one.
         dom.migrateSetMaxDowntime(news.get("migration_max_downtime_ms") or QEMU_DOWNTIME_MS, 0)
-        with _peer_uri(source, dest, news) as uri, _postcopy_after_first_pass(dom, news):
+        with _peer_uri(source, dest, news) as uri:
             dom.migrateToURI3(uri, params, flags)
         return job_figures(libvirt_conn.domain(dconn, name))
-
-
-@contextlib.contextmanager
-def _postcopy_after_first_pass(dom, news: dict):
-    """With migration_postcopy, switch to post-copy once QEMU has copied all memory once
-    (virsh's --postcopy-after-precopy): the destination then resumes by itself, without
-    libvirt's Finish round trip, and fetches only what the guest dirtied since."""
-    if not news.get("migration_postcopy"):
-        yield
-        return
-    done = threading.Event()
-    watcher = threading.Thread(target=_switch_to_postcopy, args=(dom, done), daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        done.set()
-        watcher.join(timeout=10)
-
-
-def _switch_to_postcopy(dom, done: threading.Event) -> None:
-    import libvirt
-
-    while not done.wait(0.01):
-        try:
-            if dom.jobStats().get("memory_iteration", 0) >= 2:
-                dom.migrateStartPostCopy(0)
-                return
-        except libvirt.libvirtError:
-            continue  # not started yet; once it has ended, `done` stops the loop
 
 
 def job_figures(dom) -> dict:

@@ -220,12 +220,6 @@ class Vm(Spec):
     migration_auto_converge: Bool | None = state(
         None, fix="true slows a guest that dirties memory faster than the network carries it"
     )
-    # None, not False: see migration_auto_converge
-    migration_postcopy: Bool | None = state(
-        None,
-        fix="true: after one full copy of its memory the VM runs on the new node and fetches "
-        "the rest on demand (shortest pause; a network failure then loses the running VM)",
-    )
     # Each is its own resource (VmSnapshot): the VM itself does not change.
     snapshots: tuple[SnapshotName, ...] = state(
         (), fix="names of point-in-time copies of its disk and seed, such as [before-upgrade]"

@@ -3,7 +3,6 @@
 import hashlib
 import io
 import json
-import time
 
 import paramiko
 import pytest
@@ -126,40 +125,3 @@ def test_a_new_key_replaces_the_old_line_and_delete_removes_both(host, key):
     MigrationAccessProvider().delete("node1", new)
     assert host.files[AUTHORIZED] == OPERATOR + "\n"
     assert KEY_PATH not in host.files
-
-
-class _MigratingDomain:
-    """A domain whose migration job reports memory passes: 1, 1, 2, ..."""
-
-    def __init__(self, passes):
-        self.passes, self.started = list(passes), 0
-
-    def jobStats(self):
-        import libvirt
-
-        if not self.passes:
-            raise libvirt.libvirtError("no job")  # the migration has ended
-        return {"memory_iteration": self.passes.pop(0)}
-
-    def migrateStartPostCopy(self, flags):
-        self.started += 1
-
-
-def test_post_copy_starts_once_after_the_first_full_pass():
-    from providers import vm_migrate
-
-    dom = _MigratingDomain([0, 1, 1, 2, 2, 3])
-    with vm_migrate._postcopy_after_first_pass(dom, {"migration_postcopy": True}):
-        deadline = time.monotonic() + 5
-        while dom.started == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
-    assert dom.started == 1 and dom.passes == [2, 3]
-
-
-def test_without_post_copy_the_job_is_not_watched():
-    from providers import vm_migrate
-
-    dom = _MigratingDomain([2])
-    with vm_migrate._postcopy_after_first_pass(dom, {}):
-        pass
-    assert dom.started == 0 and dom.passes == [2]
