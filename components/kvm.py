@@ -2,7 +2,8 @@
 
 A bridge change can blip a node's network, so the nodes of one bridge are converged one at
 a time: each node's KvmBridge depends on the previous node's, and a KvmBridge finishes only
-after the node answered a new SSH connection (else it rolled itself back and the chain stops).
+after the node's sshd answered a new connection (else it rolled itself back and the chain
+stops).
 The bridges are made before the Ceph half (`network()`: a node's Ceph daemons come after
 the bridge that takes over their address, so a destroy takes them down before it), the VMs
 after it (`place_vms`). A VM comes after its node's bridges, prep and migration access, and
