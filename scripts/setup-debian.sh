@@ -10,6 +10,9 @@ PACKAGES=(
   bridge-utils netplan.io mmdebstrap pkg-config gcc python3-dev
   ceph-mgr-dashboard  # cephkvm:ceph.dashboard
   chromium chromium-driver  # the lab tier's browser tests (tests/lab/browser.py)
+  # cephkvm:cockpit on the runbook lab (lab nodes share this machine's /usr and reach no
+  # mirror, so NodePrep finds them installed instead of running apt-get there)
+  cockpit-ws cockpit-bridge cockpit-system cockpit-machines libvirt-dbus
 )
 
 missing=()
