@@ -70,10 +70,26 @@ def keyring(entity: str, key: str, caps: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+ADMIN_KEYRING = "*.client.admin.keyring"
+
+
+def admin_keyring_name(cluster: str) -> str:
+    return ADMIN_KEYRING.replace("*", cluster)
+
+
 def local_clusters(node: Session) -> list[str]:
-    """The clusters the node holds a config of (/etc/ceph/NAME.conf)."""
-    out = node.run(["find", "/etc/ceph", "-maxdepth", "1", "-name", "*.conf"], check=False).stdout
-    return sorted(os.path.basename(p)[: -len(".conf")] for p in out.split())
+    """The clusters the node can ask about: it holds their config (/etc/ceph/NAME.conf)
+    and admin keyring (a CephFS client or KVM-only node has the config alone)."""
+    out = node.run(
+        ["find", "/etc/ceph", "-maxdepth", "1", "-name", "*.conf", "-o", "-name", ADMIN_KEYRING],
+        check=False,
+    ).stdout
+    names = [os.path.basename(p) for p in out.split()]
+    return sorted(
+        n[: -len(".conf")]
+        for n in names
+        if n.endswith(".conf") and admin_keyring_name(n[:-5]) in names
+    )
 
 
 def health(node: Session, cluster: str) -> dict:

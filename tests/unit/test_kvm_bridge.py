@@ -395,7 +395,11 @@ class TwoClusterNode(FakeNode):
 
 @TwoClusterNode.HANDLERS.program("find")
 def _two_configs(_node, _command):
-    return "/etc/ceph/prod.conf\n/etc/ceph/ceph.conf\n", 0
+    """Two clusters it can ask, and a third it holds only the config of (a client)."""
+    return (
+        "/etc/ceph/prod.conf\n/etc/ceph/ceph.conf\n/etc/ceph/ceph.client.admin.keyring\n"
+        "/etc/ceph/prod.client.admin.keyring\n/etc/ceph/lab.conf\n"
+    ), 0
 
 
 @TwoClusterNode.HANDLERS.program("ceph")
@@ -404,7 +408,8 @@ def _healthy(_node, _command):
 
 
 def test_the_ceph_wait_asks_every_cluster_the_node_holds_a_config_of():
-    """Not only one named `ceph`: the health of each /etc/ceph/NAME.conf's cluster."""
+    """Not only one named `ceph`: the health of each cluster it holds the config and admin
+    keyring of; one it is only a client of (no admin key) cannot be asked: not waited on."""
     node = TwoClusterNode("node1")
     kb._wait_ceph_settled(node.session(), {"node": "node1", "ceph_timeout": 5})
     clusters = [c.argv[c.argv.index("--cluster") + 1] for c in node.log if c.argv[0] == "ceph"]
