@@ -27,9 +27,9 @@ LAB=${CEPHKVM_LAB:-}
 INV=$REPO/.lab$LAB/inventory.json        # lab/const.py: STATE = .lab + CEPHKVM_LAB
 [ -r "$INV" ] || { echo "the lab is down ($INV is missing): run" \
     "CEPHKVM_LAB=$LAB python -m lab up" >&2; exit 2; }
-KEY=$(jq -r .ssh_key "$INV")
-KNOWN=$(jq -r .known_hosts "$INV")
-SUBNET=$(jq -r .subnet "$INV")
+KEY=$(jq -r .ssh.key_file "$INV")
+KNOWN=$(jq -r .ssh.known_hosts "$INV")
+SUBNET=$(jq -r .public_network "$INV")
 mapfile -t NODES < <(jq -r '.nodes[].name' "$INV")
 declare -A ADDR DISK
 for n in "${NODES[@]}"; do
@@ -45,10 +45,9 @@ HEALTH_TIMEOUT=120 OSD_TIMEOUT=180 POOL_TIMEOUT=300 FS_TIMEOUT=120
 POOLS=("cephfs_meta 16" "cephfs_data 32")  # name pg_num; size 3, min_size 2, app cephfs
 FS=cephfs MNT=/mnt/cephfs STORAGE=/mnt/cephfs
 VM=lab-vm1 VM_NODE=$FIRST VM_MEM=192 VM_MAXMEM=256 VM_VCPUS=1 VM_DISK_GIB=3 IP_TIMEOUT=150
-# The stack's guest address is 10.231.0.100 (the default lab's subnet); here the same host
-# number in this lab's own subnet, so a guest never claims another lab's address.
-VM_ADDR=${SUBNET%.*}.100/${SUBNET#*/}
-TEMPLATE_SRC=$(realpath ~/.cache/cephkvm-images/lab-guest.qcow2)   # lab/guest_image.py
+# The lab stack's guest address and template, as the lab hands them to the stack.
+VM_ADDR=$(jq -r .vars.guest_address "$INV")
+TEMPLATE_SRC=$(jq -r .vars.guest_image "$INV")
 LAB_PUB=$(cat "$KEY.pub")
 
 WORK=$(mktemp -d /tmp/cephkvm-serial.XXXXXX)
