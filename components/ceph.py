@@ -124,8 +124,6 @@ class CephStack(pulumi.ComponentResource):
             [self.cluster, *admin_confs],
         )
 
-        restart = bool(cfg.restart or startup)
-
         def wanted(n, kind):
             """What a node's daemons are asked beyond running: maintenance, a restart."""
             value = ceph_restart.restart_value(cfg.restart, startup, kind, n)
@@ -134,32 +132,32 @@ class CephStack(pulumi.ComponentResource):
                 **({"restart": value} if value else {}),
             }
 
-        def waits(n, previous):
-            """In maintenance: the gate first. A rolling restart: one node at a time."""
-            return [*([self.gate] if n in down else []), *(previous if restart else [])]
+        def waits(n):
+            """In maintenance: the gate first. A rolling restart needs no chain here: each
+            restart holds the provider's one-restart lock until its daemon is back, so a
+            bring-up makes the daemons of a kind side by side."""
+            return [self.gate] if n in down else []
 
         def per_node(cls, prefix, names, after, extra=lambda n: {}):
-            made: list = []
-            for n in names:
-                made.append(
-                    cls(
-                        f"{prefix}-{n}",
-                        {
-                            **common,
-                            "node": n,
-                            **access[n],
-                            **timeout,
-                            **extra(n),
-                            **wanted(n, prefix),
-                        },
-                        pulumi.ResourceOptions(
-                            parent=self,
-                            depends_on=[*after, self.confs[n], *waits(n, made[-1:])],
-                            additional_secret_outputs=secret,
-                        ),
-                    )
+            return [
+                cls(
+                    f"{prefix}-{n}",
+                    {
+                        **common,
+                        "node": n,
+                        **access[n],
+                        **timeout,
+                        **extra(n),
+                        **wanted(n, prefix),
+                    },
+                    pulumi.ResourceOptions(
+                        parent=self,
+                        depends_on=[*after, self.confs[n], *waits(n)],
+                        additional_secret_outputs=secret,
+                    ),
                 )
-            return made
+                for n in names
+            ]
 
         self.mons = per_node(
             CephMon,
@@ -230,17 +228,17 @@ class CephStack(pulumi.ComponentResource):
                         self.config,
                         *self.mgrs,
                         self.confs[node],
-                        # one OSD at a time: each checks ok-to-stop for itself alone
-                        *waits(node, self.osds[-1:]),
+                        *waits(node),
                     ],
                     protect=keep and not cfg.allow_osd_removal,
                     additional_secret_outputs=secret,
                 ),
             )
             self.osds.append(osd)
-        # cephadm's restart order: mons, mgrs, OSDs, then MDS.
+        # cephadm's restart order: mons, mgrs, OSDs, then MDS (when the MDS restart).
+        mds_restart = any(wanted(n, "mds").get("restart") for n in cfg.mdss)
         self.mdss = per_node(
-            CephMds, "mds", cfg.mdss, [self.config, *(self.osds if restart else [])]
+            CephMds, "mds", cfg.mdss, [self.config, *(self.osds if mds_restart else [])]
         )
 
         self.pools = {

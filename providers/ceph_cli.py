@@ -7,8 +7,9 @@ import base64
 import os
 import re
 import struct
+import threading
 import time
-
+from contextlib import contextmanager
 
 from providers import base, ceph_facts
 from providers.transport import Session, TransportError
@@ -132,6 +133,22 @@ def _restart_mark(news: dict, name: str) -> str:
 
 def _restart_step(olds: dict, news: dict) -> str:
     return f"{olds.get('restart') or ''}->{news['restart']}"
+
+
+# One provider process serves the stack: a daemon's restart holds this from its stop until
+# it is back, so a rolling restart takes one daemon down at a time, while a bring-up makes
+# the daemons of a kind side by side (no dependency chains them).
+_RESTARTS = threading.Lock()
+
+
+@contextmanager
+def one_restart_at_a_time(olds: dict, news: dict):
+    """Around a daemon's update: held only when the update restarts it."""
+    if not restart_asked(olds, news):
+        yield
+        return
+    with _RESTARTS:
+        yield
 
 
 def restart_pending(node: Session, olds: dict, news: dict, name: str) -> bool:

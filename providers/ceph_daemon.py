@@ -17,6 +17,7 @@ from providers.ceph_cli import (
     ceph,
     keyring_keys,
     mark_restarted,
+    one_restart_at_a_time,
     restart_done,
     restart_pending,
     seen,
@@ -63,11 +64,12 @@ class DaemonProvider(base.Provider):
             return UpdateResult(
                 {**news, **stop_for_maintenance(news, self.node, self.kind, self.hand_over)}
             )
-        if restart_pending(self.node, olds, news, name):
-            stop_for_maintenance(news, self.node, self.kind, self.hand_over)
-            mark_restarted(self.node, olds, news, name)
-        outs = converge(news, self.node, self.kind, self.registered)
-        restart_done(self.node, olds, news, name)
+        with one_restart_at_a_time(olds, news):
+            if restart_pending(self.node, olds, news, name):
+                stop_for_maintenance(news, self.node, self.kind, self.hand_over)
+                mark_restarted(self.node, olds, news, name)
+            outs = converge(news, self.node, self.kind, self.registered)
+            restart_done(self.node, olds, news, name)
         return UpdateResult({**news, **outs})
 
     def delete(self, _id, props):

@@ -29,6 +29,7 @@ from providers.ceph_cli import (
     quorum,
     restart_asked,
     restart_done,
+    one_restart_at_a_time,
     restart_pending,
     seen,
     wait_for_quorum,
@@ -74,16 +75,21 @@ class CephMonProvider(base.Provider):
         if news["ensure"] == "maintenance":
             return UpdateResult({**news, **_stop_for_maintenance(news, self.node)})
         name = f"mon.{news['node']}"
-        if restart_pending(self.node, olds, news, name):
-            # one mon at a time: the previous one is back in the quorum first
-            wait_ok_to_stop(self.node, news["cluster_name"], "mon", [news["node"]], news["timeout"])
-            _stop_for_maintenance(news, self.node)
-            mark_restarted(self.node, olds, news, name)
-        outs = _converge(news, self.node)
-        restart = restart_asked(olds, news)
-        if restart or olds.get("ensure") == "maintenance":  # back in the quorum, then on
-            wait_for_quorum(self.node, news["cluster_name"], news["timeout"], mons=[news["node"]])
-        restart_done(self.node, olds, news, name)
+        with one_restart_at_a_time(olds, news):
+            if restart_pending(self.node, olds, news, name):
+                # the previous mon is back in the quorum first
+                wait_ok_to_stop(
+                    self.node, news["cluster_name"], "mon", [news["node"]], news["timeout"]
+                )
+                _stop_for_maintenance(news, self.node)
+                mark_restarted(self.node, olds, news, name)
+            outs = _converge(news, self.node)
+            restart = restart_asked(olds, news)
+            if restart or olds.get("ensure") == "maintenance":  # back in the quorum, then on
+                wait_for_quorum(
+                    self.node, news["cluster_name"], news["timeout"], mons=[news["node"]]
+                )
+            restart_done(self.node, olds, news, name)
         return UpdateResult({**news, **outs})
 
     def delete(self, _id, props):

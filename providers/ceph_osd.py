@@ -30,6 +30,7 @@ from providers.ceph_cli import (
     mark_restarted,
     restart_asked,
     restart_done,
+    one_restart_at_a_time,
     restart_pending,
     seen,
     wait_ok_to_stop,
@@ -78,18 +79,19 @@ class CephOsdProvider(base.Provider):
                 {**news, **outs, **_stop_for_maintenance(news, self.node, outs["osd_id"])}
             )
         name = f"osd.{olds['osd_id']}"
-        if restart_pending(self.node, olds, news, name):
-            # one OSD host at a time: the previous one's PGs are active again first
-            wait_ok_to_stop(
-                self.node, news["cluster_name"], "osd", [olds["osd_id"]], news["timeout"]
-            )
-            _stop_for_maintenance(news, self.node, olds["osd_id"])
-            mark_restarted(self.node, olds, news, name)
-        outs = _converge(news, self.node)
-        restart = restart_asked(olds, news)
-        if restart or olds.get("ensure") != "up":  # maintenance, noout left, or down
-            _back_from_maintenance(news, self.node, outs["osd_id"])
-        restart_done(self.node, olds, news, name)
+        with one_restart_at_a_time(olds, news):
+            if restart_pending(self.node, olds, news, name):
+                # the previous OSD's PGs are active again first
+                wait_ok_to_stop(
+                    self.node, news["cluster_name"], "osd", [olds["osd_id"]], news["timeout"]
+                )
+                _stop_for_maintenance(news, self.node, olds["osd_id"])
+                mark_restarted(self.node, olds, news, name)
+            outs = _converge(news, self.node)
+            restart = restart_asked(olds, news)
+            if restart or olds.get("ensure") != "up":  # maintenance, noout left, or down
+                _back_from_maintenance(news, self.node, outs["osd_id"])
+            restart_done(self.node, olds, news, name)
         return UpdateResult({**news, **outs})
 
     def delete(self, _id, props):

@@ -1,10 +1,12 @@
 """Node maintenance: the config's placement and refusals, the Maintenance gate against the
 fake cluster, and each Ceph daemon stopping for maintenance and coming back."""
 
+import threading
+
 import pytest
 
 from components.config import load
-from providers import ceph_osd
+from providers import ceph_cli, ceph_osd
 from providers.ceph_mds import CephMdsProvider
 from providers.ceph_mgr import CephMgrProvider
 from providers.ceph_mon import CephMonProvider
@@ -411,6 +413,30 @@ def test_an_osd_restart_sets_its_noout_and_waits_for_clean_pgs(world):
 def test_the_active_mgr_hands_over_before_its_restart(world):
     restarted(world, CephMgrProvider(), daemon_props(world, world.fsid, "node1"), "mgr", "node1")
     assert world.preferred("mgr")[0] != "node1"
+
+
+def test_a_restart_waits_while_another_daemon_restarts(world):
+    """No dependency chains a kind's daemons (a bring-up makes them side by side): a restart
+    holds the provider's lock from its stop until its daemon is back, so the next waits."""
+    props = daemon_props(world, world.fsid, "node2")
+    starts, done, failed = world.starts.get("mgr.node2", 0), threading.Event(), []
+
+    def restart():
+        try:
+            CephMgrProvider().update("x", props, {**props, "restart": "r1"})
+        except Exception as e:  # reported below, not lost in the thread
+            failed.append(e)
+        done.set()
+
+    with ceph_cli._RESTARTS:  # another daemon's restart under way
+        CephMgrProvider().update("x", props, {**props, "timeout": 99})  # no restart: no wait
+        worker = threading.Thread(target=restart)
+        worker.start()
+        assert not done.wait(0.5), "restarted while another daemon was down"
+        assert world.starts.get("mgr.node2", 0) == starts
+    worker.join(30)
+    assert done.is_set() and not failed, failed
+    assert world.starts["mgr.node2"] == starts + 1
 
 
 def test_the_same_restart_value_again_restarts_nothing(world):
