@@ -1,12 +1,14 @@
 """Benchmark: the lab stack's `pulumi up` from empty nodes against bench/serial_bringup.sh,
 a plain serial shell script of the same steps, by phase, in the same session.
 
-    CEPHKVM_LAB=3 .venv/bin/python bench/bringup_vs_serial.py [--serial-first]
+    CEPHKVM_LAB=3 .venv/bin/python bench/bringup_vs_serial.py [--serial-first] [--rounds N]
 
 Brings this lab instance (CEPHKVM_LAB) up fresh, measures the `up` as bringup_phases.py does,
 takes the lab down (which removes everything the stack made: no `destroy` needed, the
 throwaway state goes with the temp dir), brings it up fresh again, runs the script, takes the
-lab down. Prints one table; asserts nothing. Needs `make setup` and the guest image.
+lab down; N rounds (2: A B A B). Prints a table per round with each phase's length ratio
+(pulumi / serial), up to the mounts, the VM step and in total, then those ratios over all
+rounds; asserts nothing. Needs `make setup` and the guest image.
 """
 
 import os
@@ -92,16 +94,55 @@ def cell(span) -> str:
     return f"{begin:5.1f} -> {end:5.1f} s ({end - begin:5.1f} s)"
 
 
+def to_mounts(spans: dict) -> float:
+    """Seconds from the start until CephFS was mounted on every node."""
+    return spans["mounts"][1]
+
+
+def vm_step(spans: dict) -> float:
+    begin, end = spans.get("VM", (0.0, 0.0))
+    return end - begin
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "-"
+
+
 def table(pulumi: tuple, serial: tuple) -> str:
+    """One round: each phase from -> to, and its length's ratio (pulumi / serial)."""
     (p_spans, p_total), (s_spans, s_total) = pulumi, serial
     rows = [
-        f"{'phase':15s} | {'pulumi up (from -> to, length)':32s} | serial script",
-        "-" * 16 + "+" + "-" * 34 + "+" + "-" * 31,
+        f"{'phase':15s} | {'pulumi up (from -> to, length)':32s} | "
+        f"{'serial script':31s} | length ratio",
+        "-" * 16 + "+" + "-" * 34 + "+" + "-" * 33 + "+" + "-" * 13,
     ]
     for name in ORDER:
-        rows.append(f"{name:15s} | {cell(p_spans.get(name)):32s} | {cell(s_spans.get(name))}")
-    rows.append(f"{'total':15s} | {p_total:5.1f} s{'':25s} | {s_total:5.1f} s")
+        p, s = p_spans.get(name), s_spans.get(name)
+        r = ratio(p[1] - p[0], s[1] - s[0]) if p and s else "-"
+        rows.append(f"{name:15s} | {cell(p):32s} | {cell(s):31s} | {r}")
+    rows += [
+        f"{'to mounts':15s} | {to_mounts(p_spans):5.1f} s{'':25s} | "
+        f"{to_mounts(s_spans):5.1f} s{'':24s} | {ratio(to_mounts(p_spans), to_mounts(s_spans))}",
+        f"{'VM step':15s} | {vm_step(p_spans):5.1f} s{'':25s} | "
+        f"{vm_step(s_spans):5.1f} s{'':24s} | {ratio(vm_step(p_spans), vm_step(s_spans))}",
+        f"{'total':15s} | {p_total:5.1f} s{'':25s} | {s_total:5.1f} s{'':24s} | "
+        f"{ratio(p_total, s_total)}",
+    ]
     return "\n".join(rows)
+
+
+def summary(rounds: list) -> str:
+    """The ratios of every round, then over all rounds (sums: a slow round weighs more)."""
+    lines = []
+    for what, get in (("to mounts", to_mounts), ("VM step", vm_step)):
+        each = [ratio(get(p[0]), get(s[0])) for p, s in rounds]
+        p_sum = sum(get(p[0]) for p, _ in rounds)
+        s_sum = sum(get(s[0]) for _, s in rounds)
+        lines.append(f"{what}: {ratio(p_sum, s_sum)} (rounds: {', '.join(each)})")
+    each = [ratio(p[1], s[1]) for p, s in rounds]
+    p_sum, s_sum = sum(p[1] for p, _ in rounds), sum(s[1] for _, s in rounds)
+    lines.append(f"total: {ratio(p_sum, s_sum)} (rounds: {', '.join(each)})")
+    return "\n".join(lines)
 
 
 def load() -> str:
@@ -109,29 +150,37 @@ def load() -> str:
 
 
 def main() -> None:
-    serial_first = "--serial-first" in sys.argv[1:]  # to see what the order does
+    args = sys.argv[1:]
+    serial_first = "--serial-first" in args  # to see what the order does
+    rounds = int(args[args.index("--rounds") + 1]) if "--rounds" in args else 2
     print(
         f"lab instance {lab.const.INSTANCE or '(default)'}, subnet {lab.const.SUBNET}, "
-        f"{os.cpu_count()} cores",
+        f"{os.cpu_count()} cores, {rounds} rounds",
         flush=True,
     )
-    results = {}
+    order = [("serial", serial_run), ("pulumi", pulumi_run)]
+    order = order if serial_first else order[::-1]
+    done = []
     try:
-        for name, run in (
-            [("serial", serial_run), ("pulumi", pulumi_run)]
-            if serial_first
-            else [("pulumi", pulumi_run), ("serial", serial_run)]
-        ):
-            fresh_lab()
-            before = load()
-            results[name] = run()
-            print(f"{name}: {results[name][1]:.1f} s ({before} before, {load()} after)", flush=True)
-            lab.down()
+        for i in range(rounds):
+            results = {}
+            for name, run in order:  # A B A B
+                fresh_lab()
+                before = load()
+                results[name] = run()
+                print(
+                    f"round {i + 1} {name}: {results[name][1]:.1f} s "
+                    f"({before} before, {load()} after)",
+                    flush=True,
+                )
+                lab.down()
+            done.append((results["pulumi"], results["serial"]))
+            print(table(results["pulumi"], results["serial"]), flush=True)
     finally:
         left = lab.down()
         if left:
             print(f"LEFT BEHIND: {left}", file=sys.stderr)
-    print(table(results["pulumi"], results["serial"]))
+    print(summary(done))
 
 
 if __name__ == "__main__":

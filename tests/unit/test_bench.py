@@ -70,3 +70,35 @@ def test_the_migration_bench_reads_ping_and_reports(capsys):
     move = {"downtime_ms": 20, "total_ms": 900, "data_mib": 80.5, "up_s": 9.0, "ping_gap_ms": 290}
     bench.report({label: [move] for label in bench.SETTINGS})
     assert "| max downtime 50 ms | 20 ms | 290 ms | 900 ms" in capsys.readouterr().out
+
+
+def test_the_serial_script_reads_what_the_lab_inventory_holds():
+    """serial_bringup.sh runs only by hand: its `jq` reads of the inventory must name fields
+    of the Inventory schema the lab writes (a renamed field stopped it once)."""
+    from providers.schema.node import Inventory, Node, Ssh
+
+    script = open(os.path.join(BENCH, "serial_bringup.sh")).read()
+    paths = re.findall(r"jq -r (?:--arg n \"\$n\" )?'?([.\w\[\]]+)[^\"]*\"\$INV\"", script)
+    assert len(paths) >= 6, paths
+    models = {"": Inventory, "ssh": Ssh, "nodes": Node}
+    for path in paths:
+        parts = [p for p in re.split(r"[.\[\]]+", path) if p]
+        top = parts[0]
+        assert top in Inventory.model_fields, path
+        if top in ("ssh", "nodes") and len(parts) > 1:
+            assert parts[1] in models[top].model_fields, path
+    assert "'.nodes[] | select(.name == $n) | .address'" in script
+    assert {"address", "disks"} <= set(Node.model_fields)
+
+
+def test_serial_comparison_prints_ratios_per_phase_to_the_mounts_and_in_total():
+    from bringup_vs_serial import summary, table
+
+    p = ({"mounts": (40.0, 45.0), "VM": (45.0, 95.0), "OSDs": (20.0, 30.0)}, 100.0)
+    s = ({"mounts": (80.0, 90.0), "VM": (90.0, 140.0), "OSDs": (20.0, 40.0)}, 150.0)
+    out = table(p, s)
+    assert "to mounts" in out and "0.50x" in out and "0.67x" in out, out
+    assert [ln for ln in out.splitlines() if ln.startswith("OSDs")][0].endswith("0.50x"), out
+    said = summary([(p, s), (p, s)])
+    assert said.splitlines()[0] == "to mounts: 0.50x (rounds: 0.50x, 0.50x)", said
+    assert said.splitlines()[1].startswith("VM step: 1.00x"), said
