@@ -63,6 +63,9 @@ def fresh_lab() -> None:
 def pulumi_run() -> tuple[dict, float]:
     with tempfile.TemporaryDirectory() as tmp:
         project = Project(tmp, "lab")  # after `lab up`: it copies the new inventory
+        # The script's end: the guest agent reports an address (the stack's default waits
+        # for cloud-init to finish as well)
+        project.edit_config(lambda c: [vm.update(wait_for="address") for vm in c["cephkvm:vms"]])
         spans, total = measure(project, os.path.join(tmp, "events.jsonl"))
         return grouped(spans), total
 
