@@ -584,7 +584,8 @@ def test_a_rolling_restart_restarts_every_daemon_one_node_at_a_time(stack):
         stack.run("up", "--yes", "--skip-preview")
         took = time.monotonic() - t0
         # a kind's daemons update side by side; the restarts themselves go one at a time
-        assert _most_daemons_down_at_once(stack.ssh_log_lines()[logged:]) == 1
+        stopped, most = _stops(stack.ssh_log_lines()[logged:])
+        assert set(stopped) == set(pids) and most == 1, (stopped, most)
         after = _daemon_pids()
         assert set(after) == set(pids) and not [d for d in pids if after[d] == pids[d]], (
             pids,
@@ -605,16 +606,18 @@ _STOP = re.compile(r"^change \S+ sh -c .*/run/ceph/ceph-(\w+\.\w+)\.pid.* kill "
 _START = re.compile(r"^change \S+ /usr/bin/ceph-(mon|mgr|mds|osd) --cluster \S+ -i (\w+)")
 
 
-def _most_daemons_down_at_once(lines: list) -> int:
-    """From the commands an `up` ran: a stop takes a daemon down, its start brings it back."""
-    down, most = set(), 0
+def _stops(lines: list) -> tuple[list, int]:
+    """From the commands an `up` ran (a stop takes a daemon down, its start brings it back):
+    the daemons stopped, and the most that were down at once."""
+    stopped, down, most = [], set(), 0
     for line in lines:
         if m := _START.match(line):
             down.discard(f"{m[1]}.{m[2]}")
         elif m := _STOP.match(line):
+            stopped.append(m[1])
             down.add(m[1])
             most = max(most, len(down))
-    return most
+    return stopped, most
 
 
 def _daemon_pids() -> dict:
