@@ -1,14 +1,18 @@
 """Benchmark: how long the lab VM pauses when it live-migrates (node1 -> node2 -> node1), per
 setting: QEMU's defaults (the reference, measured in the same run), then the stack's
-migration_max_downtime_ms and migration_auto_converge. Per move two measures: libvirt's own
-(the VM's `last_migration` output: downtime, total time, data sent) and a probe from node3,
-which pings the guest every 10 ms: the longest gap between two replies. Prints figures,
-asserts nothing. Needs a running lab (`python -m lab up`) and the lab guest image.
+migration_max_downtime_ms and migration_auto_converge. Per move three measures: libvirt's
+own (the VM's `last_migration` output: downtime, total time, data sent); a probe from node3,
+which pings the guest every 2 ms: the longest gap between two replies; and where that gap
+went, from QEMU's own event timestamps (the source's STOP to the destination's RESUME: the
+guest paused) and the probe's first reply after RESUME (the guest answering again; under TCG
+it first re-translates the code it runs). Prints figures, asserts nothing. Needs a running
+lab (`python -m lab up`) and the lab guest image.
 
     bench/migration_downtime.py [--moves N]    (N moves per setting, default 2)
 """
 
 import argparse
+import datetime
 import os
 import re
 import shlex
@@ -37,19 +41,58 @@ SETTINGS = {
 TUNING = ("migration_max_downtime_ms", "migration_auto_converge")
 STOP = "/tmp/cephkvm-bench-ping.stop"
 REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from")
+# virsh qemu-monitor-event --timestamp: "2026-12-05 07:10:18.204+0000: event STOP for domain 'x'"
+EVENT = re.compile(r"^(\S+ \S+?)\+0000: event (\w+) for domain '([^']+)'")
+PROBE_INTERVAL = "0.002"  # seconds; root may ping this often without flooding
 
 
 def ping_script(address: str) -> str:
     return (
-        f"rm -f {STOP}; ping -D -n -i 0.01 {shlex.quote(address)} & p=$!; "
+        f"rm -f {STOP}; ping -D -n -i {PROBE_INTERVAL} {shlex.quote(address)} & p=$!; "
         f"while [ ! -e {STOP} ]; do sleep 0.1; done; kill -INT $p; wait $p; true"
     )
 
 
+def replies(ping_output: str) -> list[float]:
+    return [float(m.group(1)) for m in map(REPLY.match, ping_output.splitlines()) if m]
+
+
 def longest_gap(ping_output: str) -> float:
     """Seconds between the two replies furthest apart."""
-    stamps = [float(m.group(1)) for m in map(REPLY.match, ping_output.splitlines()) if m]
+    stamps = replies(ping_output)
     return max((b - a for a, b in zip(stamps, stamps[1:])), default=float("nan"))
+
+
+def event_time(virsh_output: str, event: str, domain: str) -> float | None:
+    """The epoch seconds of the domain's last such QEMU event (QEMU stamps its events with
+    the host clock, which every lab node shares with the probe)."""
+    stamps = [
+        datetime.datetime.fromisoformat(m.group(1) + "+00:00").timestamp()
+        for m in map(EVENT.match, virsh_output.splitlines())
+        if m and m.group(2) == event and m.group(3) == domain
+    ]
+    return stamps[-1] if stamps else None
+
+
+def where_the_gap_went(source_events: str, dest_events: str, ping_output: str, domain: str):
+    """The guest's pause (source STOP -> destination RESUME) and the wait from RESUME to the
+    probe's first reply, in ms; {} without both events."""
+    stop = event_time(source_events, "STOP", domain)
+    resume = event_time(dest_events, "RESUME", domain)
+    if stop is None or resume is None:
+        return {}
+    after = [t for t in replies(ping_output) if t > resume]
+    figures = {"paused_ms": (resume - stop) * 1000}
+    if after:
+        figures["first_reply_ms"] = (after[0] - resume) * 1000
+    return figures
+
+
+def qemu_events(node: str) -> subprocess.Popen:
+    """Every domain's QEMU events on node, timestamped (the destination's domain does not
+    exist yet when the move starts)."""
+    argv = ["virsh", "qemu-monitor-event", "--loop", "--timestamp", "--timeout", "120"]
+    return subprocess.Popen(lab.ssh_argv(node) + argv, stdout=subprocess.PIPE, text=True)
 
 
 def vm(config: dict) -> dict:
@@ -66,7 +109,9 @@ def tune(settings: dict):
 
 
 def move(project: Project, name: str, address: str, node: str) -> dict:
+    source = project.outputs()["vms"][name]["host"]
     project.edit_config(lambda c: vm(c).update(node=node))
+    events = {n: qemu_events(n) for n in (source, node)}
     probe = subprocess.Popen(
         lab.ssh_argv("node3") + ["sh", "-c", shlex.quote(ping_script(address))],
         stdout=subprocess.PIPE,
@@ -80,8 +125,16 @@ def move(project: Project, name: str, address: str, node: str) -> dict:
     finally:
         lab.run("node3", ["touch", STOP])
         out, _ = probe.communicate(timeout=60)
+        for listener in events.values():
+            listener.terminate()
+    seen = {n: listener.communicate(timeout=60)[0] for n, listener in events.items()}
     figures = project.outputs()["vms"][name].get("last_migration") or {}
-    return {**figures, "up_s": took, "ping_gap_ms": longest_gap(out) * 1000}
+    return {
+        **figures,
+        **where_the_gap_went(seen[source], seen[node], out, name),
+        "up_s": took,
+        "ping_gap_ms": longest_gap(out) * 1000,
+    }
 
 
 def main() -> None:
@@ -124,19 +177,23 @@ def measure(project: Project, name: str, address: str, moves: int) -> dict:
 
 
 def report(rows: dict) -> None:
-    print("| setting | libvirt downtime | ping gap (10 ms probe) | migration total | data | up |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| setting | libvirt downtime | ping gap (2 ms probe) | of which paused | then first "
+        "reply | migration total | data | up |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for label, moves in rows.items():
         for m in moves:
             print(
-                f"| {label} | {m.get('downtime_ms', '?')} ms | {m['ping_gap_ms']:.0f} ms | "
-                f"{m.get('total_ms', '?')} ms | {m.get('data_mib', '?')} MiB | {m['up_s']:.1f} s |"
+                f"| {label} | {_ms(m, 'downtime_ms')} | {_ms(m, 'ping_gap_ms')} | "
+                f"{_ms(m, 'paused_ms')} | {_ms(m, 'first_reply_ms')} | {_ms(m, 'total_ms')} | "
+                f"{m.get('data_mib', '?')} MiB | {m['up_s']:.1f} s |"
             )
     # Medians: the first move of a run also pays for opening the peers' connections.
     medians = {
         label: {
             k: _median([m.get(k) for m in moves])
-            for k in ("downtime_ms", "ping_gap_ms", "total_ms")
+            for k in ("downtime_ms", "ping_gap_ms", "paused_ms", "first_reply_ms", "total_ms")
         }
         for label, moves in rows.items()
     }
@@ -147,6 +204,10 @@ def report(rows: dict) -> None:
             for k in m
         )
         print(f"{label}: median {ratios} (ratio to the reference)")
+
+
+def _ms(move: dict, key: str) -> str:
+    return f"{move[key]:.0f} ms" if move.get(key) is not None else "?"
 
 
 def _median(values: list):
