@@ -16,7 +16,7 @@ from pulumi.output import Unknown
 from pulumi.runtime import rpc
 from pydantic import ValidationError
 
-from providers import errors, lifeline
+from providers import errors, lifeline, provider_host
 from providers.schema import types as schema
 from providers.transport import Host, Session
 
@@ -158,6 +158,7 @@ def _engine_call(method: Callable, name: str) -> Callable:
 
     @functools.wraps(method)
     def call(self, *args):
+        provider_host.widen()
         args = tuple(normalize(a) for a in args)  # (id,) olds?, props: the last is the call's
         if name in ("diff", "update"):  # (id, olds, news)
             args = (args[0], with_new_fields(self, args[1], args[2]), args[2])
@@ -223,6 +224,7 @@ class Provider(ResourceProvider):
         return call.node()
 
     def check(self, olds, news):
+        provider_host.widen()  # check is every resource's first call
         olds = normalize(olds or {})
         news = self.fill({**schema.defaults(self.INPUTS), **normalize(news)})
         failures = check_schema(self.INPUTS, news)
