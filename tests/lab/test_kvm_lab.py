@@ -10,6 +10,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -263,6 +264,21 @@ def test_new_host_is_a_live_migration(stack):
     assert float(after.stdout.split()[0]) > before, "the guest kept running"
     assert stack.outputs()["vms"][VM]["host"] == "node2"
     assert_kvm_unchanged(stack)
+
+
+def test_the_migration_bench_splits_a_moves_gap_on_the_lab(stack):
+    """bench/migration_downtime.py measures one move and back, so it cannot rot: libvirt's
+    figures, the probe's longest gap, QEMU's pause and the guest's first reply after it."""
+    sys.path.insert(0, os.path.join(os.path.dirname(lab.__path__[0]), "bench"))
+    import migration_downtime as bench
+
+    for node in ("node1", "node2"):  # there and back: the tests below expect it on node2
+        move = bench.move(stack, VM, GUEST, node)
+        assert stack.outputs()["vms"][VM]["host"] == node
+        assert 0 < move["downtime_ms"] <= move["total_ms"], move
+        # No reply while the guest is paused: the probe's gap spans the pause.
+        assert 0 < move["paused_ms"] <= move["ping_gap_ms"] + 5, move
+        assert move["first_reply_ms"] >= 0, move
 
 
 def test_migration_used_the_stacks_own_restricted_key(stack):
