@@ -11,7 +11,7 @@ tier() {  # tier NAME PYTEST-ARGS...
     echo "=== $name tier"
     local out rc
     out=$(mktemp)
-    "$PY" -m pytest -q -p no:cacheprovider "$@" 2>&1 | tee "$out"
+    "$PY" -m pytest -q -p no:cacheprovider --durations=10 "$@" 2>&1 | tee "$out"
     rc=${PIPESTATUS[0]}
     local counts
     counts=$(grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed|error)' "$out" | tail -1 | tr -d '=' | xargs)
