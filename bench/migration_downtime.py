@@ -42,7 +42,7 @@ TUNING = ("migration_max_downtime_ms", "migration_auto_converge")
 STOP = "/tmp/cephkvm-bench-ping.stop"
 REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from")
 # virsh qemu-monitor-event --timestamp: "2026-12-05 07:10:18.204+0000: event STOP for domain 'x'"
-EVENT = re.compile(r"^(\S+ \S+?)\+0000: event (\w+) for domain '([^']+)'")
+EVENT = re.compile(r"^(\S+ \S+[+-]\d{4}): event (\w+) for domain '([^']+)'")
 PROBE_INTERVAL = "0.002"  # seconds; root may ping this often without flooding
 
 
@@ -65,9 +65,10 @@ def longest_gap(ping_output: str) -> float:
 
 def event_time(virsh_output: str, event: str, domain: str) -> float | None:
     """The epoch seconds of the domain's last such QEMU event (QEMU stamps its events with
-    the host clock, which every lab node shares with the probe)."""
+    the host clock, which every lab node shares with the probe; virsh prints it in the
+    local zone, with its offset)."""
     stamps = [
-        datetime.datetime.fromisoformat(m.group(1) + "+00:00").timestamp()
+        datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f%z").timestamp()
         for m in map(EVENT.match, virsh_output.splitlines())
         if m and m.group(2) == event and m.group(3) == domain
     ]

@@ -50,7 +50,3 @@ def test_a_provider_check_widens_its_pool():
     with ThreadPoolExecutor(max_workers=4) as pool:
         pool.submit(CephPoolProvider().check, {}, {}).result(timeout=5)
         assert pool._max_workers == provider_host.WORKERS
-
-
-def test_outside_a_pool_nothing_changes():
-    provider_host.widen()  # the test's own thread: no pool, no error
