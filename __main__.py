@@ -5,7 +5,7 @@ import os
 import pulumi
 from pulumi.runtime.config import CONFIG
 
-from components import sdk_drain
+from components import sdk_drain, sdk_graph
 from components.ceph import CephStack, destroy_allowed
 from components.config import NAMESPACE, ConfigError, load
 from components.kvm import Kvm
@@ -13,6 +13,7 @@ from components.node import PreparedNode
 from providers.destroy_guard import DestroyGuard
 
 sdk_drain.install()
+sdk_graph.install()
 
 
 def raw_config() -> dict:
