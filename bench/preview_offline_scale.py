@@ -3,7 +3,12 @@ VMs), with no host reachable (an empty network namespace when run as root): the 
 first `up` (a new stack) and, with --unchanged, the preview of a stack whose resources all
 exist (a state made by tests/engine/synthetic.py). Either must open no SSH connection.
 Prints figures; asserts nothing. Usage: bench/preview_offline_scale.py [--unchanged]
-[--ab-drain] [--code=DIR] [NODES:VMS ...]"""
+[--ab=drain|graph|engine-log] [--code=DIR] [NODES:VMS ...]
+
+--ab=NAME: A B A B rounds, A with the SDK's own code or the engine's default in place of
+one of ours (B): `drain` components/sdk_drain.py, `graph` components/sdk_graph.py,
+`engine-log` the engine's automatic log, which scripts/setup-tools.sh turns off (A runs
+with a PULUMI_HOME of its own, where the engine writes it). --ab-drain is --ab=drain."""
 
 import os
 import sys
@@ -46,9 +51,14 @@ def stack_config(nodes: int, vms: int) -> dict:
     return {"config": config}, fleet
 
 
-def measure(
-    nodes: int, vms: int, unchanged: bool, ab_drain: bool = False, code: str = ROOT
-) -> None:
+def stock(name: str, tmp: str) -> dict:
+    """The environment of an A round of --ab=name."""
+    if name == "engine-log":
+        return {"PULUMI_HOME": os.path.join(tmp, "pulumi-home")}
+    return {{"drain": "CEPHKVM_SDK_DRAIN", "graph": "CEPHKVM_SDK_GRAPH"}[name]: "stock"}
+
+
+def measure(nodes: int, vms: int, unchanged: bool, ab: str = "", code: str = ROOT) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         project = Project(tmp, "scale", code=code)
         config, fleet = stack_config(nodes, vms)
@@ -60,11 +70,8 @@ def measure(
             synthetic.settle(project)
             print(f"{nodes:3d} nodes {vms:4d} VMs  state {_state_bytes(project) / 1e6:.2f} MB")
         kind = "unchanged" if unchanged else "new"
-        # --ab-drain: the SDK's own Output drain (A) against components/sdk_drain.py (B).
-        for label in ("A", "B", "A", "B") if ab_drain else ("",):
-            if label:
-                project.env["CEPHKVM_SDK_DRAIN"] = "stock" if label == "A" else ""
-            elapsed, proc = _preview(project)
+        for label in ("A", "B", "A", "B") if ab else ("",):
+            elapsed, proc = _preview(project, stock(ab, tmp) if label == "A" else {})
             if proc.returncode:
                 reason = [line.strip() for line in proc.stdout.splitlines() if "error:" in line]
                 print(f"{nodes:3d} nodes {vms:4d} VMs  preview FAILED: {reason[-1:]}")
@@ -82,9 +89,9 @@ def _state_bytes(project: Project) -> int:
     return len(project.run("stack", "export", "--stack", project.stack).stdout)
 
 
-def _preview(project: Project):
+def _preview(project: Project, env: dict):
     start = time.monotonic()
-    proc = project.run("preview", netns_isolated=os.geteuid() == 0, check=False)
+    proc = project.run("preview", netns_isolated=os.geteuid() == 0, check=False, env=env)
     return time.monotonic() - start, proc
 
 
@@ -95,8 +102,10 @@ def main() -> None:
     # --code=DIR: the project's code from DIR (a `git worktree` of another commit), to set
     # this tree's figures against another's in the same run
     code = next((a.split("=", 1)[1] for a in flags if a.startswith("--code=")), ROOT)
+    ab = next((a.split("=", 1)[1] for a in flags if a.startswith("--ab=")), "")
+    ab = "drain" if "--ab-drain" in flags else ab
     for nodes, vms in sizes:
-        measure(nodes, vms, "--unchanged" in flags, "--ab-drain" in flags, code)
+        measure(nodes, vms, "--unchanged" in flags, ab, code)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ sys.path.insert(
 def test_the_offline_preview_bench_runs_on_a_tiny_stack(capsys):
     import preview_offline_scale
 
-    preview_offline_scale.measure(3, 2, unchanged=False, ab_drain=True)
+    preview_offline_scale.measure(3, 2, unchanged=False, ab="engine-log")
     out = capsys.readouterr().out
     lines = out.strip().splitlines()
     assert [line.split("preview ")[1].split()[0] for line in lines] == ["A", "B", "A", "B"], out
