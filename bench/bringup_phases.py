@@ -1,7 +1,9 @@
 """Benchmark: lab bring-up from empty to HEALTH_OK, CephFS on every node and a VM booted,
 broken down by phase (from the engine's event log: when each resource started and ended).
 Prints figures; asserts nothing. Needs a running lab and `make setup`; honours CEPHKVM_LAB.
-bringup_vs_serial.py reuses measure() against bench/serial_bringup.sh."""
+--code=DIR: the project's code from DIR (a `git worktree` of another commit), to set this
+tree's figures against another's on fresh labs. bringup_vs_serial.py reuses measure()
+against bench/serial_bringup.sh."""
 
 import json
 import os
@@ -13,7 +15,7 @@ from collections import defaultdict
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import lab  # noqa: E402
-from tests.cli import Project  # noqa: E402
+from tests.cli import ROOT, Project  # noqa: E402
 
 PHASES = {
     "Node": "facts",
@@ -70,8 +72,9 @@ def ordered(spans: dict) -> list:
 def main() -> None:
     if not lab.inventory():
         sys.exit("the lab is down: run `python -m lab up` first")
+    code = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--code=")), ROOT)
     with tempfile.TemporaryDirectory() as tmp:
-        project = Project(tmp, "lab")
+        project = Project(tmp, "lab", code=code)
         try:
             spans, total = measure(project, os.path.join(tmp, "events.jsonl"))
             for name, (begin, end) in ordered(spans):
