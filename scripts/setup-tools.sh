@@ -70,9 +70,10 @@ engine_log() {
     local logs="$TOOLS/pulumi-home/logs"
     mkdir -p "$TOOLS/pulumi-home"
     if [ "${CEPHKVM_ENGINE_LOG:-}" = keep ]; then
-        [ -L "$logs" ] && rm -f "$logs"
+        if [ -L "$logs" ]; then rm -f "$logs"; fi
     elif [ ! -L "$logs" ]; then
-        rm -rf "$logs" && ln -s /dev/null "$logs"
+        rm -rf "$logs"
+        ln -s /dev/null "$logs"
     fi
 }
 engine_log

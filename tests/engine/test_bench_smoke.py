@@ -22,6 +22,9 @@ def test_the_offline_preview_bench_runs_on_a_tiny_stack(capsys):
     lines = out.strip().splitlines()
     assert [line.split("preview ")[1].split()[0] for line in lines] == ["A", "B", "A", "B"], out
     assert all(line.endswith("ssh connections 0") for line in lines), out
+    # B ran with the project's PULUMI_HOME, where make setup turned the engine's log off.
+    home = os.path.join(preview_offline_scale.ROOT, ".tools", "pulumi-home")
+    assert not os.path.isdir(os.path.join(home, "logs")), os.listdir(home)
 
 
 def test_the_engine_floor_the_lab_preview_is_compared_with_previews(tmp_path):
