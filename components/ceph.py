@@ -6,9 +6,10 @@ CephStack
 │                        node's bridges (everything Ceph on a node comes after its conf)
 ├── CephMon per mon node                after the cluster and its node's conf
 ├── CephConfig           `ceph config set`; after every mon: waits for their quorum
-├── CephMgr, CephMds per node           after the quorum (CephConfig)
+├── CephMgr, CephMds per node           after the quorum (CephConfig); one mgr first, the
+│                                       standbys after the OSDs (all first for a restart)
 ├── CephDashboard        the mgrs' web UI (ceph.dashboard); after every mgr
-├── CephOsd per (node, device)          after the mgrs (`osd purge` is a mgr command)
+├── CephOsd per (node, device)          after the first mgr (`osd purge` is a mgr command)
 ├── CephPool per pool                   after every OSD (PG stats need a mgr too)
 └── CephFilesystem per filesystem       after its pools and every MDS
     └── CephFSMount per (node, mount)   after the filesystem
@@ -186,7 +187,45 @@ class CephStack(pulumi.ComponentResource):
                 additional_secret_outputs=secret,
             ),
         )
-        self.mgrs = per_node(CephMgr, "mgr", cfg.mgrs, [self.config])
+        # One mgr first, the standbys after the OSDs: three mgrs loading their modules at
+        # once on 2 cores held the OSDs back (bench/README), and the OSDs and pools need only
+        # one. Restarting mgrs and OSDs keeps cephadm's order: every mgr before the OSDs.
+        restart = {
+            k: any(wanted(n, k).get("restart") for n in names)
+            for k, names in (("mgr", cfg.mgrs), ("osd", [n for n, _ in cfg.osds]))
+        }
+        lead = [] if all(restart.values()) else [n for n in cfg.mgrs if n not in down][:1]
+        first = per_node(CephMgr, "mgr", lead or cfg.mgrs, [self.config])
+        self.osds = []
+        for node, device in cfg.osds:
+            osd = CephOsd(
+                f"osd-{node}-{_slug(device)}",
+                {
+                    **common,
+                    "node": node,
+                    **access[node],
+                    "device": device,
+                    "method": cfg.osd_method,
+                    "wipe": cfg.wipe_devices,
+                    "allow_removal": cfg.allow_osd_removal,
+                    "allow_data_loss": cfg.allow_data_loss,
+                    **wanted(node, "osd"),
+                },
+                pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=[
+                        self.config,
+                        *first,
+                        self.confs[node],
+                        *waits(node),
+                    ],
+                    protect=keep and not cfg.allow_osd_removal,
+                    additional_secret_outputs=secret,
+                ),
+            )
+            self.osds.append(osd)
+        standbys = [n for n in cfg.mgrs if lead and n not in lead]
+        self.mgrs = first + per_node(CephMgr, "mgr", standbys, [self.config, *first, *self.osds])
         self.dashboard = None
         if cfg.dashboard:
             self.dashboard = CephDashboard(
@@ -207,34 +246,6 @@ class CephStack(pulumi.ComponentResource):
                 ),
             )
 
-        self.osds = []
-        for node, device in cfg.osds:
-            osd = CephOsd(
-                f"osd-{node}-{_slug(device)}",
-                {
-                    **common,
-                    "node": node,
-                    **access[node],
-                    "device": device,
-                    "method": cfg.osd_method,
-                    "wipe": cfg.wipe_devices,
-                    "allow_removal": cfg.allow_osd_removal,
-                    "allow_data_loss": cfg.allow_data_loss,
-                    **wanted(node, "osd"),
-                },
-                pulumi.ResourceOptions(
-                    parent=self,
-                    depends_on=[
-                        self.config,
-                        *self.mgrs,
-                        self.confs[node],
-                        *waits(node),
-                    ],
-                    protect=keep and not cfg.allow_osd_removal,
-                    additional_secret_outputs=secret,
-                ),
-            )
-            self.osds.append(osd)
         # cephadm's restart order: mons, mgrs, OSDs, then MDS (when the MDS restart).
         mds_restart = any(wanted(n, "mds").get("restart") for n in cfg.mdss)
         self.mdss = per_node(
@@ -251,7 +262,7 @@ class CephStack(pulumi.ComponentResource):
                 },
                 pulumi.ResourceOptions(
                     parent=self,
-                    depends_on=[self.config, *self.mgrs, *self.osds],
+                    depends_on=[self.config, *first, *self.osds],
                     protect=not p["allow_delete"],
                     additional_secret_outputs=secret,
                 ),

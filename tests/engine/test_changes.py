@@ -302,16 +302,30 @@ def test_an_option_read_only_at_start_restarts_the_daemons_it_applies_to(example
     assert {name: step["op"] for name, step in runtime.items()} == {"ceph-config": "update"}
 
 
-def test_a_nodes_ceph_comes_after_its_bridges(tmp_path):
-    """The bridge takes over the address the node's Ceph daemons use: they come after it, so
-    a destroy takes them down before the bridge moves that address back (a mon being
-    removed while its node's network blipped timed out its cluster's reads)."""
-    fresh = Project(str(tmp_path), "example")  # no state: preview plans every create
-    needs = {
+def planned_needs(tmp_path) -> dict:
+    """name -> the names it depends on, in the plan of a first `up` (no state)."""
+    fresh = Project(str(tmp_path), "example")
+    return {
         s["urn"].rsplit("::", 1)[1]: {u.rsplit("::", 1)[1] for u in s["newState"]["dependencies"]}
         for s in fresh.preview_json()["steps"]
         if "dependencies" in (s.get("newState") or {})
     }
+
+
+def test_a_nodes_ceph_comes_after_its_bridges(tmp_path):
+    """The bridge takes over the address the node's Ceph daemons use: they come after it, so
+    a destroy takes them down before the bridge moves that address back (a mon being
+    removed while its node's network blipped timed out its cluster's reads). One mgr comes
+    first and the standbys after the OSDs: three mgrs starting at once on a small node
+    held the OSDs back, and the OSDs and pools need only one."""
+    needs = planned_needs(tmp_path)
     for n in NODES:
         assert f"{n}-br0" in needs[f"conf-{n}"], needs[f"conf-{n}"]
         assert f"conf-{n}" in needs[f"mon-{n}"] and f"conf-{n}" in needs[f"osd-{n}-sdb"]
+    osds = {f"osd-{n}-sdb" for n in NODES}
+    standbys = {f"mgr-{n}" for n in NODES[1:]}
+    assert "ceph-config" in needs["mgr-osd1"] and not osds & needs["mgr-osd1"]
+    for name in [*osds, "pool-cephfs_data"]:
+        assert "mgr-osd1" in needs[name] and not standbys & needs[name], (name, needs[name])
+    for name in standbys:
+        assert {"mgr-osd1", *osds} <= needs[name], (name, needs[name])
