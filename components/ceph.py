@@ -36,6 +36,9 @@ from providers.cephfs_filesystem import CephFilesystem, keyed
 from providers.cephfs_mount import CephFSMount
 
 
+ADMIN_NODES = 5
+
+
 def _slug(path: str) -> str:
     return path.removeprefix("/dev/").strip("/").replace("/", "-") or "root"
 
@@ -114,7 +117,10 @@ class CephStack(pulumi.ComponentResource):
             for n in nodes
         }
         admin_names = list(cfg.mons) + [n for n in ceph_nodes if n not in cfg.mons]
-        admin = [access[n] for n in admin_names]
+        # Where the cluster-wide resources run `ceph`: the first that answers of a few admin
+        # nodes, mons first. Each such resource carries the list; all of them would grow
+        # the state with nodes times mounts.
+        admin = [access[n] for n in admin_names[:ADMIN_NODES]]
         admin_confs = [self.confs[n] for n in admin_names]
         timeout = {"timeout": cfg.health_timeout}
         down = stack.maintenance

@@ -47,7 +47,8 @@ def admin_session(props: dict) -> Session:
             return node
         except TransportError as err:
             last = err
-    raise TransportError(f"no admin node reachable ({last})")
+    tried = ", ".join(str(a["connection"].get("name")) for a in props["admin"])
+    raise TransportError(f"no admin node reachable, tried {tried} ({last})")
 
 
 def gen_key() -> str:

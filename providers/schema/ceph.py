@@ -257,7 +257,7 @@ class ConfigInputs(Spec):
 
     cluster_name: ClusterName = replace("ceph")
     fsid: str = replace()
-    admin: tuple[Connection, ...] = update(
+    admin: tuple[Connection, ...] = state(
         fix="list at least one node with the admin keyring", min_length=1
     )
     mons: tuple[str, ...] = update(())  # in quorum before anything is set
@@ -274,7 +274,7 @@ class DashboardInputs(Spec):
 
     cluster_name: ClusterName = replace("ceph")
     fsid: str = replace()
-    admin: tuple[Connection, ...] = update(
+    admin: tuple[Connection, ...] = state(
         fix="list at least one node with the admin keyring", min_length=1
     )
     mgrs: dict[str, str] = update(fix="map each mgr to the address it serves on", min_length=1)
@@ -327,7 +327,7 @@ class PoolInputs(Spec):
 
     cluster_name: ClusterName = replace("ceph")
     fsid: str = replace()
-    admin: tuple[Connection, ...] = update(())
+    admin: tuple[Connection, ...] = state(())
     name: PoolName = update()  # a rename is in place
     key: PoolName | None = replace(None)  # its identity in the stack: its first name
     type: Literal["replicated", "erasure"] = replace("replicated")
@@ -351,7 +351,7 @@ class FilesystemInputs(Filesystem):
 
     cluster_name: ClusterName = replace("ceph")
     fsid: str = replace()
-    admin: tuple[Connection, ...] = update(())
+    admin: tuple[Connection, ...] = state(())
     standby_count: whole(0, 16) = update(0)
     timeout: whole(0) = state(180)  # for an active MDS and health
     # The pool fields above hold each pool's key (its first name), so renaming a pool is no
@@ -366,7 +366,7 @@ class MountInputs(Spec):
     fsid: str = replace()
     node: str = replace()
     connection: Connection = update()
-    admin: tuple[Connection, ...] = update(())  # the client key is made there
+    admin: tuple[Connection, ...] = state(())  # the client key is made there
     fs_name: str = replace()
     client_id: ClientId | None = replace(None)  # default: FS-NODE; caps for fs_name only
     mountpoint: Mountpoint = replace()

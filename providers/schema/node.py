@@ -173,7 +173,7 @@ class MaintenanceInputs(Spec):
     while any node is in maintenance; providers/maintenance.py)."""
 
     cluster_name: str = update("ceph")
-    admin: tuple[Connection, ...] = update(())  # admin nodes of the cluster (none: no Ceph)
+    admin: tuple[Connection, ...] = state(())  # admin nodes of the cluster (none: no Ceph)
     # {name, mon, mgr, mds, osd: bools}: each node in maintenance and its Ceph roles
     nodes: tuple[dict[str, Any], ...] = update(fix="the nodes in maintenance", min_length=1)
     # {vm, memory_mib, to}: the VMs that leave those nodes, and where they go

@@ -47,3 +47,37 @@ def test_example_registers_the_ceph_tree(mocks):
         assert ("CephStack", "ceph") in found
 
     return pulumi.Output.all(*[r.id for _, r in ceph.mounts]).apply(check)
+
+
+@pulumi.runtime.test
+def test_cluster_wide_resources_carry_a_few_admin_nodes_mons_first(mocks):
+    """Pools, filesystems and every mount run `ceph` on the first admin node that answers:
+    five are plenty, and a list of every node in every mount grew the state with nodes
+    times mounts (26 KB a mount at 50 nodes)."""
+    from components.ceph import ADMIN_NODES, CephStack
+    from components.node import PreparedNode
+
+    raw = stack_file("example")
+    template = raw["nodes"][0]
+    raw["nodes"] = [
+        {
+            **template,
+            "name": f"osd{i}",
+            "address": f"10.20.10.{30 + i}",
+            "ceph_address": f"10.204.10.{30 + i}",
+            "roles": ["mon", "mgr", "mds", "osd", "kvm"] if i > 4 else ["osd", "kvm"],
+        }
+        for i in range(1, 8)
+    ]
+    raw["bridges"][0]["addresses"] = {n["name"]: [f"{n['address']}/24"] for n in raw["nodes"]}
+    stack = load(raw, ROOT)
+    nodes = {n.name: PreparedNode(n, stack) for n in stack.nodes}
+    ceph = CephStack(stack, nodes)
+
+    def check(_):
+        found = {(typ.rsplit(":", 1)[1], name): inputs for typ, name, inputs in mocks.registered}
+        for key in (("CephConfig", "ceph-config"), ("CephFSMount", "mount-osd1-mnt-cephfs")):
+            admin = [a["connection"]["name"] for a in found[key]["admin"]]
+            assert admin == ["osd5", "osd6", "osd7", "osd1", "osd2"] and ADMIN_NODES == 5, admin
+
+    return pulumi.Output.all(*[r.id for _, r in ceph.mounts]).apply(check)

@@ -427,3 +427,22 @@ def test_the_input_eof_is_sent_under_the_channel_lock_and_never_after_close():
     closed = Channel(closed=True)
     transport._end_input(closed)
     assert closed.sent == []
+
+
+def test_the_admin_session_is_the_first_admin_node_that_answers(server, client_key):
+    """Pools, filesystems and mounts run `ceph` on the first admin node that answers; when
+    none does, the message names each one tried."""
+    from providers.ceph_cli import admin_session
+
+    def access(name, port):
+        conn = {"name": name, "address": "127.0.0.1", "port": port}
+        return {
+            "connection": {**conn, "host_key": server.public_key},
+            "ssh_private_key": pem(client_key),
+        }
+
+    node = admin_session({"admin": [access("osd1", 1), access("osd2", server.port)]})
+    assert node.host.name == "osd2" and node.run(["echo", "up"]).stdout == "up\n"
+    with pytest.raises(transport.TransportError) as err:
+        admin_session({"admin": [access("osd1", 1), access("osd3", 9)]})
+    assert "no admin node reachable, tried osd1, osd3" in str(err.value)
