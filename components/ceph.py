@@ -7,7 +7,8 @@ CephStack
 ├── CephMon per mon node                after the cluster and its node's conf
 ├── CephConfig           `ceph config set`; after every mon: waits for their quorum
 ├── CephMgr, CephMds per node           after the quorum (CephConfig); one mgr first, the
-│                                       standbys after the OSDs (all first for a restart)
+│                                       standbys after the OSDs (all first when the mgrs
+│                                       and the OSDs restart)
 ├── CephDashboard        the mgrs' web UI (ceph.dashboard); after every mgr
 ├── CephOsd per (node, device)          after the first mgr (`osd purge` is a mgr command)
 ├── CephPool per pool                   after every OSD (PG stats need a mgr too)
@@ -230,7 +231,7 @@ class CephStack(pulumi.ComponentResource):
                 ),
             )
             self.osds.append(osd)
-        standbys = [n for n in cfg.mgrs if lead and n not in lead]
+        standbys = [n for n in cfg.mgrs if n not in (lead or cfg.mgrs)]
         self.mgrs = first + per_node(CephMgr, "mgr", standbys, [self.config, *first, *self.osds])
         self.dashboard = None
         if cfg.dashboard:
