@@ -5,7 +5,7 @@ import os
 import pulumi
 from pulumi.runtime.config import CONFIG
 
-from components import sdk_drain, sdk_graph
+from components import sdk_drain, sdk_graph, sdk_log
 from components.ceph import CephStack, destroy_allowed
 from components.config import NAMESPACE, ConfigError, load
 from components.kvm import Kvm
@@ -14,6 +14,7 @@ from providers.destroy_guard import DestroyGuard
 
 sdk_drain.install()
 sdk_graph.install()
+sdk_log.install()
 
 
 def raw_config() -> dict:

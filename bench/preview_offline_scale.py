@@ -3,12 +3,13 @@ VMs), with no host reachable (an empty network namespace when run as root): the 
 first `up` (a new stack) and, with --unchanged, the preview of a stack whose resources all
 exist (a state made by tests/engine/synthetic.py). Either must open no SSH connection.
 Prints figures; asserts nothing. Usage: bench/preview_offline_scale.py [--unchanged]
-[--ab=drain|graph|engine-log] [--code=DIR] [NODES:VMS ...]
+[--ab=drain|graph|debug|engine-log] [--code=DIR] [NODES:VMS ...]
 
 --ab=NAME: A B A B rounds, A with the SDK's own code or the engine's default in place of
-one of ours (B): `drain` components/sdk_drain.py, `graph` components/sdk_graph.py,
-`engine-log` the engine's automatic log, which scripts/setup-tools.sh turns off (A runs
-with a PULUMI_HOME of its own, where the engine writes it). --ab-drain is --ab=drain."""
+one of ours (B): `drain` components/sdk_drain.py, `graph` components/sdk_graph.py, `debug`
+components/sdk_log.py, `engine-log` the engine's automatic log, which scripts/setup-tools.sh
+turns off (A runs with a PULUMI_HOME of its own, where the engine writes it). --ab-drain is
+--ab=drain."""
 
 import os
 import sys
@@ -55,7 +56,7 @@ def stock(name: str, tmp: str) -> dict:
     """The environment of an A round of --ab=name."""
     if name == "engine-log":
         return {"PULUMI_HOME": os.path.join(tmp, "pulumi-home")}
-    return {{"drain": "CEPHKVM_SDK_DRAIN", "graph": "CEPHKVM_SDK_GRAPH"}[name]: "stock"}
+    return {f"CEPHKVM_SDK_{name.upper()}": "stock"}
 
 
 def measure(nodes: int, vms: int, unchanged: bool, ab: str = "", code: str = ROOT) -> None:
