@@ -7,8 +7,8 @@ CephStack
 ├── CephMon per mon node                after the cluster and its node's conf
 ├── CephConfig           `ceph config set`; after every mon: waits for their quorum
 ├── CephMgr, CephMds per node           after the quorum (CephConfig); one mgr first, the
-│                                       standbys after the OSDs (all first when the mgrs
-│                                       and the OSDs restart)
+│                                       standbys after their node's OSDs (all first when
+│                                       the mgrs and the OSDs restart)
 ├── CephDashboard        the mgrs' web UI (ceph.dashboard); after every mgr
 ├── CephOsd per (node, device)          after the first mgr (`osd purge` is a mgr command)
 ├── CephPool per pool                   after every OSD (PG stats need a mgr too)
@@ -146,7 +146,7 @@ class CephStack(pulumi.ComponentResource):
             bring-up makes the daemons of a kind side by side."""
             return [self.gate] if n in down else []
 
-        def per_node(cls, prefix, names, after, extra=lambda n: {}):
+        def per_node(cls, prefix, names, after, extra=lambda n: {}, own=lambda n: []):
             return [
                 cls(
                     f"{prefix}-{n}",
@@ -160,7 +160,7 @@ class CephStack(pulumi.ComponentResource):
                     },
                     pulumi.ResourceOptions(
                         parent=self,
-                        depends_on=[*after, self.confs[n], *waits(n)],
+                        depends_on=[*after, *own(n), self.confs[n], *waits(n)],
                         additional_secret_outputs=secret,
                     ),
                 )
@@ -203,7 +203,7 @@ class CephStack(pulumi.ComponentResource):
         }
         lead = [] if all(restart.values()) else [n for n in cfg.mgrs if n not in down][:1]
         first = per_node(CephMgr, "mgr", lead or cfg.mgrs, [self.config])
-        self.osds = []
+        self.osds, osds_on = [], {}
         for node, device in cfg.osds:
             osd = CephOsd(
                 f"osd-{node}-{_slug(device)}",
@@ -231,8 +231,13 @@ class CephStack(pulumi.ComponentResource):
                 ),
             )
             self.osds.append(osd)
+            osds_on.setdefault(node, []).append(osd)
         standbys = [n for n in cfg.mgrs if n not in (lead or cfg.mgrs)]
-        self.mgrs = first + per_node(CephMgr, "mgr", standbys, [self.config, *first, *self.osds])
+        # A standby after its own node's OSDs, the ones it would take CPU from: after every
+        # OSD made the dependencies grow with mgrs times OSDs.
+        self.mgrs = first + per_node(
+            CephMgr, "mgr", standbys, [self.config, *first], own=lambda n: osds_on.get(n, [])
+        )
         self.dashboard = None
         if cfg.dashboard:
             self.dashboard = CephDashboard(

@@ -316,8 +316,8 @@ def test_a_nodes_ceph_comes_after_its_bridges(tmp_path):
     """The bridge takes over the address the node's Ceph daemons use: they come after it, so
     a destroy takes them down before the bridge moves that address back (a mon being
     removed while its node's network blipped timed out its cluster's reads). One mgr comes
-    first and the standbys after the OSDs: three mgrs starting at once on a small node
-    held the OSDs back, and the OSDs and pools need only one."""
+    first and each standby after its own node's OSDs: three mgrs starting at once on a
+    small node held the OSDs back, and the OSDs and pools need only one."""
     needs = planned_needs(tmp_path)
     for n in NODES:
         assert f"{n}-br0" in needs[f"conf-{n}"], needs[f"conf-{n}"]
@@ -327,5 +327,6 @@ def test_a_nodes_ceph_comes_after_its_bridges(tmp_path):
     assert "ceph-config" in needs["mgr-osd1"] and not osds & needs["mgr-osd1"]
     for name in [*osds, "pool-cephfs_data"]:
         assert "mgr-osd1" in needs[name] and not standbys & needs[name], (name, needs[name])
-    for name in standbys:
-        assert {"mgr-osd1", *osds} <= needs[name], (name, needs[name])
+    for n in NODES[1:]:
+        mgr = needs[f"mgr-{n}"]
+        assert {"mgr-osd1", f"osd-{n}-sdb"} <= mgr and not (osds - {f"osd-{n}-sdb"}) & mgr, mgr
