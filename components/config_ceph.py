@@ -1,7 +1,8 @@
 """The rules of the Ceph part of the stack config that span values or sections: mons and
-their addresses, OSDs from the nodes' disks, pool size against the hosts holding OSDs, each
-filesystem's own pools, mounts on known nodes. The shape of `cephkvm:ceph`, `pools`,
-`filesystems` and `mounts` is providers/schema/ceph.py. Pure: reads nothing.
+their addresses, OSDs from the nodes' disks, pool size against the hosts holding OSDs, the
+pools' PGs against what the OSDs may hold, each filesystem's own pools, mounts on known
+nodes. The shape of `cephkvm:ceph`, `pools`, `filesystems` and `mounts` is
+providers/schema/ceph.py. Pure: reads nothing.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def load(values: dict, raw: dict, nodes: tuple, paths: dict, public: str | None,
         )
     osds = _osds(nodes, paths, problems)
     pools = _pools(values.get("pools", ()), osds, problems)
+    _check_pgs(values.get("pools", ()), osds, settings.options, warnings, problems)
     filesystems = _filesystems(values.get("filesystems", ()), pools, roles["mds"], problems)
     mounts = _mounts(values.get("mounts", ()), filesystems, [n.name for n in nodes], problems)
     if len(problems) > before:
@@ -166,6 +168,61 @@ def _pools(pools: tuple, osds: list, problems: list) -> dict:
             )
         found[pool.name] = props
     return found
+
+
+# Ceph's defaults: the PG copies an OSD may hold before it refuses a new pool or pg_num,
+# the PGs a pool without pg_num starts with, and the mgr's own pool (1 PG, 3 copies).
+MAX_PG_PER_OSD = 250
+DEFAULT_PG_NUM = 32
+MGR_POOL_PGS = 3
+
+
+def _check_pgs(pools: tuple, osds: list, options: dict, warnings: list, problems: list) -> None:
+    """What Ceph checks when it makes a pool (OSDMonitor's check_pg_num): all pools' PG
+    copies within mon_max_pg_per_osd on each OSD (at least 3 counted). A pg_num that is no
+    power of two Ceph takes, and warns about until it is one."""
+    if not osds:
+        return
+    total = MGR_POOL_PGS
+    for i, pool in enumerate(pools):
+        if pool is None:  # its problems are listed
+            continue
+        copies = pool.erasure.k + pool.erasure.m if pool.erasure else pool.size or 3
+        total += (pool.pg_num or DEFAULT_PG_NUM) * copies
+        n = pool.pg_num
+        if n and n & (n - 1) and _option(options, "mon_warn_on_pool_pg_num_not_power_of_two"):
+            lower = 1 << (n.bit_length() - 1)
+            warnings.append(
+                f"{key(f'pools[{i}].pg_num')}: {n} is not a power of two; Ceph warns "
+                f"(POOL_PG_NUM_NOT_POWER_OF_TWO) until it is: use {lower} or {lower * 2}"
+            )
+    limit = _option(options, "mon_max_pg_per_osd", MAX_PG_PER_OSD)
+    counted = max(len(osds), 3)
+    if isinstance(limit, int) and total > limit * counted:
+        sized = [i for i, p in enumerate(pools) if p is not None]
+        biggest = max(sized, key=lambda i: pools[i].pg_num or DEFAULT_PG_NUM)
+        problems.append(
+            f"{key('pools')}: {total} PG copies (pg_num times copies, every pool) on "
+            f"{len(osds)} OSD(s) exceed Ceph's mon_max_pg_per_osd {limit} x {counted}; Ceph "
+            f"would refuse the pool that crosses it. Lower pg_num (the largest: "
+            f"{key(f'pools[{biggest}].pg_num')}), add OSDs, or raise mon_max_pg_per_osd "
+            "in cephkvm:ceph.options"
+        )
+
+
+def _option(options: dict, name: str, default=True):
+    """An option as cephkvm:ceph.options sets it (mon section first), typed like default."""
+    for section in ("mon", "global"):
+        value = (options or {}).get(section, {}).get(name)
+        if value is None:
+            continue
+        if isinstance(default, bool):
+            return str(value).lower() not in ("false", "0", "no", "off")
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return None
+    return default
 
 
 def _config_field(provider_field: str) -> str:

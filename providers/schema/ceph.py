@@ -156,7 +156,9 @@ class Pool(Section):
     type: Literal["replicated", "erasure"] | None = None
     size: int | None = hint(None, fix="replicas (default 3; erasure: k+m)")
     min_size: int | None = hint(None, fix="replicas needed for I/O (default 2; erasure: k+1)")
-    pg_num: int | None = hint(None, fix="placement groups; unset: the autoscaler decides")
+    pg_num: int | None = hint(
+        None, fix="placement groups, a power of two; unset: the autoscaler decides"
+    )
     autoscale: Literal["on", "off", "warn"] | None = hint(
         None, fix="default: off with pg_num, else on"
     )

@@ -146,6 +146,43 @@ def test_two_mons_warn_and_pass():
     assert "2 mons" in ceph.warnings[0] and "cephkvm:nodes" in ceph.warnings[0]
 
 
+def test_a_pg_num_that_is_no_power_of_two_warns_with_the_two_nearest():
+    ceph = load(with_(lambda r: r["pools"][1].update(pg_num=50)), ROOT).ceph
+    assert ceph.warnings == (
+        "cephkvm:pools[1].pg_num: 50 is not a power of two; Ceph warns "
+        "(POOL_PG_NUM_NOT_POWER_OF_TWO) until it is: use 32 or 64",
+    )
+
+
+def test_no_power_of_two_warning_when_the_cluster_is_told_not_to():
+    def quiet(r):
+        r["pools"][1]["pg_num"] = 50
+        r["ceph"]["options"] = {"mon": {"mon_warn_on_pool_pg_num_not_power_of_two": False}}
+
+    assert load(with_(quiet), ROOT).ceph.warnings == ()
+
+
+def test_more_pgs_than_ceph_lets_the_osds_hold_are_refused():
+    # 3 OSDs hold 750 PG copies: 3 (the mgr's pool) + 16x3 + 32x3 (ec) + 256x3 = 915
+    text = problems(with_(lambda r: r["pools"][1].update(pg_num=256)))
+    assert "cephkvm:pools: 915 PG copies" in text and "mon_max_pg_per_osd 250 x 3" in text
+    assert "the largest: cephkvm:pools[1].pg_num" in text
+
+
+def test_more_osds_or_a_higher_limit_make_room_for_the_pgs():
+    def more_osds(r):
+        r["pools"][1]["pg_num"] = 256
+        r["nodes"] = nodes(4)
+
+    assert load(with_(more_osds), ROOT).ceph.pools
+
+    def higher(r):
+        r["pools"][1]["pg_num"] = 256
+        r["ceph"]["options"] = {"global": {"mon_max_pg_per_osd": 400}}
+
+    assert load(with_(higher), ROOT).ceph.pools
+
+
 def test_pools_without_a_ceph_section_are_refused():
     raw = with_(lambda r: r.pop("ceph"))
     assert "cephkvm:pools: needs a cephkvm:ceph section" in problems(raw)
