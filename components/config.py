@@ -68,10 +68,15 @@ def load(raw: dict, project_dir: str) -> StackConfig:
         for i, n in enumerate(nodes)
         if n is not None
     }
+    listed = len(nodes or ())
     nodes = _nodes(nodes, ssh, paths, problems, "inventory.nodes" if inventory else "nodes")
     public = inventory.public_network if inventory is not None else None
-    ceph = config_ceph.load(values, raw, nodes, paths, public, problems)
-    kvm = config_kvm.load(values, nodes, problems)
+    # A node with a problem is left out, and named once: not again by the rules that count
+    # hosts (they would blame the pools) nor by the bridges and VMs that name it.
+    partial = len(nodes) < listed
+    left_out = _names(raw.get("nodes") if inventory is None else ()) - {n.name for n in nodes}
+    ceph = config_ceph.load(values, raw, nodes, paths, public, problems, partial)
+    kvm = config_kvm.load(values, nodes, problems, left_out)
     maintenance = config_maintenance.load(values, nodes, ceph, kvm, problems)
     cockpit = values["kvm"].cockpit if "kvm" in values else None
     if problems:
@@ -86,6 +91,13 @@ def load(raw: dict, project_dir: str) -> StackConfig:
         maintenance=maintenance,
         cockpit=cockpit,
     )
+
+
+def _names(listed) -> set:
+    """The names written in a list of nodes, valid or not."""
+    if not isinstance(listed, list):
+        return set()
+    return {n["name"] for n in listed if isinstance(n, dict) and isinstance(n.get("name"), str)}
 
 
 COCKPIT_PACKAGES = ("cockpit-ws", "cockpit-bridge", "cockpit-system", "cockpit-machines")

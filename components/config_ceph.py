@@ -33,9 +33,18 @@ class CephConfig:
         return getattr(self.settings, name)
 
 
-def load(values: dict, raw: dict, nodes: tuple, paths: dict, public: str | None, problems: list):
+def load(
+    values: dict,
+    raw: dict,
+    nodes: tuple,
+    paths: dict,
+    public: str | None,
+    problems: list,
+    partial: bool = False,
+):
     """The CephConfig, or None when the stack has no (valid) `cephkvm:ceph` section.
-    `public`: the inventory's public_network, the default of ceph.public_network."""
+    `public`: the inventory's public_network, the default of ceph.public_network.
+    `partial`: a node with a problem was left out, so hosts and OSDs are not counted."""
     if "ceph" not in raw:
         for name in ("pools", "filesystems", "mounts"):
             if raw.get(name):
@@ -57,8 +66,9 @@ def load(values: dict, raw: dict, nodes: tuple, paths: dict, public: str | None,
             "mgr role, or remove ceph.dashboard"
         )
     osds = _osds(nodes, paths, problems)
-    pools = _pools(values.get("pools", ()), osds, problems)
-    _check_pgs(values.get("pools", ()), osds, settings.options, warnings, problems)
+    counted = None if partial else osds
+    pools = _pools(values.get("pools", ()), counted, problems)
+    _check_pgs(values.get("pools", ()), counted, settings.options, warnings, problems)
     filesystems = _filesystems(values.get("filesystems", ()), pools, roles["mds"], problems)
     mounts = _mounts(values.get("mounts", ()), filesystems, [n.name for n in nodes], problems)
     if len(problems) > before:
@@ -143,7 +153,8 @@ def _domains(osds: list, domain: str) -> int:
     return len({n for n, _ in osds}) if domain == "host" else len(osds)
 
 
-def _pools(pools: tuple, osds: list, problems: list) -> dict:
+def _pools(pools: tuple, osds: list | None, problems: list) -> dict:
+    """osds None: a node was left out, so the hosts holding OSDs are not counted."""
     found = {}
     for i, pool in unique(pools, "pools", problems):
         path = f"pools[{i}]"
@@ -152,22 +163,28 @@ def _pools(pools: tuple, osds: list, problems: list) -> dict:
             problems.append(
                 f"{key(path + '.' + _config_field(failure.property))}: {failure.reason}"
             )
-        if props["type"] == "erasure" and pool.erasure:
-            k_m, domain = pool.erasure.k + pool.erasure.m, pool.erasure.failure_domain
-            if k_m > _domains(osds, domain):
-                problems.append(
-                    f"{key(path + '.erasure')}: k+m = {k_m} but only "
-                    f"{_domains(osds, domain)} {domain}(s) hold OSDs; lower k or m, add "
-                    "OSDs, or use failure_domain: osd"
-                )
-        elif isinstance(pool.size, int) and pool.size > _domains(osds, "host") and osds:
-            problems.append(
-                f"{key(path + '.size')}: {pool.size} copies but only "
-                f"{_domains(osds, 'host')} host(s) hold OSDs; lower size or add "
-                "OSDs on more hosts"
-            )
+        if osds is not None:
+            _check_fits(pool, props, osds, path, problems)
         found[pool.name] = props
     return found
+
+
+def _check_fits(pool, props: dict, osds: list, path: str, problems: list) -> None:
+    """Each copy on its own failure domain: enough hosts (or OSDs) must hold OSDs."""
+    if props["type"] == "erasure" and pool.erasure:
+        k_m, domain = pool.erasure.k + pool.erasure.m, pool.erasure.failure_domain
+        if k_m > _domains(osds, domain):
+            problems.append(
+                f"{key(path + '.erasure')}: k+m = {k_m} but only "
+                f"{_domains(osds, domain)} {domain}(s) hold OSDs; lower k or m, add "
+                "OSDs, or use failure_domain: osd"
+            )
+    elif isinstance(pool.size, int) and pool.size > _domains(osds, "host") and osds:
+        problems.append(
+            f"{key(path + '.size')}: {pool.size} copies but only "
+            f"{_domains(osds, 'host')} host(s) hold OSDs; lower size or add "
+            "OSDs on more hosts"
+        )
 
 
 # Ceph's defaults: the PG copies an OSD may hold before it refuses a new pool or pg_num,
@@ -177,11 +194,13 @@ DEFAULT_PG_NUM = 32
 MGR_POOL_PGS = 3
 
 
-def _check_pgs(pools: tuple, osds: list, options: dict, warnings: list, problems: list) -> None:
+def _check_pgs(
+    pools: tuple, osds: list | None, options: dict, warnings: list, problems: list
+) -> None:
     """What Ceph checks when it makes a pool (OSDMonitor's check_pg_num): all pools' PG
     copies within mon_max_pg_per_osd on each OSD (at least 3 counted). A pg_num that is no
     power of two Ceph takes, and warns about until it is one."""
-    if not osds:
+    if not osds:  # none, or not counted
         return
     total = MGR_POOL_PGS
     for i, pool in enumerate(pools):

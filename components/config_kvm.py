@@ -22,13 +22,14 @@ class KvmConfig:
     passwords: dict = field(default_factory=dict)  # VM name -> password (secret)
 
 
-def load(values: dict, nodes: tuple, problems: list) -> KvmConfig:
+def load(values: dict, nodes: tuple, problems: list, left_out: set = frozenset()) -> KvmConfig:
+    """left_out: nodes listed with a problem of their own; naming one is not another."""
     names = [n.name for n in nodes]
     kvm_nodes = [n.name for n in nodes if "kvm" in n.roles]
     storage = values.get("vm_storage", KvmConfig.storage)
-    bridges = _bridges(values.get("bridges", ()), names, kvm_nodes, problems)
+    bridges = _bridges(values.get("bridges", ()), names, kvm_nodes, left_out, problems)
     passwords = values.get("vm_passwords", {})
-    vms = _vms(values.get("vms", ()), names, kvm_nodes, bridges, storage, problems)
+    vms = _vms(values.get("vms", ()), names, kvm_nodes, bridges, storage, left_out, problems)
     for name in passwords:
         if name not in [vm.name for vm in vms]:
             problems.append(f"{key(f'vm_passwords.{name}')}: no VM of that name in {key('vms')}")
@@ -44,16 +45,16 @@ def load(values: dict, nodes: tuple, problems: list) -> KvmConfig:
 # --- bridges ------------------------------------------------------------------------------
 
 
-def _bridges(bridges: tuple, names: list, kvm_nodes: list, problems: list) -> tuple:
+def _bridges(bridges: tuple, names: list, kvm_nodes: list, left_out: set, problems: list) -> tuple:
     out = []
     for i, bridge in unique(bridges, "bridges", problems):
         path = f"bridges[{i}]"
         nodes = bridge.nodes if bridge.nodes is not None else tuple(kvm_nodes)
         for n in nodes:
-            if n not in names:
+            if n not in names and n not in left_out:
                 problems.append(f"{key(path + '.nodes')}: no node named {n!r} in {key('nodes')}")
         for n in bridge.addresses:
-            if n not in nodes:
+            if n not in nodes and n not in left_out:
                 problems.append(
                     f"{key(f'{path}.addresses.{n}')}: {n!r} is not one of this bridge's nodes"
                 )
@@ -67,18 +68,25 @@ def _bridges(bridges: tuple, names: list, kvm_nodes: list, problems: list) -> tu
 
 
 def _vms(
-    vms: tuple, names: list, kvm_nodes: list, bridges: tuple, storage: str, problems: list
+    vms: tuple,
+    names: list,
+    kvm_nodes: list,
+    bridges: tuple,
+    storage: str,
+    left_out: set,
+    problems: list,
 ) -> tuple:
     out = []
     why = "VM names are unique in the cluster (they migrate between nodes)"
     for i, vm in unique(vms, "vms", problems, why):
         path = f"vms[{i}]"
-        if vm.node not in names:
+        on_node = vm.node in names
+        if not on_node and vm.node not in left_out:
             problems.append(
                 f"{key(path + '.node')}: {vm.node!r} is not a node in "
                 f"{key('nodes')} (nodes: {', '.join(names)})"
             )
-        if vm.fallback_node is not None and (
+        if vm.fallback_node not in (None, *left_out) and (
             vm.fallback_node not in kvm_nodes or vm.fallback_node == vm.node
         ):
             problems.append(
@@ -86,7 +94,7 @@ def _vms(
                 f"another node with the kvm role (KVM nodes: "
                 f"{', '.join(kvm_nodes) or 'none'})"
             )
-        _check_nics(vm, path, bridges, problems)
+        _check_nics(vm, path, bridges, problems, on_node)
         _check_backup_target(vm, path, storage, problems)
         if vm.rollback_to and vm.rollback_to not in vm.snapshots:
             problems.append(
@@ -132,10 +140,10 @@ def _check_restores(vms: list, problems: list) -> None:
             )
 
 
-def _check_nics(vm: Vm, path: str, bridges: tuple, problems: list) -> None:
+def _check_nics(vm: Vm, path: str, bridges: tuple, problems: list, on_node: bool) -> None:
     """A NIC sits on a bridge this stack makes on the VM's node (or on its libvirt
     network): a bridge that does not exist fails only when the VM starts, after `up` has
-    changed other things."""
+    changed other things. on_node: the VM's node is known (else that is its problem)."""
     for j, nic in enumerate(vm.nics):
         where = key(f"{path}.nics[{j}]")
         found = [b for b in bridges if b.name == nic.bridge or b.network == nic.network]
@@ -145,7 +153,7 @@ def _check_nics(vm: Vm, path: str, bridges: tuple, problems: list) -> None:
                 f"{where}: {nic.bridge or nic.network!r} is not a bridge of "
                 f"{key('bridges')} (bridges: {known}); define it there"
             )
-        elif vm.node not in found[0].nodes:
+        elif on_node and vm.node not in found[0].nodes:
             problems.append(
                 f"{where}: bridge {found[0].name} is not made on {vm.node} "
                 f"(its nodes: {', '.join(found[0].nodes)})"

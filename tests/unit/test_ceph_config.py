@@ -146,6 +146,11 @@ def test_two_mons_warn_and_pass():
     assert "2 mons" in ceph.warnings[0] and "cephkvm:nodes" in ceph.warnings[0]
 
 
+def test_a_node_left_out_for_its_own_problem_is_not_held_against_the_pools():
+    text = problems(with_(lambda r: r["nodes"][0].update(address="10.0.0.300")))
+    assert "cephkvm:nodes[0].address" in text and "pools" not in text, text
+
+
 def test_a_pg_num_that_is_no_power_of_two_warns_with_the_two_nearest():
     ceph = load(with_(lambda r: r["pools"][1].update(pg_num=50)), ROOT).ceph
     assert ceph.warnings == (

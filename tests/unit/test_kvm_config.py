@@ -47,6 +47,17 @@ def test_defaults():
     assert vm.virt_type == "auto" and vm.disk_gib == 10 and kvm.passwords == {}
 
 
+def test_a_node_with_a_problem_is_named_once_not_by_the_bridge_and_vm_on_it():
+    bad = raw(
+        bridges=[{**BRIDGE, "addresses": {"node1": ["10.0.0.1/24"]}}],
+        vms=[{**VM, "nics": [{"bridge": "br0"}], "fallback_node": "node2"}],
+    )
+    bad["nodes"][0]["address"] = "10.0.0.300"
+    assert problems(bad) == [
+        "cephkvm:nodes[0].address: '10.0.0.300' is not an IP address or host name"
+    ]
+
+
 def test_errors_name_the_key_path_and_the_fix():
     found = problems(
         raw(
