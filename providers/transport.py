@@ -628,17 +628,29 @@ def _end_input(chan: paramiko.Channel) -> None:
             chan.transport._send_user_message(eof)
 
 
+# OpenSSH sends a command's exit status when the command exits, and may send the last of its
+# output after it (a `getent passwd` read as empty on a busy lab): the output ends at EOF. A
+# background child still holding the output open is not waited for longer than this.
+EOF_GRACE = 2.0
+
+
 def _drain(chan, deadline: float) -> tuple[bytes, bytes]:
     out, err = bytearray(), bytearray()
+    grace = None  # until when EOF is waited for, once the exit status is in
     while True:
         if chan.recv_ready():
             out += chan.recv(65536)
         elif chan.recv_stderr_ready():
             err += chan.recv_stderr(65536)
         elif chan.exit_status_ready():
-            return bytes(out), bytes(err)
+            grace = grace or time.monotonic() + EOF_GRACE
+            if chan.eof_received or time.monotonic() > grace:
+                return bytes(out), bytes(err)
+            select.select([chan], [], [], 0.1)  # the rest of the output, or EOF
         elif time.monotonic() > deadline:
             raise socket.timeout("command timed out")
+        elif chan.eof_received:  # the status is on its way; the channel stays readable
+            chan.status_event.wait(0.5)
         else:
             select.select([chan], [], [], 0.5)
 

@@ -446,3 +446,50 @@ def test_the_admin_session_is_the_first_admin_node_that_answers(server, client_k
     with pytest.raises(transport.TransportError) as err:
         admin_session({"admin": [access("osd1", 1), access("osd3", 9)]})
     assert "no admin node reachable, tried osd1, osd3" in str(err.value)
+
+
+class LateOutput:
+    """A channel whose exit status arrives before the last of the output, as OpenSSH may
+    send them: the output shows after `steps` more looks, then EOF."""
+
+    def __init__(self, steps: int, eof: bool = True):
+        self.steps, self.eof, self.eof_received = steps, eof, False
+        self.status_event = threading.Event()
+        self.status_event.set()
+        self.pipe = os.pipe()  # never readable: select() waits its timeout
+
+    def fileno(self):
+        return self.pipe[0]
+
+    def close(self):
+        for fd in self.pipe:
+            os.close(fd)
+
+    def recv_ready(self):
+        self.steps -= 1
+        return self.steps == 0
+
+    def recv(self, _n):
+        self.eof_received = self.eof
+        return b"cephsvc:x:1000:1000::/home/cephsvc:/bin/sh\n"
+
+    def recv_stderr_ready(self):
+        return False
+
+    def exit_status_ready(self):
+        return True
+
+
+def test_output_sent_after_the_exit_status_is_read_until_eof():
+    chan = LateOutput(steps=3)
+    out, err = transport._drain(chan, deadline=1e18)
+    chan.close()
+    assert out.decode().split(":")[5] == "/home/cephsvc" and err == b""
+
+
+def test_output_held_open_by_a_background_child_is_waited_for_only_a_grace(monkeypatch):
+    monkeypatch.setattr(transport, "EOF_GRACE", 0.2)
+    chan = LateOutput(steps=2, eof=False)
+    out, _ = transport._drain(chan, deadline=1e18)
+    chan.close()
+    assert out.startswith(b"cephsvc:")
