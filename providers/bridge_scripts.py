@@ -174,9 +174,11 @@ def guard_script(timeout: int, name: str) -> str:
     """Detached on the node: apply, then wait for the controller's confirmation; without it
     restore the previous state (the controller could not reach the node any more). Whoever
     creates the `.decided` directory first (mkdir is atomic) decides: the controller to keep
-    the change, the guard to roll it back; never both."""
+    the change, the guard to roll it back; never both. It lets go of the SSH session's
+    output at once: the command that started it ends at that output's EOF."""
     d = f"{RUN_DIR}/{name}"
     return (
+        "exec </dev/null >/dev/null 2>&1\n"
         f"sh {q(d)}.apply > {q(d)}.log 2>&1; echo $? > {q(d)}.rc\n"
         f"i=0; while [ $i -lt {int(timeout)} ]; do\n"
         f"  [ -d {q(d)}.decided ] && exit 0; sleep 1; i=$((i+1)); done\n"
