@@ -5,7 +5,8 @@ monmap for all: Pacific needs that); a mon added to a running cluster is made fr
 current monmap (`ceph mon getmap`) and joins by itself. Each create makes and starts only
 its own mon and waits until that mon runs with itself in its monmap, never for a quorum:
 the first mons are created in parallel (at most 4 dynamic operations at once) and a lone
-mon cannot form one. Whatever needs a quorum (CephConfig, mgrs, MDS) waits for it.
+mon cannot form one. Whatever needs a quorum (CephConfig, mgrs, MDS) waits for it. The
+first mons elect with a short timeout until they meet (providers/mon_election.py).
 
 Removing a mon takes it out of the monmap first; the last mon, or one whose removal loses
 quorum, is refused unless the stack allows data loss. Monmap changes are made one at a
@@ -21,7 +22,7 @@ from typing import Optional
 import pulumi
 from pulumi.dynamic import CreateResult, ReadResult, UpdateResult
 
-from providers import base, ceph_facts, services
+from providers import base, ceph_facts, mon_election, services
 from providers.ceph_cli import (
     ceph,
     ceph_json,
@@ -133,8 +134,12 @@ def _marker(props: dict) -> str:
 
 
 def _converge(props: dict, node) -> dict:
+    c = props["cluster_name"]
     if not _made(props, node):
-        _mkfs(props, node, _monmap_for(props, node))
+        monmap = _monmap_for(props, node)
+        _mkfs(props, node, monmap)
+        if monmap == initial_monmap_path(c):  # one of a fresh cluster's first mons
+            mon_election.start_helper(node, c, props["node"], props["timeout"])
     elif not node.ok(["test", "-e", _mon_dir(props) + "/done"]):
         _mark_done(props, node)
     services.ensure_running(node, _daemon(props), services.has_systemd(node))

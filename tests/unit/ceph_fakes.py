@@ -43,6 +43,7 @@ class CephWorld:
         self.modules: set = {"iostat", "nfs", "restful"}  # mgr modules enabled
         self.config_keys: dict = {}
         self.dashboard_users: dict = {}  # user -> password
+        self.election_helpers: list = []  # admin sockets, one per helper started
 
     @property
     def changes(self) -> list[str]:
@@ -237,6 +238,14 @@ def _mon_mkfs(node, command: Command):
         w.auth.setdefault(entity, {"key": KEY, "caps": {}})  # mkfs imports the keyring
     node.files[f"/var/lib/ceph/mon/ceph-{name}/store.db"] = "store"
     node.files[f"/var/lib/ceph/mon/ceph-{name}/keyring"] = "[mon.]\n"  # written last
+    return "", 0
+
+
+@CEPH_NODE.script("first-election.log")
+def _election_helper(node, command: Command):
+    """providers/mon_election.py: the helper detached before a first mon starts."""
+    words = shlex.split(command.script)
+    node.world.election_helpers.append(words[words.index("-c") + 2])  # the mon's asok
     return "", 0
 
 

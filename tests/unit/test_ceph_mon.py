@@ -68,6 +68,24 @@ def test_a_mon_added_later_joins_with_the_current_monmap(world):
     assert world.monmap == set(NAMES) and world.quorum() == NAMES
 
 
+def test_only_the_first_mons_get_the_short_first_election_before_they_start(world):
+    outs = bring_up(world, mons=["node1", "node2"])
+    lines = world.log.lines
+    for name in ("node1", "node2"):
+        helper = next(i for i, line in enumerate(lines) if f"ceph-mon.{name}.asok" in line)
+        start = lines.index(
+            f"/usr/bin/ceph-mon --cluster ceph -i {name} --setuser ceph --setgroup ceph"
+        )
+        assert helper < start, "the helper waits for the mon's socket, not after it"
+    CephClusterProvider().update(outs["fsid"], outs, cluster_props(world, mons=NAMES))
+    CephMonProvider().create(mon_props(world, outs["fsid"], "node3"))  # joins: no helper
+    CephMonProvider().create(mon_props(world, outs["fsid"], "node1"))  # again: no helper
+    assert world.election_helpers == [
+        "/var/run/ceph/ceph-mon.node1.asok",
+        "/var/run/ceph/ceph-mon.node2.asok",
+    ]
+
+
 def test_a_later_mon_without_a_quorum_says_what_to_do(world):
     outs = bring_up(world, mons=["node1", "node2"])
     for name in ("node1", "node2"):
