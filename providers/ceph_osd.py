@@ -134,12 +134,13 @@ def _converge(props: dict, node) -> dict:
     c = props["cluster_name"]
     _require_device(props, node)
     _ceph_volume_needs(node)  # before the first ceph-volume call
-    osd = _existing(props, node)
+    listed = _listed(props, node)
+    osd = _ours(props, listed)
     if osd is None:
-        _preflight(props, node)
+        _preflight(props, node, listed)
         _bootstrap_key(props, node)
         _prepare(props, node)
-        osd = _existing(props, node)
+        osd = _ours(props, _listed(props, node))
         if osd is None:
             raise Failure(
                 f"{props['node']}: ceph-volume prepared {props['device']} but lists no OSD on it"
@@ -184,13 +185,10 @@ def _converge(props: dict, node) -> dict:
     }
 
 
-def _existing(props: dict, node) -> dict | None:
-    """The OSD already on the device, if it belongs to this cluster; a foreign one is
+def _ours(props: dict, listed: dict | None) -> dict | None:
+    """The OSD listed on the device, if it belongs to this cluster; a foreign one is
     refused (or left to the wipe) by the preflight."""
-    found = _listed(props, node)
-    if found and found.get("ceph_fsid") == props["fsid"]:
-        return found
-    return None
+    return listed if listed and listed.get("ceph_fsid") == props["fsid"] else None
 
 
 def _listed(props: dict, node) -> dict | None:
@@ -227,8 +225,9 @@ def _require_device(props: dict, node) -> None:
         )
 
 
-def _preflight(props: dict, node) -> None:
-    """The device holds nothing, or the stack allows wiping it."""
+def _preflight(props: dict, node, old: dict | None) -> None:
+    """The device holds nothing (old: the OSD ceph-volume lists on it, not this cluster's),
+    or the stack allows wiping it."""
     dev, where = props["device"], f"{props['node']}:{props['device']}"
     held = []
     signatures = node.run(["wipefs", "-n", "-p", dev], check=False).stdout
@@ -239,7 +238,6 @@ def _preflight(props: dict, node) -> None:
     ]
     if node.ok(["blkid", "-p", dev]):
         held.append("a blkid-visible signature")
-    old = _listed(props, node)
     if old:
         held.append(f"OSD {old['osd_id']} of cluster {old.get('ceph_fsid')}")
     if not held:
