@@ -178,8 +178,9 @@ def test_a_disk_with_a_filesystem_is_refused_naming_its_signature():
             "ceph-volume --cluster ceph raw list /dev/sdb": "{}\n",
         }
     ).session()
+    props = {**OSD, "method": "raw"}
     with pytest.raises(Failure, match=r"not empty \(ext4, a blkid-visible signature\)"):
-        ceph_osd._preflight({**OSD, "method": "raw"}, node)
+        ceph_osd._preflight(props, node, ceph_osd._listed(props, node))
 
 
 # --- VM images and node facts ---------------------------------------------------------
