@@ -123,6 +123,20 @@ def test_cluster_is_healthy_with_quorum_osds_and_mds(stack):
     assert stack.outputs()["ceph"]["fsid"] == status["fsid"]
 
 
+def test_the_first_mons_met_with_a_short_election_timeout_and_run_with_cephs_own(stack):
+    """providers/mon_election.py: each first mon's helper set 1 s through the admin socket
+    and took it away once the mons met; nothing of it is left in the running mons."""
+
+    def running_value(node):
+        out = sh(node, f"ceph daemon mon.{node} config get mon_election_timeout")
+        return float(json.loads(out)["mon_election_timeout"])
+
+    for node in NODES:
+        log = sh(node, f"cat /run/cephkvm/ceph-mon.{node}-first-election.log")
+        assert "mon_election_timeout = '1.000000'" in log, f"{node}: the helper said: {log}"
+        assert poll(lambda: running_value(node) == 5.0, timeout=30), running_value(node)
+
+
 def test_cephfs_is_mounted_everywhere_through_fstab_and_shared(stack):
     for node in NODES:
         mounts = [ln.split() for ln in sh(node, "cat /proc/self/mounts").splitlines()]
