@@ -189,6 +189,16 @@ def _sha256sum(node, command):
     return f"{hashlib.sha256(node.files[path].encode()).hexdigest()}  {path}\n", 0
 
 
+@VM_HOST.program("stat")
+def _identity(node, command):
+    """vm_storage's look at an image's identity: another content is another inode here."""
+    path = command.argv[-1]
+    if path not in node.files:
+        return f"stat: cannot statx '{path}': No such file or directory", 1
+    inode = int(hashlib.sha256(node.files[path].encode()).hexdigest()[:8], 16)
+    return f"2049 {inode} {len(node.files[path])} 1.0 1.0\n", 0
+
+
 class FakeGuest:
     """The guest agent of a guest that boots from the seed on the fake node: cloud-init's
     instance-id comes from the seed's meta-data; `booted_after` probes until it is done."""
@@ -241,6 +251,7 @@ def node(monkeypatch):
     monkeypatch.setattr(guest_agent, "command", fake.guest)
     monkeypatch.setattr(vm_ready, "POLL", 0.01)
     monkeypatch.setattr(guest_agent, "EXEC_POLL", 0)
+    monkeypatch.setattr(vm_storage, "_DIGESTS", {})  # each test is a provider run of its own
     conn = libvirt.open("test:///default")
 
     @contextlib.contextmanager
@@ -565,6 +576,23 @@ def test_template_checksum_mismatch_refuses_the_import(node):
         checked({**PROPS, "template": {"source": "/images/debian.qcow2", "sha256": IMAGE_SHA}})
     )
     assert TEMPLATE in node.files
+
+
+def test_an_image_is_hashed_once_per_node_and_run_until_it_changes(node):
+    def create(name):
+        props = checked({**PROPS, "name": name, "wait_for": "none"})
+        return CloudVMProvider().create(props).outs["template_path"]
+
+    def hashed():
+        return len([line for line in node.log.lines if line.startswith("sha256sum")])
+
+    assert create("vm-unit") == create("vm-two") == TEMPLATE
+    assert hashed() == 1
+    node.files["/images/debian.qcow2"] = "image, rewritten in place"
+    assert create("vm-three") != TEMPLATE and hashed() == 2
+    for name in ("vm-two", "vm-three"):
+        node.conn.lookupByName(name).destroy()
+        node.conn.lookupByName(name).undefine()
 
 
 def test_two_images_of_one_file_name_are_two_templates(node):
