@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import shlex
 
+from providers.bridge_scripts import RUN_DIR
 from providers.transport import Session
 
 BOOTSTRAP_TIMEOUT = "1"  # seconds; the same on a busy 2-core lab (bench/README)
-LOG_DIR = "/run/cephkvm"
 
 # Run by the node's python3 (Ceph's CLI needs it), standard library only: the `ceph daemon`
 # CLI takes longer to start than the mons take to call their first election.
@@ -74,7 +74,7 @@ def asok(cluster: str, name: str) -> str:
 
 
 def log_path(cluster: str, name: str) -> str:
-    return f"{LOG_DIR}/{cluster}-mon.{name}-first-election.log"
+    return f"{RUN_DIR}/{cluster}-mon.{name}-first-election.log"
 
 
 def start_helper(node: Session, cluster: str, name: str, limit: float) -> None:
@@ -86,6 +86,6 @@ def start_helper(node: Session, cluster: str, name: str, limit: float) -> None:
     )
     log = shlex.quote(log_path(cluster, name))
     node.run(
-        ["sh", "-c", f"mkdir -p {LOG_DIR} && {helper} </dev/null >{log} 2>&1"],
+        ["sh", "-c", f"mkdir -p {shlex.quote(RUN_DIR)} && {helper} </dev/null >{log} 2>&1"],
         change=True,
     )

@@ -9,7 +9,6 @@ import json
 import posixpath
 import re
 import shlex
-import threading
 
 import yaml
 
@@ -98,32 +97,29 @@ def _temp(node, prefix: str) -> str:
     return node.run(["mktemp", f"{mine}.XXXXXX.part"], change=True).stdout.strip()
 
 
-# One hash per image, node and provider run (one `up`): the tenth VM of an image on a node
-# need not read it again. Keyed by the file's identity: a rewrite changes its ctime.
-_DIGESTS: dict = {}
-_HASHING: dict = {}  # key -> lock: VMs created side by side hash their image once
-_HASHING_LOCK = threading.Lock()
 IDENTITY = "%d %i %s %.9Y %.9Z"  # device, inode, size, mtime and ctime (ns)
 
 
 def _digest(node, src: str, template: dict) -> str:
+    """The image's SHA-256, once per node and provider run (one `up`) while the file stays
+    the same one: the tenth VM of an image need not read it again; a rewrite changes ctime."""
     ident = node.run(["stat", "-L", "-c", IDENTITY, "--", src], check=False)
-    key = (node.name, src, ident.stdout.strip()) if ident.exit_code == 0 else None
-    with _HASHING_LOCK:
-        lock = _HASHING.setdefault(key, threading.Lock())
-    with lock:
-        digest = _DIGESTS.get(key) if key else None
-        if not digest:
-            out = node.run(["sha256sum", "--", src], timeout=3600).stdout.split()
-            digest = out[0] if out else ""
-            if key and digest:
-                _DIGESTS[key] = digest
+    digest = (
+        node.fact(f"sha256 {src} {ident.stdout.strip()}", lambda: _sha256(node, src))
+        if ident.exit_code == 0
+        else _sha256(node, src)
+    )
     if template.get("sha256") and digest != template["sha256"].lower():
         raise Failure(
             f"template {template['source']}: its SHA-256 is {digest or '?'}, "
             f"the stack expects {template['sha256']}; not importing it"
         )
     return digest
+
+
+def _sha256(node, src: str) -> str:
+    out = node.run(["sha256sum", "--", src], timeout=3600).stdout.split()
+    return out[0] if out else ""
 
 
 def _image_format(node, src: str, source: str) -> str:

@@ -251,7 +251,6 @@ def node(monkeypatch):
     monkeypatch.setattr(guest_agent, "command", fake.guest)
     monkeypatch.setattr(vm_ready, "POLL", 0.01)
     monkeypatch.setattr(guest_agent, "EXEC_POLL", 0)
-    monkeypatch.setattr(vm_storage, "_DIGESTS", {})  # each test is a provider run of its own
     conn = libvirt.open("test:///default")
 
     @contextlib.contextmanager
