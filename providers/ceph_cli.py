@@ -98,6 +98,16 @@ def health(node: Session, cluster: str) -> dict:
     return ceph_facts.health(ceph_json(node, cluster, "health", "detail"))
 
 
+def pg_states(node: Session, cluster: str, *which) -> dict:
+    """{state: count} of the PGs `ceph pg WHICH` lists. The OSDs report PG states to the mgr
+    only every mgr_stats_period (5 s), so the up ones are asked to report now first
+    (`flush_pg_stats`, as Ceph's own QA does before it reads PG states): a wait sees a PG
+    turn clean at the mgr's next tick (2 s), not up to 7 s later. A down OSD has nothing
+    to report and answers ENXIO at once."""
+    ceph(node, cluster, "tell", "osd.*", "flush_pg_stats", check=False, timeout=30)
+    return ceph_facts.pg_states(ceph_json(node, cluster, "pg", *which))
+
+
 def quorum(node: Session, cluster: str) -> list[str]:
     """Names of the mons in quorum; [] when no quorum answers."""
     result = ceph(node, cluster, "quorum_status", "-f", "json", check=False, timeout=30)

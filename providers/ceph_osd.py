@@ -29,6 +29,7 @@ from providers.ceph_cli import (
     keyring,
     mark_restarted,
     one_restart_at_a_time,
+    pg_states,
     restart_asked,
     restart_done,
     restart_pending,
@@ -325,7 +326,7 @@ def _back_from_maintenance(props: dict, node, osd_id: int) -> None:
 
 
 def _pg_states(node, cluster: str) -> dict:
-    return ceph_facts.pg_states(ceph_json(node, cluster, "pg", "dump", "pgs_brief"))
+    return pg_states(node, cluster, "dump", "pgs_brief")
 
 
 # --- delete -----------------------------------------------------------------------------

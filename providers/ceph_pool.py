@@ -14,7 +14,7 @@ import pulumi
 from pulumi.dynamic import CheckFailure, CreateResult, ReadResult, UpdateResult
 
 from providers import base, ceph_facts
-from providers.ceph_cli import admin_session, ceph, ceph_json, health
+from providers.ceph_cli import admin_session, ceph, ceph_json, health, pg_states
 from providers.errors import Failure
 from providers.schema.ceph import PoolInputs
 
@@ -221,8 +221,9 @@ def _profile(props: dict) -> str:
 def _create(props: dict, node) -> None:
     c, name = props["cluster_name"], props["name"]
     pg = props.get("pg_num") or 32
+    autoscale = f"--autoscale-mode={props['autoscale']}"  # one osdmap commit less
     if props["type"] == "replicated":
-        ceph(node, c, "osd", "pool", "create", name, pg, pg, "replicated", change=True)
+        ceph(node, c, "osd", "pool", "create", name, pg, pg, "replicated", autoscale, change=True)
         return
     profile = _profile(props)
     if ceph(node, c, "osd", "erasure-code-profile", "get", profile, check=False).exit_code:
@@ -238,7 +239,7 @@ def _create(props: dict, node) -> None:
             f"crush-failure-domain={props['ec_failure_domain']}",
             change=True,
         )
-    ceph(node, c, "osd", "pool", "create", name, pg, pg, "erasure", profile, change=True)
+    ceph(node, c, "osd", "pool", "create", name, pg, pg, "erasure", profile, autoscale, change=True)
 
 
 def _observe(props: dict, node, name: str) -> dict | None:
@@ -247,13 +248,14 @@ def _observe(props: dict, node, name: str) -> dict | None:
 
 
 def _wait_clean(props: dict, node) -> None:
+    """Until Ceph lists the pool's PGs, all active+clean (none listed yet is not clean)."""
     c, name = props["cluster_name"], props["name"]
 
     def states():
-        return ceph_facts.pg_states(ceph_json(node, c, "pg", "ls-by-pool", name))
+        return pg_states(node, c, "ls-by-pool", name)
 
     base.wait_until(
-        lambda: ceph_facts.all_clean(states()),
+        lambda: (found := states()) and ceph_facts.all_clean(found),
         timeout=props["timeout"],
         what=f"pool {name}'s placement groups to be active+clean",
         report=lambda: (

@@ -667,6 +667,8 @@ def _ceph(node: FakeCephNode, args: list, stdin):
     if head == "osd pool ls":
         return json.dumps([{"pool_name": n, **p} for n, p in w.pools.items()]), 0
     if head == "osd pool create":
+        flags = [a for a in args if a.startswith("--")]
+        args = [a for a in args if a not in flags]
         name, pg = args[3], int(args[4])
         w.pools[name] = {
             "pool_id": w.next_pool_id,
@@ -677,11 +679,15 @@ def _ceph(node: FakeCephNode, args: list, stdin):
             "pg_num_target": pg,
             "pg_autoscale_mode": "on",
             "application_metadata": {},
+            "reported": False,  # the OSDs have not reported its PGs to the mgr yet
             "erasure_code_profile": args[7] if len(args) > 7 else "",
             "flags_names": "hashpspool",
             "quota_max_bytes": 0,
             "quota_max_objects": 0,
         }
+        for flag in flags:
+            if flag.startswith("--autoscale-mode="):
+                w.pools[name]["pg_autoscale_mode"] = flag.split("=", 1)[1]
         if len(args) > 7:
             prof = w.profiles[args[7]]
             w.pools[name].update(size=prof["k"] + prof["m"], min_size=prof["k"] + 1)
@@ -742,8 +748,13 @@ def _ceph(node: FakeCephNode, args: list, stdin):
         w.unclean_probes -= 1
         states = ["active+undersized+degraded"] if dirty else []
         return json.dumps({"pg_stats": [{"state": s} for s in states + ["active+clean"] * 4]}), 0
-    if args[:2] == ["pg", "ls-by-pool"]:
-        return json.dumps({"pg_stats": [{"state": "active+clean"}] * 4}), 0
+    if args[:3] == ["tell", "osd.*", "flush_pg_stats"]:
+        for p in w.pools.values():
+            p["reported"] = True
+        return "".join(f"osd.{i}: 1\n" for i in w.osds), 0
+    if args[:2] == ["pg", "ls-by-pool"]:  # clean, once the OSDs have reported it
+        state = "active+clean" if w.pools[args[2]].get("reported", True) else "unknown"
+        return json.dumps({"pg_stats": [{"state": state}] * 4}), 0
     if args[:2] == ["fs", "new"]:
         w.fs[args[2]] = {"meta": args[3], "data": [args[4]], "max_mds": 1, "standby": 0}
         return "", 0

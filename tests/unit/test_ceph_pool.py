@@ -38,6 +38,20 @@ def test_replicated_pool_is_created_with_its_settings(world):
     assert outs["pool_id"] == p["pool_id"]
 
 
+def test_create_sets_autoscale_at_once_and_asks_the_osds_for_fresh_pg_states(world):
+    """The fake mgr lists a new pool's PGs as unknown until the OSDs report them; they
+    report when told to (`flush_pg_stats`), else not within the 2 s timeout."""
+    CephPoolProvider().create(pool(world, pg_num=16, application="rbd"))
+    changes = [line.split("--connect-timeout 15 ")[1] for line in world.changes]
+    assert changes == [
+        "osd pool create data 16 16 replicated --autoscale-mode=off",
+        "osd pool application enable data rbd",
+    ]
+    commands = [c.line.split("--connect-timeout 15 ")[-1] for c in world.log]
+    flush = commands.index("tell 'osd.*' flush_pg_stats")
+    assert flush < commands.index("pg ls-by-pool data -f json")
+
+
 def test_second_run_changes_nothing(world):
     CephPoolProvider().create(pool(world, pg_num=16, application="rbd"))
     world.log.clear()
