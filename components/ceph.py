@@ -10,8 +10,8 @@ CephStack
 │                                       standbys after their node's OSDs (all first when
 │                                       the mgrs and the OSDs restart)
 ├── CephDashboard        the mgrs' web UI (ceph.dashboard); after every mgr
-├── CephOsd per (node, device)          after the first mgr (`osd purge` is a mgr command)
-├── CephPool per pool                   after every OSD (PG stats need a mgr too)
+├── CephOsd per (node, device)          after the quorum (the last mgr's delete waits for them)
+├── CephPool per pool                   after every OSD and the first mgr (PG states)
 └── CephFilesystem per filesystem       after its pools and every MDS
     └── CephFSMount per (node, mount)   after the filesystem
 """
@@ -194,9 +194,10 @@ class CephStack(pulumi.ComponentResource):
                 additional_secret_outputs=secret,
             ),
         )
-        # One mgr first, the standbys after the OSDs: three mgrs loading their modules at
-        # once on 2 cores held the OSDs back (bench/README), and the OSDs and pools need only
-        # one. Restarting mgrs and OSDs keeps cephadm's order: every mgr before the OSDs.
+        # One mgr first, beside the OSDs (they need none to be made; the pools' PG states
+        # do), the standbys after them: three mgrs loading their modules at once on 2 cores
+        # held the OSDs back (bench/README). The last mgr's delete waits for the OSDs to go
+        # (ceph_mgr). Restarting mgrs and OSDs keeps cephadm's order: every mgr first.
         restart = {
             k: any(wanted(n, k).get("restart") for n in names)
             for k, names in (("mgr", cfg.mgrs), ("osd", [n for n, _ in cfg.osds]))
@@ -222,7 +223,7 @@ class CephStack(pulumi.ComponentResource):
                     parent=self,
                     depends_on=[
                         self.config,
-                        *first,
+                        *([] if lead else first),
                         self.confs[node],
                         *waits(node),
                     ],

@@ -66,6 +66,11 @@ def load(
             "mgr role, or remove ceph.dashboard"
         )
     osds = _osds(nodes, paths, problems)
+    if osds and not roles["mgr"]:
+        problems.append(
+            f"{key('nodes')}: OSDs need a mgr (PG statistics; an OSD's removal asks one): "
+            "give a node the mgr role"
+        )
     counted = None if partial else osds
     pools = _pools(values.get("pools", ()), counted, problems)
     _check_pgs(values.get("pools", ()), counted, settings.options, warnings, problems)

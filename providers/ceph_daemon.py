@@ -41,8 +41,9 @@ HandOver = Callable[[object, dict, Callable[[], None]], None]
 
 
 class DaemonProvider(base.Provider):
-    """A subclass names its `kind`, the `registered` fact for that kind, and how it hands
-    its work to a standby before its node's maintenance stops it (`hand_over`)."""
+    """A subclass names its `kind`, the `registered` fact for that kind, how it hands its
+    work to a standby before its node's maintenance stops it (`hand_over`) and may hold
+    its removal back (`may_go`)."""
 
     INPUTS = INPUTS
     SETTLE = True
@@ -73,7 +74,12 @@ class DaemonProvider(base.Provider):
         return UpdateResult({**news, **outs})
 
     def delete(self, _id, props):
+        self.may_go(self.node, props)
         remove(props, self.node, self.kind)
+
+    @staticmethod
+    def may_go(node, props: dict) -> None:
+        """Returns once the daemon may be removed (a kind's own rule); at once by default."""
 
 
 def daemon(props: dict, kind: str) -> services.Daemon:

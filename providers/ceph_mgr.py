@@ -47,10 +47,52 @@ def hand_over(node, props: dict, stop) -> None:
     stop()
 
 
+def last_after_the_osds(node, props: dict) -> None:
+    """The cluster's last mgr goes only once no OSD is left: an OSD's removal asks a mgr
+    (PG states, `safe-to-destroy`), and no dependency removes the OSDs first, since they
+    need no mgr to be made and do not wait for one (bench/README). A cluster that no
+    longer answers has no OSD left to remove."""
+    c, name = props["cluster_name"], props["node"]
+
+    def left() -> list:
+        others = _other_mgrs(node, c, name)
+        osds = ceph(node, c, "osd", "tree", "-f", "json", check=False, timeout=60)
+        if others is None or others or osds.exit_code:
+            return []
+        return sorted(ceph_facts.osds(osds.stdout))
+
+    base.wait_until(
+        lambda: not left(),
+        timeout=props["timeout"] * 5,  # the OSDs' own removals may drain (ceph_osd)
+        interval=3,
+        what=f"the cluster's OSDs to be removed before its last mgr, mgr.{name}",
+        report=lambda: (
+            f"OSDs left: {', '.join(f'osd.{i}' for i in left())}. Remove them first (their "
+            "removal asks a mgr), then run the same command again."
+        ),
+    )
+
+
+def _other_mgrs(node, cluster: str, name: str) -> list | None:
+    """The other mgrs the cluster lists that still hold a key (None: no answer). A mgr
+    just removed stays listed until its beacon grace (30 s) has passed; its key is gone."""
+    dump = ceph(node, cluster, "mgr", "dump", "-f", "json", check=False, timeout=60)
+    if dump.exit_code:
+        return None
+    mgr = ceph_facts.mgr_state(dump.stdout)
+    listed = sorted({mgr["active"], *mgr["standbys"]} - {name, ""})
+    return [
+        m
+        for m in listed
+        if ceph(node, cluster, "auth", "get", f"mgr.{m}", check=False, timeout=60).exit_code == 0
+    ]
+
+
 class CephMgrProvider(ceph_daemon.DaemonProvider):
     kind = KIND
     registered = staticmethod(registered)
     hand_over = staticmethod(hand_over)
+    may_go = staticmethod(last_after_the_osds)
 
 
 class CephMgr(pulumi.dynamic.Resource, module="cephkvm", name="CephMgr"):

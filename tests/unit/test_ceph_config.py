@@ -309,3 +309,17 @@ def test_dashboard_off_by_default_and_with_false():
 )
 def test_bad_dashboard_config_is_named(change, words):
     assert f"cephkvm:{words}" in problems(with_(change))
+
+
+def test_osds_without_any_mgr_are_refused_at_preview():
+    """An OSD's removal asks a mgr, and the last mgr's removal waits for the OSDs."""
+
+    def roles(raw, first):
+        for i, n in enumerate(raw["nodes"]):
+            n.update(roles=first if i == 0 else ["mon", "mds", "osd"])
+
+    found = problems(with_(lambda r: roles(r, ["mon", "mds", "osd"])))
+    assert "cephkvm:nodes: OSDs need a mgr" in found
+    assert load(with_(lambda r: roles(r, ["mon", "mgr", "mds", "osd"])), ROOT).ceph.mgrs == (
+        "osd1",
+    )

@@ -89,6 +89,38 @@ def test_delete_stops_it_and_removes_its_key_without_opt_in(world, kind, provide
     provider().delete("node3", daemon_props(world, world.fsid, "node3"))  # again: fine
 
 
+def test_the_last_mgr_goes_only_once_no_osd_is_left(world):
+    """The OSDs do not depend on a mgr, so nothing else orders their removal first."""
+    CephMgrProvider().create(daemon_props(world, world.fsid, "node1"))
+    world.osds[0] = {"host": "node2", "up": True, "in": True}
+    last = daemon_props(world, world.fsid, "node1", timeout=0)
+    with pytest.raises(TimeoutError, match=r"before its last mgr, mgr\.node1\. OSDs left: osd\.0"):
+        CephMgrProvider().delete("node1", last)
+    assert world.running("mgr") == ["node1"] and "mgr.node1" in world.auth
+    world.osds.clear()
+    CephMgrProvider().delete("node1", last)
+    assert world.running("mgr") == [] and "mgr.node1" not in world.auth
+
+
+def test_a_mgr_goes_beside_the_osds_while_another_is_listed(world):
+    for name in ("node1", "node2"):
+        CephMgrProvider().create(daemon_props(world, world.fsid, name))
+    world.osds[0] = {"host": "node2", "up": True, "in": True}
+    CephMgrProvider().delete("node1", daemon_props(world, world.fsid, "node1", timeout=0))
+    assert world.running("mgr") == ["node2"]
+
+
+def test_a_mgr_still_listed_but_without_its_key_does_not_count(world):
+    """A standby just removed stays in the mgr map until its beacon grace has passed."""
+    for name in ("node1", "node2"):
+        CephMgrProvider().create(daemon_props(world, world.fsid, name))
+    world.osds[0] = {"host": "node2", "up": True, "in": True}
+    del world.auth["mgr.node2"]
+    with pytest.raises(TimeoutError, match="OSDs left: osd.0"):
+        CephMgrProvider().delete("node1", daemon_props(world, world.fsid, "node1", timeout=0))
+    assert world.running("mgr") == ["node1", "node2"]
+
+
 @pytest.mark.parametrize("kind, provider", KINDS)
 def test_systemd_nodes_use_the_ceph_unit(world, kind, provider):
     world.nodes["node3"].systemd = True
