@@ -336,8 +336,11 @@ def wait_until(
     report: Callable[[], str] | None = None,
 ) -> Any:
     """Call probe until it returns a truthy value (at least once); on timeout say what we
-    waited for and, from report() or else the probe's last answer, what is still wrong."""
+    waited for and, from report() or else the probe's last answer, what is still wrong.
+    The second look comes after a quarter of the interval: right after a change, what it
+    waits for is often a moment away (a health check Ceph clears at once, an OSD marked up)."""
     deadline = time.monotonic() + timeout
+    pause = interval / 4
     while True:
         last = probe()
         if last:
@@ -347,4 +350,5 @@ def wait_until(
             raise errors.Timeout(
                 f"timed out after {timeout:.0f}s waiting for {what}. {detail}".strip()
             )
-        time.sleep(interval)
+        time.sleep(pause)
+        pause = interval

@@ -10,7 +10,8 @@ import pulumi
 from providers import base, guest_agent
 from providers import libvirt_domain as dx
 
-POLL = 2  # seconds between looks at a booting guest
+POLL = 2  # seconds between looks at a booting guest (the readiness probe runs in the guest)
+ADDRESS_POLL = 1  # an address is one libvirt call away, no work in the guest
 
 
 def wait(dom, p: dict, iid: str) -> dict:
@@ -22,7 +23,7 @@ def wait(dom, p: dict, iid: str) -> dict:
         base.wait_until(
             lambda: not macs or addresses(dom, macs),
             timeout=p["ready_timeout"],
-            interval=POLL,
+            interval=ADDRESS_POLL,
             what=f"{name} to report an address",
             report=lambda: (
                 "Neither the guest agent nor a DHCP lease knows one; "

@@ -144,3 +144,11 @@ def test_a_field_added_since_the_state_was_written_is_no_change():
     news = CloudVMProvider().check({}, dict(PROPS)).inputs
     old_state = {k: v for k, v in news.items() if k not in ("snapshots", "allow_rollback")}
     assert CloudVMProvider().diff("vm", old_state, news).changes is False
+
+
+def test_a_wait_looks_again_soon_after_its_first_look_then_at_its_interval(monkeypatch):
+    sleeps = []
+    monkeypatch.setattr(base.time, "sleep", sleeps.append)
+    answers = iter([False, False, False, "there"])
+    assert base.wait_until(lambda: next(answers), timeout=60, interval=2, what="it") == "there"
+    assert sleeps == [0.5, 2, 2]
