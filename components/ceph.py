@@ -11,8 +11,9 @@ CephStack
 │                                       the mgrs and the OSDs restart)
 ├── CephDashboard        the mgrs' web UI (ceph.dashboard); after every mgr
 ├── CephOsd per (node, device)          after the quorum (the last mgr's delete waits for them)
-├── CephPool per pool                   after every OSD and the first mgr (PG states)
-└── CephFilesystem per filesystem       after its pools and every MDS
+├── CephPool per pool                   after the first mgr (PG states), beside the OSDs
+└── CephFilesystem per filesystem       after its pools, every MDS and every OSD (deletes:
+    │                                   its mounts and itself before the OSDs)
     └── CephFSMount per (node, mount)   after the filesystem
 """
 
@@ -275,7 +276,10 @@ class CephStack(pulumi.ComponentResource):
                 },
                 pulumi.ResourceOptions(
                     parent=self,
-                    depends_on=[self.config, *first, *self.osds],
+                    # beside the OSDs: its PGs peer as they come up (its wait sees them
+                    # clean); the filesystems keep the deletes' order (mounts, filesystem,
+                    # then OSDs)
+                    depends_on=[self.config, *first],
                     protect=not p["allow_delete"],
                     additional_secret_outputs=secret,
                 ),
@@ -296,7 +300,7 @@ class CephStack(pulumi.ComponentResource):
                 ),
                 pulumi.ResourceOptions(
                     parent=self,
-                    depends_on=[*pools, *self.mdss],
+                    depends_on=[*pools, *self.mdss, *self.osds],
                     protect=not fs["allow_delete"],
                     additional_secret_outputs=secret,
                 ),

@@ -103,8 +103,10 @@ def pg_states(node: Session, cluster: str, *which) -> dict:
     only every mgr_stats_period (5 s), so the up ones are asked to report now first
     (`flush_pg_stats`, as Ceph's own QA does before it reads PG states): a wait sees a PG
     turn clean at the mgr's next tick (2 s), not up to 7 s later. A down OSD has nothing
-    to report and answers ENXIO at once."""
-    ceph(node, cluster, "tell", "osd.*", "flush_pg_stats", check=False, timeout=30)
+    to report and answers ENXIO at once; one that hangs (its host just died, not yet marked
+    down) is given up on after a few seconds, as the report only makes the answer fresher."""
+    flush = ceph_argv(cluster, "tell", "osd.*", "flush_pg_stats")
+    node.run(["timeout", "5", *flush], check=False)
     return ceph_facts.pg_states(ceph_json(node, cluster, "pg", *which))
 
 
