@@ -316,8 +316,9 @@ def test_a_nodes_ceph_comes_after_its_bridges(tmp_path):
     """The bridge takes over the address the node's Ceph daemons use: they come after it, so
     a destroy takes them down before the bridge moves that address back (a mon being
     removed while its node's network blipped timed out its cluster's reads). One mgr comes
-    first and each standby after its own node's OSDs: three mgrs starting at once on a
-    small node held the OSDs back, and the OSDs and pools need only one."""
+    first, beside the OSDs, each standby after its own node's OSDs: three mgrs starting at
+    once on a small node held the OSDs back. The pools need that one mgr, not the OSDs;
+    the filesystem needs every OSD (a destroy removes it before them)."""
     needs = planned_needs(tmp_path)
     for n in NODES:
         assert f"{n}-br0" in needs[f"conf-{n}"], needs[f"conf-{n}"]
@@ -325,8 +326,11 @@ def test_a_nodes_ceph_comes_after_its_bridges(tmp_path):
     osds = {f"osd-{n}-sdb" for n in NODES}
     standbys = {f"mgr-{n}" for n in NODES[1:]}
     assert "ceph-config" in needs["mgr-osd1"] and not osds & needs["mgr-osd1"]
-    for name in [*osds, "pool-cephfs_data"]:
-        assert "mgr-osd1" in needs[name] and not standbys & needs[name], (name, needs[name])
+    for name in osds:
+        assert "ceph-config" in needs[name] and not {"mgr-osd1", *standbys} & needs[name]
+    pool = needs["pool-cephfs_data"]
+    assert "mgr-osd1" in pool and not (osds | standbys) & pool, pool
+    assert osds <= needs["fs-cephfs"], needs["fs-cephfs"]
     for n in NODES[1:]:
         mgr = needs[f"mgr-{n}"]
         assert {"mgr-osd1", f"osd-{n}-sdb"} <= mgr and not (osds - {f"osd-{n}-sdb"}) & mgr, mgr
