@@ -11,9 +11,8 @@ CephStack
 │                                       the mgrs and the OSDs restart)
 ├── CephDashboard        the mgrs' web UI (ceph.dashboard); after every mgr
 ├── CephOsd per (node, device)          after the quorum (the last mgr's delete waits for them)
-├── CephPool per pool                   after the first mgr (PG states), beside the OSDs
-└── CephFilesystem per filesystem       after its pools, every MDS and every OSD (deletes:
-    │                                   its mounts and itself before the OSDs)
+├── CephPool per pool                   after every OSD and the first mgr (PG states)
+└── CephFilesystem per filesystem       after its pools and every MDS
     └── CephFSMount per (node, mount)   after the filesystem
 """
 
@@ -276,10 +275,10 @@ class CephStack(pulumi.ComponentResource):
                 },
                 pulumi.ResourceOptions(
                     parent=self,
-                    # beside the OSDs: its PGs peer as they come up (its wait sees them
-                    # clean); the filesystems keep the deletes' order (mounts, filesystem,
-                    # then OSDs)
-                    depends_on=[self.config, *first],
+                    # after every OSD: made before they are in, a pool sized for the
+                    # whole cluster is refused by Ceph's PGs-per-OSD limit (it counts the
+                    # OSDs in), and an `up` removing a pool and OSDs drains them without it
+                    depends_on=[self.config, *first, *self.osds],
                     protect=not p["allow_delete"],
                     additional_secret_outputs=secret,
                 ),
@@ -300,7 +299,7 @@ class CephStack(pulumi.ComponentResource):
                 ),
                 pulumi.ResourceOptions(
                     parent=self,
-                    depends_on=[*pools, *self.mdss, *self.osds],
+                    depends_on=[*pools, *self.mdss],
                     protect=not fs["allow_delete"],
                     additional_secret_outputs=secret,
                 ),
