@@ -334,21 +334,27 @@ def wait_until(
     interval: float = 1.0,
     what: str,
     report: Callable[[], str] | None = None,
+    left: Callable[[], float] | None = None,
 ) -> Any:
     """Call probe until it returns a truthy value (at least once); on timeout say what we
     waited for and, from report() or else the probe's last answer, what is still wrong.
     The second look comes after a quarter of the interval: right after a change, what it
-    waits for is often a moment away (a health check Ceph clears at once, an OSD marked up)."""
-    deadline = time.monotonic() + timeout
+    waits for is often a moment away (a health check Ceph clears at once, an OSD marked up).
+    left(): how much is still to go (read after each look); each new low gives the wait its
+    whole timeout again, so it lasts while things keep moving."""
+    deadline, low = time.monotonic() + timeout, None
     pause = interval / 4
     while True:
         last = probe()
         if last:
             return last
+        if left is not None and (low is None or left() < low):
+            deadline, low = time.monotonic() + timeout, left()
         if time.monotonic() > deadline:
             detail = report() if report else f"(last: {last!r})"
+            quiet = " without progress" if left is not None else ""
             raise errors.Timeout(
-                f"timed out after {timeout:.0f}s waiting for {what}. {detail}".strip()
+                f"timed out after {timeout:.0f}s{quiet} waiting for {what}. {detail}".strip()
             )
         time.sleep(pause)
         pause = interval

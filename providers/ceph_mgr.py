@@ -50,25 +50,28 @@ def hand_over(node, props: dict, stop) -> None:
 def last_after_the_osds(node, props: dict) -> None:
     """The cluster's last mgr goes only once no OSD is left: an OSD's removal asks a mgr
     (PG states, `safe-to-destroy`), and no dependency removes the OSDs first, since they
-    need no mgr to be made and do not wait for one (bench/README). A cluster that no
+    need no mgr to be made and do not wait for one (bench/README). It waits while the OSDs
+    keep going (they are removed one at a time, each maybe draining). A cluster that no
     longer answers has no OSD left to remove."""
-    c, name = props["cluster_name"], props["node"]
+    c, name, seen = props["cluster_name"], props["node"], {"osds": []}
 
-    def left() -> list:
+    def gone() -> bool:
         others = _other_mgrs(node, c, name)
         osds = ceph(node, c, "osd", "tree", "-f", "json", check=False, timeout=60)
-        if others is None or others or osds.exit_code:
-            return []
-        return sorted(ceph_facts.osds(osds.stdout))
+        keep = not (others is None or others or osds.exit_code)
+        seen["osds"] = sorted(ceph_facts.osds(osds.stdout)) if keep else []
+        return not seen["osds"]
 
     base.wait_until(
-        lambda: not left(),
-        timeout=props["timeout"] * 5,  # the OSDs' own removals may drain (ceph_osd)
+        gone,
+        timeout=props["timeout"] * 5,  # an OSD's own removal may drain that long (ceph_osd)
         interval=3,
+        left=lambda: len(seen["osds"]),
         what=f"the cluster's OSDs to be removed before its last mgr, mgr.{name}",
         report=lambda: (
-            f"OSDs left: {', '.join(f'osd.{i}' for i in left())}. Remove them first (their "
-            "removal asks a mgr), then run the same command again."
+            f"OSDs left: {', '.join(f'osd.{i}' for i in seen['osds'])}. Their removal asks a "
+            "mgr, so this last one stays until they are gone: remove them first, or bring "
+            "another mgr up (its node out of maintenance), then run the same command again."
         ),
     )
 

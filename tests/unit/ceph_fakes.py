@@ -34,6 +34,7 @@ class CephWorld:
         self.fs: dict = {}
         self.health_checks: dict = {}
         self.unclean_probes = 0  # `pg dump` answers with a degraded PG this many times
+        self.unlisted: set = set()  # pools whose PGs the mgr does not list yet
         self.monmap_fsid = ""  # the fsid monmaptool --create was given
         self.store_fsid: dict = {}  # mon -> the fsid in its store's monmap
         self.next_pool_id = 1
@@ -754,7 +755,8 @@ def _ceph(node: FakeCephNode, args: list, stdin):
         return "".join(f"osd.{i}: 1\n" for i in w.osds), 0
     if args[:2] == ["pg", "ls-by-pool"]:  # clean, once the OSDs have reported it
         state = "active+clean" if w.pools[args[2]].get("reported", True) else "unknown"
-        return json.dumps({"pg_stats": [{"state": state}] * 4}), 0
+        listed = 0 if args[2] in w.unlisted else 4
+        return json.dumps({"pg_stats": [{"state": state}] * listed}), 0
     if args[:2] == ["fs", "new"]:
         w.fs[args[2]] = {"meta": args[3], "data": [args[4]], "max_mds": 1, "standby": 0}
         return "", 0

@@ -102,6 +102,26 @@ def test_the_last_mgr_goes_only_once_no_osd_is_left(world):
     assert world.running("mgr") == [] and "mgr.node1" not in world.auth
 
 
+def test_the_last_mgr_waits_while_the_osds_keep_going(world, monkeypatch):
+    """They are removed one at a time (each may drain): a fixed budget would run out."""
+    from providers import base
+
+    CephMgrProvider().create(daemon_props(world, world.fsid, "node1"))
+    for i in range(4):
+        world.osds[i] = {"host": "node2", "up": True, "in": True}
+    clock = {"now": 0.0}
+
+    def sleep(seconds):  # one OSD goes in each pause
+        clock["now"] += seconds
+        world.osds.popitem()
+
+    monkeypatch.setattr(base.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(base.time, "sleep", sleep)
+    # a budget of 5 s: the last OSD goes at 9.75 s
+    CephMgrProvider().delete("node1", daemon_props(world, world.fsid, "node1", timeout=1))
+    assert world.running("mgr") == [] and not world.osds and clock["now"] > 5
+
+
 def test_a_mgr_goes_beside_the_osds_while_another_is_listed(world):
     for name in ("node1", "node2"):
         CephMgrProvider().create(daemon_props(world, world.fsid, name))

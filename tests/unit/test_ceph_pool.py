@@ -52,6 +52,12 @@ def test_create_sets_autoscale_at_once_and_asks_the_osds_for_fresh_pg_states(wor
     assert flush < commands.index("pg ls-by-pool data -f json")
 
 
+def test_a_pool_whose_pgs_the_mgr_does_not_list_yet_is_not_clean(world):
+    world.unlisted.add("data")
+    with pytest.raises(TimeoutError, match="pool data's placement groups"):
+        CephPoolProvider().create(pool(world, pg_num=16, timeout=0))
+
+
 def test_second_run_changes_nothing(world):
     CephPoolProvider().create(pool(world, pg_num=16, application="rbd"))
     world.log.clear()

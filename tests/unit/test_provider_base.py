@@ -152,3 +152,20 @@ def test_a_wait_looks_again_soon_after_its_first_look_then_at_its_interval(monke
     answers = iter([False, False, False, "there"])
     assert base.wait_until(lambda: next(answers), timeout=60, interval=2, what="it") == "there"
     assert sleeps == [0.5, 2, 2]
+
+
+def test_a_wait_with_something_left_lasts_while_it_keeps_falling(monkeypatch):
+    clock = {"now": 0.0}
+    monkeypatch.setattr(base.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(base.time, "sleep", lambda s: clock.update(now=clock["now"] + s))
+    counts = iter([5, 4, 4, 4, 3] + [3] * 20)
+    seen = {}
+
+    def done():
+        seen["left"] = next(counts)
+        return False
+
+    with pytest.raises(TimeoutError, match="after 10s without progress"):
+        base.wait_until(done, timeout=10, interval=4, what="it", left=lambda: seen["left"])
+    # lows at 0 s (5), 1 s (4) and 13 s (3): the timeout then runs out 10 s later
+    assert 23 <= clock["now"] <= 27
