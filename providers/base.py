@@ -348,8 +348,9 @@ def wait_until(
         last = probe()
         if last:
             return last
-        if left is not None and (low is None or left() < low):
-            deadline, low = time.monotonic() + timeout, left()
+        now_left = left() if left is not None else None
+        if now_left is not None and (low is None or now_left < low):
+            deadline, low = time.monotonic() + timeout, now_left
         if time.monotonic() > deadline:
             detail = report() if report else f"(last: {last!r})"
             quiet = " without progress" if left is not None else ""
