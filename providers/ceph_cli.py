@@ -10,6 +10,7 @@ import struct
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 from providers import base, ceph_facts
 from providers.transport import Session, TransportError
@@ -21,6 +22,11 @@ def ceph_argv(cluster: str, *args) -> list[str]:
     return ["ceph", "--cluster", cluster, "--connect-timeout", CONNECT_TIMEOUT, *map(str, args)]
 
 
+# The CLI as providers/ceph_lite.py runs it: a command for the mons is tried against its
+# own signatures only, half a call's time (the rest is the CLI's, output and exit codes too).
+LITE = (Path(__file__).parent / "ceph_lite.py").read_text()
+
+
 def ceph(
     node: Session,
     cluster: str,
@@ -29,7 +35,13 @@ def ceph(
     check: bool = True,
     timeout: float = 120,
 ):
-    return node.run(ceph_argv(cluster, *args), change=change, check=check, timeout=timeout)
+    return node.run(
+        ["python3", "-", *ceph_argv(cluster, *args)],
+        stdin=LITE,
+        change=change,
+        check=check,
+        timeout=timeout,
+    )
 
 
 def ceph_json(node: Session, cluster: str, *args) -> str:

@@ -172,8 +172,9 @@ def _refuse_if_used(props: dict, node, pool: str) -> None:
 def _converge(props: dict, node) -> None:
     c, name = props["cluster_name"], props["name"]
     fs = _filesystems(props, node)[name]
-    names = _pool_names(props, node)
-    have = [names.get(i) for i in fs["data_pool_ids"][1:]]
+    extra_ids = fs["data_pool_ids"][1:]
+    names = _pool_names(props, node) if extra_ids else {}  # a new fs has none: no listing
+    have = [names.get(i) for i in extra_ids]
     for pool in props["extra_data_pools"]:
         if pool not in have:
             ceph(node, c, "fs", "add_data_pool", name, pool, change=True)

@@ -137,6 +137,34 @@ def test_the_first_mons_met_with_a_short_election_timeout_and_run_with_cephs_own
         assert poll(lambda: running_value(node) == 5.0, timeout=30), running_value(node)
 
 
+def test_the_lighter_cli_answers_as_the_cli_does(stack):
+    """providers/ceph_lite.py: the same output, errors and exit codes as `ceph`, for reads,
+    JSON, a missing entity, a command with missing arguments, an unknown one, `-o`, and a
+    `tell` it leaves to the CLI."""
+    from providers.ceph_cli import LITE
+
+    commands = [
+        "health detail -f json",
+        "osd pool ls detail -f json",
+        "pg ls-by-pool cephfs_meta -f json",
+        "auth get client.nobody -f json",
+        "osd pool create",
+        "osd pool frobnicate cephfs_meta",
+        "mon getmap -o /tmp/cephkvm-lite-monmap",
+        "tell mon.node1 version",
+        "osd pool get cephfs_meta size",
+    ]
+    for command in commands:
+        answers = []
+        for how in ("ceph", "python3 - ceph"):
+            proc = lab.run("node1", f"{how} --cluster ceph {command}", input=LITE, timeout=60)
+            made = sh("node1", "base64 -w0 /tmp/cephkvm-lite-monmap 2>/dev/null; true")
+            sh("node1", "rm -f /tmp/cephkvm-lite-monmap")
+            answers.append((proc.returncode, proc.stdout, proc.stderr, made))
+        assert answers[0] == answers[1], command
+    assert answers[0][0] == 0 and answers[0][1].strip() == "size: 3"
+
+
 def test_cephfs_is_mounted_everywhere_through_fstab_and_shared(stack):
     for node in NODES:
         mounts = [ln.split() for ln in sh(node, "cat /proc/self/mounts").splitlines()]
