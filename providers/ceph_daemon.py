@@ -24,6 +24,7 @@ from providers.ceph_cli import (
     wait_for_quorum,
 )
 from providers.schema.ceph import DaemonInputs
+from providers.transport import CommandError
 
 # --- input schema (both kinds) ----------------------------------------------------------
 # providers/schema/ceph.py DaemonInputs (+ ssh_private_key?)
@@ -37,7 +38,7 @@ DAEMON_CAPS = {
 
 Registered = Callable[[object, str], list]  # (admin node, cluster) -> daemon names
 # (node, props, stop): stop the daemon, its work moving to a standby
-HandOver = Callable[[object, dict, Callable[[], None]], None]
+HandOver = Callable[..., None]  # (node, props, stop, alone=...): see ceph_mgr.hand_over
 
 
 class DaemonProvider(base.Provider):
@@ -75,7 +76,7 @@ class DaemonProvider(base.Provider):
 
     def delete(self, _id, props):
         self.may_go(self.node, props)
-        remove(props, self.node, self.kind)
+        remove(props, self.node, self.kind, self.hand_over)
 
     @staticmethod
     def may_go(node, props: dict) -> None:
@@ -156,10 +157,21 @@ def stop_for_maintenance(props: dict, node, kind: str, hand_over: HandOver) -> d
     return {"ensure": "maintenance"}
 
 
-def remove(props: dict, node, kind: str) -> None:
-    """Stop it, drop its key from the cluster, remove its directory. The key may already
-    be gone (a crashed delete); a cluster that no longer answers has no key to drop."""
-    services.stop(node, daemon(props, kind), services.has_systemd(node))
+def remove(props: dict, node, kind: str, hand_over: HandOver) -> None:
+    """Hand its work to a standby and stop it, drop its key from the cluster, remove its
+    directory. The key may already be gone (a crashed delete); a cluster that no longer
+    answers has no key to drop and no standby to hand over to."""
+    systemd = services.has_systemd(node)
+
+    def stop():
+        services.stop(node, daemon(props, kind), systemd)
+
+    try:
+        if services.is_running(node, daemon(props, kind), systemd):
+            hand_over(node, props, stop, alone=None)
+    except CommandError:  # the cluster is being taken down: nothing to hand over
+        pass
+    stop()
     ceph(
         node,
         props["cluster_name"],

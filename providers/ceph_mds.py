@@ -25,7 +25,7 @@ def registered(node, cluster: str) -> list[str]:
     return sorted(ceph_facts.mds_daemons(ceph_json(node, cluster, "fs", "dump")))
 
 
-def hand_over(node, props: dict, stop) -> None:
+def hand_over(node, props: dict, stop, alone: str | None = "restarts") -> None:
     """An active MDS stops first, then is marked failed (so a standby takes its rank at
     once, not after the beacon grace), and its rank is waited for. Failing it while it
     runs makes it respawn as a standby, which the mons may give the rank right back to
@@ -42,9 +42,10 @@ def hand_over(node, props: dict, stop) -> None:
     dump = ceph_json(node, c, "fs", "dump")
     standby = ("up:standby", "up:standby-replay")
     if not [d for d, s in ceph_facts.mds_daemons(dump).items() if s in standby and d != name]:
-        # Only a restart gets here without a standby (maintenance refuses it first): the
-        # filesystem pauses until this one is back, as with any restart of a lone MDS.
-        pulumi.log.warn(f"mds.{name} restarts with no standby: CephFS pauses meanwhile")
+        # Only a restart or a delete gets here without a standby (maintenance refuses it
+        # first): the filesystem pauses until an MDS is back, as with any lone MDS.
+        if alone:
+            pulumi.log.warn(f"mds.{name} {alone} with no standby: CephFS pauses meanwhile")
         return stop()
     stop()
     ceph(node, c, "mds", "fail", name, change=True)

@@ -25,15 +25,17 @@ def registered(node, cluster: str) -> list[str]:
     return [m for m in [mgr["active"], *mgr["standbys"]] if m] if mgr["available"] else []
 
 
-def hand_over(node, props: dict, stop) -> None:
+def hand_over(node, props: dict, stop, alone: str | None = "restarts") -> None:
     """The active mgr fails over to a standby at once (not after its beacon grace), then
-    stops (it restarted as a standby)."""
+    stops (it restarted as a standby). `alone`: what the warning says it does when there
+    is no standby (None: nothing to warn about, as when the cluster's last mgr goes)."""
     c, name = props["cluster_name"], props["node"]
     mgr = ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump"))
     if mgr["active"] != name:
         return stop()
-    if not mgr["standbys"]:  # a restart of the only mgr: nothing to fail over to
-        pulumi.log.warn(f"mgr.{name} restarts with no standby: PG statistics pause meanwhile")
+    if not mgr["standbys"]:  # the only mgr: nothing to fail over to
+        if alone:
+            pulumi.log.warn(f"mgr.{name} {alone} with no standby: PG statistics pause meanwhile")
         return stop()
     ceph(node, c, "mgr", "fail", name, change=True)
     base.wait_until(

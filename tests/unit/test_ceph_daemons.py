@@ -89,6 +89,30 @@ def test_delete_stops_it_and_removes_its_key_without_opt_in(world, kind, provide
     provider().delete("node3", daemon_props(world, world.fsid, "node3"))  # again: fine
 
 
+@pytest.mark.parametrize("kind, provider", KINDS)
+def test_deleting_the_active_one_hands_its_work_over_first(world, kind, provider):
+    """A node taken out of the stack: a standby takes over at once, not after the beacon
+    grace (30 s without an active mgr, measured on the lab)."""
+    world.pools["data"] = {"pool_id": 1, "size": 3, "min_size": 2}
+    world.fs["fs"] = {"meta": "data", "data": ["data"], "max_mds": 1, "standby": 1}
+    for name in NAMES:
+        provider().create(daemon_props(world, world.fsid, name))
+    assert world.preferred(kind)[0] == "node1"
+    provider().delete("node1", daemon_props(world, world.fsid, "node1"))
+    assert f"{kind} fail node1" in " ".join(world.changes)
+    assert world.running(kind) == ["node2", "node3"] and f"{kind}.node1" not in world.auth
+
+
+@pytest.mark.parametrize("kind, provider", KINDS)
+def test_a_daemon_goes_when_the_cluster_no_longer_answers(world, kind, provider):
+    """The cluster being taken down: no standby to hand over to, no key to drop."""
+    provider().create(daemon_props(world, world.fsid, "node2"))
+    for mon in world.running("mon"):
+        world.nodes[mon].running.discard(("mon", mon))
+    provider().delete("node2", daemon_props(world, world.fsid, "node2"))
+    assert world.running(kind) == []
+
+
 def test_the_last_mgr_goes_only_once_no_osd_is_left(world):
     """The OSDs do not depend on a mgr, so nothing else orders their removal first."""
     CephMgrProvider().create(daemon_props(world, world.fsid, "node1"))
