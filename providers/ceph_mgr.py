@@ -33,7 +33,7 @@ def hand_over(node, props: dict, stop, alone: str | None = "restarts") -> None:
     mgr = ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump"))
     if mgr["active"] != name:
         return stop()
-    if not mgr["standbys"]:  # the only mgr: nothing to fail over to
+    if not _other_mgrs(node, c, name):  # the only mgr (one just removed is still listed)
         if alone:
             pulumi.log.warn(f"mgr.{name} {alone} with no standby: PG statistics pause meanwhile")
         return stop()

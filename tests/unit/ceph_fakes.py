@@ -35,6 +35,7 @@ class CephWorld:
         self.health_checks: dict = {}
         self.unclean_probes = 0  # `pg dump` answers with a degraded PG this many times
         self.unlisted: set = set()  # pools whose PGs the mgr does not list yet
+        self.listed_mgrs: list = []  # stopped mgrs the mgr map still lists (beacon grace)
         self.monmap_fsid = ""  # the fsid monmaptool --create was given
         self.store_fsid: dict = {}  # mon -> the fsid in its store's monmap
         self.next_pool_id = 1
@@ -558,7 +559,7 @@ def _ceph(node: FakeCephNode, args: list, stdin):
             {
                 "active_name": mgrs[0] if mgrs else "",
                 "available": bool(mgrs),
-                "standbys": [{"name": m} for m in mgrs[1:]],
+                "standbys": [{"name": m} for m in mgrs[1:] + w.listed_mgrs if m not in mgrs[:1]],
             }
         ), 0
     if args[:2] == ["fs", "dump"]:

@@ -165,6 +165,18 @@ def test_a_mgr_still_listed_but_without_its_key_does_not_count(world):
     assert world.running("mgr") == ["node1", "node2"]
 
 
+def test_the_last_mgr_goes_without_a_hand_over_to_one_just_removed(world):
+    """mgr.node2 is still listed (its beacon grace) but gone: failing node1 over to it
+    would wait for a takeover that never comes."""
+    for name in ("node1", "node2"):
+        CephMgrProvider().create(daemon_props(world, world.fsid, name))
+    world.nodes["node2"].running.discard(("mgr", "node2"))
+    del world.auth["mgr.node2"]
+    world.listed_mgrs = ["node2"]  # the mgr map's standbys still name it
+    CephMgrProvider().delete("node1", daemon_props(world, world.fsid, "node1", timeout=0))
+    assert world.running("mgr") == [] and "mgr fail" not in " ".join(world.changes)
+
+
 @pytest.mark.parametrize("kind, provider", KINDS)
 def test_systemd_nodes_use_the_ceph_unit(world, kind, provider):
     world.nodes["node3"].systemd = True
