@@ -218,7 +218,9 @@ def wait_ok_to_stop(node: Session, cluster: str, kind: str, ids: list, timeout: 
     )
 
 
-def wait_for_quorum(node: Session, cluster: str, timeout: float, mons=()) -> list[str]:
+def wait_for_quorum(
+    node: Session, cluster: str, timeout: float, mons=(), interval: float = 1.0
+) -> list[str]:
     """Until a quorum answers that holds every mon in mons: what resources that need the
     cluster wait for (each mon's own create waits only for itself)."""
     wanted = set(mons)
@@ -231,6 +233,7 @@ def wait_for_quorum(node: Session, cluster: str, timeout: float, mons=()) -> lis
     return base.wait_until(
         probe,
         timeout=timeout,
+        interval=interval,
         what=what,
         report=lambda: (
             f"In quorum, asked from {node.name}: {quorum(node, cluster) or 'none'}. Check the "

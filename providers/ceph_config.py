@@ -26,6 +26,7 @@ INPUTS = ConfigInputs
 REPLACES, UPDATES, STATE = base.tables(INPUTS)
 OUTPUTS = ("version", "health", "health_checks")
 
+SETTLE_POLL = 0.5  # seconds between looks at the quorum and the mons' health checks
 # Options every cluster gets: Pacific warns until insecure global_id reclaim is turned off.
 BASE_OPTIONS = {"mon": {"auth_allow_insecure_global_id_reclaim": "false"}}
 # Checks a cluster may show until mgrs, OSDs, pools and filesystems exist: they belong to
@@ -70,7 +71,9 @@ class CephConfigProvider(base.Provider):
 def _converge(props: dict, old_options: dict) -> dict:
     node = admin_session(props)
     c = props["cluster_name"]
-    wait_for_quorum(node, c, props["timeout"], props["mons"])
+    # Looked at twice a second: the first mons meet and clear their checks within
+    # seconds, and nothing else runs yet (bench/README).
+    wait_for_quorum(node, c, props["timeout"], props["mons"], interval=SETTLE_POLL)
     _options(props, node, old_options)
     _wait_settled(props, node)
     return _observe(props, node)
@@ -111,6 +114,7 @@ def _wait_settled(props: dict, node) -> None:
     base.wait_until(
         settled_now,
         timeout=props["timeout"],
+        interval=SETTLE_POLL,
         what="mon health checks to clear",
         report=lambda: "Health: " + ceph_facts.health_report(health(node, c)),
     )

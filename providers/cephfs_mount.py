@@ -300,9 +300,13 @@ def _client_key(props: dict, node) -> str:
             "client_id or remove that key"
         )
     if not found:
-        # rws: read, write, and snapshots (VmSnapshot makes them through this mount)
-        ceph(node, c, "fs", "authorize", props["fs_name"], entity, "/", "rws", change=True)
-        found = ceph_facts.auth_entity(ceph(node, c, "auth", "get", entity, "-f", "json").stdout)
+        # rws: read, write, and snapshots (VmSnapshot makes them through this mount). It
+        # answers with the entity as `auth get` does.
+        authorize = ["fs", "authorize", props["fs_name"], entity, "/", "rws", "-f", "json"]
+        made = ceph(node, c, *authorize, change=True)
+        found = ceph_facts.auth_entity(made.stdout) or ceph_facts.auth_entity(
+            ceph(node, c, "auth", "get", entity, "-f", "json").stdout
+        )
     elif re.match(r"allow rw\b(?!s)", found["caps"].get("mds", "")):  # made before snapshots
         caps = {**found["caps"], "mds": re.sub(r"^allow rw\b", "allow rws", found["caps"]["mds"])}
         ceph(node, c, "auth", "caps", entity, *[x for kv in caps.items() for x in kv], change=True)

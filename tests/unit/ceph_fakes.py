@@ -552,7 +552,7 @@ def _ceph(node: FakeCephNode, args: list, stdin):
                 "osd": f"allow rw tag cephfs data={args[2]}",
             },
         }
-        return "", 0
+        return json.dumps([{"entity": args[3], **w.auth[args[3]]}]), 0
     if args[:2] == ["mgr", "dump"]:
         mgrs = w.preferred("mgr")
         return json.dumps(
