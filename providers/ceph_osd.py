@@ -196,6 +196,8 @@ def _listed(props: dict, node) -> dict | None:
     """The OSD ceph-volume finds on the device. With --format json an empty device is `{}`
     and exit 0, so a failure is a fault: taken for "no OSD" it would let a wipe go ahead."""
     c, dev = props["cluster_name"], props["device"]
+    if props["method"] == "raw" and not _bluestore_label(node, dev):
+        return None
     out = node.run(
         ["ceph-volume", "--cluster", c, props["method"], "list", dev, "--format", "json"]
     ).stdout
@@ -209,6 +211,14 @@ def _listed(props: dict, node) -> dict | None:
             "ceph_fsid": tags.get("ceph.cluster_fsid", ""),
         }
     return None
+
+
+def _bluestore_label(node, dev: str) -> bool:
+    """Whether the device starts with a BlueStore label, which is what ceph-volume's raw
+    listing looks for: without one it lists nothing, and asking it costs 0.4-1 s of an OSD's
+    bring-up (bench/README). A device that cannot be read is a fault, not a blank one."""
+    script = 'l=$(head -c 23 -- "$1") || exit 2; [ "$l" = "bluestore block device" ] && echo yes'
+    return node.run(["sh", "-c", script + " || echo no", "sh", dev]).stdout.strip() == "yes"
 
 
 def _ceph_volume_needs(node) -> None:

@@ -291,6 +291,12 @@ def _blkid(node, command: Command):
     return "", 0 if node.devices[command.argv[-1]]["signature"] else 2
 
 
+@CEPH_NODE.script("bluestore block device")
+def _bluestore_label(node, command: Command):
+    dev = node.devices[command.argv[-1]]
+    return ("yes\n" if dev.get("osd") or dev["signature"] == "ceph_bluestore" else "no\n"), 0
+
+
 @CEPH_NODE.program("dd")
 def _zero(node, command: Command):
     node.devices[command.argv[2].split("=", 1)[1]].update(signature=None, osd=None)

@@ -169,13 +169,13 @@ def test_the_osd_ceph_volume_lvm_list_reports():
 
 def test_a_disk_with_a_filesystem_is_refused_naming_its_signature():
     """`wipefs -n -p /dev/sdb` (util-linux 2.38) on a disk holding ext4; `blkid -p` sees
-    it too (exit 0); `ceph-volume raw list` prints {} for a device without an OSD."""
+    it too (exit 0); no BlueStore label, so ceph-volume is not asked."""
     node = Replay(
         {
             "test -b /dev/sdb": "",
             "wipefs -n -p /dev/sdb": captured("wipefs_no_act_parsable.txt"),
             "blkid -p /dev/sdb": "",
-            "ceph-volume --cluster ceph raw list /dev/sdb": "{}\n",
+            "sh -c 'l=$(head -c 23": "no\n",  # ext4 does not start with a BlueStore label
         }
     ).session()
     props = {**OSD, "method": "raw"}
