@@ -36,7 +36,9 @@ def narrow(cli, words):
 
     def parse_json_funcsigs(text, consumer):
         every.update(text=text, consumer=consumer)
-        family = {tag: cmd for tag, cmd in json.loads(text).items() if fits(cmd["sig"], words)}
+        family = {
+            tag: cmd for tag, cmd in json.loads(text).items() if fits(cmd.get("sig") or [], words)
+        }
         return parse(json.dumps(family), consumer)
 
     def validate_command(sigdict, args, verbose=False):
