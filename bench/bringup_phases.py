@@ -2,9 +2,11 @@
 broken down by phase (from the engine's event log: when each resource started and ended).
 Prints figures; asserts nothing. Needs a running lab and `make setup`; honours CEPHKVM_LAB.
 --code=DIR: the project's code from DIR (a `git worktree` of another commit), to set this
-tree's figures against another's on fresh labs. bringup_vs_serial.py reuses measure()
-against bench/serial_bringup.sh."""
+tree's figures against another's on fresh labs; --no-vm: to the mounts; --cpu: the CPU each
+kind of process used per phase. bringup_vs_serial.py reuses measure() against
+bench/serial_bringup.sh."""
 
+import contextlib
 import json
 import os
 import sys
@@ -14,7 +16,10 @@ from collections import defaultdict
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 import lab  # noqa: E402
+from cpu_sample import Sampler  # noqa: E402
 from tests.cli import ROOT, Project  # noqa: E402
 
 PHASES = {
@@ -69,17 +74,39 @@ def ordered(spans: dict) -> list:
     return sorted(spans.items(), key=lambda kv: kv[1][0])
 
 
+def first_event(event_log: str) -> float:
+    with open(event_log) as f:
+        return next(json.loads(line)["timestamp"] for line in f if line.startswith("{"))
+
+
+def print_cpu(sampler: Sampler, spans: dict, log: str) -> None:
+    """cpu-seconds per kind of process in each phase (the lab's 2 cores: 2 per second)."""
+    shift = first_event(log) - sampler.started
+    for name, (begin, end) in ordered(spans):
+        used = sampler.by_window(begin + shift, end + shift)
+        top = ", ".join(f"{k} {v:.1f}" for k, v in used.most_common(5) if v >= 0.05)
+        print(f"{name:15s} cpu-s {sum(used.values()):5.1f}: {top}")
+
+
 def main() -> None:
+    """--code=DIR: another tree's code; --no-vm: the stack without its VMs (to the mounts);
+    --cpu: also the CPU each kind of process used in each phase (bench/cpu_sample.py)."""
     if not lab.inventory():
         sys.exit("the lab is down: run `python -m lab up` first")
     code = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--code=")), ROOT)
     with tempfile.TemporaryDirectory() as tmp:
         project = Project(tmp, "lab", code=code)
+        if "--no-vm" in sys.argv:
+            project.edit_config(lambda c: c.__setitem__("cephkvm:vms", []))
+        log = os.path.join(tmp, "events.jsonl")
         try:
-            spans, total = measure(project, os.path.join(tmp, "events.jsonl"))
+            with Sampler() if "--cpu" in sys.argv else contextlib.nullcontext() as sampler:
+                spans, total = measure(project, log)
             for name, (begin, end) in ordered(spans):
                 print(f"{name:15s} {begin:6.1f} s -> {end:6.1f} s  ({end - begin:5.1f} s)")
             print(f"{'total up':15s} {total:6.1f} s")
+            if sampler:
+                print_cpu(sampler, spans, log)
         finally:
             project.run("destroy", "--yes", "--skip-preview", check=False)
 
