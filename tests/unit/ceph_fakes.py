@@ -34,6 +34,10 @@ class CephWorld:
         self.fs: dict = {}
         self.health_checks: dict = {}
         self.unclean_probes = 0  # `pg dump` answers with a degraded PG this many times
+        # With it, `pg dump` answers the states from before the last reweight or out until
+        # the OSDs are asked to report (`flush_pg_stats`), as a mgr between two reports does.
+        self.stale_until_flush = False
+        self.flushed = True
         self.unlisted: set = set()  # pools whose PGs the mgr does not list yet
         self.listed_mgrs: list = []  # stopped mgrs the mgr map still lists (beacon grace)
         self.monmap_fsid = ""  # the fsid monmaptool --create was given
@@ -633,6 +637,8 @@ def _ceph(node: FakeCephNode, args: list, stdin):
     if args[:2] == ["osd", "in"]:
         w.osds[int(args[2])]["in"] = True
         return "", 0
+    if args[:2] == ["osd", "out"] or args[:3] == ["osd", "crush", "reweight"]:
+        w.flushed = False
     if args[:2] == ["osd", "out"]:
         w.osds[int(args[2])]["in"] = False
         return "", 0
@@ -751,12 +757,15 @@ def _ceph(node: FakeCephNode, args: list, stdin):
                 ]
             }
         ), 0
+    if args[:2] == ["pg", "dump"] and w.stale_until_flush and not w.flushed:
+        return json.dumps({"pg_stats": [{"state": "active+clean"}] * 4}), 0
     if args[:2] == ["pg", "dump"]:
         dirty = w.unclean_probes > 0
         w.unclean_probes -= 1
         states = ["active+undersized+degraded"] if dirty else []
         return json.dumps({"pg_stats": [{"state": s} for s in states + ["active+clean"] * 4]}), 0
     if args[:3] == ["tell", "osd.*", "flush_pg_stats"]:
+        w.flushed = True
         for p in w.pools.values():
             p["reported"] = True
         return "".join(f"osd.{i}: 1\n" for i in w.osds), 0

@@ -191,6 +191,17 @@ def test_delete_drains_then_purges_and_zaps(world):
     assert key in world.nodes["node2"].files
 
 
+def test_the_drain_reads_pg_states_the_osds_have_just_reported(world):
+    """Between two reports the mgr still has the states from before the reweight: all
+    clean. Read like that, the OSD would be purged while its PGs are still moving."""
+    outs = removable(world)
+    world.pools["data"] = {"pool_id": 1, "type": 1, "size": 2, "min_size": 1, "pg_num": 8}
+    world.stale_until_flush, world.unclean_probes = True, 2
+    CephOsdProvider().delete("node1:/dev/sdb", outs[0])
+    assert world.unclean_probes < 0, "the moving PGs were never seen"
+    assert 0 not in world.osds
+
+
 def test_read_reports_a_stopped_osd_as_drift(world):
     provider = CephOsdProvider()
     outs = provider.create(props(world)).outs
