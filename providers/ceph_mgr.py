@@ -38,13 +38,15 @@ def hand_over(node, props: dict, stop, alone: str | None = "restarts") -> None:
             pulumi.log.warn(f"mgr.{name} {alone} with no standby: PG statistics pause meanwhile")
         return stop()
     ceph(node, c, "mgr", "fail", name, change=True)
+
+    def taken_over():
+        mgr = ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump"))
+        # The standbys may go meanwhile (a destroy removes every mgr at once): then there
+        # is no one to wait for.
+        return mgr["available"] and mgr["active"] != name or not _other_mgrs(node, c, name)
+
     base.wait_until(
-        lambda: (
-            (m := ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump")))["available"]
-            and m["active"] != name
-        ),
-        timeout=props["timeout"],
-        what=f"a standby mgr to take over from mgr.{name}",
+        taken_over, timeout=props["timeout"], what=f"a standby mgr to take over from mgr.{name}"
     )
     stop()
 

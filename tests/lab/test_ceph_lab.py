@@ -140,13 +140,14 @@ def test_the_first_mons_met_with_a_short_election_timeout_and_run_with_cephs_own
 def test_the_lighter_cli_answers_as_the_cli_does(stack):
     """providers/ceph_lite.py: the same output, errors and exit codes as `ceph`, for reads,
     JSON, a missing entity, a command with missing arguments, an unknown one, `-o`, and a
-    `tell` it leaves to the CLI."""
+    `tell` it leaves to the CLI. (The bring-up's reads of PG states and health go through
+    it in every lab test; their answers change between two calls, so not compared here.)"""
     from providers.ceph_cli import LITE
 
-    commands = [
-        "health detail -f json",
+    commands = [  # answers that stay the same from one call to the next
+        "mon dump -f json",
         "osd pool ls detail -f json",
-        "pg ls-by-pool cephfs_meta -f json",
+        "mgr module ls -f json",
         "auth get client.nobody -f json",
         "osd pool create",
         "osd pool frobnicate cephfs_meta",

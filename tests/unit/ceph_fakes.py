@@ -40,6 +40,7 @@ class CephWorld:
         self.flushed = True
         self.unlisted: set = set()  # pools whose PGs the mgr does not list yet
         self.listed_mgrs: list = []  # stopped mgrs the mgr map still lists (beacon grace)
+        self.on_fail = None  # called after `ceph mgr|mds fail`
         self.monmap_fsid = ""  # the fsid monmaptool --create was given
         self.store_fsid: dict = {}  # mon -> the fsid in its store's monmap
         self.next_pool_id = 1
@@ -647,6 +648,8 @@ def _ceph(node: FakeCephNode, args: list, stdin):
         return "", 0
     if args[:2] in (["mgr", "fail"], ["mds", "fail"]):
         w.failed = [n for n in w.failed if n != args[2]] + [args[2]]
+        if w.on_fail:  # what else happens meanwhile (a destroy removing the standbys)
+            w.on_fail()
         return "", 0
     if args[:2] == ["mon", "ok-to-stop"]:
         left = [m for m in quorum if m not in args[2:]]

@@ -177,6 +177,23 @@ def test_the_last_mgr_goes_without_a_hand_over_to_one_just_removed(world):
     assert world.running("mgr") == [] and "mgr fail" not in " ".join(world.changes)
 
 
+def test_the_active_mgr_goes_when_its_standbys_are_removed_during_its_hand_over(world):
+    """A destroy deletes every mgr at once: the standbys it failed over to are gone before
+    they take over (the lab: the wait ran out after 120 s)."""
+    for name in NAMES:
+        CephMgrProvider().create(daemon_props(world, world.fsid, name))
+
+    def standbys_removed():
+        for name in ("node2", "node3"):
+            world.nodes[name].running.discard(("mgr", name))
+            del world.auth[f"mgr.{name}"]
+        world.listed_mgrs = ["node2", "node3"]
+
+    world.on_fail = standbys_removed
+    CephMgrProvider().delete("node1", daemon_props(world, world.fsid, "node1", timeout=5))
+    assert world.running("mgr") == [] and "mgr.node1" not in world.auth
+
+
 @pytest.mark.parametrize("kind, provider", KINDS)
 def test_systemd_nodes_use_the_ceph_unit(world, kind, provider):
     world.nodes["node3"].systemd = True
