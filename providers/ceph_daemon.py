@@ -145,33 +145,32 @@ def observe(props: dict, node, kind: str, registered: Registered) -> dict | None
 
 def stop_for_maintenance(props: dict, node, kind: str, hand_over: HandOver) -> dict:
     """Stopped for its node's maintenance, or for a restart: a standby takes over first."""
+    handed_over_and_stopped(props, node, kind, hand_over)
+    return {"ensure": "maintenance"}
+
+
+def handed_over_and_stopped(props: dict, node, kind: str, hand_over: HandOver, **how) -> None:
+    """Stop the daemon, its work moving to a standby first when it runs; `how` goes to
+    the kind's hand_over."""
     systemd = services.has_systemd(node)
 
     def stop():
         services.stop(node, daemon(props, kind), systemd)
 
     if services.is_running(node, daemon(props, kind), systemd):
-        hand_over(node, props, stop)
+        hand_over(node, props, stop, **how)
     else:
         stop()  # a killed run may have left its pid file
-    return {"ensure": "maintenance"}
 
 
 def remove(props: dict, node, kind: str, hand_over: HandOver) -> None:
     """Hand its work to a standby and stop it, drop its key from the cluster, remove its
     directory. The key may already be gone (a crashed delete); a cluster that no longer
     answers has no key to drop and no standby to hand over to."""
-    systemd = services.has_systemd(node)
-
-    def stop():
-        services.stop(node, daemon(props, kind), systemd)
-
     try:
-        if services.is_running(node, daemon(props, kind), systemd):
-            hand_over(node, props, stop, alone=None)
+        handed_over_and_stopped(props, node, kind, hand_over, alone=None)
     except CommandError:  # the cluster is being taken down: nothing to hand over
-        pass
-    stop()
+        services.stop(node, daemon(props, kind), services.has_systemd(node))
     ceph(
         node,
         props["cluster_name"],

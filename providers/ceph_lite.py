@@ -69,9 +69,8 @@ def main(argv):
     try:
         cli = load_cli()
         words = cli.parse_cmdargs(argv)[2]
-        if words and words[0] not in ("tell", "-h", "--help"):
-            if cli.find_cmd_target(words) == ("mon", ""):
-                narrow(cli, words)
+        if words and cli.find_cmd_target(words) == ("mon", ""):  # not `tell`, a PG, a daemon
+            narrow(cli, words)
     except Exception:  # noqa: BLE001 - a CLI unlike Pacific's: run it as it is
         os.execvp("ceph", ["ceph", *argv])
     # What the CLI does after main() when run as a script.
