@@ -5,10 +5,11 @@ and the NoCloud seed in config/ made from the cloud-init inputs."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import posixpath
 import re
-import shlex
+import tarfile
 
 import yaml
 
@@ -92,9 +93,8 @@ def import_template(node, p: dict) -> str:
 def _temp(node, prefix: str) -> str:
     """A new file prefix.NODE.XXXXXX.part (mktemp: never a name another writer has); what
     a killed run of this node left under that prefix goes first."""
-    mine = f"{prefix}.{node.name}"
-    node.run(["sh", "-c", f"rm -f -- {shlex.quote(mine)}.*.part"], change=True)
-    return node.run(["mktemp", f"{mine}.XXXXXX.part"], change=True).stdout.strip()
+    script = 'rm -f -- "$1".*.part && mktemp "$1.XXXXXX.part"'
+    return node.run(["sh", "-c", script, "sh", f"{prefix}.{node.name}"], change=True).stdout.strip()
 
 
 IDENTITY = "%d %i %s %.9Y %.9Z"  # device, inode, size, mtime and ctime (ns)
@@ -262,23 +262,38 @@ def instance_id(p: dict, generation: int) -> str:
     return f"{p['name']}-{generation}-{digest.hexdigest()[:8]}"
 
 
+# The seed's files arrive as a tar on stdin: one round trip, and nothing of them in argv.
+SEED_SCRIPT = (
+    "set -e; umask 077; seed=$1; d=$(mktemp -d); trap 'rm -rf -- \"$d\"' EXIT; "
+    'tar -x -f - --no-same-owner -C "$d"; set --; '
+    '[ ! -e "$d/network-config" ] || set -- -N "$d/network-config"; '
+    'cloud-localds "$@" "$seed.part" "$d/user-data" "$d/meta-data"; '
+    'chmod 0600 "$seed.part"; mv -f "$seed.part" "$seed"'  # it may hold the password's hash
+)
+
+
 def write_seed(node, p: dict, seed_path: str, generation: int) -> dict:
     iid = instance_id(p, generation)
     ci = p.get("cloud_init") or {}
-    meta = {"instance-id": iid, "local-hostname": ci.get("hostname") or p["name"]}
-    user = "#cloud-config\n" + yaml.safe_dump(cloud_config(p), sort_keys=False)
-    tmp = node.run(["mktemp", "-d"], change=True).stdout.strip()
-    try:
-        node.put(f"{tmp}/user-data", user, mode="0600", secret=bool(p.get("password")))
-        node.put(f"{tmp}/meta-data", yaml.safe_dump(meta), mode="0600")
-        argv = ["cloud-localds"]
-        if ci.get("network_config"):
-            node.put(f"{tmp}/network-config", yaml.safe_dump(ci["network_config"]), mode="0600")
-            argv += ["-N", f"{tmp}/network-config"]
-        part = seed_path + ".part"
-        node.run(argv + [part, f"{tmp}/user-data", f"{tmp}/meta-data"], change=True)
-        node.run(["chmod", "0600", part], change=True)  # it may hold the password
-        node.run(["mv", "-f", part, seed_path], change=True)
-    finally:
-        node.run(["rm", "-rf", "--", tmp], change=True)
+    files = {
+        "user-data": "#cloud-config\n" + yaml.safe_dump(cloud_config(p), sort_keys=False),
+        "meta-data": yaml.safe_dump(
+            {"instance-id": iid, "local-hostname": ci.get("hostname") or p["name"]}
+        ),
+    }
+    if ci.get("network_config"):
+        files["network-config"] = yaml.safe_dump(ci["network_config"])
+    node.run(["sh", "-c", SEED_SCRIPT, "sh", seed_path], stdin=tar(files), change=True)
     return {"instance_id": iid, "seed_generation": generation}
+
+
+def tar(files: dict[str, str]) -> bytes:
+    """An uncompressed tar of text files, each 0600."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as archive:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o600
+            archive.addfile(info, io.BytesIO(data))
+    return out.getvalue()

@@ -4,8 +4,13 @@
 import base64
 import contextlib
 import hashlib
+import io
 import json
-import shlex
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
 from unittest import mock
 
 import libvirt
@@ -142,22 +147,15 @@ def _rm(node, command):
     return "", 0
 
 
-@VM_HOST.program("mktemp")
-def _mktemp(node, command):
-    if command.argv[1] == "-d":
-        node.files["/tmp/fake/"] = "dir"
-        return "/tmp/fake\n", 0
-    path = command.argv[1].replace("XXXXXX", f"{len(node.files):06d}")  # PREFIX.XXXXXX.part
+@VM_HOST.script('rm -f -- "$1".*.part && mktemp ')
+def _fresh_part(node, command):
+    """vm_storage._temp: what a killed run left under the prefix goes, then a new name."""
+    prefix = command.argv[-1]
+    for k in [k for k in node.files if k.startswith(prefix + ".") and k.endswith(".part")]:
+        del node.files[k]
+    path = f"{prefix}.{len(node.files):06d}.part"
     node.files[path] = ""
     return path + "\n", 0
-
-
-@VM_HOST.script("rm -f -- ")
-def _remove_parts(node, command):
-    prefix = shlex.split(command.script)[-1].split("*")[0]
-    for k in [k for k in node.files if k.startswith(prefix) and k.endswith(".part")]:
-        del node.files[k]
-    return "", 0
 
 
 @VM_HOST.program("curl")
@@ -166,11 +164,17 @@ def _download(node, command):
     return "", 0
 
 
-@VM_HOST.program("cloud-localds")
+@VM_HOST.script(vm_storage.SEED_SCRIPT)
 def _seed_iso(node, command):
-    iso, user_data, meta_data = command.argv[-3:]
-    node.files[iso] = "iso:" + node.files[user_data] + "\n---\n" + node.files[meta_data]
+    files = seed_files(command)
+    node.files[command.argv[-1]] = "iso:" + files["user-data"] + "\n---\n" + files["meta-data"]
     return "", 0
+
+
+def seed_files(command) -> dict:
+    """The files vm_storage.write_seed sent, from the tar on the command's stdin."""
+    with tarfile.open(fileobj=io.BytesIO(command.stdin.encode())) as archive:
+        return {m.name: archive.extractfile(m).read().decode() for m in archive.getmembers()}
 
 
 @VM_HOST.program("chmod")
@@ -296,7 +300,8 @@ def test_create_imports_template_once_makes_overlay_seed_and_running_domain(node
 def test_password_never_appears_in_commands(node):
     CloudVMProvider().create(checked())
     assert not [line for line in node.log.lines if PASSWORD in line]
-    user_data = next(s for s in node.log.stdin if s.startswith("#cloud-config"))
+    seed = next(c for c in node.log if c.script == vm_storage.SEED_SCRIPT)
+    user_data = seed_files(seed)["user-data"]
     assert PASSWORD not in user_data, "the seed holds the password's hash only"
     doc = yaml.safe_load(user_data)
     assert crypt_matches(PASSWORD, doc["password"])
@@ -323,7 +328,30 @@ def test_cloud_config_from_structured_inputs_merges_user_data():
     assert doc["runcmd"] == ["echo extra"] and doc["timezone"] == "UTC"
 
 
-@pytest.mark.parametrize("step", [1, 3, 5, 8])
+@pytest.mark.skipif(
+    not (shutil.which("cloud-localds") and shutil.which("isoinfo")),
+    reason="needs cloud-image-utils and genisoimage",
+)
+@pytest.mark.parametrize("network", [True, False])
+def test_the_seed_script_makes_a_cidata_iso_from_the_tar(tmp_path, network):
+    """SEED_SCRIPT as a node runs it: the real tar, cloud-localds and sh."""
+    files = {"user-data": "#cloud-config\nhostname: a\n", "meta-data": "instance-id: a-1\n"}
+    if network:
+        files["network-config"] = "version: 2\nethernets: {eth0: {dhcp4: true}}\n"
+    seed = tmp_path / "a-seed.iso"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    argv = ["sh", "-c", vm_storage.SEED_SCRIPT, "sh", str(seed)]
+    subprocess.run(argv, input=vm_storage.tar(files), check=True, env=env)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-seed.iso"], "temp files removed"
+    assert stat.S_IMODE(seed.stat().st_mode) == 0o600
+    label = subprocess.run(["isoinfo", "-d", "-i", str(seed)], capture_output=True, text=True)
+    assert "Volume id: cidata" in label.stdout
+    for name, text in files.items():
+        read = ["isoinfo", "-R", "-i", str(seed), "-x", f"/{name}"]
+        assert subprocess.run(read, capture_output=True, text=True).stdout == text
+
+
+@pytest.mark.parametrize("step", range(1, 8))  # every change the create makes
 def test_crash_at_step_n_then_rerun_converges(node, step):
     node.log.crash_at = step
     with pytest.raises(Crash):
