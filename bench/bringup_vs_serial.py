@@ -7,8 +7,9 @@ Brings this lab instance (CEPHKVM_LAB) up fresh, measures the `up` as bringup_ph
 takes the lab down (which removes everything the stack made: no `destroy` needed, the
 throwaway state goes with the temp dir), brings it up fresh again, runs the script, takes the
 lab down; N rounds (2: A B A B). Prints a table per round with each phase's length ratio
-(pulumi / serial), up to the mounts, the VM step and in total, then those ratios over all
-rounds; asserts nothing. Needs `make setup` and the guest image.
+(pulumi / serial), up to the mounts, the VM step (split at QEMU's start, from its log on the
+node: the work before the guest runs, then the guest's boot) and in total, then those ratios
+over all rounds; asserts nothing. Needs `make setup` and the guest image.
 """
 
 import os
@@ -17,12 +18,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import lab  # noqa: E402
-from bringup_phases import PHASES, measure  # noqa: E402
+from bringup_phases import PHASES, first_event, measure  # noqa: E402
 from tests.cli import Project  # noqa: E402
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serial_bringup.sh")
@@ -56,6 +58,25 @@ LINE = re.compile(r"^(?P<name>.+?)\s+(?P<begin>[\d.]+) s ->\s+(?P<end>[\d.]+) s"
 TOTAL = re.compile(r"^total serial\s+(?P<total>[\d.]+) s")
 
 
+GUEST = ("node1", "lab-vm1")  # the lab stack's VM, and the script's VM and VM_NODE
+
+
+def guest_started() -> float:
+    """When libvirt last started the guest's QEMU (epoch seconds), from its log on the node."""
+    node, vm = GUEST
+    grep = f"grep ': starting up' /var/log/libvirt/qemu/{vm}.log | tail -n 1"
+    line = lab.run(node, ["sh", "-c", grep], check=True).stdout
+    return datetime.strptime(line.split(": starting up")[0], "%Y-%m-%d %H:%M:%S.%f%z").timestamp()
+
+
+def with_boot(spans: dict, zero: float) -> dict:
+    """spans and "guest boot": from QEMU's start (zero: the epoch of the spans' 0) to the
+    VM step's end."""
+    if "VM" in spans:
+        spans["guest boot"] = (guest_started() - zero, spans["VM"][1])
+    return spans
+
+
 def fresh_lab() -> None:
     lab.up(nodes=3, fresh=True)
 
@@ -64,8 +85,9 @@ def pulumi_run() -> tuple[dict, float]:
     with tempfile.TemporaryDirectory() as tmp:
         project = Project(tmp, "lab")  # after `lab up`: it copies the new inventory
         project.edit_config(_the_scripts_end)
-        spans, total = measure(project, os.path.join(tmp, "events.jsonl"))
-        return grouped(spans), total
+        log = os.path.join(tmp, "events.jsonl")
+        spans, total = measure(project, log)
+        return with_boot(grouped(spans), first_event(log)), total
 
 
 def _the_scripts_end(config: dict) -> None:
@@ -76,7 +98,7 @@ def _the_scripts_end(config: dict) -> None:
 
 
 def serial_run() -> tuple[dict, float]:
-    start = time.monotonic()
+    start, zero = time.monotonic(), time.time()
     proc = subprocess.run(
         ["bash", SCRIPT], capture_output=True, text=True, timeout=1800, env=dict(os.environ)
     )
@@ -92,7 +114,7 @@ def serial_run() -> tuple[dict, float]:
             total = float(m["total"])
         elif m := LINE.match(line):
             spans[m["name"]] = (float(m["begin"]), float(m["end"]))
-    return spans, total
+    return with_boot(spans, zero), total
 
 
 def cell(span) -> str:
@@ -109,6 +131,16 @@ def to_mounts(spans: dict) -> float:
 
 def vm_step(spans: dict) -> float:
     begin, end = spans.get("VM", (0.0, 0.0))
+    return end - begin
+
+
+def pre_boot(spans: dict) -> float:
+    """The VM step until QEMU started: template, overlay, seed and domain."""
+    return spans["guest boot"][0] - spans["VM"][0] if "guest boot" in spans else 0.0
+
+
+def guest_boot(spans: dict) -> float:
+    begin, end = spans.get("guest boot", (0.0, 0.0))
     return end - begin
 
 
@@ -131,6 +163,8 @@ def table(pulumi: tuple, serial: tuple) -> str:
     for name, a, b in (
         ("to mounts", to_mounts(p_spans), to_mounts(s_spans)),
         ("VM step", vm_step(p_spans), vm_step(s_spans)),
+        (" before QEMU", pre_boot(p_spans), pre_boot(s_spans)),
+        (" guest boot", guest_boot(p_spans), guest_boot(s_spans)),
         ("total", p_total, s_total),
     ):
         rows.append(f"{name:15s} | {a:5.1f} s{'':25s} | {b:5.1f} s{'':24s} | {ratio(a, b)}")
@@ -140,7 +174,13 @@ def table(pulumi: tuple, serial: tuple) -> str:
 def summary(rounds: list) -> str:
     """The ratios of every round, then over all rounds (sums: a slow round weighs more)."""
     lines = []
-    for what, get in (("to mounts", to_mounts), ("VM step", vm_step)):
+    steps = (
+        ("to mounts", to_mounts),
+        ("VM step", vm_step),
+        ("VM before QEMU", pre_boot),
+        ("guest boot", guest_boot),
+    )
+    for what, get in steps:
         each = [ratio(get(p[0]), get(s[0])) for p, s in rounds]
         p_sum = sum(get(p[0]) for p, _ in rounds)
         s_sum = sum(get(s[0]) for _, s in rounds)

@@ -113,11 +113,15 @@ def test_the_serial_script_reads_what_the_lab_inventory_holds():
 def test_serial_comparison_prints_ratios_per_phase_to_the_mounts_and_in_total():
     from bringup_vs_serial import summary, table
 
-    p = ({"mounts": (40.0, 45.0), "VM": (45.0, 95.0), "OSDs": (20.0, 30.0)}, 100.0)
-    s = ({"mounts": (80.0, 90.0), "VM": (90.0, 140.0), "OSDs": (20.0, 40.0)}, 150.0)
+    p = ({"mounts": (40, 45), "VM": (45, 95), "guest boot": (48, 95), "OSDs": (20, 30)}, 100.0)
+    s = ({"mounts": (80, 90), "VM": (90, 140), "guest boot": (94, 140), "OSDs": (20, 40)}, 150.0)
     out = table(p, s)
     assert "to mounts" in out and "0.50x" in out and "0.67x" in out, out
     assert [ln for ln in out.splitlines() if ln.startswith("OSDs")][0].endswith("0.50x"), out
     said = summary([(p, s), (p, s)])
     assert said.splitlines()[0] == "to mounts: 0.50x (rounds: 0.50x, 0.50x)", said
     assert said.splitlines()[1].startswith("VM step: 1.00x"), said
+    # the VM step split at QEMU's start: 3 s of work against 4 s, then the guest's boot
+    assert [ln for ln in out.splitlines() if ln.startswith(" before QEMU")][0].endswith("0.75x")
+    assert said.splitlines()[2] == "VM before QEMU: 0.75x (rounds: 0.75x, 0.75x)", said
+    assert said.splitlines()[3].startswith("guest boot: 1.02x"), said
