@@ -9,6 +9,7 @@ bench/serial_bringup.sh."""
 import contextlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,32 +42,46 @@ PHASES = {
 
 
 def phases(event_log: str) -> dict:
-    """phase -> (first start, last end) in seconds since the log's first event."""
+    """phase -> (first start, last end) in seconds since the `up` began."""
     spans: dict = defaultdict(lambda: [float("inf"), 0.0])
-    first = None
-    with open(event_log) as f:
-        for line in f:
-            if not line.startswith("{"):
-                continue
-            event = json.loads(line)
-            stamp = event.get("timestamp")
-            first = stamp if first is None else first
-            for key, index in (("resourcePreEvent", 0), ("resOutputsEvent", 1)):
-                if key in event:
-                    kind = event[key]["metadata"]["type"].rsplit(":", 1)[-1]
-                    if kind in PHASES:
-                        span = spans[PHASES[kind]]
-                        span[index] = (min if index == 0 else max)(span[index], stamp - first)
+    for event in events(event_log):
+        for key, index in (("resourcePreEvent", 0), ("resOutputsEvent", 1)):
+            if key in event:
+                kind = event[key]["metadata"]["type"].rsplit(":", 1)[-1]
+                if kind in PHASES:
+                    span = spans[PHASES[kind]]
+                    span[index] = (min if index == 0 else max)(span[index], event["received"])
     return dict(spans)
+
+
+def events(event_log: str) -> list[dict]:
+    with open(event_log) as f:
+        return [json.loads(line) for line in f if line.startswith("{")]
 
 
 def measure(project: Project, log: str) -> tuple[dict, float]:
     """`up` of project's stack from empty nodes: (phase -> (start, end), total seconds).
-    `up --json` streams the engine's events, one JSON object per line, into log."""
-    start = time.monotonic()
-    with open(log, "w") as f:
-        f.write(project.run("up", "--yes", "--skip-preview", "--json").stdout)
-    return phases(log), time.monotonic() - start
+    `up --json` streams the engine's events, one JSON object per line, into log, each
+    stamped as it arrives (`received`: seconds since the `up` began; the engine's own
+    `timestamp` has whole seconds). The log's first line holds the `up`'s start (`began`,
+    epoch seconds)."""
+    with open(log, "w") as f, tempfile.TemporaryFile("w+") as err:
+        began, start = time.time(), time.monotonic()
+        f.write(json.dumps({"began": began}) + "\n")
+        argv = project.command("up", "--yes", "--skip-preview", "--json")
+        with subprocess.Popen(
+            argv, cwd=project.dir, env=project.env, stdout=subprocess.PIPE, stderr=err, text=True
+        ) as proc:
+            for line in proc.stdout:
+                if line.startswith("{"):
+                    event = {**json.loads(line), "received": time.monotonic() - start}
+                    line = json.dumps(event) + "\n"
+                f.write(line)
+        total = time.monotonic() - start
+        if proc.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"up exited {proc.returncode}:\n{err.read()[-4000:]}")
+    return phases(log), total
 
 
 def ordered(spans: dict) -> list:
@@ -74,14 +89,14 @@ def ordered(spans: dict) -> list:
     return sorted(spans.items(), key=lambda kv: kv[1][0])
 
 
-def first_event(event_log: str) -> float:
-    with open(event_log) as f:
-        return next(json.loads(line)["timestamp"] for line in f if line.startswith("{"))
+def began(event_log: str) -> float:
+    """The epoch of the spans' 0: when the `up` began."""
+    return events(event_log)[0]["began"]
 
 
 def print_cpu(sampler: Sampler, spans: dict, log: str) -> None:
     """cpu-seconds per kind of process in each phase (the lab's 2 cores: 2 per second)."""
-    shift = first_event(log) - sampler.started
+    shift = began(log) - sampler.started
     for name, (begin, end) in ordered(spans):
         used = sampler.by_window(begin + shift, end + shift)
         top = ", ".join(f"{k} {v:.1f}" for k, v in used.most_common(5) if v >= 0.05)

@@ -24,7 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import lab  # noqa: E402
-from bringup_phases import PHASES, first_event, measure  # noqa: E402
+from bringup_phases import PHASES, began, measure  # noqa: E402
 from tests.cli import Project  # noqa: E402
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "serial_bringup.sh")
@@ -87,7 +87,7 @@ def pulumi_run() -> tuple[dict, float]:
         project.edit_config(_the_scripts_end)
         log = os.path.join(tmp, "events.jsonl")
         spans, total = measure(project, log)
-        return with_boot(grouped(spans), first_event(log)), total
+        return with_boot(grouped(spans), began(log)), total
 
 
 def _the_scripts_end(config: dict) -> None:

@@ -91,15 +91,19 @@ class Project:
         with open(path, "w") as f:
             f.write(text.replace("virtualenv: .venv", f"virtualenv: {venv}"))
 
-    def run(self, *args, check=True, netns_isolated=False, timeout=900, env=None):
+    def command(self, *args, netns_isolated=False) -> list[str]:
+        """The `pulumi` argv run() runs, for the stack (in self.dir, with self.env)."""
         argv = ["pulumi", *args, "--non-interactive"]
         if args[0] not in ("stack",):
             argv += ["--stack", self.stack]
         if netns_isolated:
             # A fresh network namespace with only loopback: nothing outside is reachable.
             argv = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *argv]
+        return argv
+
+    def run(self, *args, check=True, netns_isolated=False, timeout=900, env=None):
         proc = subprocess.run(
-            argv,
+            self.command(*args, netns_isolated=netns_isolated),
             cwd=self.dir,
             env={**self.env, **(env or {})},
             capture_output=True,

@@ -3,9 +3,11 @@ the offline ones run on a tiny size, and every resource kind the providers defin
 bring-up phase or said to be in none."""
 
 import importlib
+import json
 import os
 import re
 import sys
+import time
 
 import pytest
 
@@ -43,6 +45,32 @@ def test_every_resource_kind_is_in_a_phase():
             kinds |= set(re.findall(r'module="cephkvm", name="(\w+)"', text))
     assert kinds, "no resource kinds found"
     assert kinds - NOT_A_PHASE <= set(PHASES), sorted(kinds - NOT_A_PHASE - set(PHASES))
+
+
+def test_phases_are_stamped_as_the_engine_streams_its_events(tmp_path):
+    """The engine's own timestamps have whole seconds; measure() stamps each event as it
+    arrives, so a phase that ends 0.3 s after it began is 0.3 s long, not 0 or 1."""
+    from bringup_phases import began, measure
+
+    def event(key, kind):
+        return json.dumps({key: {"metadata": {"type": f"cephkvm:index:{kind}"}}, "timestamp": 7})
+
+    script = f"echo '{event('resourcePreEvent', 'CephPool')}'; sleep 0.3; " + (
+        f"echo '{event('resOutputsEvent', 'CephPool')}'"
+    )
+
+    class Engine:  # the `pulumi up --json` stand-in: its events, 0.3 s apart
+        dir, env = str(tmp_path), dict(os.environ)
+
+        def command(self, *_args):
+            return ["sh", "-c", script]
+
+    log = str(tmp_path / "events.jsonl")
+    before = time.time()
+    spans, total = measure(Engine(), log)
+    begin, end = spans["pools"]
+    assert end - begin >= 0.3 and total >= end, spans
+    assert before <= began(log) <= time.time()
 
 
 def test_serial_comparison_folds_the_daemon_phases():
