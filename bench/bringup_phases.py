@@ -42,9 +42,12 @@ PHASES = {
 
 
 def phases(event_log: str) -> dict:
-    """phase -> (first start, last end) in seconds since the `up` began."""
+    """phase -> (first start, last end) in seconds since the `up` began; "start": until
+    the engine began its first resource (the CLI, the program and its config)."""
     spans: dict = defaultdict(lambda: [float("inf"), 0.0])
     for event in events(event_log):
+        if "resourcePreEvent" in event and "start" not in spans:
+            spans["start"] = [0.0, event["received"]]
         for key, index in (("resourcePreEvent", 0), ("resOutputsEvent", 1)):
             if key in event:
                 kind = event[key]["metadata"]["type"].rsplit(":", 1)[-1]

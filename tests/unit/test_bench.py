@@ -70,6 +70,7 @@ def test_phases_are_stamped_as_the_engine_streams_its_events(tmp_path):
     spans, total = measure(Engine(), log)
     begin, end = spans["pools"]
     assert end - begin >= 0.3 and total >= end, spans
+    assert spans["start"] == [0.0, begin], "the engine began its first resource"
     assert before <= began(log) <= time.time()
 
 
