@@ -11,7 +11,7 @@ from providers import base, guest_agent
 from providers import libvirt_domain as dx
 
 POLL = 2  # seconds between looks at a booting guest (the readiness probe runs in the guest)
-ADDRESS_POLL = 1  # an address is one libvirt call away, no work in the guest
+ADDRESS_POLL = 0.5  # an address is a libvirt call away (a few ms), no work in the guest
 
 
 def wait(dom, p: dict, iid: str) -> dict:
