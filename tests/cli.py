@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import threading
 
 import yaml
 
@@ -14,6 +16,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PASSPHRASE = "cephkvm-lab"  # the salt in stacks/Pulumi.lab.yaml is for this one
 PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "requirements.txt")
 PROJECT_DIRS = ("providers", "components", "stacks")
+
+
+def _interruptible() -> None:
+    """A run started as a background job inherits SIGINT ignored, and so would every
+    `pulumi` it starts: the CLI stops its plugins with SIGINT and waits 5 s for one that
+    ignores it (the language host it asks for metadata, at every preview, up and destroy).
+    A handler here is reset to the default in each child."""
+    ignored = signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    if ignored and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+_interruptible()
 
 
 class Project:
