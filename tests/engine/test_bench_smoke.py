@@ -36,3 +36,12 @@ def test_the_engine_floor_the_lab_preview_is_compared_with_previews(tmp_path):
     assert len(floors) == len(again) == 1 and floors[0] > 0
     steps = floor.preview_json()["steps"]
     assert {s["urn"].split("::")[2] for s in steps} == {"pulumi:pulumi:Stack"}, steps
+
+
+def test_the_dynamic_provider_floor_bench_settles_its_no_op_resources(tmp_path):
+    """preview_floor's no-op stacks: settled, so their previews are unchanged ones."""
+    import preview_floor
+
+    project = preview_floor.program(str(tmp_path), 2)
+    out = project.run("preview").stdout
+    assert "3 unchanged" in out and "create" not in out, out  # the stack and two things
