@@ -26,9 +26,10 @@ def registered(node, cluster: str) -> list[str]:
 
 
 def hand_over(node, props: dict, stop, alone: str | None = "restarts") -> None:
-    """The active mgr fails over to a standby at once (not after its beacon grace), then
-    stops (it restarted as a standby). `alone`: what the warning says it does when there
-    is no standby (None: nothing to warn about, as when the cluster's last mgr goes)."""
+    """The active mgr stops, then is marked failed, so a standby takes over at once (not
+    after the beacon grace). Failed while it ran, it respawned as a standby, which the mons
+    could make active again (as ceph_mds measured). `alone`: what the warning says it does
+    when there is no standby (None: nothing to warn about, as when the last mgr goes)."""
     c, name = props["cluster_name"], props["node"]
     mgr = ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump"))
     if mgr["active"] != name:
@@ -37,18 +38,26 @@ def hand_over(node, props: dict, stop, alone: str | None = "restarts") -> None:
         if alone:
             pulumi.log.warn(f"mgr.{name} {alone} with no standby: PG statistics pause meanwhile")
         return stop()
+    stop()
     ceph(node, c, "mgr", "fail", name, change=True)
+    seen = {}
 
     def taken_over():
-        mgr = ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump"))
+        seen.update(ceph_facts.mgr_state(ceph_json(node, c, "mgr", "dump")))
         # The standbys may go meanwhile (a destroy removes every mgr at once): then there
         # is no one to wait for.
-        return mgr["available"] and mgr["active"] != name or not _other_mgrs(node, c, name)
+        return seen["available"] and seen["active"] != name or not _other_mgrs(node, c, name)
 
     base.wait_until(
-        taken_over, timeout=props["timeout"], what=f"a standby mgr to take over from mgr.{name}"
+        taken_over,
+        timeout=props["timeout"],
+        what=f"a standby mgr to take over from mgr.{name}",
+        report=lambda: (
+            f"Last seen: active {seen.get('active') or 'none'} "
+            f"({'available' if seen.get('available') else 'not available'}), "
+            f"standbys {', '.join(seen.get('standbys') or []) or 'none'}."
+        ),
     )
-    stop()
 
 
 def last_after_the_osds(node, props: dict) -> None:

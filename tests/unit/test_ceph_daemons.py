@@ -194,6 +194,22 @@ def test_the_active_mgr_goes_when_its_standbys_are_removed_during_its_hand_over(
     assert world.running("mgr") == [] and "mgr.node1" not in world.auth
 
 
+def test_a_mgr_handing_over_is_stopped_before_it_is_failed(world):
+    """Failed while it runs, a mgr respawns as a standby, and the mons may make it active
+    again (the lab: a destroy waited 120 s for a takeover that never came). Here the mons
+    pick it again whenever it still runs when it is failed; stopped first, it cannot be."""
+    for name in NAMES:
+        CephMgrProvider().create(daemon_props(world, world.fsid, name))
+
+    def picked_again():
+        if "node1" in world.running("mgr"):
+            world.failed = []
+
+    world.on_fail = picked_again
+    CephMgrProvider().delete("node1", daemon_props(world, world.fsid, "node1", timeout=1))
+    assert world.preferred("mgr")[0] == "node2" and "mgr.node1" not in world.auth
+
+
 @pytest.mark.parametrize("kind, provider", KINDS)
 def test_systemd_nodes_use_the_ceph_unit(world, kind, provider):
     world.nodes["node3"].systemd = True
